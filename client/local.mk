@@ -1,0 +1,18 @@
+lib_LTLIBRARIES += client/libzoned-client.la
+zonedincludedir = $(includedir)/zoned
+zonedinclude_HEADERS = include/zoned/client.h
+client_libzoned_client_la_SOURCES = client/client.c client/lease.c client/client-private.h
+# Only symbols marked ZC_EXPORT leave the library; the version script pins them.
+client_libzoned_client_la_CFLAGS = $(AM_CFLAGS) $(JSONC_CFLAGS) -fvisibility=hidden -pthread
+client_libzoned_client_la_LIBADD = proto/libzoned-proto.la $(JSONC_LIBS)
+client_libzoned_client_la_LDFLAGS = $(AM_LDFLAGS) -version-info $(LIBZONED_CLIENT_LT_VERSION) \
+	-Wl,--version-script=$(top_srcdir)/client/libzoned-client.sym -pthread
+EXTRA_client_libzoned_client_la_DEPENDENCIES = client/libzoned-client.sym
+EXTRA_DIST += client/libzoned-client.sym client/zoned-client.pc.in
+pkgconfigdir = $(libdir)/pkgconfig
+pkgconfig_DATA = client/zoned-client.pc
+
+bin_PROGRAMS += client/zonectl
+client_zonectl_SOURCES = client/zonectl.c
+client_zonectl_CFLAGS = $(AM_CFLAGS) -pthread
+client_zonectl_LDADD = client/libzoned-client.la

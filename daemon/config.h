@@ -1,0 +1,42 @@
+/* zonedd configuration: defaults, the JSON config file, command-line
+ * overrides. Owned by main and the reload handler; plain data. */
+#ifndef ZONED_CONFIG_H
+#define ZONED_CONFIG_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define ZD_ID_MAX 64
+
+struct zd_device_conf {
+	char id[ZD_ID_MAX];     /* unique; default: basename of the path */
+	char path[PATH_MAX];    /* block device, or emulated backing file */
+	bool emulated;
+	char spec[512];         /* emulated parameters, zd_emul_parse_spec() syntax */
+};
+
+struct zd_config {
+	char socket_path[108];
+	char state_dir[PATH_MAX];
+	struct zd_device_conf *devices;
+	size_t nr_devices;
+	char client_group[64];  /* "" = anyone who can reach the socket may lease */
+	char admin_group[64];   /* "" = only root and the daemon's uid are admins */
+	uint32_t max_leases_per_conn;
+	uint32_t max_conns_per_uid;
+	uint32_t max_wait_ms;   /* upper bound on a lease.acquire wait_ms */
+	uint32_t grace_ms;      /* reserved for lease reclaim after restart */
+	int log_level;          /* syslog priority */
+};
+
+void zd_config_defaults(struct zd_config *cfg);
+void zd_config_free(struct zd_config *cfg);
+/* Adds a device; returns 0 or a negative errno (-EEXIST for a duplicate id). */
+int zd_config_add_device(struct zd_config *cfg, const struct zd_device_conf *dev);
+/* Loads a config file over cfg. On error returns a negative errno and puts
+ * "FILE:LINE: key: reason" (or as much as is known) into err. */
+int zd_config_load(struct zd_config *cfg, const char *path, char *err, size_t err_len);
+
+#endif

@@ -1,0 +1,22 @@
+# The daemon is a convenience library plus a tiny main, so tests link its internals.
+noinst_LTLIBRARIES += daemon/libzoned-daemon.la
+daemon_libzoned_daemon_la_SOURCES = \
+	daemon/zdev.h \
+	daemon/size.c \
+	daemon/emul.c \
+	daemon/kernel.c \
+	daemon/daemon.h \
+	daemon/log.c \
+	daemon/log.h \
+	daemon/device.c \
+	daemon/server.c \
+	daemon/methods.c \
+	daemon/config.c \
+	daemon/config.h
+daemon_libzoned_daemon_la_CFLAGS = $(AM_CFLAGS) $(JSONC_CFLAGS) $(UV_CFLAGS) $(SYSTEMD_CFLAGS)
+daemon_libzoned_daemon_la_LIBADD = proto/libzoned-proto.la $(JSONC_LIBS) $(UV_LIBS) $(SYSTEMD_LIBS)
+
+sbin_PROGRAMS += daemon/zonedd
+daemon_zonedd_SOURCES = daemon/main.c
+daemon_zonedd_CFLAGS = $(AM_CFLAGS) $(JSONC_CFLAGS) $(UV_CFLAGS) $(SYSTEMD_CFLAGS)
+daemon_zonedd_LDADD = daemon/libzoned-daemon.la

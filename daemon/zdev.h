@@ -1,0 +1,127 @@
+/* The device layer: one interface, two backends (emulated file, kernel zoned
+ * block device). Every offset and size above this layer is in bytes; zones are
+ * addressed by index. Sectors exist only inside the kernel backend. */
+#ifndef ZONED_ZDEV_H
+#define ZONED_ZDEV_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proto/proto.h" /* enum zp_cond, enum zp_type */
+
+struct zd_zone {
+	uint64_t start;    /* bytes from the start of the device */
+	uint64_t len;      /* zone size, bytes */
+	uint64_t capacity; /* usable bytes from start; <= len */
+	uint64_t wp;       /* absolute write pointer, bytes */
+	uint8_t type;      /* enum zp_type */
+	uint8_t cond;      /* enum zp_cond */
+};
+
+struct zd_dev_info {
+	char backend[16];   /* "emulated" | "kernel" */
+	char model[16];     /* "host-managed" | "host-aware" */
+	char vendor[64];    /* sysfs device/vendor, or "zoned" for the emulator */
+	char product[64];   /* sysfs device/model, or "emulated" */
+	char scheduler[32]; /* active I/O scheduler, "none" for the emulator */
+	uint64_t size;        /* bytes */
+	uint64_t zone_size;   /* bytes */
+	uint64_t zone_capacity; /* bytes, of the first sequential zone */
+	uint32_t nr_zones;
+	uint32_t nr_conventional;
+	uint32_t max_open;    /* 0 = no limit */
+	uint32_t max_active;  /* 0 = no limit */
+	uint32_t logical_block_size;
+	uint32_t physical_block_size;
+};
+
+enum zd_zone_op {
+	ZD_OP_OPEN,
+	ZD_OP_CLOSE,
+	ZD_OP_FINISH,
+	ZD_OP_RESET,
+};
+
+/* Parameters of an emulated device; see zd_emul_parse_spec(). */
+struct zd_emul_params {
+	uint64_t size;
+	uint64_t zone_size;
+	uint64_t zone_capacity;
+	uint32_t nr_conventional;
+	uint32_t max_open;
+	uint32_t max_active;
+	uint32_t logical_block_size;
+};
+
+struct zd_dev;
+
+/* Every operation may block (file or ioctl I/O): the daemon calls them only
+ * from libuv's thread pool, and never two at once on one device (the daemon
+ * serialises work per device), so a backend needs no locking of its own.
+ * All return 0 or a negative errno. Error mapping a backend must follow:
+ *   -EINVAL   bad arguments (zone index out of range is -ERANGE)
+ *   -ERANGE   no such zone
+ *   -EPERM    operation not valid for the zone type (e.g. reset of a
+ *             conventional zone) or condition (read-only, offline)
+ *   -EBUSY    explicit open beyond max_open, or a transition that would
+ *             exceed max_active
+ *   -EIO      device I/O failure */
+struct zd_backend_ops {
+	const char *name;
+	void (*close)(struct zd_dev *dev);
+	int (*info)(struct zd_dev *dev, struct zd_dev_info *info);
+	/* Fills up to *nr zones starting at index `from` and sets *nr to the
+	 * number filled (fewer at the end of the device). */
+	int (*report)(struct zd_dev *dev, uint32_t from, struct zd_zone *zones, uint32_t *nr);
+	/* Applies op to zones [zone, zone + count). On failure part of the
+	 * range may have been done, as with the kernel ioctls. */
+	int (*zone_op)(struct zd_dev *dev, enum zd_zone_op op, uint32_t zone, uint32_t count);
+	/* Writes at byte offset `off` through the backend, obeying every zone
+	 * rule (used by tests and the daemon's own writes, not the data path). */
+	int (*pwrite)(struct zd_dev *dev, const void *buf, uint64_t len, uint64_t off);
+	int (*pread)(struct zd_dev *dev, void *buf, uint64_t len, uint64_t off);
+	/* Opens a new descriptor on the device data (backing file or block
+	 * device), O_CLOEXEC always; flags add O_RDWR/O_RDONLY/O_DIRECT.
+	 * Returns the fd or a negative errno. */
+	int (*open_fd)(struct zd_dev *dev, int flags);
+	/* Brings the state of one sequential zone up to date after a client
+	 * wrote to it directly through an fd. The kernel backend reads it from
+	 * the device and ignores hint_wp. The emulated backend takes hint_wp
+	 * when it is != UINT64_MAX (it must be block-aligned, not behind the
+	 * current wp and not past capacity, else -EINVAL); with no hint it
+	 * infers the wp from the data present in the backing file. The implied
+	 * condition change (implicit open, full) applies as for a write. */
+	int (*refresh_zone)(struct zd_dev *dev, uint32_t zone, uint64_t hint_wp,
+			    struct zd_zone *out);
+};
+
+struct zd_dev {
+	const struct zd_backend_ops *ops;
+};
+
+/* Emulated backend. `path` names the backing file; metadata lives beside it
+ * (path + ".meta"). With create, a missing device is created with params; an
+ * existing one is opened and its stored geometry wins (params are then only
+ * checked for consistency where non-zero). */
+int zd_emul_open(const char *path, const struct zd_emul_params *params, bool create,
+		 struct zd_dev **out);
+/* Parses "size=4G,zone-size=32M,zone-capacity=24M,conv=2,max-open=14,
+ * max-active=14,lbs=4096" (each key optional) over the defaults in *params. */
+int zd_emul_parse_spec(const char *spec, struct zd_emul_params *params);
+void zd_emul_default_params(struct zd_emul_params *params);
+
+/* Kernel backend: validates and claims (O_EXCL) a zoned block device.
+ * On failure *why (if non-NULL) receives a one-line reason. */
+int zd_kernel_open(const char *path, struct zd_dev **out, char *why, size_t why_len);
+
+static inline void zd_dev_close(struct zd_dev *dev)
+{
+	if (dev)
+		dev->ops->close(dev);
+}
+
+/* Parses a size with an optional K/M/G/T suffix (powers of 1024). */
+int zd_parse_size(const char *s, uint64_t *out);
+
+#endif

@@ -1,0 +1,203 @@
+/* libzoned-client: the C client of zonedd, the zoned block device sharing
+ * daemon. Every function returns 0 (or a count) on success and a negative
+ * errno on failure; zc_strerror() turns it into text. The library never logs,
+ * never exits and never raises signals (it sends with MSG_NOSIGNAL).
+ *
+ * Thread safety: one zc_client may be used from several threads at once;
+ * calls are serialised on the connection. A zc_zone_iter and a zc_lease are
+ * meant for one thread at a time. */
+#ifndef ZONED_CLIENT_H
+#define ZONED_CLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/uio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define ZC_EXPORT __attribute__((visibility("default")))
+#else
+#define ZC_EXPORT
+#endif
+
+typedef struct zc_client zc_client;
+typedef struct zc_zone_iter zc_zone_iter;
+typedef struct zc_lease zc_lease;
+
+/* Every error the daemon returns maps onto an errno:
+ *   -32000 EIO, -32001 EACCES, -32002 ENODEV, -32003 ERANGE, -32004 EBUSY,
+ *   -32005 ENOSPC, -32006 EUSERS, -32007 ESTALE, -32008 ETIMEDOUT,
+ *   -32009 EPERM, -32010 EMSGSIZE, -32600/-32700 EPROTO,
+ *   -32601 EOPNOTSUPP, -32602 EINVAL, -32603 EREMOTEIO.
+ * zc_last_error() gives the daemon's message for the last failed call. */
+ZC_EXPORT const char *zc_strerror(int err);
+
+/* Connects to the daemon: path, else $ZONED_SOCKET, else /run/zoned/zonedd.sock. */
+ZC_EXPORT int zc_connect(const char *path, zc_client **out);
+ZC_EXPORT void zc_close(zc_client *c);
+/* The daemon's message for the last failed call on this client in the
+ * calling thread's view (a copy-free pointer valid until the next call). */
+ZC_EXPORT const char *zc_last_error(zc_client *c);
+
+struct zc_hello {
+	uint32_t protocol;
+	char version[32];
+	int32_t pid;
+	uint32_t uid;
+	bool admin;
+};
+ZC_EXPORT int zc_hello(zc_client *c, struct zc_hello *out);
+
+enum zc_cond {
+	ZC_COND_NOT_WP,
+	ZC_COND_EMPTY,
+	ZC_COND_IMP_OPEN,
+	ZC_COND_EXP_OPEN,
+	ZC_COND_CLOSED,
+	ZC_COND_FULL,
+	ZC_COND_READONLY,
+	ZC_COND_OFFLINE,
+	ZC_COND_COUNT
+};
+enum zc_type {
+	ZC_TYPE_CONV,
+	ZC_TYPE_SWR,
+	ZC_TYPE_SWP,
+	ZC_TYPE_COUNT
+};
+ZC_EXPORT const char *zc_cond_name(enum zc_cond cond);
+ZC_EXPORT const char *zc_type_name(enum zc_type type);
+/* Returns the enum value or -EINVAL. */
+ZC_EXPORT int zc_cond_from_name(const char *name);
+ZC_EXPORT int zc_type_from_name(const char *name);
+
+struct zc_device {
+	char id[64];
+	char path[256];
+	char backend[16];  /* "emulated" | "kernel" */
+	char model[16];    /* "host-managed" | "host-aware" */
+	uint32_t nr_zones;
+	uint64_t zone_size;     /* bytes */
+	uint64_t capacity;      /* bytes, whole device */
+	uint32_t free_zones;
+	uint32_t leased_zones;
+	/* Filled by zc_device_info only: */
+	char vendor[64];
+	char product[64];
+	char scheduler[32];
+	uint64_t zone_capacity; /* bytes */
+	uint32_t logical_block_size;
+	uint32_t physical_block_size;
+	uint32_t max_open;      /* 0 = no limit */
+	uint32_t max_active;    /* 0 = no limit */
+	uint32_t nr_conventional;
+	uint32_t cond_count[ZC_COND_COUNT];
+};
+
+/* Fills up to max entries; returns the number of devices the daemon has
+ * (which may exceed max) or a negative errno. */
+ZC_EXPORT int zc_device_list(zc_client *c, struct zc_device *devs, size_t max);
+ZC_EXPORT int zc_device_info(zc_client *c, const char *device, struct zc_device *out);
+
+struct zc_zone {
+	uint32_t index;
+	uint64_t start;    /* bytes */
+	uint64_t len;      /* bytes */
+	uint64_t capacity; /* bytes */
+	uint64_t wp;       /* absolute, bytes */
+	enum zc_type type;
+	enum zc_cond cond;
+};
+
+struct zc_report_opts {
+	uint32_t from;      /* first zone index */
+	uint32_t count;     /* 0 = to the end */
+	uint32_t cond_mask; /* bit (1 << enum zc_cond); 0 = any */
+	uint32_t type_mask; /* bit (1 << enum zc_type); 0 = any */
+};
+/* Lazily pages through zone.report. opts may be NULL. */
+ZC_EXPORT int zc_zone_iter_new(zc_client *c, const char *device,
+			       const struct zc_report_opts *opts, zc_zone_iter **out);
+/* Returns 1 with *zone filled, 0 at the end, or a negative errno. */
+ZC_EXPORT int zc_zone_iter_next(zc_zone_iter *it, struct zc_zone *zone);
+ZC_EXPORT void zc_zone_iter_free(zc_zone_iter *it);
+
+enum zc_zone_op {
+	ZC_ZONE_OPEN,
+	ZC_ZONE_CLOSE,
+	ZC_ZONE_FINISH,
+	ZC_ZONE_RESET,
+};
+/* Admin only. With force, revokes leases on the zones. `zones` (may be NULL)
+ * receives up to max zones after the operation. Returns the number of zones
+ * reported or a negative errno. */
+ZC_EXPORT int zc_zone_op(zc_client *c, const char *device, enum zc_zone_op op,
+			 uint32_t zone, uint32_t count, bool force,
+			 struct zc_zone *zones, size_t max);
+
+/* Leases. */
+enum zc_prefer {
+	ZC_PREFER_ANY = 0,
+	ZC_PREFER_EMPTY,
+	ZC_PREFER_PARTIAL,
+};
+struct zc_lease_opts {
+	const char *device;   /* NULL = any device */
+	int64_t zone;         /* -1 = the allocator picks */
+	uint64_t min_free;    /* bytes of free capacity wanted; 0 = any */
+	enum zc_prefer prefer;
+	uint32_t wait_ms;     /* 0 = fail at once when nothing is free */
+	bool buffered;        /* true: the fd is opened without O_DIRECT */
+	const char *label;    /* free text shown in lease lists; may be NULL */
+};
+ZC_EXPORT void zc_lease_opts_init(struct zc_lease_opts *opts);
+ZC_EXPORT int zc_lease_acquire(zc_client *c, const struct zc_lease_opts *opts, zc_lease **out);
+
+ZC_EXPORT uint64_t zc_lease_id(const zc_lease *l);
+ZC_EXPORT uint64_t zc_lease_token(const zc_lease *l);
+ZC_EXPORT const char *zc_lease_device(const zc_lease *l);
+/* The passed descriptor, borrowed: it stays owned by the lease. */
+ZC_EXPORT int zc_lease_fd(const zc_lease *l);
+ZC_EXPORT uint32_t zc_lease_zone(const zc_lease *l);
+ZC_EXPORT uint64_t zc_lease_start(const zc_lease *l);
+ZC_EXPORT uint64_t zc_lease_len(const zc_lease *l);
+ZC_EXPORT uint64_t zc_lease_capacity(const zc_lease *l);
+/* The locally tracked absolute write pointer. */
+ZC_EXPORT uint64_t zc_lease_wp(const zc_lease *l);
+ZC_EXPORT uint32_t zc_lease_block_size(const zc_lease *l);
+
+/* Writes at the write pointer and advances it. len must be a whole number
+ * of blocks; with O_DIRECT the buffer must be block-aligned. Returns 0 or a
+ * negative errno (-ENOSPC past capacity, -EINVAL misaligned, -ESTALE released). */
+ZC_EXPORT int zc_lease_append(zc_lease *l, const void *buf, size_t len);
+ZC_EXPORT int zc_lease_appendv(zc_lease *l, const struct iovec *iov, int iovcnt);
+/* Reads at offset (bytes, relative to the zone start). Returns bytes read. */
+ZC_EXPORT ssize_t zc_lease_pread(zc_lease *l, void *buf, size_t len, uint64_t offset);
+ZC_EXPORT ssize_t zc_lease_preadv(zc_lease *l, const struct iovec *iov, int iovcnt, uint64_t offset);
+/* Tells the daemon the local write pointer and takes back its view. */
+ZC_EXPORT int zc_lease_sync(zc_lease *l);
+ZC_EXPORT int zc_lease_reset(zc_lease *l);
+ZC_EXPORT int zc_lease_finish(zc_lease *l);
+enum zc_release_then {
+	ZC_RELEASE_KEEP,
+	ZC_RELEASE_FINISH,
+	ZC_RELEASE_RESET,
+};
+/* Releases the lease and frees it (also on error). l may be NULL. */
+ZC_EXPORT int zc_lease_release(zc_lease *l, enum zc_release_then then);
+/* A buffered append stream over the lease (mode "w"): pads the last block
+ * with zeros on fclose and syncs. The lease must outlive the FILE. */
+ZC_EXPORT FILE *zc_lease_fopen(zc_lease *l, const char *mode);
+
+/* Read-only fd of a device, for readers that need no lease. Caller owns it. */
+ZC_EXPORT int zc_device_open(zc_client *c, const char *device);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

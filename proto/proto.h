@@ -1,0 +1,132 @@
+/* The wire contract shared by zonedd and libzoned-client: protocol version,
+ * message limits, error codes and the packet transport. Nothing else knows the wire. */
+#ifndef ZONED_PROTO_H
+#define ZONED_PROTO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <json-c/json.h>
+
+/* Bump when a change is incompatible; see proto/PROTOCOL.md. */
+#define ZP_PROTOCOL_VERSION 1
+
+/* One JSON-RPC message per SOCK_SEQPACKET packet, at most this many bytes. */
+#define ZP_MSG_MAX 65536
+
+#define ZP_DEFAULT_SOCKET "/run/zoned/zonedd.sock"
+#define ZP_SOCKET_ENV "ZONED_SOCKET"
+
+/* JSON-RPC 2.0 standard errors. */
+#define ZP_ERR_PARSE            (-32700)
+#define ZP_ERR_INVALID_REQUEST  (-32600)
+#define ZP_ERR_METHOD_NOT_FOUND (-32601)
+#define ZP_ERR_INVALID_PARAMS   (-32602)
+#define ZP_ERR_INTERNAL         (-32603)
+
+/* Application errors. */
+#define ZP_ERR_IO               (-32000)
+#define ZP_ERR_PERM             (-32001)
+#define ZP_ERR_NO_DEVICE        (-32002)
+#define ZP_ERR_NO_ZONE          (-32003)
+#define ZP_ERR_ZONE_LEASED      (-32004)
+#define ZP_ERR_NO_FREE_ZONE     (-32005)
+#define ZP_ERR_LIMIT            (-32006)
+#define ZP_ERR_STALE_LEASE      (-32007)
+#define ZP_ERR_TIMEOUT          (-32008)
+#define ZP_ERR_ZONE_STATE       (-32009)
+#define ZP_ERR_TOO_LARGE        (-32010)
+
+const char *zp_error_message(int code);
+/* The errno a client library reports for a JSON-RPC error code. */
+int zp_error_to_errno(int code);
+
+/* Zone conditions and types, with the names the protocol uses. */
+enum zp_cond {
+	ZP_COND_NOT_WP,
+	ZP_COND_EMPTY,
+	ZP_COND_IMP_OPEN,
+	ZP_COND_EXP_OPEN,
+	ZP_COND_CLOSED,
+	ZP_COND_FULL,
+	ZP_COND_READONLY,
+	ZP_COND_OFFLINE,
+	ZP_COND_COUNT
+};
+
+enum zp_type {
+	ZP_TYPE_CONV,
+	ZP_TYPE_SWR,
+	ZP_TYPE_SWP,
+	ZP_TYPE_COUNT
+};
+
+const char *zp_cond_name(unsigned cond);
+const char *zp_type_name(unsigned type);
+/* Returns the enum value, or -EINVAL for an unknown name. */
+int zp_cond_from_name(const char *name);
+int zp_type_from_name(const char *name);
+
+/* Packet transport over SOCK_SEQPACKET.
+ *
+ * zp_send: sends one packet, with fd_to_pass attached (SCM_RIGHTS) when >= 0.
+ * The fd is borrowed, not consumed. Returns 0 or a negative errno (-EAGAIN on
+ * a non-blocking socket that is full). */
+int zp_send(int sock, const void *buf, size_t len, int fd_to_pass, int flags);
+
+/* zp_recv: receives one packet into buf (cap bytes). Returns the packet's
+ * length (which may exceed cap: the packet was truncated and must be refused
+ * as too large), 0 on orderly shutdown, or a negative errno. Received fds are
+ * close-on-exec; the first one is stored in *fd_out (or -1) when fd_out is
+ * non-NULL, every other one is closed at once. */
+ssize_t zp_recv(int sock, void *buf, size_t cap, int *fd_out, int flags);
+
+/* JSON helpers. */
+
+/* Parses a packet. Returns NULL on invalid JSON or invalid UTF-8. */
+struct json_object *zp_parse(const char *buf, size_t len);
+
+/* Serialises obj compactly. The string lives as long as obj. */
+const char *zp_to_string(struct json_object *obj, size_t *len);
+
+/* Builds {"jsonrpc":"2.0","error":{code,message[,data]},"id":id}. Takes id
+ * and data (either may be NULL; a NULL id becomes JSON null). */
+struct json_object *zp_error_response(struct json_object *id, int code,
+				      const char *message, struct json_object *data);
+
+/* Builds {"jsonrpc":"2.0","result":result,"id":id}. Takes id and result. */
+struct json_object *zp_result_response(struct json_object *id, struct json_object *result);
+
+/* Builds a request. Takes params (may be NULL). id < 0 makes a notification. */
+struct json_object *zp_request(const char *method, struct json_object *params, int64_t id);
+
+/* Typed parameter access. Each returns 0, -ENOENT when the field is absent
+ * and optional, or -EINVAL with *err set to an -32602 error object naming the
+ * field (the caller takes *err). */
+enum zp_param_flags {
+	ZP_OPTIONAL = 0,
+	ZP_REQUIRED = 1,
+};
+struct zp_err {
+	int code;
+	char message[256];
+};
+int zp_param_u64(struct json_object *params, const char *name, int flags,
+		 uint64_t *out, struct zp_err *err);
+int zp_param_i64(struct json_object *params, const char *name, int flags,
+		 int64_t *out, struct zp_err *err);
+int zp_param_bool(struct json_object *params, const char *name, int flags,
+		  bool *out, struct zp_err *err);
+/* The string is borrowed from params. */
+int zp_param_string(struct json_object *params, const char *name, int flags,
+		    const char **out, struct zp_err *err);
+/* A string or an array of strings; borrowed. */
+int zp_param_array(struct json_object *params, const char *name, int flags,
+		   struct json_object **out, struct zp_err *err);
+
+void zp_err_set(struct zp_err *err, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+#endif

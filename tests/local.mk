@@ -1,0 +1,4 @@
+TESTS_ENVIRONMENT_COMMON = top_builddir=$(top_builddir) top_srcdir=$(top_srcdir)
+AM_TESTS_ENVIRONMENT = export top_builddir=$(abs_top_builddir) top_srcdir=$(abs_top_srcdir);
+TEST_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(JSONC_CFLAGS) $(UV_CFLAGS) $(SYSTEMD_CFLAGS)
+TEST_LIBS = daemon/libzoned-daemon.la $(CHECK_LIBS)
