@@ -1,0 +1,2 @@
+/* placeholder: being written */
+typedef int zd_placeholder_size;
