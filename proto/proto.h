@@ -15,6 +15,8 @@
 
 /* One JSON-RPC message per SOCK_SEQPACKET packet, at most this many bytes. */
 #define ZP_MSG_MAX 65536
+/* Most fds one packet carries (a batch of lease.acquire calls). */
+#define ZP_MAX_FDS 16
 
 #define ZP_DEFAULT_SOCKET "/run/zoned/zonedd.sock"
 #define ZP_SOCKET_ENV "ZONED_SOCKET"
@@ -75,6 +77,8 @@ int zp_type_from_name(const char *name);
  * The fd is borrowed, not consumed. Returns 0 or a negative errno (-EAGAIN on
  * a non-blocking socket that is full). */
 int zp_send(int sock, const void *buf, size_t len, int fd_to_pass, int flags);
+/* As zp_send with any number (<= ZP_MAX_FDS) of fds attached, borrowed. */
+int zp_sendv(int sock, const void *buf, size_t len, const int *fds, size_t nfds, int flags);
 
 /* zp_recv: receives one packet into buf (cap bytes). Returns the packet's
  * length (which may exceed cap: the packet was truncated and must be refused
