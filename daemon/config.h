@@ -3,6 +3,10 @@
 #ifndef ZONED_CONFIG_H
 #define ZONED_CONFIG_H
 
+/* Files in daemon/ that say #include "config.h" reach this header first;
+ * it brings the build configuration along so both meanings hold. */
+#include <config.h>
+
 #include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>

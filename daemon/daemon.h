@@ -1,0 +1,280 @@
+/* zonedd's internal state: the daemon context, devices with their cached
+ * zone table and per-device work queue, connections, calls and leases.
+ * Everything here is owned by the event loop thread; the thread pool only
+ * ever touches a zd_work and the zd_dev it names. */
+#ifndef ZONED_DAEMON_H
+#define ZONED_DAEMON_H
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/types.h>
+
+#include <json-c/json.h>
+#include <uv.h>
+
+#include "daemon/config.h"
+#include "daemon/zdev.h"
+#include "proto/proto.h"
+
+struct zd_daemon;
+struct zd_conn;
+struct zd_lease;
+
+/* Copies with truncation; returns -ENAMETOOLONG when src did not fit. */
+static inline int zd_strlcpy(char *dst, const char *src, size_t size)
+{
+	size_t len = strlen(src);
+
+	if (size == 0)
+		return -ENAMETOOLONG;
+	if (len >= size) {
+		memcpy(dst, src, size - 1);
+		dst[size - 1] = '\0';
+		return -ENAMETOOLONG;
+	}
+	memcpy(dst, src, len + 1);
+	return 0;
+}
+
+/* Intrusive doubly linked list. */
+struct zd_list {
+	struct zd_list *prev, *next;
+};
+static inline void zd_list_init(struct zd_list *l) { l->prev = l->next = l; }
+static inline bool zd_list_empty(const struct zd_list *l) { return l->next == l; }
+static inline void zd_list_add_tail(struct zd_list *head, struct zd_list *n)
+{
+	n->prev = head->prev;
+	n->next = head;
+	head->prev->next = n;
+	head->prev = n;
+}
+static inline void zd_list_del(struct zd_list *n)
+{
+	n->prev->next = n->next;
+	n->next->prev = n->prev;
+	n->prev = n->next = n;
+}
+#define zd_container_of(ptr, type, member) \
+	((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+#define zd_list_for_each_safe(pos, tmp, head) \
+	for ((pos) = (head)->next, (tmp) = (pos)->next; (pos) != (head); \
+	     (pos) = (tmp), (tmp) = (pos)->next)
+
+/* Allocator classes of a zone (one intrusive index list per class). */
+enum zd_zclass {
+	ZD_ZC_NONE,    /* conventional, read-only, offline: never leased by the allocator */
+	ZD_ZC_EMPTY,   /* unleased, empty */
+	ZD_ZC_PARTIAL, /* unleased, written but not full (open or closed) */
+	ZD_ZC_FULL,    /* unleased, full */
+	ZD_ZC_LEASED,
+	ZD_ZC_COUNT
+};
+
+#define ZD_NIL UINT32_MAX
+
+struct zd_device {
+	struct zd_daemon *d;
+	struct zd_list link;      /* in d->devices */
+	char id[ZD_ID_MAX];
+	char path[PATH_MAX];
+	struct zd_dev *dev;
+	struct zd_dev_info info;
+
+	/* Cached zone table: the daemon's view, refreshed after every device
+	 * operation. The device may run ahead of it (clients write directly);
+	 * only the leased zones can, and only the lease owner. */
+	struct zd_zone *zones;
+	struct zd_lease **lease_of; /* per zone, NULL when unleased */
+	uint8_t *zclass;
+	uint32_t *znext, *zprev;    /* class lists, ZD_NIL terminated */
+	uint32_t class_head[ZD_ZC_COUNT];
+	uint32_t class_count[ZD_ZC_COUNT];
+	uint32_t cond_count[ZP_COND_COUNT];
+
+	/* Work serialisation: at most one zd_work runs per device. */
+	struct zd_list work_queue;
+	bool work_running;
+	bool draining;              /* removed from the config: no new leases */
+	unsigned refs;              /* works queued or running hold a ref */
+};
+
+/* A unit of blocking device work, run on the libuv thread pool. `run`
+ * executes there and may only touch the work and dev->dev; `done` runs on
+ * the loop with the result. */
+struct zd_work {
+	uv_work_t req;
+	struct zd_list link;
+	struct zd_device *dev;
+	int (*run)(struct zd_work *w);
+	void (*done)(struct zd_work *w, int status);
+	void *data;
+	int status;
+	/* Common payload. */
+	enum zd_zone_op op;
+	uint32_t zone, count;
+	uint64_t hint_wp;
+	struct zd_zone *zbuf;       /* report / refreshed zones */
+	uint32_t nz;
+	int fd;
+	int open_flags;
+};
+
+int zd_work_queue(struct zd_device *dev, struct zd_work *w);
+
+/* A call: one JSON-RPC request in flight. Handlers fill `result` or set an
+ * error, then either return 0 (done now) or ZD_ASYNC and call
+ * zd_call_complete() later. */
+#define ZD_ASYNC 1
+struct zd_call {
+	struct zd_conn *conn;       /* NULL once the connection died */
+	struct zd_batch *batch;
+	struct json_object *id;     /* owned; NULL for a notification */
+	struct json_object *result; /* owned */
+	int err_code;               /* 0 = success */
+	char err_msg[256];
+	struct json_object *err_data; /* owned */
+	int fd;                     /* attached to the reply, owned; -1 none */
+	bool is_notification;
+};
+
+void zd_call_error(struct zd_call *call, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* Maps a negative errno from the device layer to a JSON-RPC error. */
+void zd_call_errno(struct zd_call *call, int err, const char *what);
+void zd_call_complete(struct zd_call *call);
+
+enum zd_method_flags {
+	ZD_M_ANYONE = 0,     /* allowed before any group check */
+	ZD_M_CLIENT = 1 << 0,/* members of the client group (or admins) */
+	ZD_M_ADMIN = 1 << 1, /* uid 0, the daemon's uid, the admin group */
+};
+
+struct zd_method {
+	const char *name;
+	int (*handler)(struct zd_daemon *d, struct zd_call *call, struct json_object *params);
+	unsigned flags;
+};
+const struct zd_method *zd_method_find(const char *name);
+
+struct zd_conn {
+	struct zd_daemon *d;
+	struct zd_list link;
+	int fd;
+	uv_poll_t poll;
+	bool closing;
+	unsigned refs;              /* calls in flight hold a ref */
+	pid_t pid;
+	uid_t uid;
+	gid_t gid;
+	bool admin;
+	bool client;                /* may lease */
+	uint64_t serial;
+	struct zd_list leases;
+	unsigned nr_leases;
+	struct zd_list out;         /* queued replies when the socket is full */
+	size_t out_bytes;
+};
+
+struct zd_lease {
+	struct zd_list conn_link;
+	struct zd_conn *conn;
+	struct zd_device *dev;
+	uint32_t zone;
+	uint64_t id;
+	uint64_t token;
+	uint64_t granted_ms;
+	char label[128];
+	bool direct;
+	bool busy;                  /* a device operation on it is in flight */
+	bool granting;              /* acquire still opening the fd */
+	bool releasing;             /* detached, release work queued */
+};
+
+struct zd_stats {
+	uint64_t connections;
+	uint64_t connections_refused;
+	uint64_t requests;
+	uint64_t leases_granted;
+	uint64_t leases_released;
+	uint64_t leases_revoked;
+	uint64_t waits;
+	uint64_t wait_timeouts;
+	uint64_t errors[16];        /* by -(code) - 32000 for -32000..-32015 */
+	uint64_t std_errors[5];     /* -32700, -32600, -32601, -32602, -32603 */
+};
+
+struct zd_daemon {
+	uv_loop_t *loop;
+	struct zd_config cfg;
+	int listen_fd;
+	bool listen_owned;          /* we created (and will unlink) the socket */
+	uv_poll_t listen_poll;
+	uv_signal_t sig_term, sig_int, sig_hup;
+	uv_timer_t watchdog;
+	uint64_t watchdog_usec;
+	struct zd_list devices;
+	struct zd_list conns;
+	unsigned nr_conns;
+	uid_t uid;
+	gid_t admin_gid, client_gid;
+	bool have_admin_gid, have_client_gid;
+	uint64_t generation;        /* from the state dir, bumped per start */
+	uint64_t next_lease_id;
+	uint64_t next_token_seq;
+	struct zd_stats stats;
+	bool stopping;
+	int exit_status;
+	char *msgbuf;               /* receive buffer, ZP_MSG_MAX + 1 */
+	/* Hooks main installs: SIGHUP reload, and shutdown of main's own state. */
+	void (*reload)(struct zd_daemon *d);
+	void (*stop_hook)(struct zd_daemon *d);
+	struct zd_list waiters;     /* lease.acquire calls waiting for a zone, FIFO */
+};
+
+/* daemon/device.c */
+int zd_device_open(const struct zd_device_conf *conf, struct zd_device **out, char *why,
+		   size_t why_len);
+int zd_device_attach(struct zd_daemon *d, struct zd_device *dev, char *why, size_t why_len);
+void zd_device_discard(struct zd_device *dev);
+int zd_device_add(struct zd_daemon *d, const struct zd_device_conf *conf, char *why,
+		  size_t why_len);
+struct zd_device *zd_device_find(struct zd_daemon *d, const char *id_or_path);
+void zd_device_release(struct zd_device *dev);
+void zd_device_free_all(struct zd_daemon *d);
+void zd_device_zone_reclass(struct zd_device *dev, uint32_t index);
+void zd_device_zone_update(struct zd_device *dev, uint32_t index, const struct zd_zone *z);
+struct json_object *zd_zone_json(const struct zd_device *dev, uint32_t index,
+				 const struct zd_zone *z);
+bool zd_zone_active(uint8_t cond);
+
+/* daemon/server.c */
+int zd_daemon_init(struct zd_daemon *d, uv_loop_t *loop);
+int zd_daemon_listen(struct zd_daemon *d);
+int zd_daemon_resolve_groups(struct zd_daemon *d, char *why, size_t why_len);
+void zd_daemon_stop(struct zd_daemon *d);
+void zd_daemon_fini(struct zd_daemon *d);
+/* Handles one packet as received on conn; replies through conn. */
+void zd_conn_handle_packet(struct zd_conn *conn, const char *buf, size_t len, bool truncated);
+struct zd_conn *zd_conn_new(struct zd_daemon *d, int fd);
+void zd_conn_close(struct zd_conn *conn);
+void zd_conn_put(struct zd_conn *conn);
+uint64_t zd_now_ms(struct zd_daemon *d);
+
+/* daemon/lease.c: method handlers */
+int zd_lease_acquire_method(struct zd_daemon *d, struct zd_call *call, struct json_object *p);
+int zd_lease_sync_method(struct zd_daemon *d, struct zd_call *call, struct json_object *p);
+int zd_lease_release_method(struct zd_daemon *d, struct zd_call *call, struct json_object *p);
+int zd_lease_reset_method(struct zd_daemon *d, struct zd_call *call, struct json_object *p);
+int zd_lease_finish_method(struct zd_daemon *d, struct zd_call *call, struct json_object *p);
+int zd_lease_list_method(struct zd_daemon *d, struct zd_call *call, struct json_object *p);
+int zd_device_open_method(struct zd_daemon *d, struct zd_call *call, struct json_object *p);
+/* daemon/lease.c */
+void zd_lease_drop_conn(struct zd_conn *conn);
+void zd_lease_revoke_zone(struct zd_device *dev, uint32_t zone);
+int zd_state_generation_bump(struct zd_daemon *d);
+
+#endif

@@ -1,2 +1,355 @@
-/* placeholder: being written */
-typedef int zd_placeholder_device;
+/* Devices as the daemon sees them: the backend handle, the cached zone table
+ * with its allocator class lists, and the per-device work queue that keeps
+ * every blocking operation on the thread pool, one at a time per device. */
+#include <config.h>
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon/daemon.h"
+#include "daemon/log.h"
+
+bool zd_zone_active(uint8_t cond)
+{
+	return cond == ZP_COND_IMP_OPEN || cond == ZP_COND_EXP_OPEN || cond == ZP_COND_CLOSED;
+}
+
+static enum zd_zclass zone_class(const struct zd_device *dev, uint32_t i)
+{
+	const struct zd_zone *z = &dev->zones[i];
+
+	if (dev->lease_of[i])
+		return ZD_ZC_LEASED;
+	if (z->type == ZP_TYPE_CONV)
+		return ZD_ZC_NONE;
+	switch (z->cond) {
+	case ZP_COND_EMPTY:
+		return ZD_ZC_EMPTY;
+	case ZP_COND_IMP_OPEN:
+	case ZP_COND_EXP_OPEN:
+	case ZP_COND_CLOSED:
+		return ZD_ZC_PARTIAL;
+	case ZP_COND_FULL:
+		return ZD_ZC_FULL;
+	default:
+		return ZD_ZC_NONE;
+	}
+}
+
+static void class_remove(struct zd_device *dev, uint32_t i)
+{
+	uint8_t c = dev->zclass[i];
+
+	if (dev->zprev[i] != ZD_NIL)
+		dev->znext[dev->zprev[i]] = dev->znext[i];
+	else
+		dev->class_head[c] = dev->znext[i];
+	if (dev->znext[i] != ZD_NIL)
+		dev->zprev[dev->znext[i]] = dev->zprev[i];
+	dev->znext[i] = dev->zprev[i] = ZD_NIL;
+	dev->class_count[c]--;
+}
+
+/* Pushed at the head: O(1). Which free zone the allocator hands out is not
+ * part of the contract, only that it is free and within the limits. */
+static void class_insert(struct zd_device *dev, uint32_t i, uint8_t c)
+{
+	dev->zclass[i] = c;
+	dev->zprev[i] = ZD_NIL;
+	dev->znext[i] = dev->class_head[c];
+	if (dev->class_head[c] != ZD_NIL)
+		dev->zprev[dev->class_head[c]] = i;
+	dev->class_head[c] = i;
+	dev->class_count[c]++;
+}
+
+/* Re-files zone i after its cached state or lease changed. */
+void zd_device_zone_reclass(struct zd_device *dev, uint32_t i)
+{
+	uint8_t c = zone_class(dev, i);
+
+	if (c == dev->zclass[i])
+		return;
+	class_remove(dev, i);
+	class_insert(dev, i, c);
+}
+
+void zd_device_zone_update(struct zd_device *dev, uint32_t i, const struct zd_zone *z)
+{
+	if (i >= dev->info.nr_zones)
+		return;
+	dev->cond_count[dev->zones[i].cond]--;
+	dev->zones[i] = *z;
+	dev->cond_count[z->cond]++;
+	zd_device_zone_reclass(dev, i);
+}
+
+struct json_object *zd_zone_json(const struct zd_device *dev, uint32_t index,
+				 const struct zd_zone *z)
+{
+	struct json_object *o = json_object_new_object();
+
+	(void)dev;
+	json_object_object_add(o, "index", json_object_new_int64(index));
+	json_object_object_add(o, "start", json_object_new_uint64(z->start));
+	json_object_object_add(o, "len", json_object_new_uint64(z->len));
+	json_object_object_add(o, "capacity", json_object_new_uint64(z->capacity));
+	json_object_object_add(o, "wp", json_object_new_uint64(z->wp));
+	json_object_object_add(o, "type", json_object_new_string(zp_type_name(z->type)));
+	json_object_object_add(o, "cond", json_object_new_string(zp_cond_name(z->cond)));
+	return o;
+}
+
+/* Loads the whole zone table. Called at device creation only, before the
+ * device is visible to clients, in batches so a huge device does not need
+ * a second full-size buffer. */
+static int device_load_zones(struct zd_device *dev)
+{
+	uint32_t nz = dev->info.nr_zones;
+	uint32_t i = 0;
+
+	dev->zones = calloc(nz, sizeof(*dev->zones));
+	dev->lease_of = calloc(nz, sizeof(*dev->lease_of));
+	dev->zclass = calloc(nz, sizeof(*dev->zclass));
+	dev->znext = malloc(nz * sizeof(*dev->znext));
+	dev->zprev = malloc(nz * sizeof(*dev->zprev));
+	if (!dev->zones || !dev->lease_of || !dev->zclass || !dev->znext || !dev->zprev)
+		return -ENOMEM;
+	while (i < nz) {
+		uint32_t n = nz - i;
+		int r = dev->dev->ops->report(dev->dev, i, dev->zones + i, &n);
+
+		if (r < 0)
+			return r;
+		if (n == 0)
+			return -EIO;
+		i += n;
+	}
+	for (uint32_t c = 0; c < ZD_ZC_COUNT; c++) {
+		dev->class_head[c] = ZD_NIL;
+		dev->class_count[c] = 0;
+	}
+	memset(dev->cond_count, 0, sizeof(dev->cond_count));
+	/* Inserted backwards so each class list starts at its lowest index. */
+	for (i = nz; i-- > 0;) {
+		if (dev->zones[i].cond >= ZP_COND_COUNT)
+			return -EIO;
+		dev->cond_count[dev->zones[i].cond]++;
+		class_insert(dev, i, zone_class(dev, i));
+	}
+	return 0;
+}
+
+static void device_free(struct zd_device *dev)
+{
+	if (!dev)
+		return;
+	zd_dev_close(dev->dev);
+	free(dev->zones);
+	free(dev->lease_of);
+	free(dev->zclass);
+	free(dev->znext);
+	free(dev->zprev);
+	free(dev);
+}
+
+/* Opens, validates and loads a device. Blocking: at start-up it runs before
+ * the loop serves anyone, on reload it runs on the thread pool. */
+int zd_device_open(const struct zd_device_conf *conf, struct zd_device **out, char *why,
+		   size_t why_len)
+{
+	struct zd_device *dev;
+	int r;
+
+	*out = NULL;
+	dev = calloc(1, sizeof(*dev));
+	if (!dev)
+		return -ENOMEM;
+	zd_list_init(&dev->link);
+	zd_list_init(&dev->work_queue);
+	snprintf(dev->id, sizeof(dev->id), "%s", conf->id);
+	snprintf(dev->path, sizeof(dev->path), "%s", conf->path);
+
+	if (conf->emulated) {
+		struct zd_emul_params p;
+
+		zd_emul_default_params(&p);
+		r = zd_emul_parse_spec(conf->spec, &p);
+		if (r < 0) {
+			snprintf(why, why_len, "invalid emulated device parameters '%s'", conf->spec);
+			goto fail;
+		}
+		r = zd_emul_open(conf->path, &p, true, &dev->dev);
+		if (r < 0) {
+			snprintf(why, why_len, "cannot open emulated device %s: %s", conf->path,
+				 strerror(-r));
+			goto fail;
+		}
+	} else {
+		char reason[256] = "";
+
+		r = zd_kernel_open(conf->path, &dev->dev, reason, sizeof(reason));
+		if (r < 0) {
+			snprintf(why, why_len, "%s: %s", conf->path,
+				 reason[0] ? reason : strerror(-r));
+			goto fail;
+		}
+	}
+	r = dev->dev->ops->info(dev->dev, &dev->info);
+	if (r < 0) {
+		snprintf(why, why_len, "%s: cannot read device properties: %s", conf->path,
+			 strerror(-r));
+		goto fail;
+	}
+	r = device_load_zones(dev);
+	if (r < 0) {
+		snprintf(why, why_len, "%s: cannot report zones: %s", conf->path, strerror(-r));
+		goto fail;
+	}
+	*out = dev;
+	return 0;
+fail:
+	device_free(dev);
+	return r;
+}
+
+void zd_device_discard(struct zd_device *dev)
+{
+	device_free(dev);
+}
+
+int zd_device_attach(struct zd_daemon *d, struct zd_device *dev, char *why, size_t why_len)
+{
+	char f1[ZD_ID_MAX + 8];
+	const char *fields[] = { f1, NULL };
+
+	if (zd_device_find(d, dev->id)) {
+		snprintf(why, why_len, "device id '%s' is already in use", dev->id);
+		return -EEXIST;
+	}
+	dev->d = d;
+	zd_list_add_tail(&d->devices, &dev->link);
+	snprintf(f1, sizeof(f1), "DEVICE=%s", dev->id);
+	zd_logv_fields(LOG_INFO, fields,
+		       "device %s: %s %s, %u zones of %llu MiB (capacity %llu MiB), "
+		       "%u conventional, max open %u, max active %u",
+		       dev->id, dev->info.backend, dev->path, dev->info.nr_zones,
+		       (unsigned long long)(dev->info.zone_size >> 20),
+		       (unsigned long long)(dev->info.zone_capacity >> 20),
+		       dev->info.nr_conventional, dev->info.max_open, dev->info.max_active);
+	return 0;
+}
+
+int zd_device_add(struct zd_daemon *d, const struct zd_device_conf *conf, char *why,
+		  size_t why_len)
+{
+	struct zd_device *dev;
+	int r;
+
+	if (zd_device_find(d, conf->id)) {
+		snprintf(why, why_len, "device id '%s' is already in use", conf->id);
+		return -EEXIST;
+	}
+	r = zd_device_open(conf, &dev, why, why_len);
+	if (r < 0)
+		return r;
+	r = zd_device_attach(d, dev, why, why_len);
+	if (r < 0)
+		device_free(dev);
+	return r;
+}
+
+struct zd_device *zd_device_find(struct zd_daemon *d, const char *id_or_path)
+{
+	struct zd_list *pos, *tmp;
+
+	if (!id_or_path)
+		return NULL;
+	zd_list_for_each_safe(pos, tmp, &d->devices) {
+		struct zd_device *dev = zd_container_of(pos, struct zd_device, link);
+
+		if (strcmp(dev->id, id_or_path) == 0)
+			return dev;
+	}
+	zd_list_for_each_safe(pos, tmp, &d->devices) {
+		struct zd_device *dev = zd_container_of(pos, struct zd_device, link);
+
+		if (strcmp(dev->path, id_or_path) == 0)
+			return dev;
+	}
+	return NULL;
+}
+
+/* Frees a device taken out of the list once no work refers to it. */
+void zd_device_release(struct zd_device *dev)
+{
+	if (dev->refs == 0 && zd_list_empty(&dev->link))
+		device_free(dev);
+}
+
+void zd_device_free_all(struct zd_daemon *d)
+{
+	struct zd_list *pos, *tmp;
+
+	zd_list_for_each_safe(pos, tmp, &d->devices) {
+		struct zd_device *dev = zd_container_of(pos, struct zd_device, link);
+
+		zd_list_del(&dev->link);
+		zd_device_release(dev);
+	}
+}
+
+static void work_start_next(struct zd_device *dev);
+
+static void work_run(uv_work_t *req)
+{
+	struct zd_work *w = zd_container_of(req, struct zd_work, req);
+
+	w->status = w->run(w);
+}
+
+static void work_after(uv_work_t *req, int status)
+{
+	struct zd_work *w = zd_container_of(req, struct zd_work, req);
+	struct zd_device *dev = w->dev;
+
+	/* status is UV_ECANCELED only when the loop is torn down with work
+	 * queued; the operation did not run. */
+	if (status < 0)
+		w->status = -ECANCELED;
+	dev->work_running = false;
+	w->done(w, w->status);
+	dev->refs--;
+	work_start_next(dev);
+	zd_device_release(dev);
+}
+
+static void work_start_next(struct zd_device *dev)
+{
+	struct zd_work *w;
+	int r;
+
+	while (!dev->work_running && !zd_list_empty(&dev->work_queue)) {
+		w = zd_container_of(dev->work_queue.next, struct zd_work, link);
+		zd_list_del(&w->link);
+		dev->work_running = true;
+		r = uv_queue_work(dev->d->loop, &w->req, work_run, work_after);
+		if (r < 0) {
+			dev->work_running = false;
+			w->done(w, -ENOMEM);
+			dev->refs--;
+		}
+	}
+}
+
+int zd_work_queue(struct zd_device *dev, struct zd_work *w)
+{
+	w->dev = dev;
+	dev->refs++;
+	zd_list_add_tail(&dev->work_queue, &w->link);
+	work_start_next(dev);
+	return 0;
+}

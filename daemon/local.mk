@@ -11,6 +11,7 @@ daemon_libzoned_daemon_la_SOURCES = \
 	daemon/device.c \
 	daemon/server.c \
 	daemon/methods.c \
+	daemon/lease.c \
 	daemon/config.c \
 	daemon/config.h
 daemon_libzoned_daemon_la_CFLAGS = $(AM_CFLAGS) $(JSONC_CFLAGS) $(UV_CFLAGS) $(SYSTEMD_CFLAGS)

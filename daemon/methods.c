@@ -1,2 +1,476 @@
-/* placeholder: being written */
-typedef int zd_placeholder_methods;
+/* The method table and the handlers of the daemon, device and zone methods.
+ * Handlers write into the call, never to a socket. Lease methods live in
+ * daemon/lease.c. */
+#include <config.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "daemon/daemon.h"
+#include "daemon/log.h"
+
+/* Zones one zone.report page may carry: about 150 bytes each keeps a page
+ * well inside the 64 KiB packet. */
+#define ZD_REPORT_PAGE 256
+/* Zones scanned per report page when filters skip most of them. */
+#define ZD_REPORT_SCAN 4096
+
+
+static bool param_fail(struct zd_call *call, int r, struct zp_err *e)
+{
+	if (r == -EINVAL) {
+		zd_call_error(call, e->code, "%s", e->message);
+		call->err_data = json_object_new_object();
+		return true;
+	}
+	return false;
+}
+
+/* Resolves the required `device` parameter. */
+static struct zd_device *param_device(struct zd_daemon *d, struct zd_call *call,
+				      struct json_object *params)
+{
+	struct zp_err e;
+	const char *name;
+	struct zd_device *dev;
+	int r = zp_param_string(params, "device", ZP_REQUIRED, &name, &e);
+
+	if (r < 0) {
+		zd_call_error(call, e.code, "%s", e.message);
+		return NULL;
+	}
+	dev = zd_device_find(d, name);
+	if (!dev)
+		zd_call_error(call, ZP_ERR_NO_DEVICE, "no such device '%.64s'", name);
+	return dev;
+}
+
+static int m_hello(struct zd_daemon *d, struct zd_call *call, struct json_object *params)
+{
+	struct json_object *r = json_object_new_object();
+
+	(void)params;
+	json_object_object_add(r, "protocol", json_object_new_int(ZP_PROTOCOL_VERSION));
+	json_object_object_add(r, "version", json_object_new_string(PACKAGE_VERSION));
+	json_object_object_add(r, "pid", json_object_new_int((int)getpid()));
+	json_object_object_add(r, "uid", json_object_new_int64(call->conn->uid));
+	json_object_object_add(r, "admin", json_object_new_boolean(call->conn->admin));
+	json_object_object_add(r, "client", json_object_new_boolean(call->conn->client ||
+								    call->conn->admin));
+	call->result = r;
+	return 0;
+}
+
+static struct json_object *device_summary(const struct zd_device *dev)
+{
+	struct json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "id", json_object_new_string(dev->id));
+	json_object_object_add(o, "path", json_object_new_string(dev->path));
+	json_object_object_add(o, "backend", json_object_new_string(dev->info.backend));
+	json_object_object_add(o, "model", json_object_new_string(dev->info.model));
+	json_object_object_add(o, "nr_zones", json_object_new_int64(dev->info.nr_zones));
+	json_object_object_add(o, "zone_size", json_object_new_uint64(dev->info.zone_size));
+	json_object_object_add(o, "capacity", json_object_new_uint64(dev->info.size));
+	json_object_object_add(o, "free_zones",
+			       json_object_new_int64(dev->class_count[ZD_ZC_EMPTY]));
+	json_object_object_add(o, "leased_zones",
+			       json_object_new_int64(dev->class_count[ZD_ZC_LEASED]));
+	json_object_object_add(o, "draining", json_object_new_boolean(dev->draining));
+	return o;
+}
+
+static int m_device_list(struct zd_daemon *d, struct zd_call *call, struct json_object *params)
+{
+	struct json_object *arr = json_object_new_array();
+	struct zd_list *pos, *tmp;
+
+	(void)params;
+	zd_list_for_each_safe(pos, tmp, &d->devices)
+		json_object_array_add(arr, device_summary(zd_container_of(pos, struct zd_device, link)));
+	call->result = json_object_new_object();
+	json_object_object_add(call->result, "devices", arr);
+	return 0;
+}
+
+static int m_device_info(struct zd_daemon *d, struct zd_call *call, struct json_object *params)
+{
+	struct zd_device *dev = param_device(d, call, params);
+	struct json_object *o, *conds;
+
+	if (!dev)
+		return 0;
+	o = device_summary(dev);
+	json_object_object_add(o, "vendor", json_object_new_string(dev->info.vendor));
+	json_object_object_add(o, "product", json_object_new_string(dev->info.product));
+	json_object_object_add(o, "logical_block_size",
+			       json_object_new_int64(dev->info.logical_block_size));
+	json_object_object_add(o, "physical_block_size",
+			       json_object_new_int64(dev->info.physical_block_size));
+	json_object_object_add(o, "max_open", json_object_new_int64(dev->info.max_open));
+	json_object_object_add(o, "max_active", json_object_new_int64(dev->info.max_active));
+	json_object_object_add(o, "scheduler", json_object_new_string(dev->info.scheduler));
+	json_object_object_add(o, "nr_conventional",
+			       json_object_new_int64(dev->info.nr_conventional));
+	json_object_object_add(o, "zone_capacity", json_object_new_uint64(dev->info.zone_capacity));
+	conds = json_object_new_object();
+	for (unsigned c = 0; c < ZP_COND_COUNT; c++)
+		json_object_object_add(conds, zp_cond_name(c),
+				       json_object_new_int64(dev->cond_count[c]));
+	json_object_object_add(o, "zones_by_cond", conds);
+	call->result = o;
+	return 0;
+}
+
+/* Parses a `cond` or `type` filter into a bit mask (0 = any). */
+static int param_mask(struct zd_call *call, struct json_object *params, const char *name,
+		      int (*from_name)(const char *), uint32_t *mask)
+{
+	struct json_object *arr;
+	struct zp_err e;
+	int r = zp_param_array(params, name, ZP_OPTIONAL, &arr, &e);
+
+	*mask = 0;
+	if (r == -ENOENT)
+		return 0;
+	if (r < 0) {
+		zd_call_error(call, e.code, "%s", e.message);
+		return r;
+	}
+	if (json_object_is_type(arr, json_type_string)) {
+		int v = from_name(json_object_get_string(arr));
+
+		if (v < 0)
+			goto bad;
+		*mask = 1u << v;
+		return 0;
+	}
+	for (size_t i = 0; i < json_object_array_length(arr); i++) {
+		int v = from_name(json_object_get_string(json_object_array_get_idx(arr, i)));
+
+		if (v < 0)
+			goto bad;
+		*mask |= 1u << v;
+	}
+	return 0;
+bad:
+	zd_call_error(call, ZP_ERR_INVALID_PARAMS, "parameter '%s' has an unknown name", name);
+	return -EINVAL;
+}
+
+struct report_ctx {
+	struct zd_call *call;
+	uint32_t from, end; /* requested range [from, end) */
+	uint32_t cond_mask, type_mask;
+};
+
+static int report_run(struct zd_work *w)
+{
+	return w->dev->dev->ops->report(w->dev->dev, w->zone, w->zbuf, &w->nz);
+}
+
+static void report_done(struct zd_work *w, int status)
+{
+	struct report_ctx *ctx = w->data;
+	struct zd_call *call = ctx->call;
+	struct json_object *arr, *res;
+	uint32_t i, matched = 0, next;
+
+	if (status < 0) {
+		zd_call_errno(call, status, "zone report");
+		goto out;
+	}
+	arr = json_object_new_array();
+	next = w->zone;
+	for (i = 0; i < w->nz; i++) {
+		const struct zd_zone *z = &w->zbuf[i];
+		uint32_t idx = w->zone + i;
+
+		zd_device_zone_update(w->dev, idx, z);
+		next = idx + 1;
+		if ((ctx->cond_mask && !(ctx->cond_mask & (1u << z->cond))) ||
+		    (ctx->type_mask && !(ctx->type_mask & (1u << z->type))))
+			continue;
+		json_object_array_add(arr, zd_zone_json(w->dev, idx, z));
+		if (++matched == ZD_REPORT_PAGE)
+			break;
+	}
+	/* Zones scanned after the page filled are reported again next time;
+	 * updating the cache with them above is harmless. */
+	res = json_object_new_object();
+	json_object_object_add(res, "zones", arr);
+	json_object_object_add(res, "next", next < ctx->end ? json_object_new_int64(next) : NULL);
+	call->result = res;
+out:
+	free(w->zbuf);
+	free(ctx);
+	free(w);
+	zd_call_complete(call);
+}
+
+static int m_zone_report(struct zd_daemon *d, struct zd_call *call, struct json_object *params)
+{
+	struct zd_device *dev = param_device(d, call, params);
+	struct report_ctx *ctx;
+	struct zd_work *w;
+	uint64_t from = 0, count = 0;
+	uint32_t cmask, tmask, n;
+	struct zp_err e;
+	int r;
+
+	if (!dev)
+		return 0;
+	r = zp_param_u64(params, "from", ZP_OPTIONAL, &from, &e);
+	if (param_fail(call, r, &e))
+		return 0;
+	r = zp_param_u64(params, "count", ZP_OPTIONAL, &count, &e);
+	if (param_fail(call, r, &e))
+		return 0;
+	if (param_mask(call, params, "cond", zp_cond_from_name, &cmask) < 0 ||
+	    param_mask(call, params, "type", zp_type_from_name, &tmask) < 0)
+		return 0;
+	if (from >= dev->info.nr_zones) {
+		zd_call_error(call, ZP_ERR_NO_ZONE, "zone %llu is past the last zone (%u zones)",
+			      (unsigned long long)from, dev->info.nr_zones);
+		return 0;
+	}
+	if (count == 0 || count > dev->info.nr_zones - from)
+		count = dev->info.nr_zones - from;
+	ctx = calloc(1, sizeof(*ctx));
+	w = calloc(1, sizeof(*w));
+	/* Without filters a page is at most one packet's worth of zones. */
+	n = (cmask || tmask) ? ZD_REPORT_SCAN : ZD_REPORT_PAGE;
+	if (n > count)
+		n = (uint32_t)count;
+	if (w)
+		w->zbuf = calloc(n, sizeof(*w->zbuf));
+	if (!ctx || !w || !w->zbuf) {
+		free(ctx);
+		if (w)
+			free(w->zbuf);
+		free(w);
+		zd_call_error(call, ZP_ERR_INTERNAL, "out of memory");
+		return 0;
+	}
+	ctx->call = call;
+	ctx->from = (uint32_t)from;
+	ctx->end = (uint32_t)(from + count);
+	ctx->cond_mask = cmask;
+	ctx->type_mask = tmask;
+	w->data = ctx;
+	w->zone = (uint32_t)from;
+	w->nz = n;
+	w->run = report_run;
+	w->done = report_done;
+	zd_work_queue(dev, w);
+	return ZD_ASYNC;
+}
+
+/* Zone management: the operation, then a report of the zones it touched so
+ * the reply and the cache show the state the device reached. */
+#define ZD_ZONE_OP_REPLY 256
+
+static int zoneop_run(struct zd_work *w)
+{
+	struct zd_dev *dev = w->dev->dev;
+	uint32_t n = w->nz;
+	int r = dev->ops->zone_op(dev, w->op, w->zone, w->count);
+	/* Report even after a failure: part of the range may have changed. */
+	int r2 = dev->ops->report(dev, w->zone, w->zbuf, &n);
+
+	w->nz = r2 < 0 ? 0 : n;
+	return r < 0 ? r : r2;
+}
+
+static void zoneop_done(struct zd_work *w, int status)
+{
+	struct zd_call *call = w->data;
+	static const char *const names[] = { "open", "close", "finish", "reset" };
+	struct json_object *arr = json_object_new_array();
+
+	for (uint32_t i = 0; i < w->nz; i++) {
+		zd_device_zone_update(w->dev, w->zone + i, &w->zbuf[i]);
+		if (i < ZD_ZONE_OP_REPLY)
+			json_object_array_add(arr, zd_zone_json(w->dev, w->zone + i, &w->zbuf[i]));
+	}
+	if (status < 0) {
+		char what[64];
+
+		snprintf(what, sizeof(what), "zone %s of zone %u", names[w->op], w->zone);
+		zd_call_errno(call, status, what);
+		json_object_put(arr);
+	} else {
+		char f1[80], f2[32];
+		const char *fields[] = { f1, f2, NULL };
+
+		snprintf(f1, sizeof(f1), "DEVICE=%s", w->dev->id);
+		snprintf(f2, sizeof(f2), "ZONE=%u", w->zone);
+		zd_logv_fields(LOG_INFO, fields, "zone %s of %u zone(s) from %u on %s", names[w->op],
+			       w->count, w->zone, w->dev->id);
+		call->result = json_object_new_object();
+		json_object_object_add(call->result, "zones", arr);
+		json_object_object_add(call->result, "count", json_object_new_int64(w->count));
+	}
+	free(w->zbuf);
+	free(w);
+	zd_call_complete(call);
+}
+
+static int zone_op_method(struct zd_daemon *d, struct zd_call *call, struct json_object *params,
+			  enum zd_zone_op op)
+{
+	struct zd_device *dev = param_device(d, call, params);
+	uint64_t zone, count = 1;
+	bool force = false;
+	struct zd_work *w;
+	struct zp_err e;
+	int r;
+
+	if (!dev)
+		return 0;
+	r = zp_param_u64(params, "zone", ZP_REQUIRED, &zone, &e);
+	if (param_fail(call, r, &e))
+		return 0;
+	r = zp_param_u64(params, "count", ZP_OPTIONAL, &count, &e);
+	if (param_fail(call, r, &e))
+		return 0;
+	r = zp_param_bool(params, "force", ZP_OPTIONAL, &force, &e);
+	if (param_fail(call, r, &e))
+		return 0;
+	if (zone >= dev->info.nr_zones) {
+		zd_call_error(call, ZP_ERR_NO_ZONE, "no zone %llu on %s (%u zones)",
+			      (unsigned long long)zone, dev->id, dev->info.nr_zones);
+		return 0;
+	}
+	if (count == 0 || count > dev->info.nr_zones - zone) {
+		zd_call_error(call, ZP_ERR_INVALID_PARAMS,
+			      "parameter 'count' must be between 1 and %llu",
+			      (unsigned long long)(dev->info.nr_zones - zone));
+		return 0;
+	}
+	for (uint64_t i = zone; i < zone + count; i++) {
+		if (!dev->lease_of[i])
+			continue;
+		if (!force) {
+			zd_call_error(call, ZP_ERR_ZONE_LEASED,
+				      "zone %llu is leased (force revokes the lease)",
+				      (unsigned long long)i);
+			return 0;
+		}
+	}
+	if (force)
+		for (uint64_t i = zone; i < zone + count; i++)
+			if (dev->lease_of[i])
+				zd_lease_revoke_zone(dev, (uint32_t)i);
+	w = calloc(1, sizeof(*w));
+	if (w)
+		w->zbuf = calloc(count, sizeof(*w->zbuf));
+	if (!w || !w->zbuf) {
+		if (w)
+			free(w->zbuf);
+		free(w);
+		zd_call_error(call, ZP_ERR_INTERNAL, "out of memory");
+		return 0;
+	}
+	w->data = call;
+	w->op = op;
+	w->zone = (uint32_t)zone;
+	w->count = (uint32_t)count;
+	w->nz = (uint32_t)count;
+	w->run = zoneop_run;
+	w->done = zoneop_done;
+	zd_work_queue(dev, w);
+	return ZD_ASYNC;
+}
+
+static int m_zone_open(struct zd_daemon *d, struct zd_call *c, struct json_object *p)
+{
+	return zone_op_method(d, c, p, ZD_OP_OPEN);
+}
+
+static int m_zone_close(struct zd_daemon *d, struct zd_call *c, struct json_object *p)
+{
+	return zone_op_method(d, c, p, ZD_OP_CLOSE);
+}
+
+static int m_zone_finish(struct zd_daemon *d, struct zd_call *c, struct json_object *p)
+{
+	return zone_op_method(d, c, p, ZD_OP_FINISH);
+}
+
+static int m_zone_reset(struct zd_daemon *d, struct zd_call *c, struct json_object *p)
+{
+	return zone_op_method(d, c, p, ZD_OP_RESET);
+}
+
+static int m_stats(struct zd_daemon *d, struct zd_call *call, struct json_object *params)
+{
+	static const int std[] = { ZP_ERR_PARSE, ZP_ERR_INVALID_REQUEST, ZP_ERR_METHOD_NOT_FOUND,
+				   ZP_ERR_INVALID_PARAMS, ZP_ERR_INTERNAL };
+	struct json_object *r = json_object_new_object();
+	struct json_object *errs = json_object_new_object();
+	struct zd_list *pos, *tmp;
+	uint64_t leased = 0;
+	char key[16];
+
+	(void)params;
+	zd_list_for_each_safe(pos, tmp, &d->devices)
+		leased += zd_container_of(pos, struct zd_device, link)->class_count[ZD_ZC_LEASED];
+	json_object_object_add(r, "connections", json_object_new_uint64(d->stats.connections));
+	json_object_object_add(r, "connections_refused",
+			       json_object_new_uint64(d->stats.connections_refused));
+	json_object_object_add(r, "clients", json_object_new_int64(d->nr_conns));
+	json_object_object_add(r, "requests", json_object_new_uint64(d->stats.requests));
+	json_object_object_add(r, "leases_active", json_object_new_uint64(leased));
+	json_object_object_add(r, "leases_granted", json_object_new_uint64(d->stats.leases_granted));
+	json_object_object_add(r, "leases_released",
+			       json_object_new_uint64(d->stats.leases_released));
+	json_object_object_add(r, "leases_revoked", json_object_new_uint64(d->stats.leases_revoked));
+	json_object_object_add(r, "waits", json_object_new_uint64(d->stats.waits));
+	json_object_object_add(r, "wait_timeouts", json_object_new_uint64(d->stats.wait_timeouts));
+	for (int i = 0; i < 16; i++) {
+		if (!d->stats.errors[i])
+			continue;
+		snprintf(key, sizeof(key), "%d", -32000 - i);
+		json_object_object_add(errs, key, json_object_new_uint64(d->stats.errors[i]));
+	}
+	for (int i = 0; i < 5; i++) {
+		if (!d->stats.std_errors[i])
+			continue;
+		snprintf(key, sizeof(key), "%d", std[i]);
+		json_object_object_add(errs, key, json_object_new_uint64(d->stats.std_errors[i]));
+	}
+	json_object_object_add(r, "errors", errs);
+	call->result = r;
+	return 0;
+}
+
+static const struct zd_method methods[] = {
+	{ "daemon.hello", m_hello, ZD_M_ANYONE },
+	{ "daemon.stats", m_stats, ZD_M_CLIENT },
+	{ "device.list", m_device_list, ZD_M_CLIENT },
+	{ "device.info", m_device_info, ZD_M_CLIENT },
+	{ "device.open", zd_device_open_method, ZD_M_CLIENT },
+	{ "zone.report", m_zone_report, ZD_M_CLIENT },
+	{ "zone.open", m_zone_open, ZD_M_ADMIN },
+	{ "zone.close", m_zone_close, ZD_M_ADMIN },
+	{ "zone.finish", m_zone_finish, ZD_M_ADMIN },
+	{ "zone.reset", m_zone_reset, ZD_M_ADMIN },
+	{ "lease.acquire", zd_lease_acquire_method, ZD_M_CLIENT },
+	{ "lease.sync", zd_lease_sync_method, ZD_M_CLIENT },
+	{ "lease.release", zd_lease_release_method, ZD_M_CLIENT },
+	{ "lease.reset", zd_lease_reset_method, ZD_M_CLIENT },
+	{ "lease.finish", zd_lease_finish_method, ZD_M_CLIENT },
+	{ "lease.list", zd_lease_list_method, ZD_M_CLIENT },
+};
+
+const struct zd_method *zd_method_find(const char *name)
+{
+	for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
+		if (strcmp(methods[i].name, name) == 0)
+			return &methods[i];
+	return NULL;
+}

@@ -1,2 +1,872 @@
-/* placeholder: being written */
-typedef int zd_placeholder_server;
+/* The daemon's event loop side: the listening socket, connections with
+ * their credentials and outgoing queues, JSON-RPC framing, batches and the
+ * dispatch of calls to the method table. Nothing here blocks. */
+#include <config.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <systemd/sd-daemon.h>
+
+#include "daemon/daemon.h"
+#include "daemon/log.h"
+
+/* Limits on what one client controls. */
+#define ZD_MAX_BATCH 128
+#define ZD_MAX_OUT_BYTES (4u << 20)
+
+struct zd_batch {
+	struct zd_conn *conn;
+	bool is_array;
+	size_t nr_calls;
+	size_t pending;
+	struct zd_call *calls;
+};
+
+struct zd_outmsg {
+	struct zd_list link;
+	size_t len;
+	int fds[ZP_MAX_FDS];
+	size_t nfds;
+	char data[];
+};
+
+uint64_t zd_now_ms(struct zd_daemon *d)
+{
+	return uv_now(d->loop);
+}
+
+static void count_error(struct zd_daemon *d, int code)
+{
+	static const int std[] = { ZP_ERR_PARSE, ZP_ERR_INVALID_REQUEST, ZP_ERR_METHOD_NOT_FOUND,
+				   ZP_ERR_INVALID_PARAMS, ZP_ERR_INTERNAL };
+
+	if (code <= -32000 && code > -32016) {
+		d->stats.errors[-(code + 32000)]++;
+		return;
+	}
+	for (size_t i = 0; i < 5; i++)
+		if (std[i] == code)
+			d->stats.std_errors[i]++;
+}
+
+void zd_call_error(struct zd_call *call, int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	call->err_code = code;
+	va_start(ap, fmt);
+	vsnprintf(call->err_msg, sizeof(call->err_msg), fmt, ap);
+	va_end(ap);
+}
+
+void zd_call_errno(struct zd_call *call, int err, const char *what)
+{
+	int code;
+
+	switch (-err) {
+	case ERANGE:
+		code = ZP_ERR_NO_ZONE;
+		break;
+	case EPERM:
+		code = ZP_ERR_ZONE_STATE;
+		break;
+	case EBUSY:
+	case ETOOMANYREFS:
+	case EOVERFLOW:
+		code = ZP_ERR_LIMIT;
+		break;
+	case EINVAL:
+		code = ZP_ERR_INVALID_PARAMS;
+		break;
+	case EACCES:
+		code = ZP_ERR_PERM;
+		break;
+	case ENODEV:
+	case ENXIO:
+		code = ZP_ERR_NO_DEVICE;
+		break;
+	case ETIMEDOUT:
+		code = ZP_ERR_TIMEOUT;
+		break;
+	case ENOMEM:
+		code = ZP_ERR_INTERNAL;
+		break;
+	default:
+		code = ZP_ERR_IO;
+		break;
+	}
+	zd_call_error(call, code, "%s: %s", what, strerror(-err));
+	json_object_put(call->err_data);
+	call->err_data = json_object_new_object();
+	json_object_object_add(call->err_data, "errno", json_object_new_int(-err));
+}
+
+static void out_free(struct zd_outmsg *m)
+{
+	for (size_t i = 0; i < m->nfds; i++)
+		close(m->fds[i]);
+	free(m);
+}
+
+static void conn_poll_cb(uv_poll_t *h, int status, int events);
+
+static void conn_update_poll(struct zd_conn *conn)
+{
+	int events = UV_READABLE | UV_DISCONNECT;
+
+	if (conn->closing)
+		return;
+	if (!zd_list_empty(&conn->out))
+		events |= UV_WRITABLE;
+	uv_poll_start(&conn->poll, events, conn_poll_cb);
+}
+
+/* Sends what is queued; returns 0, or a negative errno when the peer is gone. */
+static int conn_flush(struct zd_conn *conn)
+{
+	while (!zd_list_empty(&conn->out)) {
+		struct zd_outmsg *m = zd_container_of(conn->out.next, struct zd_outmsg, link);
+		int r = zp_sendv(conn->fd, m->data, m->len, m->fds, m->nfds, MSG_DONTWAIT);
+
+		if (r == -EAGAIN)
+			return 0;
+		zd_list_del(&m->link);
+		conn->out_bytes -= m->len;
+		out_free(m);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* Queues one packet; takes the fds. */
+static void conn_send(struct zd_conn *conn, const char *buf, size_t len, int *fds, size_t nfds)
+{
+	struct zd_outmsg *m;
+
+	if (conn->closing) {
+		for (size_t i = 0; i < nfds; i++)
+			close(fds[i]);
+		return;
+	}
+	m = malloc(sizeof(*m) + len);
+	if (!m) {
+		for (size_t i = 0; i < nfds; i++)
+			close(fds[i]);
+		zd_conn_close(conn);
+		return;
+	}
+	memcpy(m->data, buf, len);
+	m->len = len;
+	m->nfds = nfds;
+	memcpy(m->fds, fds, nfds * sizeof(int));
+	zd_list_add_tail(&conn->out, &m->link);
+	conn->out_bytes += len;
+	if (conn_flush(conn) < 0) {
+		zd_conn_close(conn);
+		return;
+	}
+	/* A client that never reads must not make the daemon hold its replies
+	 * without bound. */
+	if (conn->out_bytes > ZD_MAX_OUT_BYTES) {
+		zd_warn("client pid %d does not read its replies; closing it", (int)conn->pid);
+		zd_conn_close(conn);
+		return;
+	}
+	conn_update_poll(conn);
+}
+
+static void conn_send_json(struct zd_conn *conn, struct json_object *obj)
+{
+	size_t len;
+	const char *s = zp_to_string(obj, &len);
+
+	conn_send(conn, s, len, NULL, 0);
+}
+
+static struct json_object *call_response(struct zd_daemon *d, struct zd_call *call)
+{
+	struct json_object *id = call->id ? json_object_get(call->id) : NULL;
+
+	if (call->err_code) {
+		count_error(d, call->err_code);
+		struct json_object *data = call->err_data;
+
+		call->err_data = NULL;
+		return zp_error_response(id, call->err_code, call->err_msg[0] ? call->err_msg : NULL,
+					 data);
+	}
+	struct json_object *res = call->result;
+
+	call->result = NULL;
+	return zp_result_response(id, res);
+}
+
+static void call_clear(struct zd_call *call)
+{
+	json_object_put(call->id);
+	json_object_put(call->result);
+	json_object_put(call->err_data);
+	if (call->fd >= 0)
+		close(call->fd);
+	call->id = call->result = call->err_data = NULL;
+	call->fd = -1;
+}
+
+static void batch_free(struct zd_batch *b)
+{
+	for (size_t i = 0; i < b->nr_calls; i++)
+		call_clear(&b->calls[i]);
+	free(b->calls);
+	free(b);
+}
+
+/* All calls of a packet are done: assemble and send the one reply. */
+static void batch_finish(struct zd_batch *b)
+{
+	struct zd_conn *conn = b->conn;
+	struct zd_daemon *d = conn->d;
+	struct json_object *reply = NULL;
+	int fds[ZP_MAX_FDS];
+	size_t nfds = 0;
+
+	if (b->is_array)
+		reply = json_object_new_array();
+	for (size_t i = 0; i < b->nr_calls; i++) {
+		struct zd_call *call = &b->calls[i];
+		struct json_object *resp;
+
+		if (call->is_notification)
+			continue;
+		if (!call->err_code && call->fd >= 0) {
+			if (nfds < ZP_MAX_FDS && call->result) {
+				json_object_object_add(call->result, "fd",
+						       json_object_new_int((int)nfds));
+				fds[nfds++] = call->fd;
+				call->fd = -1;
+			} else {
+				zd_call_error(call, ZP_ERR_TOO_LARGE,
+					      "too many descriptors for one reply (limit %d)",
+					      ZP_MAX_FDS);
+			}
+		}
+		resp = call_response(d, call);
+		if (b->is_array)
+			json_object_array_add(reply, resp);
+		else
+			reply = resp;
+	}
+	if (reply && !(b->is_array && json_object_array_length(reply) == 0)) {
+		size_t len;
+		const char *s = zp_to_string(reply, &len);
+
+		if (len > ZP_MSG_MAX) {
+			/* The work is done (leases stay with the connection and show
+			 * in lease.list); only this reply cannot be carried. */
+			struct json_object *e = zp_error_response(
+				NULL, ZP_ERR_TOO_LARGE, "reply exceeds the 64 KiB packet limit", NULL);
+
+			count_error(d, ZP_ERR_TOO_LARGE);
+			for (size_t i = 0; i < nfds; i++)
+				close(fds[i]);
+			nfds = 0;
+			conn_send_json(conn, e);
+			json_object_put(e);
+		} else {
+			conn_send(conn, s, len, fds, nfds);
+			nfds = 0;
+		}
+	}
+	for (size_t i = 0; i < nfds; i++)
+		close(fds[i]);
+	json_object_put(reply);
+	batch_free(b);
+	zd_conn_put(conn);
+}
+
+void zd_call_complete(struct zd_call *call)
+{
+	struct zd_batch *b = call->batch;
+
+	if (--b->pending == 0)
+		batch_finish(b);
+}
+
+static bool valid_id(struct json_object *id)
+{
+	return json_object_is_type(id, json_type_string) || json_object_is_type(id, json_type_int) ||
+	       json_object_is_type(id, json_type_double) || json_object_is_type(id, json_type_null);
+}
+
+/* Runs one request object; always ends in zd_call_complete, now or later. */
+static void call_dispatch(struct zd_conn *conn, struct zd_call *call, struct json_object *req)
+{
+	struct zd_daemon *d = conn->d;
+	struct json_object *v, *params = NULL;
+	const struct zd_method *m;
+	const char *method;
+	int r;
+
+	d->stats.requests++;
+	if (!json_object_is_type(req, json_type_object)) {
+		zd_call_error(call, ZP_ERR_INVALID_REQUEST, "a request must be a JSON object");
+		goto done;
+	}
+	if (json_object_object_get_ex(req, "id", &v)) {
+		if (!valid_id(v)) {
+			zd_call_error(call, ZP_ERR_INVALID_REQUEST,
+				      "'id' must be a string, a number or null");
+			goto done;
+		}
+		call->id = json_object_get(v);
+	} else {
+		call->is_notification = true;
+	}
+	if (!json_object_object_get_ex(req, "jsonrpc", &v) ||
+	    !json_object_is_type(v, json_type_string) || strcmp(json_object_get_string(v), "2.0")) {
+		zd_call_error(call, ZP_ERR_INVALID_REQUEST, "'jsonrpc' must be \"2.0\"");
+		call->is_notification = false; /* invalid requests are always answered */
+		goto done;
+	}
+	if (!json_object_object_get_ex(req, "method", &v) ||
+	    !json_object_is_type(v, json_type_string)) {
+		zd_call_error(call, ZP_ERR_INVALID_REQUEST, "'method' must be a string");
+		call->is_notification = false;
+		goto done;
+	}
+	method = json_object_get_string(v);
+	if (json_object_object_get_ex(req, "params", &params)) {
+		if (json_object_is_type(params, json_type_array)) {
+			zd_call_error(call, ZP_ERR_INVALID_PARAMS,
+				      "params must be an object: zonedd takes named parameters only");
+			goto done;
+		}
+		if (!json_object_is_type(params, json_type_object)) {
+			zd_call_error(call, ZP_ERR_INVALID_REQUEST,
+				      "'params' must be an object or an array");
+			call->is_notification = false;
+			goto done;
+		}
+	}
+	m = zd_method_find(method);
+	if (!m) {
+		zd_call_error(call, ZP_ERR_METHOD_NOT_FOUND, "method '%.128s' not found", method);
+		goto done;
+	}
+	if ((m->flags & ZD_M_ADMIN) && !conn->admin) {
+		zd_call_error(call, ZP_ERR_PERM, "%s needs admin rights", m->name);
+		goto done;
+	}
+	if ((m->flags & ZD_M_CLIENT) && !conn->client && !conn->admin) {
+		zd_call_error(call, ZP_ERR_PERM, "%s: not a member of the client group", m->name);
+		goto done;
+	}
+	r = m->handler(d, call, params);
+	if (r == ZD_ASYNC)
+		return;
+done:
+	zd_call_complete(call);
+}
+
+static void conn_reply_error(struct zd_conn *conn, int code, const char *msg)
+{
+	struct json_object *e = zp_error_response(NULL, code, msg, NULL);
+
+	count_error(conn->d, code);
+	conn_send_json(conn, e);
+	json_object_put(e);
+}
+
+void zd_conn_handle_packet(struct zd_conn *conn, const char *buf, size_t len, bool truncated)
+{
+	struct json_object *msg;
+	struct zd_batch *b;
+	size_t n;
+
+	if (truncated) {
+		char m[128];
+
+		snprintf(m, sizeof(m), "message too large: %zu bytes, the limit is %d", len,
+			 ZP_MSG_MAX);
+		conn_reply_error(conn, ZP_ERR_INVALID_REQUEST, m);
+		return;
+	}
+	msg = zp_parse(buf, len);
+	if (!msg) {
+		conn_reply_error(conn, ZP_ERR_PARSE, "invalid JSON");
+		return;
+	}
+	if (json_object_is_type(msg, json_type_array)) {
+		n = json_object_array_length(msg);
+		if (n == 0 || n > ZD_MAX_BATCH) {
+			conn_reply_error(conn, ZP_ERR_INVALID_REQUEST,
+					 n ? "batch too long (limit 128 requests)" : "empty batch");
+			json_object_put(msg);
+			return;
+		}
+	} else {
+		n = 1;
+	}
+	b = calloc(1, sizeof(*b));
+	if (b)
+		b->calls = calloc(n, sizeof(*b->calls));
+	if (!b || !b->calls) {
+		free(b);
+		json_object_put(msg);
+		conn_reply_error(conn, ZP_ERR_INTERNAL, "out of memory");
+		return;
+	}
+	b->conn = conn;
+	conn->refs++;
+	b->is_array = json_object_is_type(msg, json_type_array);
+	b->nr_calls = n;
+	/* One extra pending count so the batch cannot finish while calls are
+	 * still being started. */
+	b->pending = n + 1;
+	for (size_t i = 0; i < n; i++) {
+		b->calls[i].fd = -1;
+		b->calls[i].batch = b;
+		b->calls[i].conn = conn;
+	}
+	for (size_t i = 0; i < n; i++)
+		call_dispatch(conn, &b->calls[i],
+			      b->is_array ? json_object_array_get_idx(msg, i) : msg);
+	json_object_put(msg);
+	if (--b->pending == 0)
+		batch_finish(b);
+}
+
+static void conn_read(struct zd_conn *conn)
+{
+	struct zd_daemon *d = conn->d;
+
+	/* A bounded number of packets per wakeup keeps one busy client from
+	 * starving the others. */
+	for (int i = 0; i < 16 && !conn->closing; i++) {
+		ssize_t n = zp_recv(conn->fd, d->msgbuf, ZP_MSG_MAX + 1, NULL, MSG_DONTWAIT);
+
+		if (n == -EAGAIN)
+			return;
+		if (n <= 0) {
+			zd_conn_close(conn);
+			return;
+		}
+		conn->refs++;
+		zd_conn_handle_packet(conn, d->msgbuf, (size_t)n, n > ZP_MSG_MAX);
+		zd_conn_put(conn);
+	}
+}
+
+static void conn_poll_cb(uv_poll_t *h, int status, int events)
+{
+	struct zd_conn *conn = h->data;
+
+	if (status < 0 || (events & UV_DISCONNECT)) {
+		/* Read what is still queued first: a client may send its last
+		 * request and close. */
+		if (status >= 0)
+			conn_read(conn);
+		zd_conn_close(conn);
+		return;
+	}
+	if (events & UV_WRITABLE) {
+		if (conn_flush(conn) < 0) {
+			zd_conn_close(conn);
+			return;
+		}
+		conn_update_poll(conn);
+	}
+	if (events & UV_READABLE)
+		conn_read(conn);
+}
+
+static void conn_poll_closed(uv_handle_t *h)
+{
+	struct zd_conn *conn = h->data;
+
+	conn->refs--;
+	zd_conn_put(conn);
+}
+
+static bool uid_in_group(uid_t uid, gid_t gid, const gid_t *groups, size_t ngroups, gid_t want)
+{
+	(void)uid;
+	if (gid == want)
+		return true;
+	for (size_t i = 0; i < ngroups; i++)
+		if (groups[i] == want)
+			return true;
+	return false;
+}
+
+static void conn_credentials(struct zd_conn *conn)
+{
+	struct zd_daemon *d = conn->d;
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	gid_t groups[256];
+	socklen_t glen = sizeof(groups);
+	size_t ngroups = 0;
+
+	conn->pid = -1;
+	conn->uid = (uid_t)-1;
+	conn->gid = (gid_t)-1;
+	if (getsockopt(conn->fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
+		conn->pid = cred.pid;
+		conn->uid = cred.uid;
+		conn->gid = cred.gid;
+	}
+	/* The peer's supplementary groups as they were at connect time. */
+	if (getsockopt(conn->fd, SOL_SOCKET, SO_PEERGROUPS, groups, &glen) == 0)
+		ngroups = glen / sizeof(gid_t);
+	conn->admin = conn->uid == 0 || conn->uid == d->uid ||
+		      (d->have_admin_gid &&
+		       uid_in_group(conn->uid, conn->gid, groups, ngroups, d->admin_gid));
+	conn->client = !d->have_client_gid || conn->admin ||
+		       uid_in_group(conn->uid, conn->gid, groups, ngroups, d->client_gid);
+}
+
+struct zd_conn *zd_conn_new(struct zd_daemon *d, int fd)
+{
+	struct zd_conn *conn = calloc(1, sizeof(*conn));
+
+	if (!conn)
+		return NULL;
+	conn->d = d;
+	conn->fd = fd;
+	conn->refs = 1;
+	zd_list_init(&conn->link);
+	zd_list_init(&conn->leases);
+	zd_list_init(&conn->out);
+	conn_credentials(conn);
+	zd_list_add_tail(&d->conns, &conn->link);
+	d->nr_conns++;
+	return conn;
+}
+
+void zd_conn_close(struct zd_conn *conn)
+{
+	struct zd_daemon *d = conn->d;
+
+	if (conn->closing)
+		return;
+	conn->closing = true;
+	zd_list_del(&conn->link);
+	d->nr_conns--;
+	/* Leases belong to the connection: a client that closes or dies
+	 * gives its zones back now. */
+	zd_lease_drop_conn(conn);
+	while (!zd_list_empty(&conn->out)) {
+		struct zd_outmsg *m = zd_container_of(conn->out.next, struct zd_outmsg, link);
+
+		zd_list_del(&m->link);
+		out_free(m);
+	}
+	conn->out_bytes = 0;
+	if (uv_is_active((uv_handle_t *)&conn->poll) || conn->poll.data) {
+		uv_poll_stop(&conn->poll);
+		conn->refs++;
+		uv_close((uv_handle_t *)&conn->poll, conn_poll_closed);
+	}
+	close(conn->fd);
+	conn->fd = -1;
+	zd_debug("client pid %d uid %u disconnected", (int)conn->pid, (unsigned)conn->uid);
+	zd_conn_put(conn);
+}
+
+void zd_conn_put(struct zd_conn *conn)
+{
+	if (--conn->refs == 0)
+		free(conn);
+}
+
+static unsigned conns_of_uid(struct zd_daemon *d, uid_t uid)
+{
+	struct zd_list *pos, *tmp;
+	unsigned n = 0;
+
+	zd_list_for_each_safe(pos, tmp, &d->conns) {
+		if (zd_container_of(pos, struct zd_conn, link)->uid == uid)
+			n++;
+	}
+	return n;
+}
+
+static void listen_cb(uv_poll_t *h, int status, int events)
+{
+	struct zd_daemon *d = h->data;
+
+	(void)events;
+	if (status < 0)
+		return;
+	for (int i = 0; i < 16; i++) {
+		struct zd_conn *conn;
+		int fd = accept4(d->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+				zd_warn("accept: %s", strerror(errno));
+			return;
+		}
+		conn = zd_conn_new(d, fd);
+		if (!conn) {
+			close(fd);
+			continue;
+		}
+		d->stats.connections++;
+		if (d->cfg.max_conns_per_uid && conn->uid != 0 &&
+		    conns_of_uid(d, conn->uid) > d->cfg.max_conns_per_uid) {
+			d->stats.connections_refused++;
+			conn_reply_error(conn, ZP_ERR_PERM, "too many connections for this uid");
+			zd_conn_close(conn);
+			continue;
+		}
+		conn->poll.data = conn;
+		if (uv_poll_init(d->loop, &conn->poll, fd) < 0) {
+			conn->poll.data = NULL;
+			zd_conn_close(conn);
+			continue;
+		}
+		uv_poll_start(&conn->poll, UV_READABLE | UV_DISCONNECT, conn_poll_cb);
+		zd_debug("client pid %d uid %u connected%s", (int)conn->pid, (unsigned)conn->uid,
+			 conn->admin ? " (admin)" : "");
+	}
+}
+
+static int make_listen_socket(struct zd_daemon *d)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	const char *path = d->cfg.socket_path;
+	char dir[sizeof(sa.sun_path)];
+	char *slash;
+	int fd, r;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	strcpy(sa.sun_path, path);
+	snprintf(dir, sizeof(dir), "%s", path);
+	slash = strrchr(dir, '/');
+	if (slash && slash != dir) {
+		*slash = '\0';
+		if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+			return -errno;
+	}
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -errno;
+	/* A socket file left by a daemon that died is stale and replaced; one
+	 * that answers belongs to a running daemon and is left alone. */
+	{
+		int probe = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+
+		if (probe >= 0) {
+			r = connect(probe, (struct sockaddr *)&sa, sizeof(sa));
+			close(probe);
+			if (r == 0) {
+				close(fd);
+				return -EADDRINUSE;
+			}
+		}
+		unlink(path);
+	}
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		r = -errno;
+		close(fd);
+		return r;
+	}
+	/* Access is the daemon's decision (client and admin groups), so the
+	 * socket is open to all unless a client group narrows who may reach it. */
+	if (d->have_client_gid) {
+		if (chown(path, (uid_t)-1, d->client_gid) < 0 || chmod(path, 0660) < 0)
+			zd_warn("cannot give %s to the client group: %s", path, strerror(errno));
+	} else if (chmod(path, 0666) < 0) {
+		zd_warn("chmod %s: %s", path, strerror(errno));
+	}
+	if (listen(fd, 128) < 0) {
+		r = -errno;
+		close(fd);
+		unlink(path);
+		return r;
+	}
+	d->listen_owned = true;
+	d->listen_fd = fd;
+	return 0;
+}
+
+static void update_status(struct zd_daemon *d)
+{
+	struct zd_list *pos, *tmp;
+	unsigned ndev = 0, nleased = 0;
+
+	zd_list_for_each_safe(pos, tmp, &d->devices) {
+		struct zd_device *dev = zd_container_of(pos, struct zd_device, link);
+
+		ndev++;
+		nleased += dev->class_count[ZD_ZC_LEASED];
+	}
+	sd_notifyf(0, "STATUS=%u device%s, %u lease%s, %u client%s", ndev, ndev == 1 ? "" : "s",
+		   nleased, nleased == 1 ? "" : "s", d->nr_conns, d->nr_conns == 1 ? "" : "s");
+}
+
+static void watchdog_cb(uv_timer_t *t)
+{
+	struct zd_daemon *d = t->data;
+
+	/* Sent from the loop itself: if the loop wedges, the pings stop and
+	 * systemd restarts the service. */
+	sd_notify(0, "WATCHDOG=1");
+	update_status(d);
+}
+
+static void signal_cb(uv_signal_t *s, int signum)
+{
+	struct zd_daemon *d = s->data;
+
+	if (signum == SIGHUP) {
+		zd_notice("SIGHUP: reloading is handled by the configuration layer");
+		if (d->reload)
+			d->reload(d);
+		return;
+	}
+	zd_notice("received %s, shutting down", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+	zd_daemon_stop(d);
+}
+
+int zd_daemon_init(struct zd_daemon *d, uv_loop_t *loop)
+{
+	d->loop = loop;
+	d->listen_fd = -1;
+	d->uid = geteuid();
+	d->next_lease_id = 1;
+	zd_list_init(&d->devices);
+	zd_list_init(&d->conns);
+	zd_list_init(&d->waiters);
+	d->msgbuf = malloc(ZP_MSG_MAX + 1);
+	if (!d->msgbuf)
+		return -ENOMEM;
+	return 0;
+}
+
+int zd_daemon_resolve_groups(struct zd_daemon *d, char *why, size_t why_len)
+{
+	struct group *g;
+
+	d->have_admin_gid = d->have_client_gid = false;
+	if (d->cfg.admin_group[0]) {
+		g = getgrnam(d->cfg.admin_group);
+		if (!g) {
+			snprintf(why, why_len, "admin group '%s' does not exist", d->cfg.admin_group);
+			return -ENOENT;
+		}
+		d->admin_gid = g->gr_gid;
+		d->have_admin_gid = true;
+	}
+	if (d->cfg.client_group[0]) {
+		g = getgrnam(d->cfg.client_group);
+		if (!g) {
+			snprintf(why, why_len, "client group '%s' does not exist", d->cfg.client_group);
+			return -ENOENT;
+		}
+		d->client_gid = g->gr_gid;
+		d->have_client_gid = true;
+	}
+	return 0;
+}
+
+int zd_daemon_listen(struct zd_daemon *d)
+{
+	int n, r;
+	uint64_t usec = 0;
+
+	n = sd_listen_fds(1);
+	if (n > 1) {
+		zd_err("socket activation passed %d sockets; zonedd takes exactly one", n);
+		return -EINVAL;
+	}
+	if (n == 1) {
+		if (sd_is_socket_unix(SD_LISTEN_FDS_START, SOCK_SEQPACKET, 1, NULL, 0) <= 0) {
+			zd_err("the activation socket is not a listening AF_UNIX SOCK_SEQPACKET socket");
+			return -EINVAL;
+		}
+		d->listen_fd = SD_LISTEN_FDS_START;
+		fcntl(d->listen_fd, F_SETFL, fcntl(d->listen_fd, F_GETFL) | O_NONBLOCK);
+		fcntl(d->listen_fd, F_SETFD, FD_CLOEXEC);
+		zd_info("listening on the socket passed by systemd");
+	} else {
+		r = make_listen_socket(d);
+		if (r < 0) {
+			zd_err("cannot listen on %s: %s", d->cfg.socket_path,
+			       r == -EADDRINUSE ? "another zonedd is running there" : strerror(-r));
+			return r;
+		}
+		zd_info("listening on %s", d->cfg.socket_path);
+	}
+	d->listen_poll.data = d;
+	uv_poll_init(d->loop, &d->listen_poll, d->listen_fd);
+	uv_poll_start(&d->listen_poll, UV_READABLE, listen_cb);
+
+	uv_signal_init(d->loop, &d->sig_term);
+	uv_signal_init(d->loop, &d->sig_int);
+	uv_signal_init(d->loop, &d->sig_hup);
+	d->sig_term.data = d->sig_int.data = d->sig_hup.data = d;
+	uv_signal_start(&d->sig_term, signal_cb, SIGTERM);
+	uv_signal_start(&d->sig_int, signal_cb, SIGINT);
+	uv_signal_start(&d->sig_hup, signal_cb, SIGHUP);
+
+	uv_timer_init(d->loop, &d->watchdog);
+	d->watchdog.data = d;
+	if (sd_watchdog_enabled(0, &usec) > 0 && usec > 0) {
+		d->watchdog_usec = usec;
+		uv_timer_start(&d->watchdog, watchdog_cb, 0, usec / 2 / 1000 ? usec / 2 / 1000 : 1);
+	} else {
+		uv_timer_start(&d->watchdog, watchdog_cb, 5000, 5000);
+	}
+	update_status(d);
+	sd_notify(0, "READY=1");
+	return 0;
+}
+
+void zd_daemon_stop(struct zd_daemon *d)
+{
+	struct zd_list *pos, *tmp;
+
+	if (d->stopping)
+		return;
+	d->stopping = true;
+	sd_notify(0, "STOPPING=1");
+	if (d->listen_poll.data) {
+		uv_close((uv_handle_t *)&d->listen_poll, NULL);
+		d->listen_poll.data = NULL;
+	}
+	zd_list_for_each_safe(pos, tmp, &d->conns)
+		zd_conn_close(zd_container_of(pos, struct zd_conn, link));
+	uv_close((uv_handle_t *)&d->sig_term, NULL);
+	uv_close((uv_handle_t *)&d->sig_int, NULL);
+	uv_close((uv_handle_t *)&d->sig_hup, NULL);
+	uv_close((uv_handle_t *)&d->watchdog, NULL);
+	if (d->stop_hook)
+		d->stop_hook(d);
+}
+
+void zd_daemon_fini(struct zd_daemon *d)
+{
+	if (d->listen_fd >= 0) {
+		if (d->listen_owned)
+			unlink(d->cfg.socket_path);
+		close(d->listen_fd);
+		d->listen_fd = -1;
+	}
+	zd_device_free_all(d);
+	free(d->msgbuf);
+	d->msgbuf = NULL;
+}

@@ -1,6 +1,6 @@
 /* JSON-RPC 2.0 message helpers, error codes and names shared by the daemon
  * and the client library. */
-#include "config.h"
+#include <config.h>
 
 #include <errno.h>
 #include <stdarg.h>

@@ -1,6 +1,6 @@
 /* Packet transport for SOCK_SEQPACKET with optional SCM_RIGHTS, shared by
  * the daemon and the client library. */
-#include "config.h"
+#include <config.h>
 
 #include <errno.h>
 #include <string.h>

@@ -1,0 +1,948 @@
+/* Leases: exclusive zone handles owned by a connection, the allocator that
+ * picks zones within the device's open and active limits, the FIFO of
+ * waiting acquirers, and the token generation kept in the state directory. */
+#include <config.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "daemon/daemon.h"
+#include "daemon/log.h"
+
+/* Partial zones inspected for min_free before falling back to empty ones:
+ * keeps acquire O(1) in the number of zones. */
+#define ZD_PARTIAL_SCAN 64
+
+enum prefer { PREFER_EMPTY, PREFER_PARTIAL };
+
+struct acquire_req {
+	struct zd_list link;        /* in d->waiters while waiting */
+	struct zd_call *call;
+	struct zd_daemon *d;
+	char device[ZD_ID_MAX];     /* "" = any */
+	int64_t zone;               /* -1 = any */
+	uint64_t min_free;
+	enum prefer prefer;
+	bool direct;
+	char label[128];
+	uv_timer_t timer;
+	bool waiting;
+};
+
+struct lease_op {
+	struct zd_call *call;       /* NULL when the connection dropped the lease */
+	struct zd_lease *lease;
+	struct acquire_req *acq;
+	int then;                   /* release: -1 keep, else an op */
+	bool release;
+};
+
+/* --- tokens ------------------------------------------------------------ */
+
+int zd_state_generation_bump(struct zd_daemon *d)
+{
+	char path[PATH_MAX + 32], tmp[PATH_MAX + 40], buf[32];
+	uint64_t gen = 0;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/generation", d->cfg.state_dir);
+	snprintf(tmp, sizeof(tmp), "%s/.generation.tmp", d->cfg.state_dir);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		n = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		if (n > 0) {
+			buf[n] = '\0';
+			if (sscanf(buf, "%" SCNu64, &gen) != 1)
+				return -EUCLEAN;
+		}
+	} else if (errno != ENOENT) {
+		return -errno;
+	}
+	gen++;
+	/* Written to a new file, synced, then renamed over the old one: a crash
+	 * leaves the old or the new number, never a torn one. */
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -errno;
+	n = snprintf(buf, sizeof(buf), "%" PRIu64 "\n", gen);
+	if (write(fd, buf, (size_t)n) != n || fsync(fd) < 0) {
+		int r = -errno;
+
+		close(fd);
+		unlink(tmp);
+		return r ? r : -EIO;
+	}
+	close(fd);
+	if (rename(tmp, path) < 0)
+		return -errno;
+	d->generation = gen;
+	d->next_token_seq = 0;
+	return 0;
+}
+
+/* Tokens are (generation << 32 | sequence): unique over the daemon's life
+ * and across restarts, since each start takes a new generation. */
+static int next_token(struct zd_daemon *d, uint64_t *token)
+{
+	if (d->next_token_seq >= UINT32_MAX) {
+		int r = zd_state_generation_bump(d);
+
+		if (r < 0)
+			return r;
+	}
+	*token = (d->generation << 32) | ++d->next_token_seq;
+	return 0;
+}
+
+/* --- lease objects ----------------------------------------------------- */
+
+static struct json_object *lease_json(const struct zd_lease *l)
+{
+	const struct zd_zone *z = &l->dev->zones[l->zone];
+	struct json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "id", json_object_new_uint64(l->id));
+	json_object_object_add(o, "token", json_object_new_uint64(l->token));
+	json_object_object_add(o, "device", json_object_new_string(l->dev->id));
+	json_object_object_add(o, "zone", json_object_new_int64(l->zone));
+	json_object_object_add(o, "start", json_object_new_uint64(z->start));
+	json_object_object_add(o, "len", json_object_new_uint64(z->len));
+	json_object_object_add(o, "capacity", json_object_new_uint64(z->capacity));
+	json_object_object_add(o, "wp", json_object_new_uint64(z->wp));
+	json_object_object_add(o, "cond", json_object_new_string(zp_cond_name(z->cond)));
+	json_object_object_add(o, "block_size",
+			       json_object_new_int64(l->dev->info.logical_block_size));
+	json_object_object_add(o, "label", json_object_new_string(l->label));
+	json_object_object_add(o, "direct", json_object_new_boolean(l->direct));
+	return o;
+}
+
+static void lease_log(const struct zd_lease *l, const char *what)
+{
+	char f1[ZD_ID_MAX + 8], f2[32], f3[48], f4[32], f5[32];
+	const char *fields[] = { f1, f2, f3, f4, f5, NULL };
+
+	snprintf(f1, sizeof(f1), "DEVICE=%s", l->dev->id);
+	snprintf(f2, sizeof(f2), "ZONE=%u", l->zone);
+	snprintf(f3, sizeof(f3), "LEASE=%" PRIu64, l->id);
+	snprintf(f4, sizeof(f4), "CLIENT_PID=%d", l->conn ? (int)l->conn->pid : -1);
+	snprintf(f5, sizeof(f5), "CLIENT_UID=%u", l->conn ? (unsigned)l->conn->uid : 0);
+	zd_logv_fields(LOG_DEBUG, fields, "lease %" PRIu64 " %s: %s zone %u", l->id, what,
+		       l->dev->id, l->zone);
+}
+
+/* Detaches a lease from its connection; the zone stays reserved until the
+ * caller unreserves it. */
+static void lease_detach(struct zd_lease *l)
+{
+	if (l->conn) {
+		zd_list_del(&l->conn_link);
+		l->conn->nr_leases--;
+		l->conn = NULL;
+	}
+}
+
+static void serve_waiters(struct zd_daemon *d);
+
+/* Gives the zone back to the allocator and frees the lease. */
+static void lease_unreserve(struct zd_lease *l)
+{
+	struct zd_device *dev = l->dev;
+
+	/* The device reference goes with the reservation: a revoked lease
+	 * gave both up already. */
+	if (dev->lease_of[l->zone] == l) {
+		dev->lease_of[l->zone] = NULL;
+		zd_device_zone_reclass(dev, l->zone);
+		dev->refs--;
+		zd_device_release(dev);
+	}
+	free(l);
+}
+
+static struct zd_lease *lease_lookup(struct zd_call *call, struct json_object *params)
+{
+	uint64_t id, token;
+	struct zp_err e;
+	struct zd_list *pos, *tmp;
+	int r;
+
+	r = zp_param_u64(params, "id", ZP_REQUIRED, &id, &e);
+	if (r == 0)
+		r = zp_param_u64(params, "token", ZP_REQUIRED, &token, &e);
+	if (r < 0) {
+		zd_call_error(call, e.code, "%s", e.message);
+		return NULL;
+	}
+	/* Only the owner's own leases are found: a foreign id is as unknown as
+	 * a stale one, so one client cannot probe another's leases. */
+	zd_list_for_each_safe(pos, tmp, &call->conn->leases) {
+		struct zd_lease *l = zd_container_of(pos, struct zd_lease, conn_link);
+
+		if (l->id == id && l->token == token)
+			return l;
+	}
+	zd_call_error(call, ZP_ERR_STALE_LEASE, "unknown or stale lease %" PRIu64, id);
+	return NULL;
+}
+
+/* --- the allocator ----------------------------------------------------- */
+
+static uint32_t leased_with_cond(const struct zd_device *dev, uint8_t cond)
+{
+	uint32_t n = 0;
+
+	for (uint32_t i = dev->class_head[ZD_ZC_LEASED]; i != ZD_NIL; i = dev->znext[i])
+		if (dev->zones[i].cond == cond)
+			n++;
+	return n;
+}
+
+/* May one more zone become writable? Every leased zone may be written at
+ * any moment, so each one counts against both limits as if it were open;
+ * unleased zones count as they are. */
+static bool room_for_writer(const struct zd_device *dev, bool new_active)
+{
+	uint32_t leased = dev->class_count[ZD_ZC_LEASED];
+
+	if (dev->info.max_open) {
+		/* Implicitly open zones that nobody holds are closed by the
+		 * device to make room; explicitly open ones are not. */
+		uint32_t pinned = dev->cond_count[ZP_COND_EXP_OPEN] -
+				  leased_with_cond(dev, ZP_COND_EXP_OPEN);
+
+		if (leased + pinned >= dev->info.max_open)
+			return false;
+	}
+	if (new_active && dev->info.max_active &&
+	    dev->class_count[ZD_ZC_PARTIAL] + leased >= dev->info.max_active)
+		return false;
+	return true;
+}
+
+static bool zone_has_room(const struct zd_device *dev, uint32_t i, uint64_t min_free)
+{
+	const struct zd_zone *z = &dev->zones[i];
+
+	return z->start + z->capacity - z->wp >= min_free;
+}
+
+/* Picks a zone on dev; returns its index, or a negative JSON-RPC code. */
+static int64_t pick_zone(struct zd_device *dev, const struct acquire_req *a)
+{
+	bool have_empty = dev->class_head[ZD_ZC_EMPTY] != ZD_NIL;
+	uint32_t partial = ZD_NIL, n = 0;
+
+	if (dev->draining)
+		return ZP_ERR_NO_FREE_ZONE;
+	if (a->zone >= 0) {
+		uint32_t i = (uint32_t)a->zone;
+		const struct zd_zone *z;
+
+		if (a->zone >= dev->info.nr_zones)
+			return ZP_ERR_NO_ZONE;
+		z = &dev->zones[i];
+		if (dev->lease_of[i])
+			return ZP_ERR_ZONE_LEASED;
+		if (z->type == ZP_TYPE_CONV || z->cond == ZP_COND_READONLY ||
+		    z->cond == ZP_COND_OFFLINE)
+			return ZP_ERR_ZONE_STATE;
+		if (!zone_has_room(dev, i, a->min_free))
+			return ZP_ERR_NO_FREE_ZONE;
+		if (!room_for_writer(dev, !zd_zone_active(z->cond)))
+			return ZP_ERR_LIMIT;
+		return i;
+	}
+	for (uint32_t i = dev->class_head[ZD_ZC_PARTIAL]; i != ZD_NIL && n < ZD_PARTIAL_SCAN;
+	     i = dev->znext[i], n++) {
+		if (zone_has_room(dev, i, a->min_free)) {
+			partial = i;
+			break;
+		}
+	}
+	if (a->min_free > dev->info.zone_capacity)
+		have_empty = false;
+	if (!have_empty && partial == ZD_NIL)
+		return ZP_ERR_NO_FREE_ZONE;
+	if (a->prefer == PREFER_PARTIAL && partial != ZD_NIL && room_for_writer(dev, false))
+		return partial;
+	if (have_empty && room_for_writer(dev, true))
+		return dev->class_head[ZD_ZC_EMPTY];
+	if (partial != ZD_NIL && room_for_writer(dev, false))
+		return partial;
+	return ZP_ERR_LIMIT;
+}
+
+/* --- acquire ----------------------------------------------------------- */
+
+static int acquire_run(struct zd_work *w)
+{
+	struct zd_dev *dev = w->dev->dev;
+	int r;
+
+	w->fd = -1;
+	r = dev->ops->refresh_zone(dev, w->zone, UINT64_MAX, w->zbuf);
+	if (r < 0)
+		return r;
+	w->fd = dev->ops->open_fd(dev, w->open_flags);
+	return w->fd < 0 ? w->fd : 0;
+}
+
+static void acquire_req_free(struct acquire_req *a)
+{
+	free(a);
+}
+
+static void acquire_done(struct zd_work *w, int status)
+{
+	struct lease_op *op = w->data;
+	struct zd_lease *l = op->lease;
+	struct zd_call *call = op->call;
+	struct zd_daemon *d = w->dev->d;
+
+	if (status == 0)
+		zd_device_zone_update(w->dev, w->zone, w->zbuf);
+	l->granting = false;
+	l->busy = false;
+	if (status < 0 || !l->conn) {
+		/* Failed, or the client went away or an admin revoked it
+		 * meanwhile: nothing is held. */
+		if (w->fd >= 0)
+			close(w->fd);
+		if (status < 0)
+			zd_call_errno(call, status, "lease");
+		else
+			zd_call_error(call, ZP_ERR_STALE_LEASE, "the lease was revoked as it was granted");
+		lease_detach(l);
+		lease_unreserve(l);
+	} else {
+		int fl = fcntl(w->fd, F_GETFL);
+
+		l->direct = fl >= 0 && (fl & O_DIRECT);
+		l->granted_ms = zd_now_ms(d);
+		d->stats.leases_granted++;
+		call->result = json_object_new_object();
+		json_object_object_add(call->result, "lease", lease_json(l));
+		call->fd = w->fd;
+		lease_log(l, "granted");
+	}
+	acquire_req_free(op->acq);
+	free(op);
+	free(w->zbuf);
+	free(w);
+	zd_call_complete(call);
+	serve_waiters(d);
+}
+
+/* Tries to grant a now; returns 0 when started (the call completes later),
+ * or a negative JSON-RPC code when nothing can be granted yet. */
+static int acquire_try(struct zd_daemon *d, struct acquire_req *a)
+{
+	struct zd_conn *conn = a->call->conn;
+	struct zd_device *dev = NULL;
+	struct zd_lease *l;
+	struct lease_op *op;
+	struct zd_work *w;
+	int64_t zone = ZP_ERR_NO_DEVICE;
+	int best = 0;
+	uint64_t token;
+
+	if (a->device[0]) {
+		dev = zd_device_find(d, a->device);
+		if (!dev)
+			return ZP_ERR_NO_DEVICE;
+		zone = pick_zone(dev, a);
+	} else {
+		struct zd_list *pos, *tmp;
+
+		/* The first device that can serve; otherwise the most telling
+		 * reason: a limit beats "nothing free". */
+		zd_list_for_each_safe(pos, tmp, &d->devices) {
+			dev = zd_container_of(pos, struct zd_device, link);
+			zone = pick_zone(dev, a);
+			if (zone >= 0)
+				break;
+			if (best == 0 || zone == ZP_ERR_LIMIT)
+				best = (int)zone;
+		}
+		if (zone < 0 && best)
+			zone = best;
+	}
+	if (zone < 0)
+		return (int)zone;
+	if (next_token(d, &token) < 0)
+		return ZP_ERR_INTERNAL;
+
+	l = calloc(1, sizeof(*l));
+	op = calloc(1, sizeof(*op));
+	w = calloc(1, sizeof(*w));
+	if (w)
+		w->zbuf = calloc(1, sizeof(*w->zbuf));
+	if (!l || !op || !w || !w->zbuf) {
+		free(l);
+		free(op);
+		if (w)
+			free(w->zbuf);
+		free(w);
+		return ZP_ERR_INTERNAL;
+	}
+	l->dev = dev;
+	l->zone = (uint32_t)zone;
+	l->id = d->next_lease_id++;
+	l->token = token;
+	l->busy = true;
+	l->granting = true;
+	snprintf(l->label, sizeof(l->label), "%s", a->label);
+	l->conn = conn;
+	zd_list_add_tail(&conn->leases, &l->conn_link);
+	conn->nr_leases++;
+	/* Reserved now so no other request can pick it while the fd opens. */
+	dev->lease_of[l->zone] = l;
+	zd_device_zone_reclass(dev, l->zone);
+	dev->refs++;
+
+	op->call = a->call;
+	op->lease = l;
+	op->acq = a;
+	w->data = op;
+	w->zone = l->zone;
+	w->open_flags = O_RDWR | (a->direct ? O_DIRECT : 0);
+	w->run = acquire_run;
+	w->done = acquire_done;
+	zd_work_queue(dev, w);
+	return 0;
+}
+
+static void waiter_timer_closed(uv_handle_t *h)
+{
+	acquire_req_free(h->data);
+}
+
+static void waiter_finish(struct acquire_req *a)
+{
+	zd_list_del(&a->link);
+	a->waiting = false;
+	uv_timer_stop(&a->timer);
+}
+
+static void waiter_timeout(uv_timer_t *t)
+{
+	struct acquire_req *a = t->data;
+	struct zd_call *call = a->call;
+
+	waiter_finish(a);
+	a->d->stats.wait_timeouts++;
+	zd_call_error(call, ZP_ERR_TIMEOUT, "no zone became free in time");
+	uv_close((uv_handle_t *)&a->timer, waiter_timer_closed);
+	zd_call_complete(call);
+}
+
+/* Serves waiting acquirers in arrival order; one that still cannot be
+ * served does not hold back a later one asking for something else. */
+static void serve_waiters(struct zd_daemon *d)
+{
+	struct zd_list *pos, *tmp;
+
+	zd_list_for_each_safe(pos, tmp, &d->waiters) {
+		struct acquire_req *a = zd_container_of(pos, struct acquire_req, link);
+		struct acquire_req *copy;
+		int r;
+
+		if (a->call->conn->closing)
+			continue;
+		/* The request moves to a fresh struct: the timer handle of the
+		 * waiting one must be closed before it is freed. */
+		copy = malloc(sizeof(*copy));
+		if (!copy)
+			return;
+		*copy = *a;
+		zd_list_init(&copy->link);
+		copy->waiting = false;
+		r = acquire_try(d, copy);
+		if (r < 0) {
+			free(copy);
+			if (r != ZP_ERR_LIMIT && r != ZP_ERR_NO_FREE_ZONE &&
+			    r != ZP_ERR_ZONE_LEASED) {
+				struct zd_call *call = a->call;
+
+				waiter_finish(a);
+				zd_call_error(call, r, "%s", zp_error_message(r));
+				uv_close((uv_handle_t *)&a->timer, waiter_timer_closed);
+				zd_call_complete(call);
+			}
+			continue;
+		}
+		waiter_finish(a);
+		uv_close((uv_handle_t *)&a->timer, waiter_timer_closed);
+	}
+}
+
+int zd_lease_acquire_method(struct zd_daemon *d, struct zd_call *call, struct json_object *p)
+{
+	struct acquire_req *a;
+	const char *s;
+	uint64_t u, wait_ms = 0;
+	struct zp_err e;
+	int r;
+
+	a = calloc(1, sizeof(*a));
+	if (!a) {
+		zd_call_error(call, ZP_ERR_INTERNAL, "out of memory");
+		return 0;
+	}
+	a->call = call;
+	a->d = d;
+	a->zone = -1;
+	a->direct = true;
+	a->prefer = PREFER_EMPTY;
+	zd_list_init(&a->link);
+
+	r = zp_param_string(p, "device", ZP_OPTIONAL, &s, &e);
+	if (r == 0)
+		snprintf(a->device, sizeof(a->device), "%s", s);
+	if (r == -EINVAL)
+		goto bad;
+	r = zp_param_u64(p, "zone", ZP_OPTIONAL, &u, &e);
+	if (r == -EINVAL)
+		goto bad;
+	if (r == 0) {
+		if (!a->device[0]) {
+			zp_err_set(&e, ZP_ERR_INVALID_PARAMS, "parameter 'zone' needs 'device'");
+			goto bad;
+		}
+		a->zone = u > INT64_MAX ? INT64_MAX : (int64_t)u;
+	}
+	r = zp_param_u64(p, "min_free", ZP_OPTIONAL, &a->min_free, &e);
+	if (r == -EINVAL)
+		goto bad;
+	r = zp_param_string(p, "prefer", ZP_OPTIONAL, &s, &e);
+	if (r == -EINVAL)
+		goto bad;
+	if (r == 0) {
+		if (strcmp(s, "empty") == 0) {
+			a->prefer = PREFER_EMPTY;
+		} else if (strcmp(s, "partial") == 0) {
+			a->prefer = PREFER_PARTIAL;
+		} else {
+			zp_err_set(&e, ZP_ERR_INVALID_PARAMS,
+				   "parameter 'prefer' must be \"empty\" or \"partial\"");
+			goto bad;
+		}
+	}
+	r = zp_param_u64(p, "wait_ms", ZP_OPTIONAL, &wait_ms, &e);
+	if (r == -EINVAL)
+		goto bad;
+	r = zp_param_bool(p, "direct", ZP_OPTIONAL, &a->direct, &e);
+	if (r == -EINVAL)
+		goto bad;
+	r = zp_param_string(p, "label", ZP_OPTIONAL, &s, &e);
+	if (r == -EINVAL)
+		goto bad;
+	if (r == 0) {
+		if (strlen(s) >= sizeof(a->label)) {
+			zp_err_set(&e, ZP_ERR_INVALID_PARAMS,
+				   "parameter 'label' is longer than %zu bytes", sizeof(a->label) - 1);
+			goto bad;
+		}
+		snprintf(a->label, sizeof(a->label), "%s", s);
+	}
+	if (d->cfg.max_wait_ms && wait_ms > d->cfg.max_wait_ms)
+		wait_ms = d->cfg.max_wait_ms;
+	if (d->cfg.max_leases_per_conn && call->conn->nr_leases >= d->cfg.max_leases_per_conn) {
+		zd_call_error(call, ZP_ERR_LIMIT, "this connection holds %u leases, the limit",
+			      call->conn->nr_leases);
+		free(a);
+		return 0;
+	}
+
+	r = acquire_try(d, a);
+	if (r == 0)
+		return ZD_ASYNC;
+	if (wait_ms > 0 && (r == ZP_ERR_LIMIT || r == ZP_ERR_NO_FREE_ZONE || r == ZP_ERR_ZONE_LEASED)) {
+		d->stats.waits++;
+		a->waiting = true;
+		zd_list_add_tail(&d->waiters, &a->link);
+		uv_timer_init(d->loop, &a->timer);
+		a->timer.data = a;
+		uv_timer_start(&a->timer, waiter_timeout, wait_ms, 0);
+		return ZD_ASYNC;
+	}
+	switch (r) {
+	case ZP_ERR_NO_DEVICE:
+		zd_call_error(call, r, "no such device '%.64s'", a->device);
+		break;
+	case ZP_ERR_NO_ZONE:
+		zd_call_error(call, r, "no zone %lld on %s", (long long)a->zone, a->device);
+		break;
+	case ZP_ERR_ZONE_LEASED:
+		zd_call_error(call, r, "zone %lld is leased", (long long)a->zone);
+		break;
+	case ZP_ERR_ZONE_STATE:
+		zd_call_error(call, r, "zone %lld cannot be leased (conventional, read-only or offline)",
+			      (long long)a->zone);
+		break;
+	case ZP_ERR_LIMIT:
+		zd_call_error(call, r, "the device's open or active zone limit is reached");
+		break;
+	case ZP_ERR_NO_FREE_ZONE:
+		zd_call_error(call, r, "no zone available");
+		break;
+	default:
+		zd_call_error(call, r, "%s", zp_error_message(r));
+	}
+	free(a);
+	return 0;
+bad:
+	zd_call_error(call, e.code, "%s", e.message);
+	free(a);
+	return 0;
+}
+
+/* --- operations on a held lease ----------------------------------------- */
+
+static int leaseop_run(struct zd_work *w)
+{
+	struct lease_op *op = w->data;
+	struct zd_dev *dev = w->dev->dev;
+	uint32_t n = 1;
+	int r;
+
+	if (op->release) {
+		/* The client may have written without telling us: learn the
+		 * write pointer before the zone goes back to the pool. */
+		r = dev->ops->refresh_zone(dev, w->zone, UINT64_MAX, w->zbuf);
+		if (r < 0)
+			return r;
+		if (op->then < 0)
+			return 0;
+		r = dev->ops->zone_op(dev, (enum zd_zone_op)op->then, w->zone, 1);
+		if (r < 0)
+			return r;
+		return dev->ops->report(dev, w->zone, w->zbuf, &n);
+	}
+	if (w->op == (enum zd_zone_op)-1)
+		return dev->ops->refresh_zone(dev, w->zone, w->hint_wp, w->zbuf);
+	r = dev->ops->zone_op(dev, w->op, w->zone, 1);
+	if (r < 0)
+		return r;
+	return dev->ops->report(dev, w->zone, w->zbuf, &n);
+}
+
+static void leaseop_done(struct zd_work *w, int status)
+{
+	struct lease_op *op = w->data;
+	struct zd_lease *l = op->lease;
+	struct zd_call *call = op->call;
+	struct zd_daemon *d = w->dev->d;
+
+	if (status == 0)
+		zd_device_zone_update(w->dev, w->zone, w->zbuf);
+	if (op->release) {
+		if (call) {
+			if (status < 0) {
+				zd_call_errno(call, status, "release");
+			} else {
+				call->result = json_object_new_object();
+				json_object_object_add(call->result, "zone",
+						       zd_zone_json(w->dev, w->zone,
+								    &w->dev->zones[w->zone]));
+			}
+		}
+		d->stats.leases_released++;
+		lease_log(l, "released");
+		lease_unreserve(l);
+	} else if (call) {
+		l->busy = false;
+		if (status < 0) {
+			zd_call_errno(call, status, status == -EINVAL ? "parameter 'wp'" : "lease");
+			if (status == -EINVAL)
+				call->err_code = ZP_ERR_INVALID_PARAMS;
+		} else if (!l->conn) {
+			zd_call_error(call, ZP_ERR_STALE_LEASE, "the lease was revoked");
+		} else {
+			call->result = json_object_new_object();
+			json_object_object_add(call->result, "lease", lease_json(l));
+		}
+		if (!l->conn && !l->busy && w->dev->lease_of[l->zone] != l)
+			free(l); /* revoked while this operation ran */
+	}
+	free(op);
+	free(w->zbuf);
+	free(w);
+	if (call)
+		zd_call_complete(call);
+	serve_waiters(d);
+}
+
+static int lease_queue_op(struct zd_call *call, struct zd_lease *l, int op, bool release,
+			  int then, uint64_t hint)
+{
+	struct lease_op *lop = calloc(1, sizeof(*lop));
+	struct zd_work *w = calloc(1, sizeof(*w));
+
+	if (w)
+		w->zbuf = calloc(1, sizeof(*w->zbuf));
+	if (!lop || !w || !w->zbuf) {
+		free(lop);
+		if (w)
+			free(w->zbuf);
+		free(w);
+		if (call)
+			zd_call_error(call, ZP_ERR_INTERNAL, "out of memory");
+		return -ENOMEM;
+	}
+	lop->call = call;
+	lop->lease = l;
+	lop->release = release;
+	lop->then = then;
+	w->data = lop;
+	w->zone = l->zone;
+	w->op = (enum zd_zone_op)op;
+	w->hint_wp = hint;
+	w->run = leaseop_run;
+	w->done = leaseop_done;
+	if (release)
+		l->releasing = true;
+	else
+		l->busy = true;
+	zd_work_queue(l->dev, w);
+	return 0;
+}
+
+int zd_lease_sync_method(struct zd_daemon *d, struct zd_call *call, struct json_object *p)
+{
+	struct zd_lease *l = lease_lookup(call, p);
+	uint64_t wp = UINT64_MAX;
+	struct zp_err e;
+	int r;
+
+	(void)d;
+	if (!l)
+		return 0;
+	r = zp_param_u64(p, "wp", ZP_OPTIONAL, &wp, &e);
+	if (r == -EINVAL) {
+		zd_call_error(call, e.code, "%s", e.message);
+		return 0;
+	}
+	if (r == 0) {
+		const struct zd_zone *z = &l->dev->zones[l->zone];
+
+		if (wp < z->start || wp > z->start + z->capacity ||
+		    wp % l->dev->info.logical_block_size) {
+			zd_call_error(call, ZP_ERR_INVALID_PARAMS,
+				      "parameter 'wp' must be block-aligned within the zone's capacity");
+			return 0;
+		}
+	}
+	return lease_queue_op(call, l, -1, false, 0, wp) < 0 ? 0 : ZD_ASYNC;
+}
+
+int zd_lease_reset_method(struct zd_daemon *d, struct zd_call *call, struct json_object *p)
+{
+	struct zd_lease *l = lease_lookup(call, p);
+
+	(void)d;
+	if (!l)
+		return 0;
+	return lease_queue_op(call, l, ZD_OP_RESET, false, 0, 0) < 0 ? 0 : ZD_ASYNC;
+}
+
+int zd_lease_finish_method(struct zd_daemon *d, struct zd_call *call, struct json_object *p)
+{
+	struct zd_lease *l = lease_lookup(call, p);
+
+	(void)d;
+	if (!l)
+		return 0;
+	return lease_queue_op(call, l, ZD_OP_FINISH, false, 0, 0) < 0 ? 0 : ZD_ASYNC;
+}
+
+int zd_lease_release_method(struct zd_daemon *d, struct zd_call *call, struct json_object *p)
+{
+	struct zd_lease *l = lease_lookup(call, p);
+	const char *then = "keep";
+	struct zp_err e;
+	int op, r;
+
+	(void)d;
+	if (!l)
+		return 0;
+	r = zp_param_string(p, "then", ZP_OPTIONAL, &then, &e);
+	if (r == -EINVAL) {
+		zd_call_error(call, e.code, "%s", e.message);
+		return 0;
+	}
+	if (strcmp(then, "keep") == 0) {
+		op = -1;
+	} else if (strcmp(then, "finish") == 0) {
+		op = ZD_OP_FINISH;
+	} else if (strcmp(then, "reset") == 0) {
+		op = ZD_OP_RESET;
+	} else {
+		zd_call_error(call, ZP_ERR_INVALID_PARAMS,
+			      "parameter 'then' must be \"keep\", \"finish\" or \"reset\"");
+		return 0;
+	}
+	/* From here the lease is gone for the client; the zone stays reserved
+	 * until the device work finishes. */
+	lease_detach(l);
+	return lease_queue_op(call, l, 0, true, op, 0) < 0 ? 0 : ZD_ASYNC;
+}
+
+int zd_lease_list_method(struct zd_daemon *d, struct zd_call *call, struct json_object *p)
+{
+	struct json_object *arr = json_object_new_array();
+	struct zd_list *pos, *tmp;
+	bool all = false;
+	struct zp_err e;
+	uint64_t now = zd_now_ms(d);
+
+	if (zp_param_bool(p, "all", ZP_OPTIONAL, &all, &e) == -EINVAL) {
+		json_object_put(arr);
+		zd_call_error(call, e.code, "%s", e.message);
+		return 0;
+	}
+	if (all && !call->conn->admin) {
+		json_object_put(arr);
+		zd_call_error(call, ZP_ERR_PERM, "listing every lease needs admin rights");
+		return 0;
+	}
+	zd_list_for_each_safe(pos, tmp, &d->devices) {
+		struct zd_device *dev = zd_container_of(pos, struct zd_device, link);
+
+		for (uint32_t i = dev->class_head[ZD_ZC_LEASED]; i != ZD_NIL; i = dev->znext[i]) {
+			struct zd_lease *l = dev->lease_of[i];
+			struct json_object *o;
+
+			if (!l->conn || l->granting)
+				continue;
+			if (!all && l->conn != call->conn)
+				continue;
+			o = lease_json(l);
+			if (l->conn != call->conn)
+				json_object_object_del(o, "token");
+			json_object_object_add(o, "pid", json_object_new_int(l->conn->pid));
+			json_object_object_add(o, "uid", json_object_new_int64(l->conn->uid));
+			json_object_object_add(o, "age_ms",
+					       json_object_new_uint64(now - l->granted_ms));
+			json_object_array_add(arr, o);
+		}
+	}
+	call->result = json_object_new_object();
+	json_object_object_add(call->result, "leases", arr);
+	return 0;
+}
+
+/* --- device.open ------------------------------------------------------- */
+
+static int devopen_run(struct zd_work *w)
+{
+	w->fd = w->dev->dev->ops->open_fd(w->dev->dev, O_RDONLY);
+	return w->fd < 0 ? w->fd : 0;
+}
+
+static void devopen_done(struct zd_work *w, int status)
+{
+	struct zd_call *call = w->data;
+
+	if (status < 0) {
+		zd_call_errno(call, status, "open");
+	} else {
+		call->result = json_object_new_object();
+		call->fd = w->fd;
+	}
+	free(w);
+	zd_call_complete(call);
+}
+
+int zd_device_open_method(struct zd_daemon *d, struct zd_call *call, struct json_object *p)
+{
+	const char *name;
+	struct zd_device *dev;
+	struct zd_work *w;
+	struct zp_err e;
+
+	if (zp_param_string(p, "device", ZP_REQUIRED, &name, &e) < 0) {
+		zd_call_error(call, e.code, "%s", e.message);
+		return 0;
+	}
+	dev = zd_device_find(d, name);
+	if (!dev) {
+		zd_call_error(call, ZP_ERR_NO_DEVICE, "no such device '%.64s'", name);
+		return 0;
+	}
+	w = calloc(1, sizeof(*w));
+	if (!w) {
+		zd_call_error(call, ZP_ERR_INTERNAL, "out of memory");
+		return 0;
+	}
+	w->data = call;
+	w->fd = -1;
+	w->run = devopen_run;
+	w->done = devopen_done;
+	zd_work_queue(dev, w);
+	return ZD_ASYNC;
+}
+
+/* --- connection death and revocation ------------------------------------ */
+
+void zd_lease_drop_conn(struct zd_conn *conn)
+{
+	struct zd_daemon *d = conn->d;
+	struct zd_list *pos, *tmp;
+
+	zd_list_for_each_safe(pos, tmp, &d->waiters) {
+		struct acquire_req *a = zd_container_of(pos, struct acquire_req, link);
+
+		if (a->call->conn != conn)
+			continue;
+		waiter_finish(a);
+		zd_call_error(a->call, ZP_ERR_TIMEOUT, "connection closed");
+		{
+			struct zd_call *call = a->call;
+
+			uv_close((uv_handle_t *)&a->timer, waiter_timer_closed);
+			zd_call_complete(call);
+		}
+	}
+	zd_list_for_each_safe(pos, tmp, &conn->leases) {
+		struct zd_lease *l = zd_container_of(pos, struct zd_lease, conn_link);
+
+		lease_detach(l);
+		if (l->granting) {
+			/* Still being granted: acquire_done sees conn == NULL
+			 * and gives the zone back. */
+			continue;
+		}
+		lease_log(l, "dropped with its connection");
+		/* The zone is refreshed from the device and returned. */
+		lease_queue_op(NULL, l, 0, true, -1, 0);
+	}
+}
+
+void zd_lease_revoke_zone(struct zd_device *dev, uint32_t zone)
+{
+	struct zd_lease *l = dev->lease_of[zone];
+
+	/* A lease being released is already gone for its owner; the admin
+	 * operation queues behind the release. */
+	if (!l || l->releasing)
+		return;
+	dev->d->stats.leases_revoked++;
+	lease_log(l, "revoked");
+	lease_detach(l);
+	dev->lease_of[zone] = NULL;
+	zd_device_zone_reclass(dev, zone);
+	dev->refs--;
+	/* An operation still queued on it frees it when it completes; the
+	 * device cannot go away meanwhile, that work holds a reference. */
+	if (!l->busy)
+		free(l);
+}
