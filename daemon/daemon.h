@@ -227,6 +227,7 @@ struct zd_daemon {
 	uint64_t next_token_seq;
 	struct zd_stats stats;
 	bool stopping;
+	bool listening;             /* signal and watchdog handles exist */
 	int exit_status;
 	char *msgbuf;               /* receive buffer, ZP_MSG_MAX + 1 */
 	/* Hooks main installs: SIGHUP reload, and shutdown of main's own state. */
@@ -260,6 +261,8 @@ void zd_daemon_fini(struct zd_daemon *d);
 /* Handles one packet as received on conn; replies through conn. */
 void zd_conn_handle_packet(struct zd_conn *conn, const char *buf, size_t len, bool truncated);
 struct zd_conn *zd_conn_new(struct zd_daemon *d, int fd);
+/* Serves a connected socket (non-blocking, close-on-exec); takes fd. */
+int zd_conn_accept(struct zd_daemon *d, int fd);
 void zd_conn_close(struct zd_conn *conn);
 void zd_conn_put(struct zd_conn *conn);
 uint64_t zd_now_ms(struct zd_daemon *d);

@@ -492,10 +492,7 @@ static void conn_poll_cb(uv_poll_t *h, int status, int events)
 
 static void conn_poll_closed(uv_handle_t *h)
 {
-	struct zd_conn *conn = h->data;
-
-	conn->refs--;
-	zd_conn_put(conn);
+	zd_conn_put(h->data);
 }
 
 static bool uid_in_group(uid_t uid, gid_t gid, const gid_t *groups, size_t ngroups, gid_t want)
@@ -602,6 +599,34 @@ static unsigned conns_of_uid(struct zd_daemon *d, uid_t uid)
 	return n;
 }
 
+int zd_conn_accept(struct zd_daemon *d, int fd)
+{
+	struct zd_conn *conn = zd_conn_new(d, fd);
+
+	if (!conn) {
+		close(fd);
+		return -ENOMEM;
+	}
+	d->stats.connections++;
+	if (d->cfg.max_conns_per_uid && conn->uid != 0 &&
+	    conns_of_uid(d, conn->uid) > d->cfg.max_conns_per_uid) {
+		d->stats.connections_refused++;
+		conn_reply_error(conn, ZP_ERR_PERM, "too many connections for this uid");
+		zd_conn_close(conn);
+		return -EUSERS;
+	}
+	conn->poll.data = conn;
+	if (uv_poll_init(d->loop, &conn->poll, fd) < 0) {
+		conn->poll.data = NULL;
+		zd_conn_close(conn);
+		return -EIO;
+	}
+	uv_poll_start(&conn->poll, UV_READABLE | UV_DISCONNECT, conn_poll_cb);
+	zd_debug("client pid %d uid %u connected%s", (int)conn->pid, (unsigned)conn->uid,
+		 conn->admin ? " (admin)" : "");
+	return 0;
+}
+
 static void listen_cb(uv_poll_t *h, int status, int events)
 {
 	struct zd_daemon *d = h->data;
@@ -610,7 +635,6 @@ static void listen_cb(uv_poll_t *h, int status, int events)
 	if (status < 0)
 		return;
 	for (int i = 0; i < 16; i++) {
-		struct zd_conn *conn;
 		int fd = accept4(d->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 
 		if (fd < 0) {
@@ -618,28 +642,7 @@ static void listen_cb(uv_poll_t *h, int status, int events)
 				zd_warn("accept: %s", strerror(errno));
 			return;
 		}
-		conn = zd_conn_new(d, fd);
-		if (!conn) {
-			close(fd);
-			continue;
-		}
-		d->stats.connections++;
-		if (d->cfg.max_conns_per_uid && conn->uid != 0 &&
-		    conns_of_uid(d, conn->uid) > d->cfg.max_conns_per_uid) {
-			d->stats.connections_refused++;
-			conn_reply_error(conn, ZP_ERR_PERM, "too many connections for this uid");
-			zd_conn_close(conn);
-			continue;
-		}
-		conn->poll.data = conn;
-		if (uv_poll_init(d->loop, &conn->poll, fd) < 0) {
-			conn->poll.data = NULL;
-			zd_conn_close(conn);
-			continue;
-		}
-		uv_poll_start(&conn->poll, UV_READABLE | UV_DISCONNECT, conn_poll_cb);
-		zd_debug("client pid %d uid %u connected%s", (int)conn->pid, (unsigned)conn->uid,
-			 conn->admin ? " (admin)" : "");
+		zd_conn_accept(d, fd);
 	}
 }
 
@@ -831,6 +834,7 @@ int zd_daemon_listen(struct zd_daemon *d)
 	} else {
 		uv_timer_start(&d->watchdog, watchdog_cb, 5000, 5000);
 	}
+	d->listening = true;
 	update_status(d);
 	sd_notify(0, "READY=1");
 	return 0;
@@ -850,10 +854,12 @@ void zd_daemon_stop(struct zd_daemon *d)
 	}
 	zd_list_for_each_safe(pos, tmp, &d->conns)
 		zd_conn_close(zd_container_of(pos, struct zd_conn, link));
-	uv_close((uv_handle_t *)&d->sig_term, NULL);
-	uv_close((uv_handle_t *)&d->sig_int, NULL);
-	uv_close((uv_handle_t *)&d->sig_hup, NULL);
-	uv_close((uv_handle_t *)&d->watchdog, NULL);
+	if (d->listening) {
+		uv_close((uv_handle_t *)&d->sig_term, NULL);
+		uv_close((uv_handle_t *)&d->sig_int, NULL);
+		uv_close((uv_handle_t *)&d->sig_hup, NULL);
+		uv_close((uv_handle_t *)&d->watchdog, NULL);
+	}
 	if (d->stop_hook)
 		d->stop_hook(d);
 }

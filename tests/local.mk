@@ -2,3 +2,9 @@ TESTS_ENVIRONMENT_COMMON = top_builddir=$(top_builddir) top_srcdir=$(top_srcdir)
 AM_TESTS_ENVIRONMENT = export top_builddir=$(abs_top_builddir) top_srcdir=$(abs_top_srcdir);
 TEST_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(JSONC_CFLAGS) $(UV_CFLAGS) $(SYSTEMD_CFLAGS)
 TEST_LIBS = daemon/libzoned-daemon.la $(CHECK_LIBS)
+
+check_PROGRAMS += tests/test-proto
+TESTS += tests/test-proto
+tests_test_proto_SOURCES = tests/test-proto.c
+tests_test_proto_CFLAGS = $(TEST_CFLAGS)
+tests_test_proto_LDADD = $(TEST_LIBS)

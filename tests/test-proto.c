@@ -1,0 +1,598 @@
+/* Protocol tests: the daemon's dispatcher driven over a real SOCK_SEQPACKET
+ * socketpair with real fds — the JSON-RPC 2.0 specification's examples,
+ * oversized packets, wrong parameter types, stray fds, leases. */
+#include <config.h>
+
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "daemon/daemon.h"
+#include "daemon/log.h"
+
+#define HELLO1 "{\"jsonrpc\":\"2.0\",\"method\":\"daemon.hello\",\"id\":1}"
+#define HELLO3 "{\"jsonrpc\":\"2.0\",\"method\":\"daemon.hello\",\"id\":3}"
+
+static struct zd_daemon d;
+static uv_loop_t loop;
+static int peer = -1;
+static char tmpdir[256];
+
+static void setup(void)
+{
+	struct zd_device_conf dc;
+	char why[256] = "";
+	int sv[2];
+
+	zd_log_set_level(LOG_WARNING);
+	snprintf(tmpdir, sizeof(tmpdir), "%s/zoned-proto-XXXXXX",
+		 getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+	ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+	memset(&d, 0, sizeof(d));
+	ck_assert_int_eq(uv_loop_init(&loop), 0);
+	ck_assert_int_eq(zd_daemon_init(&d, &loop), 0);
+	zd_config_defaults(&d.cfg);
+	snprintf(d.cfg.state_dir, sizeof(d.cfg.state_dir), "%s", tmpdir);
+	ck_assert_int_eq(zd_state_generation_bump(&d), 0);
+	memset(&dc, 0, sizeof(dc));
+	dc.emulated = true;
+	snprintf(dc.id, sizeof(dc.id), "emu0");
+	snprintf(dc.path, sizeof(dc.path), "%s/emu0.img", tmpdir);
+	/* 16 zones of 1 MiB, 2 conventional, limits 4/6. */
+	snprintf(dc.spec, sizeof(dc.spec),
+		 "size=16M,zone-size=1M,zone-capacity=768K,conv=2,max-open=4,max-active=6,lbs=4096");
+	ck_assert_msg(zd_device_add(&d, &dc, why, sizeof(why)) == 0, "%s", why);
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+	fcntl(sv[0], F_SETFL, O_NONBLOCK);
+	ck_assert_int_eq(zd_conn_accept(&d, sv[0]), 0);
+	peer = sv[1];
+}
+
+static void teardown(void)
+{
+	char cmd[300];
+
+	close(peer);
+	peer = -1;
+	/* Let the daemon see the hang-up and give everything back. */
+	for (int i = 0; i < 50; i++)
+		uv_run(&loop, UV_RUN_NOWAIT);
+	zd_daemon_stop(&d);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	zd_daemon_fini(&d);
+	ck_assert_int_eq(uv_loop_close(&loop), 0);
+	zd_config_free(&d.cfg);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+	ck_assert_int_eq(system(cmd), 0);
+}
+
+/* Runs the loop until a reply packet is there or a bound is hit. Returns
+ * the parsed reply (NULL if none came); *fd gets an attached fd or -1. */
+static struct json_object *wait_reply(int *fd, int max_iter)
+{
+	static char buf[ZP_MSG_MAX + 1];
+
+	for (int i = 0; i < max_iter; i++) {
+		ssize_t n = zp_recv(peer, buf, sizeof(buf), fd, MSG_DONTWAIT);
+
+		if (n > 0) {
+			struct json_object *o = zp_parse(buf, (size_t)n);
+
+			ck_assert_msg(o != NULL, "daemon sent invalid JSON: %.*s", (int)n, buf);
+			return o;
+		}
+		ck_assert_int_eq(n, -EAGAIN);
+		uv_run(&loop, UV_RUN_NOWAIT);
+		if (i > 100)
+			usleep(1000);
+	}
+	return NULL;
+}
+
+static struct json_object *rpc_raw_fd(const char *req, size_t len, int *fd)
+{
+	ck_assert_int_eq(zp_send(peer, req, len, -1, 0), 0);
+	return wait_reply(fd, 5000);
+}
+
+static struct json_object *rpc(const char *req)
+{
+	return rpc_raw_fd(req, strlen(req), NULL);
+}
+
+static void no_reply(const char *req)
+{
+	struct json_object *o;
+
+	ck_assert_int_eq(zp_send(peer, req, strlen(req), -1, 0), 0);
+	o = wait_reply(NULL, 200);
+	ck_assert_msg(o == NULL, "unexpected reply: %s", o ? zp_to_string(o, NULL) : "");
+}
+
+static int err_code(struct json_object *resp)
+{
+	struct json_object *e, *c;
+
+	if (!json_object_object_get_ex(resp, "error", &e) ||
+	    !json_object_object_get_ex(e, "code", &c))
+		return 0;
+	return json_object_get_int(c);
+}
+
+static const char *err_msg(struct json_object *resp)
+{
+	struct json_object *e, *m;
+
+	if (!json_object_object_get_ex(resp, "error", &e) ||
+	    !json_object_object_get_ex(e, "message", &m))
+		return "";
+	return json_object_get_string(m);
+}
+
+static struct json_object *result(struct json_object *resp)
+{
+	struct json_object *r = NULL;
+
+	ck_assert_msg(json_object_object_get_ex(resp, "result", &r), "no result in %s",
+		      zp_to_string(resp, NULL));
+	return r;
+}
+
+static struct json_object *field(struct json_object *o, const char *name)
+{
+	struct json_object *v = NULL;
+
+	ck_assert_msg(json_object_object_get_ex(o, name, &v), "no field %s in %s", name,
+		      zp_to_string(o, NULL));
+	return v;
+}
+
+static bool id_is_null(struct json_object *resp)
+{
+	struct json_object *id;
+
+	return json_object_object_get_ex(resp, "id", &id) && id == NULL;
+}
+
+START_TEST(spec_call_named_params)
+{
+	struct json_object *r = rpc("{\"jsonrpc\":\"2.0\",\"method\":\"daemon.hello\",\"params\":{},\"id\":3}");
+
+	ck_assert_int_eq(json_object_get_int(field(r, "id")), 3);
+	ck_assert_int_eq(json_object_get_int(field(result(r), "protocol")), ZP_PROTOCOL_VERSION);
+	ck_assert_int_eq(json_object_get_int(field(result(r), "pid")), getpid());
+	ck_assert(json_object_get_boolean(field(result(r), "admin")));
+	ck_assert_str_eq(json_object_get_string(field(r, "jsonrpc")), "2.0");
+	json_object_put(r);
+	r = rpc("{\"jsonrpc\":\"2.0\",\"method\":\"daemon.hello\",\"id\":\"abc\"}");
+	ck_assert_str_eq(json_object_get_string(field(r, "id")), "abc");
+	json_object_put(r);
+}
+END_TEST
+
+START_TEST(spec_notification)
+{
+	no_reply("{\"jsonrpc\":\"2.0\",\"method\":\"daemon.hello\"}");
+	no_reply("{\"jsonrpc\":\"2.0\",\"method\":\"no.such.method\"}");
+}
+END_TEST
+
+START_TEST(spec_method_not_found)
+{
+	struct json_object *r = rpc("{\"jsonrpc\":\"2.0\",\"method\":\"foobar\",\"id\":\"1\"}");
+
+	ck_assert_int_eq(err_code(r), ZP_ERR_METHOD_NOT_FOUND);
+	ck_assert_str_eq(json_object_get_string(field(r, "id")), "1");
+	json_object_put(r);
+}
+END_TEST
+
+START_TEST(spec_invalid_json)
+{
+	struct json_object *r =
+		rpc("{\"jsonrpc\":\"2.0\",\"method\":\"foobar, \"params\":\"bar\",\"baz]");
+
+	ck_assert_int_eq(err_code(r), ZP_ERR_PARSE);
+	ck_assert(id_is_null(r));
+	json_object_put(r);
+	/* Trailing garbage and invalid UTF-8 are parse errors too. */
+	r = rpc("{\"jsonrpc\":\"2.0\",\"method\":\"daemon.hello\",\"id\":1} x");
+	ck_assert_int_eq(err_code(r), ZP_ERR_PARSE);
+	json_object_put(r);
+	r = rpc("{\"jsonrpc\":\"2.0\",\"method\":\"daemon.hello\xff\",\"id\":1}");
+	ck_assert_int_eq(err_code(r), ZP_ERR_PARSE);
+	json_object_put(r);
+}
+END_TEST
+
+START_TEST(spec_invalid_request)
+{
+	struct json_object *r = rpc("{\"jsonrpc\":\"2.0\",\"method\":1,\"params\":\"bar\"}");
+
+	ck_assert_int_eq(err_code(r), ZP_ERR_INVALID_REQUEST);
+	ck_assert(id_is_null(r));
+	json_object_put(r);
+	r = rpc("{\"jsonrpc\":\"1.0\",\"method\":\"daemon.hello\",\"id\":1}");
+	ck_assert_int_eq(err_code(r), ZP_ERR_INVALID_REQUEST);
+	json_object_put(r);
+	r = rpc("{\"jsonrpc\":\"2.0\",\"method\":\"daemon.hello\",\"id\":{}}");
+	ck_assert_int_eq(err_code(r), ZP_ERR_INVALID_REQUEST);
+	ck_assert(id_is_null(r));
+	json_object_put(r);
+	r = rpc("\"just a string\"");
+	ck_assert_int_eq(err_code(r), ZP_ERR_INVALID_REQUEST);
+	json_object_put(r);
+}
+END_TEST
+
+START_TEST(spec_batch_invalid_json)
+{
+	struct json_object *r = rpc("[{\"jsonrpc\":\"2.0\",\"method\":\"sum\",\"params\":[1,2,4],"
+				    "\"id\":\"1\"},{\"jsonrpc\":\"2.0\",\"method\"]");
+
+	ck_assert(json_object_is_type(r, json_type_object));
+	ck_assert_int_eq(err_code(r), ZP_ERR_PARSE);
+	json_object_put(r);
+}
+END_TEST
+
+START_TEST(spec_batch_empty)
+{
+	struct json_object *r = rpc("[]");
+
+	ck_assert(json_object_is_type(r, json_type_object));
+	ck_assert_int_eq(err_code(r), ZP_ERR_INVALID_REQUEST);
+	json_object_put(r);
+}
+END_TEST
+
+START_TEST(spec_batch_invalid)
+{
+	struct json_object *r = rpc("[1]");
+
+	ck_assert(json_object_is_type(r, json_type_array));
+	ck_assert_int_eq(json_object_array_length(r), 1);
+	ck_assert_int_eq(err_code(json_object_array_get_idx(r, 0)), ZP_ERR_INVALID_REQUEST);
+	json_object_put(r);
+	r = rpc("[1,2,3]");
+	ck_assert_int_eq(json_object_array_length(r), 3);
+	for (int i = 0; i < 3; i++) {
+		ck_assert_int_eq(err_code(json_object_array_get_idx(r, i)), ZP_ERR_INVALID_REQUEST);
+		ck_assert(id_is_null(json_object_array_get_idx(r, i)));
+	}
+	json_object_put(r);
+}
+END_TEST
+
+START_TEST(spec_batch_mixed)
+{
+	struct json_object *r = rpc(
+		"[{\"jsonrpc\":\"2.0\",\"method\":\"daemon.hello\",\"id\":\"1\"},"
+		"{\"jsonrpc\":\"2.0\",\"method\":\"daemon.hello\"},"
+		"{\"jsonrpc\":\"2.0\",\"method\":\"device.info\",\"params\":{\"device\":\"emu0\"},\"id\":\"2\"},"
+		"{\"foo\":\"boo\"},"
+		"{\"jsonrpc\":\"2.0\",\"method\":\"foo.get\",\"params\":{\"name\":\"myself\"},\"id\":\"5\"},"
+		"{\"jsonrpc\":\"2.0\",\"method\":\"zone.report\",\"params\":{\"device\":\"emu0\",\"count\":2},\"id\":\"9\"}]");
+
+	ck_assert(json_object_is_type(r, json_type_array));
+	ck_assert_int_eq(json_object_array_length(r), 5);
+	ck_assert_str_eq(json_object_get_string(field(json_object_array_get_idx(r, 0), "id")), "1");
+	ck_assert_str_eq(json_object_get_string(field(json_object_array_get_idx(r, 1), "id")), "2");
+	ck_assert_int_eq(json_object_get_int(field(result(json_object_array_get_idx(r, 1)),
+						   "nr_zones")), 16);
+	ck_assert_int_eq(err_code(json_object_array_get_idx(r, 2)), ZP_ERR_INVALID_REQUEST);
+	ck_assert_int_eq(err_code(json_object_array_get_idx(r, 3)), ZP_ERR_METHOD_NOT_FOUND);
+	ck_assert_str_eq(json_object_get_string(field(json_object_array_get_idx(r, 4), "id")), "9");
+	ck_assert_int_eq(json_object_array_length(field(result(json_object_array_get_idx(r, 4)),
+							"zones")), 2);
+	json_object_put(r);
+}
+END_TEST
+
+START_TEST(spec_batch_all_notifications)
+{
+	no_reply("[{\"jsonrpc\":\"2.0\",\"method\":\"daemon.hello\"},"
+		 "{\"jsonrpc\":\"2.0\",\"method\":\"device.list\"}]");
+}
+END_TEST
+
+START_TEST(oversized_packet)
+{
+	size_t len = ZP_MSG_MAX + 100;
+	char *big = malloc(len);
+	struct json_object *r;
+
+	memset(big, ' ', len);
+	memcpy(big, HELLO1, strlen(HELLO1));
+	r = rpc_raw_fd(big, len, NULL);
+	ck_assert_int_eq(err_code(r), ZP_ERR_INVALID_REQUEST);
+	ck_assert_ptr_nonnull(strstr(err_msg(r), "too large"));
+	json_object_put(r);
+	free(big);
+	/* The connection stays usable. */
+	r = rpc("{\"jsonrpc\":\"2.0\",\"method\":\"daemon.hello\",\"id\":2}");
+	ck_assert_int_eq(err_code(r), 0);
+	json_object_put(r);
+	/* Exactly the limit is accepted. */
+	big = malloc(ZP_MSG_MAX);
+	memset(big, ' ', ZP_MSG_MAX);
+	memcpy(big, HELLO3, strlen(HELLO3));
+	r = rpc_raw_fd(big, ZP_MSG_MAX, NULL);
+	ck_assert_int_eq(err_code(r), 0);
+	json_object_put(r);
+	free(big);
+}
+END_TEST
+
+static void expect_invalid_param(const char *req, const char *field_name)
+{
+	struct json_object *r = rpc(req);
+
+	ck_assert_msg(err_code(r) == ZP_ERR_INVALID_PARAMS, "%s -> %s", req, zp_to_string(r, NULL));
+	ck_assert_msg(strstr(err_msg(r), field_name), "message '%s' does not name '%s'", err_msg(r),
+		      field_name);
+	json_object_put(r);
+}
+
+START_TEST(wrong_param_types)
+{
+	struct json_object *r;
+
+	expect_invalid_param("{\"jsonrpc\":\"2.0\",\"method\":\"device.info\",\"params\":{\"device\":7},\"id\":1}", "device");
+	expect_invalid_param("{\"jsonrpc\":\"2.0\",\"method\":\"device.info\",\"params\":{},\"id\":1}", "device");
+	expect_invalid_param("{\"jsonrpc\":\"2.0\",\"method\":\"zone.report\",\"params\":{\"device\":\"emu0\",\"from\":\"3\"},\"id\":1}", "from");
+	expect_invalid_param("{\"jsonrpc\":\"2.0\",\"method\":\"zone.report\",\"params\":{\"device\":\"emu0\",\"count\":-1},\"id\":1}", "count");
+	expect_invalid_param("{\"jsonrpc\":\"2.0\",\"method\":\"zone.report\",\"params\":{\"device\":\"emu0\",\"cond\":[\"empty\",3]},\"id\":1}", "cond");
+	expect_invalid_param("{\"jsonrpc\":\"2.0\",\"method\":\"zone.report\",\"params\":{\"device\":\"emu0\",\"cond\":\"bogus\"},\"id\":1}", "cond");
+	expect_invalid_param("{\"jsonrpc\":\"2.0\",\"method\":\"zone.reset\",\"params\":{\"device\":\"emu0\",\"zone\":2.5},\"id\":1}", "zone");
+	expect_invalid_param("{\"jsonrpc\":\"2.0\",\"method\":\"zone.reset\",\"params\":{\"device\":\"emu0\",\"zone\":2,\"force\":1},\"id\":1}", "force");
+	expect_invalid_param("{\"jsonrpc\":\"2.0\",\"method\":\"zone.open\",\"params\":{\"device\":\"emu0\",\"zone\":2,\"count\":0},\"id\":1}", "count");
+	expect_invalid_param("{\"jsonrpc\":\"2.0\",\"method\":\"lease.acquire\",\"params\":{\"wait_ms\":true},\"id\":1}", "wait_ms");
+	expect_invalid_param("{\"jsonrpc\":\"2.0\",\"method\":\"lease.acquire\",\"params\":{\"prefer\":\"big\"},\"id\":1}", "prefer");
+	expect_invalid_param("{\"jsonrpc\":\"2.0\",\"method\":\"lease.acquire\",\"params\":{\"zone\":3},\"id\":1}", "zone");
+	expect_invalid_param("{\"jsonrpc\":\"2.0\",\"method\":\"lease.sync\",\"params\":{\"id\":\"1\",\"token\":1},\"id\":1}", "id");
+	expect_invalid_param("{\"jsonrpc\":\"2.0\",\"method\":\"lease.release\",\"params\":{\"id\":1},\"id\":1}", "token");
+	expect_invalid_param("{\"jsonrpc\":\"2.0\",\"method\":\"daemon.hello\",\"params\":[1,2],\"id\":1}", "params");
+	r = rpc("{\"jsonrpc\":\"2.0\",\"method\":\"device.info\",\"params\":{\"device\":\"nope\"},\"id\":1}");
+	ck_assert_int_eq(err_code(r), ZP_ERR_NO_DEVICE);
+	json_object_put(r);
+	r = rpc("{\"jsonrpc\":\"2.0\",\"method\":\"zone.reset\",\"params\":{\"device\":\"emu0\",\"zone\":16},\"id\":1}");
+	ck_assert_int_eq(err_code(r), ZP_ERR_NO_ZONE);
+	json_object_put(r);
+	r = rpc("{\"jsonrpc\":\"2.0\",\"method\":\"zone.reset\",\"params\":{\"device\":\"emu0\",\"zone\":0},\"id\":1}");
+	ck_assert_int_eq(err_code(r), ZP_ERR_ZONE_STATE);
+	json_object_put(r);
+}
+END_TEST
+
+START_TEST(stray_fd_is_closed)
+{
+	int p[2];
+	struct json_object *r;
+	char c = 'x';
+
+	ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+	ck_assert_int_eq(zp_send(peer, HELLO1, strlen(HELLO1),
+				 p[0], 0), 0);
+	close(p[0]);
+	r = wait_reply(NULL, 5000);
+	ck_assert_int_eq(err_code(r), 0);
+	json_object_put(r);
+	/* The daemon kept no copy of the read end: the pipe has no reader. */
+	signal(SIGPIPE, SIG_IGN);
+	ck_assert_int_eq(write(p[1], &c, 1), -1);
+	ck_assert_int_eq(errno, EPIPE);
+	close(p[1]);
+}
+END_TEST
+
+START_TEST(report_paging_and_filters)
+{
+	struct json_object *r = rpc("{\"jsonrpc\":\"2.0\",\"method\":\"zone.report\",\"params\":{\"device\":\"emu0\",\"from\":1,\"count\":3},\"id\":1}");
+	struct json_object *zones = field(result(r), "zones"), *z;
+
+	ck_assert_int_eq(json_object_array_length(zones), 3);
+	z = json_object_array_get_idx(zones, 0);
+	ck_assert_int_eq(json_object_get_int(field(z, "index")), 1);
+	ck_assert_str_eq(json_object_get_string(field(z, "type")), "conventional");
+	ck_assert_str_eq(json_object_get_string(field(z, "cond")), "not-wp");
+	z = json_object_array_get_idx(zones, 2);
+	ck_assert_int_eq(json_object_get_int64(field(z, "start")), 3 << 20);
+	ck_assert_int_eq(json_object_get_int64(field(z, "len")), 1 << 20);
+	ck_assert_int_eq(json_object_get_int64(field(z, "capacity")), 768 << 10);
+	ck_assert_int_eq(json_object_get_int64(field(z, "wp")), 3 << 20);
+	ck_assert_str_eq(json_object_get_string(field(z, "cond")), "empty");
+	ck_assert(field(result(r), "next") == NULL);
+	json_object_put(r);
+
+	r = rpc("{\"jsonrpc\":\"2.0\",\"method\":\"zone.report\",\"params\":{\"device\":\"emu0\",\"type\":[\"conventional\"]},\"id\":1}");
+	ck_assert_int_eq(json_object_array_length(field(result(r), "zones")), 2);
+	json_object_put(r);
+	r = rpc("{\"jsonrpc\":\"2.0\",\"method\":\"zone.open\",\"params\":{\"device\":\"emu0\",\"zone\":5,\"count\":2},\"id\":1}");
+	ck_assert_int_eq(err_code(r), 0);
+	ck_assert_str_eq(json_object_get_string(field(json_object_array_get_idx(field(result(r), "zones"), 1), "cond")), "explicit-open");
+	json_object_put(r);
+	r = rpc("{\"jsonrpc\":\"2.0\",\"method\":\"zone.report\",\"params\":{\"device\":\"emu0\",\"cond\":\"explicit-open\"},\"id\":1}");
+	zones = field(result(r), "zones");
+	ck_assert_int_eq(json_object_array_length(zones), 2);
+	ck_assert_int_eq(json_object_get_int(field(json_object_array_get_idx(zones, 0), "index")), 5);
+	json_object_put(r);
+	r = rpc("{\"jsonrpc\":\"2.0\",\"method\":\"device.info\",\"params\":{\"device\":\"emu0\"},\"id\":1}");
+	ck_assert_int_eq(json_object_get_int(field(field(result(r), "zones_by_cond"), "explicit-open")), 2);
+	ck_assert_int_eq(json_object_get_int(field(field(result(r), "zones_by_cond"), "empty")), 12);
+	ck_assert_int_eq(json_object_get_int(field(result(r), "max_open")), 4);
+	ck_assert_int_eq(json_object_get_int(field(result(r), "max_active")), 6);
+	json_object_put(r);
+}
+END_TEST
+
+static struct json_object *acquire(const char *params, int *fd)
+{
+	char req[512];
+
+	snprintf(req, sizeof(req), "{\"jsonrpc\":\"2.0\",\"method\":\"lease.acquire\",\"params\":%s,\"id\":7}",
+		 params);
+	return rpc_raw_fd(req, strlen(req), fd);
+}
+
+START_TEST(lease_round_trip_with_fd)
+{
+	int fd = -1;
+	struct json_object *r = acquire("{\"device\":\"emu0\",\"label\":\"t\",\"direct\":false}", &fd);
+	struct json_object *l = field(result(r), "lease");
+	uint64_t id = json_object_get_uint64(field(l, "id"));
+	uint64_t token = json_object_get_uint64(field(l, "token"));
+	uint64_t start = json_object_get_uint64(field(l, "start"));
+	char buf[8192], req[256], back[8192];
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(json_object_get_int(field(result(r), "fd")), 0);
+	ck_assert_int_eq(json_object_get_uint64(field(l, "wp")), start);
+	ck_assert_int_eq(token >> 32, d.generation);
+	ck_assert(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+	ck_assert_int_eq(fcntl(fd, F_GETFL) & O_ACCMODE, O_RDWR);
+	json_object_put(r);
+
+	memset(buf, 0xab, sizeof(buf));
+	ck_assert_int_eq(pwrite(fd, buf, sizeof(buf), (off_t)start), (ssize_t)sizeof(buf));
+	snprintf(req, sizeof(req), "{\"jsonrpc\":\"2.0\",\"method\":\"lease.sync\",\"params\":{\"id\":%llu,\"token\":%llu,\"wp\":%llu},\"id\":8}",
+		 (unsigned long long)id, (unsigned long long)token, (unsigned long long)(start + sizeof(buf)));
+	r = rpc(req);
+	ck_assert_msg(err_code(r) == 0, "%s", zp_to_string(r, NULL));
+	ck_assert_int_eq(json_object_get_uint64(field(field(result(r), "lease"), "wp")), start + sizeof(buf));
+	ck_assert_str_eq(json_object_get_string(field(field(result(r), "lease"), "cond")), "implicit-open");
+	json_object_put(r);
+	/* A write pointer that goes backwards is refused. */
+	snprintf(req, sizeof(req), "{\"jsonrpc\":\"2.0\",\"method\":\"lease.sync\",\"params\":{\"id\":%llu,\"token\":%llu,\"wp\":%llu},\"id\":8}",
+		 (unsigned long long)id, (unsigned long long)token, (unsigned long long)start);
+	r = rpc(req);
+	ck_assert_int_eq(err_code(r), ZP_ERR_INVALID_PARAMS);
+	json_object_put(r);
+	/* Stale token. */
+	snprintf(req, sizeof(req), "{\"jsonrpc\":\"2.0\",\"method\":\"lease.sync\",\"params\":{\"id\":%llu,\"token\":%llu},\"id\":8}",
+		 (unsigned long long)id, (unsigned long long)token + 1);
+	r = rpc(req);
+	ck_assert_int_eq(err_code(r), ZP_ERR_STALE_LEASE);
+	json_object_put(r);
+	/* The zone is leased: admin reset without force fails, read back works. */
+	snprintf(req, sizeof(req), "{\"jsonrpc\":\"2.0\",\"method\":\"zone.reset\",\"params\":{\"device\":\"emu0\",\"zone\":%llu},\"id\":9}",
+		 (unsigned long long)(start >> 20));
+	r = rpc(req);
+	ck_assert_int_eq(err_code(r), ZP_ERR_ZONE_LEASED);
+	json_object_put(r);
+	ck_assert_int_eq(pread(fd, back, sizeof(back), (off_t)start), (ssize_t)sizeof(back));
+	ck_assert_mem_eq(back, buf, sizeof(buf));
+	close(fd);
+
+	snprintf(req, sizeof(req), "{\"jsonrpc\":\"2.0\",\"method\":\"lease.release\",\"params\":{\"id\":%llu,\"token\":%llu,\"then\":\"finish\"},\"id\":10}",
+		 (unsigned long long)id, (unsigned long long)token);
+	r = rpc(req);
+	ck_assert_msg(err_code(r) == 0, "%s", zp_to_string(r, NULL));
+	ck_assert_str_eq(json_object_get_string(field(field(result(r), "zone"), "cond")), "full");
+	json_object_put(r);
+	r = rpc(req);
+	ck_assert_int_eq(err_code(r), ZP_ERR_STALE_LEASE);
+	json_object_put(r);
+}
+END_TEST
+
+START_TEST(lease_limits)
+{
+	/* max_open 4: four writers at most, the fifth is refused at once. */
+	int fds[5];
+	struct json_object *r;
+
+	for (int i = 0; i < 4; i++) {
+		r = acquire("{\"device\":\"emu0\",\"direct\":false}", &fds[i]);
+		ck_assert_msg(err_code(r) == 0, "%s", zp_to_string(r, NULL));
+		ck_assert_int_ge(fds[i], 0);
+		json_object_put(r);
+	}
+	r = acquire("{\"device\":\"emu0\",\"direct\":false}", &fds[4]);
+	ck_assert_int_eq(err_code(r), ZP_ERR_LIMIT);
+	ck_assert_int_eq(fds[4], -1);
+	json_object_put(r);
+	/* With a wait it times out. */
+	r = acquire("{\"device\":\"emu0\",\"wait_ms\":50}", &fds[4]);
+	ck_assert_int_eq(err_code(r), ZP_ERR_TIMEOUT);
+	json_object_put(r);
+	for (int i = 0; i < 4; i++)
+		close(fds[i]);
+}
+END_TEST
+
+START_TEST(batch_carries_fds)
+{
+	int fd = -1;
+	struct json_object *r = rpc_raw_fd(
+		"[{\"jsonrpc\":\"2.0\",\"method\":\"lease.acquire\",\"params\":{\"direct\":false},\"id\":1},"
+		"{\"jsonrpc\":\"2.0\",\"method\":\"lease.acquire\",\"params\":{\"direct\":false},\"id\":2}]",
+		strlen("[{\"jsonrpc\":\"2.0\",\"method\":\"lease.acquire\",\"params\":{\"direct\":false},\"id\":1},"
+		       "{\"jsonrpc\":\"2.0\",\"method\":\"lease.acquire\",\"params\":{\"direct\":false},\"id\":2}]"),
+		&fd);
+
+	ck_assert(json_object_is_type(r, json_type_array));
+	ck_assert_int_eq(json_object_get_int(field(result(json_object_array_get_idx(r, 0)), "fd")), 0);
+	ck_assert_int_eq(json_object_get_int(field(result(json_object_array_get_idx(r, 1)), "fd")), 1);
+	ck_assert_int_ne(json_object_get_int(field(field(result(json_object_array_get_idx(r, 0)), "lease"), "zone")),
+			 json_object_get_int(field(field(result(json_object_array_get_idx(r, 1)), "lease"), "zone")));
+	ck_assert_int_ge(fd, 0); /* zp_recv keeps the first, closes the rest */
+	close(fd);
+	json_object_put(r);
+}
+END_TEST
+
+static Suite *proto_suite(void)
+{
+	Suite *s = suite_create("protocol");
+	TCase *tc = tcase_create("jsonrpc-spec");
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, spec_call_named_params);
+	tcase_add_test(tc, spec_notification);
+	tcase_add_test(tc, spec_method_not_found);
+	tcase_add_test(tc, spec_invalid_json);
+	tcase_add_test(tc, spec_invalid_request);
+	tcase_add_test(tc, spec_batch_invalid_json);
+	tcase_add_test(tc, spec_batch_empty);
+	tcase_add_test(tc, spec_batch_invalid);
+	tcase_add_test(tc, spec_batch_mixed);
+	tcase_add_test(tc, spec_batch_all_notifications);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("limits-and-types");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, oversized_packet);
+	tcase_add_test(tc, wrong_param_types);
+	tcase_add_test(tc, stray_fd_is_closed);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("methods");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, report_paging_and_filters);
+	tcase_add_test(tc, lease_round_trip_with_fd);
+	tcase_add_test(tc, lease_limits);
+	tcase_add_test(tc, batch_carries_fds);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(proto_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
