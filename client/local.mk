@@ -13,6 +13,6 @@ pkgconfigdir = $(libdir)/pkgconfig
 pkgconfig_DATA = client/zoned-client.pc
 
 bin_PROGRAMS += client/zonectl
-client_zonectl_SOURCES = client/zonectl.c
+client_zonectl_SOURCES = client/zonectl.c client/zonectl-bench.c client/zonectl-bench.h
 client_zonectl_CFLAGS = $(AM_CFLAGS) -pthread
 client_zonectl_LDADD = client/libzoned-client.la

@@ -1,0 +1,375 @@
+/* zonectl bench: N writers (threads, one connection each) lease zones and
+ * append to them through libzoned-client; the same writes are then issued
+ * with plain pwrite on the same zones. Both are measured in this one run so
+ * the ratio, not the absolute number, is what a reader compares. */
+#include <config.h>
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <zoned/client.h>
+
+#include "client/zonectl-bench.h"
+
+struct bench_opts {
+	const char *socket;
+	const char *device;
+	unsigned writers;
+	unsigned zones;       /* zones per writer per phase */
+	uint64_t block;
+	uint64_t size;        /* bytes per zone */
+	bool buffered;
+};
+
+struct writer {
+	pthread_t thread;
+	const struct bench_opts *o;
+	bool raw;
+	int err;
+	const char *what;
+	uint64_t bytes;
+	double *acq_lat;      /* seconds, one per zone */
+	unsigned nacq;
+	double busy;          /* seconds spent in the timed part */
+};
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+	uint64_t mul = 1;
+
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (end == s || errno)
+		return -EINVAL;
+	switch (*end) {
+	case 'k': case 'K': mul = 1ULL << 10; end++; break;
+	case 'm': case 'M': mul = 1ULL << 20; end++; break;
+	case 'g': case 'G': mul = 1ULL << 30; end++; break;
+	case '\0': break;
+	default: return -EINVAL;
+	}
+	if (*end == 'i')
+		end++;
+	if (*end == 'B')
+		end++;
+	if (*end || v > UINT64_MAX / mul)
+		return -EINVAL;
+	*out = v * mul;
+	return 0;
+}
+
+/* Appends o->size bytes in o->block pieces through the lease (or raw). */
+static int fill_zone(struct writer *w, zc_lease *l, const void *buf)
+{
+	const struct bench_opts *o = w->o;
+	uint64_t off = zc_lease_wp(l);
+	int fd = zc_lease_fd(l);
+	uint64_t done = 0;
+	int r;
+
+	while (done < o->size) {
+		uint64_t n = o->size - done < o->block ? o->size - done : o->block;
+
+		if (w->raw) {
+			ssize_t k = pwrite(fd, buf, n, (off_t)(off + done));
+
+			if (k < 0)
+				return -errno;
+			if ((uint64_t)k != n)
+				return -EIO;
+		} else {
+			r = zc_lease_append(l, buf, n);
+			if (r < 0)
+				return r;
+		}
+		done += n;
+	}
+	w->bytes += done;
+	return 0;
+}
+
+static void *writer_main(void *arg)
+{
+	struct writer *w = arg;
+	const struct bench_opts *o = w->o;
+	struct zc_lease_opts lo;
+	zc_client *c = NULL;
+	void *buf = NULL;
+	int r;
+
+	r = zc_connect(o->socket, &c);
+	if (r < 0) {
+		w->what = "connect";
+		goto out;
+	}
+	if (posix_memalign(&buf, 4096, o->block)) {
+		r = -ENOMEM;
+		w->what = "allocate";
+		goto out;
+	}
+	memset(buf, 0x5a, o->block);
+	zc_lease_opts_init(&lo);
+	lo.device = o->device;
+	lo.wait_ms = 30000;
+	lo.buffered = o->buffered;
+	lo.label = w->raw ? "bench-raw" : "bench";
+	for (unsigned i = 0; i < o->zones; i++) {
+		zc_lease *l = NULL;
+		double t0 = now_s(), t1;
+
+		r = zc_lease_acquire(c, &lo, &l);
+		t1 = now_s();
+		if (r < 0) {
+			w->what = "lease";
+			goto out;
+		}
+		if (!w->raw) {
+			w->acq_lat[w->nacq++] = t1 - t0;
+			w->busy += t1 - t0;
+		}
+		/* Writes start at the zone's write pointer: a resumed zone may
+		 * have less room than asked, so use what is there. */
+		if (zc_lease_capacity(l) - (zc_lease_wp(l) - zc_lease_start(l)) < o->size) {
+			zc_lease_release(l, ZC_RELEASE_RESET);
+			i--;
+			continue;
+		}
+		uint32_t zone = zc_lease_zone(l);
+
+		t0 = now_s();
+		r = fill_zone(w, l, buf);
+		if (!w->raw && r == 0) {
+			r = zc_lease_release(l, ZC_RELEASE_KEEP);
+			l = NULL;
+		}
+		t1 = now_s();
+		w->busy += t1 - t0;
+		if (r < 0) {
+			w->what = w->raw ? "pwrite" : "append";
+			zc_lease_release(l, ZC_RELEASE_KEEP);
+			goto out;
+		}
+		/* Reset outside the timed part so both phases see empty zones
+		 * and the device can be reused: the lease phase takes its zone
+		 * back by index to do it. */
+		if (!l) {
+			struct zc_lease_opts again = lo;
+
+			again.zone = zone;
+			r = zc_lease_acquire(c, &again, &l);
+			if (r < 0) {
+				w->what = "re-lease for reset";
+				goto out;
+			}
+		}
+		r = zc_lease_release(l, ZC_RELEASE_RESET);
+		if (r < 0) {
+			w->what = "release";
+			goto out;
+		}
+	}
+	r = 0;
+out:
+	w->err = r;
+	free(buf);
+	zc_close(c);
+	return NULL;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static double pct(const double *v, size_t n, double p)
+{
+	size_t i;
+
+	if (n == 0)
+		return 0;
+	i = (size_t)(p / 100.0 * (double)(n - 1) + 0.5);
+	return v[i < n ? i : n - 1];
+}
+
+/* One phase: all writers at once. Returns 0 and the wall time. */
+static int run_phase(const struct bench_opts *o, bool raw, struct writer *ws, double *wall)
+{
+	double t0 = now_s();
+	int r = 0;
+
+	for (unsigned i = 0; i < o->writers; i++) {
+		memset(&ws[i], 0, sizeof(ws[i]));
+		ws[i].o = o;
+		ws[i].raw = raw;
+		ws[i].acq_lat = calloc(o->zones, sizeof(double));
+		if (!ws[i].acq_lat || pthread_create(&ws[i].thread, NULL, writer_main, &ws[i]))
+			return -ENOMEM;
+	}
+	for (unsigned i = 0; i < o->writers; i++) {
+		pthread_join(ws[i].thread, NULL);
+		if (ws[i].err < 0 && r == 0) {
+			fprintf(stderr, "zonectl: bench: writer %u: %s: %s\n", i, ws[i].what,
+				zc_strerror(ws[i].err));
+			r = ws[i].err;
+		}
+	}
+	*wall = now_s() - t0;
+	return r;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f, "Usage: zonectl bench DEV [--writers N] [--zones Z] [--block B] [--size S] "
+		   "[--buffered] [--json]\n"
+		   "  N writers each fill Z zones with S bytes in B-byte appends, once through\n"
+		   "  leases and libzoned-client, once with plain pwrite on the same kind of zones.\n");
+}
+
+int zonectl_bench(const char *socket_path, bool json, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "writers", required_argument, NULL, 'w' },
+		{ "zones", required_argument, NULL, 'z' },
+		{ "block", required_argument, NULL, 'b' },
+		{ "size", required_argument, NULL, 's' },
+		{ "buffered", no_argument, NULL, 'B' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{}
+	};
+	struct bench_opts o = { .socket = socket_path, .writers = 2, .zones = 4,
+				.block = 1 << 20, .size = 16 << 20 };
+	struct writer *lease_w = NULL, *raw_w = NULL;
+	double lease_wall = 0, raw_wall = 0, *lat = NULL;
+	uint64_t lease_bytes = 0, raw_bytes = 0, v;
+	size_t nlat = 0;
+	int c, r;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "+w:z:b:s:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'w':
+		case 'z':
+			if (parse_size(optarg, &v) < 0 || v == 0 || v > 4096) {
+				fprintf(stderr, "zonectl: bench: --%s %s: want 1..4096\n",
+					c == 'w' ? "writers" : "zones", optarg);
+				return 2;
+			}
+			if (c == 'w')
+				o.writers = (unsigned)v;
+			else
+				o.zones = (unsigned)v;
+			break;
+		case 'b':
+		case 's':
+			if (parse_size(optarg, &v) < 0 || v == 0) {
+				fprintf(stderr, "zonectl: bench: --%s %s: not a size\n",
+					c == 'b' ? "block" : "size", optarg);
+				return 2;
+			}
+			if (c == 'b')
+				o.block = v;
+			else
+				o.size = v;
+			break;
+		case 'B':
+			o.buffered = true;
+			break;
+		case 'j':
+			json = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind != argc - 1) {
+		usage(stderr);
+		return 2;
+	}
+	o.device = argv[optind];
+	if (o.block % 4096 || o.size % o.block) {
+		fprintf(stderr, "zonectl: bench: --block must be a multiple of 4096 and --size a "
+				"multiple of --block\n");
+		return 2;
+	}
+	lease_w = calloc(o.writers, sizeof(*lease_w));
+	raw_w = calloc(o.writers, sizeof(*raw_w));
+	if (!lease_w || !raw_w)
+		return 1;
+	/* Baseline first, then the lease path, in the same process and run. */
+	r = run_phase(&o, true, raw_w, &raw_wall);
+	if (r == 0)
+		r = run_phase(&o, false, lease_w, &lease_wall);
+	if (r < 0)
+		goto out;
+	lat = calloc((size_t)o.writers * o.zones, sizeof(double));
+	for (unsigned i = 0; i < o.writers; i++) {
+		raw_bytes += raw_w[i].bytes;
+		lease_bytes += lease_w[i].bytes;
+		for (unsigned k = 0; k < lease_w[i].nacq; k++)
+			lat[nlat++] = lease_w[i].acq_lat[k];
+	}
+	qsort(lat, nlat, sizeof(double), cmp_double);
+	{
+		double lease_mibs = (double)lease_bytes / (1 << 20) / lease_wall;
+		double raw_mibs = (double)raw_bytes / (1 << 20) / raw_wall;
+		double ratio = raw_mibs > 0 ? lease_mibs / raw_mibs : 0;
+
+		if (json) {
+			printf("{\"device\":\"%s\",\"writers\":%u,\"zones_per_writer\":%u,"
+			       "\"block\":%" PRIu64 ",\"size\":%" PRIu64 ","
+			       "\"lease\":{\"bytes\":%" PRIu64 ",\"seconds\":%.6f,\"mib_s\":%.2f},"
+			       "\"raw_pwrite\":{\"bytes\":%" PRIu64 ",\"seconds\":%.6f,\"mib_s\":%.2f},"
+			       "\"ratio\":%.4f,\"acquire_us\":{\"p50\":%.1f,\"p90\":%.1f,"
+			       "\"p99\":%.1f,\"max\":%.1f}}\n",
+			       o.device, o.writers, o.zones, o.block, o.size, lease_bytes, lease_wall,
+			       lease_mibs, raw_bytes, raw_wall, raw_mibs, ratio,
+			       pct(lat, nlat, 50) * 1e6, pct(lat, nlat, 90) * 1e6,
+			       pct(lat, nlat, 99) * 1e6, nlat ? lat[nlat - 1] * 1e6 : 0);
+		} else {
+			printf("device %s: %u writers x %u zones x %" PRIu64 " MiB in %" PRIu64
+			       " KiB appends\n",
+			       o.device, o.writers, o.zones, o.size >> 20, o.block >> 10);
+			printf("  %-22s %10.1f MiB/s  (%.3f s)\n", "leases + append", lease_mibs,
+			       lease_wall);
+			printf("  %-22s %10.1f MiB/s  (%.3f s)\n", "raw pwrite (baseline)", raw_mibs,
+			       raw_wall);
+			printf("  %-22s %10.3f\n", "ratio lease/raw", ratio);
+			printf("  acquire latency        p50 %.0f us  p90 %.0f us  p99 %.0f us  max %.0f us\n",
+			       pct(lat, nlat, 50) * 1e6, pct(lat, nlat, 90) * 1e6,
+			       pct(lat, nlat, 99) * 1e6, nlat ? lat[nlat - 1] * 1e6 : 0);
+		}
+	}
+out:
+	for (unsigned i = 0; i < o.writers; i++) {
+		free(lease_w[i].acq_lat);
+		free(raw_w[i].acq_lat);
+	}
+	free(lease_w);
+	free(raw_w);
+	free(lat);
+	return r < 0 ? 1 : 0;
+}
