@@ -36,6 +36,7 @@ static void usage(FILE *f)
 		"Usage: zonedd [OPTION]...\n"
 		"Share zoned block devices between processes through leased zones.\n\n"
 		"  -c, --config FILE         configuration file (default " DEFAULT_CONFIG ")\n"
+		"      --no-config           read no configuration file\n"
 		"  -s, --socket PATH         listening socket (default " ZP_DEFAULT_SOCKET ")\n"
 		"  -S, --state-dir DIR       state directory (default $STATE_DIRECTORY or\n"
 		"                            " ZONED_STATE_DIR ")\n"
@@ -135,7 +136,7 @@ static int build_config(struct zd_main *m, struct zd_config *cfg, char *err, siz
 		if (colon)
 			*colon = '\0';
 	}
-	r = zd_config_load(cfg, m->config_path, err, err_len);
+	r = m->config_path ? zd_config_load(cfg, m->config_path, err, err_len) : 0;
 	if (r == -ENOENT && !m->config_explicit)
 		r = 0;
 	if (r < 0)
@@ -347,6 +348,7 @@ int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, 'c' },
+		{ "no-config", no_argument, NULL, 'N' },
 		{ "socket", required_argument, NULL, 's' },
 		{ "state-dir", required_argument, NULL, 'S' },
 		{ "device", required_argument, NULL, 'd' },
@@ -373,6 +375,9 @@ int main(int argc, char **argv)
 		case 'c':
 			m.config_path = optarg;
 			m.config_explicit = true;
+			break;
+		case 'N':
+			m.config_path = NULL;
 			break;
 		case 's':
 			if (strlen(optarg) >= sizeof(m.cli.socket_path)) {

@@ -8,3 +8,9 @@ TESTS += tests/test-proto
 tests_test_proto_SOURCES = tests/test-proto.c
 tests_test_proto_CFLAGS = $(TEST_CFLAGS)
 tests_test_proto_LDADD = $(TEST_LIBS)
+
+check_PROGRAMS += tests/test-lease-e2e
+TESTS += tests/test-lease-e2e
+tests_test_lease_e2e_SOURCES = tests/test-lease-e2e.c tests/fixture.c tests/fixture.h
+tests_test_lease_e2e_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) -pthread
+tests_test_lease_e2e_LDADD = client/libzoned-client.la $(CHECK_LIBS) -lpthread

@@ -1,0 +1,347 @@
+/* End-to-end lease tests against a real zonedd through libzoned-client:
+ * exclusivity under concurrent processes, a SIGKILLed holder, the device's
+ * open and active limits, and waiting acquirers. */
+#include <config.h>
+
+#include <check.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <zoned/client.h>
+
+#include "tests/fixture.h"
+
+#define BLOCK 4096
+
+static struct zt_daemon z;
+
+static void start(const char *spec)
+{
+	char emu[600];
+	const char *args[] = { "--emulate", emu, NULL };
+
+	memset(&z, 0, sizeof(z));
+	/* The fixture makes the directory; the device file goes inside it. */
+	ck_assert_int_eq(zt_daemon_start(&z, (const char *const[]){ NULL }), 0);
+	zt_daemon_stop(&z);
+	snprintf(emu, sizeof(emu), "%s/dev.img,id=emu0,%s", z.dir, spec);
+	ck_assert_msg(zt_daemon_start(&z, args) == 0, "zonedd did not start, see %s", z.log);
+}
+
+static void stop(void)
+{
+	ck_assert_int_eq(zt_daemon_stop(&z), 0);
+	zt_daemon_cleanup(&z);
+}
+
+static zc_client *client(void)
+{
+	zc_client *c = NULL;
+
+	ck_assert_int_eq(zc_connect(z.sock, &c), 0);
+	return c;
+}
+
+static int acquire(zc_client *c, int64_t zone, uint32_t wait_ms, zc_lease **l)
+{
+	struct zc_lease_opts o;
+
+	zc_lease_opts_init(&o);
+	o.device = "emu0";
+	o.zone = zone;
+	o.wait_ms = wait_ms;
+	o.buffered = true;
+	return zc_lease_acquire(c, &o, l);
+}
+
+static unsigned active_zones(zc_client *c)
+{
+	struct zc_device dev;
+
+	ck_assert_int_eq(zc_device_info(c, "emu0", &dev), 0);
+	return dev.cond_count[ZC_COND_IMP_OPEN] + dev.cond_count[ZC_COND_EXP_OPEN] +
+	       dev.cond_count[ZC_COND_CLOSED];
+}
+
+/* --- exclusivity ------------------------------------------------------- */
+
+#define NZONES 16
+#define NPROC 6
+
+struct shared {
+	_Atomic int holder[NZONES];  /* pid holding each zone, 0 when free */
+	_Atomic unsigned violations;
+	_Atomic unsigned acquisitions;
+};
+
+static int holder_loop(struct shared *sh, unsigned seed, double seconds)
+{
+	zc_client *c = NULL;
+	struct timespec t0, t;
+	void *buf, *back;
+	int pid = getpid();
+
+	if (zc_connect(z.sock, &c) < 0)
+		return 2;
+	if (posix_memalign(&buf, BLOCK, BLOCK) || posix_memalign(&back, BLOCK, BLOCK))
+		return 2;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		zc_lease *l = NULL;
+		uint64_t token, at;
+		int expected = 0, r;
+		unsigned zone;
+
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		if ((double)(t.tv_sec - t0.tv_sec) + (double)(t.tv_nsec - t0.tv_nsec) / 1e9 > seconds)
+			break;
+		r = acquire(c, -1, 2000, &l);
+		if (r == -ETIMEDOUT)
+			continue;
+		if (r < 0)
+			return 3;
+		zone = zc_lease_zone(l);
+		/* Independent check: the zone was not held by anyone else. */
+		if (!atomic_compare_exchange_strong(&sh->holder[zone % NZONES], &expected, pid))
+			atomic_fetch_add(&sh->violations, 1);
+		atomic_fetch_add(&sh->acquisitions, 1);
+		token = zc_lease_token(l);
+		if (zc_lease_wp(l) + BLOCK > zc_lease_start(l) + zc_lease_capacity(l)) {
+			if (zc_lease_reset(l) < 0)
+				return 4;
+		}
+		at = zc_lease_wp(l) - zc_lease_start(l);
+		memset(buf, 0, BLOCK);
+		snprintf(buf, BLOCK, "pid %d token %" PRIu64, pid, token);
+		if (zc_lease_append(l, buf, BLOCK) < 0)
+			return 5;
+		usleep((useconds_t)(rand_r(&seed) % 3000));
+		/* What this holder wrote is still there: nobody wrote over it. */
+		if (zc_lease_pread(l, back, BLOCK, at) != BLOCK || memcmp(buf, back, BLOCK))
+			atomic_fetch_add(&sh->violations, 1);
+		if (zc_lease_sync(l) < 0)
+			return 6;
+		expected = pid;
+		if (!atomic_compare_exchange_strong(&sh->holder[zone % NZONES], &expected, 0))
+			atomic_fetch_add(&sh->violations, 1);
+		r = zc_lease_release(l, rand_r(&seed) % 4 == 0 ? ZC_RELEASE_RESET : ZC_RELEASE_KEEP);
+		if (r < 0)
+			return 7;
+	}
+	zc_close(c);
+	free(buf);
+	free(back);
+	return 0;
+}
+
+START_TEST(exclusive_under_concurrency)
+{
+	struct shared *sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE,
+				 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	pid_t pids[NPROC];
+
+	ck_assert_ptr_ne(sh, MAP_FAILED);
+	memset(sh, 0, sizeof(*sh));
+	/* 16 zones (2 conventional) and limits 4/6: writers contend hard. */
+	start("size=16M,zone-size=1M,zone-capacity=1M,conv=2,max-open=4,max-active=6,lbs=4096");
+	for (int i = 0; i < NPROC; i++) {
+		pids[i] = fork();
+		ck_assert_int_ge(pids[i], 0);
+		if (pids[i] == 0)
+			_exit(holder_loop(sh, (unsigned)i * 7919u + 1, 3.0));
+	}
+	for (int i = 0; i < NPROC; i++) {
+		int status;
+
+		ck_assert_int_eq(waitpid(pids[i], &status, 0), pids[i]);
+		ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+			      "holder %d failed with status %d", i, status);
+	}
+	ck_assert_uint_eq(atomic_load(&sh->violations), 0);
+	ck_assert_uint_gt(atomic_load(&sh->acquisitions), 50);
+	{
+		zc_client *c = client();
+
+		/* Everything went back; the device never exceeded its limits. */
+		ck_assert_uint_le(active_zones(c), 6);
+		struct zc_device dev;
+		ck_assert_int_eq(zc_device_info(c, "emu0", &dev), 0);
+		ck_assert_uint_eq(dev.leased_zones, 0);
+		zc_close(c);
+	}
+	munmap(sh, sizeof(*sh));
+	stop();
+}
+END_TEST
+
+/* --- a killed holder -------------------------------------------------- */
+
+struct waiter {
+	int64_t zone;
+	int r;
+	uint64_t wp, start;
+};
+
+static void *waiter_main(void *arg)
+{
+	struct waiter *w = arg;
+	zc_client *c = NULL;
+	zc_lease *l = NULL;
+
+	w->r = zc_connect(z.sock, &c);
+	if (w->r == 0)
+		w->r = acquire(c, w->zone, 10000, &l);
+	if (w->r == 0) {
+		w->wp = zc_lease_wp(l);
+		w->start = zc_lease_start(l);
+		zc_lease_release(l, ZC_RELEASE_KEEP);
+	}
+	zc_close(c);
+	return NULL;
+}
+
+START_TEST(sigkill_holder_releases)
+{
+	int pipefd[2];
+	pid_t pid;
+	char ok;
+	pthread_t th;
+	struct waiter w = { .zone = 5 };
+
+	start("size=16M,zone-size=1M,zone-capacity=1M,conv=2,max-open=4,max-active=6,lbs=4096");
+	ck_assert_int_eq(pipe(pipefd), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		zc_client *c = NULL;
+		zc_lease *l = NULL;
+		static char buf[3 * BLOCK];
+
+		memset(buf, 'k', sizeof(buf));
+		if (zc_connect(z.sock, &c) < 0 || acquire(c, 5, 0, &l) < 0 ||
+		    zc_lease_append(l, buf, sizeof(buf)) < 0)
+			_exit(1);
+		/* No sync: the daemon must learn the wp from the device. */
+		if (write(pipefd[1], "k", 1) != 1)
+			_exit(1);
+		pause();
+		_exit(0);
+	}
+	ck_assert_int_eq(read(pipefd[0], &ok, 1), 1);
+	/* A waiter queues for the same zone while the holder lives. */
+	ck_assert_int_eq(pthread_create(&th, NULL, waiter_main, &w), 0);
+	usleep(200000);
+	ck_assert_int_eq(kill(pid, SIGKILL), 0);
+	ck_assert_int_eq(waitpid(pid, NULL, 0), pid);
+	pthread_join(th, NULL);
+	ck_assert_int_eq(w.r, 0);
+	ck_assert_uint_eq(w.start, 5u << 20);
+	ck_assert_uint_eq(w.wp - w.start, 3 * BLOCK);
+	close(pipefd[0]);
+	close(pipefd[1]);
+	stop();
+}
+END_TEST
+
+/* --- device limits ------------------------------------------------------ */
+
+START_TEST(active_limit_is_never_exceeded)
+{
+	zc_client *c;
+	zc_lease *l[4] = { 0 };
+	char *buf;
+
+	start("size=16M,zone-size=1M,zone-capacity=1M,conv=0,max-open=3,max-active=3,lbs=4096");
+	c = client();
+	ck_assert_int_eq(posix_memalign((void **)&buf, BLOCK, BLOCK), 0);
+	memset(buf, 'a', BLOCK);
+	for (int i = 0; i < 3; i++) {
+		ck_assert_int_eq(acquire(c, -1, 0, &l[i]), 0);
+		ck_assert_int_eq(zc_lease_append(l[i], buf, BLOCK), 0);
+		ck_assert_int_eq(zc_lease_sync(l[i]), 0);
+		ck_assert_uint_le(active_zones(c), 3);
+	}
+	ck_assert_uint_eq(active_zones(c), 3);
+	/* The fourth is refused at once with the limit error... */
+	ck_assert_int_eq(acquire(c, -1, 0, &l[3]), -EUSERS);
+	/* ...or times out when it waits and nothing frees... */
+	ck_assert_int_eq(acquire(c, -1, 100, &l[3]), -ETIMEDOUT);
+	/* ...and a partly written unleased zone can be resumed without
+	 * opening a new one once a holder lets go. */
+	ck_assert_int_eq(zc_lease_release(l[0], ZC_RELEASE_KEEP), 0);
+	ck_assert_int_eq(acquire(c, -1, 0, &l[3]), 0);
+	ck_assert_uint_eq(zc_lease_wp(l[3]) - zc_lease_start(l[3]), BLOCK);
+	ck_assert_int_eq(zc_lease_append(l[3], buf, BLOCK), 0);
+	ck_assert_int_eq(zc_lease_sync(l[3]), 0);
+	ck_assert_uint_le(active_zones(c), 3);
+	for (int i = 1; i < 4; i++)
+		ck_assert_int_eq(zc_lease_release(l[i], ZC_RELEASE_RESET), 0);
+	ck_assert_uint_eq(active_zones(c), 0);
+	free(buf);
+	zc_close(c);
+	stop();
+}
+END_TEST
+
+START_TEST(waiters_are_served_in_order)
+{
+	zc_client *c;
+	zc_lease *l[2] = { 0 };
+	struct waiter w = { .zone = -1 };
+	pthread_t th;
+
+	start("size=4M,zone-size=1M,zone-capacity=1M,conv=2,max-open=0,max-active=0,lbs=4096");
+	c = client();
+	ck_assert_int_eq(acquire(c, -1, 0, &l[0]), 0);
+	ck_assert_int_eq(acquire(c, -1, 0, &l[1]), 0);
+	/* Every sequential zone is leased: nothing is free. */
+	{
+		zc_lease *x = NULL;
+
+		ck_assert_int_eq(acquire(c, -1, 0, &x), -ENOSPC);
+	}
+	ck_assert_int_eq(pthread_create(&th, NULL, waiter_main, &w), 0);
+	usleep(200000);
+	ck_assert_int_eq(zc_lease_release(l[1], ZC_RELEASE_KEEP), 0);
+	pthread_join(th, NULL);
+	ck_assert_int_eq(w.r, 0);
+	ck_assert_int_eq(zc_lease_release(l[0], ZC_RELEASE_KEEP), 0);
+	zc_close(c);
+	stop();
+}
+END_TEST
+
+static Suite *lease_suite(void)
+{
+	Suite *s = suite_create("lease-e2e");
+	TCase *tc = tcase_create("leases");
+
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, exclusive_under_concurrency);
+	tcase_add_test(tc, sigkill_holder_releases);
+	tcase_add_test(tc, active_limit_is_never_exceeded);
+	tcase_add_test(tc, waiters_are_served_in_order);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(lease_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
