@@ -124,7 +124,8 @@ static void conn_update_poll(struct zd_conn *conn)
 {
 	int events = UV_READABLE | UV_DISCONNECT;
 
-	if (conn->closing)
+	/* poll.data is set once the handle is initialised. */
+	if (conn->closing || !conn->poll.data)
 		return;
 	if (!zd_list_empty(&conn->out))
 		events |= UV_WRITABLE;
@@ -608,7 +609,7 @@ int zd_conn_accept(struct zd_daemon *d, int fd)
 		return -ENOMEM;
 	}
 	d->stats.connections++;
-	if (d->cfg.max_conns_per_uid && conn->uid != 0 &&
+	if (d->cfg.max_conns_per_uid &&
 	    conns_of_uid(d, conn->uid) > d->cfg.max_conns_per_uid) {
 		d->stats.connections_refused++;
 		conn_reply_error(conn, ZP_ERR_PERM, "too many connections for this uid");

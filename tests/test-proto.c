@@ -548,6 +548,52 @@ START_TEST(batch_carries_fds)
 }
 END_TEST
 
+START_TEST(lease_limit_per_connection)
+{
+	int fds[3];
+	struct json_object *r;
+
+	d.cfg.max_leases_per_conn = 2;
+	for (int i = 0; i < 2; i++) {
+		r = acquire("{\"direct\":false}", &fds[i]);
+		ck_assert_int_eq(err_code(r), 0);
+		json_object_put(r);
+	}
+	r = acquire("{\"direct\":false}", &fds[2]);
+	ck_assert_int_eq(err_code(r), ZP_ERR_LIMIT);
+	ck_assert_ptr_nonnull(strstr(err_msg(r), "limit"));
+	json_object_put(r);
+	close(fds[0]);
+	close(fds[1]);
+}
+END_TEST
+
+START_TEST(connection_limit_per_uid)
+{
+	int sv[2];
+	struct json_object *o;
+	char buf[1024];
+	ssize_t n;
+
+	d.cfg.max_conns_per_uid = 1;
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+	fcntl(sv[0], F_SETFL, O_NONBLOCK);
+	ck_assert_int_eq(zd_conn_accept(&d, sv[0]), -EUSERS);
+	/* The refused peer gets one error and a hang-up. */
+	n = zp_recv(sv[1], buf, sizeof(buf), NULL, 0);
+	ck_assert_int_gt(n, 0);
+	o = zp_parse(buf, (size_t)n);
+	ck_assert_int_eq(err_code(o), ZP_ERR_PERM);
+	json_object_put(o);
+	ck_assert_int_eq(zp_recv(sv[1], buf, sizeof(buf), NULL, 0), 0);
+	close(sv[1]);
+	/* The first connection still works. */
+	o = rpc(HELLO1);
+	ck_assert_int_eq(err_code(o), 0);
+	json_object_put(o);
+}
+END_TEST
+
 static Suite *proto_suite(void)
 {
 	Suite *s = suite_create("protocol");
@@ -582,6 +628,8 @@ static Suite *proto_suite(void)
 	tcase_add_test(tc, lease_round_trip_with_fd);
 	tcase_add_test(tc, lease_limits);
 	tcase_add_test(tc, batch_carries_fds);
+	tcase_add_test(tc, lease_limit_per_connection);
+	tcase_add_test(tc, connection_limit_per_uid);
 	suite_add_tcase(s, tc);
 	return s;
 }
