@@ -157,6 +157,9 @@ struct zd_method {
 	const char *name;
 	int (*handler)(struct zd_daemon *d, struct zd_call *call, struct json_object *params);
 	unsigned flags;
+	/* Every parameter the method knows; any other is refused, so a typo
+	 * ("wait" for "wait_ms") is an error rather than silently ignored. */
+	const char *const *params;
 };
 const struct zd_method *zd_method_find(const char *name);
 
@@ -177,6 +180,7 @@ struct zd_conn {
 	unsigned nr_leases;
 	struct zd_list out;         /* queued replies when the socket is full */
 	size_t out_bytes;
+	unsigned batches;           /* packets whose reply is not sent yet */
 };
 
 struct zd_lease {

@@ -448,24 +448,27 @@ static int m_stats(struct zd_daemon *d, struct zd_call *call, struct json_object
 	return 0;
 }
 
+#define P(...) ((const char *const[]){ __VA_ARGS__, NULL })
 static const struct zd_method methods[] = {
-	{ "daemon.hello", m_hello, ZD_M_ANYONE },
-	{ "daemon.stats", m_stats, ZD_M_CLIENT },
-	{ "device.list", m_device_list, ZD_M_CLIENT },
-	{ "device.info", m_device_info, ZD_M_CLIENT },
-	{ "device.open", zd_device_open_method, ZD_M_CLIENT },
-	{ "zone.report", m_zone_report, ZD_M_CLIENT },
-	{ "zone.open", m_zone_open, ZD_M_ADMIN },
-	{ "zone.close", m_zone_close, ZD_M_ADMIN },
-	{ "zone.finish", m_zone_finish, ZD_M_ADMIN },
-	{ "zone.reset", m_zone_reset, ZD_M_ADMIN },
-	{ "lease.acquire", zd_lease_acquire_method, ZD_M_CLIENT },
-	{ "lease.sync", zd_lease_sync_method, ZD_M_CLIENT },
-	{ "lease.release", zd_lease_release_method, ZD_M_CLIENT },
-	{ "lease.reset", zd_lease_reset_method, ZD_M_CLIENT },
-	{ "lease.finish", zd_lease_finish_method, ZD_M_CLIENT },
-	{ "lease.list", zd_lease_list_method, ZD_M_CLIENT },
+	{ "daemon.hello", m_hello, ZD_M_ANYONE, P(NULL) },
+	{ "daemon.stats", m_stats, ZD_M_CLIENT, P(NULL) },
+	{ "device.list", m_device_list, ZD_M_CLIENT, P(NULL) },
+	{ "device.info", m_device_info, ZD_M_CLIENT, P("device") },
+	{ "device.open", zd_device_open_method, ZD_M_CLIENT, P("device") },
+	{ "zone.report", m_zone_report, ZD_M_CLIENT, P("device", "from", "count", "cond", "type") },
+	{ "zone.open", m_zone_open, ZD_M_ADMIN, P("device", "zone", "count", "force") },
+	{ "zone.close", m_zone_close, ZD_M_ADMIN, P("device", "zone", "count", "force") },
+	{ "zone.finish", m_zone_finish, ZD_M_ADMIN, P("device", "zone", "count", "force") },
+	{ "zone.reset", m_zone_reset, ZD_M_ADMIN, P("device", "zone", "count", "force") },
+	{ "lease.acquire", zd_lease_acquire_method, ZD_M_CLIENT,
+	  P("device", "zone", "min_free", "prefer", "wait_ms", "direct", "label") },
+	{ "lease.sync", zd_lease_sync_method, ZD_M_CLIENT, P("id", "token", "wp") },
+	{ "lease.release", zd_lease_release_method, ZD_M_CLIENT, P("id", "token", "then") },
+	{ "lease.reset", zd_lease_reset_method, ZD_M_CLIENT, P("id", "token") },
+	{ "lease.finish", zd_lease_finish_method, ZD_M_CLIENT, P("id", "token") },
+	{ "lease.list", zd_lease_list_method, ZD_M_CLIENT, P("all") },
 };
+#undef P
 
 const struct zd_method *zd_method_find(const char *name)
 {

@@ -23,6 +23,9 @@
 /* Limits on what one client controls. */
 #define ZD_MAX_BATCH 128
 #define ZD_MAX_OUT_BYTES (4u << 20)
+/* Packets of one connection in flight (waiting acquires, device work) before
+ * the daemon stops reading from it: back-pressure instead of unbounded memory. */
+#define ZD_MAX_INFLIGHT 64
 
 struct zd_batch {
 	struct zd_conn *conn;
@@ -122,11 +125,13 @@ static void conn_poll_cb(uv_poll_t *h, int status, int events);
 
 static void conn_update_poll(struct zd_conn *conn)
 {
-	int events = UV_READABLE | UV_DISCONNECT;
+	int events = UV_DISCONNECT;
 
 	/* poll.data is set once the handle is initialised. */
 	if (conn->closing || !conn->poll.data)
 		return;
+	if (conn->batches < ZD_MAX_INFLIGHT)
+		events |= UV_READABLE;
 	if (!zd_list_empty(&conn->out))
 		events |= UV_WRITABLE;
 	uv_poll_start(&conn->poll, events, conn_poll_cb);
@@ -292,6 +297,8 @@ static void batch_finish(struct zd_batch *b)
 		close(fds[i]);
 	json_object_put(reply);
 	batch_free(b);
+	if (conn->batches-- == ZD_MAX_INFLIGHT)
+		conn_update_poll(conn);
 	zd_conn_put(conn);
 }
 
@@ -372,6 +379,21 @@ static void call_dispatch(struct zd_conn *conn, struct zd_call *call, struct jso
 		zd_call_error(call, ZP_ERR_PERM, "%s: not a member of the client group", m->name);
 		goto done;
 	}
+	if (params) {
+		json_object_object_foreach(params, key, val) {
+			bool known = false;
+
+			(void)val;
+			for (size_t i = 0; m->params[i]; i++)
+				if (strcmp(m->params[i], key) == 0)
+					known = true;
+			if (!known) {
+				zd_call_error(call, ZP_ERR_INVALID_PARAMS, "unknown parameter '%.64s'",
+					      key);
+				goto done;
+			}
+		}
+	}
 	r = m->handler(d, call, params);
 	if (r == ZD_ASYNC)
 		return;
@@ -429,6 +451,7 @@ void zd_conn_handle_packet(struct zd_conn *conn, const char *buf, size_t len, bo
 	}
 	b->conn = conn;
 	conn->refs++;
+	conn->batches++;
 	b->is_array = json_object_is_type(msg, json_type_array);
 	b->nr_calls = n;
 	/* One extra pending count so the batch cannot finish while calls are
@@ -454,7 +477,13 @@ static void conn_read(struct zd_conn *conn)
 	/* A bounded number of packets per wakeup keeps one busy client from
 	 * starving the others. */
 	for (int i = 0; i < 16 && !conn->closing; i++) {
-		ssize_t n = zp_recv(conn->fd, d->msgbuf, ZP_MSG_MAX + 1, NULL, MSG_DONTWAIT);
+		ssize_t n;
+
+		if (conn->batches >= ZD_MAX_INFLIGHT) {
+			conn_update_poll(conn);
+			return;
+		}
+		n = zp_recv(conn->fd, d->msgbuf, ZP_MSG_MAX + 1, NULL, MSG_DONTWAIT);
 
 		if (n == -EAGAIN)
 			return;

@@ -359,6 +359,8 @@ START_TEST(wrong_param_types)
 	expect_invalid_param("{\"jsonrpc\":\"2.0\",\"method\":\"lease.sync\",\"params\":{\"id\":\"1\",\"token\":1},\"id\":1}", "id");
 	expect_invalid_param("{\"jsonrpc\":\"2.0\",\"method\":\"lease.release\",\"params\":{\"id\":1},\"id\":1}", "token");
 	expect_invalid_param("{\"jsonrpc\":\"2.0\",\"method\":\"daemon.hello\",\"params\":[1,2],\"id\":1}", "params");
+	expect_invalid_param("{\"jsonrpc\":\"2.0\",\"method\":\"lease.acquire\",\"params\":{\"wait\":5},\"id\":1}", "wait");
+	expect_invalid_param("{\"jsonrpc\":\"2.0\",\"method\":\"device.list\",\"params\":{\"x\":null},\"id\":1}", "x");
 	r = rpc("{\"jsonrpc\":\"2.0\",\"method\":\"device.info\",\"params\":{\"device\":\"nope\"},\"id\":1}");
 	ck_assert_int_eq(err_code(r), ZP_ERR_NO_DEVICE);
 	json_object_put(r);
