@@ -59,6 +59,19 @@ int zt_daemon_start(struct zt_daemon *z, const char *const *extra)
 		snprintf(z->state, sizeof(z->state), "%s/state", z->dir);
 		snprintf(z->log, sizeof(z->log), "%s/zonedd.log", z->dir);
 	}
+	char wrap[1024] = "";
+	const char *w = getenv("ZT_DAEMON_WRAPPER");
+
+	/* ZT_DAEMON_WRAPPER="valgrind --error-exitcode=99" runs the daemon
+	 * under a tool; words are split on spaces. */
+	if (w && *w) {
+		char *save = NULL;
+
+		snprintf(wrap, sizeof(wrap), "%s", w);
+		for (char *t = strtok_r(wrap, " ", &save); t && n < 16; t = strtok_r(NULL, " ", &save))
+			argv[n++] = t;
+	}
+	/* zonedd links only static convenience libraries: no libtool wrapper. */
 	snprintf(exe, sizeof(exe), "%s", zt_build_path("daemon/zonedd"));
 	argv[n++] = exe;
 	argv[n++] = "--socket";
@@ -82,7 +95,7 @@ int zt_daemon_start(struct zt_daemon *z, const char *const *extra)
 		}
 		unsetenv("NOTIFY_SOCKET");
 		unsetenv("LISTEN_FDS");
-		execv(exe, (char *const *)argv);
+		execvp(argv[0], (char *const *)argv);
 		_exit(127);
 	}
 	z->pid = pid;

@@ -14,3 +14,15 @@ TESTS += tests/test-lease-e2e
 tests_test_lease_e2e_SOURCES = tests/test-lease-e2e.c tests/fixture.c tests/fixture.h
 tests_test_lease_e2e_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) -pthread
 tests_test_lease_e2e_LDADD = client/libzoned-client.la $(CHECK_LIBS) -lpthread
+
+# The C tests under valgrind, the daemon they start included.
+VALGRIND_CMD = valgrind -q --leak-check=full --show-leak-kinds=definite,indirect --error-exitcode=99
+check-valgrind: $(check_PROGRAMS) daemon/zonedd
+	@set -e; for t in $(VALGRIND_TESTS); do \
+		echo "valgrind: $$t"; \
+		CK_FORK=no CK_DEFAULT_TIMEOUT=600 top_builddir=$(abs_top_builddir) \
+		ZT_DAEMON_WRAPPER="$(VALGRIND_CMD)" \
+		$(LIBTOOL) --mode=execute $(VALGRIND_CMD) ./$$t; \
+	done
+VALGRIND_TESTS = tests/test-proto tests/test-lease-e2e
+.PHONY: check-valgrind
