@@ -110,6 +110,12 @@ int zd_emul_open(const char *path, const struct zd_emul_params *params, bool cre
  * max-active=14,lbs=4096" (each key optional) over the defaults in *params. */
 int zd_emul_parse_spec(const char *spec, struct zd_emul_params *params);
 void zd_emul_default_params(struct zd_emul_params *params);
+/* Emulated backend only (tests, fault injection): puts one sequential zone
+ * in the ZP_COND_READONLY or ZP_COND_OFFLINE condition, persistently (-EINVAL
+ * for another cond, -EPERM for a conventional zone or offline -> read-only).
+ * Like a real device's failed zone there is no way back; the zone then
+ * reports wp = UINT64_MAX (invalid) and gives up its open/active slot. */
+int zd_emul_set_cond(struct zd_dev *dev, uint32_t zone, enum zp_cond cond);
 
 /* Kernel backend: validates and claims (O_EXCL) a zoned block device.
  * On failure *why (if non-NULL) receives a one-line reason. */

@@ -1,0 +1,1807 @@
+/* Unit tests of the emulated zoned device (daemon/emul.c) and of
+ * zd_parse_size(): zone state machine, limits, refresh, persistence. */
+#include "config.h"
+
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "daemon/zdev.h"
+
+/* The test geometry: 16 zones of 1 MiB (2 conventional), 768 KiB capacity,
+ * at most 3 open and 5 active zones. */
+#define ZS (1u << 20)
+#define CAP (768u << 10)
+#define LBS 4096u
+#define NZ 16u
+#define MAX_OPEN 3u
+#define MAX_ACTIVE 5u
+#define ZSTART(z) ((uint64_t)(z) * ZS)
+#define NO_HINT UINT64_MAX
+
+/* On-disk layout, restated here so that a change of format breaks a test. */
+#define HDR_SIZE 4096u
+#define REC_SIZE 32u
+#define SLOT_A 4096u
+#define SLOT_B 8192u /* 4096 + 16 zones * 32 bytes rounded up to 4096 */
+
+static char base[PATH_MAX / 2]; /* one per run, removed by main() */
+static char dir[PATH_MAX - 32];
+static char devpath[PATH_MAX];
+static char metapath[PATH_MAX];
+static struct zd_dev *dev;
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb; (void)flag; (void)ftw;
+	return remove(path);
+}
+
+static void setup(void)
+{
+	snprintf(dir, sizeof(dir), "%s/t.XXXXXX", base);
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(devpath, sizeof(devpath), "%s/dev", dir);
+	snprintf(metapath, sizeof(metapath), "%s/dev.meta", dir);
+	dev = NULL;
+}
+
+static void teardown(void)
+{
+	zd_dev_close(dev);
+	dev = NULL;
+	nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+}
+
+static void small_params(struct zd_emul_params *p)
+{
+	*p = (struct zd_emul_params){
+		.size = NZ * ZS,
+		.zone_size = ZS,
+		.zone_capacity = CAP,
+		.nr_conventional = 2,
+		.max_open = MAX_OPEN,
+		.max_active = MAX_ACTIVE,
+		.logical_block_size = LBS,
+	};
+}
+
+static void open_small(void)
+{
+	struct zd_emul_params p;
+
+	small_params(&p);
+	ck_assert_int_eq(zd_emul_open(devpath, &p, true, &dev), 0);
+	ck_assert_ptr_nonnull(dev);
+}
+
+static void open_with(uint32_t max_open, uint32_t max_active)
+{
+	struct zd_emul_params p;
+
+	small_params(&p);
+	p.max_open = max_open;
+	p.max_active = max_active;
+	ck_assert_int_eq(zd_emul_open(devpath, &p, true, &dev), 0);
+}
+
+static int reopen(void)
+{
+	zd_dev_close(dev);
+	dev = NULL;
+	return zd_emul_open(devpath, NULL, false, &dev);
+}
+
+static struct zd_zone zone(uint32_t z)
+{
+	struct zd_zone r;
+	uint32_t n = 1;
+
+	ck_assert_int_eq(dev->ops->report(dev, z, &r, &n), 0);
+	ck_assert_uint_eq(n, 1);
+	return r;
+}
+
+#define ASSERT_ZONE(z, c, wp_rel)                                          \
+	do {                                                               \
+		struct zd_zone _z = zone(z);                               \
+		ck_assert_uint_eq(_z.cond, (c));                           \
+		ck_assert_uint_eq(_z.wp, ZSTART(z) + (uint64_t)(wp_rel));  \
+	} while (0)
+
+static uint8_t pat(uint64_t off)
+{
+	uint64_t blk = off / LBS;
+
+	return (uint8_t)((blk * 31 + off % 251) | 1); /* never zero */
+}
+
+static int wr(uint64_t off, uint64_t len)
+{
+	uint8_t *buf = malloc(len ? len : 1);
+	int r;
+
+	ck_assert_ptr_nonnull(buf);
+	for (uint64_t i = 0; i < len; i++)
+		buf[i] = pat(off + i);
+	r = dev->ops->pwrite(dev, buf, len, off);
+	free(buf);
+	return r;
+}
+
+/* Writes the pattern through a separate fd, as a client does. */
+static void fd_wr(uint64_t off, uint64_t len)
+{
+	uint8_t *buf = malloc(len);
+	int fd = dev->ops->open_fd(dev, O_RDWR);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_ptr_nonnull(buf);
+	for (uint64_t i = 0; i < len; i++)
+		buf[i] = pat(off + i);
+	ck_assert_int_eq(pwrite(fd, buf, len, (off_t)off), (ssize_t)len);
+	close(fd);
+	free(buf);
+}
+
+static void assert_data(uint64_t off, uint64_t len)
+{
+	uint8_t *buf = malloc(len);
+
+	ck_assert_ptr_nonnull(buf);
+	ck_assert_int_eq(dev->ops->pread(dev, buf, len, off), 0);
+	for (uint64_t i = 0; i < len; i++)
+		if (buf[i] != pat(off + i))
+			ck_abort_msg("data mismatch at %llu", (unsigned long long)(off + i));
+	free(buf);
+}
+
+static void assert_zeros(uint64_t off, uint64_t len)
+{
+	uint8_t *buf = malloc(len);
+
+	ck_assert_ptr_nonnull(buf);
+	memset(buf, 0xa5, len);
+	ck_assert_int_eq(dev->ops->pread(dev, buf, len, off), 0);
+	for (uint64_t i = 0; i < len; i++)
+		if (buf[i])
+			ck_abort_msg("non-zero byte at %llu", (unsigned long long)(off + i));
+	free(buf);
+}
+
+static int op(enum zd_zone_op o, uint32_t z, uint32_t count)
+{
+	return dev->ops->zone_op(dev, o, z, count);
+}
+
+static int refresh(uint32_t z, uint64_t hint)
+{
+	struct zd_zone out;
+
+	return dev->ops->refresh_zone(dev, z, hint, &out);
+}
+
+/* A bitwise CRC32C, independent of the table-driven one under test. */
+static uint32_t ref_crc32c(const uint8_t *p, size_t len)
+{
+	uint32_t c = 0xffffffffu;
+
+	while (len--) {
+		c ^= *p++;
+		for (int k = 0; k < 8; k++)
+			c = (c >> 1) ^ (0x82f63b78u & (0u - (c & 1u)));
+	}
+	return ~c;
+}
+
+static uint64_t le64(const uint8_t *p)
+{
+	uint64_t v = 0;
+
+	for (int i = 7; i >= 0; i--)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+static uint32_t le32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static void meta_read(uint64_t off, void *buf, size_t len)
+{
+	int fd = open(metapath, O_RDONLY);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(pread(fd, buf, len, (off_t)off), (ssize_t)len);
+	close(fd);
+}
+
+static void meta_write(uint64_t off, const void *buf, size_t len)
+{
+	int fd = open(metapath, O_WRONLY);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(pwrite(fd, buf, len, (off_t)off), (ssize_t)len);
+	close(fd);
+}
+
+static uint64_t slot_seq(unsigned slot, uint32_t z)
+{
+	uint8_t rec[REC_SIZE];
+
+	meta_read((slot ? SLOT_B : SLOT_A) + (uint64_t)z * REC_SIZE, rec, sizeof(rec));
+	return le64(rec + 8);
+}
+
+/* The slot holding the newest record of zone z (assumes both are valid or
+ * the other one is still all zeros). */
+static unsigned newest_slot(uint32_t z)
+{
+	return slot_seq(1, z) > slot_seq(0, z);
+}
+
+static void scribble(unsigned slot, uint32_t z, unsigned seed)
+{
+	uint8_t rec[REC_SIZE];
+
+	srand(seed);
+	for (unsigned i = 0; i < sizeof(rec); i++)
+		rec[i] = (uint8_t)rand();
+	meta_write((slot ? SLOT_B : SLOT_A) + (uint64_t)z * REC_SIZE, rec, sizeof(rec));
+}
+
+/* ================= zd_parse_size ================= */
+
+START_TEST(size_good)
+{
+	static const struct { const char *s; uint64_t v; } t[] = {
+		{ "0", 0 }, { "512", 512 }, { "4K", 4096 }, { "4k", 4096 }, { "4KiB", 4096 },
+		{ "4KB", 4096 }, { "4kib", 4096 }, { "32M", 32ull << 20 }, { "32MiB", 32ull << 20 },
+		{ "1G", 1ull << 30 }, { "3GiB", 3ull << 30 }, { "2T", 2ull << 40 },
+		{ "512B", 512 }, { "007", 7 }, { "16777215T", 16777215ull << 40 },
+		{ "18446744073709551615", UINT64_MAX },
+	};
+
+	for (unsigned i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		uint64_t v = 12345;
+
+		ck_assert_msg(zd_parse_size(t[i].s, &v) == 0, "%s", t[i].s);
+		ck_assert_msg(v == t[i].v, "%s -> %llu", t[i].s, (unsigned long long)v);
+	}
+}
+END_TEST
+
+START_TEST(size_bad)
+{
+	static const char *const inval[] = {
+		"", "-1", "+1", " 1", "1 ", "1.5G", "1X", "K", "1KiBx", "1iB", "0x10", "1GG",
+		"1Ki", "1 K", "B",
+	};
+	uint64_t v = 777;
+
+	for (unsigned i = 0; i < sizeof(inval) / sizeof(inval[0]); i++)
+		ck_assert_msg(zd_parse_size(inval[i], &v) == -EINVAL, "%s", inval[i]);
+	ck_assert_int_eq(zd_parse_size(NULL, &v), -EINVAL);
+	ck_assert_int_eq(zd_parse_size("18446744073709551616", &v), -ERANGE);
+	ck_assert_int_eq(zd_parse_size("99999999999999999999999", &v), -ERANGE);
+	ck_assert_int_eq(zd_parse_size("16777216T", &v), -ERANGE);
+	ck_assert_int_eq(zd_parse_size("17179869184G", &v), -ERANGE);
+	ck_assert_uint_eq(v, 777); /* untouched on failure */
+}
+END_TEST
+
+/* ================= spec parsing ================= */
+
+START_TEST(spec_defaults)
+{
+	struct zd_emul_params p;
+
+	memset(&p, 0xff, sizeof(p));
+	zd_emul_default_params(&p);
+	ck_assert_uint_eq(p.size, 4ull << 30);
+	ck_assert_uint_eq(p.zone_size, 32ull << 20);
+	ck_assert_uint_eq(p.zone_capacity, 24ull << 20);
+	ck_assert_uint_eq(p.nr_conventional, 2);
+	ck_assert_uint_eq(p.max_open, 14);
+	ck_assert_uint_eq(p.max_active, 14);
+	ck_assert_uint_eq(p.logical_block_size, 4096);
+	ck_assert_int_eq(zd_emul_parse_spec("", &p), 0);
+	ck_assert_int_eq(zd_emul_parse_spec(NULL, &p), 0);
+	ck_assert_uint_eq(p.size, 4ull << 30);
+}
+END_TEST
+
+START_TEST(spec_good)
+{
+	struct zd_emul_params p;
+
+	zd_emul_default_params(&p);
+	ck_assert_int_eq(zd_emul_parse_spec("size=1G,zone-size=64M,zone-capacity=48M,conv=3,"
+					    "max-open=6,max-active=8,lbs=512", &p), 0);
+	ck_assert_uint_eq(p.size, 1ull << 30);
+	ck_assert_uint_eq(p.zone_size, 64ull << 20);
+	ck_assert_uint_eq(p.zone_capacity, 48ull << 20);
+	ck_assert_uint_eq(p.nr_conventional, 3);
+	ck_assert_uint_eq(p.max_open, 6);
+	ck_assert_uint_eq(p.max_active, 8);
+	ck_assert_uint_eq(p.logical_block_size, 512);
+
+	/* Keys not given keep what *params held. */
+	zd_emul_default_params(&p);
+	ck_assert_int_eq(zd_emul_parse_spec("size=8GiB", &p), 0);
+	ck_assert_uint_eq(p.size, 8ull << 30);
+	ck_assert_uint_eq(p.zone_size, 32ull << 20);
+	ck_assert_uint_eq(p.max_active, 14);
+
+	/* 0 means no limit; max-open alone may then be anything. */
+	zd_emul_default_params(&p);
+	ck_assert_int_eq(zd_emul_parse_spec("max-open=0,max-active=0", &p), 0);
+	ck_assert_uint_eq(p.max_open, 0);
+	ck_assert_uint_eq(p.max_active, 0);
+	ck_assert_int_eq(zd_emul_parse_spec("max-open=100", &p), 0);
+	ck_assert_uint_eq(p.max_open, 100);
+	zd_emul_default_params(&p);
+	ck_assert_int_eq(zd_emul_parse_spec("max-active=0,max-open=64,conv=0,lbs=4K,"
+					    "zone-capacity=32M", &p), 0);
+	ck_assert_uint_eq(p.nr_conventional, 0);
+	ck_assert_uint_eq(p.logical_block_size, 4096);
+	ck_assert_uint_eq(p.zone_capacity, 32ull << 20);
+}
+END_TEST
+
+START_TEST(spec_bad)
+{
+	static const struct { const char *spec; int err; } t[] = {
+		{ "bogus=1", -EINVAL },
+		{ "size", -EINVAL },
+		{ "size=", -EINVAL },
+		{ "=1G", -EINVAL },
+		{ "size=1G,", -EINVAL },
+		{ ",size=1G", -EINVAL },
+		{ "size=1G,,conv=1", -EINVAL },
+		{ "size=1G,size=2G", -EINVAL },
+		{ "size=1X", -EINVAL },
+		{ "size=-1G", -EINVAL },
+		{ "conv=x", -EINVAL },
+		{ "conv=-1", -EINVAL },
+		{ "conv=4294967296", -ERANGE },
+		{ "max-open=99999999999", -ERANGE },
+		{ "size=99999999999T", -ERANGE },
+		{ "zone-size=48M", -EINVAL },        /* not a power of two */
+		{ "zone-size=2K,zone-capacity=2K", -EINVAL }, /* below lbs */
+		{ "zone-capacity=33M", -EINVAL },    /* above zone size */
+		{ "zone-capacity=0", -EINVAL },
+		{ "zone-capacity=1001K", -EINVAL },  /* not a multiple of lbs */
+		{ "size=100M", -EINVAL },            /* not a multiple of zone size */
+		{ "size=0", -EINVAL },
+		{ "size=64M,conv=2", -EINVAL },      /* no sequential zone left */
+		{ "lbs=1024", -EINVAL },
+		{ "lbs=0", -EINVAL },
+		{ "lbs=8589934592", -EINVAL },
+		{ "max-open=15", -EINVAL },          /* above max-active 14 */
+		{ "max-open=4,max-active=3", -EINVAL },
+		{ "Size=1G", -EINVAL },
+	};
+
+	for (unsigned i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		struct zd_emul_params p, def;
+
+		zd_emul_default_params(&p);
+		def = p;
+		ck_assert_msg(zd_emul_parse_spec(t[i].spec, &p) == t[i].err, "%s", t[i].spec);
+		ck_assert_msg(!memcmp(&p, &def, sizeof(p)), "%s modified params", t[i].spec);
+	}
+	ck_assert_int_eq(zd_emul_parse_spec("size=1G", NULL), -EINVAL);
+}
+END_TEST
+
+/* ================= open, info, report ================= */
+
+START_TEST(open_create_info)
+{
+	struct zd_dev_info info;
+	struct stat st;
+
+	open_small();
+	ck_assert_str_eq(dev->ops->name, "emulated");
+	ck_assert_int_eq(dev->ops->info(dev, &info), 0);
+	ck_assert_str_eq(info.backend, "emulated");
+	ck_assert_str_eq(info.model, "host-managed");
+	ck_assert_str_eq(info.vendor, "zoned");
+	ck_assert_str_eq(info.product, "emulated");
+	ck_assert_str_eq(info.scheduler, "none");
+	ck_assert_uint_eq(info.size, NZ * ZS);
+	ck_assert_uint_eq(info.zone_size, ZS);
+	ck_assert_uint_eq(info.zone_capacity, CAP);
+	ck_assert_uint_eq(info.nr_zones, NZ);
+	ck_assert_uint_eq(info.nr_conventional, 2);
+	ck_assert_uint_eq(info.max_open, MAX_OPEN);
+	ck_assert_uint_eq(info.max_active, MAX_ACTIVE);
+	ck_assert_uint_eq(info.logical_block_size, LBS);
+	ck_assert_uint_eq(info.physical_block_size, LBS);
+
+	/* Sparse backing file of the device size, metadata beside it. */
+	ck_assert_int_eq(stat(devpath, &st), 0);
+	ck_assert_int_eq(st.st_size, (off_t)(NZ * ZS));
+	ck_assert_int_lt(st.st_blocks * 512, 64 * 1024);
+	ck_assert_int_eq(stat(metapath, &st), 0);
+	ck_assert_int_eq(st.st_size, SLOT_B + 4096);
+}
+END_TEST
+
+START_TEST(open_report)
+{
+	struct zd_zone zs[NZ + 4];
+	uint32_t n = NZ + 4;
+
+	open_small();
+	ck_assert_int_eq(dev->ops->report(dev, 0, zs, &n), 0);
+	ck_assert_uint_eq(n, NZ);
+	for (uint32_t i = 0; i < NZ; i++) {
+		ck_assert_uint_eq(zs[i].start, ZSTART(i));
+		ck_assert_uint_eq(zs[i].len, ZS);
+		if (i < 2) {
+			ck_assert_uint_eq(zs[i].type, ZP_TYPE_CONV);
+			ck_assert_uint_eq(zs[i].cond, ZP_COND_NOT_WP);
+			ck_assert_uint_eq(zs[i].capacity, ZS);
+			ck_assert_uint_eq(zs[i].wp, ZSTART(i) + ZS);
+		} else {
+			ck_assert_uint_eq(zs[i].type, ZP_TYPE_SWR);
+			ck_assert_uint_eq(zs[i].cond, ZP_COND_EMPTY);
+			ck_assert_uint_eq(zs[i].capacity, CAP);
+			ck_assert_uint_eq(zs[i].wp, ZSTART(i));
+		}
+	}
+	/* A partial report at the end, and none past it. */
+	n = 8;
+	ck_assert_int_eq(dev->ops->report(dev, 12, zs, &n), 0);
+	ck_assert_uint_eq(n, 4);
+	ck_assert_uint_eq(zs[3].start, ZSTART(15));
+	n = 2;
+	ck_assert_int_eq(dev->ops->report(dev, 3, zs, &n), 0);
+	ck_assert_uint_eq(n, 2);
+	ck_assert_uint_eq(zs[1].start, ZSTART(4));
+	n = 1;
+	ck_assert_int_eq(dev->ops->report(dev, NZ, zs, &n), -ERANGE);
+	ck_assert_int_eq(dev->ops->report(dev, UINT32_MAX, zs, &n), -ERANGE);
+}
+END_TEST
+
+START_TEST(open_errors)
+{
+	struct zd_emul_params p;
+	struct zd_dev *other = NULL;
+
+	/* Missing device without create. */
+	ck_assert_int_eq(zd_emul_open(devpath, NULL, false, &dev), -ENOENT);
+	ck_assert_ptr_null(dev);
+	/* Invalid params leave nothing behind. */
+	small_params(&p);
+	p.zone_capacity = ZS + LBS;
+	ck_assert_int_eq(zd_emul_open(devpath, &p, true, &dev), -EINVAL);
+	ck_assert_int_eq(access(devpath, F_OK), -1);
+	ck_assert_int_eq(access(metapath, F_OK), -1);
+	ck_assert_int_eq(zd_emul_open(NULL, &p, true, &dev), -EINVAL);
+	ck_assert_int_eq(zd_emul_open("", &p, true, &dev), -EINVAL);
+	/* Only a regular file can back a device. */
+	{
+		char fifo[PATH_MAX];
+		struct stat st;
+
+		snprintf(fifo, sizeof(fifo), "%s/fifo", dir);
+		ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+		small_params(&p);
+		ck_assert_int_eq(zd_emul_open(fifo, &p, true, &dev), -EINVAL);
+		ck_assert_int_eq(stat(fifo, &st), 0);
+		ck_assert(S_ISFIFO(st.st_mode));
+	}
+
+	/* One owner at a time. */
+	open_small();
+	ck_assert_int_eq(zd_emul_open(devpath, NULL, true, &other), -EBUSY);
+	ck_assert_ptr_null(other);
+	zd_dev_close(dev);
+	dev = NULL;
+
+	/* Explicit geometry that contradicts the stored one. */
+	small_params(&p);
+	p.zone_size = 2 * ZS;
+	ck_assert_int_eq(zd_emul_open(devpath, &p, true, &dev), -EINVAL);
+	small_params(&p);
+	p.size = 2 * NZ * ZS;
+	ck_assert_int_eq(zd_emul_open(devpath, &p, false, &dev), -EINVAL);
+	small_params(&p);
+	p.max_open = 2;
+	ck_assert_int_eq(zd_emul_open(devpath, &p, true, &dev), -EINVAL);
+	ck_assert_ptr_null(dev);
+}
+END_TEST
+
+START_TEST(open_existing_geometry_wins)
+{
+	struct zd_emul_params p;
+	struct zd_dev_info info;
+
+	open_small();
+	ck_assert_int_eq(wr(ZSTART(2), LBS), 0);
+	zd_dev_close(dev);
+	dev = NULL;
+	/* Defaults (as the daemon passes them) and zeros do not conflict. */
+	zd_emul_default_params(&p);
+	ck_assert_int_eq(zd_emul_open(devpath, &p, true, &dev), 0);
+	ck_assert_int_eq(dev->ops->info(dev, &info), 0);
+	ck_assert_uint_eq(info.size, NZ * ZS);
+	ck_assert_uint_eq(info.zone_size, ZS);
+	ck_assert_uint_eq(info.max_open, MAX_OPEN);
+	ASSERT_ZONE(2, ZP_COND_CLOSED, LBS);
+	zd_dev_close(dev);
+	dev = NULL;
+	memset(&p, 0, sizeof(p));
+	ck_assert_int_eq(zd_emul_open(devpath, &p, false, &dev), 0);
+	zd_dev_close(dev);
+	dev = NULL;
+	small_params(&p); /* the same values given explicitly */
+	ck_assert_int_eq(zd_emul_open(devpath, &p, false, &dev), 0);
+}
+END_TEST
+
+START_TEST(open_refuses_foreign_file)
+{
+	struct zd_emul_params p;
+	char buf[8] = { 0 };
+	int fd = open(devpath, O_WRONLY | O_CREAT | O_EXCL, 0600);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, "precious", 8), 8);
+	close(fd);
+	small_params(&p);
+	ck_assert_int_eq(zd_emul_open(devpath, &p, true, &dev), -EEXIST);
+	ck_assert_int_eq(access(metapath, F_OK), -1);
+	fd = open(devpath, O_RDONLY);
+	ck_assert_int_eq(read(fd, buf, 8), 8);
+	close(fd);
+	ck_assert_int_eq(memcmp(buf, "precious", 8), 0);
+
+	/* An empty leftover (a creation cut short) is taken over. */
+	ck_assert_int_eq(truncate(devpath, 0), 0);
+	ck_assert_int_eq(zd_emul_open(devpath, &p, true, &dev), 0);
+}
+END_TEST
+
+START_TEST(open_fd_flags)
+{
+	uint8_t buf[LBS];
+	int fd, fl;
+
+	open_small();
+	ck_assert_int_eq(wr(ZSTART(2), LBS), 0);
+	fd = dev->ops->open_fd(dev, O_RDONLY);
+	ck_assert_int_ge(fd, 0);
+	fl = fcntl(fd, F_GETFD);
+	ck_assert(fl & FD_CLOEXEC);
+	ck_assert_int_eq(pread(fd, buf, LBS, (off_t)ZSTART(2)), LBS);
+	ck_assert_uint_eq(buf[7], pat(ZSTART(2) + 7));
+	ck_assert_int_eq(fcntl(fd, F_GETFL) & O_ACCMODE, O_RDONLY);
+	close(fd);
+
+	/* O_DIRECT works or, where the filesystem refuses it, falls back. */
+	fd = dev->ops->open_fd(dev, O_RDWR | O_DIRECT);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(fcntl(fd, F_GETFL) & O_ACCMODE, O_RDWR);
+	ck_assert(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+	close(fd);
+
+	/* Nothing that could truncate or create. */
+	ck_assert_int_eq(dev->ops->open_fd(dev, O_RDWR | O_TRUNC), -EINVAL);
+	ck_assert_int_eq(dev->ops->open_fd(dev, O_RDWR | O_CREAT), -EINVAL);
+
+	/* Relative paths keep working after a chdir. */
+	{
+		char cwd[PATH_MAX];
+
+		ck_assert_ptr_nonnull(getcwd(cwd, sizeof(cwd)));
+		zd_dev_close(dev);
+		dev = NULL;
+		ck_assert_int_eq(chdir(dir), 0);
+		ck_assert_int_eq(zd_emul_open("dev", NULL, false, &dev), 0);
+		ck_assert_int_eq(chdir("/"), 0);
+		fd = dev->ops->open_fd(dev, O_RDONLY);
+		ck_assert_int_ge(fd, 0);
+		close(fd);
+		ck_assert_int_eq(chdir(cwd), 0);
+	}
+}
+END_TEST
+
+START_TEST(open_lbs512)
+{
+	struct zd_emul_params p;
+
+	small_params(&p);
+	p.logical_block_size = 512;
+	p.zone_capacity = CAP + 512;
+	ck_assert_int_eq(zd_emul_open(devpath, &p, true, &dev), 0);
+	ck_assert_uint_eq(zone(2).capacity, CAP + 512);
+	ck_assert_int_eq(dev->ops->pwrite(dev, "a", 256, ZSTART(2)), -EINVAL);
+	{
+		uint8_t buf[512];
+
+		memset(buf, 0x5a, sizeof(buf));
+		ck_assert_int_eq(dev->ops->pwrite(dev, buf, 512, ZSTART(2)), 0);
+		ASSERT_ZONE(2, ZP_COND_IMP_OPEN, 512);
+		ck_assert_int_eq(refresh(2, ZSTART(2) + 1024), 0);
+		ASSERT_ZONE(2, ZP_COND_IMP_OPEN, 1024);
+		ck_assert_int_eq(refresh(2, ZSTART(2) + 1280), -EINVAL);
+	}
+	ck_assert_int_eq(reopen(), 0);
+	ASSERT_ZONE(2, ZP_COND_CLOSED, 1024);
+}
+END_TEST
+
+/* ================= writes and reads ================= */
+
+START_TEST(write_at_wp)
+{
+	open_small();
+	ck_assert_int_eq(wr(ZSTART(2), 2 * LBS), 0);
+	ASSERT_ZONE(2, ZP_COND_IMP_OPEN, 2 * LBS);
+	ck_assert_int_eq(wr(ZSTART(2) + 2 * LBS, LBS), 0);
+	ASSERT_ZONE(2, ZP_COND_IMP_OPEN, 3 * LBS);
+	assert_data(ZSTART(2), 3 * LBS);
+	assert_zeros(ZSTART(2) + 3 * LBS, ZS - 3 * LBS);
+	/* A zero-length write changes nothing. */
+	ck_assert_int_eq(wr(ZSTART(3), 0), 0);
+	ASSERT_ZONE(3, ZP_COND_EMPTY, 0);
+}
+END_TEST
+
+START_TEST(write_errors)
+{
+	open_small();
+	ck_assert_int_eq(wr(ZSTART(2), LBS), 0);
+	/* Not at the wp: ahead, behind, and in an empty zone. */
+	ck_assert_int_eq(wr(ZSTART(2) + 2 * LBS, LBS), -EIO);
+	ck_assert_int_eq(wr(ZSTART(2), LBS), -EIO);
+	ck_assert_int_eq(wr(ZSTART(3) + LBS, LBS), -EIO);
+	/* Misaligned offset or length. */
+	ck_assert_int_eq(wr(ZSTART(2) + LBS + 512, LBS), -EINVAL);
+	ck_assert_int_eq(wr(ZSTART(2) + LBS, LBS + 1), -EINVAL);
+	ck_assert_int_eq(wr(ZSTART(0) + 1, LBS), -EINVAL);
+	/* Past the zone capacity, into the gap up to the zone size. */
+	ck_assert_int_eq(wr(ZSTART(2) + LBS, CAP), -EIO);
+	ck_assert_int_eq(wr(ZSTART(3), CAP + LBS), -EIO);
+	ck_assert_int_eq(wr(ZSTART(3) + CAP, LBS), -EIO);
+	/* Spanning zones: conventional into sequential, sequential into the next. */
+	ck_assert_int_eq(wr(ZSTART(2) - LBS, 2 * LBS), -EINVAL);
+	ck_assert_int_eq(wr(ZSTART(0) + ZS - LBS, 2 * LBS), -EINVAL);
+	ck_assert_int_eq(wr(ZSTART(3) + ZS - LBS, 2 * LBS), -EINVAL);
+	/* Past the device end, including overflow. */
+	ck_assert_int_eq(wr(ZSTART(NZ), LBS), -EINVAL);
+	ck_assert_int_eq(dev->ops->pwrite(dev, "x", LBS, UINT64_MAX - LBS + 1), -EINVAL);
+	/* Nothing moved. */
+	ASSERT_ZONE(2, ZP_COND_IMP_OPEN, LBS);
+	ASSERT_ZONE(3, ZP_COND_EMPTY, 0);
+	assert_zeros(ZSTART(3), ZS);
+}
+END_TEST
+
+START_TEST(write_to_full)
+{
+	open_small();
+	ck_assert_int_eq(wr(ZSTART(2), CAP - LBS), 0);
+	ASSERT_ZONE(2, ZP_COND_IMP_OPEN, CAP - LBS);
+	ck_assert_int_eq(wr(ZSTART(2) + CAP - LBS, LBS), 0);
+	/* Full at capacity, wp reported at the zone end; no longer open. */
+	ASSERT_ZONE(2, ZP_COND_FULL, ZS);
+	ck_assert_int_eq(wr(ZSTART(2) + CAP, LBS), -EIO);
+	ck_assert_int_eq(wr(ZSTART(2) + ZS - LBS, LBS), -EIO);
+	assert_data(ZSTART(2), CAP);
+	assert_zeros(ZSTART(2) + CAP, ZS - CAP);
+	/* A single write of the whole capacity takes an empty zone to full. */
+	ck_assert_int_eq(wr(ZSTART(3), CAP), 0);
+	ASSERT_ZONE(3, ZP_COND_FULL, ZS);
+	/* Full zones hold no open or active slot: 3 opens still fit. */
+	ck_assert_int_eq(op(ZD_OP_OPEN, 4, 3), 0);
+}
+END_TEST
+
+START_TEST(write_conventional)
+{
+	open_small();
+	/* Anywhere, in any order, rewrites included. */
+	ck_assert_int_eq(wr(ZSTART(1) + 8 * LBS, 2 * LBS), 0);
+	ck_assert_int_eq(wr(ZSTART(1), LBS), 0);
+	ck_assert_int_eq(wr(ZSTART(1), LBS), 0);
+	ck_assert_int_eq(wr(ZSTART(0) + ZS - LBS, LBS), 0);
+	assert_data(ZSTART(1), LBS);
+	assert_data(ZSTART(1) + 8 * LBS, 2 * LBS);
+	assert_zeros(ZSTART(1) + LBS, 7 * LBS);
+	assert_data(ZSTART(0) + ZS - LBS, LBS);
+	ASSERT_ZONE(1, ZP_COND_NOT_WP, ZS);
+}
+END_TEST
+
+START_TEST(write_closed_and_exp_open)
+{
+	open_small();
+	ck_assert_int_eq(wr(ZSTART(2), LBS), 0);
+	ck_assert_int_eq(op(ZD_OP_CLOSE, 2, 1), 0);
+	ASSERT_ZONE(2, ZP_COND_CLOSED, LBS);
+	ck_assert_int_eq(wr(ZSTART(2) + LBS, LBS), 0);
+	ASSERT_ZONE(2, ZP_COND_IMP_OPEN, 2 * LBS);
+
+	ck_assert_int_eq(op(ZD_OP_OPEN, 3, 1), 0);
+	ck_assert_int_eq(wr(ZSTART(3), LBS), 0);
+	ASSERT_ZONE(3, ZP_COND_EXP_OPEN, LBS);
+	ck_assert_int_eq(wr(ZSTART(3) + LBS, CAP - LBS), 0);
+	ASSERT_ZONE(3, ZP_COND_FULL, ZS);
+}
+END_TEST
+
+START_TEST(write_implicit_eviction_lru)
+{
+	open_small();
+	ck_assert_int_eq(wr(ZSTART(2), LBS), 0);
+	ck_assert_int_eq(wr(ZSTART(3), LBS), 0);
+	ck_assert_int_eq(wr(ZSTART(4), LBS), 0);
+	ck_assert_int_eq(wr(ZSTART(3) + LBS, LBS), 0); /* 3 is now the most recent */
+	/* max_open reached: the least recently written zone (2) is closed. */
+	ck_assert_int_eq(wr(ZSTART(5), LBS), 0);
+	ASSERT_ZONE(2, ZP_COND_CLOSED, LBS);
+	ASSERT_ZONE(3, ZP_COND_IMP_OPEN, 2 * LBS);
+	ASSERT_ZONE(4, ZP_COND_IMP_OPEN, LBS);
+	ASSERT_ZONE(5, ZP_COND_IMP_OPEN, LBS);
+	/* Next in LRU order is 4, not 3. */
+	ck_assert_int_eq(wr(ZSTART(6), LBS), 0);
+	ASSERT_ZONE(4, ZP_COND_CLOSED, LBS);
+	ASSERT_ZONE(3, ZP_COND_IMP_OPEN, 2 * LBS);
+	ASSERT_ZONE(6, ZP_COND_IMP_OPEN, LBS);
+}
+END_TEST
+
+START_TEST(write_max_active)
+{
+	open_small();
+	ck_assert_int_eq(wr(ZSTART(2), LBS), 0);
+	ck_assert_int_eq(wr(ZSTART(3), LBS), 0);
+	ck_assert_int_eq(wr(ZSTART(4), LBS), 0);
+	ck_assert_int_eq(wr(ZSTART(5), LBS), 0); /* closes 2 */
+	ck_assert_int_eq(wr(ZSTART(6), LBS), 0); /* closes 3: 5 active */
+	ASSERT_ZONE(2, ZP_COND_CLOSED, LBS);
+	ASSERT_ZONE(3, ZP_COND_CLOSED, LBS);
+	/* An empty zone needs a new active slot: refused, nothing written. */
+	ck_assert_int_eq(wr(ZSTART(7), LBS), -EBUSY);
+	ASSERT_ZONE(7, ZP_COND_EMPTY, 0);
+	assert_zeros(ZSTART(7), LBS);
+	ASSERT_ZONE(4, ZP_COND_IMP_OPEN, LBS);
+	/* A closed zone already holds one: it reopens, evicting LRU zone 4. */
+	ck_assert_int_eq(wr(ZSTART(2) + LBS, LBS), 0);
+	ASSERT_ZONE(2, ZP_COND_IMP_OPEN, 2 * LBS);
+	ASSERT_ZONE(4, ZP_COND_CLOSED, LBS);
+	/* Resetting an active zone frees a slot. */
+	ck_assert_int_eq(op(ZD_OP_RESET, 3, 1), 0);
+	ck_assert_int_eq(wr(ZSTART(7), LBS), 0);
+	ASSERT_ZONE(7, ZP_COND_IMP_OPEN, LBS);
+	ASSERT_ZONE(5, ZP_COND_CLOSED, LBS);
+}
+END_TEST
+
+START_TEST(write_all_explicit_busy)
+{
+	open_small();
+	ck_assert_int_eq(op(ZD_OP_OPEN, 2, 3), 0);
+	/* Explicitly open zones are never closed to make room. */
+	ck_assert_int_eq(wr(ZSTART(5), LBS), -EBUSY);
+	ASSERT_ZONE(5, ZP_COND_EMPTY, 0);
+	for (uint32_t z = 2; z < 5; z++)
+		ASSERT_ZONE(z, ZP_COND_EXP_OPEN, 0);
+	/* Writes to the explicitly open zones are fine. */
+	ck_assert_int_eq(wr(ZSTART(2), LBS), 0);
+	ck_assert_int_eq(op(ZD_OP_CLOSE, 4, 1), 0);
+	ASSERT_ZONE(4, ZP_COND_EMPTY, 0);
+	ck_assert_int_eq(wr(ZSTART(5), LBS), 0);
+	ASSERT_ZONE(5, ZP_COND_IMP_OPEN, LBS);
+}
+END_TEST
+
+START_TEST(write_no_limits)
+{
+	open_with(0, 0);
+	for (uint32_t z = 2; z < NZ; z++)
+		ck_assert_int_eq(wr(ZSTART(z), LBS), 0);
+	for (uint32_t z = 2; z < NZ; z++)
+		ASSERT_ZONE(z, ZP_COND_IMP_OPEN, LBS);
+}
+END_TEST
+
+START_TEST(read_rules)
+{
+	uint8_t buf[2 * LBS];
+	int fd;
+
+	open_small();
+	ck_assert_int_eq(wr(ZSTART(2), 2 * LBS), 0);
+	ck_assert_int_eq(wr(ZSTART(1) + ZS - LBS, LBS), 0);
+	/* Data the wp does not cover reads as zeros, even if it is there. */
+	fd = dev->ops->open_fd(dev, O_RDWR);
+	ck_assert_int_ge(fd, 0);
+	memset(buf, 0x77, sizeof(buf));
+	ck_assert_int_eq(pwrite(fd, buf, sizeof(buf), (off_t)(ZSTART(2) + 2 * LBS)), (ssize_t)sizeof(buf));
+	close(fd);
+	assert_data(ZSTART(2), 2 * LBS);
+	assert_zeros(ZSTART(2) + 2 * LBS, ZS - 2 * LBS);
+	/* A read may span zones. */
+	{
+		uint8_t *big = malloc(3 * LBS);
+
+		ck_assert_int_eq(dev->ops->pread(dev, big, 3 * LBS, ZSTART(2) - LBS), 0);
+		ck_assert_uint_eq(big[5], pat(ZSTART(1) + ZS - LBS + 5));
+		ck_assert_uint_eq(big[LBS + 5], pat(ZSTART(2) + 5));
+		ck_assert_uint_eq(big[2 * LBS + 5], pat(ZSTART(2) + LBS + 5));
+		free(big);
+	}
+	ck_assert_int_eq(dev->ops->pread(dev, buf, LBS, ZSTART(2) + 1), -EINVAL);
+	ck_assert_int_eq(dev->ops->pread(dev, buf, 100, ZSTART(2)), -EINVAL);
+	ck_assert_int_eq(dev->ops->pread(dev, buf, LBS, ZSTART(NZ)), -EINVAL);
+	ck_assert_int_eq(dev->ops->pread(dev, buf, 2 * LBS, ZSTART(NZ) - LBS), -EINVAL);
+	ck_assert_int_eq(dev->ops->pread(dev, buf, LBS, UINT64_MAX - LBS + 1), -EINVAL);
+	ck_assert_int_eq(dev->ops->pread(dev, buf, LBS, ZSTART(NZ) - LBS), 0);
+}
+END_TEST
+
+/* ================= zone operations ================= */
+
+START_TEST(op_open)
+{
+	open_small();
+	ck_assert_int_eq(op(ZD_OP_OPEN, 2, 1), 0);                /* empty */
+	ASSERT_ZONE(2, ZP_COND_EXP_OPEN, 0);
+	ck_assert_int_eq(op(ZD_OP_OPEN, 2, 1), 0);                /* again: fine */
+	ASSERT_ZONE(2, ZP_COND_EXP_OPEN, 0);
+	ck_assert_int_eq(wr(ZSTART(3), LBS), 0);
+	ck_assert_int_eq(op(ZD_OP_OPEN, 3, 1), 0);                /* implicit open */
+	ASSERT_ZONE(3, ZP_COND_EXP_OPEN, LBS);
+	ck_assert_int_eq(wr(ZSTART(4), LBS), 0);
+	ck_assert_int_eq(op(ZD_OP_CLOSE, 4, 1), 0);
+	ck_assert_int_eq(op(ZD_OP_OPEN, 4, 1), 0);                /* closed */
+	ASSERT_ZONE(4, ZP_COND_EXP_OPEN, LBS);
+	ck_assert_int_eq(wr(ZSTART(5), CAP), -EBUSY);             /* 3 explicit */
+	ck_assert_int_eq(op(ZD_OP_FINISH, 4, 1), 0);
+	ck_assert_int_eq(op(ZD_OP_OPEN, 4, 1), -EIO);             /* full */
+	ASSERT_ZONE(4, ZP_COND_FULL, ZS);
+}
+END_TEST
+
+START_TEST(op_open_limits)
+{
+	open_small();
+	ck_assert_int_eq(wr(ZSTART(2), LBS), 0);
+	ck_assert_int_eq(wr(ZSTART(3), LBS), 0);
+	ck_assert_int_eq(op(ZD_OP_OPEN, 4, 1), 0);   /* 3 open, nothing closed */
+	ASSERT_ZONE(2, ZP_COND_IMP_OPEN, LBS);
+	/* An explicit open may close an implicitly open zone (LRU first)... */
+	ck_assert_int_eq(op(ZD_OP_OPEN, 5, 1), 0);
+	ASSERT_ZONE(2, ZP_COND_CLOSED, LBS);
+	ASSERT_ZONE(3, ZP_COND_IMP_OPEN, LBS);
+	ck_assert_int_eq(op(ZD_OP_OPEN, 6, 1), 0);
+	ASSERT_ZONE(3, ZP_COND_CLOSED, LBS);
+	/* Now 2, 3 closed and 4, 5, 6 explicitly open: at max_active. */
+	ck_assert_int_eq(op(ZD_OP_OPEN, 7, 1), -EBUSY);
+	ASSERT_ZONE(7, ZP_COND_EMPTY, 0);
+	/* A closed zone fails for the open limit, not the active one. */
+	ck_assert_int_eq(op(ZD_OP_OPEN, 2, 1), -EBUSY);
+	ASSERT_ZONE(2, ZP_COND_CLOSED, LBS);
+	/* Closing 4 (nothing written) empties it: 4 active, 2 open. */
+	ck_assert_int_eq(op(ZD_OP_CLOSE, 4, 1), 0);
+	ASSERT_ZONE(4, ZP_COND_EMPTY, 0);
+	ck_assert_int_eq(wr(ZSTART(8), LBS), 0);     /* 5 active now */
+	ck_assert_int_eq(op(ZD_OP_CLOSE, 8, 1), 0);  /* closed: still active */
+	ck_assert_int_eq(op(ZD_OP_OPEN, 9, 1), -EBUSY); /* max_active */
+	ck_assert_int_eq(op(ZD_OP_OPEN, 2, 1), 0);      /* closed: no new slot */
+	ASSERT_ZONE(2, ZP_COND_EXP_OPEN, LBS);
+}
+END_TEST
+
+START_TEST(op_open_range_partial)
+{
+	open_small();
+	/* A range stops at the first zone over the limit; earlier ones stay. */
+	ck_assert_int_eq(op(ZD_OP_OPEN, 2, 5), -EBUSY);
+	ASSERT_ZONE(2, ZP_COND_EXP_OPEN, 0);
+	ASSERT_ZONE(3, ZP_COND_EXP_OPEN, 0);
+	ASSERT_ZONE(4, ZP_COND_EXP_OPEN, 0);
+	ASSERT_ZONE(5, ZP_COND_EMPTY, 0);
+	ASSERT_ZONE(6, ZP_COND_EMPTY, 0);
+	ck_assert_int_eq(op(ZD_OP_CLOSE, 2, 5), 0);
+	for (uint32_t z = 2; z < 7; z++)
+		ASSERT_ZONE(z, ZP_COND_EMPTY, 0);
+}
+END_TEST
+
+START_TEST(op_close)
+{
+	open_small();
+	ck_assert_int_eq(op(ZD_OP_OPEN, 2, 1), 0);
+	ck_assert_int_eq(op(ZD_OP_CLOSE, 2, 1), 0);       /* exp open, wp == start */
+	ASSERT_ZONE(2, ZP_COND_EMPTY, 0);
+	ck_assert_int_eq(op(ZD_OP_OPEN, 2, 1), 0);
+	ck_assert_int_eq(wr(ZSTART(2), LBS), 0);
+	ck_assert_int_eq(op(ZD_OP_CLOSE, 2, 1), 0);       /* exp open with data */
+	ASSERT_ZONE(2, ZP_COND_CLOSED, LBS);
+	ck_assert_int_eq(wr(ZSTART(3), 2 * LBS), 0);
+	ck_assert_int_eq(op(ZD_OP_CLOSE, 3, 1), 0);       /* imp open */
+	ASSERT_ZONE(3, ZP_COND_CLOSED, 2 * LBS);
+	/* No-ops: closed, empty, full. */
+	ck_assert_int_eq(op(ZD_OP_CLOSE, 3, 1), 0);
+	ASSERT_ZONE(3, ZP_COND_CLOSED, 2 * LBS);
+	ck_assert_int_eq(op(ZD_OP_CLOSE, 4, 1), 0);
+	ASSERT_ZONE(4, ZP_COND_EMPTY, 0);
+	ck_assert_int_eq(wr(ZSTART(5), CAP), 0);
+	ck_assert_int_eq(op(ZD_OP_CLOSE, 5, 1), 0);
+	ASSERT_ZONE(5, ZP_COND_FULL, ZS);
+	/* Closed data survives and the zone takes writes at its wp. */
+	assert_data(ZSTART(3), 2 * LBS);
+	ck_assert_int_eq(wr(ZSTART(3) + 2 * LBS, LBS), 0);
+}
+END_TEST
+
+START_TEST(op_finish)
+{
+	open_small();
+	ck_assert_int_eq(op(ZD_OP_FINISH, 2, 1), 0);      /* empty */
+	ASSERT_ZONE(2, ZP_COND_FULL, ZS);
+	assert_zeros(ZSTART(2), ZS);
+	ck_assert_int_eq(wr(ZSTART(3), 2 * LBS), 0);
+	ck_assert_int_eq(op(ZD_OP_FINISH, 3, 1), 0);      /* imp open */
+	ASSERT_ZONE(3, ZP_COND_FULL, ZS);
+	assert_data(ZSTART(3), 2 * LBS);
+	assert_zeros(ZSTART(3) + 2 * LBS, ZS - 2 * LBS);
+	ck_assert_int_eq(op(ZD_OP_OPEN, 4, 1), 0);
+	ck_assert_int_eq(op(ZD_OP_FINISH, 4, 1), 0);      /* exp open */
+	ASSERT_ZONE(4, ZP_COND_FULL, ZS);
+	ck_assert_int_eq(wr(ZSTART(5), LBS), 0);
+	ck_assert_int_eq(op(ZD_OP_CLOSE, 5, 1), 0);
+	ck_assert_int_eq(op(ZD_OP_FINISH, 5, 1), 0);      /* closed */
+	ASSERT_ZONE(5, ZP_COND_FULL, ZS);
+	ck_assert_int_eq(op(ZD_OP_FINISH, 5, 1), 0);      /* full: no-op */
+	ASSERT_ZONE(5, ZP_COND_FULL, ZS);
+	ck_assert_int_eq(wr(ZSTART(5) + LBS, LBS), -EIO);
+	/* None of them holds a slot any more. */
+	ck_assert_int_eq(op(ZD_OP_OPEN, 6, 3), 0);
+}
+END_TEST
+
+START_TEST(op_finish_discards_stale_tail)
+{
+	open_small();
+	ck_assert_int_eq(wr(ZSTART(2), LBS), 0);
+	fd_wr(ZSTART(2) + 4 * LBS, LBS); /* behind the wp's back */
+	ck_assert_int_eq(op(ZD_OP_FINISH, 2, 1), 0);
+	assert_data(ZSTART(2), LBS);
+	assert_zeros(ZSTART(2) + LBS, ZS - LBS);
+}
+END_TEST
+
+START_TEST(op_finish_max_active)
+{
+	open_small();
+	for (uint32_t z = 2; z < 7; z++)
+		ck_assert_int_eq(wr(ZSTART(z), LBS), 0); /* 2, 3 closed, 4..6 open */
+	ck_assert_int_eq(op(ZD_OP_FINISH, 7, 1), -EBUSY); /* empty: needs a slot */
+	ASSERT_ZONE(7, ZP_COND_EMPTY, 0);
+	ck_assert_int_eq(op(ZD_OP_FINISH, 2, 1), 0);      /* closed: fine */
+	ck_assert_int_eq(op(ZD_OP_FINISH, 7, 1), 0);      /* a slot is free now */
+	ASSERT_ZONE(7, ZP_COND_FULL, ZS);
+	ck_assert_int_eq(op(ZD_OP_OPEN, 8, 1), 0);
+}
+END_TEST
+
+START_TEST(op_reset)
+{
+	struct stat st;
+	int fd;
+
+	open_small();
+	ck_assert_int_eq(wr(ZSTART(2), 16 * LBS), 0);
+	ck_assert_int_eq(op(ZD_OP_RESET, 2, 1), 0);       /* imp open */
+	ASSERT_ZONE(2, ZP_COND_EMPTY, 0);
+	assert_zeros(ZSTART(2), ZS);
+	ck_assert_int_eq(wr(ZSTART(3), CAP), 0);
+	ck_assert_int_eq(op(ZD_OP_RESET, 3, 1), 0);       /* full */
+	ASSERT_ZONE(3, ZP_COND_EMPTY, 0);
+	ck_assert_int_eq(wr(ZSTART(4), LBS), 0);
+	ck_assert_int_eq(op(ZD_OP_CLOSE, 4, 1), 0);
+	ck_assert_int_eq(op(ZD_OP_RESET, 4, 1), 0);       /* closed */
+	ASSERT_ZONE(4, ZP_COND_EMPTY, 0);
+	ck_assert_int_eq(op(ZD_OP_OPEN, 5, 1), 0);
+	ck_assert_int_eq(op(ZD_OP_RESET, 5, 1), 0);       /* exp open */
+	ASSERT_ZONE(5, ZP_COND_EMPTY, 0);
+	ck_assert_int_eq(op(ZD_OP_RESET, 5, 1), 0);       /* empty: no-op */
+	ASSERT_ZONE(5, ZP_COND_EMPTY, 0);
+
+	/* The data is gone from the backing file, not just hidden. */
+	fd = open(devpath, O_RDONLY);
+	ck_assert_int_ge(fd, 0);
+	for (uint32_t z = 2; z < 5; z++) {
+		off_t d = lseek(fd, (off_t)ZSTART(z), SEEK_DATA);
+
+		ck_assert(d < 0 ? errno == ENXIO : (uint64_t)d >= ZSTART(z + 1));
+	}
+	close(fd);
+	ck_assert_int_eq(stat(devpath, &st), 0);
+	ck_assert_int_eq(st.st_size, (off_t)(NZ * ZS));
+	/* And the zone is writable from its start again. */
+	ck_assert_int_eq(wr(ZSTART(3), LBS), 0);
+	assert_data(ZSTART(3), LBS);
+	assert_zeros(ZSTART(3) + LBS, LBS);
+}
+END_TEST
+
+START_TEST(op_reset_range)
+{
+	open_small();
+	for (uint32_t z = 2; z < 5; z++)
+		ck_assert_int_eq(wr(ZSTART(z), LBS), 0);
+	ck_assert_int_eq(op(ZD_OP_RESET, 2, NZ - 2), 0);
+	for (uint32_t z = 2; z < NZ; z++)
+		ASSERT_ZONE(z, ZP_COND_EMPTY, 0);
+	ck_assert_int_eq(op(ZD_OP_FINISH, 2, NZ - 2), 0);
+	for (uint32_t z = 2; z < NZ; z++)
+		ASSERT_ZONE(z, ZP_COND_FULL, ZS);
+}
+END_TEST
+
+START_TEST(op_errors)
+{
+	static const enum zd_zone_op ops[] = { ZD_OP_OPEN, ZD_OP_CLOSE, ZD_OP_FINISH, ZD_OP_RESET };
+
+	open_small();
+	ck_assert_int_eq(wr(ZSTART(0), LBS), 0);
+	for (unsigned i = 0; i < 4; i++) {
+		ck_assert_int_eq(op(ops[i], 0, 1), -EPERM);       /* conventional */
+		ck_assert_int_eq(op(ops[i], 1, 1), -EPERM);
+		ck_assert_int_eq(op(ops[i], NZ, 1), -ERANGE);
+		ck_assert_int_eq(op(ops[i], UINT32_MAX, 1), -ERANGE);
+		ck_assert_int_eq(op(ops[i], 2, 0), -EINVAL);
+		ck_assert_int_eq(op(ops[i], 2, NZ - 1), -ERANGE);  /* past the end */
+		ck_assert_int_eq(op(ops[i], 15, UINT32_MAX), -ERANGE);
+	}
+	/* A range that includes a conventional zone does nothing at all. */
+	ck_assert_int_eq(op(ZD_OP_FINISH, 1, 3), -EPERM);
+	ASSERT_ZONE(2, ZP_COND_EMPTY, 0);
+	ck_assert_int_eq(op((enum zd_zone_op)42, 2, 1), -EINVAL);
+	assert_data(ZSTART(0), LBS);
+}
+END_TEST
+
+/* ================= read-only and offline zones ================= */
+
+START_TEST(cond_readonly)
+{
+	struct zd_zone z;
+	uint8_t buf[LBS];
+
+	open_small();
+	ck_assert_int_eq(wr(ZSTART(2), 2 * LBS), 0);
+	fd_wr(ZSTART(2) + 2 * LBS, LBS); /* never reported: not the zone's data */
+	ck_assert_int_eq(zd_emul_set_cond(dev, 2, ZP_COND_READONLY), 0);
+	z = zone(2);
+	ck_assert_uint_eq(z.cond, ZP_COND_READONLY);
+	ck_assert_uint_eq(z.wp, UINT64_MAX);
+	ck_assert_uint_eq(z.type, ZP_TYPE_SWR);
+	assert_data(ZSTART(2), 2 * LBS);                          /* still readable */
+	assert_zeros(ZSTART(2) + 2 * LBS, LBS);
+	ck_assert_int_eq(dev->ops->pread(dev, buf, LBS, ZSTART(2) + ZS - LBS), 0);
+	ck_assert_int_eq(wr(ZSTART(2) + 2 * LBS, LBS), -EPERM);
+	ck_assert_int_eq(op(ZD_OP_OPEN, 2, 1), -EPERM);
+	ck_assert_int_eq(op(ZD_OP_CLOSE, 2, 1), -EPERM);
+	ck_assert_int_eq(op(ZD_OP_FINISH, 2, 1), -EPERM);
+	ck_assert_int_eq(op(ZD_OP_RESET, 2, 1), -EPERM);
+	ck_assert_int_eq(op(ZD_OP_RESET, 2, 2), -EPERM);  /* in a range too */
+	ck_assert_int_eq(refresh(2, ZSTART(2) + 3 * LBS), -EPERM);
+	ck_assert_int_eq(zd_emul_set_cond(dev, 2, ZP_COND_READONLY), 0);
+	ck_assert_uint_eq(zone(2).cond, ZP_COND_READONLY);
+}
+END_TEST
+
+START_TEST(cond_offline)
+{
+	uint8_t buf[LBS];
+
+	open_small();
+	ck_assert_int_eq(wr(ZSTART(3), LBS), 0);
+	ck_assert_int_eq(zd_emul_set_cond(dev, 3, ZP_COND_OFFLINE), 0);
+	ck_assert_uint_eq(zone(3).cond, ZP_COND_OFFLINE);
+	ck_assert_uint_eq(zone(3).wp, UINT64_MAX);
+	ck_assert_int_eq(dev->ops->pread(dev, buf, LBS, ZSTART(3)), -EIO);
+	ck_assert_int_eq(dev->ops->pread(dev, buf, LBS, ZSTART(3) + ZS - LBS), -EIO);
+	{
+		uint8_t *big = malloc(ZS + LBS); /* spans into the offline zone */
+
+		ck_assert_int_eq(dev->ops->pread(dev, big, ZS + LBS, ZSTART(2)), -EIO);
+		free(big);
+	}
+	ck_assert_int_eq(wr(ZSTART(3) + LBS, LBS), -EPERM);
+	ck_assert_int_eq(op(ZD_OP_RESET, 3, 1), -EPERM);
+	ck_assert_int_eq(op(ZD_OP_OPEN, 3, 1), -EPERM);
+	ck_assert_int_eq(op(ZD_OP_CLOSE, 3, 1), -EPERM);
+	ck_assert_int_eq(op(ZD_OP_FINISH, 3, 1), -EPERM);
+	ck_assert_int_eq(refresh(3, NO_HINT), -EPERM);
+	/* No way back, not even to read-only. */
+	ck_assert_int_eq(zd_emul_set_cond(dev, 3, ZP_COND_READONLY), -EPERM);
+	ck_assert_int_eq(zd_emul_set_cond(dev, 3, ZP_COND_OFFLINE), 0);
+	/* Read-only may still go offline. */
+	ck_assert_int_eq(zd_emul_set_cond(dev, 4, ZP_COND_READONLY), 0);
+	ck_assert_int_eq(zd_emul_set_cond(dev, 4, ZP_COND_OFFLINE), 0);
+	ck_assert_uint_eq(zone(4).cond, ZP_COND_OFFLINE);
+}
+END_TEST
+
+START_TEST(cond_errors_and_resources)
+{
+	open_small();
+	ck_assert_int_eq(zd_emul_set_cond(dev, 2, ZP_COND_EMPTY), -EINVAL);
+	ck_assert_int_eq(zd_emul_set_cond(dev, 2, ZP_COND_FULL), -EINVAL);
+	ck_assert_int_eq(zd_emul_set_cond(dev, 2, ZP_COND_COUNT), -EINVAL);
+	ck_assert_int_eq(zd_emul_set_cond(dev, 0, ZP_COND_READONLY), -EPERM);
+	ck_assert_int_eq(zd_emul_set_cond(dev, NZ, ZP_COND_OFFLINE), -ERANGE);
+	ck_assert_int_eq(zd_emul_set_cond(NULL, 2, ZP_COND_OFFLINE), -EINVAL);
+	ASSERT_ZONE(2, ZP_COND_EMPTY, 0);
+	ASSERT_ZONE(0, ZP_COND_NOT_WP, ZS);
+
+	/* A zone that fails gives back its open and active slots. */
+	ck_assert_int_eq(op(ZD_OP_OPEN, 2, 3), 0);
+	ck_assert_int_eq(op(ZD_OP_OPEN, 5, 1), -EBUSY);
+	ck_assert_int_eq(zd_emul_set_cond(dev, 3, ZP_COND_READONLY), 0);
+	ck_assert_int_eq(op(ZD_OP_OPEN, 5, 1), 0);
+	ck_assert_int_eq(wr(ZSTART(6), LBS), -EBUSY);
+	ck_assert_int_eq(zd_emul_set_cond(dev, 4, ZP_COND_OFFLINE), 0);
+	ck_assert_int_eq(wr(ZSTART(6), LBS), 0);
+}
+END_TEST
+
+/* ================= refresh_zone ================= */
+
+START_TEST(refresh_hint)
+{
+	struct zd_zone out;
+
+	open_small();
+	fd_wr(ZSTART(2), 3 * LBS);
+	memset(&out, 0, sizeof(out));
+	ck_assert_int_eq(dev->ops->refresh_zone(dev, 2, ZSTART(2) + 3 * LBS, &out), 0);
+	ck_assert_uint_eq(out.cond, ZP_COND_IMP_OPEN);
+	ck_assert_uint_eq(out.wp, ZSTART(2) + 3 * LBS);
+	ck_assert_uint_eq(out.start, ZSTART(2));
+	ck_assert_uint_eq(out.capacity, CAP);
+	ASSERT_ZONE(2, ZP_COND_IMP_OPEN, 3 * LBS);
+	assert_data(ZSTART(2), 3 * LBS);
+	/* The same wp again changes nothing; a closed zone then stays closed. */
+	ck_assert_int_eq(op(ZD_OP_CLOSE, 2, 1), 0);
+	ck_assert_int_eq(refresh(2, ZSTART(2) + 3 * LBS), 0);
+	ASSERT_ZONE(2, ZP_COND_CLOSED, 3 * LBS);
+	ck_assert_int_eq(refresh(3, ZSTART(3)), 0);
+	ASSERT_ZONE(3, ZP_COND_EMPTY, 0);
+	/* A closed zone moving forward is implicitly opened. */
+	ck_assert_int_eq(refresh(2, ZSTART(2) + 4 * LBS), 0);
+	ASSERT_ZONE(2, ZP_COND_IMP_OPEN, 4 * LBS);
+	/* An explicitly open one stays explicitly open. */
+	ck_assert_int_eq(op(ZD_OP_OPEN, 3, 1), 0);
+	ck_assert_int_eq(refresh(3, ZSTART(3) + LBS), 0);
+	ASSERT_ZONE(3, ZP_COND_EXP_OPEN, LBS);
+	/* Up to capacity: full, wp at the zone end, slot released. */
+	ck_assert_int_eq(refresh(3, ZSTART(3) + CAP), 0);
+	ASSERT_ZONE(3, ZP_COND_FULL, ZS);
+	ck_assert_int_eq(refresh(3, NO_HINT), 0);
+	ASSERT_ZONE(3, ZP_COND_FULL, ZS);
+	ck_assert_int_eq(dev->ops->refresh_zone(dev, 4, ZSTART(4) + LBS, NULL), 0);
+	ASSERT_ZONE(4, ZP_COND_IMP_OPEN, LBS);
+}
+END_TEST
+
+START_TEST(refresh_hint_errors)
+{
+	open_small();
+	ck_assert_int_eq(wr(ZSTART(2), 2 * LBS), 0);
+	ck_assert_int_eq(refresh(2, ZSTART(2) + 2 * LBS + 512), -EINVAL); /* misaligned */
+	ck_assert_int_eq(refresh(2, ZSTART(2) + LBS), -EINVAL);           /* backward */
+	ck_assert_int_eq(refresh(2, ZSTART(2) + CAP + LBS), -EINVAL);     /* past capacity */
+	ck_assert_int_eq(refresh(2, ZSTART(3)), -EINVAL);                 /* next zone */
+	ck_assert_int_eq(refresh(2, ZSTART(1)), -EINVAL);                 /* before the zone */
+	ck_assert_int_eq(refresh(2, UINT64_MAX - 1), -EINVAL);
+	ASSERT_ZONE(2, ZP_COND_IMP_OPEN, 2 * LBS);
+	ck_assert_int_eq(refresh(0, ZSTART(0) + LBS), -EPERM);            /* conventional */
+	ck_assert_int_eq(refresh(1, NO_HINT), -EPERM);
+	ck_assert_int_eq(refresh(NZ, NO_HINT), -ERANGE);
+	ck_assert_int_eq(refresh(UINT32_MAX, ZSTART(2)), -ERANGE);
+	/* A full zone's wp is its end: no hint below that is valid. */
+	ck_assert_int_eq(wr(ZSTART(3), CAP), 0);
+	ck_assert_int_eq(refresh(3, ZSTART(3) + CAP), -EINVAL);
+	ASSERT_ZONE(3, ZP_COND_FULL, ZS);
+}
+END_TEST
+
+START_TEST(refresh_limits)
+{
+	open_small();
+	for (uint32_t z = 2; z < 5; z++)
+		ck_assert_int_eq(refresh(z, ZSTART(z) + LBS), 0);
+	/* Like a write: the LRU implicitly open zone makes room... */
+	ck_assert_int_eq(refresh(5, ZSTART(5) + LBS), 0);
+	ASSERT_ZONE(2, ZP_COND_CLOSED, LBS);
+	ASSERT_ZONE(5, ZP_COND_IMP_OPEN, LBS);
+	ck_assert_int_eq(refresh(6, ZSTART(6) + LBS), 0);
+	/* ...and max_active refuses a sixth active zone. */
+	ck_assert_int_eq(refresh(7, ZSTART(7) + LBS), -EBUSY);
+	ASSERT_ZONE(7, ZP_COND_EMPTY, 0);
+	fd_wr(ZSTART(7), LBS);
+	ck_assert_int_eq(refresh(7, NO_HINT), -EBUSY);
+	ASSERT_ZONE(7, ZP_COND_EMPTY, 0);
+	/* Explicitly open zones are not closed for it either. */
+	ck_assert_int_eq(op(ZD_OP_RESET, 2, 5), 0);
+	ck_assert_int_eq(op(ZD_OP_OPEN, 2, 3), 0);
+	ck_assert_int_eq(refresh(5, ZSTART(5) + LBS), -EBUSY);
+}
+END_TEST
+
+START_TEST(refresh_infer)
+{
+	struct zd_zone out;
+
+	open_small();
+	/* Nothing written: nothing changes. */
+	ck_assert_int_eq(dev->ops->refresh_zone(dev, 2, NO_HINT, &out), 0);
+	ck_assert_uint_eq(out.cond, ZP_COND_EMPTY);
+	ck_assert_uint_eq(out.wp, ZSTART(2));
+	fd_wr(ZSTART(2), 3 * LBS);
+	ck_assert_int_eq(dev->ops->refresh_zone(dev, 2, NO_HINT, &out), 0);
+	ck_assert_uint_eq(out.cond, ZP_COND_IMP_OPEN);
+	ck_assert_uint_eq(out.wp, ZSTART(2) + 3 * LBS);
+	/* The end of the last extent counts, holes before it included. */
+	fd_wr(ZSTART(2) + 6 * LBS, 2 * LBS);
+	ck_assert_int_eq(refresh(2, NO_HINT), 0);
+	ASSERT_ZONE(2, ZP_COND_IMP_OPEN, 8 * LBS);
+	ck_assert_int_eq(refresh(2, NO_HINT), 0);
+	ASSERT_ZONE(2, ZP_COND_IMP_OPEN, 8 * LBS);
+	/* Data between capacity and zone size is not the zone's. */
+	fd_wr(ZSTART(2) + CAP, LBS);
+	ck_assert_int_eq(refresh(2, NO_HINT), 0);
+	ASSERT_ZONE(2, ZP_COND_IMP_OPEN, 8 * LBS);
+	/* Reaching capacity makes the zone full. */
+	fd_wr(ZSTART(2) + CAP - LBS, LBS);
+	ck_assert_int_eq(refresh(2, NO_HINT), 0);
+	ASSERT_ZONE(2, ZP_COND_FULL, ZS);
+	/* Data behind the wp never moves it backward, nor does its absence. */
+	ck_assert_int_eq(wr(ZSTART(3), 4 * LBS), 0);
+	ck_assert_int_eq(refresh(3, NO_HINT), 0);
+	ASSERT_ZONE(3, ZP_COND_IMP_OPEN, 4 * LBS);
+	ck_assert_int_eq(refresh(3, ZSTART(3) + 6 * LBS), 0);
+	ck_assert_int_eq(refresh(3, NO_HINT), 0);
+	ASSERT_ZONE(3, ZP_COND_IMP_OPEN, 6 * LBS);
+	/* An explicitly open zone stays explicitly open. */
+	ck_assert_int_eq(op(ZD_OP_OPEN, 4, 1), 0);
+	fd_wr(ZSTART(4), LBS);
+	ck_assert_int_eq(refresh(4, NO_HINT), 0);
+	ASSERT_ZONE(4, ZP_COND_EXP_OPEN, LBS);
+}
+END_TEST
+
+START_TEST(refresh_reset_forgets)
+{
+	open_small();
+	/* Data a client wrote but never reported, then a reset: it must not
+	 * come back through a refresh without hint. */
+	fd_wr(ZSTART(2), 2 * LBS);
+	ck_assert_int_eq(op(ZD_OP_RESET, 2, 1), 0);
+	ck_assert_int_eq(refresh(2, NO_HINT), 0);
+	ASSERT_ZONE(2, ZP_COND_EMPTY, 0);
+	fd_wr(ZSTART(3), 2 * LBS);
+	ck_assert_int_eq(refresh(3, NO_HINT), 0);
+	ck_assert_int_eq(op(ZD_OP_RESET, 3, 1), 0);
+	ck_assert_int_eq(refresh(3, NO_HINT), 0);
+	ASSERT_ZONE(3, ZP_COND_EMPTY, 0);
+}
+END_TEST
+
+/* ================= persistence ================= */
+
+START_TEST(persist_state)
+{
+	open_small();
+	ck_assert_int_eq(wr(ZSTART(0) + 4 * LBS, LBS), 0);    /* conventional data */
+	ck_assert_int_eq(wr(ZSTART(2), 2 * LBS), 0);          /* imp open -> closed */
+	ck_assert_int_eq(op(ZD_OP_OPEN, 3, 1), 0);            /* exp open, empty -> empty */
+	ck_assert_int_eq(op(ZD_OP_CLOSE, 2, 1), 0);
+	ck_assert_int_eq(op(ZD_OP_OPEN, 4, 1), 0);
+	ck_assert_int_eq(wr(ZSTART(4), LBS), 0);              /* exp open -> closed */
+	ck_assert_int_eq(wr(ZSTART(5), CAP), 0);              /* full */
+	ck_assert_int_eq(wr(ZSTART(6), LBS), 0);
+	ck_assert_int_eq(op(ZD_OP_CLOSE, 6, 1), 0);           /* closed */
+	ck_assert_int_eq(op(ZD_OP_FINISH, 7, 1), 0);          /* finished */
+	ck_assert_int_eq(wr(ZSTART(8), LBS), 0);
+	ck_assert_int_eq(op(ZD_OP_RESET, 8, 1), 0);           /* reset */
+	ck_assert_int_eq(zd_emul_set_cond(dev, 9, ZP_COND_READONLY), 0);
+	ck_assert_int_eq(zd_emul_set_cond(dev, 10, ZP_COND_OFFLINE), 0);
+	ck_assert_int_eq(wr(ZSTART(11), 3 * LBS), 0);         /* imp open -> closed */
+
+	ck_assert_int_eq(reopen(), 0);
+	assert_data(ZSTART(0) + 4 * LBS, LBS);
+	ASSERT_ZONE(0, ZP_COND_NOT_WP, ZS);
+	ASSERT_ZONE(2, ZP_COND_CLOSED, 2 * LBS);
+	ASSERT_ZONE(3, ZP_COND_EMPTY, 0);
+	ASSERT_ZONE(4, ZP_COND_CLOSED, LBS);
+	ASSERT_ZONE(5, ZP_COND_FULL, ZS);
+	ASSERT_ZONE(6, ZP_COND_CLOSED, LBS);
+	ASSERT_ZONE(7, ZP_COND_FULL, ZS);
+	ASSERT_ZONE(8, ZP_COND_EMPTY, 0);
+	ck_assert_uint_eq(zone(9).cond, ZP_COND_READONLY);
+	ck_assert_uint_eq(zone(10).cond, ZP_COND_OFFLINE);
+	ASSERT_ZONE(11, ZP_COND_CLOSED, 3 * LBS);
+	assert_data(ZSTART(2), 2 * LBS);
+	assert_data(ZSTART(5), CAP);
+	assert_data(ZSTART(11), 3 * LBS);
+	assert_zeros(ZSTART(11) + 3 * LBS, LBS);
+
+	/* The accounting is rebuilt: 4 closed zones are active, none open. */
+	ck_assert_int_eq(op(ZD_OP_OPEN, 12, 1), 0);
+	ck_assert_int_eq(op(ZD_OP_OPEN, 13, 1), -EBUSY);
+	ck_assert_int_eq(wr(ZSTART(2) + 2 * LBS, LBS), 0);    /* closed reopens */
+	ck_assert_int_eq(wr(ZSTART(4) + LBS, LBS), 0);
+	ck_assert_int_eq(wr(ZSTART(6) + LBS, LBS), 0);        /* evicts 2 */
+	ASSERT_ZONE(2, ZP_COND_CLOSED, 3 * LBS);
+	ASSERT_ZONE(12, ZP_COND_EXP_OPEN, 0);
+}
+END_TEST
+
+START_TEST(persist_many_updates)
+{
+	open_small();
+	for (unsigned i = 0; i < 50; i++)
+		ck_assert_int_eq(wr(ZSTART(2) + (uint64_t)i * LBS, LBS), 0);
+	ck_assert_uint_eq(slot_seq(0, 2) + slot_seq(1, 2), 50 + 51); /* seq 50 and 51 */
+	ck_assert_int_eq(reopen(), 0);
+	ASSERT_ZONE(2, ZP_COND_CLOSED, 50 * LBS);
+	for (unsigned i = 0; i < 3; i++) {
+		ck_assert_int_eq(op(ZD_OP_RESET, 2, 1), 0);
+		ck_assert_int_eq(wr(ZSTART(2), LBS), 0);
+		ck_assert_int_eq(reopen(), 0);
+		ASSERT_ZONE(2, ZP_COND_CLOSED, LBS);
+	}
+}
+END_TEST
+
+START_TEST(persist_format)
+{
+	uint8_t h[512], rec[REC_SIZE];
+
+	ck_assert_uint_eq(ref_crc32c((const uint8_t *)"123456789", 9), 0xe3069283u);
+	open_small();
+	meta_read(0, h, sizeof(h));
+	ck_assert_int_eq(memcmp(h, "ZONEDEMU", 8), 0);
+	ck_assert_uint_eq(le32(h + 8), 1);
+	ck_assert_uint_eq(le32(h + 12), HDR_SIZE);
+	ck_assert_uint_eq(le64(h + 16), NZ * ZS);
+	ck_assert_uint_eq(le64(h + 24), ZS);
+	ck_assert_uint_eq(le64(h + 32), CAP);
+	ck_assert_uint_eq(le32(h + 40), NZ);
+	ck_assert_uint_eq(le32(h + 44), 2);
+	ck_assert_uint_eq(le32(h + 48), MAX_OPEN);
+	ck_assert_uint_eq(le32(h + 52), MAX_ACTIVE);
+	ck_assert_uint_eq(le32(h + 56), LBS);
+	ck_assert_uint_eq(le32(h + 60), REC_SIZE);
+	ck_assert_uint_eq(le64(h + 64), SLOT_A);
+	ck_assert_uint_eq(le64(h + 72), SLOT_B);
+	ck_assert_uint_eq(le32(h + 508), ref_crc32c(h, 508));
+
+	/* Creation writes slot A, sequence 1; slot B is all zeros. */
+	meta_read(SLOT_A + 2 * REC_SIZE, rec, sizeof(rec));
+	ck_assert_uint_eq(le64(rec), 0);
+	ck_assert_uint_eq(le64(rec + 8), 1);
+	ck_assert_uint_eq(le32(rec + 16), 2);
+	ck_assert_uint_eq(rec[20], ZP_COND_EMPTY);
+	ck_assert_uint_eq(le32(rec + 28), ref_crc32c(rec, 28));
+	meta_read(SLOT_A + 1 * REC_SIZE, rec, sizeof(rec));
+	ck_assert_uint_eq(rec[20], ZP_COND_NOT_WP);
+	meta_read(SLOT_B + 2 * REC_SIZE, rec, sizeof(rec));
+	for (unsigned i = 0; i < REC_SIZE; i++)
+		ck_assert_uint_eq(rec[i], 0);
+
+	/* The first update goes to slot B with sequence 2, A is untouched. */
+	ck_assert_int_eq(wr(ZSTART(2), 2 * LBS), 0);
+	meta_read(SLOT_B + 2 * REC_SIZE, rec, sizeof(rec));
+	ck_assert_uint_eq(le64(rec), 2 * LBS);
+	ck_assert_uint_eq(le64(rec + 8), 2);
+	ck_assert_uint_eq(le32(rec + 16), 2);
+	ck_assert_uint_eq(rec[20], ZP_COND_IMP_OPEN);
+	ck_assert_uint_eq(le32(rec + 28), ref_crc32c(rec, 28));
+	ck_assert_uint_eq(slot_seq(0, 2), 1);
+	/* The second one back to A. */
+	ck_assert_int_eq(wr(ZSTART(2) + 2 * LBS, LBS), 0);
+	ck_assert_uint_eq(slot_seq(0, 2), 3);
+	ck_assert_uint_eq(slot_seq(1, 2), 2);
+}
+END_TEST
+
+START_TEST(persist_torn_newest)
+{
+	open_small();
+	ck_assert_int_eq(wr(ZSTART(3), LBS), 0);
+	ck_assert_int_eq(wr(ZSTART(3) + LBS, LBS), 0);
+	ck_assert_int_eq(wr(ZSTART(4), 2 * LBS), 0);
+	zd_dev_close(dev);
+	dev = NULL;
+
+	/* The last update of zone 3 was torn: its previous state comes back. */
+	scribble(newest_slot(3), 3, 1);
+	ck_assert_int_eq(zd_emul_open(devpath, NULL, false, &dev), 0);
+	ASSERT_ZONE(3, ZP_COND_CLOSED, LBS);
+	ASSERT_ZONE(4, ZP_COND_CLOSED, 2 * LBS);          /* its neighbour is intact */
+	assert_zeros(ZSTART(3) + LBS, LBS);
+	/* Writing resumes from there and persists. */
+	ck_assert_int_eq(wr(ZSTART(3) + LBS, 2 * LBS), 0);
+	ck_assert_int_eq(reopen(), 0);
+	ASSERT_ZONE(3, ZP_COND_CLOSED, 3 * LBS);
+	assert_data(ZSTART(3), 3 * LBS);
+}
+END_TEST
+
+START_TEST(persist_torn_older)
+{
+	open_small();
+	ck_assert_int_eq(wr(ZSTART(3), LBS), 0);
+	ck_assert_int_eq(wr(ZSTART(3) + LBS, LBS), 0);
+	zd_dev_close(dev);
+	dev = NULL;
+	/* A torn write of the slot being replaced leaves the newest in use. */
+	scribble(!newest_slot(3), 3, 2);
+	ck_assert_int_eq(zd_emul_open(devpath, NULL, false, &dev), 0);
+	ASSERT_ZONE(3, ZP_COND_CLOSED, 2 * LBS);
+	ck_assert_int_eq(wr(ZSTART(3) + 2 * LBS, LBS), 0);
+	ck_assert_int_eq(reopen(), 0);
+	ASSERT_ZONE(3, ZP_COND_CLOSED, 3 * LBS);
+}
+END_TEST
+
+START_TEST(persist_torn_first_update)
+{
+	open_small();
+	ck_assert_int_eq(wr(ZSTART(5), LBS), 0);
+	zd_dev_close(dev);
+	dev = NULL;
+	/* Slot B held the only update: the creation record in A is used. */
+	ck_assert_uint_eq(newest_slot(5), 1);
+	scribble(1, 5, 3);
+	ck_assert_int_eq(zd_emul_open(devpath, NULL, false, &dev), 0);
+	ASSERT_ZONE(5, ZP_COND_EMPTY, 0);
+	assert_zeros(ZSTART(5), LBS);
+}
+END_TEST
+
+START_TEST(persist_misplaced_record)
+{
+	uint8_t rec[REC_SIZE];
+
+	open_small();
+	ck_assert_int_eq(wr(ZSTART(3), LBS), 0);
+	ck_assert_int_eq(wr(ZSTART(4), 2 * LBS), 0);
+	ck_assert_int_eq(wr(ZSTART(4) + 2 * LBS, LBS), 0);
+	zd_dev_close(dev);
+	dev = NULL;
+	/* A valid record of zone 4 written where zone 3's slot B lives (CRC
+	 * fine, wrong zone) is refused; zone 3 falls back to slot A. */
+	meta_read(SLOT_B + 4 * REC_SIZE, rec, sizeof(rec));
+	meta_write(SLOT_B + 3 * REC_SIZE, rec, sizeof(rec));
+	ck_assert_int_eq(zd_emul_open(devpath, NULL, false, &dev), 0);
+	ASSERT_ZONE(3, ZP_COND_EMPTY, 0);
+	ASSERT_ZONE(4, ZP_COND_CLOSED, 3 * LBS);
+}
+END_TEST
+
+static void put_rec(unsigned slot, uint32_t z, uint64_t wp, uint64_t seq, uint8_t cond)
+{
+	uint8_t rec[REC_SIZE] = { 0 };
+	uint32_t c;
+
+	for (int i = 0; i < 8; i++) {
+		rec[i] = (uint8_t)(wp >> (8 * i));
+		rec[8 + i] = (uint8_t)(seq >> (8 * i));
+	}
+	for (int i = 0; i < 4; i++)
+		rec[16 + i] = (uint8_t)(z >> (8 * i));
+	rec[20] = cond;
+	c = ref_crc32c(rec, 28);
+	for (int i = 0; i < 4; i++)
+		rec[28 + i] = (uint8_t)(c >> (8 * i));
+	meta_write((slot ? SLOT_B : SLOT_A) + (uint64_t)z * REC_SIZE, rec, sizeof(rec));
+}
+
+START_TEST(persist_same_seq)
+{
+	open_small();
+	ck_assert_int_eq(wr(ZSTART(3), LBS), 0); /* slot B, sequence 2 */
+	zd_dev_close(dev);
+	dev = NULL;
+	/* Our own record format, hand-made: an equal copy is accepted... */
+	put_rec(0, 3, LBS, 2, ZP_COND_IMP_OPEN);
+	ck_assert_int_eq(zd_emul_open(devpath, NULL, false, &dev), 0);
+	ASSERT_ZONE(3, ZP_COND_CLOSED, LBS);
+	zd_dev_close(dev);
+	dev = NULL;
+	/* ...a newer one is taken... */
+	put_rec(0, 3, 2 * LBS, 3, ZP_COND_CLOSED);
+	ck_assert_int_eq(zd_emul_open(devpath, NULL, false, &dev), 0);
+	ASSERT_ZONE(3, ZP_COND_CLOSED, 2 * LBS);
+	zd_dev_close(dev);
+	dev = NULL;
+	/* ...two different states under one number are refused... */
+	put_rec(0, 3, 2 * LBS, 2, ZP_COND_IMP_OPEN);
+	ck_assert_int_eq(zd_emul_open(devpath, NULL, false, &dev), -EUCLEAN);
+	/* ...and so is a well-formed record with an impossible state. */
+	put_rec(0, 3, 0, 9, ZP_COND_CLOSED);     /* closed at the zone start */
+	put_rec(1, 3, CAP, 10, ZP_COND_IMP_OPEN); /* open at capacity */
+	ck_assert_int_eq(zd_emul_open(devpath, NULL, false, &dev), -EUCLEAN);
+	put_rec(1, 3, LBS, 10, ZP_COND_NOT_WP);  /* conventional cond, sequential zone */
+	ck_assert_int_eq(zd_emul_open(devpath, NULL, false, &dev), -EUCLEAN);
+	put_rec(1, 3, LBS + 512, 10, ZP_COND_CLOSED); /* misaligned wp */
+	ck_assert_int_eq(zd_emul_open(devpath, NULL, false, &dev), -EUCLEAN);
+	put_rec(1, 3, LBS, 10, ZP_COND_FULL);    /* full below the zone end */
+	ck_assert_int_eq(zd_emul_open(devpath, NULL, false, &dev), -EUCLEAN);
+	put_rec(1, 3, LBS, 0, ZP_COND_CLOSED);   /* sequence 0 */
+	ck_assert_int_eq(zd_emul_open(devpath, NULL, false, &dev), -EUCLEAN);
+	put_rec(1, 3, LBS, 10, ZP_COND_CLOSED);  /* finally a good one */
+	ck_assert_int_eq(zd_emul_open(devpath, NULL, false, &dev), 0);
+	ASSERT_ZONE(3, ZP_COND_CLOSED, LBS);
+}
+END_TEST
+
+START_TEST(persist_both_corrupt)
+{
+	open_small();
+	ck_assert_int_eq(wr(ZSTART(3), LBS), 0);
+	ck_assert_int_eq(wr(ZSTART(3) + LBS, LBS), 0);
+	zd_dev_close(dev);
+	dev = NULL;
+	scribble(0, 3, 4);
+	scribble(1, 3, 5);
+	ck_assert_int_eq(zd_emul_open(devpath, NULL, false, &dev), -EUCLEAN);
+	ck_assert_ptr_null(dev);
+	ck_assert_int_eq(zd_emul_open(devpath, NULL, true, &dev), -EUCLEAN);
+	/* The failed open removed nothing. */
+	ck_assert_int_eq(access(devpath, F_OK), 0);
+	ck_assert_int_eq(access(metapath, F_OK), 0);
+}
+END_TEST
+
+START_TEST(persist_header_corrupt)
+{
+	uint8_t h[512], saved[512];
+
+	open_small();
+	zd_dev_close(dev);
+	dev = NULL;
+	meta_read(0, saved, sizeof(saved));
+
+	/* A flipped bit that leaves a valid geometry (max-open 3 -> 2): only
+	 * the checksum can tell. */
+	memcpy(h, saved, sizeof(h));
+	h[48] ^= 0x01;
+	meta_write(0, h, sizeof(h));
+	ck_assert_int_eq(zd_emul_open(devpath, NULL, false, &dev), -EUCLEAN);
+	ck_assert_int_eq(zd_emul_open(devpath, NULL, true, &dev), -EUCLEAN);
+	/* Not our magic. */
+	memcpy(h, saved, sizeof(h));
+	memcpy(h, "NOTZONED", 8);
+	meta_write(0, h, sizeof(h));
+	ck_assert_int_eq(zd_emul_open(devpath, NULL, false, &dev), -EUCLEAN);
+	/* A consistent header with an impossible geometry. */
+	memcpy(h, saved, sizeof(h));
+	h[24 + 2] = 0x30; /* zone size 0x301000... not a power of two */
+	h[508] = h[509] = h[510] = h[511] = 0;
+	{
+		uint32_t c = ref_crc32c(h, 508);
+
+		for (int i = 0; i < 4; i++)
+			h[508 + i] = (uint8_t)(c >> (8 * i));
+	}
+	meta_write(0, h, sizeof(h));
+	ck_assert_int_eq(zd_emul_open(devpath, NULL, false, &dev), -EUCLEAN);
+	/* A future format version. */
+	memcpy(h, saved, sizeof(h));
+	h[8] = 2;
+	{
+		uint32_t c = ref_crc32c(h, 508);
+
+		for (int i = 0; i < 4; i++)
+			h[508 + i] = (uint8_t)(c >> (8 * i));
+	}
+	meta_write(0, h, sizeof(h));
+	ck_assert_int_eq(zd_emul_open(devpath, NULL, false, &dev), -EPROTONOSUPPORT);
+	/* Restored, it opens again. */
+	meta_write(0, saved, sizeof(saved));
+	ck_assert_int_eq(zd_emul_open(devpath, NULL, false, &dev), 0);
+}
+END_TEST
+
+START_TEST(persist_truncated)
+{
+	open_small();
+	zd_dev_close(dev);
+	dev = NULL;
+	ck_assert_int_eq(truncate(metapath, SLOT_B + 100), 0);
+	ck_assert_int_eq(zd_emul_open(devpath, NULL, false, &dev), -EUCLEAN);
+	ck_assert_int_eq(truncate(metapath, 0), 0);
+	ck_assert_int_eq(zd_emul_open(devpath, NULL, false, &dev), -EUCLEAN);
+	ck_assert_int_eq(unlink(metapath), 0);
+	ck_assert_int_eq(zd_emul_open(devpath, NULL, false, &dev), -ENOENT);
+}
+END_TEST
+
+START_TEST(persist_backing_resized)
+{
+	open_small();
+	zd_dev_close(dev);
+	dev = NULL;
+	ck_assert_int_eq(truncate(devpath, NZ * ZS / 2), 0);
+	ck_assert_int_eq(zd_emul_open(devpath, NULL, false, &dev), -EUCLEAN);
+}
+END_TEST
+
+/* Enough zones for several load chunks and a multi-block slot array. */
+START_TEST(persist_many_zones)
+{
+	const uint32_t nz = 5000, zs = 64 * 1024;
+	struct zd_emul_params p = {
+		.size = (uint64_t)nz * zs, .zone_size = zs, .zone_capacity = zs,
+		.nr_conventional = 1, .max_open = 0, .max_active = 0,
+		.logical_block_size = LBS,
+	};
+	uint32_t zones[] = { 1, 2047, 2048, 2049, 4095, 4096, 4999 };
+	uint8_t buf[LBS];
+	struct zd_zone z;
+	uint32_t n = 1;
+
+	memset(buf, 0x33, sizeof(buf));
+	ck_assert_int_eq(zd_emul_open(devpath, &p, true, &dev), 0);
+	for (unsigned i = 0; i < sizeof(zones) / sizeof(zones[0]); i++)
+		for (unsigned k = 0; k <= i; k++)
+			ck_assert_int_eq(dev->ops->pwrite(dev, buf, LBS, (uint64_t)zones[i] * zs + k * LBS), 0);
+	ck_assert_int_eq(dev->ops->zone_op(dev, ZD_OP_FINISH, 3000, 2000), 0);
+	ck_assert_int_eq(reopen(), 0);
+	for (unsigned i = 0; i < sizeof(zones) / sizeof(zones[0]); i++) {
+		n = 1;
+		ck_assert_int_eq(dev->ops->report(dev, zones[i], &z, &n), 0);
+		ck_assert_uint_eq(z.start, (uint64_t)zones[i] * zs);
+		ck_assert_uint_eq(z.cond, zones[i] >= 3000 ? ZP_COND_FULL : ZP_COND_CLOSED);
+		ck_assert_uint_eq(z.wp, z.start + (zones[i] >= 3000 ? zs : (i + 1) * LBS));
+	}
+	n = 1;
+	ck_assert_int_eq(dev->ops->report(dev, 2999, &z, &n), 0);
+	ck_assert_uint_eq(z.cond, ZP_COND_EMPTY);
+}
+END_TEST
+
+/* ================= suites ================= */
+
+static TCase *tcase(const char *name)
+{
+	TCase *tc = tcase_create(name);
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 60); /* generous enough for valgrind */
+	return tc;
+}
+
+static Suite *suite(const char *name, TCase *tc)
+{
+	Suite *s = suite_create(name);
+
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	const char *tmp = getenv("TMPDIR");
+	SRunner *sr;
+	TCase *tc;
+	int failed;
+
+	/* Each test works in a directory of its own under base; a test that
+	 * fails in a forked child skips its teardown, so main() removes base. */
+	snprintf(base, sizeof(base), "%s/test-emul.XXXXXX", tmp && *tmp ? tmp : "/tmp");
+	if (!mkdtemp(base)) {
+		perror("mkdtemp");
+		return EXIT_FAILURE;
+	}
+
+	tc = tcase("size");
+	tcase_add_test(tc, size_good);
+	tcase_add_test(tc, size_bad);
+	sr = srunner_create(suite("parse-size", tc));
+
+	tc = tcase("spec");
+	tcase_add_test(tc, spec_defaults);
+	tcase_add_test(tc, spec_good);
+	tcase_add_test(tc, spec_bad);
+	srunner_add_suite(sr, suite("spec", tc));
+
+	tc = tcase("open");
+	tcase_add_test(tc, open_create_info);
+	tcase_add_test(tc, open_report);
+	tcase_add_test(tc, open_errors);
+	tcase_add_test(tc, open_existing_geometry_wins);
+	tcase_add_test(tc, open_refuses_foreign_file);
+	tcase_add_test(tc, open_fd_flags);
+	tcase_add_test(tc, open_lbs512);
+	srunner_add_suite(sr, suite("open", tc));
+
+	tc = tcase("io");
+	tcase_add_test(tc, write_at_wp);
+	tcase_add_test(tc, write_errors);
+	tcase_add_test(tc, write_to_full);
+	tcase_add_test(tc, write_conventional);
+	tcase_add_test(tc, write_closed_and_exp_open);
+	tcase_add_test(tc, write_implicit_eviction_lru);
+	tcase_add_test(tc, write_max_active);
+	tcase_add_test(tc, write_all_explicit_busy);
+	tcase_add_test(tc, write_no_limits);
+	tcase_add_test(tc, read_rules);
+	srunner_add_suite(sr, suite("io", tc));
+
+	tc = tcase("zone-op");
+	tcase_add_test(tc, op_open);
+	tcase_add_test(tc, op_open_limits);
+	tcase_add_test(tc, op_open_range_partial);
+	tcase_add_test(tc, op_close);
+	tcase_add_test(tc, op_finish);
+	tcase_add_test(tc, op_finish_discards_stale_tail);
+	tcase_add_test(tc, op_finish_max_active);
+	tcase_add_test(tc, op_reset);
+	tcase_add_test(tc, op_reset_range);
+	tcase_add_test(tc, op_errors);
+	srunner_add_suite(sr, suite("zone-op", tc));
+
+	tc = tcase("cond");
+	tcase_add_test(tc, cond_readonly);
+	tcase_add_test(tc, cond_offline);
+	tcase_add_test(tc, cond_errors_and_resources);
+	srunner_add_suite(sr, suite("cond", tc));
+
+	tc = tcase("refresh");
+	tcase_add_test(tc, refresh_hint);
+	tcase_add_test(tc, refresh_hint_errors);
+	tcase_add_test(tc, refresh_limits);
+	tcase_add_test(tc, refresh_infer);
+	tcase_add_test(tc, refresh_reset_forgets);
+	srunner_add_suite(sr, suite("refresh", tc));
+
+	tc = tcase("persist");
+	tcase_add_test(tc, persist_state);
+	tcase_add_test(tc, persist_many_updates);
+	tcase_add_test(tc, persist_format);
+	tcase_add_test(tc, persist_torn_newest);
+	tcase_add_test(tc, persist_torn_older);
+	tcase_add_test(tc, persist_torn_first_update);
+	tcase_add_test(tc, persist_misplaced_record);
+	tcase_add_test(tc, persist_same_seq);
+	tcase_add_test(tc, persist_many_zones);
+	tcase_add_test(tc, persist_both_corrupt);
+	tcase_add_test(tc, persist_header_corrupt);
+	tcase_add_test(tc, persist_truncated);
+	tcase_add_test(tc, persist_backing_resized);
+	srunner_add_suite(sr, suite("persist", tc));
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	nftw(base, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
