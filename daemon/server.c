@@ -175,7 +175,8 @@ static void conn_send(struct zd_conn *conn, const char *buf, size_t len, int *fd
 	memcpy(m->data, buf, len);
 	m->len = len;
 	m->nfds = nfds;
-	memcpy(m->fds, fds, nfds * sizeof(int));
+	if (nfds)
+		memcpy(m->fds, fds, nfds * sizeof(int));
 	zd_list_add_tail(&conn->out, &m->link);
 	conn->out_bytes += len;
 	if (conn_flush(conn) < 0) {
