@@ -1,2 +1,884 @@
-/* placeholder: being written */
-typedef int zd_placeholder_client;
+/* libzoned-client: the connection to zonedd, request/response exchange,
+ * error reporting, devices, zone reports and zone operations. Leases live in
+ * lease.c. */
+#include "config.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "client/client-private.h"
+#include "proto/proto.h"
+
+/* The public enums are the wire enums under another name. */
+_Static_assert((int)ZC_COND_NOT_WP == (int)ZP_COND_NOT_WP && (int)ZC_COND_EMPTY == (int)ZP_COND_EMPTY &&
+		       (int)ZC_COND_IMP_OPEN == (int)ZP_COND_IMP_OPEN &&
+		       (int)ZC_COND_EXP_OPEN == (int)ZP_COND_EXP_OPEN &&
+		       (int)ZC_COND_CLOSED == (int)ZP_COND_CLOSED && (int)ZC_COND_FULL == (int)ZP_COND_FULL &&
+		       (int)ZC_COND_READONLY == (int)ZP_COND_READONLY &&
+		       (int)ZC_COND_OFFLINE == (int)ZP_COND_OFFLINE &&
+		       (int)ZC_COND_COUNT == (int)ZP_COND_COUNT,
+	       "zc_cond and zp_cond differ");
+_Static_assert((int)ZC_TYPE_CONV == (int)ZP_TYPE_CONV && (int)ZC_TYPE_SWR == (int)ZP_TYPE_SWR &&
+		       (int)ZC_TYPE_SWP == (int)ZP_TYPE_SWP && (int)ZC_TYPE_COUNT == (int)ZP_TYPE_COUNT,
+	       "zc_type and zp_type differ");
+
+/* --- Errors ------------------------------------------------------------ */
+
+ZC_EXPORT const char *zc_strerror(int err)
+{
+	const char *s;
+
+	if (err < 0)
+		err = -err;
+	if (err == 0)
+		return "Success";
+	/* strerrordesc_np returns a constant string (no locale, no buffer),
+	 * so it is thread-safe where strerror is not. */
+	s = strerrordesc_np(err);
+	return s ? s : "Unknown error";
+}
+
+/* zc_last_error() is per thread and per client, like errno: a handful of
+ * thread-local slots keyed by the client's serial (not its address, which a
+ * later client may reuse). A thread juggling more clients than slots loses
+ * the oldest message, which then reads as "". */
+#define ZC_ERR_SLOTS 4
+struct zc_err_slot {
+	uint64_t serial;
+	char msg[256];
+};
+static _Thread_local struct zc_err_slot err_slots[ZC_ERR_SLOTS];
+static _Thread_local unsigned err_next;
+static atomic_uint_fast64_t client_serial;
+
+static struct zc_err_slot *err_slot(const zc_client *c, bool create)
+{
+	struct zc_err_slot *s;
+
+	for (unsigned i = 0; i < ZC_ERR_SLOTS; i++)
+		if (err_slots[i].serial == c->serial)
+			return &err_slots[i];
+	if (!create)
+		return NULL;
+	s = &err_slots[err_next++ % ZC_ERR_SLOTS];
+	s->serial = c->serial;
+	return s;
+}
+
+int zc_fail(zc_client *c, int err, const char *msg)
+{
+	struct zc_err_slot *s;
+
+	if (!c)
+		return err;
+	s = err_slot(c, true);
+	snprintf(s->msg, sizeof(s->msg), "%s", msg ? msg : zc_strerror(err));
+	return err;
+}
+
+ZC_EXPORT const char *zc_last_error(zc_client *c)
+{
+	struct zc_err_slot *s;
+
+	if (!c)
+		return "";
+	s = err_slot(c, false);
+	return s ? s->msg : "";
+}
+
+/* --- Names ------------------------------------------------------------- */
+
+ZC_EXPORT const char *zc_cond_name(enum zc_cond cond)
+{
+	return zp_cond_name((unsigned)cond);
+}
+
+ZC_EXPORT const char *zc_type_name(enum zc_type type)
+{
+	return zp_type_name((unsigned)type);
+}
+
+ZC_EXPORT int zc_cond_from_name(const char *name)
+{
+	return zp_cond_from_name(name);
+}
+
+ZC_EXPORT int zc_type_from_name(const char *name)
+{
+	return zp_type_from_name(name);
+}
+
+/* --- Connection -------------------------------------------------------- */
+
+ZC_EXPORT int zc_connect(const char *path, zc_client **out)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	zc_client *c;
+	int fd, r;
+
+	if (!out)
+		return -EINVAL;
+	*out = NULL;
+	if (!path || !*path)
+		path = getenv(ZP_SOCKET_ENV);
+	if (!path || !*path)
+		path = ZP_DEFAULT_SOCKET;
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->buf = malloc(ZP_MSG_MAX);
+	if (!c->buf) {
+		free(c);
+		return -ENOMEM;
+	}
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		r = -errno;
+		goto fail;
+	}
+	do
+		r = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+	while (r < 0 && errno == EINTR);
+	if (r < 0) {
+		r = -errno;
+		close(fd);
+		goto fail;
+	}
+	c->fd = fd;
+	c->next_id = 1;
+	c->serial = atomic_fetch_add(&client_serial, 1) + 1;
+	atomic_init(&c->refs, 1);
+	pthread_mutex_init(&c->lock, NULL);
+	*out = c;
+	return 0;
+fail:
+	free(c->buf);
+	free(c);
+	return r;
+}
+
+void zc_client_ref(zc_client *c)
+{
+	atomic_fetch_add(&c->refs, 1);
+}
+
+void zc_client_unref(zc_client *c)
+{
+	if (!c || atomic_fetch_sub(&c->refs, 1) != 1)
+		return;
+	pthread_mutex_destroy(&c->lock);
+	free(c->buf);
+	free(c);
+}
+
+ZC_EXPORT void zc_close(zc_client *c)
+{
+	if (!c)
+		return;
+	/* Closing the socket ends the daemon's side of every lease this
+	 * connection holds; leases still referenced here now fail with
+	 * -ENOTCONN. */
+	pthread_mutex_lock(&c->lock);
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = -1;
+	pthread_mutex_unlock(&c->lock);
+	zc_client_unref(c);
+}
+
+/* --- Reply field readers ------------------------------------------------ */
+
+static struct json_object *field(struct json_object *obj, const char *key)
+{
+	struct json_object *v = NULL;
+
+	if (!obj || !json_object_is_type(obj, json_type_object) ||
+	    !json_object_object_get_ex(obj, key, &v) || json_object_is_type(v, json_type_null))
+		return NULL;
+	return v;
+}
+
+int zc_get_u64(struct json_object *obj, const char *key, uint64_t *out)
+{
+	struct json_object *v = field(obj, key);
+
+	if (!v || !json_object_is_type(v, json_type_int))
+		return -EPROTO;
+	/* json-c keeps large values as uint64; a negative one is refused. */
+	if (json_object_get_int64(v) < 0)
+		return -EPROTO;
+	*out = json_object_get_uint64(v);
+	return 0;
+}
+
+int zc_get_u32(struct json_object *obj, const char *key, uint32_t *out)
+{
+	uint64_t v;
+	int r = zc_get_u64(obj, key, &v);
+
+	if (r < 0)
+		return r;
+	if (v > UINT32_MAX)
+		return -EPROTO;
+	*out = (uint32_t)v;
+	return 0;
+}
+
+int zc_get_i32(struct json_object *obj, const char *key, int32_t *out)
+{
+	struct json_object *v = field(obj, key);
+	int64_t x;
+
+	if (!v || !json_object_is_type(v, json_type_int))
+		return -EPROTO;
+	x = json_object_get_int64(v);
+	if (x < INT32_MIN || x > INT32_MAX)
+		return -EPROTO;
+	*out = (int32_t)x;
+	return 0;
+}
+
+int zc_get_bool(struct json_object *obj, const char *key, bool *out)
+{
+	struct json_object *v = field(obj, key);
+
+	if (!v || !json_object_is_type(v, json_type_boolean))
+		return -EPROTO;
+	*out = json_object_get_boolean(v);
+	return 0;
+}
+
+int zc_get_str(struct json_object *obj, const char *key, char *out, size_t cap)
+{
+	struct json_object *v = field(obj, key);
+
+	if (!v || !json_object_is_type(v, json_type_string))
+		return -EPROTO;
+	snprintf(out, cap, "%s", json_object_get_string(v));
+	return 0;
+}
+
+int zc_opt_u64(struct json_object *obj, const char *key, uint64_t *out)
+{
+	return field(obj, key) ? zc_get_u64(obj, key, out) : 0;
+}
+
+int zc_opt_u32(struct json_object *obj, const char *key, uint32_t *out)
+{
+	return field(obj, key) ? zc_get_u32(obj, key, out) : 0;
+}
+
+int zc_opt_str(struct json_object *obj, const char *key, char *out, size_t cap)
+{
+	return field(obj, key) ? zc_get_str(obj, key, out, cap) : 0;
+}
+
+int zc_get_object(struct json_object *obj, const char *key, struct json_object **out)
+{
+	struct json_object *v = field(obj, key);
+
+	if (!v || !json_object_is_type(v, json_type_object))
+		return -EPROTO;
+	*out = v;
+	return 0;
+}
+
+int zc_get_array(struct json_object *obj, const char *key, struct json_object **out)
+{
+	struct json_object *v = field(obj, key);
+
+	if (!v || !json_object_is_type(v, json_type_array))
+		return -EPROTO;
+	*out = v;
+	return 0;
+}
+
+int zc_parse_zone(struct json_object *obj, struct zc_zone *z)
+{
+	char name[32];
+	int r, t, cd;
+
+	memset(z, 0, sizeof(*z));
+	if ((r = zc_get_u32(obj, "index", &z->index)) < 0 ||
+	    (r = zc_get_u64(obj, "start", &z->start)) < 0 ||
+	    (r = zc_get_u64(obj, "len", &z->len)) < 0 ||
+	    (r = zc_get_u64(obj, "capacity", &z->capacity)) < 0 ||
+	    (r = zc_get_u64(obj, "wp", &z->wp)) < 0)
+		return r;
+	if ((r = zc_get_str(obj, "type", name, sizeof(name))) < 0)
+		return r;
+	t = zp_type_from_name(name);
+	if (t < 0)
+		return -EPROTO;
+	if ((r = zc_get_str(obj, "cond", name, sizeof(name))) < 0)
+		return r;
+	cd = zp_cond_from_name(name);
+	if (cd < 0)
+		return -EPROTO;
+	z->type = (enum zc_type)t;
+	z->cond = (enum zc_cond)cd;
+	return 0;
+}
+
+/* --- The exchange ------------------------------------------------------ */
+
+/* Turns an error object into a negative errno and records its message. */
+static int reply_error(zc_client *c, struct json_object *err)
+{
+	struct json_object *code = field(err, "code"), *msg = field(err, "message");
+	char buf[256];
+	int e;
+
+	if (!code || !json_object_is_type(code, json_type_int))
+		return zc_fail(c, -EPROTO, "malformed error reply");
+	e = zp_error_to_errno(json_object_get_int(code));
+	if (msg && json_object_is_type(msg, json_type_string)) {
+		snprintf(buf, sizeof(buf), "%s", json_object_get_string(msg));
+		return zc_fail(c, -e, buf);
+	}
+	return zc_fail(c, -e, zp_error_message(json_object_get_int(code)));
+}
+
+/* Is reply the answer to request id? Notifications (they carry a method)
+ * and replies to other ids are not; a reply with a null id is the daemon
+ * refusing a request it could not read, which can only be ours. */
+static bool reply_is_ours(struct json_object *reply, int64_t id)
+{
+	struct json_object *rid = NULL;
+
+	if (!json_object_is_type(reply, json_type_object) || field(reply, "method"))
+		return false;
+	if (!json_object_object_get_ex(reply, "id", &rid))
+		return false;
+	if (!rid || json_object_is_type(rid, json_type_null))
+		return field(reply, "error") != NULL;
+	return json_object_is_type(rid, json_type_int) && json_object_get_int64(rid) == id;
+}
+
+static int call_locked(zc_client *c, const char *method, struct json_object *params,
+		       struct json_object **result, int *fd_out, bool *recorded)
+{
+	struct json_object *req, *reply = NULL, *v;
+	const char *s;
+	size_t len;
+	int64_t id;
+	int r, fd = -1;
+
+	if (c->fd < 0) {
+		json_object_put(params);
+		return -ENOTCONN;
+	}
+	id = c->next_id++;
+	req = zp_request(method, params, id);
+	if (!req)
+		return -ENOMEM;
+	s = zp_to_string(req, &len);
+	if (!s) {
+		json_object_put(req);
+		return -ENOMEM;
+	}
+	if (len > ZP_MSG_MAX) {
+		json_object_put(req);
+		return -EMSGSIZE;
+	}
+	r = zp_send(c->fd, s, len, -1, 0);
+	json_object_put(req);
+	if (r < 0)
+		return r == -EPIPE ? -ECONNRESET : r;
+
+	for (;;) {
+		ssize_t n = zp_recv(c->fd, c->buf, ZP_MSG_MAX, &fd, 0);
+
+		if (n < 0)
+			return (int)n;
+		if (n == 0)
+			return -ECONNRESET; /* the daemon went away */
+		if (n > ZP_MSG_MAX) {
+			/* Truncated: whatever it was, it cannot be read. If
+			 * it was our reply, the answer is lost. */
+			if (fd >= 0)
+				close(fd);
+			return -EPROTO;
+		}
+		reply = zp_parse(c->buf, (size_t)n);
+		if (!reply) {
+			if (fd >= 0)
+				close(fd);
+			return -EPROTO;
+		}
+		if (reply_is_ours(reply, id))
+			break;
+		/* A notification or a stray reply: nobody waits for it. */
+		json_object_put(reply);
+		reply = NULL;
+		if (fd >= 0)
+			close(fd);
+		fd = -1;
+	}
+
+	if ((v = field(reply, "error"))) {
+		r = reply_error(c, v);
+		*recorded = true;
+		goto out;
+	}
+	v = field(reply, "result");
+	if (!v) {
+		r = -EPROTO;
+		goto out;
+	}
+	*result = json_object_get(v);
+	if (fd_out) {
+		*fd_out = fd;
+		fd = -1;
+	}
+	r = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	json_object_put(reply);
+	return r;
+}
+
+int zc_call(zc_client *c, const char *method, struct json_object *params,
+	    struct json_object **result, int *fd_out)
+{
+	bool recorded = false;
+	int r;
+
+	*result = NULL;
+	if (fd_out)
+		*fd_out = -1;
+	if (!c) {
+		json_object_put(params);
+		return -EINVAL;
+	}
+	pthread_mutex_lock(&c->lock);
+	r = call_locked(c, method, params, result, fd_out, &recorded);
+	pthread_mutex_unlock(&c->lock);
+	/* A daemon error recorded the daemon's message; a local failure gets
+	 * its errno text, so zc_last_error() always describes the failure. */
+	if (r < 0 && !recorded)
+		zc_fail(c, r, NULL);
+	return r;
+}
+
+/* Builds a params object with the device field, or NULL on ENOMEM. */
+static struct json_object *params_device(const char *device)
+{
+	struct json_object *p = json_object_new_object();
+
+	if (p && device)
+		json_object_object_add(p, "device", json_object_new_string(device));
+	return p;
+}
+
+/* --- Hello, devices ---------------------------------------------------- */
+
+ZC_EXPORT int zc_hello(zc_client *c, struct zc_hello *out)
+{
+	struct json_object *res;
+	uint64_t proto;
+	int r;
+
+	if (!c || !out)
+		return -EINVAL;
+	r = zc_call(c, "daemon.hello", NULL, &res, NULL);
+	if (r < 0)
+		return r;
+	memset(out, 0, sizeof(*out));
+	if ((r = zc_get_u64(res, "protocol", &proto)) < 0 ||
+	    (r = zc_get_str(res, "version", out->version, sizeof(out->version))) < 0 ||
+	    (r = zc_get_i32(res, "pid", &out->pid)) < 0 || (r = zc_get_u32(res, "uid", &out->uid)) < 0 ||
+	    (r = zc_get_bool(res, "admin", &out->admin)) < 0)
+		goto out;
+	/* "client" came with the access groups; a daemon without it lets
+	 * everyone lease. */
+	out->client = true;
+	if (json_object_object_get_ex(res, "client", NULL) &&
+	    (r = zc_get_bool(res, "client", &out->client)) < 0)
+		goto out;
+	out->protocol = proto > UINT32_MAX ? UINT32_MAX : (uint32_t)proto;
+out:
+	json_object_put(res);
+	return r < 0 ? zc_fail(c, r, "malformed daemon.hello reply") : 0;
+}
+
+static int parse_device(struct json_object *o, struct zc_device *d)
+{
+	int r;
+
+	if ((r = zc_get_str(o, "id", d->id, sizeof(d->id))) < 0 ||
+	    (r = zc_get_str(o, "path", d->path, sizeof(d->path))) < 0 ||
+	    (r = zc_get_str(o, "backend", d->backend, sizeof(d->backend))) < 0 ||
+	    (r = zc_get_str(o, "model", d->model, sizeof(d->model))) < 0 ||
+	    (r = zc_get_u32(o, "nr_zones", &d->nr_zones)) < 0 ||
+	    (r = zc_get_u64(o, "zone_size", &d->zone_size)) < 0 ||
+	    (r = zc_get_u64(o, "capacity", &d->capacity)) < 0 ||
+	    (r = zc_get_u32(o, "free_zones", &d->free_zones)) < 0 ||
+	    (r = zc_get_u32(o, "leased_zones", &d->leased_zones)) < 0)
+		return r;
+	return 0;
+}
+
+ZC_EXPORT int zc_device_list(zc_client *c, struct zc_device *devs, size_t max)
+{
+	struct json_object *res, *arr;
+	size_t n;
+	int r;
+
+	if (!c || (!devs && max))
+		return -EINVAL;
+	r = zc_call(c, "device.list", NULL, &res, NULL);
+	if (r < 0)
+		return r;
+	r = zc_get_array(res, "devices", &arr);
+	if (r < 0)
+		goto out;
+	n = json_object_array_length(arr);
+	if (n > INT32_MAX) {
+		r = -EPROTO;
+		goto out;
+	}
+	for (size_t i = 0; i < n && i < max; i++) {
+		memset(&devs[i], 0, sizeof(devs[i]));
+		r = parse_device(json_object_array_get_idx(arr, i), &devs[i]);
+		if (r < 0)
+			goto out;
+	}
+	r = (int)n;
+out:
+	json_object_put(res);
+	return r < 0 ? zc_fail(c, r, "malformed device.list reply") : r;
+}
+
+ZC_EXPORT int zc_device_info(zc_client *c, const char *device, struct zc_device *out)
+{
+	struct json_object *res, *conds;
+	int r;
+
+	if (!c || !device || !out)
+		return -EINVAL;
+	r = zc_call(c, "device.info", params_device(device), &res, NULL);
+	if (r < 0)
+		return r;
+	memset(out, 0, sizeof(*out));
+	if ((r = parse_device(res, out)) < 0 ||
+	    (r = zc_get_str(res, "vendor", out->vendor, sizeof(out->vendor))) < 0 ||
+	    (r = zc_get_str(res, "product", out->product, sizeof(out->product))) < 0 ||
+	    (r = zc_get_str(res, "scheduler", out->scheduler, sizeof(out->scheduler))) < 0 ||
+	    (r = zc_get_u64(res, "zone_capacity", &out->zone_capacity)) < 0 ||
+	    (r = zc_get_u32(res, "logical_block_size", &out->logical_block_size)) < 0 ||
+	    (r = zc_get_u32(res, "physical_block_size", &out->physical_block_size)) < 0 ||
+	    (r = zc_get_u32(res, "max_open", &out->max_open)) < 0 ||
+	    (r = zc_get_u32(res, "max_active", &out->max_active)) < 0 ||
+	    (r = zc_get_u32(res, "nr_conventional", &out->nr_conventional)) < 0 ||
+	    (r = zc_get_object(res, "zones_by_cond", &conds)) < 0)
+		goto out;
+	for (int i = 0; i < ZC_COND_COUNT; i++)
+		if ((r = zc_opt_u32(conds, zp_cond_name((unsigned)i), &out->cond_count[i])) < 0)
+			goto out;
+out:
+	json_object_put(res);
+	return r < 0 ? zc_fail(c, r, "malformed device.info reply") : 0;
+}
+
+ZC_EXPORT int zc_device_open(zc_client *c, const char *device)
+{
+	struct json_object *res;
+	int r, fd;
+
+	if (!c || !device)
+		return -EINVAL;
+	r = zc_call(c, "device.open", params_device(device), &res, &fd);
+	if (r < 0)
+		return r;
+	json_object_put(res);
+	if (fd < 0)
+		return zc_fail(c, -EPROTO, "device.open reply carries no fd");
+	return fd;
+}
+
+/* --- Zone report iterator ----------------------------------------------- */
+
+struct zc_zone_iter {
+	zc_client *c;
+	struct json_object *device; /* a string, reused in every request */
+	uint32_t from;
+	uint64_t remaining;         /* zones left to scan; UINT64_MAX = to the end */
+	uint32_t cond_mask, type_mask;
+	struct zc_zone *page;
+	size_t n, pos;
+	bool last;                  /* the daemon said next: null */
+};
+
+ZC_EXPORT int zc_zone_iter_new(zc_client *c, const char *device, const struct zc_report_opts *opts,
+			       zc_zone_iter **out)
+{
+	zc_zone_iter *it;
+
+	if (!c || !device || !out)
+		return -EINVAL;
+	*out = NULL;
+	if (opts && ((opts->cond_mask >> ZC_COND_COUNT) || (opts->type_mask >> ZC_TYPE_COUNT)))
+		return -EINVAL;
+	it = calloc(1, sizeof(*it));
+	if (!it)
+		return -ENOMEM;
+	it->device = json_object_new_string(device);
+	if (!it->device) {
+		free(it);
+		return -ENOMEM;
+	}
+	it->from = opts ? opts->from : 0;
+	it->remaining = opts && opts->count ? opts->count : UINT64_MAX;
+	it->cond_mask = opts ? opts->cond_mask : 0;
+	it->type_mask = opts ? opts->type_mask : 0;
+	zc_client_ref(c);
+	it->c = c;
+	*out = it;
+	return 0;
+}
+
+ZC_EXPORT void zc_zone_iter_free(zc_zone_iter *it)
+{
+	if (!it)
+		return;
+	json_object_put(it->device);
+	free(it->page);
+	zc_client_unref(it->c);
+	free(it);
+}
+
+static struct json_object *names_array(uint32_t mask, unsigned count, const char *(*name)(unsigned))
+{
+	struct json_object *a = json_object_new_array();
+
+	for (unsigned i = 0; a && i < count; i++)
+		if (mask & (1u << i))
+			json_object_array_add(a, json_object_new_string(name(i)));
+	return a;
+}
+
+/* Fetches the page that starts at it->from. */
+static int iter_fetch(zc_zone_iter *it)
+{
+	struct json_object *p = json_object_new_object(), *res, *arr, *next;
+	size_t n;
+	int r;
+
+	if (!p)
+		return -ENOMEM;
+	json_object_object_add(p, "device", json_object_get(it->device));
+	json_object_object_add(p, "from", json_object_new_int64(it->from));
+	if (it->remaining != UINT64_MAX)
+		json_object_object_add(p, "count", json_object_new_int64((int64_t)it->remaining));
+	if (it->cond_mask)
+		json_object_object_add(p, "cond", names_array(it->cond_mask, ZP_COND_COUNT, zp_cond_name));
+	if (it->type_mask)
+		json_object_object_add(p, "type", names_array(it->type_mask, ZP_TYPE_COUNT, zp_type_name));
+
+	r = zc_call(it->c, "zone.report", p, &res, NULL);
+	if (r < 0)
+		return r;
+	if ((r = zc_get_array(res, "zones", &arr)) < 0)
+		goto out;
+	n = json_object_array_length(arr);
+	free(it->page);
+	it->page = n ? calloc(n, sizeof(*it->page)) : NULL;
+	it->n = it->pos = 0;
+	if (n && !it->page) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		r = zc_parse_zone(json_object_array_get_idx(arr, i), &it->page[i]);
+		if (r < 0)
+			goto out;
+	}
+	it->n = n;
+
+	next = field(res, "next");
+	if (!next) {
+		it->last = true;
+	} else {
+		uint64_t nx;
+
+		if ((r = zc_get_u64(res, "next", &nx)) < 0)
+			goto out;
+		/* Continuing must make progress, or a confused daemon would
+		 * keep us here for ever. */
+		if (nx <= it->from || nx > UINT32_MAX) {
+			r = -EPROTO;
+			goto out;
+		}
+		if (it->remaining != UINT64_MAX) {
+			if (nx - it->from >= it->remaining)
+				it->last = true;
+			else
+				it->remaining -= nx - it->from;
+		}
+		it->from = (uint32_t)nx;
+	}
+	r = 0;
+out:
+	json_object_put(res);
+	if (r == -EPROTO)
+		zc_fail(it->c, r, "malformed zone.report reply");
+	return r;
+}
+
+ZC_EXPORT int zc_zone_iter_next(zc_zone_iter *it, struct zc_zone *zone)
+{
+	int r;
+
+	if (!it || !zone)
+		return -EINVAL;
+	/* Pages may come back empty (all scanned zones filtered out) with a
+	 * next index: keep fetching until a zone or the end turns up. */
+	while (it->pos >= it->n) {
+		if (it->last)
+			return 0;
+		r = iter_fetch(it);
+		if (r < 0) {
+			it->last = true; /* no retry from a half-known position */
+			it->n = it->pos = 0;
+			return r;
+		}
+	}
+	*zone = it->page[it->pos++];
+	return 1;
+}
+
+/* --- Zone operations --------------------------------------------------- */
+
+ZC_EXPORT int zc_zone_op(zc_client *c, const char *device, enum zc_zone_op op, uint32_t zone,
+			 uint32_t count, bool force, struct zc_zone *zones, size_t max)
+{
+	static const char *const methods[] = {
+		[ZC_ZONE_OPEN] = "zone.open",
+		[ZC_ZONE_CLOSE] = "zone.close",
+		[ZC_ZONE_FINISH] = "zone.finish",
+		[ZC_ZONE_RESET] = "zone.reset",
+	};
+	struct json_object *p, *res, *arr;
+	size_t n;
+	int r;
+
+	if (!c || !device || (unsigned)op > ZC_ZONE_RESET || (!zones && max))
+		return -EINVAL;
+	p = params_device(device);
+	if (!p)
+		return -ENOMEM;
+	json_object_object_add(p, "zone", json_object_new_int64(zone));
+	if (count > 1)
+		json_object_object_add(p, "count", json_object_new_int64(count));
+	if (force)
+		json_object_object_add(p, "force", json_object_new_boolean(true));
+	r = zc_call(c, methods[op], p, &res, NULL);
+	if (r < 0)
+		return r;
+	if ((r = zc_get_array(res, "zones", &arr)) < 0)
+		goto out;
+	n = json_object_array_length(arr);
+	for (size_t i = 0; i < n && i < max; i++)
+		if ((r = zc_parse_zone(json_object_array_get_idx(arr, i), &zones[i])) < 0)
+			goto out;
+	r = n > INT32_MAX ? -EPROTO : (int)n;
+out:
+	json_object_put(res);
+	return r == -EPROTO ? zc_fail(c, r, "malformed zone operation reply") : r;
+}
+
+/* --- Lease list, stats ------------------------------------------------- */
+
+ZC_EXPORT int zc_lease_list(zc_client *c, bool all, struct zc_lease_info *out, size_t max)
+{
+	struct json_object *p, *res, *arr;
+	size_t n;
+	int r;
+
+	if (!c || (!out && max))
+		return -EINVAL;
+	p = json_object_new_object();
+	if (!p)
+		return -ENOMEM;
+	if (all)
+		json_object_object_add(p, "all", json_object_new_boolean(true));
+	r = zc_call(c, "lease.list", p, &res, NULL);
+	if (r < 0)
+		return r;
+	if ((r = zc_get_array(res, "leases", &arr)) < 0)
+		goto out;
+	n = json_object_array_length(arr);
+	for (size_t i = 0; i < n && i < max; i++) {
+		struct json_object *o = json_object_array_get_idx(arr, i);
+		struct zc_lease_info *li = &out[i];
+
+		memset(li, 0, sizeof(*li));
+		if ((r = zc_get_u64(o, "id", &li->id)) < 0 ||
+		    (r = zc_get_str(o, "device", li->device, sizeof(li->device))) < 0 ||
+		    (r = zc_get_u32(o, "zone", &li->zone)) < 0 || (r = zc_get_u64(o, "wp", &li->wp)) < 0 ||
+		    (r = zc_opt_str(o, "label", li->label, sizeof(li->label))) < 0 ||
+		    (r = zc_get_i32(o, "pid", &li->pid)) < 0 || (r = zc_get_u32(o, "uid", &li->uid)) < 0 ||
+		    (r = zc_opt_u64(o, "age_ms", &li->age_ms)) < 0)
+			goto out;
+	}
+	r = n > INT32_MAX ? -EPROTO : (int)n;
+out:
+	json_object_put(res);
+	return r == -EPROTO ? zc_fail(c, r, "malformed lease.list reply") : r;
+}
+
+/* Walks obj depth first, naming counters "outer.inner". */
+static size_t stats_walk(struct json_object *obj, const char *prefix, struct zc_stat *out,
+			 size_t max, size_t n)
+{
+	json_object_object_foreach(obj, key, val)
+	{
+		char name[sizeof(out->name)];
+
+		if (snprintf(name, sizeof(name), "%s%s%s", prefix, *prefix ? "." : "", key) >=
+		    (int)sizeof(name))
+			continue; /* a name we cannot represent is left out */
+		if (json_object_is_type(val, json_type_object)) {
+			n = stats_walk(val, name, out, max, n);
+		} else if (json_object_is_type(val, json_type_int) && json_object_get_int64(val) >= 0) {
+			if (n < max) {
+				memcpy(out[n].name, name, sizeof(name));
+				out[n].value = json_object_get_uint64(val);
+			}
+			n++;
+		}
+	}
+	return n;
+}
+
+ZC_EXPORT int zc_daemon_stats(zc_client *c, struct zc_stat *out, size_t max)
+{
+	struct json_object *res;
+	size_t n;
+	int r;
+
+	if (!c || (!out && max))
+		return -EINVAL;
+	r = zc_call(c, "daemon.stats", NULL, &res, NULL);
+	if (r < 0)
+		return r;
+	if (!json_object_is_type(res, json_type_object)) {
+		json_object_put(res);
+		return zc_fail(c, -EPROTO, "malformed daemon.stats reply");
+	}
+	n = stats_walk(res, "", out, max, 0);
+	json_object_put(res);
+	return n > INT32_MAX ? -EPROTO : (int)n;
+}

@@ -1,2 +1,510 @@
-/* placeholder: being written */
-typedef int zd_placeholder_lease;
+/* libzoned-client leases: acquiring a zone with its fd, appending at the
+ * locally tracked write pointer, reading within the zone, syncing with the
+ * daemon, and a buffered append stream (fopencookie). */
+#include "config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "client/client-private.h"
+#include "proto/proto.h"
+
+struct zc_lease {
+	zc_client *c;        /* holds a reference */
+	uint64_t id, token;
+	char device[64];
+	char label[128];
+	uint32_t zone;
+	uint64_t start, len, capacity;
+	uint64_t wp;         /* absolute, local view */
+	uint32_t block_size;
+	bool direct;
+	bool stale;          /* the daemon no longer knows it, or the connection is gone */
+	int fd;
+};
+
+ZC_EXPORT void zc_lease_opts_init(struct zc_lease_opts *opts)
+{
+	if (!opts)
+		return;
+	memset(opts, 0, sizeof(*opts));
+	opts->zone = -1;
+	opts->prefer = ZC_PREFER_ANY;
+}
+
+/* Takes the fields of a lease object the daemon sends back after acquire,
+ * sync, reset and finish. Only the first fills the identity. */
+static int parse_lease(struct json_object *o, zc_lease *l, bool first)
+{
+	uint64_t id, token;
+	uint32_t zone;
+	int r;
+
+	if ((r = zc_get_u64(o, "id", &id)) < 0 || (r = zc_get_u64(o, "token", &token)) < 0 ||
+	    (r = zc_get_u32(o, "zone", &zone)) < 0 || (r = zc_get_u64(o, "wp", &l->wp)) < 0)
+		return r;
+	if (!first)
+		return id == l->id && zone == l->zone ? 0 : -EPROTO;
+	l->id = id;
+	l->token = token;
+	l->zone = zone;
+	if ((r = zc_get_str(o, "device", l->device, sizeof(l->device))) < 0 ||
+	    (r = zc_get_u64(o, "start", &l->start)) < 0 || (r = zc_get_u64(o, "len", &l->len)) < 0 ||
+	    (r = zc_get_u64(o, "capacity", &l->capacity)) < 0 ||
+	    (r = zc_get_u32(o, "block_size", &l->block_size)) < 0 ||
+	    (r = zc_get_bool(o, "direct", &l->direct)) < 0 ||
+	    (r = zc_opt_str(o, "label", l->label, sizeof(l->label))) < 0)
+		return r;
+	/* Everything below relies on these. */
+	if (!l->block_size || (l->block_size & (l->block_size - 1)) || l->capacity > l->len ||
+	    l->wp < l->start || l->wp > l->start + l->capacity)
+		return -EPROTO;
+	return 0;
+}
+
+static void lease_free(zc_lease *l)
+{
+	if (l->fd >= 0)
+		close(l->fd);
+	zc_client_unref(l->c);
+	free(l);
+}
+
+/* Best effort: hand a lease we cannot use back to the daemon. */
+static void release_quietly(zc_client *c, uint64_t id, uint64_t token)
+{
+	struct json_object *p = json_object_new_object(), *res;
+
+	if (!p)
+		return;
+	json_object_object_add(p, "id", json_object_new_uint64(id));
+	json_object_object_add(p, "token", json_object_new_uint64(token));
+	if (zc_call(c, "lease.release", p, &res, NULL) == 0)
+		json_object_put(res);
+}
+
+ZC_EXPORT int zc_lease_acquire(zc_client *c, const struct zc_lease_opts *opts, zc_lease **out)
+{
+	static const char *const prefer[] = {
+		[ZC_PREFER_EMPTY] = "empty",
+		[ZC_PREFER_PARTIAL] = "partial",
+	};
+	struct zc_lease_opts def;
+	struct json_object *p, *res, *lo;
+	zc_lease *l;
+	bool granted = false;
+	int r, fd;
+
+	if (!c || !out)
+		return -EINVAL;
+	*out = NULL;
+	if (!opts) {
+		zc_lease_opts_init(&def);
+		opts = &def;
+	}
+	if ((unsigned)opts->prefer > ZC_PREFER_PARTIAL || opts->zone < -1 || opts->zone > UINT32_MAX)
+		return zc_fail(c, -EINVAL, NULL);
+	p = json_object_new_object();
+	if (!p)
+		return -ENOMEM;
+	if (opts->device)
+		json_object_object_add(p, "device", json_object_new_string(opts->device));
+	if (opts->zone >= 0)
+		json_object_object_add(p, "zone", json_object_new_int64(opts->zone));
+	if (opts->min_free)
+		json_object_object_add(p, "min_free", json_object_new_uint64(opts->min_free));
+	if (opts->prefer != ZC_PREFER_ANY)
+		json_object_object_add(p, "prefer", json_object_new_string(prefer[opts->prefer]));
+	if (opts->wait_ms)
+		json_object_object_add(p, "wait_ms", json_object_new_int64(opts->wait_ms));
+	json_object_object_add(p, "direct", json_object_new_boolean(!opts->buffered));
+	if (opts->label)
+		json_object_object_add(p, "label", json_object_new_string(opts->label));
+
+	r = zc_call(c, "lease.acquire", p, &res, &fd);
+	if (r < 0)
+		return r;
+	l = calloc(1, sizeof(*l));
+	if (!l) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	l->fd = -1;
+	if ((r = zc_get_object(res, "lease", &lo)) == 0)
+		granted = zc_get_u64(lo, "id", &l->id) == 0 && zc_get_u64(lo, "token", &l->token) == 0;
+	if (r < 0 || (r = parse_lease(lo, l, true)) < 0) {
+		zc_fail(c, r, "malformed lease.acquire reply");
+		goto fail;
+	}
+	if (fd < 0) {
+		r = zc_fail(c, -EPROTO, "lease.acquire reply carries no fd");
+		goto fail;
+	}
+	json_object_put(res);
+	l->fd = fd;
+	zc_client_ref(c);
+	l->c = c;
+	*out = l;
+	return 0;
+fail:
+	if (granted)
+		release_quietly(c, l->id, l->token);
+	if (fd >= 0)
+		close(fd);
+	free(l);
+	json_object_put(res);
+	return r;
+}
+
+ZC_EXPORT uint64_t zc_lease_id(const zc_lease *l) { return l ? l->id : 0; }
+ZC_EXPORT uint64_t zc_lease_token(const zc_lease *l) { return l ? l->token : 0; }
+ZC_EXPORT const char *zc_lease_device(const zc_lease *l) { return l ? l->device : NULL; }
+ZC_EXPORT int zc_lease_fd(const zc_lease *l) { return l ? l->fd : -EINVAL; }
+ZC_EXPORT uint32_t zc_lease_zone(const zc_lease *l) { return l ? l->zone : 0; }
+ZC_EXPORT uint64_t zc_lease_start(const zc_lease *l) { return l ? l->start : 0; }
+ZC_EXPORT uint64_t zc_lease_len(const zc_lease *l) { return l ? l->len : 0; }
+ZC_EXPORT uint64_t zc_lease_capacity(const zc_lease *l) { return l ? l->capacity : 0; }
+ZC_EXPORT uint64_t zc_lease_wp(const zc_lease *l) { return l ? l->wp : 0; }
+ZC_EXPORT uint32_t zc_lease_block_size(const zc_lease *l) { return l ? l->block_size : 0; }
+ZC_EXPORT bool zc_lease_direct(const zc_lease *l) { return l && l->direct; }
+ZC_EXPORT const char *zc_lease_label(const zc_lease *l) { return l ? l->label : NULL; }
+
+/* --- Appends ----------------------------------------------------------- */
+
+static bool aligned(const void *p, uint32_t bs)
+{
+	return ((uintptr_t)p & (bs - 1)) == 0;
+}
+
+/* Everything an append checks before it makes a syscall. */
+static int append_check(const zc_lease *l, const struct iovec *iov, int iovcnt, size_t *total)
+{
+	size_t sum = 0;
+
+	if (iovcnt < 0 || iovcnt > IOV_MAX || (iovcnt && !iov))
+		return -EINVAL;
+	if (l->stale)
+		return -ESTALE;
+	for (int i = 0; i < iovcnt; i++) {
+		if (iov[i].iov_len && !iov[i].iov_base)
+			return -EINVAL;
+		/* O_DIRECT needs every segment on block boundaries, in memory
+		 * and in length; a buffered fd only needs whole blocks in all. */
+		if (l->direct && (!aligned(iov[i].iov_base, l->block_size) ||
+				  iov[i].iov_len % l->block_size))
+			return -EINVAL;
+		if (iov[i].iov_len > SIZE_MAX - sum)
+			return -EINVAL;
+		sum += iov[i].iov_len;
+	}
+	if (sum % l->block_size)
+		return -EINVAL;
+	if (sum > l->start + l->capacity - l->wp)
+		return -ENOSPC;
+	*total = sum;
+	return 0;
+}
+
+/* Writes iov at the write pointer, advancing it by what reached the device,
+ * including the part of a write that failed half way. */
+static int append_iov(zc_lease *l, const struct iovec *iov, int iovcnt)
+{
+	struct iovec local[iovcnt > 0 && iovcnt <= IOV_MAX ? iovcnt : 1], *v = local;
+	size_t total;
+	int r, n = iovcnt;
+
+	r = append_check(l, iov, iovcnt, &total);
+	if (r < 0)
+		return r;
+	memcpy(local, iov, sizeof(*iov) * (size_t)iovcnt);
+	while (total) {
+		ssize_t w;
+
+		while (n && !v->iov_len) {
+			v++;
+			n--;
+		}
+		w = n == 1 ? pwrite(l->fd, v->iov_base, v->iov_len, (off_t)l->wp)
+			   : pwritev(l->fd, v, n > IOV_MAX ? IOV_MAX : n, (off_t)l->wp);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (w == 0)
+			return -EIO;
+		l->wp += (uint64_t)w;
+		total -= (size_t)w;
+		while (w > 0) {
+			size_t k = (size_t)w < v->iov_len ? (size_t)w : v->iov_len;
+
+			v->iov_base = (char *)v->iov_base + k;
+			v->iov_len -= k;
+			w -= (ssize_t)k;
+			if (!v->iov_len && w > 0) {
+				v++;
+				n--;
+			}
+		}
+	}
+	return 0;
+}
+
+ZC_EXPORT int zc_lease_append(zc_lease *l, const void *buf, size_t len)
+{
+	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
+
+	if (!l)
+		return -EINVAL;
+	return append_iov(l, &iov, 1);
+}
+
+ZC_EXPORT int zc_lease_appendv(zc_lease *l, const struct iovec *iov, int iovcnt)
+{
+	if (!l)
+		return -EINVAL;
+	return append_iov(l, iov, iovcnt);
+}
+
+/* --- Reads ------------------------------------------------------------- */
+
+ZC_EXPORT ssize_t zc_lease_preadv(zc_lease *l, const struct iovec *iov, int iovcnt, uint64_t offset)
+{
+	struct iovec local[iovcnt > 0 && iovcnt <= IOV_MAX ? iovcnt : 1];
+	uint64_t room;
+	ssize_t r;
+	int n = 0;
+
+	if (!l || iovcnt < 0 || iovcnt > IOV_MAX || (iovcnt && !iov))
+		return -EINVAL;
+	if (l->stale)
+		return -ESTALE;
+	if (offset > l->len)
+		return -EINVAL;
+	/* Clamp to the zone: a read never reaches into the next one. */
+	room = l->len - offset;
+	for (int i = 0; i < iovcnt && room; i++) {
+		local[n] = iov[i];
+		if (local[n].iov_len > room)
+			local[n].iov_len = (size_t)room;
+		room -= local[n].iov_len;
+		n++;
+	}
+	if (!n)
+		return 0;
+	do
+		r = preadv(l->fd, local, n, (off_t)(l->start + offset));
+	while (r < 0 && errno == EINTR);
+	return r < 0 ? -errno : r;
+}
+
+ZC_EXPORT ssize_t zc_lease_pread(zc_lease *l, void *buf, size_t len, uint64_t offset)
+{
+	struct iovec iov = { .iov_base = buf, .iov_len = len };
+
+	return zc_lease_preadv(l, &iov, 1, offset);
+}
+
+/* --- Calls on a lease --------------------------------------------------- */
+
+static struct json_object *lease_params(const zc_lease *l)
+{
+	struct json_object *p = json_object_new_object();
+
+	if (!p)
+		return NULL;
+	json_object_object_add(p, "id", json_object_new_uint64(l->id));
+	json_object_object_add(p, "token", json_object_new_uint64(l->token));
+	return p;
+}
+
+/* Calls method on the lease and takes back the daemon's view of it. */
+static int lease_call(zc_lease *l, const char *method, struct json_object *p)
+{
+	struct json_object *res, *lo;
+	int r;
+
+	if (!p)
+		return -ENOMEM;
+	r = zc_call(l->c, method, p, &res, NULL);
+	if (r == -ESTALE || r == -ENOTCONN || r == -ECONNRESET)
+		l->stale = true;
+	if (r < 0)
+		return r;
+	if ((r = zc_get_object(res, "lease", &lo)) < 0 || (r = parse_lease(lo, l, false)) < 0)
+		zc_fail(l->c, r, "malformed lease reply");
+	json_object_put(res);
+	return r;
+}
+
+ZC_EXPORT int zc_lease_sync(zc_lease *l)
+{
+	struct json_object *p;
+
+	if (!l)
+		return -EINVAL;
+	if (l->stale)
+		return -ESTALE;
+	p = lease_params(l);
+	if (p)
+		json_object_object_add(p, "wp", json_object_new_uint64(l->wp));
+	return lease_call(l, "lease.sync", p);
+}
+
+ZC_EXPORT int zc_lease_reset(zc_lease *l)
+{
+	if (!l)
+		return -EINVAL;
+	if (l->stale)
+		return -ESTALE;
+	return lease_call(l, "lease.reset", lease_params(l));
+}
+
+ZC_EXPORT int zc_lease_finish(zc_lease *l)
+{
+	if (!l)
+		return -EINVAL;
+	if (l->stale)
+		return -ESTALE;
+	return lease_call(l, "lease.finish", lease_params(l));
+}
+
+ZC_EXPORT int zc_lease_release(zc_lease *l, enum zc_release_then then)
+{
+	static const char *const names[] = {
+		[ZC_RELEASE_KEEP] = "keep",
+		[ZC_RELEASE_FINISH] = "finish",
+		[ZC_RELEASE_RESET] = "reset",
+	};
+	struct json_object *p, *res;
+	int r;
+
+	if (!l)
+		return 0;
+	if ((unsigned)then > ZC_RELEASE_RESET) {
+		r = -EINVAL;
+	} else if (l->stale) {
+		r = -ESTALE;
+	} else if (!(p = lease_params(l))) {
+		r = -ENOMEM;
+	} else {
+		json_object_object_add(p, "then", json_object_new_string(names[then]));
+		r = zc_call(l->c, "lease.release", p, &res, NULL);
+		if (r == 0)
+			json_object_put(res);
+	}
+	lease_free(l);
+	return r;
+}
+
+/* --- Append stream ----------------------------------------------------- */
+
+#define ZC_STREAM_BUF (64 * 1024)
+
+struct zc_stream {
+	zc_lease *l;
+	char *buf;   /* block-aligned so it suits O_DIRECT */
+	size_t size; /* a whole number of blocks */
+	size_t fill;
+};
+
+static ssize_t stream_write(void *cookie, const char *data, size_t len)
+{
+	struct zc_stream *s = cookie;
+	size_t done = 0;
+
+	while (done < len) {
+		size_t k = s->size - s->fill;
+		int r;
+
+		if (k > len - done)
+			k = len - done;
+		memcpy(s->buf + s->fill, data + done, k);
+		s->fill += k;
+		done += k;
+		if (s->fill == s->size) {
+			r = zc_lease_append(s->l, s->buf, s->size);
+			if (r < 0) {
+				/* Keep the data: the caller sees the error and
+				 * nothing is silently dropped. */
+				s->fill -= k;
+				done -= k;
+				errno = -r;
+				/* stdio treats a short count as an error. */
+				return (ssize_t)done;
+			}
+			s->fill = 0;
+		}
+	}
+	return (ssize_t)len;
+}
+
+static int stream_close(void *cookie)
+{
+	struct zc_stream *s = cookie;
+	int r = 0;
+
+	if (s->fill) {
+		size_t padded = (s->fill + s->l->block_size - 1) / s->l->block_size * s->l->block_size;
+
+		memset(s->buf + s->fill, 0, padded - s->fill);
+		r = zc_lease_append(s->l, s->buf, padded);
+	}
+	if (r == 0)
+		r = zc_lease_sync(s->l);
+	free(s->buf);
+	free(s);
+	if (r < 0) {
+		errno = -r;
+		return -1;
+	}
+	return 0;
+}
+
+ZC_EXPORT FILE *zc_lease_fopen(zc_lease *l, const char *mode)
+{
+	cookie_io_functions_t io = { .write = stream_write, .close = stream_close };
+	struct zc_stream *s;
+	FILE *f;
+	void *buf;
+	int r;
+
+	/* Appending is all a zone can do: "w" and "a" (with "b") mean the
+	 * same, anything that reads or seeks is refused. */
+	if (!l || !mode || (mode[0] != 'w' && mode[0] != 'a') || strchr(mode, '+') ||
+	    strchr(mode, 'r')) {
+		errno = EINVAL;
+		return NULL;
+	}
+	if (l->stale) {
+		errno = ESTALE;
+		return NULL;
+	}
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return NULL;
+	s->l = l;
+	s->size = l->block_size >= ZC_STREAM_BUF ? l->block_size : ZC_STREAM_BUF / l->block_size * l->block_size;
+	r = posix_memalign(&buf, l->block_size < sizeof(void *) ? sizeof(void *) : l->block_size, s->size);
+	if (r) {
+		free(s);
+		errno = r;
+		return NULL;
+	}
+	s->buf = buf;
+	f = fopencookie(s, "w", io);
+	if (!f) {
+		free(s->buf);
+		free(s);
+		return NULL;
+	}
+	/* The cookie buffers in block-aligned memory already; a second stdio
+	 * buffer would only copy everything twice. */
+	setvbuf(f, NULL, _IONBF, 0);
+	return f;
+}

@@ -1,1 +1,17 @@
-# tests/e2e.mk
+# tests/e2e.mk: the client library's tests. test-client needs no daemon (a
+# scripted fake one stands in); test-client-e2e and e2e-zonectl.sh start the
+# real daemon/zonedd on a temporary socket and drive it with the library and
+# with zonectl.
+check_PROGRAMS += tests/test-client tests/test-client-e2e
+tests_test_client_SOURCES = tests/test-client.c
+tests_test_client_CFLAGS = $(TEST_CFLAGS) -pthread
+tests_test_client_LDADD = client/libzoned-client.la proto/libzoned-proto.la $(CHECK_LIBS) \
+	$(JSONC_LIBS) -lpthread
+
+tests_test_client_e2e_SOURCES = tests/test-client-e2e.c tests/fixture.c tests/fixture.h
+tests_test_client_e2e_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) -pthread
+tests_test_client_e2e_LDADD = client/libzoned-client.la $(CHECK_LIBS) -lpthread
+
+TESTS += tests/test-client tests/test-client-e2e tests/e2e-zonectl.sh
+dist_check_SCRIPTS += tests/e2e-zonectl.sh
+EXTRA_DIST += tests/lib-e2e.sh

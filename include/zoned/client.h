@@ -39,9 +39,14 @@ ZC_EXPORT const char *zc_strerror(int err);
 
 /* Connects to the daemon: path, else $ZONED_SOCKET, else /run/zoned/zonedd.sock. */
 ZC_EXPORT int zc_connect(const char *path, zc_client **out);
+/* Closes the connection, which ends its leases in the daemon. Leases and
+ * iterators not yet freed stay valid to free; their calls then fail with
+ * -ENOTCONN (or -ESTALE once a lease knows it is gone). */
 ZC_EXPORT void zc_close(zc_client *c);
 /* The daemon's message for the last failed call on this client in the
- * calling thread's view (a copy-free pointer valid until the next call). */
+ * calling thread's view (a copy-free pointer valid until the next call);
+ * zc_strerror()'s text for a failure the daemon did not report, "" when no
+ * call of this thread failed. */
 ZC_EXPORT const char *zc_last_error(zc_client *c);
 
 struct zc_hello {
@@ -49,7 +54,8 @@ struct zc_hello {
 	char version[32];
 	int32_t pid;
 	uint32_t uid;
-	bool admin;
+	bool admin;   /* may run zone operations, force, list every lease */
+	bool client;  /* may lease (member of the client group, or admin) */
 };
 ZC_EXPORT int zc_hello(zc_client *c, struct zc_hello *out);
 
@@ -70,6 +76,8 @@ enum zc_type {
 	ZC_TYPE_SWP,
 	ZC_TYPE_COUNT
 };
+/* The protocol's names ("implicit-open", "seq-write-required"...); "unknown"
+ * for a value out of range. */
 ZC_EXPORT const char *zc_cond_name(enum zc_cond cond);
 ZC_EXPORT const char *zc_type_name(enum zc_type type);
 /* Returns the enum value or -EINVAL. */
@@ -170,13 +178,18 @@ ZC_EXPORT uint64_t zc_lease_capacity(const zc_lease *l);
 /* The locally tracked absolute write pointer. */
 ZC_EXPORT uint64_t zc_lease_wp(const zc_lease *l);
 ZC_EXPORT uint32_t zc_lease_block_size(const zc_lease *l);
+/* Whether the fd really is O_DIRECT (an emulated device on tmpfs cannot be),
+ * and so whether appends need block-aligned buffers. */
+ZC_EXPORT bool zc_lease_direct(const zc_lease *l);
+ZC_EXPORT const char *zc_lease_label(const zc_lease *l);
 
 /* Writes at the write pointer and advances it. len must be a whole number
  * of blocks; with O_DIRECT the buffer must be block-aligned. Returns 0 or a
  * negative errno (-ENOSPC past capacity, -EINVAL misaligned, -ESTALE released). */
 ZC_EXPORT int zc_lease_append(zc_lease *l, const void *buf, size_t len);
 ZC_EXPORT int zc_lease_appendv(zc_lease *l, const struct iovec *iov, int iovcnt);
-/* Reads at offset (bytes, relative to the zone start). Returns bytes read. */
+/* Reads at offset (bytes, relative to the zone start), clamped to the zone:
+ * returns bytes read, 0 at the zone's end, -EINVAL past it. */
 ZC_EXPORT ssize_t zc_lease_pread(zc_lease *l, void *buf, size_t len, uint64_t offset);
 ZC_EXPORT ssize_t zc_lease_preadv(zc_lease *l, const struct iovec *iov, int iovcnt, uint64_t offset);
 /* Tells the daemon the local write pointer and takes back its view. */
@@ -196,6 +209,29 @@ ZC_EXPORT FILE *zc_lease_fopen(zc_lease *l, const char *mode);
 
 /* Read-only fd of a device, for readers that need no lease. Caller owns it. */
 ZC_EXPORT int zc_device_open(zc_client *c, const char *device);
+
+/* The leases the daemon holds: this connection's, or with all (admin) every
+ * client's. Fills up to max; returns the number of leases (may exceed max). */
+struct zc_lease_info {
+	uint64_t id;
+	char device[64];
+	uint32_t zone;
+	uint64_t wp;        /* absolute, bytes, as the daemon last saw it */
+	char label[128];
+	int32_t pid;
+	uint32_t uid;
+	uint64_t age_ms;
+};
+ZC_EXPORT int zc_lease_list(zc_client *c, bool all, struct zc_lease_info *out, size_t max);
+
+/* The daemon's counters (daemon.stats), flattened: a nested object's
+ * counters are named "outer.inner". Fills up to max; returns the number of
+ * counters (may exceed max). */
+struct zc_stat {
+	char name[64];
+	uint64_t value;
+};
+ZC_EXPORT int zc_daemon_stats(zc_client *c, struct zc_stat *out, size_t max);
 
 #ifdef __cplusplus
 }
