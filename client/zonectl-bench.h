@@ -5,7 +5,8 @@
 
 #include <stdbool.h>
 
-/* argv[0] is the device; options follow. Returns a process exit status. */
+/* argv as getopt sees it (argv[0] the command name), options then the
+ * device as the one operand. Returns a process exit status. */
 int zonectl_bench(const char *socket_path, bool json, int argc, char **argv);
 
 #endif

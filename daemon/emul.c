@@ -343,8 +343,20 @@ int zd_emul_parse_spec(const char *spec, struct zd_emul_params *params)
 			break;
 	}
 	free(copy);
-	if (!r)
-		r = validate_params(&p, NULL);
+	/* A zone size given alone sets the capacity too: the default 24 MiB
+	 * capacity belongs to the default 32 MiB zones. */
+	if (!r && (seen & (1u << 1)) && !(seen & (1u << 2)))
+		p.zone_capacity = p.zone_size;
+	if (r) {
+		zd_err("emulated device spec '%s': unknown, repeated or malformed key=value item",
+		       spec);
+	} else {
+		const char *why = NULL;
+
+		r = validate_params(&p, &why);
+		if (r)
+			zd_err("emulated device spec '%s': %s", spec, why);
+	}
 	if (!r)
 		*params = p;
 	return r;

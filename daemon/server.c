@@ -108,7 +108,9 @@ void zd_call_errno(struct zd_call *call, int err, const char *what)
 		code = ZP_ERR_IO;
 		break;
 	}
-	zd_call_error(call, code, "%s: %s", what, strerror(-err));
+	/* The device layer's EBUSY is always a zone resource limit. */
+	zd_call_error(call, code, "%s: %s", what,
+		      code == ZP_ERR_LIMIT ? "open/active zone limit reached" : strerror(-err));
 	json_object_put(call->err_data);
 	call->err_data = json_object_new_object();
 	json_object_object_add(call->err_data, "errno", json_object_new_int(-err));

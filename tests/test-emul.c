@@ -354,6 +354,14 @@ START_TEST(spec_good)
 	ck_assert_uint_eq(p.nr_conventional, 0);
 	ck_assert_uint_eq(p.logical_block_size, 4096);
 	ck_assert_uint_eq(p.zone_capacity, 32ull << 20);
+
+	/* A zone size given alone brings its capacity along. */
+	zd_emul_default_params(&p);
+	ck_assert_int_eq(zd_emul_parse_spec("size=16M,zone-size=1M", &p), 0);
+	ck_assert_uint_eq(p.zone_capacity, 1ull << 20);
+	zd_emul_default_params(&p);
+	ck_assert_int_eq(zd_emul_parse_spec("zone-size=64M,zone-capacity=48M", &p), 0);
+	ck_assert_uint_eq(p.zone_capacity, 48ull << 20);
 }
 END_TEST
 
