@@ -1,2 +1,862 @@
-/* placeholder: being written */
-typedef int zd_placeholder_kernel;
+/* Kernel backend: a real zoned block device (SMR HDD, ZNS namespace, null_blk)
+ * driven through the <linux/blkzoned.h> ioctls. Sectors exist only here. */
+#include <config.h> /* the build's, not daemon/config.h */
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <linux/blkzoned.h>
+#include <linux/fs.h>
+
+#include "daemon/zdev.h"
+
+#define SECTOR_SHIFT 9
+/* Zones per BLKREPORTZONE call: 1024 descriptors are 64 KiB, one allocation. */
+#define REPORT_BATCH 1024
+/* Bounce buffer for O_DIRECT I/O, reused across calls. */
+#define BOUNCE_SIZE (1024 * 1024)
+#define BOUNCE_ALIGN 4096
+
+struct kdev {
+	struct zd_dev base;
+	int fd;        /* the O_EXCL claim; ioctls go through it */
+	int dio_fd;    /* O_DIRECT, for the backend's own reads and writes */
+	char path[PATH_MAX];
+	dev_t rdev;
+	uint64_t zone_sectors;
+	uint32_t nr_zones;
+	struct zd_dev_info info;
+	struct blk_zone_report *rep; /* REPORT_BATCH descriptors */
+	void *bounce;
+};
+
+static inline struct kdev *to_kdev(struct zd_dev *dev)
+{
+	return (struct kdev *)(void *)dev;
+}
+
+static void freep(void *p)
+{
+	free(*(void **)p);
+}
+#define _cleanup_free_ __attribute__((cleanup(freep)))
+
+static void closep(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+}
+#define _cleanup_close_ __attribute__((cleanup(closep)))
+
+static void fclosep(FILE **f)
+{
+	if (*f)
+		fclose(*f);
+}
+#define _cleanup_fclose_ __attribute__((cleanup(fclosep)))
+
+static void closedirp(DIR **d)
+{
+	if (*d)
+		closedir(*d);
+}
+#define _cleanup_closedir_ __attribute__((cleanup(closedirp)))
+
+/* Sets *why (when given) and returns err, so failures are one line each. */
+static int fail(char *why, size_t why_len, int err, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static int fail(char *why, size_t why_len, int err, const char *fmt, ...)
+{
+	if (why && why_len) {
+		va_list ap;
+
+		va_start(ap, fmt);
+		vsnprintf(why, why_len, fmt, ap);
+		va_end(ap);
+	}
+	return err;
+}
+
+/* sysfs */
+
+/* Reads a small attribute relative to dirfd, trimmed of surrounding
+ * whitespace. Returns its length or a negative errno. */
+static int sysfs_read(int dirfd, const char *name, char *buf, size_t cap)
+{
+	_cleanup_close_ int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+	size_t len, start = 0;
+
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, cap - 1);
+	if (n < 0)
+		return -errno;
+	len = (size_t)n;
+	buf[len] = '\0';
+	while (len && isspace((unsigned char)buf[len - 1]))
+		buf[--len] = '\0';
+	while (start < len && isspace((unsigned char)buf[start]))
+		start++;
+	memmove(buf, buf + start, len - start + 1);
+	return (int)(len - start);
+}
+
+static int sysfs_u64(int dirfd, const char *name, uint64_t *out)
+{
+	char buf[64], *end;
+	int r = sysfs_read(dirfd, name, buf, sizeof(buf));
+
+	if (r < 0)
+		return r;
+	errno = 0;
+	*out = strtoull(buf, &end, 10);
+	if (errno || end == buf || *end)
+		return -EINVAL;
+	return 0;
+}
+
+/* An optional numeric attribute: missing (older kernels) reads as 0. */
+static uint32_t sysfs_u32_or0(int dirfd, const char *name)
+{
+	uint64_t v;
+
+	if (sysfs_u64(dirfd, name, &v) < 0 || v > UINT32_MAX)
+		return 0;
+	return (uint32_t)v;
+}
+
+/* "none [mq-deadline] kyber" -> "mq-deadline"; a file with a single entry
+ * and no brackets is taken whole. */
+static void pick_scheduler(const char *line, char *out, size_t cap)
+{
+	const char *lb = strchr(line, '['), *rb = lb ? strchr(lb, ']') : NULL;
+	size_t n;
+
+	if (lb && rb) {
+		n = (size_t)(rb - lb - 1);
+		line = lb + 1;
+	} else {
+		n = strcspn(line, " \t\n");
+	}
+	if (n >= cap)
+		n = cap - 1;
+	memcpy(out, line, n);
+	out[n] = '\0';
+}
+
+/* Vendor and model: SCSI disks have them under device/; an NVMe namespace's
+ * device/ is its controller (or, with native multipath, its subsystem),
+ * which has model but no vendor; null_blk has neither. */
+static void read_first(int sysdir, const char *const *paths, char *out, size_t cap)
+{
+	for (; *paths; paths++)
+		if (sysfs_read(sysdir, *paths, out, cap) > 0)
+			return;
+	out[0] = '\0';
+}
+
+static void read_identity(int sysdir, struct zd_dev_info *info)
+{
+	static const char *const vendor_paths[] = { "device/vendor", NULL };
+	static const char *const model_paths[] = { "device/model", "device/device/model", NULL };
+
+	read_first(sysdir, vendor_paths, info->vendor, sizeof(info->vendor));
+	read_first(sysdir, model_paths, info->product, sizeof(info->product));
+}
+
+/* True when the running kernel is older than major.minor. */
+static bool kernel_older_than(unsigned major, unsigned minor)
+{
+	struct utsname u;
+	unsigned ma = 0, mi = 0;
+
+	if (uname(&u) < 0 || sscanf(u.release, "%u.%u", &ma, &mi) != 2)
+		return false;
+	return ma < major || (ma == major && mi < minor);
+}
+
+/* Mounts */
+
+/* Reads "MAJ:MIN" (a sysfs dev file) into a dev_t. */
+static int parse_devnum(const char *s, dev_t *out)
+{
+	unsigned ma, mi;
+
+	if (sscanf(s, "%u:%u", &ma, &mi) != 2)
+		return -EINVAL;
+	*out = makedev(ma, mi);
+	return 0;
+}
+
+/* Looks for a mount of `dev` in /proc/self/mountinfo: by the major:minor
+ * field, and by the mount source naming the device node (some filesystems,
+ * btrfs among them, show an anonymous major:minor). Copies the mount point
+ * into where. Returns 1 when mounted, 0 when not, or a negative errno. */
+static int find_mount(dev_t dev, char *where, size_t cap)
+{
+	_cleanup_fclose_ FILE *f = fopen("/proc/self/mountinfo", "re");
+	_cleanup_free_ char *line = NULL;
+	size_t n = 0;
+
+	if (!f)
+		return -errno;
+	while (getline(&line, &n, f) > 0) {
+		char devnum[32], mnt[PATH_MAX], src[PATH_MAX];
+		const char *sep = strstr(line, " - ");
+		dev_t d;
+		struct stat st;
+		bool hit = false;
+
+		if (sscanf(line, "%*s %*s %31s %*s %4095s", devnum, mnt) != 2)
+			continue;
+		if (parse_devnum(devnum, &d) == 0 && d == dev)
+			hit = true;
+		if (!hit && sep && sscanf(sep + 3, "%*s %4095s", src) == 1 && src[0] == '/' &&
+		    stat(src, &st) == 0 && S_ISBLK(st.st_mode) && st.st_rdev == dev)
+			hit = true;
+		if (hit) {
+			snprintf(where, cap, "%s", mnt);
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* The first entry of a sysfs holders/ directory, or "" when none. */
+static int first_holder(int sysdir, const char *holders, char *out, size_t cap)
+{
+	int fd = openat(sysdir, holders, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	_cleanup_closedir_ DIR *d = NULL;
+	struct dirent *e;
+
+	out[0] = '\0';
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -errno;
+	d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return -errno;
+	}
+	while ((e = readdir(d)))
+		if (e->d_name[0] != '.') {
+			snprintf(out, cap, "%s", e->d_name);
+			return 1;
+		}
+	return 0;
+}
+
+/* Refuses a device that is mounted, whose partitions are mounted or held,
+ * or that is held itself (device-mapper, md, bcache stacked on it). The
+ * O_EXCL open would catch most of these too, but only with a bare EBUSY. */
+static int check_unused(int sysdir, const char *path, dev_t rdev, char *why, size_t why_len)
+{
+	_cleanup_closedir_ DIR *d = NULL;
+	char where[PATH_MAX], holder[256];
+	struct dirent *e;
+	int fd, r;
+
+	r = find_mount(rdev, where, sizeof(where));
+	if (r < 0)
+		return fail(why, why_len, r, "%s: cannot read /proc/self/mountinfo: %s", path,
+			    strerror(-r));
+	if (r > 0)
+		return fail(why, why_len, -EBUSY, "%s is mounted on %s", path, where);
+
+	/* Partitions are subdirectories with a "partition" attribute. A zoned
+	 * disk normally has none, but a host-aware one may. */
+	fd = openat(sysdir, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return fail(why, why_len, -errno, "%s: cannot read sysfs: %m", path);
+	d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return fail(why, why_len, -errno, "%s: cannot read sysfs: %m", path);
+	}
+	while ((e = readdir(d))) {
+		char attr[NAME_MAX + 32], buf[32];
+		dev_t pdev;
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(attr, sizeof(attr), "%s/partition", e->d_name);
+		if (faccessat(sysdir, attr, F_OK, 0) < 0)
+			continue;
+		snprintf(attr, sizeof(attr), "%s/dev", e->d_name);
+		if (sysfs_read(sysdir, attr, buf, sizeof(buf)) < 0 || parse_devnum(buf, &pdev) < 0)
+			continue;
+		if (find_mount(pdev, where, sizeof(where)) > 0)
+			return fail(why, why_len, -EBUSY, "%s has partition %s mounted on %s",
+				    path, e->d_name, where);
+		snprintf(attr, sizeof(attr), "%s/holders", e->d_name);
+		if (first_holder(sysdir, attr, holder, sizeof(holder)) > 0)
+			return fail(why, why_len, -EBUSY, "%s has partition %s in use by %s",
+				    path, e->d_name, holder);
+	}
+
+	if (first_holder(sysdir, "holders", holder, sizeof(holder)) > 0)
+		return fail(why, why_len, -EBUSY, "%s is in use by %s (sysfs holders)", path,
+			    holder);
+	return 0;
+}
+
+/* Zones */
+
+static int map_type(uint8_t t)
+{
+	switch (t) {
+	case BLK_ZONE_TYPE_CONVENTIONAL: return ZP_TYPE_CONV;
+	case BLK_ZONE_TYPE_SEQWRITE_REQ: return ZP_TYPE_SWR;
+	case BLK_ZONE_TYPE_SEQWRITE_PREF: return ZP_TYPE_SWP;
+	default: return -EIO;
+	}
+}
+
+static int map_cond(uint8_t c)
+{
+	switch (c) {
+	case BLK_ZONE_COND_NOT_WP: return ZP_COND_NOT_WP;
+	case BLK_ZONE_COND_EMPTY: return ZP_COND_EMPTY;
+	case BLK_ZONE_COND_IMP_OPEN: return ZP_COND_IMP_OPEN;
+	case BLK_ZONE_COND_EXP_OPEN: return ZP_COND_EXP_OPEN;
+	case BLK_ZONE_COND_CLOSED: return ZP_COND_CLOSED;
+	case BLK_ZONE_COND_READONLY: return ZP_COND_READONLY;
+	case BLK_ZONE_COND_FULL: return ZP_COND_FULL;
+	case BLK_ZONE_COND_OFFLINE: return ZP_COND_OFFLINE;
+	default: return -EIO;
+	}
+}
+
+static int convert_zone(const struct blk_zone *bz, bool has_cap, struct zd_zone *z)
+{
+	int type = map_type(bz->type), cond = map_cond(bz->cond);
+
+	if (type < 0 || cond < 0)
+		return -EIO;
+	z->start = bz->start << SECTOR_SHIFT;
+	z->len = bz->len << SECTOR_SHIFT;
+	z->capacity = (has_cap ? bz->capacity : bz->len) << SECTOR_SHIFT;
+	/* As the emulator reports them: a conventional zone has no write
+	 * pointer (drivers put anything there), so its end; a read-only or
+	 * offline zone's is invalid, UINT64_MAX. Otherwise what the device
+	 * says, including start + len for a full zone. */
+	if (cond == ZP_COND_READONLY || cond == ZP_COND_OFFLINE)
+		z->wp = UINT64_MAX;
+	else if (type == ZP_TYPE_CONV || bz->wp < bz->start || bz->wp - bz->start > bz->len)
+		z->wp = z->start + z->len;
+	else
+		z->wp = bz->wp << SECTOR_SHIFT;
+	z->type = (uint8_t)type;
+	z->cond = (uint8_t)cond;
+	return 0;
+}
+
+/* Reports up to *nr zones from index `from` into zones, batched; *nr is
+ * set to the number filled. The core of info gathering, report and refresh. */
+static int report_zones(struct kdev *k, uint32_t from, struct zd_zone *zones, uint32_t *nr)
+{
+	uint32_t want = *nr, done = 0;
+
+	*nr = 0;
+	if (from > k->nr_zones)
+		return -ERANGE;
+	if (want > k->nr_zones - from)
+		want = k->nr_zones - from;
+	while (done < want) {
+		uint32_t batch = want - done < REPORT_BATCH ? want - done : REPORT_BATCH;
+		bool has_cap;
+
+		memset(k->rep, 0, sizeof(*k->rep));
+		k->rep->sector = (uint64_t)(from + done) * k->zone_sectors;
+		k->rep->nr_zones = batch;
+		if (ioctl(k->fd, BLKREPORTZONE, k->rep) < 0)
+			return -errno;
+		if (k->rep->nr_zones == 0)
+			break; /* the end of the device */
+		/* BLK_ZONE_REP_CAPACITY (5.9+) is an enum constant, not a macro:
+		 * the header is required to have it. */
+		has_cap = k->rep->flags & BLK_ZONE_REP_CAPACITY;
+		for (uint32_t i = 0; i < k->rep->nr_zones && done < want; i++, done++) {
+			int r = convert_zone(&k->rep->zones[i], has_cap, &zones[done]);
+
+			if (r < 0)
+				return r;
+		}
+	}
+	*nr = done;
+	return 0;
+}
+
+static int k_report(struct zd_dev *dev, uint32_t from, struct zd_zone *zones, uint32_t *nr)
+{
+	struct kdev *k = to_kdev(dev);
+
+	if (!zones || !nr)
+		return -EINVAL;
+	if (from >= k->nr_zones) {
+		*nr = 0;
+		return from == k->nr_zones ? 0 : -ERANGE;
+	}
+	return report_zones(k, from, zones, nr);
+}
+
+static int k_refresh_zone(struct zd_dev *dev, uint32_t zone, uint64_t hint_wp,
+			  struct zd_zone *out)
+{
+	struct kdev *k = to_kdev(dev);
+	uint32_t nr = 1;
+	int r;
+
+	(void)hint_wp; /* the device knows better */
+	if (zone >= k->nr_zones)
+		return -ERANGE;
+	r = report_zones(k, zone, out, &nr);
+	if (r < 0)
+		return r;
+	return nr == 1 ? 0 : -EIO;
+}
+
+static int k_info(struct zd_dev *dev, struct zd_dev_info *info)
+{
+	*info = to_kdev(dev)->info;
+	return 0;
+}
+
+/* The ioctls' errors, in zdev.h's terms. */
+static int map_zone_op_errno(int e)
+{
+	switch (e) {
+	case EINVAL:
+	case EOPNOTSUPP:
+		return -EPERM;   /* the device refused the op for this zone */
+	case ETOOMANYREFS:       /* BLK_STS_ZONE_OPEN_RESOURCE */
+	case EOVERFLOW:          /* BLK_STS_ZONE_ACTIVE_RESOURCE */
+		return -EBUSY;
+	default:
+		return -e;
+	}
+}
+
+/* What an op does to a zone in a given condition. Devices disagree on the
+ * transitions that change nothing (null_blk fails a close of an empty zone,
+ * ZBC and ZNS accept it), so those are answered here without a command:
+ * the caller sees the same result on every device and the emulator (whose
+ * model, in emul.c, this follows). */
+enum action { ACT_SKIP, ACT_DO, ACT_REFUSE, ACT_FAIL };
+
+static enum action zone_action(enum zd_zone_op op, const struct zd_zone *z)
+{
+	if (z->type == ZP_TYPE_CONV || z->cond == ZP_COND_READONLY || z->cond == ZP_COND_OFFLINE)
+		return ACT_REFUSE;  /* -EPERM */
+	switch (op) {
+	case ZD_OP_OPEN:
+		/* An invalid transition every device fails (-EIO); answered
+		 * here so that it leaves no I/O error in the kernel log. */
+		if (z->cond == ZP_COND_FULL)
+			return ACT_FAIL;
+		return z->cond == ZP_COND_EXP_OPEN ? ACT_SKIP : ACT_DO;
+	case ZD_OP_CLOSE:
+		return z->cond == ZP_COND_IMP_OPEN || z->cond == ZP_COND_EXP_OPEN ? ACT_DO : ACT_SKIP;
+	case ZD_OP_FINISH:
+		return z->cond == ZP_COND_FULL ? ACT_SKIP : ACT_DO;
+	case ZD_OP_RESET:
+		return z->cond == ZP_COND_EMPTY ? ACT_SKIP : ACT_DO;
+	}
+	return ACT_REFUSE;
+}
+
+static int issue_zone_op(struct kdev *k, enum zd_zone_op op, uint32_t first, uint32_t count)
+{
+	static const unsigned long req[] = {
+		[ZD_OP_OPEN] = BLKOPENZONE,
+		[ZD_OP_CLOSE] = BLKCLOSEZONE,
+		[ZD_OP_FINISH] = BLKFINISHZONE,
+		[ZD_OP_RESET] = BLKRESETZONE,
+	};
+	uint64_t end = (uint64_t)(first + count) * k->zone_sectors;
+	uint64_t dev_sectors = k->info.size >> SECTOR_SHIFT;
+	struct blk_zone_range range = {
+		.sector = (uint64_t)first * k->zone_sectors,
+		/* a smaller last zone ends at the end of the device */
+		.nr_sectors = (end > dev_sectors ? dev_sectors : end) - (uint64_t)first * k->zone_sectors,
+	};
+
+	if (ioctl(k->fd, req[op], &range) < 0)
+		return map_zone_op_errno(errno);
+	return 0;
+}
+
+static int k_zone_op(struct zd_dev *dev, enum zd_zone_op op, uint32_t zone, uint32_t count)
+{
+	struct kdev *k = to_kdev(dev);
+	struct zd_zone zones[64];
+
+	if ((unsigned)op > ZD_OP_RESET || count == 0)
+		return -EINVAL;
+	if (zone >= k->nr_zones || count > k->nr_zones - zone)
+		return -ERANGE;
+
+	/* Check the whole range before touching any of it, then issue one
+	 * command per run of zones that need it. */
+	for (uint32_t at = zone; at < zone + count;) {
+		uint32_t nr = zone + count - at < 64 ? zone + count - at : 64;
+		int r = report_zones(k, at, zones, &nr);
+
+		if (r < 0)
+			return r;
+		if (nr == 0)
+			return -EIO;
+		for (uint32_t i = 0; i < nr; i++) {
+			enum action a = zone_action(op, &zones[i]);
+
+			if (a == ACT_REFUSE)
+				return -EPERM;
+			if (a == ACT_FAIL)
+				return -EIO;
+		}
+		at += nr;
+	}
+	for (uint32_t at = zone; at < zone + count;) {
+		uint32_t nr = zone + count - at < 64 ? zone + count - at : 64, run = 0;
+		int r = report_zones(k, at, zones, &nr);
+
+		if (r < 0)
+			return r;
+		if (nr == 0)
+			return -EIO;
+		for (uint32_t i = 0; i <= nr; i++) {
+			if (i < nr && zone_action(op, &zones[i]) == ACT_DO) {
+				run++;
+				continue;
+			}
+			if (run) {
+				r = issue_zone_op(k, op, at + i - run, run);
+				if (r < 0)
+					return r;
+				run = 0;
+			}
+		}
+		at += nr;
+	}
+	return 0;
+}
+
+/* A write that would open a zone beyond the device's limits fails with the
+ * same resource errors as an explicit open. */
+static int map_io_errno(int e)
+{
+	return e == ETOOMANYREFS || e == EOVERFLOW ? -EBUSY : -e;
+}
+
+/* Data I/O goes through an O_DIRECT descriptor and an aligned bounce
+ * buffer: writes to sequential zones then reach the device in order, one
+ * request per chunk, with no page cache or writeback reordering (which
+ * kernels before zone write plugging, 6.10, do not protect against). */
+static int check_io(struct kdev *k, uint64_t len, uint64_t off)
+{
+	uint64_t lbs = k->info.logical_block_size;
+
+	if (off > k->info.size || len > k->info.size - off)
+		return -ERANGE;
+	if (off % lbs || len % lbs)
+		return -EINVAL;
+	return 0;
+}
+
+/* The zone rules, checked against the device's own state before writing,
+ * with the emulator's answers: a write never spans zones (-EINVAL), read-only
+ * and offline zones refuse (-EPERM), and a sequential write away from the wp,
+ * into a full zone or past capacity fails as the device would fail it
+ * (-EIO), without leaving an I/O error in the kernel log. The device still
+ * enforces them all. */
+static int check_write(struct kdev *k, uint64_t len, uint64_t off)
+{
+	uint64_t zsz = k->zone_sectors << SECTOR_SHIFT;
+	uint32_t zi = (uint32_t)(off / zsz), nr = 1;
+	struct zd_zone z;
+	int r;
+
+	if ((off + len - 1) / zsz != zi)
+		return -EINVAL;
+	r = report_zones(k, zi, &z, &nr);
+	if (r < 0)
+		return r;
+	if (nr != 1)
+		return -EIO;
+	if (z.cond == ZP_COND_READONLY || z.cond == ZP_COND_OFFLINE)
+		return -EPERM;
+	if (z.type == ZP_TYPE_SWR &&
+	    (z.cond == ZP_COND_FULL || off != z.wp || len > z.start + z.capacity - off))
+		return -EIO;
+	return 0;
+}
+
+static int k_pwrite(struct zd_dev *dev, const void *buf, uint64_t len, uint64_t off)
+{
+	struct kdev *k = to_kdev(dev);
+	const char *p = buf;
+	int r = check_io(k, len, off);
+
+	if (r < 0 || len == 0)
+		return r;
+	if (!buf)
+		return -EINVAL;
+	r = check_write(k, len, off);
+	if (r < 0)
+		return r;
+	while (len) {
+		size_t chunk = len < BOUNCE_SIZE ? (size_t)len : BOUNCE_SIZE;
+		ssize_t n;
+
+		memcpy(k->bounce, p, chunk);
+		n = pwrite(k->dio_fd, k->bounce, chunk, (off_t)off);
+		if (n < 0)
+			return map_io_errno(errno);
+		if (n == 0 || (size_t)n % k->info.logical_block_size)
+			return -EIO; /* cannot resume a direct write mid-block */
+		p += n;
+		off += (uint64_t)n;
+		len -= (uint64_t)n;
+	}
+	return 0;
+}
+
+static int k_pread(struct zd_dev *dev, void *buf, uint64_t len, uint64_t off)
+{
+	struct kdev *k = to_kdev(dev);
+	char *p = buf;
+	int r = check_io(k, len, off);
+
+	if (r < 0)
+		return r;
+	while (len) {
+		size_t chunk = len < BOUNCE_SIZE ? (size_t)len : BOUNCE_SIZE;
+		ssize_t n = pread(k->dio_fd, k->bounce, chunk, (off_t)off);
+
+		if (n < 0)
+			return -errno;
+		if (n == 0 || (size_t)n % k->info.logical_block_size)
+			return -EIO;
+		memcpy(p, k->bounce, (size_t)n);
+		p += n;
+		off += (uint64_t)n;
+		len -= (uint64_t)n;
+	}
+	return 0;
+}
+
+/* The flags the emulator takes too: nothing that could create, truncate or
+ * redirect, and no O_EXCL, which our own claim would make fail (the claim
+ * keeps mounts and exclusive openers out; plain opens like this share it). */
+static int k_open_fd(struct zd_dev *dev, int flags)
+{
+	const int allowed = O_ACCMODE | O_DIRECT | O_SYNC | O_DSYNC | O_NONBLOCK | O_CLOEXEC;
+	int fd;
+
+	if (flags & ~allowed)
+		return -EINVAL;
+	fd = open(to_kdev(dev)->path, flags | O_CLOEXEC);
+	return fd < 0 ? -errno : fd;
+}
+
+static void k_close(struct zd_dev *dev)
+{
+	struct kdev *k = to_kdev(dev);
+
+	if (!k)
+		return;
+	if (k->dio_fd >= 0)
+		close(k->dio_fd);
+	if (k->fd >= 0)
+		close(k->fd);
+	free(k->rep);
+	free(k->bounce);
+	free(k);
+}
+
+static const struct zd_backend_ops kernel_ops = {
+	.name = "kernel",
+	.close = k_close,
+	.info = k_info,
+	.report = k_report,
+	.zone_op = k_zone_op,
+	.pwrite = k_pwrite,
+	.pread = k_pread,
+	.open_fd = k_open_fd,
+	.refresh_zone = k_refresh_zone,
+};
+
+/* Reads geometry through the claimed fd and cross-checks it with sysfs, then
+ * walks the zones once to count conventional ones and find the capacity of
+ * the first sequential zone. */
+static int load_geometry(struct kdev *k, int sysdir, char *why, size_t why_len)
+{
+	struct zd_dev_info *info = &k->info;
+	uint64_t size, chunk = 0;
+	uint32_t zsz = 0, nrz = 0;
+	int lbs = 0, pbs = 0;
+	struct zd_zone z[64];
+
+	if (ioctl(k->fd, BLKGETSIZE64, &size) < 0 || ioctl(k->fd, BLKSSZGET, &lbs) < 0 ||
+	    ioctl(k->fd, BLKPBSZGET, &pbs) < 0 || ioctl(k->fd, BLKGETZONESZ, &zsz) < 0 ||
+	    ioctl(k->fd, BLKGETNRZONES, &nrz) < 0)
+		return fail(why, why_len, -errno, "%s: cannot read the geometry: %m", k->path);
+	if (zsz == 0 || nrz == 0 || lbs <= 0 || size == 0)
+		return fail(why, why_len, -EMEDIUMTYPE, "%s reports no zones", k->path);
+	if (sysfs_u64(sysdir, "queue/chunk_sectors", &chunk) == 0 && chunk && chunk != zsz)
+		return fail(why, why_len, -EIO,
+			    "%s: zone size %u sectors disagrees with chunk_sectors %llu",
+			    k->path, zsz, (unsigned long long)chunk);
+
+	k->zone_sectors = zsz;
+	k->nr_zones = nrz;
+	info->size = size;
+	info->zone_size = (uint64_t)zsz << SECTOR_SHIFT;
+	info->nr_zones = nrz;
+	info->logical_block_size = (uint32_t)lbs;
+	info->physical_block_size = pbs > 0 ? (uint32_t)pbs : (uint32_t)lbs;
+	info->max_open = sysfs_u32_or0(sysdir, "queue/max_open_zones");
+	info->max_active = sysfs_u32_or0(sysdir, "queue/max_active_zones");
+	info->zone_capacity = 0;
+	info->nr_conventional = 0;
+
+	for (uint32_t at = 0; at < nrz;) {
+		uint32_t nr = 64;
+		int r = report_zones(k, at, z, &nr);
+
+		if (r < 0)
+			return fail(why, why_len, r, "%s: zone report failed: %s", k->path,
+				    strerror(-r));
+		if (nr == 0)
+			return fail(why, why_len, -EIO, "%s: zone report ended at zone %u of %u",
+				    k->path, at, nrz);
+		for (uint32_t i = 0; i < nr; i++) {
+			if (z[i].type == ZP_TYPE_CONV)
+				info->nr_conventional++;
+			else if (!info->zone_capacity)
+				info->zone_capacity = z[i].capacity;
+		}
+		at += nr;
+	}
+	if (!info->zone_capacity)
+		info->zone_capacity = info->zone_size; /* all conventional */
+	return 0;
+}
+
+int zd_kernel_open(const char *path, struct zd_dev **out, char *why, size_t why_len)
+{
+	_cleanup_close_ int sysdir = -1;
+	struct kdev *k = NULL;
+	struct stat st;
+	char sys[64], buf[256], sched[32];
+	int r;
+
+	if (why && why_len)
+		why[0] = '\0';
+	if (!path || !out)
+		return fail(why, why_len, -EINVAL, "no device given");
+	*out = NULL;
+	if (strlen(path) >= sizeof(k->path))
+		return fail(why, why_len, -ENAMETOOLONG, "device path too long");
+	if (stat(path, &st) < 0)
+		return fail(why, why_len, -errno, "%s: %m", path);
+	if (!S_ISBLK(st.st_mode))
+		return fail(why, why_len, -ENOTBLK, "%s is not a block device", path);
+
+	snprintf(sys, sizeof(sys), "/sys/dev/block/%u:%u", major(st.st_rdev), minor(st.st_rdev));
+	sysdir = open(sys, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (sysdir < 0)
+		return fail(why, why_len, -errno, "%s: cannot open %s: %m", path, sys);
+
+	/* A partition has no queue of its own, and the daemon must own whole
+	 * zones of a whole device. */
+	if (faccessat(sysdir, "partition", F_OK, 0) == 0)
+		return fail(why, why_len, -EINVAL,
+			    "%s is a partition; give the whole device", path);
+
+	r = sysfs_read(sysdir, "queue/zoned", buf, sizeof(buf));
+	if (r < 0)
+		return fail(why, why_len, r, "%s: cannot read queue/zoned: %s", path, strerror(-r));
+	if (strcmp(buf, "host-managed") != 0 && strcmp(buf, "host-aware") != 0)
+		return fail(why, why_len, -EMEDIUMTYPE,
+			    "%s is not a zoned block device (queue/zoned: %s)", path, buf);
+	const char *model = strcmp(buf, "host-managed") == 0 ? "host-managed" : "host-aware";
+
+	r = check_unused(sysdir, path, st.st_rdev, why, why_len);
+	if (r < 0)
+		return r;
+
+	/* Before zone write plugging (6.10) the block layer kept sequential
+	 * writes in order only with mq-deadline, or with no scheduler at all
+	 * for a single in-order submitter. Clients write with O_DIRECT and the
+	 * daemon gives each zone one writer, so "none" is safe too (it is
+	 * what NVMe ZNS and null_blk use). Anything else may reorder. */
+	r = sysfs_read(sysdir, "queue/scheduler", buf, sizeof(buf));
+	pick_scheduler(r > 0 ? buf : "none", sched, sizeof(sched));
+	if (kernel_older_than(6, 10) && strcmp(sched, "mq-deadline") != 0 &&
+	    strcmp(sched, "none") != 0)
+		return fail(why, why_len, -EINVAL,
+			    "%s uses I/O scheduler %s, which may reorder zone writes on kernels "
+			    "before 6.10; select mq-deadline or none", path, sched);
+
+	k = calloc(1, sizeof(*k));
+	if (!k)
+		return fail(why, why_len, -ENOMEM, "out of memory");
+	k->base.ops = &kernel_ops;
+	k->dio_fd = -1;
+	k->rdev = st.st_rdev;
+	snprintf(k->path, sizeof(k->path), "%s", path);
+	snprintf(k->info.backend, sizeof(k->info.backend), "kernel");
+	snprintf(k->info.model, sizeof(k->info.model), "%s", model);
+	snprintf(k->info.scheduler, sizeof(k->info.scheduler), "%s", sched);
+	read_identity(sysdir, &k->info);
+
+	/* O_EXCL on a block device is an exclusive claim: mounts, device-mapper
+	 * and other exclusive openers are kept out while we hold it. */
+	k->fd = open(path, O_RDWR | O_EXCL | O_CLOEXEC);
+	if (k->fd < 0) {
+		r = -errno;
+		if (r == -EBUSY)
+			fail(why, why_len, r, "%s is in use (opened exclusively elsewhere)", path);
+		else
+			fail(why, why_len, r, "%s: cannot open: %s", path, strerror(-r));
+		goto err;
+	}
+	if (fstat(k->fd, &st) < 0 || st.st_rdev != k->rdev) {
+		r = fail(why, why_len, -EBUSY, "%s changed while being opened", path);
+		goto err;
+	}
+	/* O_DSYNC: a write that returns is durable, as with the emulator (the
+	 * device layer has no flush); a no-op without a volatile cache. */
+	k->dio_fd = open(path, O_RDWR | O_DIRECT | O_DSYNC | O_CLOEXEC);
+	if (k->dio_fd < 0) {
+		r = fail(why, why_len, -errno, "%s: cannot open for direct I/O: %m", path);
+		goto err;
+	}
+	k->rep = calloc(1, sizeof(*k->rep) + REPORT_BATCH * sizeof(struct blk_zone));
+	if (!k->rep || posix_memalign(&k->bounce, BOUNCE_ALIGN, BOUNCE_SIZE) != 0) {
+		k->bounce = NULL;
+		r = fail(why, why_len, -ENOMEM, "out of memory");
+		goto err;
+	}
+	r = load_geometry(k, sysdir, why, why_len);
+	if (r < 0)
+		goto err;
+	*out = &k->base;
+	return 0;
+err:
+	k_close(&k->base);
+	return r;
+}
