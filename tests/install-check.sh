@@ -136,7 +136,8 @@ case $flags in
 esac
 check
 # shellcheck disable=SC2086
-$CC -std=c11 -Wall -Wextra -Werror -o "$T/client" "$T/client.c" $flags \
+# A sanitizer build's library needs the program built the same way.
+$CC -std=c11 -Wall -Wextra -Werror ${SAN_CFLAGS:-} -o "$T/client" "$T/client.c" $flags \
 	-Wl,-rpath,"$D$ZONED_LIBDIR" >"$T/cc.log" 2>&1 || die "build against the DESTDIR: $(cat "$T/cc.log")"
 check
 if command -v ldd >/dev/null 2>&1; then

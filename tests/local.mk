@@ -24,5 +24,5 @@ check-valgrind: $(check_PROGRAMS) daemon/zonedd
 		ZT_DAEMON_WRAPPER="$(VALGRIND_CMD)" \
 		$(LIBTOOL) --mode=execute $(VALGRIND_CMD) ./$$t; \
 	done
-VALGRIND_TESTS = tests/test-proto tests/test-lease-e2e
+VALGRIND_TESTS = tests/test-proto tests/test-lease-e2e tests/test-client tests/test-client-e2e tests/test-emul
 .PHONY: check-valgrind

@@ -21,7 +21,7 @@ CLEANFILES += .install-test.lock
 
 # The install tests need the directories make install uses and a make and a
 # compiler to run; everything else comes from top_builddir/top_srcdir.
-AM_TESTS_ENVIRONMENT += export MAKE='$(MAKE)' CC='$(CC)' \
+AM_TESTS_ENVIRONMENT += export MAKE='$(MAKE)' CC='$(CC)' SAN_CFLAGS='$(SAN_CFLAGS)' \
 	ZONED_PREFIX='$(prefix)' ZONED_BINDIR='$(bindir)' ZONED_SBINDIR='$(sbindir)' \
 	ZONED_LIBDIR='$(libdir)' ZONED_INCLUDEDIR='$(includedir)' \
 	ZONED_MANDIR='$(mandir)' ZONED_SYSCONFDIR='$(sysconfdir)' \
