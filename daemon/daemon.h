@@ -192,6 +192,8 @@ struct zd_lease {
 	uint64_t token;
 	uint64_t granted_ms;
 	char label[128];
+	pid_t pid;                  /* the owner's, kept for logs after it left */
+	uid_t uid;
 	bool direct;
 	bool busy;                  /* a device operation on it is in flight */
 	bool granting;              /* acquire still opening the fd */

@@ -132,10 +132,10 @@ static void lease_log(const struct zd_lease *l, const char *what)
 	snprintf(f1, sizeof(f1), "DEVICE=%s", l->dev->id);
 	snprintf(f2, sizeof(f2), "ZONE=%u", l->zone);
 	snprintf(f3, sizeof(f3), "LEASE=%" PRIu64, l->id);
-	snprintf(f4, sizeof(f4), "CLIENT_PID=%d", l->conn ? (int)l->conn->pid : -1);
-	snprintf(f5, sizeof(f5), "CLIENT_UID=%u", l->conn ? (unsigned)l->conn->uid : 0);
-	zd_logv_fields(LOG_DEBUG, fields, "lease %" PRIu64 " %s: %s zone %u", l->id, what,
-		       l->dev->id, l->zone);
+	snprintf(f4, sizeof(f4), "CLIENT_PID=%d", (int)l->pid);
+	snprintf(f5, sizeof(f5), "CLIENT_UID=%u", (unsigned)l->uid);
+	zd_logv_fields(LOG_INFO, fields, "lease %" PRIu64 " %s: %s zone %u, client pid %d",
+		       l->id, what, l->dev->id, l->zone, (int)l->pid);
 }
 
 /* Detaches a lease from its connection; the zone stays reserved until the
@@ -401,6 +401,8 @@ static int acquire_try(struct zd_daemon *d, struct acquire_req *a)
 	l->granting = true;
 	snprintf(l->label, sizeof(l->label), "%s", a->label);
 	l->conn = conn;
+	l->pid = conn->pid;
+	l->uid = conn->uid;
 	zd_list_add_tail(&conn->leases, &l->conn_link);
 	conn->nr_leases++;
 	/* Reserved now so no other request can pick it while the fd opens. */

@@ -596,6 +596,43 @@ START_TEST(connection_limit_per_uid)
 }
 END_TEST
 
+START_TEST(foreign_lease_is_unknown)
+{
+	int sv[2], fd = -1;
+	struct json_object *r, *l;
+	char req[256], buf[4096];
+	ssize_t n;
+
+	r = acquire("{\"direct\":false}", &fd);
+	l = field(result(r), "lease");
+	snprintf(req, sizeof(req),
+		 "{\"jsonrpc\":\"2.0\",\"method\":\"lease.release\",\"params\":{\"id\":%llu,\"token\":%llu},\"id\":1}",
+		 (unsigned long long)json_object_get_uint64(field(l, "id")),
+		 (unsigned long long)json_object_get_uint64(field(l, "token")));
+	json_object_put(r);
+	close(fd);
+	/* Another connection presents the right id and token: still unknown. */
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+	fcntl(sv[0], F_SETFL, O_NONBLOCK);
+	ck_assert_int_eq(zd_conn_accept(&d, sv[0]), 0);
+	ck_assert_int_eq(zp_send(sv[1], req, strlen(req), -1, 0), 0);
+	n = -EAGAIN;
+	for (int i = 0; i < 5000 && n == -EAGAIN; i++) {
+		uv_run(&loop, UV_RUN_NOWAIT);
+		n = zp_recv(sv[1], buf, sizeof(buf), NULL, MSG_DONTWAIT);
+	}
+	ck_assert_int_gt(n, 0);
+	r = zp_parse(buf, (size_t)n);
+	ck_assert_int_eq(err_code(r), ZP_ERR_STALE_LEASE);
+	json_object_put(r);
+	close(sv[1]);
+	/* The owner can still release it. */
+	r = rpc(req);
+	ck_assert_int_eq(err_code(r), 0);
+	json_object_put(r);
+}
+END_TEST
+
 static Suite *proto_suite(void)
 {
 	Suite *s = suite_create("protocol");
@@ -632,6 +669,7 @@ static Suite *proto_suite(void)
 	tcase_add_test(tc, batch_carries_fds);
 	tcase_add_test(tc, lease_limit_per_connection);
 	tcase_add_test(tc, connection_limit_per_uid);
+	tcase_add_test(tc, foreign_lease_is_unknown);
 	suite_add_tcase(s, tc);
 	return s;
 }
