@@ -746,24 +746,26 @@ int zd_lease_sync_method(struct zd_daemon *d, struct zd_call *call, struct json_
 	return lease_queue_op(call, l, -1, false, 0, wp) < 0 ? 0 : ZD_ASYNC;
 }
 
-int zd_lease_reset_method(struct zd_daemon *d, struct zd_call *call, struct json_object *p)
+/* lease.reset and lease.finish: a zone operation that keeps the lease. */
+static int lease_zone_op(struct zd_call *call, struct json_object *p, enum zd_zone_op op)
 {
 	struct zd_lease *l = lease_lookup(call, p);
 
-	(void)d;
 	if (!l)
 		return 0;
-	return lease_queue_op(call, l, ZD_OP_RESET, false, 0, 0) < 0 ? 0 : ZD_ASYNC;
+	return lease_queue_op(call, l, (int)op, false, 0, 0) < 0 ? 0 : ZD_ASYNC;
+}
+
+int zd_lease_reset_method(struct zd_daemon *d, struct zd_call *call, struct json_object *p)
+{
+	(void)d;
+	return lease_zone_op(call, p, ZD_OP_RESET);
 }
 
 int zd_lease_finish_method(struct zd_daemon *d, struct zd_call *call, struct json_object *p)
 {
-	struct zd_lease *l = lease_lookup(call, p);
-
 	(void)d;
-	if (!l)
-		return 0;
-	return lease_queue_op(call, l, ZD_OP_FINISH, false, 0, 0) < 0 ? 0 : ZD_ASYNC;
+	return lease_zone_op(call, p, ZD_OP_FINISH);
 }
 
 int zd_lease_release_method(struct zd_daemon *d, struct zd_call *call, struct json_object *p)

@@ -180,16 +180,24 @@ void zp_err_set(struct zp_err *err, int code, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* Looks name up; returns 1 found, 0 absent-and-optional, -EINVAL otherwise. */
-static int param_lookup(struct json_object *params, const char *name, int flags,
-			struct json_object **val, struct zp_err *err)
+/* Looks name up and checks its JSON type; returns 0 with *val set, -ENOENT
+ * when absent and optional, or -EINVAL with err naming the field. A JSON
+ * null counts as absent. */
+static int param_get(struct json_object *params, const char *name, int flags,
+		     enum json_type type, const char *want, struct json_object **val,
+		     struct zp_err *err)
 {
 	*val = NULL;
-	if (params && json_object_object_get_ex(params, name, val) &&
-	    !json_object_is_type(*val, json_type_null))
-		return 1;
-	if (flags & ZP_REQUIRED) {
-		zp_err_set(err, ZP_ERR_INVALID_PARAMS, "missing parameter '%s'", name);
+	if (!params || !json_object_object_get_ex(params, name, val) ||
+	    json_object_is_type(*val, json_type_null)) {
+		if (flags & ZP_REQUIRED) {
+			zp_err_set(err, ZP_ERR_INVALID_PARAMS, "missing parameter '%s'", name);
+			return -EINVAL;
+		}
+		return -ENOENT;
+	}
+	if (!json_object_is_type(*val, type)) {
+		zp_err_set(err, ZP_ERR_INVALID_PARAMS, "parameter '%s' must be %s", name, want);
 		return -EINVAL;
 	}
 	return 0;
@@ -198,22 +206,16 @@ static int param_lookup(struct json_object *params, const char *name, int flags,
 int zp_param_u64(struct json_object *params, const char *name, int flags, uint64_t *out,
 		 struct zp_err *err)
 {
+	static const char want[] = "a non-negative integer";
 	struct json_object *v;
-	int r = param_lookup(params, name, flags, &v, err);
+	int r = param_get(params, name, flags, json_type_int, want, &v, err);
 
-	if (r <= 0)
-		return r < 0 ? r : -ENOENT;
-	if (!json_object_is_type(v, json_type_int)) {
-		zp_err_set(err, ZP_ERR_INVALID_PARAMS, "parameter '%s' must be a non-negative integer",
-			   name);
-		return -EINVAL;
-	}
+	if (r < 0)
+		return r;
 	/* json-c keeps integers as int64 or uint64; a negative one is refused
 	 * rather than wrapped around. */
-	errno = 0;
 	if (json_object_get_int64(v) < 0) {
-		zp_err_set(err, ZP_ERR_INVALID_PARAMS, "parameter '%s' must be a non-negative integer",
-			   name);
+		zp_err_set(err, ZP_ERR_INVALID_PARAMS, "parameter '%s' must be %s", name, want);
 		return -EINVAL;
 	}
 	*out = json_object_get_uint64(v);
@@ -224,71 +226,53 @@ int zp_param_i64(struct json_object *params, const char *name, int flags, int64_
 		 struct zp_err *err)
 {
 	struct json_object *v;
-	int r = param_lookup(params, name, flags, &v, err);
+	int r = param_get(params, name, flags, json_type_int, "an integer", &v, err);
 
-	if (r <= 0)
-		return r < 0 ? r : -ENOENT;
-	if (!json_object_is_type(v, json_type_int)) {
-		zp_err_set(err, ZP_ERR_INVALID_PARAMS, "parameter '%s' must be an integer", name);
-		return -EINVAL;
-	}
-	*out = json_object_get_int64(v);
-	return 0;
+	if (r == 0)
+		*out = json_object_get_int64(v);
+	return r;
 }
 
 int zp_param_bool(struct json_object *params, const char *name, int flags, bool *out,
 		  struct zp_err *err)
 {
 	struct json_object *v;
-	int r = param_lookup(params, name, flags, &v, err);
+	int r = param_get(params, name, flags, json_type_boolean, "a boolean", &v, err);
 
-	if (r <= 0)
-		return r < 0 ? r : -ENOENT;
-	if (!json_object_is_type(v, json_type_boolean)) {
-		zp_err_set(err, ZP_ERR_INVALID_PARAMS, "parameter '%s' must be a boolean", name);
-		return -EINVAL;
-	}
-	*out = json_object_get_boolean(v);
-	return 0;
+	if (r == 0)
+		*out = json_object_get_boolean(v);
+	return r;
 }
 
 int zp_param_string(struct json_object *params, const char *name, int flags, const char **out,
 		    struct zp_err *err)
 {
 	struct json_object *v;
-	int r = param_lookup(params, name, flags, &v, err);
+	int r = param_get(params, name, flags, json_type_string, "a string", &v, err);
 
-	if (r <= 0)
-		return r < 0 ? r : -ENOENT;
-	if (!json_object_is_type(v, json_type_string)) {
-		zp_err_set(err, ZP_ERR_INVALID_PARAMS, "parameter '%s' must be a string", name);
-		return -EINVAL;
-	}
-	*out = json_object_get_string(v);
-	return 0;
+	if (r == 0)
+		*out = json_object_get_string(v);
+	return r;
 }
 
 int zp_param_array(struct json_object *params, const char *name, int flags,
 		   struct json_object **out, struct zp_err *err)
 {
+	static const char want[] = "a string or an array of strings";
 	struct json_object *v;
-	int r = param_lookup(params, name, flags, &v, err);
+	int r = param_get(params, name, flags, json_type_string, want, &v, err);
 
-	if (r <= 0)
-		return r < 0 ? r : -ENOENT;
-	if (json_object_is_type(v, json_type_string)) {
-		*out = v;
-		return 0;
+	if (r == 0 || r == -ENOENT) {
+		if (r == 0)
+			*out = v;
+		return r;
 	}
-	if (!json_object_is_type(v, json_type_array)) {
-		zp_err_set(err, ZP_ERR_INVALID_PARAMS,
-			   "parameter '%s' must be a string or an array of strings", name);
-		return -EINVAL;
-	}
+	if (!v || !json_object_is_type(v, json_type_array))
+		return r;
 	for (size_t i = 0; i < json_object_array_length(v); i++) {
 		if (!json_object_is_type(json_object_array_get_idx(v, i), json_type_string)) {
-			zp_err_set(err, ZP_ERR_INVALID_PARAMS,
-				   "parameter '%s' must be a string or an array of strings", name);
+			zp_err_set(err, ZP_ERR_INVALID_PARAMS, "parameter '%s' must be %s", name,
+				   want);
 			return -EINVAL;
 		}
 	}
