@@ -24,3 +24,10 @@ CLEANFILES += tests/vm/initramfs.cpio tests/vm/zns.img tests/vm/plain.img \
 check-vm: all tests/vm/vm-kernel-test tests/vm/vm-lease-test
 	@$(AM_TESTS_ENVIRONMENT) $(SHELL) $(srcdir)/tests/vm/check-vm.sh
 .PHONY: check-vm
+
+# Automake's summary shows only "SKIP"; say plainly why the VM suite did not run.
+check-local: check-TESTS
+	@if test -f tests/vm/check-vm.sh.log && grep -q '^SKIP: VM suite:' tests/vm/check-vm.sh.log; then \
+		echo "=== NOTE: the QEMU VM suite (real kernel zoned devices) did not run:"; \
+		grep '^SKIP: VM suite:' tests/vm/check-vm.sh.log | sed 's/^SKIP: VM suite: /===   /'; \
+	fi
