@@ -239,9 +239,10 @@ static int run_phase(const struct bench_opts *o, bool raw, struct writer *ws, do
 static void usage(FILE *f)
 {
 	fprintf(f, "Usage: zonectl bench DEV [--writers N] [--zones Z] [--block B] [--size S] "
-		   "[--buffered] [--json]\n"
+		   "[--rounds R] [--buffered] [--json]\n"
 		   "  N writers each fill Z zones with S bytes in B-byte appends, once through\n"
-		   "  leases and libzoned-client, once with plain pwrite on the same kind of zones.\n");
+		   "  leases and libzoned-client, once with plain pwrite on the same kind of zones;\n"
+		   "  the two alternate for R rounds (default 3) in this one run.\n");
 }
 
 int zonectl_bench(const char *socket_path, bool json, int argc, char **argv)
@@ -252,6 +253,7 @@ int zonectl_bench(const char *socket_path, bool json, int argc, char **argv)
 		{ "block", required_argument, NULL, 'b' },
 		{ "size", required_argument, NULL, 's' },
 		{ "buffered", no_argument, NULL, 'B' },
+		{ "rounds", required_argument, NULL, 'r' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
 		{}
@@ -262,7 +264,8 @@ int zonectl_bench(const char *socket_path, bool json, int argc, char **argv)
 	double lease_wall = 0, raw_wall = 0, *lat = NULL;
 	uint64_t lease_bytes = 0, raw_bytes = 0, v;
 	size_t nlat = 0;
-	int c, r;
+	unsigned rounds = 3;
+	int c, r = 0;
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "+w:z:b:s:h", opts, NULL)) != -1) {
@@ -294,6 +297,13 @@ int zonectl_bench(const char *socket_path, bool json, int argc, char **argv)
 		case 'B':
 			o.buffered = true;
 			break;
+		case 'r':
+			if (parse_size(optarg, &v) < 0 || v == 0 || v > 100) {
+				fprintf(stderr, "zonectl: bench: --rounds %s: want 1..100\n", optarg);
+				return 2;
+			}
+			rounds = (unsigned)v;
+			break;
 		case 'j':
 			json = true;
 			break;
@@ -319,19 +329,37 @@ int zonectl_bench(const char *socket_path, bool json, int argc, char **argv)
 	raw_w = calloc(o.writers, sizeof(*raw_w));
 	if (!lease_w || !raw_w)
 		return 1;
-	/* Baseline first, then the lease path, in the same process and run. */
-	r = run_phase(&o, true, raw_w, &raw_wall);
-	if (r == 0)
-		r = run_phase(&o, false, lease_w, &lease_wall);
+	/* Both paths in the same process and run, alternating for several
+	 * rounds and starting with the other one each round, so warm-up and
+	 * drift fall on both alike. */
+	lat = calloc((size_t)o.writers * o.zones * rounds, sizeof(double));
+	if (!lat) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (unsigned round = 0; round < rounds && r == 0; round++) {
+		for (int k = 0; k < 2 && r == 0; k++) {
+			bool raw = (round + (unsigned)k) % 2 == 0;
+			struct writer *ws = raw ? raw_w : lease_w;
+			double wall = 0;
+
+			for (unsigned i = 0; i < o.writers; i++) {
+				free(ws[i].acq_lat);
+				ws[i].acq_lat = NULL;
+			}
+			r = run_phase(&o, raw, ws, &wall);
+			if (r < 0)
+				break;
+			*(raw ? &raw_wall : &lease_wall) += wall;
+			for (unsigned i = 0; i < o.writers; i++) {
+				*(raw ? &raw_bytes : &lease_bytes) += ws[i].bytes;
+				for (unsigned n = 0; n < ws[i].nacq; n++)
+					lat[nlat++] = ws[i].acq_lat[n];
+			}
+		}
+	}
 	if (r < 0)
 		goto out;
-	lat = calloc((size_t)o.writers * o.zones, sizeof(double));
-	for (unsigned i = 0; i < o.writers; i++) {
-		raw_bytes += raw_w[i].bytes;
-		lease_bytes += lease_w[i].bytes;
-		for (unsigned k = 0; k < lease_w[i].nacq; k++)
-			lat[nlat++] = lease_w[i].acq_lat[k];
-	}
 	qsort(lat, nlat, sizeof(double), cmp_double);
 	{
 		double lease_mibs = (double)lease_bytes / (1 << 20) / lease_wall;
@@ -340,19 +368,19 @@ int zonectl_bench(const char *socket_path, bool json, int argc, char **argv)
 
 		if (json) {
 			printf("{\"device\":\"%s\",\"writers\":%u,\"zones_per_writer\":%u,"
-			       "\"block\":%" PRIu64 ",\"size\":%" PRIu64 ","
+			       "\"rounds\":%u,\"block\":%" PRIu64 ",\"size\":%" PRIu64 ","
 			       "\"lease\":{\"bytes\":%" PRIu64 ",\"seconds\":%.6f,\"mib_s\":%.2f},"
 			       "\"raw_pwrite\":{\"bytes\":%" PRIu64 ",\"seconds\":%.6f,\"mib_s\":%.2f},"
 			       "\"ratio\":%.4f,\"acquire_us\":{\"p50\":%.1f,\"p90\":%.1f,"
 			       "\"p99\":%.1f,\"max\":%.1f}}\n",
-			       o.device, o.writers, o.zones, o.block, o.size, lease_bytes, lease_wall,
+			       o.device, o.writers, o.zones, rounds, o.block, o.size, lease_bytes, lease_wall,
 			       lease_mibs, raw_bytes, raw_wall, raw_mibs, ratio,
 			       pct(lat, nlat, 50) * 1e6, pct(lat, nlat, 90) * 1e6,
 			       pct(lat, nlat, 99) * 1e6, nlat ? lat[nlat - 1] * 1e6 : 0);
 		} else {
 			printf("device %s: %u writers x %u zones x %" PRIu64 " MiB in %" PRIu64
-			       " KiB appends\n",
-			       o.device, o.writers, o.zones, o.size >> 20, o.block >> 10);
+			       " KiB appends, %u rounds\n",
+			       o.device, o.writers, o.zones, o.size >> 20, o.block >> 10, rounds);
 			printf("  %-22s %10.1f MiB/s  (%.3f s)\n", "leases + append", lease_mibs,
 			       lease_wall);
 			printf("  %-22s %10.1f MiB/s  (%.3f s)\n", "raw pwrite (baseline)", raw_mibs,

@@ -1351,6 +1351,7 @@ static int cmd_bench(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "writers", required_argument, NULL, 0 }, { "zones", required_argument, NULL, 0 },
 		{ "block", required_argument, NULL, 0 },   { "size", required_argument, NULL, 0 },
+		{ "rounds", required_argument, NULL, 0 },  { "buffered", no_argument, NULL, 0 },
 		{ 0 },
 	};
 
