@@ -321,6 +321,41 @@ START_TEST(waiters_are_served_in_order)
 }
 END_TEST
 
+START_TEST(tokens_are_unique_across_restarts)
+{
+	uint64_t before, after, id_before;
+	zc_client *c;
+	zc_lease *l = NULL;
+
+	start("size=4M,zone-size=1M,conv=1,lbs=4096");
+	c = client();
+	ck_assert_int_eq(acquire(c, -1, 0, &l), 0);
+	before = zc_lease_token(l);
+	id_before = zc_lease_id(l);
+	ck_assert_int_eq(zc_lease_release(l, ZC_RELEASE_KEEP), 0);
+	zc_close(c);
+	/* Same state directory, a new daemon life: lease ids may start over,
+	 * tokens must not repeat. */
+	ck_assert_int_eq(zt_daemon_stop(&z), 0);
+	{
+		char emu[600];
+		const char *again[] = { "--emulate", emu, NULL };
+
+		snprintf(emu, sizeof(emu), "%s/dev.img,id=emu0", z.dir);
+		ck_assert_int_eq(zt_daemon_start(&z, again), 0);
+	}
+	c = client();
+	ck_assert_int_eq(acquire(c, -1, 0, &l), 0);
+	after = zc_lease_token(l);
+	ck_assert_uint_eq(zc_lease_id(l), id_before);
+	ck_assert_uint_ne(after, before);
+	ck_assert_uint_gt(after >> 32, before >> 32);
+	ck_assert_int_eq(zc_lease_release(l, ZC_RELEASE_KEEP), 0);
+	zc_close(c);
+	stop();
+}
+END_TEST
+
 static Suite *lease_suite(void)
 {
 	Suite *s = suite_create("lease-e2e");
@@ -331,6 +366,7 @@ static Suite *lease_suite(void)
 	tcase_add_test(tc, sigkill_holder_releases);
 	tcase_add_test(tc, active_limit_is_never_exceeded);
 	tcase_add_test(tc, waiters_are_served_in_order);
+	tcase_add_test(tc, tokens_are_unique_across_restarts);
 	suite_add_tcase(s, tc);
 	return s;
 }
