@@ -195,7 +195,10 @@ struct zd_lease {
 	pid_t pid;                  /* the owner's, kept for logs after it left */
 	uid_t uid;
 	bool direct;
-	bool busy;                  /* a device operation on it is in flight */
+	/* Device operations on it in flight, the grant included. A count, not
+	 * a flag: a client may pipeline several (a batch of two lease.sync),
+	 * and a revoked lease may only be freed after the last one is done. */
+	unsigned busy;
 	bool granting;              /* acquire still opening the fd */
 	bool releasing;             /* detached, release work queued */
 };

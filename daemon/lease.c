@@ -186,7 +186,11 @@ static struct zd_lease *lease_lookup(struct zd_call *call, struct json_object *p
 	zd_list_for_each_safe(pos, tmp, &call->conn->leases) {
 		struct zd_lease *l = zd_container_of(pos, struct zd_lease, conn_link);
 
-		if (l->id == id && l->token == token)
+		/* A lease still being granted is not the client's yet. Ids and
+		 * tokens count up, so a batch [acquire, release{guessed}] can
+		 * name it; an operation queued on it would outlive it when
+		 * acquire_done gives it up (the client left, or it was revoked). */
+		if (l->id == id && l->token == token && !l->granting)
 			return l;
 	}
 	zd_call_error(call, ZP_ERR_STALE_LEASE, "unknown or stale lease %" PRIu64, id);
@@ -230,8 +234,14 @@ static bool room_for_writer(const struct zd_device *dev, bool new_active)
 static bool zone_has_room(const struct zd_device *dev, uint32_t i, uint64_t min_free)
 {
 	const struct zd_zone *z = &dev->zones[i];
+	uint64_t end = z->start + z->capacity;
 
-	return z->start + z->capacity - z->wp >= min_free;
+	/* A full zone reports its wp at the zone's end, past the capacity
+	 * when that is smaller: no room, not an unsigned wrap-around to a
+	 * huge amount. Without min_free it may still be leased (to reset it). */
+	if (z->wp >= end)
+		return min_free == 0;
+	return end - z->wp >= min_free;
 }
 
 /* Picks a zone on dev; returns its index, or a negative JSON-RPC code. */
@@ -310,7 +320,7 @@ static void acquire_done(struct zd_work *w, int status)
 	if (status == 0)
 		zd_device_zone_update(w->dev, w->zone, w->zbuf);
 	l->granting = false;
-	l->busy = false;
+	l->busy--;
 	if (status < 0 || !l->conn) {
 		/* Failed, or the client went away or an admin revoked it
 		 * meanwhile: nothing is held. */
@@ -354,6 +364,12 @@ static int acquire_try(struct zd_daemon *d, struct acquire_req *a)
 	int best = 0;
 	uint64_t token;
 
+	/* Checked here, where leases are made, and not only when the request
+	 * arrives: waiters served later (a batch of waiting acquires) would
+	 * otherwise take the connection past its limit. A waiter at the limit
+	 * waits on until the connection lets a lease go. */
+	if (d->cfg.max_leases_per_conn && conn->nr_leases >= d->cfg.max_leases_per_conn)
+		return ZP_ERR_LIMIT;
 	if (a->device[0]) {
 		dev = zd_device_find(d, a->device);
 		if (!dev)
@@ -397,7 +413,7 @@ static int acquire_try(struct zd_daemon *d, struct acquire_req *a)
 	l->zone = (uint32_t)zone;
 	l->id = d->next_lease_id++;
 	l->token = token;
-	l->busy = true;
+	l->busy = 1;
 	l->granting = true;
 	snprintf(l->label, sizeof(l->label), "%s", a->label);
 	l->conn = conn;
@@ -452,6 +468,7 @@ static void serve_waiters(struct zd_daemon *d)
 {
 	struct zd_list *pos, *tmp;
 
+again:
 	zd_list_for_each_safe(pos, tmp, &d->waiters) {
 		struct acquire_req *a = zd_container_of(pos, struct acquire_req, link);
 		struct acquire_req *copy;
@@ -478,6 +495,11 @@ static void serve_waiters(struct zd_daemon *d)
 				zd_call_error(call, r, "%s", zp_error_message(r));
 				uv_close((uv_handle_t *)&a->timer, waiter_timer_closed);
 				zd_call_complete(call);
+				/* Sending the answer may have failed and closed
+				 * the connection, dropping its other waiters from
+				 * the list, `tmp` among them: scan again. Each
+				 * pass answers one waiter, so this ends. */
+				goto again;
 			}
 			continue;
 		}
@@ -661,7 +683,7 @@ static void leaseop_done(struct zd_work *w, int status)
 		lease_log(l, "released");
 		lease_unreserve(l);
 	} else if (call) {
-		l->busy = false;
+		l->busy--;
 		if (status < 0) {
 			zd_call_errno(call, status, status == -EINVAL ? "parameter 'wp'" : "lease");
 			if (status == -EINVAL)
@@ -672,8 +694,10 @@ static void leaseop_done(struct zd_work *w, int status)
 			call->result = json_object_new_object();
 			json_object_object_add(call->result, "lease", lease_json(l));
 		}
+		/* Revoked while this operation ran: the last operation in
+		 * flight frees it. */
 		if (!l->conn && !l->busy && w->dev->lease_of[l->zone] != l)
-			free(l); /* revoked while this operation ran */
+			free(l);
 	}
 	free(op);
 	free(w->zbuf);
@@ -713,7 +737,7 @@ static int lease_queue_op(struct zd_call *call, struct zd_lease *l, int op, bool
 	if (release)
 		l->releasing = true;
 	else
-		l->busy = true;
+		l->busy++;
 	zd_work_queue(l->dev, w);
 	return 0;
 }

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -473,6 +474,16 @@ void zd_conn_handle_packet(struct zd_conn *conn, const char *buf, size_t len, bo
 		batch_finish(b);
 }
 
+/* On SOCK_SEQPACKET a zero-length packet reads like end-of-file; only the
+ * peer's hang-up (what UV_DISCONNECT reports too) is one. */
+static bool peer_hung_up(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLRDHUP };
+	int r = poll(&p, 1, 0);
+
+	return r < 0 || (r == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)));
+}
+
 static void conn_read(struct zd_conn *conn)
 {
 	struct zd_daemon *d = conn->d;
@@ -490,7 +501,9 @@ static void conn_read(struct zd_conn *conn)
 
 		if (n == -EAGAIN)
 			return;
-		if (n <= 0) {
+		/* An empty packet from a live client is bad input, answered as
+		 * invalid JSON: it must not cost the client its leases. */
+		if (n < 0 || (n == 0 && peer_hung_up(conn->fd))) {
 			zd_conn_close(conn);
 			return;
 		}

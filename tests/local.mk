@@ -24,5 +24,11 @@ check-valgrind: $(check_PROGRAMS) daemon/zonedd
 		ZT_DAEMON_WRAPPER="$(VALGRIND_CMD)" \
 		$(LIBTOOL) --mode=execute $(VALGRIND_CMD) ./$$t; \
 	done
-VALGRIND_TESTS = tests/test-proto tests/test-lease-e2e tests/test-client tests/test-client-e2e tests/test-emul
+VALGRIND_TESTS = tests/test-proto tests/test-lease-e2e tests/test-client tests/test-client-e2e tests/test-emul tests/test-chaos
 .PHONY: check-valgrind
+
+check_PROGRAMS += tests/test-chaos
+TESTS += tests/test-chaos
+tests_test_chaos_SOURCES = tests/test-chaos.c tests/fixture.c tests/fixture.h
+tests_test_chaos_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(JSONC_CFLAGS) -pthread
+tests_test_chaos_LDADD = client/libzoned-client.la proto/libzoned-proto.la $(JSONC_LIBS) $(CHECK_LIBS) -lpthread
