@@ -151,6 +151,9 @@ enum zd_method_flags {
 	ZD_M_ANYONE = 0,     /* allowed before any group check */
 	ZD_M_CLIENT = 1 << 0,/* members of the client group (or admins) */
 	ZD_M_ADMIN = 1 << 1, /* uid 0, the daemon's uid, the admin group */
+	/* Hands out something only the reply names (a lease, an fd): sent as a
+	 * notification it is not run, or it would hold a zone nobody knows of. */
+	ZD_M_REPLY = 1 << 2,
 };
 
 struct zd_method {

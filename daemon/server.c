@@ -375,6 +375,8 @@ static void call_dispatch(struct zd_conn *conn, struct zd_call *call, struct jso
 		zd_call_error(call, ZP_ERR_METHOD_NOT_FOUND, "method '%.128s' not found", method);
 		goto done;
 	}
+	if ((m->flags & ZD_M_REPLY) && call->is_notification)
+		goto done; /* nothing to answer, so nothing to grant */
 	if ((m->flags & ZD_M_ADMIN) && !conn->admin) {
 		zd_call_error(call, ZP_ERR_PERM, "%s needs admin rights", m->name);
 		goto done;

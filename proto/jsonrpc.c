@@ -105,6 +105,15 @@ struct json_object *zp_parse(const char *buf, size_t len)
 	 * non-standard literals json-c otherwise tolerates. */
 	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
 	obj = json_tokener_parse_ex(tok, buf, (int)len);
+	/* A bare number ("17") is incomplete to the tokener until something
+	 * ends it; the packet's end does. All of buf was consumed then. */
+	if (!obj && json_tokener_get_error(tok) == json_tokener_continue) {
+		obj = json_tokener_parse_ex(tok, " ", 1);
+		if (obj && json_tokener_get_error(tok) == json_tokener_success) {
+			json_tokener_free(tok);
+			return obj;
+		}
+	}
 	if (json_tokener_get_error(tok) != json_tokener_success) {
 		json_object_put(obj);
 		obj = NULL;

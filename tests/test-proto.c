@@ -180,6 +180,10 @@ START_TEST(spec_notification)
 {
 	no_reply("{\"jsonrpc\":\"2.0\",\"method\":\"daemon.hello\"}");
 	no_reply("{\"jsonrpc\":\"2.0\",\"method\":\"no.such.method\"}");
+	/* A lease nobody would hear of is not granted. */
+	no_reply("{\"jsonrpc\":\"2.0\",\"method\":\"lease.acquire\",\"params\":{\"direct\":false}}");
+	ck_assert_uint_eq(d.stats.leases_granted, 0);
+	ck_assert_uint_eq(zd_device_find(&d, "emu0")->class_count[ZD_ZC_LEASED], 0);
 }
 END_TEST
 
@@ -226,6 +230,10 @@ START_TEST(spec_invalid_request)
 	ck_assert(id_is_null(r));
 	json_object_put(r);
 	r = rpc("\"just a string\"");
+	ck_assert_int_eq(err_code(r), ZP_ERR_INVALID_REQUEST);
+	json_object_put(r);
+	/* A bare number is valid JSON but no request. */
+	r = rpc("17");
 	ck_assert_int_eq(err_code(r), ZP_ERR_INVALID_REQUEST);
 	json_object_put(r);
 }
