@@ -246,6 +246,7 @@ struct zd_daemon {
 	void (*reload)(struct zd_daemon *d);
 	void (*stop_hook)(struct zd_daemon *d);
 	struct zd_list waiters;     /* lease.acquire calls waiting for a zone, FIFO */
+	unsigned nr_releasing;      /* leases whose release work is in flight */
 };
 
 /* daemon/device.c */

@@ -32,6 +32,10 @@ struct acquire_req {
 	char label[128];
 	uv_timer_t timer;
 	bool waiting;
+	/* Waits only for releases already under way (the client asked for no
+	 * wait): a zone given back a moment ago is not "taken". */
+	bool until_released;
+	int first_err;              /* the answer an until_released waiter gets */
 };
 
 struct lease_op {
@@ -456,8 +460,12 @@ static void waiter_timeout(uv_timer_t *t)
 	struct zd_call *call = a->call;
 
 	waiter_finish(a);
-	a->d->stats.wait_timeouts++;
-	zd_call_error(call, ZP_ERR_TIMEOUT, "no zone became free in time");
+	if (a->until_released) {
+		zd_call_error(call, a->first_err, "%s", zp_error_message(a->first_err));
+	} else {
+		a->d->stats.wait_timeouts++;
+		zd_call_error(call, ZP_ERR_TIMEOUT, "no zone became free in time");
+	}
 	uv_close((uv_handle_t *)&a->timer, waiter_timer_closed);
 	zd_call_complete(call);
 }
@@ -486,9 +494,11 @@ again:
 		copy->waiting = false;
 		r = acquire_try(d, copy);
 		if (r < 0) {
+			bool transient = r == ZP_ERR_LIMIT || r == ZP_ERR_NO_FREE_ZONE ||
+					 r == ZP_ERR_ZONE_LEASED;
+
 			free(copy);
-			if (r != ZP_ERR_LIMIT && r != ZP_ERR_NO_FREE_ZONE &&
-			    r != ZP_ERR_ZONE_LEASED) {
+			if (!transient || (a->until_released && d->nr_releasing == 0)) {
 				struct zd_call *call = a->call;
 
 				waiter_finish(a);
@@ -589,8 +599,19 @@ int zd_lease_acquire_method(struct zd_daemon *d, struct zd_call *call, struct js
 	r = acquire_try(d, a);
 	if (r == 0)
 		return ZD_ASYNC;
+	/* Zones whose release is still on the device queue come back within
+	 * milliseconds: a caller who will not wait still waits for those. */
+	if (wait_ms == 0 && d->nr_releasing > 0 &&
+	    (r == ZP_ERR_LIMIT || r == ZP_ERR_NO_FREE_ZONE || r == ZP_ERR_ZONE_LEASED)) {
+		a->until_released = true;
+		a->first_err = r;
+		/* Bounded, so a stream of other releases cannot hold a caller
+		 * who asked not to wait. */
+		wait_ms = 1000;
+	}
 	if (wait_ms > 0 && (r == ZP_ERR_LIMIT || r == ZP_ERR_NO_FREE_ZONE || r == ZP_ERR_ZONE_LEASED)) {
-		d->stats.waits++;
+		if (!a->until_released)
+			d->stats.waits++;
 		a->waiting = true;
 		zd_list_add_tail(&d->waiters, &a->link);
 		uv_timer_init(d->loop, &a->timer);
@@ -680,6 +701,7 @@ static void leaseop_done(struct zd_work *w, int status)
 			}
 		}
 		d->stats.leases_released++;
+		d->nr_releasing--;
 		lease_log(l, "released");
 		lease_unreserve(l);
 	} else if (call) {
@@ -734,9 +756,10 @@ static int lease_queue_op(struct zd_call *call, struct zd_lease *l, int op, bool
 	w->hint_wp = hint;
 	w->run = leaseop_run;
 	w->done = leaseop_done;
-	if (release)
+	if (release) {
 		l->releasing = true;
-	else
+		l->dev->d->nr_releasing++;
+	} else
 		l->busy++;
 	zd_work_queue(l->dev, w);
 	return 0;

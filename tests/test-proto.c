@@ -641,6 +641,41 @@ START_TEST(foreign_lease_is_unknown)
 }
 END_TEST
 
+START_TEST(zone_being_released_is_not_taken)
+{
+	const char *req = "{\"jsonrpc\":\"2.0\",\"method\":\"lease.acquire\","
+			  "\"params\":{\"device\":\"emu0\",\"zone\":5,\"direct\":false},\"id\":1}";
+	int sv[2], fd = -1, i;
+	char buf[4096];
+	ssize_t n = -EAGAIN;
+	struct json_object *r;
+
+	/* Another client holds zone 5 and goes away. */
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+	fcntl(sv[0], F_SETFL, O_NONBLOCK);
+	ck_assert_int_eq(zd_conn_accept(&d, sv[0]), 0);
+	ck_assert_int_eq(zp_send(sv[1], req, strlen(req), -1, 0), 0);
+	for (i = 0; i < 5000 && n == -EAGAIN; i++) {
+		uv_run(&loop, UV_RUN_NOWAIT);
+		n = zp_recv(sv[1], buf, sizeof(buf), &fd, MSG_DONTWAIT);
+	}
+	ck_assert_int_gt(n, 0);
+	ck_assert_int_ge(fd, 0);
+	close(fd);
+	close(sv[1]);
+	for (i = 0; i < 5000 && d.nr_releasing == 0; i++)
+		uv_run(&loop, UV_RUN_NOWAIT);
+	/* Its release is on the device queue right now... */
+	ck_assert_uint_eq(d.nr_releasing, 1);
+	/* ...and a caller who will not wait gets the zone all the same. */
+	r = rpc_raw_fd(req, strlen(req), &fd);
+	ck_assert_msg(err_code(r) == 0, "%s", zp_to_string(r, NULL));
+	ck_assert_int_eq(json_object_get_int(field(field(result(r), "lease"), "zone")), 5);
+	close(fd);
+	json_object_put(r);
+}
+END_TEST
+
 static Suite *proto_suite(void)
 {
 	Suite *s = suite_create("protocol");
@@ -678,6 +713,7 @@ static Suite *proto_suite(void)
 	tcase_add_test(tc, lease_limit_per_connection);
 	tcase_add_test(tc, connection_limit_per_uid);
 	tcase_add_test(tc, foreign_lease_is_unknown);
+	tcase_add_test(tc, zone_being_released_is_not_taken);
 	suite_add_tcase(s, tc);
 	return s;
 }
