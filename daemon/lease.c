@@ -665,8 +665,20 @@ static int leaseop_run(struct zd_work *w)
 		r = dev->ops->refresh_zone(dev, w->zone, UINT64_MAX, w->zbuf);
 		if (r < 0)
 			return r;
-		if (op->then < 0)
-			return 0;
+		if (op->then < 0) {
+			/* Give the open resource back with the lease: an
+			 * implicitly open zone nobody writes would otherwise
+			 * hold one of max_open until the device evicts it, and
+			 * devices differ there (null_blk refuses to evict when
+			 * the active limit is also reached). Closed, it stays
+			 * active and resumable. */
+			if (w->zbuf->cond != ZP_COND_IMP_OPEN)
+				return 0;
+			r = dev->ops->zone_op(dev, ZD_OP_CLOSE, w->zone, 1);
+			if (r < 0)
+				return r;
+			return dev->ops->report(dev, w->zone, w->zbuf, &n);
+		}
 		r = dev->ops->zone_op(dev, (enum zd_zone_op)op->then, w->zone, 1);
 		if (r < 0)
 			return r;
