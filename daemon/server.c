@@ -694,64 +694,183 @@ static void listen_cb(uv_poll_t *h, int status, int events)
 	}
 }
 
-static int make_listen_socket(struct zd_daemon *d)
+/* The socket's directory decides who can replace the socket (and so stand
+ * in for the daemon) or swap a name under the daemon between two calls:
+ * only the daemon's user or root may own it, and nobody else may write it.
+ * The sticky bit is no exception: it keeps others from removing the socket
+ * but not from creating the name first while no daemon runs. */
+static int open_socket_dir(struct zd_daemon *d, const char *dir, char *why, size_t why_len)
+{
+	struct stat st;
+	int dfd, r;
+
+	/* Only the last component: the parents are the administrator's. */
+	if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+		r = -errno;
+		snprintf(why, why_len, "cannot create %s: %s", dir, strerror(-r));
+		return r;
+	}
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0) {
+		r = -errno;
+		snprintf(why, why_len, "cannot open directory %s: %s", dir, strerror(-r));
+		return r;
+	}
+	if (fstat(dfd, &st) < 0) {
+		r = -errno;
+		snprintf(why, why_len, "%s: %s", dir, strerror(-r));
+		goto fail;
+	}
+	if (st.st_uid != d->uid && st.st_uid != 0) {
+		r = -EPERM;
+		snprintf(why, why_len,
+			 "directory %s is owned by uid %u, not by the daemon's user (uid %u) or "
+			 "root: its owner could replace the socket", dir, (unsigned)st.st_uid,
+			 (unsigned)d->uid);
+		goto fail;
+	}
+	if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+		r = -EPERM;
+		snprintf(why, why_len,
+			 "directory %s is writable by %s (mode %04o): whoever can write it can "
+			 "replace the socket; use a directory only the daemon's user can write",
+			 dir, st.st_mode & S_IWOTH ? "others" : "its group",
+			 (unsigned)(st.st_mode & 07777));
+		goto fail;
+	}
+	return dfd;
+fail:
+	close(dfd);
+	return r;
+}
+
+/* Fills sa with a name for `name` inside the directory dfd. Through
+ * /proc/self/fd the name resolves in the very directory that was checked,
+ * even if a parent is renamed meanwhile; without /proc, or when that form
+ * does not fit, the path as given (the directory check still holds). */
+static void socket_addr_at(struct sockaddr_un *sa, int dfd, const char *name, const char *path)
+{
+	char buf[sizeof(sa->sun_path) + 32];
+	struct stat st;
+	int n;
+
+	n = snprintf(buf, sizeof(buf), "/proc/self/fd/%d/%s", dfd, name);
+	if (n > 0 && (size_t)n < sizeof(sa->sun_path) && stat("/proc/self/fd", &st) == 0)
+		memcpy(sa->sun_path, buf, (size_t)n + 1);
+	else
+		snprintf(sa->sun_path, sizeof(sa->sun_path), "%s", path);
+}
+
+/* Creates the listening socket with its mode and group set without ever
+ * following a name: the mode comes from the umask at bind() (fchmod on a
+ * socket fd does not reach the file bind creates), the group from fchownat
+ * on the name in the checked directory, never following a symlink. A
+ * chmod/chown by path after bind() would let anyone who can write the
+ * directory swap in a symlink and have the daemon (root) change another
+ * file. */
+static int make_listen_socket(struct zd_daemon *d, char *why, size_t why_len)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	const char *path = d->cfg.socket_path;
 	char dir[sizeof(sa.sun_path)];
+	const char *name;
 	char *slash;
-	int fd, r;
+	struct stat st;
+	mode_t mask;
+	int fd, dfd, r;
 
-	if (strlen(path) >= sizeof(sa.sun_path))
+	if (strlen(path) >= sizeof(sa.sun_path) || !path[0]) {
+		snprintf(why, why_len, "%s", strerror(ENAMETOOLONG));
 		return -ENAMETOOLONG;
-	strcpy(sa.sun_path, path);
+	}
 	snprintf(dir, sizeof(dir), "%s", path);
 	slash = strrchr(dir, '/');
-	if (slash && slash != dir) {
-		*slash = '\0';
-		if (mkdir(dir, 0755) < 0 && errno != EEXIST)
-			return -errno;
+	if (!slash) {
+		name = path;
+		snprintf(dir, sizeof(dir), ".");
+	} else {
+		name = path + (slash - dir) + 1;
+		if (slash == dir)
+			slash[1] = '\0';
+		else
+			*slash = '\0';
 	}
+	if (!name[0] || strcmp(name, ".") == 0 || strcmp(name, "..") == 0) {
+		snprintf(why, why_len, "the socket path must name a file");
+		return -EINVAL;
+	}
+	dfd = open_socket_dir(d, dir, why, why_len);
+	if (dfd < 0)
+		return dfd;
+	socket_addr_at(&sa, dfd, name, path);
 	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0)
-		return -errno;
+	if (fd < 0) {
+		r = -errno;
+		snprintf(why, why_len, "socket: %s", strerror(-r));
+		goto out;
+	}
 	/* A socket file left by a daemon that died is stale and replaced; one
-	 * that answers belongs to a running daemon and is left alone. */
-	{
-		int probe = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	 * that answers belongs to a running daemon and is left alone; anything
+	 * else at the name (a file, a symlink) is not ours to remove. */
+	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+		int probe;
 
+		if (!S_ISSOCK(st.st_mode)) {
+			r = -EEXIST;
+			snprintf(why, why_len, "%s exists and is not a socket; remove it", path);
+			goto out;
+		}
+		probe = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
 		if (probe >= 0) {
 			r = connect(probe, (struct sockaddr *)&sa, sizeof(sa));
 			close(probe);
 			if (r == 0) {
-				close(fd);
-				return -EADDRINUSE;
+				r = -EADDRINUSE;
+				snprintf(why, why_len, "another zonedd is running there");
+				goto out;
 			}
 		}
-		unlink(path);
+		if (unlinkat(dfd, name, 0) < 0 && errno != ENOENT) {
+			r = -errno;
+			snprintf(why, why_len, "cannot remove the stale socket: %s", strerror(-r));
+			goto out;
+		}
 	}
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		r = -errno;
-		close(fd);
-		return r;
+	/* The umask is the process's: held only around bind(), at start-up,
+	 * before the thread pool runs anything. */
+	mask = umask(d->have_client_gid ? 0117 : 0111);
+	r = bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ? -errno : 0;
+	umask(mask);
+	if (r < 0) {
+		snprintf(why, why_len, "bind: %s", strerror(-r));
+		goto out;
 	}
 	/* Access is the daemon's decision (client and admin groups), so the
 	 * socket is open to all unless a client group narrows who may reach it. */
 	if (d->have_client_gid) {
-		if (chown(path, (uid_t)-1, d->client_gid) < 0 || chmod(path, 0660) < 0)
-			zd_warn("cannot give %s to the client group: %s", path, strerror(errno));
-	} else if (chmod(path, 0666) < 0) {
-		zd_warn("chmod %s: %s", path, strerror(errno));
+		if (fchownat(dfd, name, (uid_t)-1, d->client_gid, AT_SYMLINK_NOFOLLOW) < 0)
+			zd_warn("cannot give %s to the client group: %s; only the daemon's own "
+				"group can connect", path, strerror(errno));
+	} else {
+		zd_warn("%s is open to every local user (mode 0666, no client group): any local "
+			"user may lease zones and write to the devices; set client_group to "
+			"restrict it", path);
 	}
 	if (listen(fd, 128) < 0) {
 		r = -errno;
-		close(fd);
-		unlink(path);
-		return r;
+		snprintf(why, why_len, "listen: %s", strerror(-r));
+		unlinkat(dfd, name, 0);
+		goto out;
 	}
 	d->listen_owned = true;
 	d->listen_fd = fd;
-	return 0;
+	fd = -1;
+	r = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	close(dfd);
+	return r;
 }
 
 static void update_status(struct zd_daemon *d)
@@ -854,10 +973,11 @@ int zd_daemon_listen(struct zd_daemon *d)
 		fcntl(d->listen_fd, F_SETFD, FD_CLOEXEC);
 		zd_info("listening on the socket passed by systemd");
 	} else {
-		r = make_listen_socket(d);
+		char why[512] = "";
+
+		r = make_listen_socket(d, why, sizeof(why));
 		if (r < 0) {
-			zd_err("cannot listen on %s: %s", d->cfg.socket_path,
-			       r == -EADDRINUSE ? "another zonedd is running there" : strerror(-r));
+			zd_err("cannot listen on %s: %s", d->cfg.socket_path, why);
 			return r;
 		}
 		zd_info("listening on %s", d->cfg.socket_path);
