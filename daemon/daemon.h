@@ -225,6 +225,12 @@ struct zd_daemon {
 	int listen_fd;
 	bool listen_owned;          /* we created (and will unlink) the socket */
 	uv_poll_t listen_poll;
+	/* Out of fds, accept() would fail at once forever: listen_poll rests and
+	 * this timer resumes it; the log line is rate-limited. */
+	uv_timer_t accept_timer;
+	bool accept_logged;
+	uint64_t accept_log_ms;
+	uint64_t accept_failures;   /* not logged since accept_log_ms */
 	uv_signal_t sig_term, sig_int, sig_hup;
 	uv_timer_t watchdog;
 	uint64_t watchdog_usec;

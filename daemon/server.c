@@ -27,6 +27,9 @@
 /* Packets of one connection in flight (waiting acquires, device work) before
  * the daemon stops reading from it: back-pressure instead of unbounded memory. */
 #define ZD_MAX_INFLIGHT 64
+/* Out of fds: how long accepting rests, and at most one log line per. */
+#define ZD_ACCEPT_BACKOFF_MS 100
+#define ZD_ACCEPT_LOG_MS 10000
 
 struct zd_batch {
 	struct zd_conn *conn;
@@ -675,6 +678,43 @@ int zd_conn_accept(struct zd_daemon *d, int fd)
 	return 0;
 }
 
+static void listen_cb(uv_poll_t *h, int status, int events);
+
+static void accept_resume(uv_timer_t *t)
+{
+	struct zd_daemon *d = t->data;
+
+	if (!d->stopping && d->listen_poll.data)
+		uv_poll_start(&d->listen_poll, UV_READABLE, listen_cb);
+}
+
+/* accept() failed with the connection still queued: the socket stays
+ * readable, so polling on would spin at full speed (and log millions of
+ * lines) until an fd frees. Instead the connections wait in the backlog
+ * and accepting resumes after a pause. */
+static void accept_pause(struct zd_daemon *d, int err)
+{
+	uint64_t now = zd_now_ms(d);
+
+	uv_poll_stop(&d->listen_poll);
+	uv_timer_start(&d->accept_timer, accept_resume, ZD_ACCEPT_BACKOFF_MS, 0);
+	if (d->accept_logged && now - d->accept_log_ms < ZD_ACCEPT_LOG_MS) {
+		d->accept_failures++;
+		return;
+	}
+	if (d->accept_failures)
+		zd_warn("accept: %s; new connections wait in the backlog, retried every %d ms "
+			"(%llu more failures in the last %llu s)", strerror(err),
+			ZD_ACCEPT_BACKOFF_MS, (unsigned long long)d->accept_failures,
+			(unsigned long long)(now - d->accept_log_ms) / 1000);
+	else
+		zd_warn("accept: %s; new connections wait in the backlog, retried every %d ms",
+			strerror(err), ZD_ACCEPT_BACKOFF_MS);
+	d->accept_logged = true;
+	d->accept_log_ms = now;
+	d->accept_failures = 0;
+}
+
 static void listen_cb(uv_poll_t *h, int status, int events)
 {
 	struct zd_daemon *d = h->data;
@@ -686,8 +726,10 @@ static void listen_cb(uv_poll_t *h, int status, int events)
 		int fd = accept4(d->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 
 		if (fd < 0) {
+			/* EMFILE, ENFILE, ENOBUFS, ENOMEM, or anything else that
+			 * would fail again at once. */
 			if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-				zd_warn("accept: %s", strerror(errno));
+				accept_pause(d, errno);
 			return;
 		}
 		zd_conn_accept(d, fd);
@@ -985,6 +1027,8 @@ int zd_daemon_listen(struct zd_daemon *d)
 	d->listen_poll.data = d;
 	uv_poll_init(d->loop, &d->listen_poll, d->listen_fd);
 	uv_poll_start(&d->listen_poll, UV_READABLE, listen_cb);
+	uv_timer_init(d->loop, &d->accept_timer);
+	d->accept_timer.data = d;
 
 	uv_signal_init(d->loop, &d->sig_term);
 	uv_signal_init(d->loop, &d->sig_int);
@@ -1027,6 +1071,7 @@ void zd_daemon_stop(struct zd_daemon *d)
 		uv_close((uv_handle_t *)&d->sig_int, NULL);
 		uv_close((uv_handle_t *)&d->sig_hup, NULL);
 		uv_close((uv_handle_t *)&d->watchdog, NULL);
+		uv_close((uv_handle_t *)&d->accept_timer, NULL);
 	}
 	if (d->stop_hook)
 		d->stop_hook(d);

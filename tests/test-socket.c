@@ -18,6 +18,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -264,6 +265,130 @@ START_TEST(symlink_swap_after_bind_not_followed)
 }
 END_TEST
 
+static long cpu_ticks(pid_t pid)
+{
+	char path[64], buf[1024], *p;
+	unsigned long ut = 0, st = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "re");
+	ck_assert_ptr_nonnull(f);
+	ck_assert_ptr_nonnull(fgets(buf, sizeof(buf), f));
+	fclose(f);
+	/* Fields 14 and 15 (utime, stime), counted after the ")" of comm. */
+	p = strrchr(buf, ')');
+	ck_assert_ptr_nonnull(p);
+	ck_assert_int_eq(sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut,
+				&st), 2);
+	return (long)(ut + st);
+}
+
+static unsigned long count_lines(const char *path, const char *needle)
+{
+	FILE *f = fopen(path, "re");
+	char *line = NULL;
+	size_t cap = 0;
+	unsigned long n = 0;
+
+	ck_assert_ptr_nonnull(f);
+	while (getline(&line, &cap, f) > 0)
+		if (strstr(line, needle))
+			n++;
+	free(line);
+	fclose(f);
+	return n;
+}
+
+static int nr_fds(pid_t pid)
+{
+	char cmd[128];
+	FILE *p;
+	int n = -1;
+
+	snprintf(cmd, sizeof(cmd), "ls /proc/%d/fd | wc -l", (int)pid);
+	p = popen(cmd, "r");
+	ck_assert_ptr_nonnull(p);
+	ck_assert_int_eq(fscanf(p, "%d", &n), 1);
+	pclose(p);
+	return n;
+}
+
+static int connect_to(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_uint_lt(strlen(path), sizeof(sa.sun_path));
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	return fd;
+}
+
+/* daemon.hello on a fresh connection, answered within timeout_ms. */
+static bool hello_answered(const char *path, int timeout_ms)
+{
+	static const char req[] = "{\"jsonrpc\":\"2.0\",\"method\":\"daemon.hello\",\"id\":1}";
+	struct timeval tv = { .tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000 };
+	int fd = connect_to(path);
+	char buf[4096];
+	struct json_object *o;
+	ssize_t n;
+	bool ok;
+
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	ck_assert_int_eq(zp_send(fd, req, strlen(req), -1, 0), 0);
+	n = zp_recv(fd, buf, sizeof(buf), NULL, 0);
+	close(fd);
+	if (n <= 0)
+		return false;
+	o = zp_parse(buf, (size_t)n);
+	ok = o && json_object_object_get_ex(o, "result", NULL);
+	json_object_put(o);
+	return ok;
+}
+
+START_TEST(fd_exhaustion_backs_off)
+{
+	struct rlimit rl, low;
+	int conns[24], base;
+	long t0, t1;
+	unsigned long l0, l1;
+
+	ck_assert_int_eq(zt_daemon_start(&z, NULL), 0);
+	/* A few fds above what the daemon holds now: three connections fit,
+	 * the rest wait in the backlog while accept() fails with EMFILE. */
+	base = nr_fds(z.pid);
+	ck_assert_int_eq(prlimit(z.pid, RLIMIT_NOFILE, NULL, &rl), 0);
+	low.rlim_cur = (rlim_t)base + 3;
+	low.rlim_max = rl.rlim_max;
+	ck_assert_int_eq(prlimit(z.pid, RLIMIT_NOFILE, &low, NULL), 0);
+	for (size_t i = 0; i < 24; i++)
+		conns[i] = connect_to(z.sock);
+	usleep(300 * 1000);
+	t0 = cpu_ticks(z.pid);
+	l0 = count_lines(z.log, "accept:");
+	sleep(2);
+	t1 = cpu_ticks(z.pid);
+	l1 = count_lines(z.log, "accept:");
+	fprintf(stderr, "fd_exhaustion_backs_off: %ld CPU ticks (of %ld/s), %lu log lines in 2 s\n",
+		t1 - t0, sysconf(_SC_CLK_TCK), l1 - l0);
+	/* 2 s at full speed would be 200 ticks; 10 % is the bound. */
+	ck_assert_msg(t1 - t0 <= sysconf(_SC_CLK_TCK) / 5, "the daemon used %ld ticks in 2 s",
+		      t1 - t0);
+	ck_assert_msg(l1 >= 1, "the daemon never said accept() fails");
+	ck_assert_msg(l1 - l0 <= 1, "%lu accept lines in 2 s", l1 - l0);
+	ck_assert_ptr_nonnull(strstr(slurp(z.log), "Too many open files"));
+	/* Once fds free, the daemon accepts again. */
+	for (size_t i = 0; i < 24; i++)
+		close(conns[i]);
+	ck_assert(hello_answered(z.sock, 3000));
+	ck_assert_int_eq(prlimit(z.pid, RLIMIT_NOFILE, &rl, NULL), 0);
+	ck_assert_int_eq(zt_daemon_stop(&z), 0);
+}
+END_TEST
+
 static Suite *socket_suite(void)
 {
 	Suite *s = suite_create("socket");
@@ -276,6 +401,12 @@ static Suite *socket_suite(void)
 	tcase_add_test(tc, symlink_at_socket_path_not_followed);
 	tcase_add_test(tc, socket_mode_from_bind);
 	tcase_add_test(tc, symlink_swap_after_bind_not_followed);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("exhaustion");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, fd_exhaustion_backs_off);
 	suite_add_tcase(s, tc);
 	return s;
 }
