@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <math.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -317,10 +318,18 @@ void zd_call_complete(struct zd_call *call)
 		batch_finish(b);
 }
 
+/* An id is echoed in the reply: it must be one JSON can carry. zp_parse
+ * already refuses NaN and Infinity; a number too large for a double
+ * (1e400) parses as infinite and is refused here, as is any non-finite
+ * double that reaches the dispatcher some other way. */
 static bool valid_id(struct json_object *id)
 {
-	return json_object_is_type(id, json_type_string) || json_object_is_type(id, json_type_int) ||
-	       json_object_is_type(id, json_type_double) || json_object_is_type(id, json_type_null);
+	if (json_object_is_type(id, json_type_double))
+		return isfinite(json_object_get_double(id));
+	if (json_object_is_type(id, json_type_string))
+		return strlen(json_object_get_string(id)) ==
+		       (size_t)json_object_get_string_len(id);
+	return json_object_is_type(id, json_type_int) || json_object_is_type(id, json_type_null);
 }
 
 /* Runs one request object; always ends in zd_call_complete, now or later. */
@@ -340,7 +349,7 @@ static void call_dispatch(struct zd_conn *conn, struct zd_call *call, struct jso
 	if (json_object_object_get_ex(req, "id", &v)) {
 		if (!valid_id(v)) {
 			zd_call_error(call, ZP_ERR_INVALID_REQUEST,
-				      "'id' must be a string, a number or null");
+				      "'id' must be a string, a finite number or null");
 			goto done;
 		}
 		call->id = json_object_get(v);
@@ -360,6 +369,13 @@ static void call_dispatch(struct zd_conn *conn, struct zd_call *call, struct jso
 		goto done;
 	}
 	method = json_object_get_string(v);
+	/* The method table is searched as a C string: "daemon.hello\u0000x"
+	 * must not run daemon.hello. */
+	if (strlen(method) != (size_t)json_object_get_string_len(v)) {
+		zd_call_error(call, ZP_ERR_INVALID_REQUEST, "'method' contains a NUL character");
+		call->is_notification = false;
+		goto done;
+	}
 	if (json_object_object_get_ex(req, "params", &params)) {
 		if (json_object_is_type(params, json_type_array)) {
 			zd_call_error(call, ZP_ERR_INVALID_PARAMS,
@@ -422,6 +438,7 @@ static void conn_reply_error(struct zd_conn *conn, int code, const char *msg)
 void zd_conn_handle_packet(struct zd_conn *conn, const char *buf, size_t len, bool truncated)
 {
 	struct json_object *msg;
+	struct zp_err perr;
 	struct zd_batch *b;
 	size_t n;
 
@@ -433,9 +450,9 @@ void zd_conn_handle_packet(struct zd_conn *conn, const char *buf, size_t len, bo
 		conn_reply_error(conn, ZP_ERR_INVALID_REQUEST, m);
 		return;
 	}
-	msg = zp_parse(buf, len);
+	msg = zp_parse_ex(buf, len, &perr);
 	if (!msg) {
-		conn_reply_error(conn, ZP_ERR_PARSE, "invalid JSON");
+		conn_reply_error(conn, perr.code, perr.message);
 		return;
 	}
 	if (json_object_is_type(msg, json_type_array)) {

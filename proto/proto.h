@@ -89,8 +89,16 @@ ssize_t zp_recv(int sock, void *buf, size_t cap, int *fd_out, int flags);
 
 /* JSON helpers. */
 
-/* Parses a packet. Returns NULL on invalid JSON or invalid UTF-8. */
+/* Parses a packet. Returns NULL on invalid JSON or invalid UTF-8, and on
+ * JSON that would not survive a round trip unchanged: NaN or Infinity,
+ * integers beyond 64 bits, lone UTF-16 surrogates, U+0000 in a string or
+ * key, unescaped control characters, repeated keys (proto/PROTOCOL.md,
+ * "Strictness"). */
 struct json_object *zp_parse(const char *buf, size_t len);
+struct zp_err;
+/* As zp_parse; on failure *err (may be NULL) says why, code ZP_ERR_PARSE
+ * (or ZP_ERR_INTERNAL when out of memory). */
+struct json_object *zp_parse_ex(const char *buf, size_t len, struct zp_err *err);
 
 /* Serialises obj compactly. The string lives as long as obj. */
 const char *zp_to_string(struct json_object *obj, size_t *len);

@@ -676,6 +676,133 @@ START_TEST(zone_being_released_is_not_taken)
 }
 END_TEST
 
+/* The raw text of the reply to req (NUL-terminated), for checks of how
+ * an id comes back byte for byte. */
+static const char *raw_reply(const char *req)
+{
+	static char buf[ZP_MSG_MAX + 1];
+
+	ck_assert_int_eq(zp_send(peer, req, strlen(req), -1, 0), 0);
+	for (int i = 0; i < 5000; i++) {
+		ssize_t n = zp_recv(peer, buf, sizeof(buf) - 1, NULL, MSG_DONTWAIT);
+
+		if (n > 0) {
+			buf[n] = '\0';
+			return buf;
+		}
+		uv_run(&loop, UV_RUN_NOWAIT);
+		if (i > 100)
+			usleep(1000);
+	}
+	ck_abort_msg("no reply to %s", req);
+	return NULL;
+}
+
+#define REQ_ID(id) "{\"jsonrpc\":\"2.0\",\"method\":\"daemon.hello\",\"id\":" id "}"
+
+START_TEST(strict_json_refused)
+{
+	static const struct {
+		const char *req, *why;
+	} bad[] = {
+		{ REQ_ID("NaN"), "NaN" },
+		{ REQ_ID("Infinity"), "Infinity" },
+		{ REQ_ID("-Infinity"), "Infinity" },
+		{ REQ_ID("123456789012345678901234567890"), "out of range" },
+		{ REQ_ID("18446744073709551616"), "out of range" },
+		{ REQ_ID("-9223372036854775809"), "out of range" },
+		{ REQ_ID("1."), "decimal point" },
+		{ REQ_ID("1e"), "number" },
+		{ REQ_ID("\"\\ud800\""), "surrogate" },
+		{ REQ_ID("\"\\udc00x\""), "surrogate" },
+		{ REQ_ID("\"\\ud800\\u0041\""), "surrogate" },
+		{ REQ_ID("\"a\\u0000b\""), "NUL" },
+		{ REQ_ID("\"a\x01z\""), "control character" },
+		{ "{\"jsonrpc\":\"2.0\",\"method\":\"daemon.hello\\u0000zone.reset\",\"id\":1}", "NUL" },
+		{ "{\"jsonrpc\":\"2.0\",\"method\\u0000x\":\"daemon.hello\",\"id\":1}", "NUL" },
+		{ "{\"jsonrpc\":\"2.0\",\"method\":\"zone.reset\",\"method\":\"daemon.hello\",\"id\":1}",
+		  "duplicate key 'method'" },
+		{ "{\"jsonrpc\":\"2.0\",\"method\":\"daemon.hello\",\"id\":1,\"\\u0069d\":2}",
+		  "duplicate key 'id'" },
+		{ "{\"jsonrpc\":\"2.0\",\"method\":\"device.info\",\"params\":{\"device\":\"x\","
+		  "\"device\":\"emu0\"},\"id\":1}", "duplicate key 'device'" },
+		/* One bad request spoils its packet: the batch is not JSON zonedd reads. */
+		{ "[" REQ_ID("1") ",{\"jsonrpc\":\"2.0\",\"jsonrpc\":\"2.0\",\"method\":\"daemon.hello\","
+		  "\"id\":2}]", "duplicate key 'jsonrpc'" },
+	};
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct json_object *r = rpc(bad[i].req);
+
+		ck_assert_msg(json_object_is_type(r, json_type_object), "%s -> %s", bad[i].req,
+			      zp_to_string(r, NULL));
+		ck_assert_msg(err_code(r) == ZP_ERR_PARSE, "%s -> %s", bad[i].req,
+			      zp_to_string(r, NULL));
+		ck_assert(id_is_null(r));
+		ck_assert_msg(strstr(err_msg(r), bad[i].why), "%s: message '%s' does not say '%s'",
+			      bad[i].req, err_msg(r), bad[i].why);
+		json_object_put(r);
+	}
+	/* Nothing of it ran: no zone was reset, and the connection still works. */
+	ck_assert_uint_eq(d.stats.requests, 0);
+	json_object_put(rpc(HELLO1));
+}
+END_TEST
+
+START_TEST(ids_echoed_unchanged)
+{
+	static const char *const ids[] = {
+		"18446744073709551615", "-9223372036854775808", "0", "1.5", "1e2", "-0.0",
+		"\"\\ud83d\\ude00\"", "\"a\\\"b\"", "null",
+	};
+	static const char *const back[] = {
+		"18446744073709551615", "-9223372036854775808", "0", "1.5", "1e2", "-0.0",
+		"\"\xf0\x9f\x98\x80\"", "\"a\\\"b\"", "null",
+	};
+	struct json_object *r;
+	char req[256], want[128];
+
+	for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+		const char *text;
+
+		snprintf(req, sizeof(req), "{\"jsonrpc\":\"2.0\",\"method\":\"daemon.hello\",\"id\":%s}",
+			 ids[i]);
+		text = raw_reply(req);
+		snprintf(want, sizeof(want), "\"id\":%s}", back[i]);
+		ck_assert_msg(strstr(text, want), "id %s came back as %s", ids[i], text);
+		ck_assert_msg(!strstr(text, "\"error\""), "id %s refused: %s", ids[i], text);
+	}
+	/* A number no double holds is no id the reply could carry exactly. */
+	r = rpc(REQ_ID("1e400"));
+	ck_assert_int_eq(err_code(r), ZP_ERR_INVALID_REQUEST);
+	ck_assert_ptr_nonnull(strstr(err_msg(r), "finite"));
+	ck_assert(id_is_null(r));
+	json_object_put(r);
+}
+END_TEST
+
+/* The client library reads replies with zp_parse: a reply with a repeated
+ * key or a lone surrogate is a protocol error there too, not last-wins. */
+START_TEST(replies_parsed_strictly)
+{
+	static const char *const bad[] = {
+		"{\"jsonrpc\":\"2.0\",\"result\":{},\"result\":{\"x\":1},\"id\":1}",
+		"{\"jsonrpc\":\"2.0\",\"result\":{\"lease\":{\"id\":1,\"id\":2}},\"id\":1}",
+		"{\"jsonrpc\":\"2.0\",\"result\":{\"label\":\"\\udfff\"},\"id\":1}",
+		"{\"jsonrpc\":\"2.0\",\"result\":{\"wp\":99999999999999999999},\"id\":1}",
+		"{\"jsonrpc\":\"2.0\",\"result\":{\"wp\":NaN},\"id\":1}",
+	};
+	struct zp_err e;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		ck_assert_msg(zp_parse(bad[i], strlen(bad[i])) == NULL, "accepted %s", bad[i]);
+		ck_assert_ptr_null(zp_parse_ex(bad[i], strlen(bad[i]), &e));
+		ck_assert_int_eq(e.code, ZP_ERR_PARSE);
+		ck_assert(e.message[0]);
+	}
+}
+END_TEST
+
 static Suite *proto_suite(void)
 {
 	Suite *s = suite_create("protocol");
@@ -693,6 +820,14 @@ static Suite *proto_suite(void)
 	tcase_add_test(tc, spec_batch_invalid);
 	tcase_add_test(tc, spec_batch_mixed);
 	tcase_add_test(tc, spec_batch_all_notifications);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("strictness");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, strict_json_refused);
+	tcase_add_test(tc, ids_echoed_unchanged);
+	tcase_add_test(tc, replies_parsed_strictly);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("limits-and-types");
