@@ -95,6 +95,8 @@ struct conf_file {
 	size_t len;
 	char *err;
 	size_t err_len;
+	const struct zd_device_conf *running; /* on reload: the devices served now */
+	size_t nr_running;
 };
 
 static unsigned line_at(const char *text, size_t off)
@@ -107,26 +109,40 @@ static unsigned line_at(const char *text, size_t off)
 	return line;
 }
 
-static int read_file(const char *path, char **out, size_t *len)
+static const char *file_type(mode_t mode)
+{
+	if (S_ISDIR(mode)) return "a directory";
+	if (S_ISFIFO(mode)) return "a FIFO";
+	if (S_ISSOCK(mode)) return "a socket";
+	if (S_ISCHR(mode)) return "a character device";
+	if (S_ISBLK(mode)) return "a block device";
+	return "a special file";
+}
+
+/* *type names what path is when it is not a regular file (-EINVAL). */
+static int read_file(const char *path, char **out, size_t *len, const char **type)
 {
 	struct stat st;
 	char *buf;
 	size_t n = 0;
 	int fd, r;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	/* O_NONBLOCK: opening a FIFO must not wait for a writer (start-up would
+	 * hang); what is not a regular file is refused before any read. */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (fd < 0)
 		return -errno;
 	if (fstat(fd, &st) < 0) {
 		r = -errno;
 		goto fail_fd;
 	}
-	if (S_ISDIR(st.st_mode)) {
-		r = -EISDIR;
+	if (!S_ISREG(st.st_mode)) {
+		*type = file_type(st.st_mode);
+		r = S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
 		goto fail_fd;
 	}
 	/* One byte more than allowed, to tell "too large" from "just fits";
-	 * st_size is not trusted (pipes, /proc). */
+	 * st_size is not trusted (a file that grows meanwhile). */
 	buf = malloc(CONF_MAX_SIZE + 2);
 	if (!buf) {
 		r = -ENOMEM;
@@ -674,6 +690,37 @@ static int check_spec(struct conf_file *f, const char *path, const char *spec)
 	return 0;
 }
 
+bool zd_config_same_device(const struct zd_device_conf *a, const struct zd_device_conf *b)
+{
+	struct stat sa, sb;
+
+	if (a->emulated != b->emulated)
+		return false;
+	if (strcmp(a->path, b->path) == 0)
+		return true;
+	/* Two names of one file ("/a/./b", a symlink) are the same device. */
+	return stat(a->path, &sa) == 0 && stat(b->path, &sb) == 0 && sa.st_dev == sb.st_dev &&
+	       sa.st_ino == sb.st_ino;
+}
+
+/* A reload may add and remove devices, not move one: a device keeps the
+ * path it was opened with while it runs (its leases' fds point there). */
+static int check_running(struct conf_file *f, const char *key, const struct zd_device_conf *dc)
+{
+	for (size_t i = 0; i < f->nr_running; i++) {
+		const struct zd_device_conf *rd = &f->running[i];
+
+		if (strcmp(rd->id, dc->id) != 0 || zd_config_same_device(rd, dc))
+			continue;
+		return conf_error(f, key, "device '%s' is served from %s%s; a reload cannot move "
+				  "it (remove it, reload, and add it back once it is closed, or "
+				  "restart zonedd)", dc->id, rd->path,
+				  rd->emulated == dc->emulated ? "" :
+				  rd->emulated ? " (emulated)" : " (a kernel device)");
+	}
+	return 0;
+}
+
 static int parse_device(struct conf_file *f, struct zd_config *cfg, size_t idx,
 			struct json_object *o)
 {
@@ -719,6 +766,9 @@ static int parse_device(struct conf_file *f, struct zd_config *cfg, size_t idx,
 	if (r < 0)
 		return r;
 	dc.emulated = emulate != NULL;
+	r = check_running(f, k, &dc);
+	if (r < 0)
+		return r;
 	if (spec) {
 		snprintf(k, sizeof(k), "%s.spec", p);
 		if (!emulate)
@@ -901,7 +951,16 @@ static int parse_text(struct conf_file *f, struct zd_config *cfg)
 
 int zd_config_load(struct zd_config *cfg, const char *path, char *err, size_t err_len)
 {
-	struct conf_file f = { .name = path, .err = err, .err_len = err_len };
+	return zd_config_reload(cfg, path, NULL, 0, err, err_len);
+}
+
+int zd_config_reload(struct zd_config *cfg, const char *path,
+		     const struct zd_device_conf *running, size_t nr_running, char *err,
+		     size_t err_len)
+{
+	struct conf_file f = { .name = path, .err = err, .err_len = err_len,
+			       .running = running, .nr_running = nr_running };
+	const char *type = NULL;
 	struct zd_config tmp;
 	char dummy[1];
 	int r;
@@ -915,9 +974,12 @@ int zd_config_load(struct zd_config *cfg, const char *path, char *err, size_t er
 	err[0] = '\0';
 	if (!cfg || !path)
 		return -EINVAL;
-	r = read_file(path, &f.text, &f.len);
+	r = read_file(path, &f.text, &f.len, &type);
 	if (r < 0) {
-		if (r == -EFBIG)
+		if (type)
+			snprintf(err, err_len, "%s: is %s, not a regular file: a configuration is read "
+				 "from a regular file", path, type);
+		else if (r == -EFBIG)
 			snprintf(err, err_len, "%s: larger than %d bytes; not a configuration file?",
 				 path, CONF_MAX_SIZE);
 		else

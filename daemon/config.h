@@ -42,5 +42,13 @@ int zd_config_add_device(struct zd_config *cfg, const struct zd_device_conf *dev
 /* Loads a config file over cfg. On error returns a negative errno and puts
  * "FILE:LINE: key: reason" (or as much as is known) into err. */
 int zd_config_load(struct zd_config *cfg, const char *path, char *err, size_t err_len);
+/* As zd_config_load for a reload: a device of `running` (the devices served
+ * now) whose id the file names at another path, or with another backend,
+ * is refused ("FILE:LINE: devices[N].emulate: ..."). */
+int zd_config_reload(struct zd_config *cfg, const char *path,
+		     const struct zd_device_conf *running, size_t nr_running, char *err,
+		     size_t err_len);
+/* Same backend and the same file (by name, or by inode for two names). */
+bool zd_config_same_device(const struct zd_device_conf *a, const struct zd_device_conf *b);
 
 #endif

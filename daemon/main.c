@@ -76,6 +76,10 @@ static int parse_emulate(const char *arg, struct zd_device_conf *dc)
 	dc->emulated = true;
 	if (plen == 0 || plen >= sizeof(dc->path))
 		return -EINVAL;
+	/* As in the configuration file: a device path that meant something
+	 * else from another working directory (a reload, systemd's /) is refused. */
+	if (arg[0] != '/')
+		return -EDESTADDRREQ;
 	memcpy(dc->path, arg, plen);
 	if (comma) {
 		dup = strdup(comma + 1);
@@ -117,13 +121,18 @@ static int parse_device(const char *arg, struct zd_device_conf *dc)
 	memset(dc, 0, sizeof(*dc));
 	if (plen == 0 || plen >= sizeof(dc->path))
 		return -EINVAL;
+	if (arg[0] != '/')
+		return -EDESTADDRREQ;
 	memcpy(dc->path, arg, plen);
 	zd_strlcpy(dc->id, eq ? eq + 1 : basename_of(dc->path), sizeof(dc->id));
 	return dc->id[0] ? 0 : -EINVAL;
 }
 
-/* Builds the effective configuration: defaults, the file, the command line. */
-static int build_config(struct zd_main *m, struct zd_config *cfg, char *err, size_t err_len)
+/* Builds the effective configuration: defaults, the file, the command line.
+ * On reload, running lists the devices served now (see zd_config_reload). */
+static int build_config(struct zd_main *m, struct zd_config *cfg,
+			const struct zd_device_conf *running, size_t nr_running, char *err,
+			size_t err_len)
 {
 	const char *sd = getenv("STATE_DIRECTORY");
 	int r;
@@ -136,7 +145,11 @@ static int build_config(struct zd_main *m, struct zd_config *cfg, char *err, siz
 		if (colon)
 			*colon = '\0';
 	}
-	r = m->config_path ? zd_config_load(cfg, m->config_path, err, err_len) : 0;
+	/* Devices of the command line replace the file's: only the file's own
+	 * are checked against the running ones there (the rest below). */
+	r = m->config_path ? zd_config_reload(cfg, m->config_path, m->cli.nr_devices ? NULL : running,
+					      m->cli.nr_devices ? 0 : nr_running, err, err_len)
+			   : 0;
 	if (r == -ENOENT && !m->config_explicit)
 		r = 0;
 	if (r < 0)
@@ -180,6 +193,20 @@ static int build_config(struct zd_main *m, struct zd_config *cfg, char *err, siz
 		r = zd_config_add_device(cfg, &dc);
 		if (r < 0)
 			return r;
+	}
+	/* The default device (the file dropped its devices) is checked here. */
+	for (size_t i = 0; i < cfg->nr_devices; i++) {
+		for (size_t j = 0; j < nr_running; j++) {
+			if (strcmp(cfg->devices[i].id, running[j].id) != 0 ||
+			    zd_config_same_device(&cfg->devices[i], &running[j]))
+				continue;
+			snprintf(err, err_len, "%.100s: device '%s' is served from %.100s, the "
+				 "configuration now names %.100s; a reload cannot move it (restart "
+				 "zonedd)",
+				 m->config_path ? m->config_path : "reload", running[j].id,
+				 running[j].path, cfg->devices[i].path);
+			return -EINVAL;
+		}
 	}
 	return 0;
 }
@@ -270,9 +297,31 @@ static void do_reload(struct zd_daemon *d)
 	struct zd_list *pos, *tmp;
 	int r;
 
+	struct zd_device_conf *running = NULL;
+	size_t nr_running = 0;
+
 	sd_notify(0, "RELOADING=1");
 	memset(&cfg, 0, sizeof(cfg));
-	r = build_config(m, &cfg, err, sizeof(err));
+	/* Draining devices included: one that comes back must come back as it was. */
+	zd_list_for_each_safe(pos, tmp, &d->devices)
+		nr_running++;
+	running = calloc(nr_running ? nr_running : 1, sizeof(*running));
+	if (!running) {
+		zd_err("reload: out of memory; keeping the running configuration");
+		sd_notify(0, "READY=1");
+		return;
+	}
+	nr_running = 0;
+	zd_list_for_each_safe(pos, tmp, &d->devices) {
+		struct zd_device *dev = zd_container_of(pos, struct zd_device, link);
+		struct zd_device_conf *rc = &running[nr_running++];
+
+		snprintf(rc->id, sizeof(rc->id), "%s", dev->id);
+		snprintf(rc->path, sizeof(rc->path), "%s", dev->path);
+		rc->emulated = strcmp(dev->info.backend, "emulated") == 0;
+	}
+	r = build_config(m, &cfg, running, nr_running, err, sizeof(err));
+	free(running);
 	if (r < 0) {
 		zd_err("reload: %s; keeping the running configuration", err[0] ? err : strerror(-r));
 		zd_config_free(&cfg);
@@ -398,7 +447,11 @@ int main(int argc, char **argv)
 				r = zd_config_add_device(&m.cli, &dc);
 			if (r < 0) {
 				fprintf(stderr, "zonedd: --%s %s: %s\n", c == 'd' ? "device" : "emulate",
-					optarg, r == -EEXIST ? "device id given twice" : "invalid");
+					optarg,
+					r == -EEXIST         ? "device id given twice"
+					: r == -EDESTADDRREQ ? "not an absolute path (as in the "
+							       "configuration file; use $PWD/...)"
+							     : "invalid");
 				return 2;
 			}
 			break;
@@ -454,7 +507,7 @@ int main(int argc, char **argv)
 	uv_loop_init(&loop);
 	r = zd_daemon_init(d, &loop);
 	if (r == 0)
-		r = build_config(&m, &d->cfg, err, sizeof(err));
+		r = build_config(&m, &d->cfg, NULL, 0, err, sizeof(err));
 	if (r < 0) {
 		zd_err("%s", err[0] ? err : strerror(-r));
 		return 1;

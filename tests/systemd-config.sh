@@ -91,6 +91,41 @@ grep -q "$T/bad.conf:3: max_wait_ms: must be a whole number, not a string" "$T/z
 [ ! -e "$T/bad.sock" ] || die "zonedd listened despite a bad configuration"
 check
 
+# A configuration that is not a regular file (a FIFO nobody writes) is
+# refused at once, not waited on.
+mkfifo "$T/fifo.conf"
+: >"$T/zonedd.log"
+timeout 10 "$ZONEDD" --config "$T/fifo.conf" --socket "$T/x.sock" --state-dir "$T/state-x" \
+	>>"$T/zonedd.log" 2>&1 </dev/null
+st=$?
+[ "$st" -ne 124 ] || die "zonedd hung on a FIFO as its configuration"
+[ "$st" -ne 0 ] || die "zonedd started with a FIFO as its configuration"
+grep -q "$T/fifo.conf: is a FIFO, not a regular file" "$T/zonedd.log" ||
+	die "no reason for the FIFO configuration: $(cat "$T/zonedd.log")"
+check
+
+# A relative device path is refused on the command line as in the file: it
+# would mean something else from another working directory.
+: >"$T/zonedd.log"
+(cd "$T" && timeout 10 "$ZONEDD" --no-config --emulate rel.img --socket "$T/x.sock" \
+	--state-dir "$T/state-x" >>"$T/zonedd.log" 2>&1 </dev/null)
+st=$?
+[ "$st" -eq 2 ] || die "zonedd --emulate rel.img: status $st, not 2"
+grep -q -- "--emulate rel.img: not an absolute path" "$T/zonedd.log" ||
+	die "no reason for the relative --emulate path: $(cat "$T/zonedd.log")"
+[ ! -e "$T/rel.img" ] || die "a relative --emulate path created $T/rel.img"
+check
+conf "$T/rel.conf" <<EOF
+{ "devices": [ { "id": "rel", "emulate": "rel.img" } ] }
+EOF
+: >"$T/zonedd.log"
+timeout 10 "$ZONEDD" --config "$T/rel.conf" --socket "$T/x.sock" --state-dir "$T/state-x" \
+	>>"$T/zonedd.log" 2>&1 </dev/null
+[ $? -eq 1 ] || die "a relative emulate path in the file was not refused"
+grep -q "$T/rel.conf:1: devices\[0\].emulate: 'rel.img' is not an absolute path" "$T/zonedd.log" ||
+	die "no FILE:LINE for the relative path in the file: $(cat "$T/zonedd.log")"
+check
+
 # --- Reload -----------------------------------------------------------------
 
 C=$T/reload.conf
@@ -145,6 +180,33 @@ kill -HUP "$DAEMON_PID"
 wait_for_line "$T/zonedd.log" "$C:3: unexpected end of file"
 kill -0 "$DAEMON_PID" 2>/dev/null || die "zonedd died on a broken configuration at reload"
 [ "$(devices_ids "$S")" = "emuA emuB" ] || die "a broken reload changed the devices: $OUT"
+check
+
+# A device served now cannot move: the file naming emuA at another path is
+# refused with FILE:LINE: key: reason, and emuA stays where it is.
+conf "$C" <<EOF
+{
+  "socket": "$S",
+  "devices": [
+    { "id": "emuA",
+      "emulate": "$T/moved.img", "spec": "$SPEC" },
+    { "id": "emuB", "emulate": "$T/rb.img", "spec": "$SPEC" }
+  ],
+  "max_leases_per_connection": 1
+}
+EOF
+: >"$T/zonedd.log"
+kill -HUP "$DAEMON_PID"
+wait_for_line "$T/zonedd.log" "$C:5: devices\[0\].emulate: device 'emuA' is served from $T/ra.img;"
+grep -q "keeping the running configuration" "$T/zonedd.log" ||
+	die "the refused reload does not say the running configuration stays: $(cat "$T/zonedd.log")"
+kill -0 "$DAEMON_PID" 2>/dev/null || die "zonedd died on a moved device at reload"
+rpc_ok "$S" device.list
+[ "$(jget '[x["path"] for x in d["devices"] if x["id"] == "emuA"]')" = "[\"$T/ra.img\"]" ] ||
+	die "emuA moved at reload: $OUT"
+[ ! -e "$T/moved.img" ] || die "the refused reload created $T/moved.img"
+[ "$(python3 "$T/rpc.py" acquire-n "$S" emuB 4)" = "3 -32006" ] ||
+	die "the refused reload changed the running limits"
 check
 
 # Remove emuA while its leases are held: it drains (no new leases) and is

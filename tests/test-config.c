@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <syslog.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "daemon/config.h"
@@ -573,6 +574,89 @@ START_TEST(test_shipped_example)
 }
 END_TEST
 
+/* A FIFO (or any file that is not a regular one) is refused at once: the
+ * open must not wait for a writer that never comes. */
+START_TEST(test_not_regular_file)
+{
+	struct zd_config cfg;
+	char err[512];
+	time_t t0 = time(NULL);
+
+	unlink(conf_path);
+	ck_assert_int_eq(mkfifo(conf_path, 0600), 0);
+	zd_config_defaults(&cfg);
+	ck_assert_int_eq(zd_config_load(&cfg, conf_path, err, sizeof(err)), -EINVAL);
+	ck_assert_msg(strncmp(err, conf_path, strlen(conf_path)) == 0, "%s", err);
+	ck_assert_msg(strstr(err, ": is a FIFO, not a regular file"), "%s", err);
+	ck_assert_int_le(time(NULL) - t0, 1);
+	ck_assert_int_eq(zd_config_load(&cfg, "/dev/null", err, sizeof(err)), -EINVAL);
+	ck_assert_msg(strstr(err, "/dev/null: is a character device"), "%s", err);
+	ck_assert_str_eq(cfg.socket_path, ZP_DEFAULT_SOCKET);
+	zd_config_free(&cfg);
+	unlink(conf_path);
+}
+END_TEST
+
+/* On reload, a device served now may stay or go, not move to another path
+ * or backend: the file is refused with the line of the key. */
+START_TEST(test_reload_keeps_device_paths)
+{
+	struct zd_device_conf running[2];
+	struct zd_config cfg;
+	char err[1024], text[1024], img[400], alias[400];
+	int fd;
+
+	memset(running, 0, sizeof(running));
+	snprintf(img, sizeof(img), "%s/a.img", tmpdir);
+	fd = open(img, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	ck_assert_int_ge(fd, 0);
+	close(fd);
+	snprintf(running[0].id, sizeof(running[0].id), "emuA");
+	snprintf(running[0].path, sizeof(running[0].path), "%s", img);
+	running[0].emulated = true;
+	snprintf(running[1].id, sizeof(running[1].id), "sdz");
+	snprintf(running[1].path, sizeof(running[1].path), "/dev/sdz");
+
+	/* The same paths (one by another name of the same file), and a new device. */
+	snprintf(alias, sizeof(alias), "%s/./a.img", tmpdir);
+	snprintf(text, sizeof(text),
+		 "{\n  \"devices\": [\n    { \"id\": \"emuA\", \"emulate\": \"%s\" },\n"
+		 "    { \"id\": \"sdz\", \"path\": \"/dev/sdz\" },\n"
+		 "    { \"id\": \"emuB\", \"emulate\": \"%s/b.img\" }\n  ]\n}\n", alias, tmpdir);
+	write_conf(text);
+	zd_config_defaults(&cfg);
+	ck_assert_msg(zd_config_reload(&cfg, conf_path, running, 2, err, sizeof(err)) == 0, "%s",
+		      err);
+	ck_assert_uint_eq(cfg.nr_devices, 3);
+	zd_config_free(&cfg);
+
+	/* emuA moved: refused, naming the line, the key and the running path. */
+	snprintf(text, sizeof(text),
+		 "{\n  \"devices\": [\n    { \"id\": \"sdz\", \"path\": \"/dev/sdz\" },\n"
+		 "    { \"id\": \"emuA\",\n      \"emulate\": \"%s/moved.img\" }\n  ]\n}\n", tmpdir);
+	write_conf(text);
+	zd_config_defaults(&cfg);
+	ck_assert_int_eq(zd_config_reload(&cfg, conf_path, running, 2, err, sizeof(err)), -EINVAL);
+	snprintf(text, sizeof(text), "%s:5: devices[1].emulate: device 'emuA' is served from %s;",
+		 conf_path, img);
+	ck_assert_msg(strncmp(err, text, strlen(text)) == 0, "%s", err);
+	ck_assert_ptr_nonnull(strstr(err, "a reload cannot move it"));
+	ck_assert_ptr_null(cfg.devices);
+	/* Without running devices (start-up) the same file is fine. */
+	ck_assert_msg(zd_config_load(&cfg, conf_path, err, sizeof(err)) == 0, "%s", err);
+	zd_config_free(&cfg);
+
+	/* A kernel device turned into an emulated one at the same path. */
+	write_conf("{ \"devices\": [ { \"id\": \"sdz\", \"emulate\": \"/dev/sdz\" } ] }");
+	zd_config_defaults(&cfg);
+	ck_assert_int_eq(zd_config_reload(&cfg, conf_path, running, 2, err, sizeof(err)), -EINVAL);
+	ck_assert_msg(strstr(err, ":1: devices[0].emulate: device 'sdz' is served from /dev/sdz "
+			      "(a kernel device);"), "%s", err);
+	zd_config_free(&cfg);
+	unlink(img);
+}
+END_TEST
+
 static Suite *config_suite(void)
 {
 	Suite *s = suite_create("config");
@@ -594,6 +678,8 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_small_err_buffer);
 	tcase_add_test(tc, test_add_device);
 	tcase_add_test(tc, test_shipped_example);
+	tcase_add_test(tc, test_not_regular_file);
+	tcase_add_test(tc, test_reload_keeps_device_paths);
 	suite_add_tcase(s, tc);
 	return s;
 }
