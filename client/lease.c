@@ -140,8 +140,13 @@ static int parse_lease(struct json_object *o, zc_lease *l, bool first)
 	if ((r = zc_get_u64(o, "id", &id)) < 0 || (r = zc_get_u64(o, "token", &token)) < 0 ||
 	    (r = zc_get_u32(o, "zone", &zone)) < 0 || (r = zc_get_u64(o, "wp", &l->wp)) < 0)
 		return r;
-	if (!first)
-		return id == l->id && zone == l->zone ? 0 : -EPROTO;
+	if (!first) {
+		if (id != l->id || zone != l->zone || l->wp < l->start || l->wp > l->start + l->len)
+			return -EPROTO;
+		if (l->wp > l->start + l->capacity)
+			l->wp = l->start + l->capacity; /* as below */
+		return 0;
+	}
 	l->id = id;
 	l->token = token;
 	l->zone = zone;
@@ -154,8 +159,13 @@ static int parse_lease(struct json_object *o, zc_lease *l, bool first)
 		return r;
 	/* Everything below relies on these. */
 	if (!l->block_size || (l->block_size & (l->block_size - 1)) || l->capacity > l->len ||
-	    l->wp < l->start || l->wp > l->start + l->capacity)
+	    l->wp < l->start || l->wp > l->start + l->len)
 		return -EPROTO;
+	/* A full zone's write pointer may be reported at the zone's end
+	 * (start + len) rather than at its capacity; for appends both mean
+	 * "no room left". */
+	if (l->wp > l->start + l->capacity)
+		l->wp = l->start + l->capacity;
 	return 0;
 }
 

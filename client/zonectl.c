@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -918,24 +919,128 @@ static ssize_t read_full(int fd, char *buf, size_t len)
 	return (ssize_t)got;
 }
 
+/* One lease's share of a write. */
+struct piece {
+	char device[64];
+	uint32_t zone;
+	uint64_t start, offset, length, padded;
+};
+
+/* "N bytes landed: small zone 5 at offset 0 (device offset 5242880, N
+ * bytes), ...": where the data of a write that stopped half way is. */
+static void print_landed(FILE *f, const struct piece *p, size_t n)
+{
+	uint64_t total = 0;
+
+	for (size_t i = 0; i < n; i++)
+		total += p[i].length;
+	fprintf(f, "%" PRIu64 " bytes landed", total);
+	for (size_t i = 0; i < n; i++)
+		if (p[i].padded)
+			fprintf(f, "%s %s zone %" PRIu32 " at offset %" PRIu64 " (device offset %" PRIu64
+				   ", %" PRIu64 " bytes)", i ? "," : ":", p[i].device, p[i].zone,
+				p[i].offset, p[i].start + p[i].offset, p[i].length);
+}
+
+/* A write that failed after some data reached a zone: the error, and
+ * where every byte written so far is, on one line. */
+static int fail_landed(zc_client *c, int err, const struct piece *p, size_t n, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
+static int fail_landed(zc_client *c, int err, const struct piece *p, size_t n, const char *fmt, ...)
+{
+	const char *msg = c ? zc_last_error(c) : "";
+	va_list ap;
+
+	fputs("zonectl: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, ": %s; ", *msg ? msg : zc_strerror(err));
+	print_landed(stderr, p, n);
+	fputc('\n', stderr);
+	return EXIT_FAILURE;
+}
+
+/* The input of `zonectl write`: bytes read ahead (to learn the size of a
+ * pipe before anything is written) are served first, then the fd. */
+struct input {
+	int fd;
+	unsigned char *ahead;
+	size_t ahead_len, ahead_pos;
+};
+
+static ssize_t input_read(struct input *in, void *buf, size_t len)
+{
+	size_t k = in->ahead_len - in->ahead_pos;
+	ssize_t n;
+
+	if (k) {
+		if (k > len)
+			k = len;
+		memcpy(buf, in->ahead + in->ahead_pos, k);
+		in->ahead_pos += k;
+		if (k == len)
+			return (ssize_t)k;
+	}
+	n = read_full(in->fd, (char *)buf + k, len - k);
+	return n < 0 ? n : (ssize_t)k + n;
+}
+
+/* Reads up to max bytes ahead; returns how many, or a negative errno. */
+static ssize_t input_ahead(struct input *in, size_t max)
+{
+	size_t cap = 0;
+
+	for (;;) {
+		size_t want = cap - in->ahead_len;
+		ssize_t n;
+
+		if (!want) {
+			unsigned char *nb;
+
+			if (cap >= max)
+				return (ssize_t)in->ahead_len;
+			cap = cap ? (cap > max / 2 ? max : cap * 2) : (max < (1u << 20) ? max : 1u << 20);
+			nb = realloc(in->ahead, cap);
+			if (!nb)
+				return -ENOMEM;
+			in->ahead = nb;
+			continue;
+		}
+		n = read_full(in->fd, (char *)in->ahead + in->ahead_len, want);
+		if (n < 0)
+			return n;
+		in->ahead_len += (size_t)n;
+		if ((size_t)n < want)
+			return (ssize_t)in->ahead_len;
+	}
+}
+
 static int cmd_write(int argc, char **argv)
 {
-	enum { O_ZONE = 1, O_INPUT, O_LABEL };
+	enum { O_ZONE = 1, O_INPUT, O_LABEL, O_SPLIT };
 	static const struct option opts[] = {
 		COMMON_OPTS,
 		{ "zone", required_argument, NULL, O_ZONE },
 		{ "input", required_argument, NULL, O_INPUT },
 		{ "label", required_argument, NULL, O_LABEL },
+		{ "split", no_argument, NULL, O_SPLIT },
 		{ 0 },
 	};
 	struct zc_lease_opts lo;
+	struct zc_device info;
+	struct input in = { .fd = STDIN_FILENO };
+	struct piece *pieces = NULL, *cur = NULL;
 	const char *input = "-";
-	uint64_t written = 0, offset;
-	size_t bufsz, bs;
+	uint64_t size = 0, total = 0;
+	bool known = false, split = false, regular;
+	size_t npieces = 0, bufsz = 0, bs = 0, pending = 0, off = 0;
 	zc_lease *l = NULL;
 	zc_client *c;
-	void *buf = NULL;
-	int o, r, in = STDIN_FILENO;
+	unsigned char *buf = NULL;
+	bool eof = false;
+	struct stat st;
+	int o, r;
 
 	zc_lease_opts_init(&lo);
 	lo.label = "zonectl write";
@@ -945,71 +1050,212 @@ static int cmd_write(int argc, char **argv)
 		case O_ZONE: lo.zone = arg_u32("--zone", optarg); break;
 		case O_INPUT: input = optarg; break;
 		case O_LABEL: lo.label = optarg; break;
+		case O_SPLIT: split = true; break;
 		}
 	}
 	want_args(argc, argv, 1, "DEVICE");
 	lo.device = argv[optind];
 	if (strcmp(input, "-") != 0) {
-		in = open(input, O_RDONLY | O_CLOEXEC);
-		if (in < 0)
+		in.fd = open(input, O_RDONLY | O_CLOEXEC);
+		if (in.fd < 0)
 			return fail_local(-errno, "%s", input);
 	}
 	c = connect_or_die();
-	r = zc_lease_acquire(c, &lo, &l);
+	r = zc_device_info(c, lo.device, &info);
 	if (r < 0) {
-		r = fail(c, r, "lease %s", lo.device);
+		r = fail(c, r, "write %s", lo.device);
 		goto out;
 	}
-	offset = zc_lease_wp(l) - zc_lease_start(l);
-	bs = zc_lease_block_size(l);
-	bufsz = bs >= (1u << 20) ? bs : (1u << 20) / bs * bs;
-	r = posix_memalign(&buf, bs < sizeof(void *) ? sizeof(void *) : bs, bufsz);
-	if (r) {
-		buf = NULL;
-		r = fail_local(-r, "write");
-		goto out;
-	}
-	for (;;) {
-		ssize_t n = read_full(in, buf, bufsz);
-		size_t padded;
+	/* The size first, so that data that cannot fit is refused before
+	 * any of it is written: a regular file says it, a pipe is read ahead
+	 * up to one zone's capacity (held in memory). */
+	regular = fstat(in.fd, &st) == 0 && S_ISREG(st.st_mode);
+	if (regular) {
+		off_t at = lseek(in.fd, 0, SEEK_CUR);
+
+		size = at >= 0 && st.st_size > at ? (uint64_t)(st.st_size - at) : 0;
+		known = true;
+	} else if (!split) {
+		ssize_t n = input_ahead(&in, info.zone_capacity < SIZE_MAX ? (size_t)info.zone_capacity + 1
+									 : SIZE_MAX);
 
 		if (n < 0) {
 			r = fail_local((int)n, "%s", input);
 			goto out;
 		}
-		if (n == 0)
+		size = (uint64_t)n;
+		known = true;
+	}
+	if (known && !split && size > info.zone_capacity) {
+		fprintf(stderr, "zonectl: write %s: the input is %s%s a zone's capacity (%s):"
+				" nothing written (--split spreads it over several zones)\n",
+			lo.device, regular ? SIZE(size) : "", regular ? ", more than" : "larger than",
+			SIZE(info.zone_capacity));
+		r = EXIT_FAILURE;
+		goto out;
+	}
+	/* The allocator then picks a zone with room for all of it. */
+	if (known && !split && lo.zone < 0 && size)
+		lo.min_free = size;
+	pieces = calloc(1, sizeof(*pieces));
+	if (!pieces) {
+		r = fail_local(-ENOMEM, "write");
+		goto out;
+	}
+	for (;;) {
+		uint64_t room;
+		size_t k, padded;
+
+		if (!l) {
+			r = zc_lease_acquire(c, &lo, &l);
+			if (r < 0) {
+				r = npieces ? fail_landed(c, r, pieces, npieces, "lease %s", lo.device)
+					    : fail(c, r, "lease %s", lo.device);
+				goto out;
+			}
+			if (!buf) {
+				bs = zc_lease_block_size(l);
+				bufsz = bs >= (1u << 20) ? bs : (1u << 20) / bs * bs;
+				if (posix_memalign((void **)&buf, bs < sizeof(void *) ? sizeof(void *) : bs,
+						   bufsz)) {
+					buf = NULL;
+					r = fail_local(-ENOMEM, "write");
+					goto out;
+				}
+			}
+			cur = &pieces[npieces++];
+			snprintf(cur->device, sizeof(cur->device), "%s", zc_lease_device(l));
+			cur->zone = zc_lease_zone(l);
+			cur->start = zc_lease_start(l);
+			cur->offset = zc_lease_wp(l) - cur->start;
+			room = zc_lease_start(l) + zc_lease_capacity(l) - zc_lease_wp(l);
+			if (known && !split && size > room) {
+				if (room)
+					fprintf(stderr, "zonectl: write %s zone %" PRIu32 ": the input is %s, "
+							"the zone has %s free of %s: nothing written (--split "
+							"spreads it over several zones)\n",
+						cur->device, cur->zone, SIZE(size), SIZE(room),
+						SIZE(zc_lease_capacity(l)));
+				else
+					fprintf(stderr, "zonectl: write %s zone %" PRIu32 ": the zone is full "
+							"(%s written): nothing written (reset it, or write to "
+							"another zone)\n",
+						cur->device, cur->zone, SIZE(zc_lease_capacity(l)));
+				r = EXIT_FAILURE;
+				goto out;
+			}
+			/* Later pieces go wherever the allocator finds room. */
+			lo.zone = -1;
+			lo.prefer = ZC_PREFER_EMPTY;
+		}
+		if (!pending && !eof) {
+			ssize_t n = input_read(&in, buf, bufsz);
+
+			if (n < 0) {
+				r = npieces > 1 || cur->length
+					    ? fail_landed(NULL, (int)n, pieces, npieces, "%s", input)
+					    : fail_local((int)n, "%s", input);
+				goto out;
+			}
+			pending = (size_t)n;
+			off = 0;
+			eof = (size_t)n < bufsz;
+		}
+		if (!pending)
 			break;
-		/* Only the last chunk can be short: pad it to a block. */
-		padded = ((size_t)n + bs - 1) / bs * bs;
-		memset((char *)buf + n, 0, padded - (size_t)n);
-		r = zc_lease_append(l, buf, padded);
+		room = zc_lease_start(l) + zc_lease_capacity(l) - zc_lease_wp(l);
+		if (!room) {
+			struct piece *np;
+
+			/* Only with --split (or a pipe that grew past what was
+			 * read ahead): hand this zone back, take the next. */
+			if (!split) {
+				r = fail_landed(NULL, -ENOSPC, pieces, npieces, "write %s zone %" PRIu32,
+						cur->device, cur->zone);
+				goto out;
+			}
+			r = zc_lease_sync(l);
+			if (r == 0)
+				r = zc_lease_release(l, ZC_RELEASE_KEEP);
+			else
+				zc_lease_release(l, ZC_RELEASE_KEEP);
+			l = NULL;
+			if (r < 0) {
+				r = fail_landed(c, r, pieces, npieces, "release lease");
+				goto out;
+			}
+			np = realloc(pieces, (npieces + 1) * sizeof(*pieces));
+			if (!np) {
+				r = fail_landed(NULL, -ENOMEM, pieces, npieces, "write");
+				goto out;
+			}
+			pieces = np;
+			memset(&pieces[npieces], 0, sizeof(*pieces));
+			continue;
+		}
+		/* A whole number of blocks, except the very end, padded with
+		 * zeros (room is whole blocks, so the padding fits). */
+		k = pending < room ? pending : (size_t)room;
+		padded = (k + bs - 1) / bs * bs;
+		memset(buf + off + k, 0, padded - k);
+		r = zc_lease_append(l, buf + off, padded);
 		if (r < 0) {
-			r = fail_local(r, "write %s zone %" PRIu32, zc_lease_device(l), zc_lease_zone(l));
+			uint64_t landed = zc_lease_wp(l) - cur->start - cur->offset - cur->padded;
+
+			cur->length += landed < k ? landed : k;
+			cur->padded += landed;
+			r = fail_landed(c, r, pieces, npieces, "write %s zone %" PRIu32, cur->device,
+					cur->zone);
 			goto out;
 		}
-		written += (uint64_t)n;
-		if ((size_t)n < bufsz)
-			break;
+		cur->length += k;
+		cur->padded += padded;
+		total += k;
+		pending -= k;
+		off += k;
 	}
 	r = zc_lease_sync(l);
 	if (r < 0) {
-		r = fail(c, r, "sync lease");
+		r = fail_landed(c, r, pieces, npieces, "sync lease");
 		goto out;
 	}
+	r = zc_lease_release(l, ZC_RELEASE_KEEP);
+	l = NULL;
+	if (r < 0) {
+		r = fail_landed(c, r, pieces, npieces, "release lease");
+		goto out;
+	}
+	/* A last lease that got nothing (the input ended on a zone's end)
+	 * is not a piece. */
+	if (npieces > 1 && !pieces[npieces - 1].padded)
+		npieces--;
 	if (opt_json) {
 		jw_obj(NULL);
-		jw_str("device", zc_lease_device(l));
-		jw_u64("zone", zc_lease_zone(l));
-		jw_u64("offset", offset);
-		jw_u64("length", written);
-		jw_u64("padded_length", zc_lease_wp(l) - zc_lease_start(l) - offset);
-		jw_u64("device_offset", zc_lease_start(l) + offset);
+		if (split) {
+			jw_u64("length", total);
+			jw_arr("pieces");
+		}
+		for (size_t i = 0; i < npieces; i++) {
+			if (split)
+				jw_obj(NULL);
+			jw_str("device", pieces[i].device);
+			jw_u64("zone", pieces[i].zone);
+			jw_u64("offset", pieces[i].offset);
+			jw_u64("length", pieces[i].length);
+			jw_u64("padded_length", pieces[i].padded);
+			jw_u64("device_offset", pieces[i].start + pieces[i].offset);
+			if (split)
+				jw_obj_end();
+		}
+		if (split)
+			jw_arr_end();
 		jw_obj_end();
 	} else {
-		printf("wrote %" PRIu64 " bytes (%" PRIu64 " with padding) to %s zone %" PRIu32
-		       " at offset %" PRIu64 " (device offset %" PRIu64 ")\n",
-		       written, zc_lease_wp(l) - zc_lease_start(l) - offset, zc_lease_device(l),
-		       zc_lease_zone(l), offset, zc_lease_start(l) + offset);
+		for (size_t i = 0; i < npieces; i++)
+			printf("wrote %" PRIu64 " bytes (%" PRIu64 " with padding) to %s zone %" PRIu32
+			       " at offset %" PRIu64 " (device offset %" PRIu64 ")\n",
+			       pieces[i].length, pieces[i].padded, pieces[i].device, pieces[i].zone,
+			       pieces[i].offset, pieces[i].start + pieces[i].offset);
 	}
 	r = 0;
 out:
@@ -1020,27 +1266,75 @@ out:
 			r = fail(c, rr, "release lease");
 	}
 	free(buf);
-	if (in != STDIN_FILENO)
-		close(in);
+	free(pieces);
+	free(in.ahead);
+	if (in.fd != STDIN_FILENO)
+		close(in.fd);
 	zc_close(c);
 	return r;
 }
 
-static void hexdump_line(uint64_t off, const unsigned char *p, size_t n)
+/* hexdump -C: 16 bytes a line; a line equal to the one before is shown
+ * once as "*" however often it repeats; the end offset closes the dump.
+ * Lines are assembled across read chunks. */
+struct hexdump {
+	uint64_t off;            /* offset of the line being filled */
+	unsigned char line[16], prev[16];
+	size_t n;
+	bool have_prev, starred, any;
+};
+
+static void hexdump_flush(struct hexdump *h)
 {
-	printf("%08" PRIx64 " ", off);
-	for (size_t i = 0; i < 16; i++) {
-		if (i == 8)
-			putchar(' ');
-		if (i < n)
-			printf(" %02x", p[i]);
-		else
-			fputs("   ", stdout);
+	if (!h->n)
+		return;
+	if (h->n == 16 && h->have_prev && memcmp(h->line, h->prev, 16) == 0) {
+		if (!h->starred)
+			puts("*");
+		h->starred = true;
+	} else {
+		printf("%08" PRIx64 " ", h->off);
+		for (size_t i = 0; i < 16; i++) {
+			if (i == 8)
+				putchar(' ');
+			if (i < h->n)
+				printf(" %02x", h->line[i]);
+			else
+				fputs("   ", stdout);
+		}
+		fputs("  |", stdout);
+		for (size_t i = 0; i < h->n; i++)
+			putchar(h->line[i] >= 0x20 && h->line[i] < 0x7f ? h->line[i] : '.');
+		puts("|");
+		h->starred = false;
 	}
-	fputs("  |", stdout);
-	for (size_t i = 0; i < n; i++)
-		putchar(p[i] >= 0x20 && p[i] < 0x7f ? p[i] : '.');
-	puts("|");
+	memcpy(h->prev, h->line, 16);
+	h->have_prev = h->n == 16;
+	h->off += h->n;
+	h->n = 0;
+}
+
+static void hexdump_add(struct hexdump *h, const unsigned char *p, size_t len)
+{
+	h->any = h->any || len;
+	while (len) {
+		size_t k = 16 - h->n < len ? 16 - h->n : len;
+
+		memcpy(h->line + h->n, p, k);
+		h->n += k;
+		p += k;
+		len -= k;
+		if (h->n == 16)
+			hexdump_flush(h);
+	}
+}
+
+static void hexdump_end(struct hexdump *h)
+{
+	/* Like hexdump, nothing at all for no data. */
+	hexdump_flush(h);
+	if (h->any)
+		printf("%08" PRIx64 "\n", h->off);
 }
 
 static int cmd_read(int argc, char **argv)
@@ -1054,8 +1348,9 @@ static int cmd_read(int argc, char **argv)
 		{ 0 },
 	};
 	struct zc_report_opts ro = { .count = 1 };
-	uint64_t offset = 0, length = 0, pos, end;
+	uint64_t offset = 0, length = 0, pos, end, cap, written;
 	bool have_length = false, hex = false;
+	struct hexdump hd = { 0 };
 	const char *dev;
 	struct zc_device info;
 	struct zc_zone z;
@@ -1093,18 +1388,22 @@ static int cmd_read(int argc, char **argv)
 		      : fail_local(-ERANGE, "read %s zone %" PRIu32, dev, ro.from);
 		goto out;
 	}
-	if (offset > z.len) {
-		r = fail_local(-EINVAL, "read: offset %" PRIu64 " is beyond zone %" PRIu32 " (%" PRIu64
-			       " bytes)", offset, z.index, z.len);
+	/* Nothing lies past a zone's capacity (a conventional zone's is its
+	 * length): reads stop there. */
+	cap = z.type == ZC_TYPE_CONV ? z.len : z.capacity;
+	if (offset > cap) {
+		r = fail_local(-EINVAL, "read: offset %" PRIu64 " is beyond zone %" PRIu32
+			       "'s capacity (%" PRIu64 " bytes)", offset, z.index, cap);
 		goto out;
 	}
 	/* By default: what was written, from offset to the write pointer (a
-	 * conventional zone has none: all of it). */
+	 * conventional zone has none: all of it). A full zone's write pointer
+	 * may be reported at its end rather than its capacity. */
+	written = z.type == ZC_TYPE_CONV ? cap : z.wp - z.start < cap ? z.wp - z.start : cap;
 	if (!have_length)
-		length = z.type == ZC_TYPE_CONV ? z.len - offset
-			 : z.wp - z.start > offset ? z.wp - z.start - offset : 0;
-	if (length > z.len - offset)
-		length = z.len - offset;
+		length = written > offset ? written - offset : 0;
+	if (length > cap - offset)
+		length = cap - offset;
 
 	fd = zc_device_open(c, dev);
 	if (fd < 0) {
@@ -1133,6 +1432,7 @@ static int cmd_read(int argc, char **argv)
 	}
 	pos = z.start + offset;
 	end = pos + length;
+	hd.off = offset;
 	while (pos < end) {
 		uint64_t a = pos & ~(uint64_t)(lbs - 1);
 		size_t want = end - a > bufsz ? bufsz : (size_t)((end - a + lbs - 1) / lbs * lbs);
@@ -1156,8 +1456,7 @@ static int cmd_read(int argc, char **argv)
 			for (size_t i = 0; i < use; i++)
 				printf("%02x", buf[skip + i]);
 		} else if (hex) {
-			for (size_t i = 0; i < use; i += 16)
-				hexdump_line(pos - z.start + i, buf + skip + i, use - i < 16 ? use - i : 16);
+			hexdump_add(&hd, buf + skip, use);
 		} else if (fwrite(buf + skip, 1, use, stdout) != use) {
 			r = fail_local(-errno, "write to stdout");
 			goto out;
@@ -1167,6 +1466,8 @@ static int cmd_read(int argc, char **argv)
 	if (opt_json) {
 		putchar('"');
 		jw_obj_end();
+	} else if (hex) {
+		hexdump_end(&hd);
 	}
 	r = 0;
 out:

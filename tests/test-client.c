@@ -838,6 +838,45 @@ START_TEST(test_hangup_fences_leases)
 }
 END_TEST
 
+/* A full zone's write pointer may come back at the zone's end (start +
+ * len) rather than at its capacity: the lease is granted, full. */
+START_TEST(test_lease_full_zone)
+{
+	char path[128];
+	struct step steps[] = {
+		{ .packets = { "{\"jsonrpc\":\"2.0\",\"result\":{\"lease\":{\"id\":1,\"token\":2,"
+			       "\"device\":\"emu0\",\"zone\":1,\"start\":8192,\"len\":8192,\"capacity\":"
+			       "4096,\"wp\":16384,\"block_size\":4096,\"label\":\"\",\"direct\":false},"
+			       "\"fd\":0},\"id\":%ID%}" },
+		  .fd_on = 1 },
+		{ .packets = { "{\"jsonrpc\":\"2.0\",\"result\":{\"lease\":{\"id\":1,\"token\":2,"
+			       "\"zone\":1,\"wp\":16384}},\"id\":%ID%}" } },
+		{ .packets = { "{\"jsonrpc\":\"2.0\",\"result\":{},\"id\":%ID%}" } },
+	};
+	static char block[4096];
+	struct fake f;
+	zc_lease *l;
+	zc_client *c;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/backing", tmpdir);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	ck_assert_int_ge(fd, 0);
+	steps[0].fd = fd;
+	fake_start(&f, steps, 3);
+	ck_assert_int_eq(zc_connect(f.path, &c), 0);
+	ck_assert_int_eq(zc_lease_acquire(c, NULL, &l), 0);
+	ck_assert_uint_eq(zc_lease_wp(l), 8192 + 4096);
+	ck_assert_int_eq(zc_lease_append(l, block, 4096), -ENOSPC);
+	ck_assert_int_eq(zc_lease_sync(l), 0);
+	ck_assert_uint_eq(zc_lease_wp(l), 8192 + 4096);
+	ck_assert_int_eq(zc_lease_release(l, ZC_RELEASE_RESET), 0);
+	zc_close(c);
+	fake_stop(&f);
+	close(fd);
+}
+END_TEST
+
 static Suite *client_suite(void)
 {
 	Suite *s = suite_create("client");
@@ -864,6 +903,7 @@ static Suite *client_suite(void)
 	tcase_add_test(tc, test_lease_direct_checks);
 	tcase_add_test(tc, test_lease_after_close);
 	tcase_add_test(tc, test_refused_connection);
+	tcase_add_test(tc, test_lease_full_zone);
 	tcase_add_test(tc, test_hangup_fences_leases);
 	tcase_add_test(tc, test_lease_no_fd);
 	tcase_add_test(tc, test_threads);
