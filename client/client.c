@@ -448,9 +448,16 @@ static int call_locked(zc_client *c, const char *method, struct json_object *par
 	for (;;) {
 		ssize_t n = zp_recv(c->fd, c->buf, ZP_MSG_MAX, &fd, 0);
 
-		if (n == 0 || n == -ECONNRESET) {
+		if (n == 0) {
 			*lost = true; /* the daemon went away */
 			return -ECONNRESET;
+		}
+		if (n == -ECONNRESET) {
+			/* The daemon closed with our request unread: the reset
+			 * is reported before the packets it sent first, which
+			 * may say why. */
+			*lost = true;
+			return pending_error(c, recorded);
 		}
 		if (n < 0)
 			return (int)n;

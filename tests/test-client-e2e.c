@@ -916,6 +916,31 @@ START_TEST(test_pread_capacity)
 }
 END_TEST
 
+/* The daemon's connection cap (32 per uid by default) answers with its
+ * error before it hangs up, and the library reports that error even though
+ * the request it sent was never read. */
+START_TEST(test_connection_cap_message)
+{
+	zc_client *cs[32], *extra;
+	struct zc_hello h;
+
+	for (int i = 0; i < 32; i++) {
+		cs[i] = client();
+		ck_assert_int_eq(zc_hello(cs[i], &h), 0);
+	}
+	/* Whether the daemon hangs up before or after our request arrives
+	 * is a race; try often enough to see both. */
+	for (int i = 0; i < 100; i++) {
+		extra = client();
+		ck_assert_int_eq(zc_hello(extra, &h), -EACCES);
+		ck_assert_str_eq(zc_last_error(extra), "too many connections for this uid");
+		zc_close(extra);
+	}
+	for (int i = 0; i < 32; i++)
+		zc_close(cs[i]);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("client-e2e");
@@ -943,6 +968,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_close_fences_lease);
 	tcase_add_test(tc, test_local_errors_named);
 	tcase_add_test(tc, test_pread_capacity);
+	tcase_add_test(tc, test_connection_cap_message);
 	suite_add_tcase(s, tc);
 	return s;
 }
