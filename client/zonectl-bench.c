@@ -8,6 +8,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,6 +44,19 @@ struct writer {
 	unsigned nacq;
 	double busy;          /* seconds spent in the timed part */
 };
+
+/* An error line through zonectl's one error path (text or JSON). */
+static void berr(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void berr(int err, const char *fmt, ...)
+{
+	char text[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	zonectl_error(err, text);
+}
 
 static double now_s(void)
 {
@@ -259,7 +273,7 @@ static int run_phase(const struct bench_opts *o, bool raw, struct writer *ws, do
 	for (unsigned i = 0; i < o->writers; i++) {
 		pthread_join(ws[i].thread, NULL);
 		if (ws[i].err < 0 && r == 0) {
-			fprintf(stderr, "zonectl: bench: writer %u: %s: %s\n", i, ws[i].what,
+			berr(ws[i].err, "bench: writer %u: %s: %s", i, ws[i].what,
 				ws[i].msg[0] ? ws[i].msg : zc_strerror(ws[i].err));
 			r = ws[i].err;
 		}
@@ -301,12 +315,12 @@ int zonectl_bench(const char *socket_path, bool json, int argc, char **argv)
 	int c, r = 0;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "+w:z:b:s:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+:w:z:b:s:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'w':
 		case 'z':
 			if (parse_size(optarg, &v) < 0 || v == 0 || v > 4096) {
-				fprintf(stderr, "zonectl: bench: --%s %s: want 1..4096\n",
+				berr(0, "bench: --%s %s: want 1..4096",
 					c == 'w' ? "writers" : "zones", optarg);
 				return 2;
 			}
@@ -318,7 +332,7 @@ int zonectl_bench(const char *socket_path, bool json, int argc, char **argv)
 		case 'b':
 		case 's':
 			if (parse_size(optarg, &v) < 0 || v == 0) {
-				fprintf(stderr, "zonectl: bench: --%s %s: not a size\n",
+				berr(0, "bench: --%s %s: not a size",
 					c == 'b' ? "block" : "size", optarg);
 				return 2;
 			}
@@ -332,7 +346,7 @@ int zonectl_bench(const char *socket_path, bool json, int argc, char **argv)
 			break;
 		case 'r':
 			if (parse_size(optarg, &v) < 0 || v == 0 || v > 100) {
-				fprintf(stderr, "zonectl: bench: --rounds %s: want 1..100\n", optarg);
+				berr(0, "bench: --rounds %s: want 1..100", optarg);
 				return 2;
 			}
 			rounds = (unsigned)v;
@@ -343,6 +357,12 @@ int zonectl_bench(const char *socket_path, bool json, int argc, char **argv)
 		case 'h':
 			usage(stdout);
 			return 0;
+		case '?':
+			berr(0, "bench: unknown option '%s'", argv[optind - 1]);
+			return 2;
+		case ':':
+			berr(0, "bench: option '%s' needs an argument", argv[optind - 1]);
+			return 2;
 		default:
 			usage(stderr);
 			return 2;
@@ -354,8 +374,7 @@ int zonectl_bench(const char *socket_path, bool json, int argc, char **argv)
 	}
 	o.device = argv[optind];
 	if (o.block % 4096 || o.size % o.block) {
-		fprintf(stderr, "zonectl: bench: --block must be a multiple of 4096 and --size a "
-				"multiple of --block\n");
+		berr(0, "bench: --block must be a multiple of 4096 and --size a multiple of --block");
 		return 2;
 	}
 	/* Everything that can be known before the writers start is checked
@@ -367,19 +386,21 @@ int zonectl_bench(const char *socket_path, bool json, int argc, char **argv)
 
 		r = zc_connect(socket_path, &cl);
 		if (r < 0) {
-			fprintf(stderr, "zonectl: bench: cannot connect: %s\n", zc_strerror(r));
+			berr(r, "bench: cannot connect to %s: %s (" ZONECTL_START_HINT ")",
+			     socket_path ? socket_path : getenv("ZONED_SOCKET") ? getenv("ZONED_SOCKET")
+						     : "/run/zoned/zonedd.sock", zc_strerror(r));
 			return 1;
 		}
 		r = zc_device_info(cl, o.device, &info);
 		if (r < 0) {
-			fprintf(stderr, "zonectl: bench %s: %s\n", o.device, zc_last_error(cl));
+			berr(r, "bench %s: %s", o.device, zc_last_error(cl));
 			zc_close(cl);
 			return 1;
 		}
 		zc_close(cl);
 		if (o.size > info.zone_capacity) {
-			fprintf(stderr, "zonectl: bench %s: --size %" PRIu64 " is larger than the zone "
-					"capacity (%" PRIu64 " bytes)\n", o.device, o.size, info.zone_capacity);
+			berr(0, "bench %s: --size %" PRIu64 " is larger than the zone capacity (%" PRIu64
+			     " bytes)", o.device, o.size, info.zone_capacity);
 			return 2;
 		}
 	}

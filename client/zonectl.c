@@ -28,16 +28,39 @@ static const char *opt_socket;
 
 /* --- Errors ------------------------------------------------------------ */
 
+static void json_string_to(FILE *f, const char *s);
+
+/* Every error leaves through here: one line "zonectl: TEXT" on stderr, or
+ * with --json one JSON object {"error": {...}} on stderr, so a script
+ * reading JSON never has to parse prose. err is a negative errno, or 0 for
+ * a usage error. */
+void zonectl_error(int err, const char *text)
+{
+	if (!opt_json) {
+		fprintf(stderr, "zonectl: %s\n", text);
+		return;
+	}
+	fputs("{\"error\": {\"message\": ", stderr);
+	json_string_to(stderr, text);
+	if (err) {
+		fprintf(stderr, ", \"errno\": %d, \"reason\": ", -err);
+		json_string_to(stderr, zc_strerror(err));
+	}
+	fputs("}}\n", stderr);
+}
+
 static void usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 static void usage_error(const char *fmt, ...)
 {
+	char text[1024];
 	va_list ap;
 
-	fputs("zonectl: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
-	fputs("\nTry 'zonectl --help' for more information.\n", stderr);
+	zonectl_error(0, text);
+	if (!opt_json)
+		fputs("Try 'zonectl --help' for more information.\n", stderr);
 	exit(EXIT_USAGE);
 }
 
@@ -47,13 +70,30 @@ static int fail(zc_client *c, int err, const char *fmt, ...) __attribute__((form
 static int fail(zc_client *c, int err, const char *fmt, ...)
 {
 	const char *msg = c ? zc_last_error(c) : "";
+	char text[1024];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	if (n >= 0 && (size_t)n < sizeof(text))
+		snprintf(text + n, sizeof(text) - (size_t)n, ": %s", *msg ? msg : zc_strerror(err));
+	zonectl_error(err, text);
+	return EXIT_FAILURE;
+}
+
+/* A failure with its whole text given (no errno, no daemon message). */
+static int fail_text(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int fail_text(const char *fmt, ...)
+{
+	char text[1024];
 	va_list ap;
 
-	fputs("zonectl: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
-	fprintf(stderr, ": %s\n", *msg ? msg : zc_strerror(err));
+	zonectl_error(0, text);
 	return EXIT_FAILURE;
 }
 
@@ -234,26 +274,31 @@ static struct {
 	bool first[32];
 } jw;
 
-static void json_string(const char *s)
+static void json_string_to(FILE *f, const char *s)
 {
-	putchar('"');
+	fputc('"', f);
 	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
 		switch (*p) {
-		case '"': fputs("\\\"", stdout); break;
-		case '\\': fputs("\\\\", stdout); break;
-		case '\b': fputs("\\b", stdout); break;
-		case '\f': fputs("\\f", stdout); break;
-		case '\n': fputs("\\n", stdout); break;
-		case '\r': fputs("\\r", stdout); break;
-		case '\t': fputs("\\t", stdout); break;
+		case '"': fputs("\\\"", f); break;
+		case '\\': fputs("\\\\", f); break;
+		case '\b': fputs("\\b", f); break;
+		case '\f': fputs("\\f", f); break;
+		case '\n': fputs("\\n", f); break;
+		case '\r': fputs("\\r", f); break;
+		case '\t': fputs("\\t", f); break;
 		default:
 			if (*p < 0x20 || *p == 0x7f)
-				printf("\\u%04x", *p);
+				fprintf(f, "\\u%04x", *p);
 			else
-				putchar(*p); /* UTF-8 passes through */
+				fputc(*p, f); /* UTF-8 passes through */
 		}
 	}
-	putchar('"');
+	fputc('"', f);
+}
+
+static void json_string(const char *s)
+{
+	json_string_to(stdout, s);
 }
 
 static void jw_key(const char *key)
@@ -342,25 +387,108 @@ static zc_client *connect_or_die(void)
 	if (r < 0) {
 		const char *path = opt_socket ? opt_socket : getenv("ZONED_SOCKET");
 
-		fail_local(r, "cannot connect to %s", path && *path ? path : "/run/zoned/zonedd.sock");
+		char text[1024];
+
+		snprintf(text, sizeof(text), "cannot connect to %s: %s (" ZONECTL_START_HINT ")",
+			 path && *path ? path : "/run/zoned/zonedd.sock", zc_strerror(r));
+		zonectl_error(r, text);
 		exit(EXIT_FAILURE);
 	}
 	return c;
 }
 
+/* Every command's synopsis and summary: the global help, each command's
+ * --help, and (checked by tests/e2e-zonectl-help.sh) the man page and the
+ * bash completion list the same options. */
+static const struct cmd_help {
+	const char *names; /* "|"-separated when several commands share it */
+	const char *synopsis;
+	const char *summary;
+} helps[] = {
+	{ "devices", "", "list the devices" },
+	{ "info", "DEVICE", "show a device" },
+	{ "report", "DEVICE [--cond C[,C]] [--type T[,T]] [--from N] [--scan N] [--count N] [--bytes]",
+	  "list zones: --from and --scan give the range\nscanned, --count how many to print,\n"
+	  "--bytes exact sizes" },
+	{ "open|close|finish|reset", "DEVICE ZONE [--count N] [--force]", "zone operations (admin)" },
+	{ "lease", "DEVICE [--zone N] [--wait MS] [--hold SECONDS] [--label TEXT]",
+	  "take a lease and hold it until the time is\nup or SIGINT/SIGTERM, then release it" },
+	{ "write", "DEVICE [--zone N] [--input FILE|-] [--label TEXT] [--split]",
+	  "append a file to a leased zone (padded to\na block) and tell where it landed; the size\n"
+	  "is checked first, --split spans several zones" },
+	{ "read", "DEVICE ZONE [--offset B] [--length B] [--hexdump]",
+	  "read a zone (default: what was written, never\npast its capacity)" },
+	{ "leases", "[--all]", "list leases" },
+	{ "hello", "", "show the daemon's greeting" },
+	{ "stats", "", "show the daemon's counters" },
+	{ "bench", "DEVICE [--writers N] [--zones Z] [--block B] [--size S] [--rounds R] [--buffered]",
+	  "lease-and-append throughput against plain\npwrite in the same run" },
+};
+
+static const struct cmd_help *help_of(const char *cmd)
+{
+	size_t len = strlen(cmd);
+
+	for (size_t i = 0; i < sizeof(helps) / sizeof(helps[0]); i++) {
+		const char *p = helps[i].names;
+
+		for (;;) {
+			const char *bar = strchr(p, '|');
+			size_t l = bar ? (size_t)(bar - p) : strlen(p);
+
+			if (l == len && strncmp(p, cmd, len) == 0)
+				return &helps[i];
+			if (!bar)
+				break;
+			p = bar + 1;
+		}
+	}
+	return NULL;
+}
+
+/* Prints text with each line after the first indented by indent. */
+static void print_indented(FILE *f, const char *text, int indent)
+{
+	for (const char *p = text; *p; p++) {
+		fputc(*p, f);
+		if (*p == '\n')
+			fprintf(f, "%*s", indent, "");
+	}
+	fputc('\n', f);
+}
+
+static void cmd_usage(const char *cmd)
+{
+	const struct cmd_help *h = help_of(cmd);
+
+	printf("Usage: zonectl [--socket PATH] [--json] %s%s%s\n\n  ", cmd, *h->synopsis ? " " : "",
+	       h->synopsis);
+	print_indented(stdout, h->summary, 2);
+	fputs("\nOptions of every command: --socket PATH, --json, --help (-h).\n", stdout);
+}
+
 /* Per-command option parsing: getopt_long over the command's arguments,
- * also accepting the global --json and --socket after the command. */
+ * also accepting the global --json, --socket and --help after the command. */
 enum { OPT_JSON = 0x100, OPT_SOCKET };
-#define COMMON_OPTS { "json", no_argument, NULL, OPT_JSON }, { "socket", required_argument, NULL, OPT_SOCKET }
+#define COMMON_OPTS { "json", no_argument, NULL, OPT_JSON }, \
+	{ "socket", required_argument, NULL, OPT_SOCKET }, { "help", no_argument, NULL, 'h' }
 
 static const char *cmd_name = "";
+static const char *cur_cmd; /* the command whose options are parsed, NULL before */
+static void usage(FILE *f);
 
 static int next_opt(int argc, char **argv, const struct option *opts)
 {
 	for (;;) {
-		int o = getopt_long(argc, argv, "+:", opts, NULL);
+		int o = getopt_long(argc, argv, "+:h", opts, NULL);
 
-		if (o == OPT_JSON) {
+		if (o == 'h') {
+			if (cur_cmd)
+				cmd_usage(cur_cmd);
+			else
+				usage(stdout);
+			exit(0);
+		} else if (o == OPT_JSON) {
 			opt_json = true;
 		} else if (o == OPT_SOCKET) {
 			opt_socket = optarg;
@@ -400,7 +528,9 @@ static void options_first(int argc, char **argv, const struct option *opts)
 				ops[nops++] = argv[i];
 			break;
 		}
-		if (a[0] == '-' && a[1] == '-' && a[2]) {
+		if (strcmp(a, "-h") == 0) {
+			argv[w++] = argv[i];
+		} else if (a[0] == '-' && a[1] == '-' && a[2]) {
 			const char *eq = strchr(a + 2, '=');
 			size_t len = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
 			bool takes = false;
@@ -623,29 +753,39 @@ out:
 static const char *const zone_hdr[] = { "INDEX", "TYPE", "COND", "START", "LEN", "CAPACITY", "WRITTEN" };
 static const bool zone_right[] = { 1, 0, 0, 1, 1, 1, 1 };
 
-static void zone_row(struct table *t, const struct zc_zone *z)
+/* exact: sizes as byte counts, usable as addresses (rounded units are
+ * not). */
+static void zone_row(struct table *t, const struct zc_zone *z, bool exact)
 {
 	/* The write pointer, shown as what was written into the zone (a
 	 * full zone's wp may point past its capacity); meaningless for
 	 * conventional zones. */
 	uint64_t w = z->wp - z->start < z->capacity ? z->wp - z->start : z->capacity;
-	const char *written = z->type == ZC_TYPE_CONV ? "-" : SIZE(w);
+	const char *written = z->type == ZC_TYPE_CONV ? "-" : exact ? NUM(w) : SIZE(w);
 
-	table_add(t, NUM(z->index), zc_type_name(z->type), zc_cond_name(z->cond), SIZE(z->start),
-		  SIZE(z->len), SIZE(z->capacity), written);
+	if (exact)
+		table_add(t, NUM(z->index), zc_type_name(z->type), zc_cond_name(z->cond),
+			  NUM(z->start), NUM(z->len), NUM(z->capacity), written);
+	else
+		table_add(t, NUM(z->index), zc_type_name(z->type), zc_cond_name(z->cond),
+			  SIZE(z->start), SIZE(z->len), SIZE(z->capacity), written);
 }
 
 static int cmd_report(int argc, char **argv)
 {
-	enum { O_COND = 1, O_TYPE, O_FROM, O_COUNT };
+	enum { O_COND = 1, O_TYPE, O_FROM, O_COUNT, O_SCAN, O_BYTES };
 	static const struct option opts[] = {
 		COMMON_OPTS,
 		{ "cond", required_argument, NULL, O_COND },
 		{ "type", required_argument, NULL, O_TYPE },
 		{ "from", required_argument, NULL, O_FROM },
 		{ "count", required_argument, NULL, O_COUNT },
+		{ "scan", required_argument, NULL, O_SCAN },
+		{ "bytes", no_argument, NULL, O_BYTES },
 		{ 0 },
 	};
+	uint32_t want = 0; /* zones to print, 0 = all that match */
+	bool exact = false;
 	struct table t = { .ncols = 7, .header = zone_hdr, .right = zone_right };
 	struct zc_report_opts ro = { 0 };
 	struct zc_zone *zones = NULL;
@@ -661,10 +801,16 @@ static int cmd_report(int argc, char **argv)
 		case O_TYPE: ro.type_mask |= arg_names("--type", optarg, zc_type_from_name); break;
 		case O_FROM: ro.from = arg_u32("--from", optarg); break;
 		case O_COUNT:
-			ro.count = arg_u32("--count", optarg);
-			if (!ro.count)
+			want = arg_u32("--count", optarg);
+			if (!want)
 				usage_error("report: --count must be at least 1");
 			break;
+		case O_SCAN:
+			ro.count = arg_u32("--scan", optarg);
+			if (!ro.count)
+				usage_error("report: --scan must be at least 1");
+			break;
+		case O_BYTES: exact = true; break;
 		}
 	}
 	want_args(argc, argv, 1, "DEVICE");
@@ -675,8 +821,9 @@ static int cmd_report(int argc, char **argv)
 		goto out;
 	}
 	/* Collect everything first: a report that fails half way prints
-	 * nothing but the error. */
-	for (;;) {
+	 * nothing but the error. The iterator is lazy: stopping at --count
+	 * fetches no further page. */
+	while (!want || n < want) {
 		if (n == cap) {
 			struct zc_zone *nz = realloc(zones, (cap = cap ? cap * 2 : 256) * sizeof(*zones));
 
@@ -691,8 +838,12 @@ static int cmd_report(int argc, char **argv)
 			break;
 		n++;
 	}
-	if (r < 0) {
+	if (r < 0)
 		r = fail(c, r, "report %s", argv[optind]);
+	else
+		r = 0; /* 1 when --count stopped the scan */
+	if (r) {
+		/* reported */
 	} else if (opt_json) {
 		jw_obj(NULL);
 		jw_arr("zones");
@@ -702,7 +853,7 @@ static int cmd_report(int argc, char **argv)
 		jw_obj_end();
 	} else {
 		for (size_t i = 0; i < n; i++)
-			zone_row(&t, &zones[i]);
+			zone_row(&t, &zones[i], exact);
 		table_print(&t);
 	}
 	free(zones);
@@ -760,7 +911,7 @@ static int cmd_zone_op(int argc, char **argv, enum zc_zone_op op)
 		jw_obj_end();
 	} else {
 		for (int i = 0; i < r; i++)
-			zone_row(&t, &zones[i]);
+			zone_row(&t, &zones[i], false);
 		table_print(&t);
 	}
 	r = 0;
@@ -949,15 +1100,21 @@ static int fail_landed(zc_client *c, int err, const struct piece *p, size_t n, c
 static int fail_landed(zc_client *c, int err, const struct piece *p, size_t n, const char *fmt, ...)
 {
 	const char *msg = c ? zc_last_error(c) : "";
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
 	va_list ap;
 
-	fputs("zonectl: ", stderr);
+	if (!f)
+		return fail_local(-ENOMEM, "write");
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vfprintf(f, fmt, ap);
 	va_end(ap);
-	fprintf(stderr, ": %s; ", *msg ? msg : zc_strerror(err));
-	print_landed(stderr, p, n);
-	fputc('\n', stderr);
+	fprintf(f, ": %s; ", *msg ? msg : zc_strerror(err));
+	print_landed(f, p, n);
+	fclose(f);
+	zonectl_error(err, text);
+	free(text);
 	return EXIT_FAILURE;
 }
 
@@ -1087,11 +1244,10 @@ static int cmd_write(int argc, char **argv)
 		known = true;
 	}
 	if (known && !split && size > info.zone_capacity) {
-		fprintf(stderr, "zonectl: write %s: the input is %s%s a zone's capacity (%s):"
-				" nothing written (--split spreads it over several zones)\n",
+		r = fail_text("write %s: the input is %s%s a zone's capacity (%s):"
+				" nothing written (--split spreads it over several zones)",
 			lo.device, regular ? SIZE(size) : "", regular ? ", more than" : "larger than",
 			SIZE(info.zone_capacity));
-		r = EXIT_FAILURE;
 		goto out;
 	}
 	/* The allocator then picks a zone with room for all of it. */
@@ -1131,18 +1287,17 @@ static int cmd_write(int argc, char **argv)
 			room = zc_lease_start(l) + zc_lease_capacity(l) - zc_lease_wp(l);
 			if (known && !split && size > room) {
 				if (room)
-					fprintf(stderr, "zonectl: write %s zone %" PRIu32 ": the input is %s, "
+					r = fail_text("write %s zone %" PRIu32 ": the input is %s, "
 							"the zone has %s free of %s: nothing written (--split "
-							"spreads it over several zones)\n",
+							"spreads it over several zones)",
 						cur->device, cur->zone, SIZE(size), SIZE(room),
 						SIZE(zc_lease_capacity(l)));
 				else
-					fprintf(stderr, "zonectl: write %s zone %" PRIu32 ": the zone is full "
+					r = fail_text("write %s zone %" PRIu32 ": the zone is full "
 							"(%s written): nothing written (reset it, or write to "
-							"another zone)\n",
+							"another zone)",
 						cur->device, cur->zone, SIZE(zc_lease_capacity(l)));
-				r = EXIT_FAILURE;
-				goto out;
+								goto out;
 			}
 			/* Later pieces go wherever the allocator finds room. */
 			lo.zone = -1;
@@ -1574,6 +1729,40 @@ static int common_depth(const char *a, const char *b)
 	}
 }
 
+/* The daemon counts errors by JSON-RPC code ("errors.-32004"); people
+ * read names. The names follow the codes of proto/PROTOCOL.md; an unknown
+ * code keeps its number. */
+static void name_error_counter(char *name, size_t cap)
+{
+	static const struct {
+		int code;
+		const char *name;
+	} names[] = {
+		{ -32700, "parse-error" },     { -32600, "invalid-request" },
+		{ -32601, "method-not-found" }, { -32602, "invalid-params" },
+		{ -32603, "internal-error" },  { -32000, "io-error" },
+		{ -32001, "permission-denied" }, { -32002, "no-such-device" },
+		{ -32003, "no-such-zone" },    { -32004, "zone-leased" },
+		{ -32005, "no-free-zone" },    { -32006, "limit-reached" },
+		{ -32007, "stale-lease" },     { -32008, "timed-out" },
+		{ -32009, "wrong-zone-state" }, { -32010, "too-large" },
+	};
+	char *dot = strrchr(name, '.'), *end;
+	long code;
+
+	if (!dot || strncmp(name, "errors.", 7) != 0 || dot != name + 6)
+		return;
+	errno = 0;
+	code = strtol(dot + 1, &end, 10);
+	if (errno || end == dot + 1 || *end)
+		return;
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (names[i].code == code) {
+			snprintf(dot + 1, cap - (size_t)(dot + 1 - name), "%s", names[i].name);
+			return;
+		}
+}
+
 static int cmd_stats(int argc, char **argv)
 {
 	static const struct option opts[] = { COMMON_OPTS, { 0 } };
@@ -1603,6 +1792,10 @@ static int cmd_stats(int argc, char **argv)
 		r = fail(c, n, "stats");
 		goto out;
 	}
+	if ((size_t)n > max)
+		n = (int)max;
+	for (int i = 0; i < n; i++)
+		name_error_counter(st[i].name, sizeof(st[i].name));
 	if (opt_json) {
 		/* The library flattens nested counters to "a.b"; rebuild the
 		 * nesting from the names (they come depth first). */
@@ -1657,6 +1850,14 @@ static int cmd_bench(int argc, char **argv)
 	};
 
 	options_first(argc, argv, opts);
+	for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			cmd_usage("bench");
+			return 0;
+		}
+		if (strcmp(argv[i], "--json") == 0)
+			opt_json = true; /* for the error lines too */
+	}
 	return zonectl_bench(opt_socket, opt_json, argc, argv);
 }
 
@@ -1668,33 +1869,24 @@ static void usage(FILE *f)
 	      "\n"
 	      "Talks to zonedd, the zoned block device sharing daemon.\n"
 	      "\n"
-	      "Commands:\n"
-	      "  devices                          list the devices\n"
-	      "  info DEVICE                      show a device\n"
-	      "  report DEVICE [--cond C[,C]] [--type T[,T]] [--from N] [--count N]\n"
-	      "                                   list zones\n"
-	      "  open|close|finish|reset DEVICE ZONE [--count N] [--force]\n"
-	      "                                   zone operations (admin)\n"
-	      "  lease DEVICE [--zone N] [--wait MS] [--hold SECONDS] [--label TEXT]\n"
-	      "                                   take a lease and hold it until the time is\n"
-	      "                                   up or SIGINT/SIGTERM, then release it\n"
-	      "  write DEVICE [--zone N] [--input FILE|-]\n"
-	      "                                   append a file to a leased zone (padded to\n"
-	      "                                   a block) and tell where it landed\n"
-	      "  read DEVICE ZONE [--offset B] [--length B] [--hexdump]\n"
-	      "                                   read a zone (default: up to its write pointer)\n"
-	      "  leases [--all]                   list leases\n"
-	      "  hello                            show the daemon's greeting\n"
-	      "  stats                            show the daemon's counters\n"
-	      "  bench DEVICE [--writers N] [--zones Z] [--block B] [--size S] [--buffered]\n"
-	      "                                   lease-and-append throughput against plain\n"
-	      "                                   pwrite in the same run\n"
-	      "\n"
+	      "Commands:\n", f);
+	for (size_t i = 0; i < sizeof(helps) / sizeof(helps[0]); i++) {
+		const struct cmd_help *h = &helps[i];
+		int n = fprintf(f, "  %s%s%s", h->names, *h->synopsis ? " " : "", h->synopsis);
+
+		if (n > 35)
+			fprintf(f, "\n%*s", 35, "");
+		else
+			fprintf(f, "%*s", 35 - n, "");
+		print_indented(f, h->summary, 35);
+	}
+	fputs("\n"
 	      "Options:\n"
 	      "  --socket PATH   the daemon's socket (default: $ZONED_SOCKET, else\n"
 	      "                  /run/zoned/zonedd.sock)\n"
-	      "  --json          print results as JSON, sizes in bytes\n"
-	      "  --help          show this help\n"
+	      "  --json          print results as JSON, sizes in bytes; errors as JSON\n"
+	      "                  on stderr\n"
+	      "  -h, --help      show this help (after a command: the command's help)\n"
 	      "  --version       show the version\n"
 	      "\n"
 	      "Conditions: not-wp, empty, implicit-open, explicit-open, closed, full,\n"
@@ -1705,10 +1897,9 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
-	enum { O_HELP = 1, O_VERSION };
+	enum { O_VERSION = 1 };
 	static const struct option opts[] = {
 		COMMON_OPTS,
-		{ "help", no_argument, NULL, O_HELP },
 		{ "version", no_argument, NULL, O_VERSION },
 		{ 0 },
 	};
@@ -1737,10 +1928,6 @@ int main(int argc, char **argv)
 
 	opterr = 0;
 	while ((o = next_opt(argc, argv, opts)) != -1) {
-		if (o == O_HELP) {
-			usage(stdout);
-			return 0;
-		}
 		if (o == O_VERSION) {
 			printf("zonectl (%s) %s\n", PACKAGE_NAME, PACKAGE_VERSION);
 			return 0;
@@ -1757,6 +1944,7 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
 		if (strcmp(cmd, cmds[i].name) != 0)
 			continue;
+		cur_cmd = cmds[i].name;
 		if (cmds[i].fn)
 			return cmds[i].fn(argc, argv);
 		return cmd_zone_op(argc, argv, (enum zc_zone_op)cmds[i].op);
