@@ -3,7 +3,7 @@
 # tour's code block against a fresh daemon started the way `.ci/quickstart
 # run` starts it, and compares with the text under each command. What
 # cannot be the same on two runs is normalised on both sides: the absolute
-# path of the state directory, pids, lease ages. Anything else that differs
+# path of the state directory, pids, uids, lease ages. Anything else that differs
 # fails, so the tour cannot drift from the program.
 . "${top_srcdir:-$(dirname "$0")/..}/tests/lib-e2e.sh"
 
@@ -45,9 +45,11 @@ def norm(lines):
         o = l
         l = re.sub(r"(/[^\s]*)?/run/state/", "<DIR>/run/state/", l)
         # lease list rows: pid and age vary
-        m = re.match(r"^(\s*\d+\s+\S+\s+\d+\s+\d+)\s+\d+(\s+\d+)\s+[\d.]+s(\s+.*)$", l)
+        m = re.match(r"^(\s*\d+\s+\S+\s+\d+\s+\d+)\s+\d+\s+\d+\s+[\d.]+s(\s+.*)$", l)
         if m:
-            l = m.group(1) + " <PID>" + m.group(2) + " <AGE>" + m.group(3)
+            l = m.group(1) + " <PID> <UID> <AGE>" + m.group(2)
+        if l.startswith("ID  DEVICE  ZONE"):
+            l = l + " "  # its widths follow the pid and uid
         if l != o:
             l = re.sub(r"\s+", " ", l)
         out.append(l)
