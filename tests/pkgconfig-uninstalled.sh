@@ -32,8 +32,13 @@ int main(void)
 	return r == -ENOENT ? 0 : 1;
 }
 C
+# A sanitizer build's library needs its runtime first in the program.
+extra=
+if command -v readelf >/dev/null && readelf -d "$B/client/.libs/libzoned-client.so" 2>/dev/null | grep -q libasan; then
+	extra="-fsanitize=address,undefined"
+fi
 # shellcheck disable=SC2086
-"$CC" -o "$T/t" "$T/t.c" $flags || die "does not build with: $flags"
+"$CC" $extra -o "$T/t" "$T/t.c" $flags || die "does not build with: $flags"
 out=$("$T/t") || die "program failed: $out"
 [ "$out" = "-2 No such file or directory" ] || die "program printed: $out"
 echo "PASS: $NAME"
