@@ -13,12 +13,18 @@
 #include "include/zoned/client.h"
 
 struct zc_client {
-	int fd;                  /* -1 once zc_close() ran */
+	int fd;                  /* -1 once zc_close() ran or the connection was lost */
 	pthread_mutex_t lock;    /* serialises one request/response exchange */
 	int64_t next_id;         /* under lock */
 	char *buf;               /* receive buffer, ZP_MSG_MAX bytes, under lock */
 	uint64_t serial;         /* tells clients apart in the per-thread error slots */
 	atomic_uint refs;        /* the caller's, plus one per lease and iterator */
+	/* The live leases of this connection, so that losing the connection
+	 * can mark and fence every one of them at once (and, later, an event
+	 * can find a lease by id). A lock of its own: a blocking call holding
+	 * `lock` must not delay a lease being freed or fenced. */
+	pthread_mutex_t leases_lock;
+	struct zc_lease *leases; /* under leases_lock */
 };
 
 /* Takes and drops references: leases and iterators keep the client alive so
@@ -36,9 +42,17 @@ void zc_client_unref(zc_client *c);
 int zc_call(zc_client *c, const char *method, struct json_object *params,
 	    struct json_object **result, int *fd_out);
 
+/* The connection is gone (zc_close, or the daemon hung up): every lease of
+ * c fails its next call with err (-ENOTCONN) and its fd is replaced by one
+ * that refuses I/O, so that no write reaches a zone the daemon took back.
+ * Called without c->lock held. */
+void zc_leases_lost(zc_client *c, int err);
+
 /* Records err (a negative errno) as the last error of c in this thread, with
  * msg, or zc_strerror(err) when msg is NULL. Returns err. */
 int zc_fail(zc_client *c, int err, const char *msg);
+/* zc_fail with a formatted message. */
+int zc_failf(zc_client *c, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* Strict readers of reply fields: a missing field or a wrong type is -EPROTO.
  * Strings are copied and truncated to cap. */

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,6 +80,20 @@ int zc_fail(zc_client *c, int err, const char *msg)
 		return err;
 	s = err_slot(c, true);
 	snprintf(s->msg, sizeof(s->msg), "%s", msg ? msg : zc_strerror(err));
+	return err;
+}
+
+int zc_failf(zc_client *c, int err, const char *fmt, ...)
+{
+	struct zc_err_slot *s;
+	va_list ap;
+
+	if (!c)
+		return err;
+	s = err_slot(c, true);
+	va_start(ap, fmt);
+	vsnprintf(s->msg, sizeof(s->msg), fmt, ap);
+	va_end(ap);
 	return err;
 }
 
@@ -159,6 +174,7 @@ ZC_EXPORT int zc_connect(const char *path, zc_client **out)
 	c->serial = atomic_fetch_add(&client_serial, 1) + 1;
 	atomic_init(&c->refs, 1);
 	pthread_mutex_init(&c->lock, NULL);
+	pthread_mutex_init(&c->leases_lock, NULL);
 	*out = c;
 	return 0;
 fail:
@@ -177,6 +193,7 @@ void zc_client_unref(zc_client *c)
 	if (!c || atomic_fetch_sub(&c->refs, 1) != 1)
 		return;
 	pthread_mutex_destroy(&c->lock);
+	pthread_mutex_destroy(&c->leases_lock);
 	free(c->buf);
 	free(c);
 }
@@ -186,13 +203,17 @@ ZC_EXPORT void zc_close(zc_client *c)
 	if (!c)
 		return;
 	/* Closing the socket ends the daemon's side of every lease this
-	 * connection holds; leases still referenced here now fail with
-	 * -ENOTCONN. */
+	 * connection holds. Fence the leases first, so that none can write
+	 * once the daemon may have given its zone to someone else; this needs
+	 * no c->lock and so does not wait for a call in flight. */
+	zc_leases_lost(c, -ENOTCONN);
 	pthread_mutex_lock(&c->lock);
 	if (c->fd >= 0)
 		close(c->fd);
 	c->fd = -1;
 	pthread_mutex_unlock(&c->lock);
+	/* A lease granted by a call that was in flight meanwhile. */
+	zc_leases_lost(c, -ENOTCONN);
 	zc_client_unref(c);
 }
 
@@ -365,8 +386,32 @@ static bool reply_is_ours(struct json_object *reply, int64_t id)
 	return json_object_is_type(rid, json_type_int) && json_object_get_int64(rid) == id;
 }
 
+/* A daemon that refuses a connection (too many for this uid) sends its
+ * error reply and hangs up, maybe before our first request: the send then
+ * fails with EPIPE while the answer still waits in the receive queue. Read
+ * it, so the caller learns why rather than "Connection reset by peer". */
+static int pending_error(zc_client *c, bool *recorded)
+{
+	struct json_object *reply, *err;
+	int fd = -1, r = -ECONNRESET;
+	ssize_t n = zp_recv(c->fd, c->buf, ZP_MSG_MAX, &fd, MSG_DONTWAIT);
+
+	if (fd >= 0)
+		close(fd);
+	if (n <= 0 || n > ZP_MSG_MAX)
+		return r;
+	reply = zp_parse(c->buf, (size_t)n);
+	if (reply && reply_is_ours(reply, 0) && (err = field(reply, "error"))) {
+		r = reply_error(c, err);
+		*recorded = true;
+	}
+	json_object_put(reply);
+	return r;
+}
+
+/* *lost tells the caller the connection is gone for good. */
 static int call_locked(zc_client *c, const char *method, struct json_object *params,
-		       struct json_object **result, int *fd_out, bool *recorded)
+		       struct json_object **result, int *fd_out, bool *recorded, bool *lost)
 {
 	struct json_object *req, *reply = NULL, *v;
 	const char *s;
@@ -393,16 +438,29 @@ static int call_locked(zc_client *c, const char *method, struct json_object *par
 	}
 	r = zp_send(c->fd, s, len, -1, 0);
 	json_object_put(req);
+	if (r == -EPIPE || r == -ECONNRESET) {
+		*lost = true;
+		return pending_error(c, recorded);
+	}
 	if (r < 0)
-		return r == -EPIPE ? -ECONNRESET : r;
+		return r;
 
 	for (;;) {
 		ssize_t n = zp_recv(c->fd, c->buf, ZP_MSG_MAX, &fd, 0);
 
+		if (n == 0) {
+			*lost = true; /* the daemon went away */
+			return -ECONNRESET;
+		}
+		if (n == -ECONNRESET) {
+			/* The daemon closed with our request unread: the reset
+			 * is reported before the packets it sent first, which
+			 * may say why. */
+			*lost = true;
+			return pending_error(c, recorded);
+		}
 		if (n < 0)
 			return (int)n;
-		if (n == 0)
-			return -ECONNRESET; /* the daemon went away */
 		if (n > ZP_MSG_MAX) {
 			/* Truncated: whatever it was, it cannot be read. If
 			 * it was our reply, the answer is lost. */
@@ -452,7 +510,7 @@ out:
 int zc_call(zc_client *c, const char *method, struct json_object *params,
 	    struct json_object **result, int *fd_out)
 {
-	bool recorded = false;
+	bool recorded = false, lost = false;
 	int r;
 
 	*result = NULL;
@@ -463,12 +521,21 @@ int zc_call(zc_client *c, const char *method, struct json_object *params,
 		return -EINVAL;
 	}
 	pthread_mutex_lock(&c->lock);
-	r = call_locked(c, method, params, result, fd_out, &recorded);
+	r = call_locked(c, method, params, result, fd_out, &recorded, &lost);
+	if (lost && c->fd >= 0) {
+		close(c->fd);
+		c->fd = -1;
+	}
 	pthread_mutex_unlock(&c->lock);
+	/* The daemon ended this connection's leases with it. */
+	if (lost)
+		zc_leases_lost(c, -ENOTCONN);
 	/* A daemon error recorded the daemon's message; a local failure gets
-	 * its errno text, so zc_last_error() always describes the failure. */
+	 * its own text, so zc_last_error() always describes the failure. */
 	if (r < 0 && !recorded)
-		zc_fail(c, r, NULL);
+		zc_fail(c, r, r == -ECONNRESET ? "the daemon closed the connection"
+			      : r == -ENOTCONN ? "not connected: the connection was closed"
+			      : NULL);
 	return r;
 }
 
@@ -491,7 +558,7 @@ ZC_EXPORT int zc_hello(zc_client *c, struct zc_hello *out)
 	int r;
 
 	if (!c || !out)
-		return -EINVAL;
+		return c ? zc_fail(c, -EINVAL, "hello: out is NULL") : -EINVAL;
 	r = zc_call(c, "daemon.hello", NULL, &res, NULL);
 	if (r < 0)
 		return r;
@@ -537,7 +604,7 @@ ZC_EXPORT int zc_device_list(zc_client *c, struct zc_device *devs, size_t max)
 	int r;
 
 	if (!c || (!devs && max))
-		return -EINVAL;
+		return c ? zc_fail(c, -EINVAL, "device list: devs is NULL but max is not 0") : -EINVAL;
 	r = zc_call(c, "device.list", NULL, &res, NULL);
 	if (r < 0)
 		return r;
@@ -567,7 +634,7 @@ ZC_EXPORT int zc_device_info(zc_client *c, const char *device, struct zc_device 
 	int r;
 
 	if (!c || !device || !out)
-		return -EINVAL;
+		return c ? zc_fail(c, -EINVAL, "device or out is NULL") : -EINVAL;
 	r = zc_call(c, "device.info", params_device(device), &res, NULL);
 	if (r < 0)
 		return r;
@@ -598,7 +665,7 @@ ZC_EXPORT int zc_device_open(zc_client *c, const char *device)
 	int r, fd;
 
 	if (!c || !device)
-		return -EINVAL;
+		return c ? zc_fail(c, -EINVAL, "device is NULL") : -EINVAL;
 	r = zc_call(c, "device.open", params_device(device), &res, &fd);
 	if (r < 0)
 		return r;
@@ -627,10 +694,11 @@ ZC_EXPORT int zc_zone_iter_new(zc_client *c, const char *device, const struct zc
 	zc_zone_iter *it;
 
 	if (!c || !device || !out)
-		return -EINVAL;
+		return c ? zc_fail(c, -EINVAL, "device or out is NULL") : -EINVAL;
 	*out = NULL;
 	if (opts && ((opts->cond_mask >> ZC_COND_COUNT) || (opts->type_mask >> ZC_TYPE_COUNT)))
-		return -EINVAL;
+		return zc_failf(c, -EINVAL, "report: cond_mask 0x%x or type_mask 0x%x names no condition "
+				"or type", opts->cond_mask, opts->type_mask);
 	it = calloc(1, sizeof(*it));
 	if (!it)
 		return -ENOMEM;
@@ -774,8 +842,12 @@ ZC_EXPORT int zc_zone_op(zc_client *c, const char *device, enum zc_zone_op op, u
 	size_t n;
 	int r;
 
-	if (!c || !device || (unsigned)op > ZC_ZONE_RESET || (!zones && max))
+	if (!c)
 		return -EINVAL;
+	if (!device || (!zones && max))
+		return zc_fail(c, -EINVAL, "zone operation: device is NULL, or zones is NULL but max is not 0");
+	if ((unsigned)op > ZC_ZONE_RESET)
+		return zc_failf(c, -EINVAL, "zone operation: unknown operation %u", (unsigned)op);
 	p = params_device(device);
 	if (!p)
 		return -ENOMEM;
@@ -808,7 +880,7 @@ ZC_EXPORT int zc_lease_list(zc_client *c, bool all, struct zc_lease_info *out, s
 	int r;
 
 	if (!c || (!out && max))
-		return -EINVAL;
+		return c ? zc_fail(c, -EINVAL, "out is NULL but max is not 0") : -EINVAL;
 	p = json_object_new_object();
 	if (!p)
 		return -ENOMEM;
@@ -870,7 +942,7 @@ ZC_EXPORT int zc_daemon_stats(zc_client *c, struct zc_stat *out, size_t max)
 	int r;
 
 	if (!c || (!out && max))
-		return -EINVAL;
+		return c ? zc_fail(c, -EINVAL, "out is NULL but max is not 0") : -EINVAL;
 	r = zc_call(c, "daemon.stats", NULL, &res, NULL);
 	if (r < 0)
 		return r;

@@ -4,6 +4,8 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,9 +26,99 @@ struct zc_lease {
 	uint64_t wp;         /* absolute, local view */
 	uint32_t block_size;
 	bool direct;
-	bool stale;          /* the daemon no longer knows it, or the connection is gone */
+	/* 0 while usable, else the error every call now fails with before
+	 * any syscall: -ESTALE once the daemon said it no longer knows the
+	 * lease, -ENOTCONN once the connection is gone. Atomic: zc_close()
+	 * and a lost connection set it from whichever thread notices. */
+	atomic_int dead;
 	int fd;
+	struct zc_lease *prev, *next; /* in c->leases, under c->leases_lock */
 };
+
+/* The error a dead lease fails with, recorded for zc_last_error(). */
+static int lease_dead(zc_lease *l)
+{
+	int e = atomic_load(&l->dead);
+
+	if (!e)
+		return 0;
+	return zc_fail(l->c, e, e == -ENOTCONN ? "the lease's connection is closed"
+					       : "the lease was released or revoked");
+}
+
+static void lease_mark(zc_lease *l, int err)
+{
+	int zero = 0;
+
+	/* The first cause sticks: a lease the daemon called stale stays so
+	 * after the connection closes. */
+	atomic_compare_exchange_strong(&l->dead, &zero, err);
+}
+
+/* Points fd at the read end of a pipe with no writer: the number stays
+ * taken (a file opened later cannot land on it and receive the lease's
+ * writes), writes fail with EBADF, reads see end of file. */
+static void fence_fd(int fd, int pipe_rd)
+{
+	int r;
+
+	do
+		r = dup3(pipe_rd, fd, O_CLOEXEC);
+	while (r < 0 && (errno == EINTR || errno == EBUSY));
+}
+
+void zc_leases_lost(zc_client *c, int err)
+{
+	int p[2] = { -1, -1 };
+
+	pthread_mutex_lock(&c->leases_lock);
+	if (c->leases && pipe2(p, O_CLOEXEC) == 0)
+		close(p[1]);
+	for (zc_lease *l = c->leases; l; l = l->next) {
+		lease_mark(l, err);
+		if (l->fd >= 0) {
+			if (p[0] >= 0)
+				fence_fd(l->fd, p[0]);
+			else {
+				/* No pipe (out of fds): closing is the only
+				 * fence left; the lease stops using the number. */
+				close(l->fd);
+				l->fd = -1;
+			}
+		}
+	}
+	pthread_mutex_unlock(&c->leases_lock);
+	if (p[0] >= 0)
+		close(p[0]);
+}
+
+static void lease_link(zc_lease *l)
+{
+	zc_client *c = l->c;
+
+	pthread_mutex_lock(&c->leases_lock);
+	l->prev = NULL;
+	l->next = c->leases;
+	if (c->leases)
+		c->leases->prev = l;
+	c->leases = l;
+	pthread_mutex_unlock(&c->leases_lock);
+}
+
+static void lease_unlink(zc_lease *l)
+{
+	zc_client *c = l->c;
+
+	pthread_mutex_lock(&c->leases_lock);
+	if (l->prev)
+		l->prev->next = l->next;
+	else
+		c->leases = l->next;
+	if (l->next)
+		l->next->prev = l->prev;
+	l->prev = l->next = NULL;
+	pthread_mutex_unlock(&c->leases_lock);
+}
 
 ZC_EXPORT void zc_lease_opts_init(struct zc_lease_opts *opts)
 {
@@ -48,8 +140,13 @@ static int parse_lease(struct json_object *o, zc_lease *l, bool first)
 	if ((r = zc_get_u64(o, "id", &id)) < 0 || (r = zc_get_u64(o, "token", &token)) < 0 ||
 	    (r = zc_get_u32(o, "zone", &zone)) < 0 || (r = zc_get_u64(o, "wp", &l->wp)) < 0)
 		return r;
-	if (!first)
-		return id == l->id && zone == l->zone ? 0 : -EPROTO;
+	if (!first) {
+		if (id != l->id || zone != l->zone || l->wp < l->start || l->wp > l->start + l->len)
+			return -EPROTO;
+		if (l->wp > l->start + l->capacity)
+			l->wp = l->start + l->capacity; /* as below */
+		return 0;
+	}
 	l->id = id;
 	l->token = token;
 	l->zone = zone;
@@ -62,13 +159,21 @@ static int parse_lease(struct json_object *o, zc_lease *l, bool first)
 		return r;
 	/* Everything below relies on these. */
 	if (!l->block_size || (l->block_size & (l->block_size - 1)) || l->capacity > l->len ||
-	    l->wp < l->start || l->wp > l->start + l->capacity)
+	    l->wp < l->start || l->wp > l->start + l->len)
 		return -EPROTO;
+	/* A full zone's write pointer may be reported at the zone's end
+	 * (start + len) rather than at its capacity; for appends both mean
+	 * "no room left". */
+	if (l->wp > l->start + l->capacity)
+		l->wp = l->start + l->capacity;
 	return 0;
 }
 
 static void lease_free(zc_lease *l)
 {
+	/* Out of the list first, so a concurrent zc_close() no longer
+	 * fences an fd number this is about to give back. */
+	lease_unlink(l);
 	if (l->fd >= 0)
 		close(l->fd);
 	zc_client_unref(l->c);
@@ -101,14 +206,17 @@ ZC_EXPORT int zc_lease_acquire(zc_client *c, const struct zc_lease_opts *opts, z
 	int r, fd;
 
 	if (!c || !out)
-		return -EINVAL;
+		return c ? zc_fail(c, -EINVAL, "lease: no place for the lease (out is NULL)") : -EINVAL;
 	*out = NULL;
 	if (!opts) {
 		zc_lease_opts_init(&def);
 		opts = &def;
 	}
-	if ((unsigned)opts->prefer > ZC_PREFER_PARTIAL || opts->zone < -1 || opts->zone > UINT32_MAX)
-		return zc_fail(c, -EINVAL, NULL);
+	if ((unsigned)opts->prefer > ZC_PREFER_PARTIAL)
+		return zc_failf(c, -EINVAL, "lease: unknown prefer %u", (unsigned)opts->prefer);
+	if (opts->zone < -1 || opts->zone > UINT32_MAX)
+		return zc_failf(c, -EINVAL, "lease: zone %" PRId64 " is not a zone index (or -1)",
+				opts->zone);
 	p = json_object_new_object();
 	if (!p)
 		return -ENOMEM;
@@ -149,6 +257,17 @@ ZC_EXPORT int zc_lease_acquire(zc_client *c, const struct zc_lease_opts *opts, z
 	l->fd = fd;
 	zc_client_ref(c);
 	l->c = c;
+	/* The connection may have gone since the reply was read (another
+	 * thread's zc_close): then this lease must not write either. zc_close
+	 * fences again after it closed the socket, so a lease linked before
+	 * that is caught there, one linked after it here. */
+	pthread_mutex_lock(&c->lock);
+	lease_link(l);
+	if (c->fd < 0)
+		r = -ENOTCONN;
+	pthread_mutex_unlock(&c->lock);
+	if (r < 0)
+		zc_leases_lost(c, r);
 	*out = l;
 	return 0;
 fail:
@@ -181,33 +300,56 @@ static bool aligned(const void *p, uint32_t bs)
 	return ((uintptr_t)p & (bs - 1)) == 0;
 }
 
-/* Everything an append checks before it makes a syscall. */
-static int append_check(const zc_lease *l, const struct iovec *iov, int iovcnt, size_t *total)
+/* Everything an append checks before it makes a syscall. Each refusal
+ * says what was wrong in zc_last_error(). */
+static int append_check(zc_lease *l, const struct iovec *iov, int iovcnt, size_t *total)
 {
+	zc_client *c = l->c;
 	size_t sum = 0;
+	int r;
 
+	if ((r = lease_dead(l)) < 0)
+		return r;
 	if (iovcnt < 0 || iovcnt > IOV_MAX || (iovcnt && !iov))
-		return -EINVAL;
-	if (l->stale)
-		return -ESTALE;
+		return zc_failf(c, -EINVAL, "append: %d segments (want 0..%d, with an array)",
+				iovcnt, IOV_MAX);
 	for (int i = 0; i < iovcnt; i++) {
 		if (iov[i].iov_len && !iov[i].iov_base)
-			return -EINVAL;
+			return zc_failf(c, -EINVAL, "append: segment %d has no buffer", i);
 		/* O_DIRECT needs every segment on block boundaries, in memory
 		 * and in length; a buffered fd only needs whole blocks in all. */
-		if (l->direct && (!aligned(iov[i].iov_base, l->block_size) ||
-				  iov[i].iov_len % l->block_size))
-			return -EINVAL;
+		if (l->direct && !aligned(iov[i].iov_base, l->block_size))
+			return zc_failf(c, -EINVAL,
+					"append: segment %d's buffer is not aligned to the block size "
+					"%" PRIu32 " (the fd is O_DIRECT)", i, l->block_size);
+		if (l->direct && iov[i].iov_len % l->block_size)
+			return zc_failf(c, -EINVAL,
+					"append: segment %d's length %zu is not a multiple of the block "
+					"size %" PRIu32 " (the fd is O_DIRECT)", i, iov[i].iov_len,
+					l->block_size);
 		if (iov[i].iov_len > SIZE_MAX - sum)
-			return -EINVAL;
+			return zc_failf(c, -EINVAL, "append: total length overflows");
 		sum += iov[i].iov_len;
 	}
 	if (sum % l->block_size)
-		return -EINVAL;
+		return zc_failf(c, -EINVAL,
+				"append: length %zu is not a multiple of the block size %" PRIu32, sum,
+				l->block_size);
 	if (sum > l->start + l->capacity - l->wp)
-		return -ENOSPC;
+		return zc_failf(c, -ENOSPC,
+				"append: %zu bytes do not fit: %" PRIu64 " of the zone's capacity %" PRIu64
+				" are free", sum, l->start + l->capacity - l->wp, l->capacity);
 	*total = sum;
 	return 0;
+}
+
+/* A syscall on the lease's fd failed: if the lease died meanwhile (its fd
+ * fenced by zc_close in another thread), that is the error to report. */
+static int io_error(zc_lease *l, int err)
+{
+	int r = lease_dead(l);
+
+	return r < 0 ? r : zc_fail(l->c, err, NULL);
 }
 
 /* Writes iov at the write pointer, advancing it by what reached the device,
@@ -215,7 +357,7 @@ static int append_check(const zc_lease *l, const struct iovec *iov, int iovcnt, 
 static int append_iov(zc_lease *l, const struct iovec *iov, int iovcnt)
 {
 	struct iovec local[iovcnt > 0 && iovcnt <= IOV_MAX ? iovcnt : 1], *v = local;
-	size_t total;
+	size_t total = 0;
 	int r, n = iovcnt;
 
 	r = append_check(l, iov, iovcnt, &total);
@@ -234,10 +376,10 @@ static int append_iov(zc_lease *l, const struct iovec *iov, int iovcnt)
 		if (w < 0) {
 			if (errno == EINTR)
 				continue;
-			return -errno;
+			return io_error(l, -errno);
 		}
 		if (w == 0)
-			return -EIO;
+			return io_error(l, -EIO);
 		l->wp += (uint64_t)w;
 		total -= (size_t)w;
 		while (w > 0) {
@@ -280,14 +422,20 @@ ZC_EXPORT ssize_t zc_lease_preadv(zc_lease *l, const struct iovec *iov, int iovc
 	ssize_t r;
 	int n = 0;
 
-	if (!l || iovcnt < 0 || iovcnt > IOV_MAX || (iovcnt && !iov))
+	if (!l)
 		return -EINVAL;
-	if (l->stale)
-		return -ESTALE;
-	if (offset > l->len)
-		return -EINVAL;
-	/* Clamp to the zone: a read never reaches into the next one. */
-	room = l->len - offset;
+	if ((r = lease_dead(l)) < 0)
+		return r;
+	if (iovcnt < 0 || iovcnt > IOV_MAX || (iovcnt && !iov))
+		return zc_failf(l->c, -EINVAL, "read: %d segments (want 0..%d, with an array)", iovcnt,
+				IOV_MAX);
+	/* Past the capacity nothing was or can be written: the zone's data
+	 * ends there, even if the zone (len) goes on. */
+	if (offset > l->capacity)
+		return zc_failf(l->c, -EINVAL,
+				"read: offset %" PRIu64 " is past the zone's capacity %" PRIu64, offset,
+				l->capacity);
+	room = l->capacity - offset;
 	for (int i = 0; i < iovcnt && room; i++) {
 		local[n] = iov[i];
 		if (local[n].iov_len > room)
@@ -300,7 +448,7 @@ ZC_EXPORT ssize_t zc_lease_preadv(zc_lease *l, const struct iovec *iov, int iovc
 	do
 		r = preadv(l->fd, local, n, (off_t)(l->start + offset));
 	while (r < 0 && errno == EINTR);
-	return r < 0 ? -errno : r;
+	return r < 0 ? io_error(l, -errno) : r;
 }
 
 ZC_EXPORT ssize_t zc_lease_pread(zc_lease *l, void *buf, size_t len, uint64_t offset)
@@ -330,10 +478,12 @@ static int lease_call(zc_lease *l, const char *method, struct json_object *p)
 	int r;
 
 	if (!p)
-		return -ENOMEM;
+		return zc_fail(l->c, -ENOMEM, NULL);
 	r = zc_call(l->c, method, p, &res, NULL);
-	if (r == -ESTALE || r == -ENOTCONN || r == -ECONNRESET)
-		l->stale = true;
+	/* A lost connection marked every lease already; the daemon calling
+	 * this one stale marks it alone. */
+	if (r == -ESTALE)
+		lease_mark(l, -ESTALE);
 	if (r < 0)
 		return r;
 	if ((r = zc_get_object(res, "lease", &lo)) < 0 || (r = parse_lease(lo, l, false)) < 0)
@@ -345,11 +495,12 @@ static int lease_call(zc_lease *l, const char *method, struct json_object *p)
 ZC_EXPORT int zc_lease_sync(zc_lease *l)
 {
 	struct json_object *p;
+	int r;
 
 	if (!l)
 		return -EINVAL;
-	if (l->stale)
-		return -ESTALE;
+	if ((r = lease_dead(l)) < 0)
+		return r;
 	p = lease_params(l);
 	if (p)
 		json_object_object_add(p, "wp", json_object_new_uint64(l->wp));
@@ -358,19 +509,23 @@ ZC_EXPORT int zc_lease_sync(zc_lease *l)
 
 ZC_EXPORT int zc_lease_reset(zc_lease *l)
 {
+	int r;
+
 	if (!l)
 		return -EINVAL;
-	if (l->stale)
-		return -ESTALE;
+	if ((r = lease_dead(l)) < 0)
+		return r;
 	return lease_call(l, "lease.reset", lease_params(l));
 }
 
 ZC_EXPORT int zc_lease_finish(zc_lease *l)
 {
+	int r;
+
 	if (!l)
 		return -EINVAL;
-	if (l->stale)
-		return -ESTALE;
+	if ((r = lease_dead(l)) < 0)
+		return r;
 	return lease_call(l, "lease.finish", lease_params(l));
 }
 
@@ -387,11 +542,11 @@ ZC_EXPORT int zc_lease_release(zc_lease *l, enum zc_release_then then)
 	if (!l)
 		return 0;
 	if ((unsigned)then > ZC_RELEASE_RESET) {
-		r = -EINVAL;
-	} else if (l->stale) {
-		r = -ESTALE;
+		r = zc_failf(l->c, -EINVAL, "release: unknown then %u", (unsigned)then);
+	} else if ((r = lease_dead(l)) < 0) {
+		/* recorded */
 	} else if (!(p = lease_params(l))) {
-		r = -ENOMEM;
+		r = zc_fail(l->c, -ENOMEM, NULL);
 	} else {
 		json_object_object_add(p, "then", json_object_new_string(names[then]));
 		r = zc_call(l->c, "lease.release", p, &res, NULL);
@@ -481,8 +636,8 @@ ZC_EXPORT FILE *zc_lease_fopen(zc_lease *l, const char *mode)
 		errno = EINVAL;
 		return NULL;
 	}
-	if (l->stale) {
-		errno = ESTALE;
+	if (lease_dead(l) < 0) {
+		errno = -atomic_load(&l->dead);
 		return NULL;
 	}
 	s = calloc(1, sizeof(*s));

@@ -16,3 +16,14 @@ bin_PROGRAMS += client/zonectl
 client_zonectl_SOURCES = client/zonectl.c client/zonectl-bench.c client/zonectl-bench.h
 client_zonectl_CFLAGS = $(AM_CFLAGS) -pthread
 client_zonectl_LDADD = client/libzoned-client.la
+
+# zoned-client-uninstalled.pc: the build tree as a pkg-config package, made
+# by make (not configure) so that it follows the build directory it is in.
+noinst_DATA = client/zoned-client-uninstalled.pc
+client/zoned-client-uninstalled.pc: $(top_srcdir)/client/zoned-client-uninstalled.pc.in Makefile
+	$(AM_V_GEN)$(MKDIR_P) client && \
+	sed -e 's|@abs_top_builddir[@]|$(abs_top_builddir)|g' \
+	    -e 's|@abs_top_srcdir[@]|$(abs_top_srcdir)|g' \
+	    -e 's|@PACKAGE_VERSION[@]|$(PACKAGE_VERSION)|g' $< >$@
+CLEANFILES += client/zoned-client-uninstalled.pc
+EXTRA_DIST += client/zoned-client-uninstalled.pc.in

@@ -8,6 +8,8 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +28,8 @@ struct bench_opts {
 	uint64_t block;
 	uint64_t size;        /* bytes per zone */
 	bool buffered;
+	atomic_uint *zones_done;   /* progress of the running phase */
+	atomic_uint *writers_done;
 };
 
 struct writer {
@@ -34,11 +38,25 @@ struct writer {
 	bool raw;
 	int err;
 	const char *what;
+	char msg[256];        /* the library's (daemon's) message for err */
 	uint64_t bytes;
 	double *acq_lat;      /* seconds, one per zone */
 	unsigned nacq;
 	double busy;          /* seconds spent in the timed part */
 };
+
+/* An error line through zonectl's one error path (text or JSON). */
+static void berr(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void berr(int err, const char *fmt, ...)
+{
+	char text[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	zonectl_error(err, text);
+}
 
 static double now_s(void)
 {
@@ -145,7 +163,17 @@ static void *writer_main(void *arg)
 			w->busy += t1 - t0;
 		}
 		/* Writes start at the zone's write pointer: a resumed zone may
-		 * have less room than asked, so use what is there. */
+		 * have less room than asked; reset it and take another. A zone
+		 * too small even when empty would loop here for ever (the
+		 * size is checked up front; this is the backstop). */
+		if (zc_lease_capacity(l) < o->size) {
+			r = -ENOSPC;
+			snprintf(w->msg, sizeof(w->msg), "zone %u holds %" PRIu64 " bytes, less than --size",
+				 zc_lease_zone(l), zc_lease_capacity(l));
+			w->what = "lease";
+			zc_lease_release(l, ZC_RELEASE_KEEP);
+			goto out;
+		}
 		if (zc_lease_capacity(l) - (zc_lease_wp(l) - zc_lease_start(l)) < o->size) {
 			zc_lease_release(l, ZC_RELEASE_RESET);
 			i--;
@@ -184,12 +212,17 @@ static void *writer_main(void *arg)
 			w->what = "release";
 			goto out;
 		}
+		atomic_fetch_add(o->zones_done, 1);
 	}
 	r = 0;
 out:
 	w->err = r;
+	/* Keep the daemon's word for the failure before the client goes. */
+	if (r < 0 && c && !w->msg[0])
+		snprintf(w->msg, sizeof(w->msg), "%s", zc_last_error(c));
 	free(buf);
 	zc_close(c);
+	atomic_fetch_add(o->writers_done, 1);
 	return NULL;
 }
 
@@ -210,12 +243,18 @@ static double pct(const double *v, size_t n, double p)
 	return v[i < n ? i : n - 1];
 }
 
-/* One phase: all writers at once. Returns 0 and the wall time. */
-static int run_phase(const struct bench_opts *o, bool raw, struct writer *ws, double *wall)
+/* One phase: all writers at once, with a progress line on a terminal.
+ * Returns 0 and the wall time. */
+static int run_phase(const struct bench_opts *o, bool raw, struct writer *ws, double *wall,
+		     const char *label)
 {
+	bool progress = isatty(STDERR_FILENO);
+	unsigned total = o->writers * o->zones;
 	double t0 = now_s();
 	int r = 0;
 
+	atomic_store(o->zones_done, 0);
+	atomic_store(o->writers_done, 0);
 	for (unsigned i = 0; i < o->writers; i++) {
 		memset(&ws[i], 0, sizeof(ws[i]));
 		ws[i].o = o;
@@ -224,11 +263,18 @@ static int run_phase(const struct bench_opts *o, bool raw, struct writer *ws, do
 		if (!ws[i].acq_lat || pthread_create(&ws[i].thread, NULL, writer_main, &ws[i]))
 			return -ENOMEM;
 	}
+	while (progress && atomic_load(o->writers_done) < o->writers) {
+		fprintf(stderr, "\rzonectl: bench: %s: %u/%u zones", label, atomic_load(o->zones_done),
+			total);
+		usleep(100000);
+	}
+	if (progress)
+		fputs("\r\033[K", stderr);
 	for (unsigned i = 0; i < o->writers; i++) {
 		pthread_join(ws[i].thread, NULL);
 		if (ws[i].err < 0 && r == 0) {
-			fprintf(stderr, "zonectl: bench: writer %u: %s: %s\n", i, ws[i].what,
-				zc_strerror(ws[i].err));
+			berr(ws[i].err, "bench: writer %u: %s: %s", i, ws[i].what,
+				ws[i].msg[0] ? ws[i].msg : zc_strerror(ws[i].err));
 			r = ws[i].err;
 		}
 	}
@@ -265,15 +311,16 @@ int zonectl_bench(const char *socket_path, bool json, int argc, char **argv)
 	uint64_t lease_bytes = 0, raw_bytes = 0, v;
 	size_t nlat = 0;
 	unsigned rounds = 3;
+	atomic_uint zones_done, writers_done;
 	int c, r = 0;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "+w:z:b:s:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+:w:z:b:s:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'w':
 		case 'z':
 			if (parse_size(optarg, &v) < 0 || v == 0 || v > 4096) {
-				fprintf(stderr, "zonectl: bench: --%s %s: want 1..4096\n",
+				berr(0, "bench: --%s %s: want 1..4096",
 					c == 'w' ? "writers" : "zones", optarg);
 				return 2;
 			}
@@ -285,7 +332,7 @@ int zonectl_bench(const char *socket_path, bool json, int argc, char **argv)
 		case 'b':
 		case 's':
 			if (parse_size(optarg, &v) < 0 || v == 0) {
-				fprintf(stderr, "zonectl: bench: --%s %s: not a size\n",
+				berr(0, "bench: --%s %s: not a size",
 					c == 'b' ? "block" : "size", optarg);
 				return 2;
 			}
@@ -299,7 +346,7 @@ int zonectl_bench(const char *socket_path, bool json, int argc, char **argv)
 			break;
 		case 'r':
 			if (parse_size(optarg, &v) < 0 || v == 0 || v > 100) {
-				fprintf(stderr, "zonectl: bench: --rounds %s: want 1..100\n", optarg);
+				berr(0, "bench: --rounds %s: want 1..100", optarg);
 				return 2;
 			}
 			rounds = (unsigned)v;
@@ -310,6 +357,12 @@ int zonectl_bench(const char *socket_path, bool json, int argc, char **argv)
 		case 'h':
 			usage(stdout);
 			return 0;
+		case '?':
+			berr(0, "bench: unknown option '%s'", argv[optind - 1]);
+			return 2;
+		case ':':
+			berr(0, "bench: option '%s' needs an argument", argv[optind - 1]);
+			return 2;
 		default:
 			usage(stderr);
 			return 2;
@@ -321,10 +374,38 @@ int zonectl_bench(const char *socket_path, bool json, int argc, char **argv)
 	}
 	o.device = argv[optind];
 	if (o.block % 4096 || o.size % o.block) {
-		fprintf(stderr, "zonectl: bench: --block must be a multiple of 4096 and --size a "
-				"multiple of --block\n");
+		berr(0, "bench: --block must be a multiple of 4096 and --size a multiple of --block");
 		return 2;
 	}
+	/* Everything that can be known before the writers start is checked
+	 * here, with the daemon's own words: a device that is not there, a
+	 * size no zone can hold (the writers would lease and reset for ever). */
+	{
+		struct zc_device info;
+		zc_client *cl;
+
+		r = zc_connect(socket_path, &cl);
+		if (r < 0) {
+			berr(r, "bench: cannot connect to %s: %s (" ZONECTL_START_HINT ")",
+			     socket_path ? socket_path : getenv("ZONED_SOCKET") ? getenv("ZONED_SOCKET")
+						     : "/run/zoned/zonedd.sock", zc_strerror(r));
+			return 1;
+		}
+		r = zc_device_info(cl, o.device, &info);
+		if (r < 0) {
+			berr(r, "bench %s: %s", o.device, zc_last_error(cl));
+			zc_close(cl);
+			return 1;
+		}
+		zc_close(cl);
+		if (o.size > info.zone_capacity) {
+			berr(0, "bench %s: --size %" PRIu64 " is larger than the zone capacity (%" PRIu64
+			     " bytes)", o.device, o.size, info.zone_capacity);
+			return 2;
+		}
+	}
+	o.zones_done = &zones_done;
+	o.writers_done = &writers_done;
 	lease_w = calloc(o.writers, sizeof(*lease_w));
 	raw_w = calloc(o.writers, sizeof(*raw_w));
 	if (!lease_w || !raw_w)
@@ -347,7 +428,11 @@ int zonectl_bench(const char *socket_path, bool json, int argc, char **argv)
 				free(ws[i].acq_lat);
 				ws[i].acq_lat = NULL;
 			}
-			r = run_phase(&o, raw, ws, &wall);
+			char label[64];
+
+			snprintf(label, sizeof(label), "round %u/%u, %s", round + 1, rounds,
+				 raw ? "raw pwrite" : "leases");
+			r = run_phase(&o, raw, ws, &wall, label);
 			if (r < 0)
 				break;
 			*(raw ? &raw_wall : &lease_wall) += wall;

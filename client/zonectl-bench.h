@@ -9,4 +9,12 @@
  * device as the one operand. Returns a process exit status. */
 int zonectl_bench(const char *socket_path, bool json, int argc, char **argv);
 
+/* zonectl's error line: "zonectl: TEXT" on stderr, or with --json a JSON
+ * object {"error": {"message", "errno", "reason"}} there; err is a negative
+ * errno or 0. */
+void zonectl_error(int err, const char *text);
+/* How to start the daemon, for "cannot connect" messages. */
+#define ZONECTL_START_HINT "is zonedd running? Start it with 'systemctl start zonedd', or run " \
+			   "'zonedd --socket PATH' and pass the same --socket to zonectl"
+
 #endif

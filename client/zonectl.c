@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -27,16 +28,39 @@ static const char *opt_socket;
 
 /* --- Errors ------------------------------------------------------------ */
 
+static void json_string_to(FILE *f, const char *s);
+
+/* Every error leaves through here: one line "zonectl: TEXT" on stderr, or
+ * with --json one JSON object {"error": {...}} on stderr, so a script
+ * reading JSON never has to parse prose. err is a negative errno, or 0 for
+ * a usage error. */
+void zonectl_error(int err, const char *text)
+{
+	if (!opt_json) {
+		fprintf(stderr, "zonectl: %s\n", text);
+		return;
+	}
+	fputs("{\"error\": {\"message\": ", stderr);
+	json_string_to(stderr, text);
+	if (err) {
+		fprintf(stderr, ", \"errno\": %d, \"reason\": ", -err);
+		json_string_to(stderr, zc_strerror(err));
+	}
+	fputs("}}\n", stderr);
+}
+
 static void usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 static void usage_error(const char *fmt, ...)
 {
+	char text[1024];
 	va_list ap;
 
-	fputs("zonectl: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
-	fputs("\nTry 'zonectl --help' for more information.\n", stderr);
+	zonectl_error(0, text);
+	if (!opt_json)
+		fputs("Try 'zonectl --help' for more information.\n", stderr);
 	exit(EXIT_USAGE);
 }
 
@@ -46,13 +70,30 @@ static int fail(zc_client *c, int err, const char *fmt, ...) __attribute__((form
 static int fail(zc_client *c, int err, const char *fmt, ...)
 {
 	const char *msg = c ? zc_last_error(c) : "";
+	char text[1024];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	if (n >= 0 && (size_t)n < sizeof(text))
+		snprintf(text + n, sizeof(text) - (size_t)n, ": %s", *msg ? msg : zc_strerror(err));
+	zonectl_error(err, text);
+	return EXIT_FAILURE;
+}
+
+/* A failure with its whole text given (no errno, no daemon message). */
+static int fail_text(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int fail_text(const char *fmt, ...)
+{
+	char text[1024];
 	va_list ap;
 
-	fputs("zonectl: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
-	fprintf(stderr, ": %s\n", *msg ? msg : zc_strerror(err));
+	zonectl_error(0, text);
 	return EXIT_FAILURE;
 }
 
@@ -233,26 +274,31 @@ static struct {
 	bool first[32];
 } jw;
 
-static void json_string(const char *s)
+static void json_string_to(FILE *f, const char *s)
 {
-	putchar('"');
+	fputc('"', f);
 	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
 		switch (*p) {
-		case '"': fputs("\\\"", stdout); break;
-		case '\\': fputs("\\\\", stdout); break;
-		case '\b': fputs("\\b", stdout); break;
-		case '\f': fputs("\\f", stdout); break;
-		case '\n': fputs("\\n", stdout); break;
-		case '\r': fputs("\\r", stdout); break;
-		case '\t': fputs("\\t", stdout); break;
+		case '"': fputs("\\\"", f); break;
+		case '\\': fputs("\\\\", f); break;
+		case '\b': fputs("\\b", f); break;
+		case '\f': fputs("\\f", f); break;
+		case '\n': fputs("\\n", f); break;
+		case '\r': fputs("\\r", f); break;
+		case '\t': fputs("\\t", f); break;
 		default:
 			if (*p < 0x20 || *p == 0x7f)
-				printf("\\u%04x", *p);
+				fprintf(f, "\\u%04x", *p);
 			else
-				putchar(*p); /* UTF-8 passes through */
+				fputc(*p, f); /* UTF-8 passes through */
 		}
 	}
-	putchar('"');
+	fputc('"', f);
+}
+
+static void json_string(const char *s)
+{
+	json_string_to(stdout, s);
 }
 
 static void jw_key(const char *key)
@@ -341,25 +387,108 @@ static zc_client *connect_or_die(void)
 	if (r < 0) {
 		const char *path = opt_socket ? opt_socket : getenv("ZONED_SOCKET");
 
-		fail_local(r, "cannot connect to %s", path && *path ? path : "/run/zoned/zonedd.sock");
+		char text[1024];
+
+		snprintf(text, sizeof(text), "cannot connect to %s: %s (" ZONECTL_START_HINT ")",
+			 path && *path ? path : "/run/zoned/zonedd.sock", zc_strerror(r));
+		zonectl_error(r, text);
 		exit(EXIT_FAILURE);
 	}
 	return c;
 }
 
+/* Every command's synopsis and summary: the global help, each command's
+ * --help, and (checked by tests/e2e-zonectl-help.sh) the man page and the
+ * bash completion list the same options. */
+static const struct cmd_help {
+	const char *names; /* "|"-separated when several commands share it */
+	const char *synopsis;
+	const char *summary;
+} helps[] = {
+	{ "devices", "", "list the devices" },
+	{ "info", "DEVICE", "show a device" },
+	{ "report", "DEVICE [--cond C[,C]] [--type T[,T]] [--from N] [--scan N] [--count N] [--bytes]",
+	  "list zones: --from and --scan give the range\nscanned, --count how many to print,\n"
+	  "--bytes exact sizes" },
+	{ "open|close|finish|reset", "DEVICE ZONE [--count N] [--force]", "zone operations (admin)" },
+	{ "lease", "DEVICE [--zone N] [--wait MS] [--hold SECONDS] [--label TEXT]",
+	  "take a lease and hold it until the time is\nup or SIGINT/SIGTERM, then release it" },
+	{ "write", "DEVICE [--zone N] [--input FILE|-] [--label TEXT] [--split]",
+	  "append a file to a leased zone (padded to\na block) and tell where it landed; the size\n"
+	  "is checked first, --split spans several zones" },
+	{ "read", "DEVICE ZONE [--offset B] [--length B] [--hexdump]",
+	  "read a zone (default: what was written, never\npast its capacity)" },
+	{ "leases", "[--all]", "list leases" },
+	{ "hello", "", "show the daemon's greeting" },
+	{ "stats", "", "show the daemon's counters" },
+	{ "bench", "DEVICE [--writers N] [--zones Z] [--block B] [--size S] [--rounds R] [--buffered]",
+	  "lease-and-append throughput against plain\npwrite in the same run" },
+};
+
+static const struct cmd_help *help_of(const char *cmd)
+{
+	size_t len = strlen(cmd);
+
+	for (size_t i = 0; i < sizeof(helps) / sizeof(helps[0]); i++) {
+		const char *p = helps[i].names;
+
+		for (;;) {
+			const char *bar = strchr(p, '|');
+			size_t l = bar ? (size_t)(bar - p) : strlen(p);
+
+			if (l == len && strncmp(p, cmd, len) == 0)
+				return &helps[i];
+			if (!bar)
+				break;
+			p = bar + 1;
+		}
+	}
+	return NULL;
+}
+
+/* Prints text with each line after the first indented by indent. */
+static void print_indented(FILE *f, const char *text, int indent)
+{
+	for (const char *p = text; *p; p++) {
+		fputc(*p, f);
+		if (*p == '\n')
+			fprintf(f, "%*s", indent, "");
+	}
+	fputc('\n', f);
+}
+
+static void cmd_usage(const char *cmd)
+{
+	const struct cmd_help *h = help_of(cmd);
+
+	printf("Usage: zonectl [--socket PATH] [--json] %s%s%s\n\n  ", cmd, *h->synopsis ? " " : "",
+	       h->synopsis);
+	print_indented(stdout, h->summary, 2);
+	fputs("\nOptions of every command: --socket PATH, --json, --help (-h).\n", stdout);
+}
+
 /* Per-command option parsing: getopt_long over the command's arguments,
- * also accepting the global --json and --socket after the command. */
+ * also accepting the global --json, --socket and --help after the command. */
 enum { OPT_JSON = 0x100, OPT_SOCKET };
-#define COMMON_OPTS { "json", no_argument, NULL, OPT_JSON }, { "socket", required_argument, NULL, OPT_SOCKET }
+#define COMMON_OPTS { "json", no_argument, NULL, OPT_JSON }, \
+	{ "socket", required_argument, NULL, OPT_SOCKET }, { "help", no_argument, NULL, 'h' }
 
 static const char *cmd_name = "";
+static const char *cur_cmd; /* the command whose options are parsed, NULL before */
+static void usage(FILE *f);
 
 static int next_opt(int argc, char **argv, const struct option *opts)
 {
 	for (;;) {
-		int o = getopt_long(argc, argv, "+:", opts, NULL);
+		int o = getopt_long(argc, argv, "+:h", opts, NULL);
 
-		if (o == OPT_JSON) {
+		if (o == 'h') {
+			if (cur_cmd)
+				cmd_usage(cur_cmd);
+			else
+				usage(stdout);
+			exit(0);
+		} else if (o == OPT_JSON) {
 			opt_json = true;
 		} else if (o == OPT_SOCKET) {
 			opt_socket = optarg;
@@ -399,7 +528,9 @@ static void options_first(int argc, char **argv, const struct option *opts)
 				ops[nops++] = argv[i];
 			break;
 		}
-		if (a[0] == '-' && a[1] == '-' && a[2]) {
+		if (strcmp(a, "-h") == 0) {
+			argv[w++] = argv[i];
+		} else if (a[0] == '-' && a[1] == '-' && a[2]) {
 			const char *eq = strchr(a + 2, '=');
 			size_t len = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
 			bool takes = false;
@@ -622,29 +753,39 @@ out:
 static const char *const zone_hdr[] = { "INDEX", "TYPE", "COND", "START", "LEN", "CAPACITY", "WRITTEN" };
 static const bool zone_right[] = { 1, 0, 0, 1, 1, 1, 1 };
 
-static void zone_row(struct table *t, const struct zc_zone *z)
+/* exact: sizes as byte counts, usable as addresses (rounded units are
+ * not). */
+static void zone_row(struct table *t, const struct zc_zone *z, bool exact)
 {
 	/* The write pointer, shown as what was written into the zone (a
 	 * full zone's wp may point past its capacity); meaningless for
 	 * conventional zones. */
 	uint64_t w = z->wp - z->start < z->capacity ? z->wp - z->start : z->capacity;
-	const char *written = z->type == ZC_TYPE_CONV ? "-" : SIZE(w);
+	const char *written = z->type == ZC_TYPE_CONV ? "-" : exact ? NUM(w) : SIZE(w);
 
-	table_add(t, NUM(z->index), zc_type_name(z->type), zc_cond_name(z->cond), SIZE(z->start),
-		  SIZE(z->len), SIZE(z->capacity), written);
+	if (exact)
+		table_add(t, NUM(z->index), zc_type_name(z->type), zc_cond_name(z->cond),
+			  NUM(z->start), NUM(z->len), NUM(z->capacity), written);
+	else
+		table_add(t, NUM(z->index), zc_type_name(z->type), zc_cond_name(z->cond),
+			  SIZE(z->start), SIZE(z->len), SIZE(z->capacity), written);
 }
 
 static int cmd_report(int argc, char **argv)
 {
-	enum { O_COND = 1, O_TYPE, O_FROM, O_COUNT };
+	enum { O_COND = 1, O_TYPE, O_FROM, O_COUNT, O_SCAN, O_BYTES };
 	static const struct option opts[] = {
 		COMMON_OPTS,
 		{ "cond", required_argument, NULL, O_COND },
 		{ "type", required_argument, NULL, O_TYPE },
 		{ "from", required_argument, NULL, O_FROM },
 		{ "count", required_argument, NULL, O_COUNT },
+		{ "scan", required_argument, NULL, O_SCAN },
+		{ "bytes", no_argument, NULL, O_BYTES },
 		{ 0 },
 	};
+	uint32_t want = 0; /* zones to print, 0 = all that match */
+	bool exact = false;
 	struct table t = { .ncols = 7, .header = zone_hdr, .right = zone_right };
 	struct zc_report_opts ro = { 0 };
 	struct zc_zone *zones = NULL;
@@ -660,10 +801,16 @@ static int cmd_report(int argc, char **argv)
 		case O_TYPE: ro.type_mask |= arg_names("--type", optarg, zc_type_from_name); break;
 		case O_FROM: ro.from = arg_u32("--from", optarg); break;
 		case O_COUNT:
-			ro.count = arg_u32("--count", optarg);
-			if (!ro.count)
+			want = arg_u32("--count", optarg);
+			if (!want)
 				usage_error("report: --count must be at least 1");
 			break;
+		case O_SCAN:
+			ro.count = arg_u32("--scan", optarg);
+			if (!ro.count)
+				usage_error("report: --scan must be at least 1");
+			break;
+		case O_BYTES: exact = true; break;
 		}
 	}
 	want_args(argc, argv, 1, "DEVICE");
@@ -674,8 +821,9 @@ static int cmd_report(int argc, char **argv)
 		goto out;
 	}
 	/* Collect everything first: a report that fails half way prints
-	 * nothing but the error. */
-	for (;;) {
+	 * nothing but the error. The iterator is lazy: stopping at --count
+	 * fetches no further page. */
+	while (!want || n < want) {
 		if (n == cap) {
 			struct zc_zone *nz = realloc(zones, (cap = cap ? cap * 2 : 256) * sizeof(*zones));
 
@@ -690,8 +838,12 @@ static int cmd_report(int argc, char **argv)
 			break;
 		n++;
 	}
-	if (r < 0) {
+	if (r < 0)
 		r = fail(c, r, "report %s", argv[optind]);
+	else
+		r = 0; /* 1 when --count stopped the scan */
+	if (r) {
+		/* reported */
 	} else if (opt_json) {
 		jw_obj(NULL);
 		jw_arr("zones");
@@ -701,7 +853,7 @@ static int cmd_report(int argc, char **argv)
 		jw_obj_end();
 	} else {
 		for (size_t i = 0; i < n; i++)
-			zone_row(&t, &zones[i]);
+			zone_row(&t, &zones[i], exact);
 		table_print(&t);
 	}
 	free(zones);
@@ -759,7 +911,7 @@ static int cmd_zone_op(int argc, char **argv, enum zc_zone_op op)
 		jw_obj_end();
 	} else {
 		for (int i = 0; i < r; i++)
-			zone_row(&t, &zones[i]);
+			zone_row(&t, &zones[i], false);
 		table_print(&t);
 	}
 	r = 0;
@@ -918,24 +1070,134 @@ static ssize_t read_full(int fd, char *buf, size_t len)
 	return (ssize_t)got;
 }
 
+/* One lease's share of a write. */
+struct piece {
+	char device[64];
+	uint32_t zone;
+	uint64_t start, offset, length, padded;
+};
+
+/* "N bytes landed: small zone 5 at offset 0 (device offset 5242880, N
+ * bytes), ...": where the data of a write that stopped half way is. */
+static void print_landed(FILE *f, const struct piece *p, size_t n)
+{
+	uint64_t total = 0;
+
+	for (size_t i = 0; i < n; i++)
+		total += p[i].length;
+	fprintf(f, "%" PRIu64 " bytes landed", total);
+	for (size_t i = 0; i < n; i++)
+		if (p[i].padded)
+			fprintf(f, "%s %s zone %" PRIu32 " at offset %" PRIu64 " (device offset %" PRIu64
+				   ", %" PRIu64 " bytes)", i ? "," : ":", p[i].device, p[i].zone,
+				p[i].offset, p[i].start + p[i].offset, p[i].length);
+}
+
+/* A write that failed after some data reached a zone: the error, and
+ * where every byte written so far is, on one line. */
+static int fail_landed(zc_client *c, int err, const struct piece *p, size_t n, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
+static int fail_landed(zc_client *c, int err, const struct piece *p, size_t n, const char *fmt, ...)
+{
+	const char *msg = c ? zc_last_error(c) : "";
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+	va_list ap;
+
+	if (!f)
+		return fail_local(-ENOMEM, "write");
+	va_start(ap, fmt);
+	vfprintf(f, fmt, ap);
+	va_end(ap);
+	fprintf(f, ": %s; ", *msg ? msg : zc_strerror(err));
+	print_landed(f, p, n);
+	fclose(f);
+	zonectl_error(err, text);
+	free(text);
+	return EXIT_FAILURE;
+}
+
+/* The input of `zonectl write`: bytes read ahead (to learn the size of a
+ * pipe before anything is written) are served first, then the fd. */
+struct input {
+	int fd;
+	unsigned char *ahead;
+	size_t ahead_len, ahead_pos;
+};
+
+static ssize_t input_read(struct input *in, void *buf, size_t len)
+{
+	size_t k = in->ahead_len - in->ahead_pos;
+	ssize_t n;
+
+	if (k) {
+		if (k > len)
+			k = len;
+		memcpy(buf, in->ahead + in->ahead_pos, k);
+		in->ahead_pos += k;
+		if (k == len)
+			return (ssize_t)k;
+	}
+	n = read_full(in->fd, (char *)buf + k, len - k);
+	return n < 0 ? n : (ssize_t)k + n;
+}
+
+/* Reads up to max bytes ahead; returns how many, or a negative errno. */
+static ssize_t input_ahead(struct input *in, size_t max)
+{
+	size_t cap = 0;
+
+	for (;;) {
+		size_t want = cap - in->ahead_len;
+		ssize_t n;
+
+		if (!want) {
+			unsigned char *nb;
+
+			if (cap >= max)
+				return (ssize_t)in->ahead_len;
+			cap = cap ? (cap > max / 2 ? max : cap * 2) : (max < (1u << 20) ? max : 1u << 20);
+			nb = realloc(in->ahead, cap);
+			if (!nb)
+				return -ENOMEM;
+			in->ahead = nb;
+			continue;
+		}
+		n = read_full(in->fd, (char *)in->ahead + in->ahead_len, want);
+		if (n < 0)
+			return n;
+		in->ahead_len += (size_t)n;
+		if ((size_t)n < want)
+			return (ssize_t)in->ahead_len;
+	}
+}
+
 static int cmd_write(int argc, char **argv)
 {
-	enum { O_ZONE = 1, O_INPUT, O_LABEL };
+	enum { O_ZONE = 1, O_INPUT, O_LABEL, O_SPLIT };
 	static const struct option opts[] = {
 		COMMON_OPTS,
 		{ "zone", required_argument, NULL, O_ZONE },
 		{ "input", required_argument, NULL, O_INPUT },
 		{ "label", required_argument, NULL, O_LABEL },
+		{ "split", no_argument, NULL, O_SPLIT },
 		{ 0 },
 	};
 	struct zc_lease_opts lo;
+	struct zc_device info;
+	struct input in = { .fd = STDIN_FILENO };
+	struct piece *pieces = NULL, *cur = NULL;
 	const char *input = "-";
-	uint64_t written = 0, offset;
-	size_t bufsz, bs;
+	uint64_t size = 0, total = 0;
+	bool known = false, split = false, regular;
+	size_t npieces = 0, bufsz = 0, bs = 0, pending = 0, off = 0;
 	zc_lease *l = NULL;
 	zc_client *c;
-	void *buf = NULL;
-	int o, r, in = STDIN_FILENO;
+	unsigned char *buf = NULL;
+	bool eof = false;
+	struct stat st;
+	int o, r;
 
 	zc_lease_opts_init(&lo);
 	lo.label = "zonectl write";
@@ -945,71 +1207,210 @@ static int cmd_write(int argc, char **argv)
 		case O_ZONE: lo.zone = arg_u32("--zone", optarg); break;
 		case O_INPUT: input = optarg; break;
 		case O_LABEL: lo.label = optarg; break;
+		case O_SPLIT: split = true; break;
 		}
 	}
 	want_args(argc, argv, 1, "DEVICE");
 	lo.device = argv[optind];
 	if (strcmp(input, "-") != 0) {
-		in = open(input, O_RDONLY | O_CLOEXEC);
-		if (in < 0)
+		in.fd = open(input, O_RDONLY | O_CLOEXEC);
+		if (in.fd < 0)
 			return fail_local(-errno, "%s", input);
 	}
 	c = connect_or_die();
-	r = zc_lease_acquire(c, &lo, &l);
+	r = zc_device_info(c, lo.device, &info);
 	if (r < 0) {
-		r = fail(c, r, "lease %s", lo.device);
+		r = fail(c, r, "write %s", lo.device);
 		goto out;
 	}
-	offset = zc_lease_wp(l) - zc_lease_start(l);
-	bs = zc_lease_block_size(l);
-	bufsz = bs >= (1u << 20) ? bs : (1u << 20) / bs * bs;
-	r = posix_memalign(&buf, bs < sizeof(void *) ? sizeof(void *) : bs, bufsz);
-	if (r) {
-		buf = NULL;
-		r = fail_local(-r, "write");
-		goto out;
-	}
-	for (;;) {
-		ssize_t n = read_full(in, buf, bufsz);
-		size_t padded;
+	/* The size first, so that data that cannot fit is refused before
+	 * any of it is written: a regular file says it, a pipe is read ahead
+	 * up to one zone's capacity (held in memory). */
+	regular = fstat(in.fd, &st) == 0 && S_ISREG(st.st_mode);
+	if (regular) {
+		off_t at = lseek(in.fd, 0, SEEK_CUR);
+
+		size = at >= 0 && st.st_size > at ? (uint64_t)(st.st_size - at) : 0;
+		known = true;
+	} else if (!split) {
+		ssize_t n = input_ahead(&in, info.zone_capacity < SIZE_MAX ? (size_t)info.zone_capacity + 1
+									 : SIZE_MAX);
 
 		if (n < 0) {
 			r = fail_local((int)n, "%s", input);
 			goto out;
 		}
-		if (n == 0)
+		size = (uint64_t)n;
+		known = true;
+	}
+	if (known && !split && size > info.zone_capacity) {
+		r = fail_text("write %s: the input is %s%s a zone's capacity (%s):"
+				" nothing written (--split spreads it over several zones)",
+			lo.device, regular ? SIZE(size) : "", regular ? ", more than" : "larger than",
+			SIZE(info.zone_capacity));
+		goto out;
+	}
+	/* The allocator then picks a zone with room for all of it. */
+	if (known && !split && lo.zone < 0 && size)
+		lo.min_free = size;
+	pieces = calloc(1, sizeof(*pieces));
+	if (!pieces) {
+		r = fail_local(-ENOMEM, "write");
+		goto out;
+	}
+	for (;;) {
+		uint64_t room;
+		size_t k, padded;
+
+		if (!l) {
+			r = zc_lease_acquire(c, &lo, &l);
+			if (r < 0) {
+				r = npieces ? fail_landed(c, r, pieces, npieces, "lease %s", lo.device)
+					    : fail(c, r, "lease %s", lo.device);
+				goto out;
+			}
+			if (!buf) {
+				bs = zc_lease_block_size(l);
+				bufsz = bs >= (1u << 20) ? bs : (1u << 20) / bs * bs;
+				if (posix_memalign((void **)&buf, bs < sizeof(void *) ? sizeof(void *) : bs,
+						   bufsz)) {
+					buf = NULL;
+					r = fail_local(-ENOMEM, "write");
+					goto out;
+				}
+			}
+			cur = &pieces[npieces++];
+			snprintf(cur->device, sizeof(cur->device), "%s", zc_lease_device(l));
+			cur->zone = zc_lease_zone(l);
+			cur->start = zc_lease_start(l);
+			cur->offset = zc_lease_wp(l) - cur->start;
+			room = zc_lease_start(l) + zc_lease_capacity(l) - zc_lease_wp(l);
+			if (known && !split && size > room) {
+				if (room)
+					r = fail_text("write %s zone %" PRIu32 ": the input is %s, "
+							"the zone has %s free of %s: nothing written (--split "
+							"spreads it over several zones)",
+						cur->device, cur->zone, SIZE(size), SIZE(room),
+						SIZE(zc_lease_capacity(l)));
+				else
+					r = fail_text("write %s zone %" PRIu32 ": the zone is full "
+							"(%s written): nothing written (reset it, or write to "
+							"another zone)",
+						cur->device, cur->zone, SIZE(zc_lease_capacity(l)));
+								goto out;
+			}
+			/* Later pieces go wherever the allocator finds room. */
+			lo.zone = -1;
+			lo.prefer = ZC_PREFER_EMPTY;
+		}
+		if (!pending && !eof) {
+			ssize_t n = input_read(&in, buf, bufsz);
+
+			if (n < 0) {
+				r = npieces > 1 || cur->length
+					    ? fail_landed(NULL, (int)n, pieces, npieces, "%s", input)
+					    : fail_local((int)n, "%s", input);
+				goto out;
+			}
+			pending = (size_t)n;
+			off = 0;
+			eof = (size_t)n < bufsz;
+		}
+		if (!pending)
 			break;
-		/* Only the last chunk can be short: pad it to a block. */
-		padded = ((size_t)n + bs - 1) / bs * bs;
-		memset((char *)buf + n, 0, padded - (size_t)n);
-		r = zc_lease_append(l, buf, padded);
+		room = zc_lease_start(l) + zc_lease_capacity(l) - zc_lease_wp(l);
+		if (!room) {
+			struct piece *np;
+
+			/* Only with --split (or a pipe that grew past what was
+			 * read ahead): hand this zone back, take the next. */
+			if (!split) {
+				r = fail_landed(NULL, -ENOSPC, pieces, npieces, "write %s zone %" PRIu32,
+						cur->device, cur->zone);
+				goto out;
+			}
+			r = zc_lease_sync(l);
+			if (r == 0)
+				r = zc_lease_release(l, ZC_RELEASE_KEEP);
+			else
+				zc_lease_release(l, ZC_RELEASE_KEEP);
+			l = NULL;
+			if (r < 0) {
+				r = fail_landed(c, r, pieces, npieces, "release lease");
+				goto out;
+			}
+			np = realloc(pieces, (npieces + 1) * sizeof(*pieces));
+			if (!np) {
+				r = fail_landed(NULL, -ENOMEM, pieces, npieces, "write");
+				goto out;
+			}
+			pieces = np;
+			memset(&pieces[npieces], 0, sizeof(*pieces));
+			continue;
+		}
+		/* A whole number of blocks, except the very end, padded with
+		 * zeros (room is whole blocks, so the padding fits). */
+		k = pending < room ? pending : (size_t)room;
+		padded = (k + bs - 1) / bs * bs;
+		memset(buf + off + k, 0, padded - k);
+		r = zc_lease_append(l, buf + off, padded);
 		if (r < 0) {
-			r = fail_local(r, "write %s zone %" PRIu32, zc_lease_device(l), zc_lease_zone(l));
+			uint64_t landed = zc_lease_wp(l) - cur->start - cur->offset - cur->padded;
+
+			cur->length += landed < k ? landed : k;
+			cur->padded += landed;
+			r = fail_landed(c, r, pieces, npieces, "write %s zone %" PRIu32, cur->device,
+					cur->zone);
 			goto out;
 		}
-		written += (uint64_t)n;
-		if ((size_t)n < bufsz)
-			break;
+		cur->length += k;
+		cur->padded += padded;
+		total += k;
+		pending -= k;
+		off += k;
 	}
 	r = zc_lease_sync(l);
 	if (r < 0) {
-		r = fail(c, r, "sync lease");
+		r = fail_landed(c, r, pieces, npieces, "sync lease");
 		goto out;
 	}
+	r = zc_lease_release(l, ZC_RELEASE_KEEP);
+	l = NULL;
+	if (r < 0) {
+		r = fail_landed(c, r, pieces, npieces, "release lease");
+		goto out;
+	}
+	/* A last lease that got nothing (the input ended on a zone's end)
+	 * is not a piece. */
+	if (npieces > 1 && !pieces[npieces - 1].padded)
+		npieces--;
 	if (opt_json) {
 		jw_obj(NULL);
-		jw_str("device", zc_lease_device(l));
-		jw_u64("zone", zc_lease_zone(l));
-		jw_u64("offset", offset);
-		jw_u64("length", written);
-		jw_u64("padded_length", zc_lease_wp(l) - zc_lease_start(l) - offset);
-		jw_u64("device_offset", zc_lease_start(l) + offset);
+		if (split) {
+			jw_u64("length", total);
+			jw_arr("pieces");
+		}
+		for (size_t i = 0; i < npieces; i++) {
+			if (split)
+				jw_obj(NULL);
+			jw_str("device", pieces[i].device);
+			jw_u64("zone", pieces[i].zone);
+			jw_u64("offset", pieces[i].offset);
+			jw_u64("length", pieces[i].length);
+			jw_u64("padded_length", pieces[i].padded);
+			jw_u64("device_offset", pieces[i].start + pieces[i].offset);
+			if (split)
+				jw_obj_end();
+		}
+		if (split)
+			jw_arr_end();
 		jw_obj_end();
 	} else {
-		printf("wrote %" PRIu64 " bytes (%" PRIu64 " with padding) to %s zone %" PRIu32
-		       " at offset %" PRIu64 " (device offset %" PRIu64 ")\n",
-		       written, zc_lease_wp(l) - zc_lease_start(l) - offset, zc_lease_device(l),
-		       zc_lease_zone(l), offset, zc_lease_start(l) + offset);
+		for (size_t i = 0; i < npieces; i++)
+			printf("wrote %" PRIu64 " bytes (%" PRIu64 " with padding) to %s zone %" PRIu32
+			       " at offset %" PRIu64 " (device offset %" PRIu64 ")\n",
+			       pieces[i].length, pieces[i].padded, pieces[i].device, pieces[i].zone,
+			       pieces[i].offset, pieces[i].start + pieces[i].offset);
 	}
 	r = 0;
 out:
@@ -1020,27 +1421,75 @@ out:
 			r = fail(c, rr, "release lease");
 	}
 	free(buf);
-	if (in != STDIN_FILENO)
-		close(in);
+	free(pieces);
+	free(in.ahead);
+	if (in.fd != STDIN_FILENO)
+		close(in.fd);
 	zc_close(c);
 	return r;
 }
 
-static void hexdump_line(uint64_t off, const unsigned char *p, size_t n)
+/* hexdump -C: 16 bytes a line; a line equal to the one before is shown
+ * once as "*" however often it repeats; the end offset closes the dump.
+ * Lines are assembled across read chunks. */
+struct hexdump {
+	uint64_t off;            /* offset of the line being filled */
+	unsigned char line[16], prev[16];
+	size_t n;
+	bool have_prev, starred, any;
+};
+
+static void hexdump_flush(struct hexdump *h)
 {
-	printf("%08" PRIx64 " ", off);
-	for (size_t i = 0; i < 16; i++) {
-		if (i == 8)
-			putchar(' ');
-		if (i < n)
-			printf(" %02x", p[i]);
-		else
-			fputs("   ", stdout);
+	if (!h->n)
+		return;
+	if (h->n == 16 && h->have_prev && memcmp(h->line, h->prev, 16) == 0) {
+		if (!h->starred)
+			puts("*");
+		h->starred = true;
+	} else {
+		printf("%08" PRIx64 " ", h->off);
+		for (size_t i = 0; i < 16; i++) {
+			if (i == 8)
+				putchar(' ');
+			if (i < h->n)
+				printf(" %02x", h->line[i]);
+			else
+				fputs("   ", stdout);
+		}
+		fputs("  |", stdout);
+		for (size_t i = 0; i < h->n; i++)
+			putchar(h->line[i] >= 0x20 && h->line[i] < 0x7f ? h->line[i] : '.');
+		puts("|");
+		h->starred = false;
 	}
-	fputs("  |", stdout);
-	for (size_t i = 0; i < n; i++)
-		putchar(p[i] >= 0x20 && p[i] < 0x7f ? p[i] : '.');
-	puts("|");
+	memcpy(h->prev, h->line, 16);
+	h->have_prev = h->n == 16;
+	h->off += h->n;
+	h->n = 0;
+}
+
+static void hexdump_add(struct hexdump *h, const unsigned char *p, size_t len)
+{
+	h->any = h->any || len;
+	while (len) {
+		size_t k = 16 - h->n < len ? 16 - h->n : len;
+
+		memcpy(h->line + h->n, p, k);
+		h->n += k;
+		p += k;
+		len -= k;
+		if (h->n == 16)
+			hexdump_flush(h);
+	}
+}
+
+static void hexdump_end(struct hexdump *h)
+{
+	/* Like hexdump, nothing at all for no data. */
+	hexdump_flush(h);
+	if (h->any)
+		printf("%08" PRIx64 "\n", h->off);
 }
 
 static int cmd_read(int argc, char **argv)
@@ -1054,8 +1503,9 @@ static int cmd_read(int argc, char **argv)
 		{ 0 },
 	};
 	struct zc_report_opts ro = { .count = 1 };
-	uint64_t offset = 0, length = 0, pos, end;
+	uint64_t offset = 0, length = 0, pos, end, cap, written;
 	bool have_length = false, hex = false;
+	struct hexdump hd = { 0 };
 	const char *dev;
 	struct zc_device info;
 	struct zc_zone z;
@@ -1093,18 +1543,22 @@ static int cmd_read(int argc, char **argv)
 		      : fail_local(-ERANGE, "read %s zone %" PRIu32, dev, ro.from);
 		goto out;
 	}
-	if (offset > z.len) {
-		r = fail_local(-EINVAL, "read: offset %" PRIu64 " is beyond zone %" PRIu32 " (%" PRIu64
-			       " bytes)", offset, z.index, z.len);
+	/* Nothing lies past a zone's capacity (a conventional zone's is its
+	 * length): reads stop there. */
+	cap = z.type == ZC_TYPE_CONV ? z.len : z.capacity;
+	if (offset > cap) {
+		r = fail_local(-EINVAL, "read: offset %" PRIu64 " is beyond zone %" PRIu32
+			       "'s capacity (%" PRIu64 " bytes)", offset, z.index, cap);
 		goto out;
 	}
 	/* By default: what was written, from offset to the write pointer (a
-	 * conventional zone has none: all of it). */
+	 * conventional zone has none: all of it). A full zone's write pointer
+	 * may be reported at its end rather than its capacity. */
+	written = z.type == ZC_TYPE_CONV ? cap : z.wp - z.start < cap ? z.wp - z.start : cap;
 	if (!have_length)
-		length = z.type == ZC_TYPE_CONV ? z.len - offset
-			 : z.wp - z.start > offset ? z.wp - z.start - offset : 0;
-	if (length > z.len - offset)
-		length = z.len - offset;
+		length = written > offset ? written - offset : 0;
+	if (length > cap - offset)
+		length = cap - offset;
 
 	fd = zc_device_open(c, dev);
 	if (fd < 0) {
@@ -1133,6 +1587,7 @@ static int cmd_read(int argc, char **argv)
 	}
 	pos = z.start + offset;
 	end = pos + length;
+	hd.off = offset;
 	while (pos < end) {
 		uint64_t a = pos & ~(uint64_t)(lbs - 1);
 		size_t want = end - a > bufsz ? bufsz : (size_t)((end - a + lbs - 1) / lbs * lbs);
@@ -1156,8 +1611,7 @@ static int cmd_read(int argc, char **argv)
 			for (size_t i = 0; i < use; i++)
 				printf("%02x", buf[skip + i]);
 		} else if (hex) {
-			for (size_t i = 0; i < use; i += 16)
-				hexdump_line(pos - z.start + i, buf + skip + i, use - i < 16 ? use - i : 16);
+			hexdump_add(&hd, buf + skip, use);
 		} else if (fwrite(buf + skip, 1, use, stdout) != use) {
 			r = fail_local(-errno, "write to stdout");
 			goto out;
@@ -1167,6 +1621,8 @@ static int cmd_read(int argc, char **argv)
 	if (opt_json) {
 		putchar('"');
 		jw_obj_end();
+	} else if (hex) {
+		hexdump_end(&hd);
 	}
 	r = 0;
 out:
@@ -1273,6 +1729,40 @@ static int common_depth(const char *a, const char *b)
 	}
 }
 
+/* The daemon counts errors by JSON-RPC code ("errors.-32004"); people
+ * read names. The names follow the codes of proto/PROTOCOL.md; an unknown
+ * code keeps its number. */
+static void name_error_counter(char *name, size_t cap)
+{
+	static const struct {
+		int code;
+		const char *name;
+	} names[] = {
+		{ -32700, "parse-error" },     { -32600, "invalid-request" },
+		{ -32601, "method-not-found" }, { -32602, "invalid-params" },
+		{ -32603, "internal-error" },  { -32000, "io-error" },
+		{ -32001, "permission-denied" }, { -32002, "no-such-device" },
+		{ -32003, "no-such-zone" },    { -32004, "zone-leased" },
+		{ -32005, "no-free-zone" },    { -32006, "limit-reached" },
+		{ -32007, "stale-lease" },     { -32008, "timed-out" },
+		{ -32009, "wrong-zone-state" }, { -32010, "too-large" },
+	};
+	char *dot = strrchr(name, '.'), *end;
+	long code;
+
+	if (!dot || strncmp(name, "errors.", 7) != 0 || dot != name + 6)
+		return;
+	errno = 0;
+	code = strtol(dot + 1, &end, 10);
+	if (errno || end == dot + 1 || *end)
+		return;
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (names[i].code == code) {
+			snprintf(dot + 1, cap - (size_t)(dot + 1 - name), "%s", names[i].name);
+			return;
+		}
+}
+
 static int cmd_stats(int argc, char **argv)
 {
 	static const struct option opts[] = { COMMON_OPTS, { 0 } };
@@ -1302,6 +1792,10 @@ static int cmd_stats(int argc, char **argv)
 		r = fail(c, n, "stats");
 		goto out;
 	}
+	if ((size_t)n > max)
+		n = (int)max;
+	for (int i = 0; i < n; i++)
+		name_error_counter(st[i].name, sizeof(st[i].name));
 	if (opt_json) {
 		/* The library flattens nested counters to "a.b"; rebuild the
 		 * nesting from the names (they come depth first). */
@@ -1356,6 +1850,14 @@ static int cmd_bench(int argc, char **argv)
 	};
 
 	options_first(argc, argv, opts);
+	for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			cmd_usage("bench");
+			return 0;
+		}
+		if (strcmp(argv[i], "--json") == 0)
+			opt_json = true; /* for the error lines too */
+	}
 	return zonectl_bench(opt_socket, opt_json, argc, argv);
 }
 
@@ -1367,33 +1869,24 @@ static void usage(FILE *f)
 	      "\n"
 	      "Talks to zonedd, the zoned block device sharing daemon.\n"
 	      "\n"
-	      "Commands:\n"
-	      "  devices                          list the devices\n"
-	      "  info DEVICE                      show a device\n"
-	      "  report DEVICE [--cond C[,C]] [--type T[,T]] [--from N] [--count N]\n"
-	      "                                   list zones\n"
-	      "  open|close|finish|reset DEVICE ZONE [--count N] [--force]\n"
-	      "                                   zone operations (admin)\n"
-	      "  lease DEVICE [--zone N] [--wait MS] [--hold SECONDS] [--label TEXT]\n"
-	      "                                   take a lease and hold it until the time is\n"
-	      "                                   up or SIGINT/SIGTERM, then release it\n"
-	      "  write DEVICE [--zone N] [--input FILE|-]\n"
-	      "                                   append a file to a leased zone (padded to\n"
-	      "                                   a block) and tell where it landed\n"
-	      "  read DEVICE ZONE [--offset B] [--length B] [--hexdump]\n"
-	      "                                   read a zone (default: up to its write pointer)\n"
-	      "  leases [--all]                   list leases\n"
-	      "  hello                            show the daemon's greeting\n"
-	      "  stats                            show the daemon's counters\n"
-	      "  bench DEVICE [--writers N] [--zones Z] [--block B] [--size S] [--buffered]\n"
-	      "                                   lease-and-append throughput against plain\n"
-	      "                                   pwrite in the same run\n"
-	      "\n"
+	      "Commands:\n", f);
+	for (size_t i = 0; i < sizeof(helps) / sizeof(helps[0]); i++) {
+		const struct cmd_help *h = &helps[i];
+		int n = fprintf(f, "  %s%s%s", h->names, *h->synopsis ? " " : "", h->synopsis);
+
+		if (n > 35)
+			fprintf(f, "\n%*s", 35, "");
+		else
+			fprintf(f, "%*s", 35 - n, "");
+		print_indented(f, h->summary, 35);
+	}
+	fputs("\n"
 	      "Options:\n"
 	      "  --socket PATH   the daemon's socket (default: $ZONED_SOCKET, else\n"
 	      "                  /run/zoned/zonedd.sock)\n"
-	      "  --json          print results as JSON, sizes in bytes\n"
-	      "  --help          show this help\n"
+	      "  --json          print results as JSON, sizes in bytes; errors as JSON\n"
+	      "                  on stderr\n"
+	      "  -h, --help      show this help (after a command: the command's help)\n"
 	      "  --version       show the version\n"
 	      "\n"
 	      "Conditions: not-wp, empty, implicit-open, explicit-open, closed, full,\n"
@@ -1404,10 +1897,9 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
-	enum { O_HELP = 1, O_VERSION };
+	enum { O_VERSION = 1 };
 	static const struct option opts[] = {
 		COMMON_OPTS,
-		{ "help", no_argument, NULL, O_HELP },
 		{ "version", no_argument, NULL, O_VERSION },
 		{ 0 },
 	};
@@ -1436,10 +1928,6 @@ int main(int argc, char **argv)
 
 	opterr = 0;
 	while ((o = next_opt(argc, argv, opts)) != -1) {
-		if (o == O_HELP) {
-			usage(stdout);
-			return 0;
-		}
 		if (o == O_VERSION) {
 			printf("zonectl (%s) %s\n", PACKAGE_NAME, PACKAGE_VERSION);
 			return 0;
@@ -1456,6 +1944,7 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
 		if (strcmp(cmd, cmds[i].name) != 0)
 			continue;
+		cur_cmd = cmds[i].name;
 		if (cmds[i].fn)
 			return cmds[i].fn(argc, argv);
 		return cmd_zone_op(argc, argv, (enum zc_zone_op)cmds[i].op);

@@ -811,8 +811,8 @@ START_TEST(test_close_with_lease)
 	ck_assert_int_eq(zc_lease_list(b, true, NULL, 0), 1);
 	zc_close(a);
 	ck_assert_int_eq(zc_lease_sync(l), -ENOTCONN);
-	ck_assert_int_eq(zc_lease_append(l, buf, BLOCK), -ESTALE);
-	ck_assert_int_eq(zc_lease_release(l, ZC_RELEASE_KEEP), -ESTALE);
+	ck_assert_int_eq(zc_lease_append(l, buf, BLOCK), -ENOTCONN);
+	ck_assert_int_eq(zc_lease_release(l, ZC_RELEASE_KEEP), -ENOTCONN);
 	/* The daemon saw the connection go; the zone is free. Give it a
 	 * moment: the close is asynchronous to us. */
 	for (int i = 0; i < 100 && zc_lease_list(b, true, NULL, 0) != 0; i++)
@@ -822,6 +822,122 @@ START_TEST(test_close_with_lease)
 	ck_assert_int_eq(zc_lease_release(l2, ZC_RELEASE_KEEP), 0);
 	free(buf);
 	zc_close(b);
+}
+END_TEST
+
+/* zc_close() ends the leases in the daemon, which may give the zone to
+ * someone else at once: a lease left over must not write. Every data call
+ * fails before any syscall, and the fd the application borrowed no longer
+ * reaches the device. */
+START_TEST(test_close_fences_lease)
+{
+	zc_client *a = client(), *b = client();
+	unsigned char *buf = aligned_buf(2 * BLOCK);
+	zc_lease *l = lease_on(a, "small", 108, false);
+	struct zc_zone zz;
+	int fd = zc_lease_fd(l);
+
+	fill_pattern(buf, 2 * BLOCK, 8);
+	ck_assert_int_eq(zc_lease_append(l, buf, BLOCK), 0);
+	zc_close(a);
+	ck_assert_int_eq(zc_lease_append(l, buf, BLOCK), -ENOTCONN);
+	ck_assert_int_eq(zc_lease_appendv(l, &(struct iovec){ buf, BLOCK }, 1), -ENOTCONN);
+	ck_assert_int_eq(zc_lease_pread(l, buf, BLOCK, 0), -ENOTCONN);
+	ck_assert(zc_lease_fopen(l, "w") == NULL && errno == ENOTCONN);
+	ck_assert_uint_eq(zc_lease_wp(l), zc_lease_start(l) + BLOCK);
+	/* The borrowed number stays taken, but writes go nowhere. */
+	ck_assert_int_eq(zc_lease_fd(l), fd);
+	ck_assert_int_ge(fcntl(fd, F_GETFD), 0);
+	ck_assert_int_eq(pwrite(fd, buf, BLOCK, (off_t)zc_lease_wp(l)), -1);
+	ck_assert_int_eq(write(fd, buf, BLOCK), -1);
+	ck_assert_int_eq(errno, EBADF);
+	ck_assert_int_eq(zc_lease_sync(l), -ENOTCONN);
+	ck_assert_int_eq(zc_lease_release(l, ZC_RELEASE_KEEP), -ENOTCONN);
+	for (int i = 0; i < 100 && zc_lease_list(b, true, NULL, 0) != 0; i++)
+		usleep(10000);
+	zz = zone_of(b, "small", 108);
+	ck_assert_uint_eq(zz.wp, zz.start + BLOCK);
+	ck_assert_int_eq(zc_zone_op(b, "small", ZC_ZONE_RESET, 108, 1, false, NULL, 0), 1);
+	free(buf);
+	zc_close(b);
+}
+END_TEST
+
+/* A local validation error says what was wrong, like a daemon error. */
+START_TEST(test_local_errors_named)
+{
+	zc_client *c = client();
+	unsigned char *buf = aligned_buf(2 * BLOCK);
+	zc_lease *l = lease_on(c, "small", 109, false);
+	struct zc_lease_opts o;
+	zc_zone_iter *it;
+
+	ck_assert_int_eq(zc_lease_append(l, buf, 13), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(zc_last_error(c), "not a multiple of the block size"));
+	ck_assert_int_eq(zc_lease_append(l, buf, 2 * MiB), -ENOSPC);
+	ck_assert_ptr_nonnull(strstr(zc_last_error(c), "do not fit"));
+	ck_assert_int_eq(zc_lease_appendv(l, NULL, 1), -EINVAL);
+	ck_assert_str_ne(zc_last_error(c), "");
+	ck_assert_int_eq(zc_lease_pread(l, buf, BLOCK, 2 * MiB), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(zc_last_error(c), "past the zone's capacity"));
+	ck_assert_int_eq(zc_lease_release(l, (enum zc_release_then)7), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(zc_last_error(c), "then"));
+	zc_lease_opts_init(&o);
+	o.zone = -5;
+	ck_assert_int_eq(zc_lease_acquire(c, &o, &l), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(zc_last_error(c), "zone -5"));
+	ck_assert_int_eq(zc_zone_iter_new(c, "small", &(struct zc_report_opts){ .cond_mask = 1u << 20 },
+					  &it), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(zc_last_error(c), "cond_mask"));
+	ck_assert_int_eq(zc_zone_op(c, "small", (enum zc_zone_op)9, 0, 1, false, NULL, 0), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(zc_last_error(c), "unknown operation"));
+	ck_assert_int_eq(zc_device_info(c, NULL, NULL), -EINVAL);
+	ck_assert_str_ne(zc_last_error(c), "");
+	free(buf);
+	zc_close(c);
+}
+END_TEST
+
+/* A read stops at the zone's capacity, not its length: tiny has 4 MiB
+ * zones with 3 MiB capacity. */
+START_TEST(test_pread_capacity)
+{
+	zc_client *c = client();
+	unsigned char *buf = aligned_buf(2 * MiB);
+	zc_lease *l = lease_on(c, "tiny", 5, false);
+
+	ck_assert_uint_eq(zc_lease_capacity(l), 3 * MiB);
+	ck_assert_int_eq(zc_lease_pread(l, buf, BLOCK, 3 * MiB + 512 * 1024), -EINVAL);
+	ck_assert_int_eq(zc_lease_pread(l, buf, BLOCK, 3 * MiB), 0);
+	ck_assert_int_eq(zc_lease_pread(l, buf, 2 * MiB, 2 * MiB), (ssize_t)MiB);
+	ck_assert_int_eq(zc_lease_release(l, ZC_RELEASE_KEEP), 0);
+	free(buf);
+	zc_close(c);
+}
+END_TEST
+
+/* The daemon's connection cap (32 per uid by default) answers with its
+ * error before it hangs up, and the library reports that error even though
+ * the request it sent was never read. */
+START_TEST(test_connection_cap_message)
+{
+	zc_client *cs[32], *extra;
+	struct zc_hello h;
+
+	for (int i = 0; i < 32; i++) {
+		cs[i] = client();
+		ck_assert_int_eq(zc_hello(cs[i], &h), 0);
+	}
+	/* Whether the daemon hangs up before or after our request arrives
+	 * is a race; try often enough to see both. */
+	for (int i = 0; i < 100; i++) {
+		extra = client();
+		ck_assert_int_eq(zc_hello(extra, &h), -EACCES);
+		ck_assert_str_eq(zc_last_error(extra), "too many connections for this uid");
+		zc_close(extra);
+	}
+	for (int i = 0; i < 32; i++)
+		zc_close(cs[i]);
 }
 END_TEST
 
@@ -849,6 +965,10 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_stale_token);
 	tcase_add_test(tc, test_lease_limits);
 	tcase_add_test(tc, test_close_with_lease);
+	tcase_add_test(tc, test_close_fences_lease);
+	tcase_add_test(tc, test_local_errors_named);
+	tcase_add_test(tc, test_pread_capacity);
+	tcase_add_test(tc, test_connection_cap_message);
 	suite_add_tcase(s, tc);
 	return s;
 }

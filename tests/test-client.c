@@ -427,7 +427,7 @@ START_TEST(test_exchange_errors)
 	ck_assert_int_eq(zc_hello(c, &h), -EPROTO);
 	/* The script is over: the fake daemon hangs up. */
 	ck_assert_int_eq(zc_hello(c, &h), -ECONNRESET);
-	ck_assert_str_eq(zc_last_error(c), "Connection reset by peer");
+	ck_assert_str_eq(zc_last_error(c), "the daemon closed the connection");
 	zc_close(c);
 	fake_stop(&f);
 }
@@ -684,9 +684,9 @@ START_TEST(test_lease_after_close)
 	ck_assert_int_eq(zc_connect(f.path, &c), 0);
 	ck_assert_int_eq(zc_lease_acquire(c, NULL, &l), 0);
 	zc_close(c);
+	ck_assert_int_eq(zc_lease_append(l, block, 4096), -ENOTCONN);
 	ck_assert_int_eq(zc_lease_sync(l), -ENOTCONN);
-	ck_assert_int_eq(zc_lease_append(l, block, 4096), -ESTALE);
-	ck_assert_int_eq(zc_lease_release(l, ZC_RELEASE_KEEP), -ESTALE);
+	ck_assert_int_eq(zc_lease_release(l, ZC_RELEASE_KEEP), -ENOTCONN);
 	fake_stop(&f);
 	close(fd);
 }
@@ -757,6 +757,126 @@ START_TEST(test_threads)
 }
 END_TEST
 
+/* A daemon refusing a connection (too many for this uid) sends a null-id
+ * error reply and hangs up before reading anything: the first call reports
+ * that error, not "Connection reset by peer", and the connection counts as
+ * lost from then on. */
+static void *refuser_main(void *arg)
+{
+	struct fake *f = arg;
+	static const char err[] = "{\"jsonrpc\":\"2.0\",\"error\":{\"code\":-32001,"
+				  "\"message\":\"too many connections for this uid\"},\"id\":null}";
+	int s = accept4(f->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+
+	if (s >= 0) {
+		zp_send(s, err, strlen(err), -1, 0);
+		close(s);
+	}
+	atomic_store(&f->accepted, 1);
+	return NULL;
+}
+
+START_TEST(test_refused_connection)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct zc_hello h;
+	struct fake f;
+	zc_client *c;
+
+	memset(&f, 0, sizeof(f));
+	snprintf(f.path, sizeof(f.path), "%s/fake.sock", tmpdir);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", f.path);
+	f.listen_fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	ck_assert_int_ge(f.listen_fd, 0);
+	ck_assert_int_eq(bind(f.listen_fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	ck_assert_int_eq(listen(f.listen_fd, 4), 0);
+	ck_assert_int_eq(pthread_create(&f.thread, NULL, refuser_main, &f), 0);
+	ck_assert_int_eq(zc_connect(f.path, &c), 0);
+	/* Let the daemon's hang-up come first, as it does under load. */
+	while (!atomic_load(&f.accepted))
+		usleep(1000);
+	ck_assert_int_eq(zc_hello(c, &h), -EACCES);
+	ck_assert_str_eq(zc_last_error(c), "too many connections for this uid");
+	ck_assert_int_eq(zc_hello(c, &h), -ENOTCONN);
+	ck_assert_str_ne(zc_last_error(c), "");
+	zc_close(c);
+	fake_stop(&f);
+}
+END_TEST
+
+/* The daemon hanging up mid-session marks and fences every lease. */
+START_TEST(test_hangup_fences_leases)
+{
+	char path[128];
+	struct step steps[] = {
+		{ .packets = { "{\"jsonrpc\":\"2.0\",\"result\":{\"lease\":" LEASE(12288)
+			       ",\"fd\":0},\"id\":%ID%}" },
+		  .fd_on = 1 },
+	};
+	static char block[4096];
+	struct zc_hello h;
+	struct fake f;
+	zc_lease *l;
+	zc_client *c;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/backing", tmpdir);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	ck_assert_int_ge(fd, 0);
+	steps[0].fd = fd;
+	fake_start(&f, steps, 1);
+	ck_assert_int_eq(zc_connect(f.path, &c), 0);
+	ck_assert_int_eq(zc_lease_acquire(c, NULL, &l), 0);
+	/* Past its script the fake hangs up at the next request. */
+	ck_assert_int_eq(zc_hello(c, &h), -ECONNRESET);
+	ck_assert_int_eq(zc_lease_append(l, block, 4096), -ENOTCONN);
+	ck_assert_int_eq(pwrite(zc_lease_fd(l), block, 4096, 12288), -1);
+	ck_assert_int_eq(zc_lease_release(l, ZC_RELEASE_KEEP), -ENOTCONN);
+	zc_close(c);
+	fake_stop(&f);
+	close(fd);
+}
+END_TEST
+
+/* A full zone's write pointer may come back at the zone's end (start +
+ * len) rather than at its capacity: the lease is granted, full. */
+START_TEST(test_lease_full_zone)
+{
+	char path[128];
+	struct step steps[] = {
+		{ .packets = { "{\"jsonrpc\":\"2.0\",\"result\":{\"lease\":{\"id\":1,\"token\":2,"
+			       "\"device\":\"emu0\",\"zone\":1,\"start\":8192,\"len\":8192,\"capacity\":"
+			       "4096,\"wp\":16384,\"block_size\":4096,\"label\":\"\",\"direct\":false},"
+			       "\"fd\":0},\"id\":%ID%}" },
+		  .fd_on = 1 },
+		{ .packets = { "{\"jsonrpc\":\"2.0\",\"result\":{\"lease\":{\"id\":1,\"token\":2,"
+			       "\"zone\":1,\"wp\":16384}},\"id\":%ID%}" } },
+		{ .packets = { "{\"jsonrpc\":\"2.0\",\"result\":{},\"id\":%ID%}" } },
+	};
+	static char block[4096];
+	struct fake f;
+	zc_lease *l;
+	zc_client *c;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/backing", tmpdir);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	ck_assert_int_ge(fd, 0);
+	steps[0].fd = fd;
+	fake_start(&f, steps, 3);
+	ck_assert_int_eq(zc_connect(f.path, &c), 0);
+	ck_assert_int_eq(zc_lease_acquire(c, NULL, &l), 0);
+	ck_assert_uint_eq(zc_lease_wp(l), 8192 + 4096);
+	ck_assert_int_eq(zc_lease_append(l, block, 4096), -ENOSPC);
+	ck_assert_int_eq(zc_lease_sync(l), 0);
+	ck_assert_uint_eq(zc_lease_wp(l), 8192 + 4096);
+	ck_assert_int_eq(zc_lease_release(l, ZC_RELEASE_RESET), 0);
+	zc_close(c);
+	fake_stop(&f);
+	close(fd);
+}
+END_TEST
+
 static Suite *client_suite(void)
 {
 	Suite *s = suite_create("client");
@@ -782,6 +902,9 @@ static Suite *client_suite(void)
 	tcase_add_test(tc, test_lease_checks);
 	tcase_add_test(tc, test_lease_direct_checks);
 	tcase_add_test(tc, test_lease_after_close);
+	tcase_add_test(tc, test_refused_connection);
+	tcase_add_test(tc, test_lease_full_zone);
+	tcase_add_test(tc, test_hangup_fences_leases);
 	tcase_add_test(tc, test_lease_no_fd);
 	tcase_add_test(tc, test_threads);
 	suite_add_tcase(s, tc);

@@ -40,13 +40,18 @@ ZC_EXPORT const char *zc_strerror(int err);
 /* Connects to the daemon: path, else $ZONED_SOCKET, else /run/zoned/zonedd.sock. */
 ZC_EXPORT int zc_connect(const char *path, zc_client **out);
 /* Closes the connection, which ends its leases in the daemon. Leases and
- * iterators not yet freed stay valid to free; their calls then fail with
- * -ENOTCONN (or -ESTALE once a lease knows it is gone). */
+ * iterators not yet freed stay valid to free. Once the connection is gone
+ * (zc_close, or the daemon hanging up, seen by any call on c) every call on
+ * its leases fails with -ENOTCONN before any syscall, and each lease's fd
+ * number is pointed at a descriptor that refuses writes: nothing written
+ * through it reaches a zone the daemon took back. A lease the daemon called
+ * stale (released, revoked) fails the same way with -ESTALE. */
 ZC_EXPORT void zc_close(zc_client *c);
 /* The daemon's message for the last failed call on this client in the
  * calling thread's view (a copy-free pointer valid until the next call);
- * zc_strerror()'s text for a failure the daemon did not report, "" when no
- * call of this thread failed. */
+ * for a failure the library found itself (a refused argument, a lost
+ * connection) a message saying what was wrong; "" only when no call of this
+ * thread on c failed. */
 ZC_EXPORT const char *zc_last_error(zc_client *c);
 
 struct zc_hello {
@@ -188,8 +193,8 @@ ZC_EXPORT const char *zc_lease_label(const zc_lease *l);
  * negative errno (-ENOSPC past capacity, -EINVAL misaligned, -ESTALE released). */
 ZC_EXPORT int zc_lease_append(zc_lease *l, const void *buf, size_t len);
 ZC_EXPORT int zc_lease_appendv(zc_lease *l, const struct iovec *iov, int iovcnt);
-/* Reads at offset (bytes, relative to the zone start), clamped to the zone:
- * returns bytes read, 0 at the zone's end, -EINVAL past it. */
+/* Reads at offset (bytes, relative to the zone start), clamped to the
+ * zone's capacity: returns bytes read, 0 at the capacity, -EINVAL past it. */
 ZC_EXPORT ssize_t zc_lease_pread(zc_lease *l, void *buf, size_t len, uint64_t offset);
 ZC_EXPORT ssize_t zc_lease_preadv(zc_lease *l, const struct iovec *iov, int iovcnt, uint64_t offset);
 /* Tells the daemon the local write pointer and takes back its view. */
