@@ -972,7 +972,14 @@ static int create_meta(const char *path, const char *meta_path, const struct zd_
 		r = -ENOMEM;
 		goto out;
 	}
-	fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	/* Whatever sits under the temporary name (a crash's leftover, or a
+	 * symlink planted to make us overwrite another file) is removed, and
+	 * the file created anew, never followed. */
+	if (unlink(tmp) < 0 && errno != ENOENT) {
+		r = -errno;
+		goto out;
+	}
+	fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		r = -errno;
 		goto out;
@@ -1445,26 +1452,43 @@ int zd_emul_open(const char *path, const struct zd_emul_params *params, bool cre
 	}
 
 	/* Refuse bad params before creating anything. */
-	have_meta = stat(e->meta_path, &st) == 0;
+	have_meta = lstat(e->meta_path, &st) == 0;
 	if (create && !have_meta && validate_params(params, &why) < 0) {
 		log_dev(LOG_ERR, path, NO_ZONE, "invalid emulated device parameters: %s", why);
 		r = -EINVAL;
 		goto fail;
 	}
 
+	/* O_NOFOLLOW everywhere: in a directory another user can write, a
+	 * name may be a symlink planted to make us write someone's file. */
 	if (create) {
-		e->fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		e->fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 		created = e->fd >= 0;
 	}
 	if (e->fd < 0)
-		e->fd = open(path, O_RDWR | O_CLOEXEC);
+		e->fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
 	if (e->fd < 0) {
 		r = -errno;
+		if (r == -ELOOP)
+			log_dev(LOG_ERR, path, NO_ZONE, "backing file is a symbolic link; give the "
+				"path of the file itself");
 		goto fail;
 	}
 	if (fstat(e->fd, &st) < 0 || !S_ISREG(st.st_mode)) {
 		log_dev(LOG_ERR, path, NO_ZONE, "backing file must be a regular file");
 		r = -EINVAL;
+		goto fail;
+	}
+	/* Somebody else's file is never grown and served as a device. */
+	if (st.st_uid != geteuid()) {
+		log_dev(LOG_ERR, path, NO_ZONE, "backing file is owned by uid %u, not by the "
+			"daemon's user (uid %u); refusing it", (unsigned)st.st_uid,
+			(unsigned)geteuid());
+		r = -EPERM;
+		goto fail;
+	}
+	if (fcntl(e->fd, F_SETFL, 0) < 0) {
+		r = -errno;
 		goto fail;
 	}
 	/* One owner at a time: two daemons on one device would each believe
@@ -1482,7 +1506,7 @@ int zd_emul_open(const char *path, const struct zd_emul_params *params, bool cre
 	}
 	e->path = abs_path;
 
-	e->meta_fd = open(e->meta_path, O_RDWR | O_CLOEXEC);
+	e->meta_fd = open(e->meta_path, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
 	if (e->meta_fd < 0 && errno == ENOENT && create) {
 		if (validate_params(params, &why) < 0) { /* meta vanished since stat() */
 			log_dev(LOG_ERR, path, NO_ZONE, "invalid emulated device parameters: %s", why);
@@ -1508,12 +1532,25 @@ int zd_emul_open(const char *path, const struct zd_emul_params *params, bool cre
 		created_meta = true;
 		log_dev(LOG_INFO, path, NO_ZONE, "created emulated zoned device: %" PRIu64
 			" bytes, %" PRIu64 "-byte zones", params->size, params->zone_size);
-		e->meta_fd = open(e->meta_path, O_RDWR | O_CLOEXEC);
+		e->meta_fd = open(e->meta_path, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
 	}
 	if (e->meta_fd < 0) {
 		r = -errno;
 		if (r == -ENOENT)
 			log_dev(LOG_ERR, path, NO_ZONE, "no metadata %s", e->meta_path);
+		else if (r == -ELOOP)
+			log_dev(LOG_ERR, path, NO_ZONE, "metadata %s is a symbolic link; refusing it",
+				e->meta_path);
+		goto fail;
+	}
+	if (fstat(e->meta_fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid()) {
+		log_dev(LOG_ERR, path, NO_ZONE, "metadata %s must be a regular file owned by the "
+			"daemon's user (uid %u)", e->meta_path, (unsigned)geteuid());
+		r = -EPERM;
+		goto fail;
+	}
+	if (fcntl(e->meta_fd, F_SETFL, 0) < 0) {
+		r = -errno;
 		goto fail;
 	}
 
@@ -1871,14 +1908,21 @@ static int emul_open_fd(struct zd_dev *dev, int flags)
 	int fd;
 
 	/* Nothing that could create, truncate or redirect the device. */
+	char self[64];
+
 	if (flags & ~allowed)
 		return -EINVAL;
-	fd = open(e->path, flags | O_CLOEXEC);
+	/* Reopened through our own fd, not by name: the name may have been
+	 * replaced (a symlink, another file) since the device was opened. */
+	snprintf(self, sizeof(self), "/proc/self/fd/%d", e->fd);
+	fd = open(self, flags | O_CLOEXEC);
+	if (fd < 0 && errno == ENOENT) /* no /proc: the name, not followed */
+		fd = open(e->path, flags | O_NOFOLLOW | O_CLOEXEC);
 	/* Filesystems without direct I/O (tmpfs before Linux 6.6) refuse
 	 * O_DIRECT with EINVAL; the emulator then hands out a buffered fd,
 	 * which behaves the same apart from caching and alignment checks. */
 	if (fd < 0 && errno == EINVAL && (flags & O_DIRECT))
-		fd = open(e->path, (flags & ~O_DIRECT) | O_CLOEXEC);
+		fd = open(self, (flags & ~O_DIRECT) | O_CLOEXEC);
 	return fd < 0 ? -errno : fd;
 }
 
