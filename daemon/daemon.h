@@ -243,6 +243,13 @@ struct zd_daemon {
 	uint64_t generation;        /* from the state dir, bumped per start */
 	uint64_t next_lease_id;
 	uint64_t next_token_seq;
+	/* daemon/state.c: the checked state directory, and whether the
+	 * current generation is persisted (no token is minted otherwise). */
+	int state_fd;
+	bool have_state_fd;
+	bool generation_ok;
+	int generation_err;
+	uint64_t generation_retry_ms;
 	struct zd_stats stats;
 	bool stopping;
 	bool listening;             /* signal and watchdog handles exist */
@@ -297,6 +304,19 @@ int zd_device_open_method(struct zd_daemon *d, struct zd_call *call, struct json
 /* daemon/lease.c */
 void zd_lease_drop_conn(struct zd_conn *conn);
 void zd_lease_revoke_zone(struct zd_device *dev, uint32_t zone);
+
+/* daemon/state.c */
+/* Opens the state directory (no symlink) and refuses one not owned by the
+ * daemon's user or writable by group or others; *why says which. */
+int zd_state_open(struct zd_daemon *d, char *why, size_t why_len);
+void zd_state_close(struct zd_daemon *d);
+/* The ownership and mode rules of zd_state_open() on an open directory. */
+int zd_check_dir_fd(int fd, const char *path, char *why, size_t why_len);
+/* Takes and persists the next token generation (both copies); opens the
+ * state directory first if zd_state_open() was not called. */
 int zd_state_generation_bump(struct zd_daemon *d);
+/* The next lease token, or a negative errno while no generation could be
+ * persisted (new leases are then refused; retried once a second). */
+int zd_state_next_token(struct zd_daemon *d, uint64_t *token);
 
 #endif

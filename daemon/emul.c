@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -51,6 +52,8 @@
  *                     40 u32 nr zones      44 u32 nr conv    48 u32 max open
  *                     52 u32 max active    56 u32 lbs        60 u32 record size
  *                     64 u64 slot A offset 72 u64 slot B offset
+ *                     80 u32 state: bit 0 "in use", set while a process has
+ *                        the device open, cleared by a clean close
  *                    508 u32 CRC32C of bytes [0, 508)
  *   [4096, ...)      slot A: one 32-byte record per zone
  *   [B offset, ...)  slot B: the same, starting on the next 4096 boundary
@@ -58,7 +61,8 @@
  *   record:  0 u64 wp (bytes from the zone start)   8 u64 sequence number
  *           16 u32 zone index  20 u8 cond  21..27 zero  28 u32 CRC32C of [0, 28)
  *
- * The header is written once, at creation. An update of a zone writes the
+ * The header is written at creation and then only to flip the "in use" bit
+ * (once at open, once at a clean close). An update of a zone writes the
  * slot that does not hold its newest valid record, with the sequence number
  * plus one, then fdatasync()s; the newest record is never overwritten, so a
  * write torn by a crash leaves the previous state readable. Loading takes the
@@ -68,15 +72,34 @@
  * leave each sector old or new, never garbage (what storage promises and
  * journals rely on); the records of other zones sharing the written sector
  * are rewritten with their unchanged bytes. The zone index in the
- * record catches a record written at the wrong place. A zone with no valid
- * record fails the open with -EUCLEAN: its state is unknown and guessing
- * could hand out a zone that holds data as empty.
+ * record catches a record written at the wrong place.
  *
- * Ordering against the data: data is synced before the wp that covers it is
- * recorded, so the recorded wp never claims data the backing file may lose;
- * a reset or finish discards data before it records the new state, so data
- * behind a recorded wp is never stale data from before a reset (which a
- * refresh without hint would otherwise take for new writes).
+ * Ordering against the data, so that a crash (SIGKILL, _exit) at any step
+ * leaves a record that tells the truth about the data once the device is
+ * opened again (tests/test-emul.c "crash" kills a child at every step):
+ *  - write (and refresh): data, fdatasync, then the record of the new wp.
+ *    A crash before the record leaves data past the recorded wp.
+ *  - reset: the record (empty) first, fdatasync, then the discard, then an
+ *    fdatasync of the data. A crash between them leaves the old data behind
+ *    an empty record: the reset did not happen.
+ *  - finish: the discard of what lies past the wp first, then the record.
+ *    A crash between them leaves a zone as it was, minus stale bytes.
+ *  - open, close, set_cond: the record only.
+ * Data past the recorded wp therefore only means "written, not recorded", by
+ * us or by a client writing through its fd. After an unclean stop (header
+ * bit "in use" still set at open) every empty or closed sequential zone whose
+ * data goes past its recorded wp takes the data's wp, as a real device's wp
+ * would have moved with the data: no write pointer claims data that is not
+ * in the file, and no data lies behind one. After a clean close there is no
+ * per-zone work. The same repair applies, from the zone start, to a zone
+ * whose newest record is unreadable (a record that is corrupt rather than
+ * never written): the surviving older record is not trusted to be current.
+ *
+ * A backing file found shorter than the device (a lessee can ftruncate it)
+ * is extended back; zones whose recorded data lay in the lost part go
+ * offline, persistently, with a log line. A zone with no valid record at all
+ * goes offline too: its state is unknown and guessing could hand out a zone
+ * that holds data as empty.
  *
  * After a failed fdatasync the device refuses changes (-EIO) until it is
  * reopened, which reloads the state from what really is on disk.
@@ -87,6 +110,8 @@
 #define META_HDR_SIZE 4096u
 #define META_HDR_USED 512u
 #define META_HDR_CRC_OFF 508u
+#define META_HDR_STATE_OFF 80u
+#define META_STATE_IN_USE 1u
 #define META_REC_SIZE 32u
 #define META_REC_CRC_OFF 28u
 #define META_ALIGN 4096u
@@ -102,6 +127,50 @@ struct ezone {
 	uint32_t next;
 	uint8_t cond;  /* enum zp_cond */
 	uint8_t slot;  /* 0 or 1: the slot holding the newest record */
+	uint8_t suspect; /* at load: the newest record was corrupt */
+};
+
+/* ---- fault injection ----
+ *
+ * A fault spec is a comma-separated list of FAULT items, each KIND:ARG...,
+ * read from $ZONED_EMUL_FAULT when a device opens or set through
+ * zd_emul_set_faults(). Kinds so far:
+ *   crash:STEP[:N]  SIGKILL the process right after the Nth (default 1st)
+ *                   completion of STEP, counted from when the spec is armed.
+ * Steps are the emulator's durable actions: data-write, data-sync, discard,
+ * meta-write (a zone record), meta-sync, header (the header state word).
+ * Later kinds (EIO on an operation or zone, ENOSPC, a vanishing device) add
+ * a kind name, their arguments and a hook where they apply. */
+enum fault_step {
+	STEP_DATA_WRITE,
+	STEP_DATA_SYNC,
+	STEP_DISCARD,
+	STEP_META_WRITE,
+	STEP_META_SYNC,
+	STEP_HEADER,
+	STEP_COUNT,
+};
+
+static const char *const step_names[STEP_COUNT] = {
+	"data-write", "data-sync", "discard", "meta-write", "meta-sync", "header",
+};
+
+enum fault_kind {
+	FAULT_CRASH,
+};
+
+#define EMUL_MAX_FAULTS 8
+
+struct fault {
+	enum fault_kind kind;
+	enum fault_step step;
+	uint32_t nth;  /* fires at this occurrence, 1-based */
+	uint32_t seen; /* occurrences so far */
+};
+
+struct faults {
+	unsigned n;
+	struct fault f[EMUL_MAX_FAULTS];
 };
 
 struct emul {
@@ -115,6 +184,13 @@ struct emul {
 	 * with this error instead of building on an unknown state. */
 	int broken;
 	bool meta_dirty;
+	/* The header said "in use" at open: the last user did not close
+	 * cleanly, so records may lag behind the data. */
+	bool unclean;
+	bool marked_in_use; /* we set the header bit and must clear it */
+	uint64_t trunc_size; /* backing file size found at open when short, else 0 */
+	bool truncated;
+	struct faults faults;
 	struct zd_emul_params p;
 	uint32_t nr_zones;
 	uint64_t slot_off[2];
@@ -222,6 +298,105 @@ static void log_dev(int prio, const char *path, uint32_t zone, const char *fmt, 
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	zd_logv_fields(prio, fields, "%s: %s", path, msg);
+}
+
+/* ---- fault injection ---- */
+
+static int parse_u32(const char *s, uint32_t *out);
+
+static int parse_fault(char *item, struct fault *f, const char **why)
+{
+	char *kind = item, *arg = strchr(item, ':'), *nth;
+	uint32_t n = 1;
+
+	if (arg)
+		*arg++ = '\0';
+	if (strcmp(kind, "crash") != 0) {
+		*why = "unknown fault kind (known: crash)";
+		return -EINVAL;
+	}
+	if (!arg || !*arg) {
+		*why = "crash needs a step: crash:STEP[:N]";
+		return -EINVAL;
+	}
+	nth = strchr(arg, ':');
+	if (nth) {
+		*nth++ = '\0';
+		if (parse_u32(nth, &n) < 0 || n == 0) {
+			*why = "N must be a positive integer";
+			return -EINVAL;
+		}
+	}
+	for (unsigned i = 0; i < STEP_COUNT; i++) {
+		if (strcmp(arg, step_names[i]) == 0) {
+			*f = (struct fault){ .kind = FAULT_CRASH, .step = i, .nth = n };
+			return 0;
+		}
+	}
+	*why = "unknown step (data-write, data-sync, discard, meta-write, meta-sync, header)";
+	return -EINVAL;
+}
+
+/* Parses a whole spec; *out is only changed on success. "" disarms. */
+static int parse_faults(const char *spec, struct faults *out, const char **why)
+{
+	struct faults fs = { 0 };
+	char *copy, *item, *next;
+	int r = 0;
+
+	copy = strdup(spec);
+	if (!copy)
+		return -ENOMEM;
+	for (item = copy; *spec && item; item = next) {
+		next = strchr(item, ',');
+		if (next)
+			*next++ = '\0';
+		if (fs.n == EMUL_MAX_FAULTS) {
+			*why = "too many faults";
+			r = -EINVAL;
+			break;
+		}
+		r = parse_fault(item, &fs.f[fs.n], why);
+		if (r)
+			break;
+		fs.n++;
+	}
+	free(copy);
+	if (!r)
+		*out = fs;
+	return r;
+}
+
+/* Called right after each durable action completes. */
+static void fault_point(struct emul *e, enum fault_step step)
+{
+	for (unsigned i = 0; i < e->faults.n; i++) {
+		struct fault *f = &e->faults.f[i];
+
+		if (f->kind != FAULT_CRASH || f->step != step || ++f->seen != f->nth)
+			continue;
+		log_dev(LOG_NOTICE, e->path ? e->path : "?", NO_ZONE,
+			"fault injection: crash after %s #%" PRIu32, step_names[step], f->nth);
+		/* As abrupt as a kill -9: no atexit handlers, no close(), no
+		 * clean-shutdown bit. */
+		raise(SIGKILL);
+		_exit(137);
+	}
+}
+
+int zd_emul_set_faults(struct zd_dev *dev, const char *spec)
+{
+	struct emul *e;
+	const char *why = NULL;
+	int r;
+
+	if (!dev || dev->ops != &emul_ops || !spec)
+		return -EINVAL;
+	e = to_emul(dev);
+	r = parse_faults(spec, &e->faults, &why);
+	if (r == -EINVAL)
+		log_dev(LOG_ERR, e->path, NO_ZONE, "fault spec '%s': %s", spec, why);
+	return r;
 }
 
 /* ---- parameters ---- */
@@ -520,6 +695,7 @@ static int sync_data(struct emul *e)
 		e->broken = -EIO;
 		return -EIO;
 	}
+	fault_point(e, STEP_DATA_SYNC);
 	return 0;
 }
 
@@ -536,6 +712,7 @@ static int sync_meta(struct emul *e)
 		return -EIO;
 	}
 	e->meta_dirty = false;
+	fault_point(e, STEP_META_SYNC);
 	return 0;
 }
 
@@ -570,7 +747,7 @@ static int last_data_end(int fd, uint64_t from, uint64_t to, uint64_t *end)
 
 /* Makes [off, off + len) read as zeros, deallocating it where the
  * filesystem can punch holes, else overwriting only its data extents. */
-static int discard_range(struct emul *e, uint64_t off, uint64_t len)
+static int discard_range_once(struct emul *e, uint64_t off, uint64_t len)
 {
 	static const uint8_t zeros[65536];
 	uint64_t pos = off, to = off + len;
@@ -605,6 +782,36 @@ static int discard_range(struct emul *e, uint64_t off, uint64_t len)
 			pos += n;
 		}
 	}
+	return 0;
+}
+
+static int discard_range(struct emul *e, uint64_t off, uint64_t len)
+{
+	int r = discard_range_once(e, off, len);
+
+	if (r) {
+		/* The record may already say "empty" over this data (reset
+		 * records first): refuse changes until a reopen repairs it. */
+		log_dev(LOG_ERR, e->path, NO_ZONE, "discard failed: %s; refusing further changes",
+			strerror(-r));
+		e->broken = -EIO;
+		return -EIO;
+	}
+	if (len)
+		fault_point(e, STEP_DISCARD);
+	return 0;
+}
+
+/* True if [from, to) of the backing file holds data (a filesystem without
+ * SEEK_DATA reports everything as data). */
+static int range_has_data(int fd, uint64_t from, uint64_t to, bool *yes)
+{
+	off_t d = lseek(fd, (off_t)from, SEEK_DATA);
+
+	*yes = false;
+	if (d < 0)
+		return errno == ENXIO ? 0 : -errno;
+	*yes = (uint64_t)d < to;
 	return 0;
 }
 
@@ -693,6 +900,7 @@ static int commit(struct emul *e, uint32_t z, uint8_t cond, uint64_t wp)
 	ez->seq++;
 	ez->slot = (uint8_t)slot;
 	zone_apply(e, z, cond, wp);
+	fault_point(e, STEP_META_WRITE);
 	return 0;
 }
 
@@ -764,7 +972,14 @@ static int create_meta(const char *path, const char *meta_path, const struct zd_
 		r = -ENOMEM;
 		goto out;
 	}
-	fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	/* Whatever sits under the temporary name (a crash's leftover, or a
+	 * symlink planted to make us overwrite another file) is removed, and
+	 * the file created anew, never followed. */
+	if (unlink(tmp) < 0 && errno != ENOENT) {
+		r = -errno;
+		goto out;
+	}
+	fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		r = -errno;
 		goto out;
@@ -851,6 +1066,7 @@ static int load_hdr(struct emul *e)
 	uint8_t h[META_HDR_USED];
 	const char *why;
 	struct stat st;
+	uint32_t state;
 	int r;
 
 	r = pread_all(e->meta_fd, h, sizeof(h), 0);
@@ -881,6 +1097,13 @@ static int load_hdr(struct emul *e)
 	e->p.logical_block_size = get_le32(h + 56);
 	e->slot_off[0] = get_le64(h + 64);
 	e->slot_off[1] = get_le64(h + 72);
+	state = get_le32(h + META_HDR_STATE_OFF);
+	if (state & ~META_STATE_IN_USE) {
+		log_dev(LOG_ERR, e->path, NO_ZONE, "metadata header state 0x%" PRIx32 " has unknown "
+			"bits", state);
+		return -EUCLEAN;
+	}
+	e->unclean = state & META_STATE_IN_USE;
 	if (validate_params(&e->p, &why) < 0) {
 		log_dev(LOG_ERR, e->path, NO_ZONE, "metadata header holds an invalid geometry: %s", why);
 		return -EUCLEAN;
@@ -900,11 +1123,151 @@ static int load_hdr(struct emul *e)
 	if (fstat(e->fd, &st) < 0)
 		return -errno;
 	if ((uint64_t)st.st_size != e->p.size) {
-		log_dev(LOG_ERR, e->path, NO_ZONE, "backing file is %jd bytes, metadata says %" PRIu64,
-			(intmax_t)st.st_size, e->p.size);
-		return -EUCLEAN;
+		/* Anyone holding an fd can resize the file: serve what is left
+		 * rather than refuse the device. load_zones() takes zones whose
+		 * data was cut off offline. */
+		log_dev(LOG_WARNING, e->path, NO_ZONE, "backing file is %jd bytes, metadata says %"
+			PRIu64 "; resizing it back", (intmax_t)st.st_size, e->p.size);
+		if ((uint64_t)st.st_size < e->p.size) {
+			e->truncated = true;
+			e->trunc_size = (uint64_t)st.st_size;
+		}
+		if (ftruncate(e->fd, (off_t)e->p.size) < 0 || fsync(e->fd) < 0) {
+			r = -errno;
+			log_dev(LOG_ERR, e->path, NO_ZONE, "cannot resize the backing file: %s",
+				strerror(-r));
+			return r;
+		}
 	}
 	return 0;
+}
+
+/* Rewrites the header's state word, durably. */
+static int write_hdr_state(struct emul *e, uint32_t state)
+{
+	uint8_t h[META_HDR_USED];
+	int r;
+
+	r = pread_all(e->meta_fd, h, sizeof(h), 0);
+	if (!r) {
+		put_le32(h + META_HDR_STATE_OFF, state);
+		put_le32(h + META_HDR_CRC_OFF, crc32c(h, META_HDR_CRC_OFF));
+		r = pwrite_all(e->meta_fd, h, sizeof(h), 0);
+	}
+	if (!r) {
+		fault_point(e, STEP_HEADER);
+		if (fdatasync(e->meta_fd) < 0)
+			r = -errno;
+	}
+	if (r) {
+		log_dev(LOG_ERR, e->path, NO_ZONE, "cannot update the metadata header: %s",
+			strerror(-r));
+		e->broken = -EIO;
+	}
+	return r;
+}
+
+/* Anything but a record of zeros (slot B before the zone's first update)
+ * is a record that was written and is now unreadable. */
+static bool rec_blank(const uint8_t *b)
+{
+	for (unsigned i = 0; i < META_REC_SIZE; i++)
+		if (b[i])
+			return false;
+	return true;
+}
+
+/* Makes zone z's record agree with the data in the backing file: the wp
+ * moves to where the data ends (rounded up to a block). from_start: the
+ * record is not trusted below its wp either (its newer copy was corrupt),
+ * else only data past the wp is looked for (an unclean stop). A full zone
+ * is left alone unless from_start and it holds no data at all: a finished
+ * zone may hold any amount of data, so only "nothing" contradicts it. */
+static int repair_zone(struct emul *e, uint32_t z, bool from_start, uint32_t *logged)
+{
+	struct ezone *ez = &e->z[z];
+	uint64_t start = zone_start(e, z), cap = zone_cap(e, z), lbs = e->p.logical_block_size;
+	uint64_t end, wp, old = ez->cond == ZP_COND_FULL ? cap : ez->wp;
+	uint8_t cond;
+	int r;
+
+	if (is_conv(e, z) || ez->cond == ZP_COND_READONLY || ez->cond == ZP_COND_OFFLINE)
+		return 0;
+	if (ez->cond == ZP_COND_FULL) {
+		bool data;
+
+		if (!from_start)
+			return 0;
+		r = range_has_data(e->fd, start, start + e->p.zone_size, &data);
+		if (r || data)
+			return r;
+		wp = 0;
+	} else {
+		r = last_data_end(e->fd, from_start ? start : start + ez->wp, start + cap, &end);
+		if (r)
+			return r;
+		wp = (end - start + lbs - 1) / lbs * lbs;
+		if (!from_start && wp < ez->wp)
+			wp = ez->wp; /* no data past the wp: nothing to do */
+	}
+	if (wp == old)
+		return 0;
+	cond = wp == cap ? ZP_COND_FULL : wp ? ZP_COND_CLOSED : ZP_COND_EMPTY;
+	if ((*logged)++ < 8)
+		log_dev(LOG_WARNING, e->path, z, "zone %" PRIu32 ": %s; write pointer taken from "
+			"the data: %" PRIu64 " -> %" PRIu64 " bytes", z,
+			from_start ? "newest metadata record corrupt" : "unclean stop",
+			old, wp);
+	return commit(e, z, cond, cond == ZP_COND_FULL ? e->p.zone_size : wp);
+}
+
+static int take_offline(struct emul *e, uint32_t z, const char *why, uint32_t *logged)
+{
+	if ((*logged)++ < 8)
+		log_dev(LOG_ERR, e->path, z, "zone %" PRIu32 " is now offline: %s", z, why);
+	return commit(e, z, ZP_COND_OFFLINE, e->z[z].wp);
+}
+
+/* The repairs load_zones() found necessary; only runs when something is
+ * suspect, so a clean start does no per-zone work here. */
+static int repair_zones(struct emul *e, bool any_suspect)
+{
+	uint32_t n_trunc = 0, n_fix = 0;
+	int r = 0;
+
+	for (uint32_t z = 0; z < e->nr_zones && !r; z++) {
+		struct ezone *ez = &e->z[z];
+		uint64_t start = zone_start(e, z), extent;
+
+		if (e->truncated && ez->cond != ZP_COND_OFFLINE) {
+			/* Where the zone's data may lie: all of a conventional
+			 * zone, up to the wp (or capacity if full) otherwise. */
+			if (is_conv(e, z))
+				extent = e->p.zone_size;
+			else if (ez->cond == ZP_COND_FULL)
+				extent = zone_cap(e, z);
+			else
+				extent = ez->wp;
+			if (extent && start + extent > e->trunc_size) {
+				r = take_offline(e, z, "its data was cut off when the backing file "
+						 "was truncated", &n_trunc);
+				continue;
+			}
+		}
+		if (e->unclean || ez->suspect)
+			r = repair_zone(e, z, ez->suspect, &n_fix);
+		ez->suspect = 0;
+	}
+	if (!r)
+		r = sync_meta(e);
+	if (n_trunc)
+		log_dev(LOG_ERR, e->path, NO_ZONE, "%" PRIu32 " zone(s) taken offline: backing file "
+			"was truncated to %" PRIu64 " bytes", n_trunc, e->trunc_size);
+	if (n_fix)
+		log_dev(LOG_WARNING, e->path, NO_ZONE, "%" PRIu32 " zone(s) repaired to agree with "
+			"their data (%s)", n_fix, e->unclean ? "unclean stop" : "corrupt records");
+	(void)any_suspect;
+	return r;
 }
 
 /* Reads both slots of every zone and keeps the newest valid record. Open
@@ -917,7 +1280,8 @@ static int load_zones(struct emul *e)
 {
 	const uint32_t chunk = 2048;
 	uint8_t *buf[2] = { NULL, NULL };
-	uint32_t bad = 0;
+	uint32_t bad = 0, nr_corrupt = 0;
+	bool any_suspect = false;
 	int r = 0;
 
 	e->z = calloc(e->nr_zones, sizeof(*e->z));
@@ -945,14 +1309,31 @@ static int load_zones(struct emul *e)
 
 			for (int s = 0; s < 2; s++)
 				why[s] = decode_rec(e, z, buf[s] + (size_t)i * META_REC_SIZE, &rec[s]);
+			ez->prev = ez->next = NO_ZONE;
+			ez->cond = ZP_COND_EMPTY; /* counted by zone_apply() below */
 			if (why[0] && why[1]) {
 				if (bad++ < 8)
 					log_dev(LOG_ERR, e->path, z, "zone %" PRIu32 " has no valid "
-						"metadata record (slot A: %s; slot B: %s)", z, why[0], why[1]);
+						"metadata record (slot A: %s; slot B: %s); taking it "
+						"offline", z, why[0], why[1]);
+				ez->seq = 0;
+				ez->slot = 1;
+				r = commit(e, z, ZP_COND_OFFLINE, 0);
+				if (r)
+					goto out;
 				continue;
 			}
 			if (why[0] || why[1]) {
 				pick = why[0] ? 1 : 0;
+				/* A written record gone bad may have been the newer
+				 * one: do not trust the survivor blindly. */
+				if (!rec_blank(buf[!pick] + (size_t)i * META_REC_SIZE)) {
+					ez->suspect = 1;
+					any_suspect = true;
+					if (nr_corrupt++ < 8)
+						log_dev(LOG_WARNING, e->path, z, "zone %" PRIu32 ": a "
+							"metadata record is corrupt (%s)", z, why[!pick]);
+				}
 			} else if (rec[0].seq != rec[1].seq) {
 				pick = rec[1].seq > rec[0].seq;
 			} else if (rec[0].wp == rec[1].wp && rec[0].cond == rec[1].cond) {
@@ -962,26 +1343,37 @@ static int load_zones(struct emul *e)
 				 * come from our update protocol: refuse to pick one. */
 				if (bad++ < 8)
 					log_dev(LOG_ERR, e->path, z, "zone %" PRIu32 " has two different "
-						"records with sequence number %" PRIu64, z, rec[0].seq);
+						"records with sequence number %" PRIu64 "; taking it "
+						"offline", z, rec[0].seq);
+				ez->seq = rec[0].seq;
+				ez->slot = 1;
+				r = commit(e, z, ZP_COND_OFFLINE, 0);
+				if (r)
+					goto out;
 				continue;
 			}
-			ez->prev = ez->next = NO_ZONE;
 			ez->seq = rec[pick].seq;
 			ez->slot = (uint8_t)pick;
-			ez->cond = ZP_COND_EMPTY; /* counted by zone_apply() below */
 			if (rec[pick].cond == ZP_COND_IMP_OPEN || rec[pick].cond == ZP_COND_EXP_OPEN)
 				rec[pick].cond = rec[pick].wp ? ZP_COND_CLOSED : ZP_COND_EMPTY;
 			zone_apply(e, z, rec[pick].cond, rec[pick].wp);
 		}
 	}
-	if (bad) {
+	if (bad)
 		log_dev(LOG_ERR, e->path, NO_ZONE, "metadata of %" PRIu32 " zone(s) is corrupt; "
-			"refusing to guess their state", bad);
-		r = -EUCLEAN;
-		goto out;
+			"they are offline", bad);
+	if (e->truncated || e->unclean || any_suspect) {
+		r = repair_zones(e, any_suspect);
+		if (r)
+			goto out;
+	} else {
+		r = sync_meta(e);
+		if (r)
+			goto out;
 	}
-	/* Only possible after falling back to an older record of some zone;
-	 * the device stays usable, new opens wait for active zones to go. */
+	/* Only possible after falling back to an older record of some zone
+	 * or a repair; the device stays usable, new opens wait for active
+	 * zones to go. */
 	if (e->p.max_active && nr_active(e) > e->p.max_active)
 		log_dev(LOG_WARNING, e->path, NO_ZONE, "%" PRIu32 " active zones exceed "
 			"max-active %" PRIu32, nr_active(e), e->p.max_active);
@@ -1003,6 +1395,11 @@ static void emul_close(struct zd_dev *dev)
 
 	if (!e)
 		return;
+	/* A clean close says "records and data agree": the next open then
+	 * does no per-zone work. Data first, so that holds across a power
+	 * cut too (it covers what clients wrote through their own fds). */
+	if (e->marked_in_use && !e->broken && sync_data(e) == 0 && sync_meta(e) == 0)
+		write_hdr_state(e, 0);
 	if (e->meta_fd >= 0)
 		close(e->meta_fd);
 	if (e->fd >= 0)
@@ -1043,27 +1440,55 @@ int zd_emul_open(const char *path, const struct zd_emul_params *params, bool cre
 		goto fail;
 	}
 
+	/* A bad fault spec is refused before anything is created. */
+	{
+		const char *spec = getenv("ZONED_EMUL_FAULT"), *fwhy = NULL;
+
+		if (spec && *spec && (r = parse_faults(spec, &e->faults, &fwhy)) < 0) {
+			if (r == -EINVAL)
+				log_dev(LOG_ERR, path, NO_ZONE, "ZONED_EMUL_FAULT='%s': %s", spec, fwhy);
+			goto fail;
+		}
+	}
+
 	/* Refuse bad params before creating anything. */
-	have_meta = stat(e->meta_path, &st) == 0;
+	have_meta = lstat(e->meta_path, &st) == 0;
 	if (create && !have_meta && validate_params(params, &why) < 0) {
 		log_dev(LOG_ERR, path, NO_ZONE, "invalid emulated device parameters: %s", why);
 		r = -EINVAL;
 		goto fail;
 	}
 
+	/* O_NOFOLLOW everywhere: in a directory another user can write, a
+	 * name may be a symlink planted to make us write someone's file. */
 	if (create) {
-		e->fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		e->fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 		created = e->fd >= 0;
 	}
 	if (e->fd < 0)
-		e->fd = open(path, O_RDWR | O_CLOEXEC);
+		e->fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
 	if (e->fd < 0) {
 		r = -errno;
+		if (r == -ELOOP)
+			log_dev(LOG_ERR, path, NO_ZONE, "backing file is a symbolic link; give the "
+				"path of the file itself");
 		goto fail;
 	}
 	if (fstat(e->fd, &st) < 0 || !S_ISREG(st.st_mode)) {
 		log_dev(LOG_ERR, path, NO_ZONE, "backing file must be a regular file");
 		r = -EINVAL;
+		goto fail;
+	}
+	/* Somebody else's file is never grown and served as a device. */
+	if (st.st_uid != geteuid()) {
+		log_dev(LOG_ERR, path, NO_ZONE, "backing file is owned by uid %u, not by the "
+			"daemon's user (uid %u); refusing it", (unsigned)st.st_uid,
+			(unsigned)geteuid());
+		r = -EPERM;
+		goto fail;
+	}
+	if (fcntl(e->fd, F_SETFL, 0) < 0) {
+		r = -errno;
 		goto fail;
 	}
 	/* One owner at a time: two daemons on one device would each believe
@@ -1081,7 +1506,7 @@ int zd_emul_open(const char *path, const struct zd_emul_params *params, bool cre
 	}
 	e->path = abs_path;
 
-	e->meta_fd = open(e->meta_path, O_RDWR | O_CLOEXEC);
+	e->meta_fd = open(e->meta_path, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
 	if (e->meta_fd < 0 && errno == ENOENT && create) {
 		if (validate_params(params, &why) < 0) { /* meta vanished since stat() */
 			log_dev(LOG_ERR, path, NO_ZONE, "invalid emulated device parameters: %s", why);
@@ -1107,12 +1532,25 @@ int zd_emul_open(const char *path, const struct zd_emul_params *params, bool cre
 		created_meta = true;
 		log_dev(LOG_INFO, path, NO_ZONE, "created emulated zoned device: %" PRIu64
 			" bytes, %" PRIu64 "-byte zones", params->size, params->zone_size);
-		e->meta_fd = open(e->meta_path, O_RDWR | O_CLOEXEC);
+		e->meta_fd = open(e->meta_path, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
 	}
 	if (e->meta_fd < 0) {
 		r = -errno;
 		if (r == -ENOENT)
 			log_dev(LOG_ERR, path, NO_ZONE, "no metadata %s", e->meta_path);
+		else if (r == -ELOOP)
+			log_dev(LOG_ERR, path, NO_ZONE, "metadata %s is a symbolic link; refusing it",
+				e->meta_path);
+		goto fail;
+	}
+	if (fstat(e->meta_fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid()) {
+		log_dev(LOG_ERR, path, NO_ZONE, "metadata %s must be a regular file owned by the "
+			"daemon's user (uid %u)", e->meta_path, (unsigned)geteuid());
+		r = -EPERM;
+		goto fail;
+	}
+	if (fcntl(e->meta_fd, F_SETFL, 0) < 0) {
+		r = -errno;
 		goto fail;
 	}
 
@@ -1122,6 +1560,14 @@ int zd_emul_open(const char *path, const struct zd_emul_params *params, bool cre
 	r = check_params(e, params);
 	if (r)
 		goto fail;
+	/* "In use" from here on: a crash before the clean close makes the
+	 * next open check every zone against its data. */
+	if (!e->unclean) {
+		r = write_hdr_state(e, META_STATE_IN_USE);
+		if (r)
+			goto fail;
+	}
+	e->marked_in_use = true;
 	r = load_zones(e);
 	if (r)
 		goto fail;
@@ -1220,7 +1666,10 @@ static int emul_pwrite(struct zd_dev *dev, const void *buf, uint64_t len, uint64
 		/* No flush operation exists in the device layer, so a write
 		 * returning means it is durable. */
 		r = pwrite_all(e->fd, buf, (size_t)len, off);
-		return r ? r : sync_data(e);
+		if (r)
+			return r;
+		fault_point(e, STEP_DATA_WRITE);
+		return sync_data(e);
 	}
 
 	start = zone_start(e, z);
@@ -1234,6 +1683,7 @@ static int emul_pwrite(struct zd_dev *dev, const void *buf, uint64_t len, uint64
 	r = pwrite_all(e->fd, buf, (size_t)len, off);
 	if (r)
 		return r; /* the wp stays: the data past it reads as zeros */
+	fault_point(e, STEP_DATA_WRITE);
 	r = sync_data(e);
 	if (r)
 		return r;
@@ -1344,6 +1794,8 @@ static int zone_close(struct emul *e, uint32_t z)
 static int zone_finish(struct emul *e, uint32_t z)
 {
 	struct ezone *ez = &e->z[z];
+	uint64_t from = zone_start(e, z) + ez->wp, to = zone_start(e, z) + e->p.zone_size;
+	bool stale;
 	int r;
 
 	if (ez->cond == ZP_COND_FULL)
@@ -1351,26 +1803,67 @@ static int zone_finish(struct emul *e, uint32_t z)
 	if (ez->cond == ZP_COND_EMPTY && e->p.max_active && nr_active(e) >= e->p.max_active)
 		return -EBUSY;
 	/* The unwritten rest must read as zeros even if a crash left data
-	 * there behind the recorded wp. */
-	r = discard_range(e, zone_start(e, z) + ez->wp, e->p.zone_size - ez->wp);
+	 * there behind the recorded wp. Discarded (and synced) before the
+	 * full record, so the record never covers stale bytes. */
+	r = range_has_data(e->fd, from, to, &stale);
 	if (r)
 		return r;
+	if (stale) {
+		r = discard_range(e, from, to - from);
+		if (!r)
+			r = sync_data(e);
+		if (r)
+			return r;
+	}
 	return commit(e, z, ZP_COND_FULL, e->p.zone_size);
 }
 
-static int zone_reset(struct emul *e, uint32_t z)
+/* The record first (the intent), then the discard: a crash in between
+ * leaves the old data under an "empty" record, which the repair at the next
+ * open takes back (the reset did not happen). The reverse order would leave
+ * a record claiming data that is gone. */
+static int zone_reset_record(struct emul *e, uint32_t z)
 {
-	struct ezone *ez = &e->z[z];
-	int r;
-
-	/* Discard even an empty zone: a crash may have left data behind its
-	 * wp, which a refresh without hint would take for new writes. */
-	r = discard_range(e, zone_start(e, z), e->p.zone_size);
-	if (r)
-		return r;
-	if (ez->cond == ZP_COND_EMPTY)
+	if (e->z[z].cond == ZP_COND_EMPTY)
 		return 0;
 	return commit(e, z, ZP_COND_EMPTY, 0);
+}
+
+/* Discards even an empty zone's data: a crash or a client may have left
+ * data behind its wp, which a refresh without hint would take for new
+ * writes. Returns 1 if something was discarded. */
+static int zone_reset_discard(struct emul *e, uint32_t z)
+{
+	uint64_t start = zone_start(e, z);
+	bool data;
+	int r;
+
+	r = range_has_data(e->fd, start, start + e->p.zone_size, &data);
+	if (r || !data)
+		return r;
+	r = discard_range(e, start, e->p.zone_size);
+	return r ? r : 1;
+}
+
+static int zone_reset_range(struct emul *e, uint32_t zone, uint32_t count)
+{
+	bool discarded = false;
+	int r = 0;
+
+	for (uint32_t z = zone; z < zone + count && !r; z++)
+		r = zone_reset_record(e, z);
+	r = sync_meta(e) ?: r;
+	if (r)
+		return r;
+	for (uint32_t z = zone; z < zone + count; z++) {
+		r = zone_reset_discard(e, z);
+		if (r < 0)
+			return r;
+		discarded |= r > 0;
+	}
+	/* Durable before the zone is written again: a discard lost to a power
+	 * cut would bring stale data back behind the new wp. */
+	return discarded ? sync_data(e) : 0;
 }
 
 static int emul_zone_op(struct zd_dev *dev, enum zd_zone_op op, uint32_t zone, uint32_t count)
@@ -1395,12 +1888,14 @@ static int emul_zone_op(struct zd_dev *dev, enum zd_zone_op op, uint32_t zone, u
 	if (e->broken)
 		return e->broken;
 
+	if (op == ZD_OP_RESET)
+		return zone_reset_range(e, zone, count);
 	for (uint32_t z = zone; z < zone + count && !r; z++) {
 		switch (op) {
 		case ZD_OP_OPEN: r = zone_open(e, z); break;
 		case ZD_OP_CLOSE: r = zone_close(e, z); break;
 		case ZD_OP_FINISH: r = zone_finish(e, z); break;
-		case ZD_OP_RESET: r = zone_reset(e, z); break;
+		case ZD_OP_RESET: break;
 		}
 	}
 	return sync_meta(e) ?: r;
@@ -1413,14 +1908,21 @@ static int emul_open_fd(struct zd_dev *dev, int flags)
 	int fd;
 
 	/* Nothing that could create, truncate or redirect the device. */
+	char self[64];
+
 	if (flags & ~allowed)
 		return -EINVAL;
-	fd = open(e->path, flags | O_CLOEXEC);
+	/* Reopened through our own fd, not by name: the name may have been
+	 * replaced (a symlink, another file) since the device was opened. */
+	snprintf(self, sizeof(self), "/proc/self/fd/%d", e->fd);
+	fd = open(self, flags | O_CLOEXEC);
+	if (fd < 0 && errno == ENOENT) /* no /proc: the name, not followed */
+		fd = open(e->path, flags | O_NOFOLLOW | O_CLOEXEC);
 	/* Filesystems without direct I/O (tmpfs before Linux 6.6) refuse
 	 * O_DIRECT with EINVAL; the emulator then hands out a buffered fd,
 	 * which behaves the same apart from caching and alignment checks. */
 	if (fd < 0 && errno == EINVAL && (flags & O_DIRECT))
-		fd = open(e->path, (flags & ~O_DIRECT) | O_CLOEXEC);
+		fd = open(self, (flags & ~O_DIRECT) | O_CLOEXEC);
 	return fd < 0 ? -errno : fd;
 }
 

@@ -1,6 +1,6 @@
 /* Leases: exclusive zone handles owned by a connection, the allocator that
  * picks zones within the device's open and active limits, the FIFO of
- * waiting acquirers, and the token generation kept in the state directory. */
+ * waiting acquirers. */
 #include <config.h>
 
 #include <errno.h>
@@ -46,64 +46,7 @@ struct lease_op {
 	bool release;
 };
 
-/* --- tokens ------------------------------------------------------------ */
-
-int zd_state_generation_bump(struct zd_daemon *d)
-{
-	char path[PATH_MAX + 32], tmp[PATH_MAX + 40], buf[32];
-	uint64_t gen = 0;
-	ssize_t n;
-	int fd;
-
-	snprintf(path, sizeof(path), "%s/generation", d->cfg.state_dir);
-	snprintf(tmp, sizeof(tmp), "%s/.generation.tmp", d->cfg.state_dir);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd >= 0) {
-		n = read(fd, buf, sizeof(buf) - 1);
-		close(fd);
-		if (n > 0) {
-			buf[n] = '\0';
-			if (sscanf(buf, "%" SCNu64, &gen) != 1)
-				return -EUCLEAN;
-		}
-	} else if (errno != ENOENT) {
-		return -errno;
-	}
-	gen++;
-	/* Written to a new file, synced, then renamed over the old one: a crash
-	 * leaves the old or the new number, never a torn one. */
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0)
-		return -errno;
-	n = snprintf(buf, sizeof(buf), "%" PRIu64 "\n", gen);
-	if (write(fd, buf, (size_t)n) != n || fsync(fd) < 0) {
-		int r = -errno;
-
-		close(fd);
-		unlink(tmp);
-		return r ? r : -EIO;
-	}
-	close(fd);
-	if (rename(tmp, path) < 0)
-		return -errno;
-	d->generation = gen;
-	d->next_token_seq = 0;
-	return 0;
-}
-
-/* Tokens are (generation << 32 | sequence): unique over the daemon's life
- * and across restarts, since each start takes a new generation. */
-static int next_token(struct zd_daemon *d, uint64_t *token)
-{
-	if (d->next_token_seq >= UINT32_MAX) {
-		int r = zd_state_generation_bump(d);
-
-		if (r < 0)
-			return r;
-	}
-	*token = (d->generation << 32) | ++d->next_token_seq;
-	return 0;
-}
+/* Tokens and their generation: daemon/state.c. */
 
 /* --- lease objects ----------------------------------------------------- */
 
@@ -397,7 +340,7 @@ static int acquire_try(struct zd_daemon *d, struct acquire_req *a)
 	}
 	if (zone < 0)
 		return (int)zone;
-	if (next_token(d, &token) < 0)
+	if (zd_state_next_token(d, &token) < 0)
 		return ZP_ERR_INTERNAL;
 
 	l = calloc(1, sizeof(*l));

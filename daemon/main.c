@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <systemd/sd-daemon.h>
@@ -230,6 +231,33 @@ static int mkdir_p(const char *path, mode_t mode)
 	if (mkdir(buf, mode) < 0 && errno != EEXIST)
 		return -errno;
 	return 0;
+}
+
+/* Emulated devices are sparse files: the default one is 4 GiB in the
+ * state directory. Say so at start when clients could fill the filesystem
+ * before the device is full; writes would then fail with ENOSPC. */
+static void warn_sparse_space(struct zd_daemon *d)
+{
+	struct zd_list *pos, *tmp;
+
+	zd_list_for_each_safe(pos, tmp, &d->devices) {
+		struct zd_device *dev = zd_container_of(pos, struct zd_device, link);
+		uint64_t used, avail, grow;
+		struct statvfs vfs;
+		struct stat st;
+
+		if (strcmp(dev->info.backend, "emulated") != 0 || stat(dev->path, &st) < 0 ||
+		    statvfs(dev->path, &vfs) < 0)
+			continue;
+		used = (uint64_t)st.st_blocks * 512;
+		avail = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+		grow = dev->info.size > used ? dev->info.size - used : 0;
+		if (grow > avail)
+			zd_warn("device %s: backing file %s can grow by %llu MiB but its filesystem "
+				   "has %llu MiB free; writes will fail once it is full",
+				   dev->id, dev->path, (unsigned long long)(grow >> 20),
+				   (unsigned long long)(avail >> 20));
+	}
 }
 
 /* --- reload ------------------------------------------------------------ */
@@ -518,16 +546,23 @@ int main(int argc, char **argv)
 		zd_err("cannot create state directory %s: %s", d->cfg.state_dir, strerror(-r));
 		return 1;
 	}
+	r = zd_state_open(d, err, sizeof(err));
+	if (r < 0) {
+		zd_err("%s", err);
+		return 1;
+	}
 	r = zd_daemon_resolve_groups(d, err, sizeof(err));
 	if (r < 0) {
 		zd_err("%s", err);
 		return 1;
 	}
+	/* A full or read-only state filesystem does not stop the daemon: what
+	 * is on the devices is served, only new leases wait for a generation
+	 * that is safely on disk (see zd_state_next_token()). */
 	r = zd_state_generation_bump(d);
-	if (r < 0) {
-		zd_err("cannot update %s/generation: %s", d->cfg.state_dir, strerror(-r));
-		return 1;
-	}
+	if (r < 0)
+		zd_err("cannot persist the token generation in %s: %s; serving, but new leases "
+		       "are refused until it can be", d->cfg.state_dir, strerror(-r));
 	for (size_t i = 0; i < d->cfg.nr_devices; i++) {
 		r = zd_device_add(d, &d->cfg.devices[i], err, sizeof(err));
 		if (r < 0) {
@@ -536,6 +571,7 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	}
+	warn_sparse_space(d);
 	d->reload = do_reload;
 	d->stop_hook = stop_hook;
 	uv_timer_init(&loop, &drain_timer);
@@ -551,6 +587,7 @@ int main(int argc, char **argv)
 		  d->cfg.nr_devices, (unsigned long long)d->generation);
 	uv_run(&loop, UV_RUN_DEFAULT);
 	zd_daemon_fini(d);
+	zd_state_close(d);
 	r = uv_loop_close(&loop);
 	if (r < 0)
 		zd_debug("loop closed with handles open: %s", uv_strerror(r));

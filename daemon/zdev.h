@@ -103,7 +103,8 @@ struct zd_dev {
 /* Emulated backend. `path` names the backing file; metadata lives beside it
  * (path + ".meta"). With create, a missing device is created with params; an
  * existing one is opened and its stored geometry wins (params are then only
- * checked for consistency where non-zero). */
+ * checked for consistency where non-zero). After an unclean stop the zones
+ * are repaired to agree with the data (see daemon/emul.c). */
 int zd_emul_open(const char *path, const struct zd_emul_params *params, bool create,
 		 struct zd_dev **out);
 /* Parses "size=4G,zone-size=32M,zone-capacity=24M,conv=2,max-open=14,
@@ -116,6 +117,10 @@ void zd_emul_default_params(struct zd_emul_params *params);
  * Like a real device's failed zone there is no way back; the zone then
  * reports wp = UINT64_MAX (invalid) and gives up its open/active slot. */
 int zd_emul_set_cond(struct zd_dev *dev, uint32_t zone, enum zp_cond cond);
+/* Emulated backend only (tests): arms a fault spec, replacing the one taken
+ * from $ZONED_EMUL_FAULT at open ("" disarms; counters restart). The grammar
+ * is in daemon/emul.c and zonedd(8). -EINVAL (logged) for a bad spec. */
+int zd_emul_set_faults(struct zd_dev *dev, const char *spec);
 
 /* Kernel backend: validates and claims (O_EXCL) a zoned block device.
  * On failure *why (if non-NULL) receives a one-line reason. */
