@@ -170,6 +170,7 @@ int zd_device_open(const struct zd_device_conf *conf, struct zd_device **out, ch
 		return -ENOMEM;
 	zd_list_init(&dev->link);
 	zd_list_init(&dev->work_queue);
+	zd_waitq_init(&dev->waitq);
 	snprintf(dev->id, sizeof(dev->id), "%s", conf->id);
 	snprintf(dev->path, sizeof(dev->path), "%s", conf->path);
 
@@ -286,7 +287,13 @@ struct zd_device *zd_device_find(struct zd_daemon *d, const char *id_or_path)
 /* Frees a device taken out of the list once no work refers to it. */
 void zd_device_release(struct zd_device *dev)
 {
-	if (dev->refs == 0 && zd_list_empty(&dev->link))
+	if (!zd_list_empty(&dev->link))
+		return;
+	/* Gone from the configuration: its waiters are told so (they hold a
+	 * reference each, so this runs while any is left). */
+	if (dev->d && !zd_list_empty(&dev->waitq.list))
+		zd_waiters_kick(dev->d, dev);
+	if (dev->refs == 0)
 		device_free(dev);
 }
 

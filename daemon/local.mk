@@ -12,6 +12,9 @@ daemon_libzoned_daemon_la_SOURCES = \
 	daemon/server.c \
 	daemon/methods.c \
 	daemon/lease.c \
+	daemon/list.h \
+	daemon/waiters.c \
+	daemon/waiters.h \
 	daemon/config.c \
 	daemon/config.h
 daemon_libzoned_daemon_la_CFLAGS = $(AM_CFLAGS) $(JSONC_CFLAGS) $(UV_CFLAGS) $(SYSTEMD_CFLAGS)

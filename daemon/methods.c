@@ -296,6 +296,8 @@ static void zoneop_done(struct zd_work *w, int status)
 		if (i < ZD_ZONE_OP_REPLY)
 			json_object_array_add(arr, zd_zone_json(w->dev, w->zone + i, &w->zbuf[i]));
 	}
+	/* Zones reset, closed or finished may let waiting acquires go. */
+	zd_waiters_kick(w->dev->d, w->dev);
 	if (status < 0) {
 		char what[64];
 

@@ -581,6 +581,37 @@ static void conn_credentials(struct zd_conn *conn)
 		       uid_in_group(conn->uid, conn->gid, groups, ngroups, d->client_gid);
 }
 
+/* The uid's accounting entry, made on its first connection. Users are few
+ * (one per uid connected) and looked up once per connection. */
+static struct zd_user *user_get(struct zd_daemon *d, uid_t uid)
+{
+	struct zd_list *pos, *tmp;
+	struct zd_user *u;
+
+	zd_list_for_each_safe(pos, tmp, &d->users) {
+		u = zd_container_of(pos, struct zd_user, link);
+		if (u->uid == uid) {
+			u->refs++;
+			return u;
+		}
+	}
+	u = calloc(1, sizeof(*u));
+	if (!u)
+		return NULL;
+	u->uid = uid;
+	u->refs = 1;
+	zd_list_add_tail(&d->users, &u->link);
+	return u;
+}
+
+static void user_put(struct zd_user *u)
+{
+	if (u && --u->refs == 0) {
+		zd_list_del(&u->link);
+		free(u);
+	}
+}
+
 struct zd_conn *zd_conn_new(struct zd_daemon *d, int fd)
 {
 	struct zd_conn *conn = calloc(1, sizeof(*conn));
@@ -593,7 +624,15 @@ struct zd_conn *zd_conn_new(struct zd_daemon *d, int fd)
 	zd_list_init(&conn->link);
 	zd_list_init(&conn->leases);
 	zd_list_init(&conn->out);
+	zd_list_init(&conn->waiters);
+	zd_list_init(&conn->waiters_parked);
 	conn_credentials(conn);
+	conn->user = user_get(d, conn->uid);
+	if (!conn->user) {
+		free(conn);
+		return NULL;
+	}
+	conn->user->nr_conns++;
 	zd_list_add_tail(&d->conns, &conn->link);
 	d->nr_conns++;
 	return conn;
@@ -608,6 +647,7 @@ void zd_conn_close(struct zd_conn *conn)
 	conn->closing = true;
 	zd_list_del(&conn->link);
 	d->nr_conns--;
+	conn->user->nr_conns--;
 	/* Leases belong to the connection: a client that closes or dies
 	 * gives its zones back now. */
 	zd_lease_drop_conn(conn);
@@ -631,20 +671,10 @@ void zd_conn_close(struct zd_conn *conn)
 
 void zd_conn_put(struct zd_conn *conn)
 {
-	if (--conn->refs == 0)
+	if (--conn->refs == 0) {
+		user_put(conn->user);
 		free(conn);
-}
-
-static unsigned conns_of_uid(struct zd_daemon *d, uid_t uid)
-{
-	struct zd_list *pos, *tmp;
-	unsigned n = 0;
-
-	zd_list_for_each_safe(pos, tmp, &d->conns) {
-		if (zd_container_of(pos, struct zd_conn, link)->uid == uid)
-			n++;
 	}
-	return n;
 }
 
 int zd_conn_accept(struct zd_daemon *d, int fd)
@@ -657,7 +687,7 @@ int zd_conn_accept(struct zd_daemon *d, int fd)
 	}
 	d->stats.connections++;
 	if (d->cfg.max_conns_per_uid &&
-	    conns_of_uid(d, conn->uid) > d->cfg.max_conns_per_uid) {
+	    conn->user->nr_conns > d->cfg.max_conns_per_uid) {
 		d->stats.connections_refused++;
 		conn_reply_error(conn, ZP_ERR_PERM, "too many connections for this uid");
 		zd_conn_close(conn);
@@ -801,7 +831,10 @@ int zd_daemon_init(struct zd_daemon *d, uv_loop_t *loop)
 	d->next_lease_id = 1;
 	zd_list_init(&d->devices);
 	zd_list_init(&d->conns);
-	zd_list_init(&d->waiters);
+	zd_list_init(&d->users);
+	zd_waitq_init(&d->any_waiters);
+	zd_list_init(&d->release_waiters);
+	zd_list_init(&d->kick_pending);
 	d->msgbuf = malloc(ZP_MSG_MAX + 1);
 	if (!d->msgbuf)
 		return -ENOMEM;
@@ -902,6 +935,7 @@ void zd_daemon_stop(struct zd_daemon *d)
 	}
 	zd_list_for_each_safe(pos, tmp, &d->conns)
 		zd_conn_close(zd_container_of(pos, struct zd_conn, link));
+	zd_waiters_fini(d);
 	if (d->listening) {
 		uv_close((uv_handle_t *)&d->sig_term, NULL);
 		uv_close((uv_handle_t *)&d->sig_int, NULL);

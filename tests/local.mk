@@ -12,8 +12,8 @@ tests_test_proto_LDADD = $(TEST_LIBS)
 check_PROGRAMS += tests/test-lease-e2e
 TESTS += tests/test-lease-e2e
 tests_test_lease_e2e_SOURCES = tests/test-lease-e2e.c tests/fixture.c tests/fixture.h
-tests_test_lease_e2e_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) -pthread
-tests_test_lease_e2e_LDADD = client/libzoned-client.la $(CHECK_LIBS) -lpthread
+tests_test_lease_e2e_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(JSONC_CFLAGS) -pthread
+tests_test_lease_e2e_LDADD = client/libzoned-client.la proto/libzoned-proto.la $(JSONC_LIBS) $(CHECK_LIBS) -lpthread
 
 # The C tests under valgrind, the daemon they start included.
 VALGRIND_CMD = valgrind -q --leak-check=full --show-leak-kinds=definite,indirect --error-exitcode=99
