@@ -15,6 +15,7 @@
 #include <json-c/json.h>
 #include <uv.h>
 
+#include "daemon/alloc.h"
 #include "daemon/config.h"
 #include "daemon/list.h"
 #include "daemon/waiters.h"
@@ -71,6 +72,8 @@ struct zd_device {
 	uint32_t class_head[ZD_ZC_COUNT];
 	uint32_t class_count[ZD_ZC_COUNT];
 	uint32_t cond_count[ZP_COND_COUNT];
+	uint32_t leased_exp_open;   /* leased zones in the explicit-open condition */
+	struct zd_free_index free_index; /* unleased partial zones by free space */
 
 	/* Work serialisation: at most one zd_work runs per device. */
 	struct zd_list work_queue;

@@ -66,25 +66,56 @@ static void class_insert(struct zd_device *dev, uint32_t i, uint8_t c)
 	dev->class_count[c]++;
 }
 
-/* Re-files zone i after its cached state or lease changed. */
-void zd_device_zone_reclass(struct zd_device *dev, uint32_t i)
+static uint64_t zone_free(const struct zd_zone *z)
+{
+	uint64_t end = z->start + z->capacity;
+
+	return z->wp < end ? end - z->wp : 0;
+}
+
+/* The zone's entries in the allocator's indexes: its class list, the free
+ * space index (unleased partial zones) and the count of leased explicitly
+ * open zones. Removed before its state changes, added back after. */
+static void index_del(struct zd_device *dev, uint32_t i)
+{
+	uint8_t c = dev->zclass[i];
+
+	class_remove(dev, i);
+	if (c == ZD_ZC_LEASED && dev->zones[i].cond == ZP_COND_EXP_OPEN)
+		dev->leased_exp_open--;
+	if (c == ZD_ZC_PARTIAL)
+		zd_free_index_set(&dev->free_index, i, 0);
+}
+
+static void index_add(struct zd_device *dev, uint32_t i)
 {
 	uint8_t c = zone_class(dev, i);
 
-	if (c == dev->zclass[i])
-		return;
-	class_remove(dev, i);
 	class_insert(dev, i, c);
+	if (c == ZD_ZC_LEASED && dev->zones[i].cond == ZP_COND_EXP_OPEN)
+		dev->leased_exp_open++;
+	if (c == ZD_ZC_PARTIAL)
+		zd_free_index_set(&dev->free_index, i, zone_free(&dev->zones[i]));
+}
+
+/* Re-files zone i after its lease changed. */
+void zd_device_zone_reclass(struct zd_device *dev, uint32_t i)
+{
+	if (zone_class(dev, i) == dev->zclass[i])
+		return;
+	index_del(dev, i);
+	index_add(dev, i);
 }
 
 void zd_device_zone_update(struct zd_device *dev, uint32_t i, const struct zd_zone *z)
 {
 	if (i >= dev->info.nr_zones)
 		return;
+	index_del(dev, i);
 	dev->cond_count[dev->zones[i].cond]--;
 	dev->zones[i] = *z;
 	dev->cond_count[z->cond]++;
-	zd_device_zone_reclass(dev, i);
+	index_add(dev, i);
 }
 
 struct json_object *zd_zone_json(const struct zd_device *dev, uint32_t index,
@@ -118,6 +149,8 @@ static int device_load_zones(struct zd_device *dev)
 	dev->zprev = malloc(nz * sizeof(*dev->zprev));
 	if (!dev->zones || !dev->lease_of || !dev->zclass || !dev->znext || !dev->zprev)
 		return -ENOMEM;
+	if (zd_free_index_init(&dev->free_index, nz, dev->info.logical_block_size) < 0)
+		return -ENOMEM;
 	while (i < nz) {
 		uint32_t n = nz - i;
 		int r = dev->dev->ops->report(dev->dev, i, dev->zones + i, &n);
@@ -138,7 +171,7 @@ static int device_load_zones(struct zd_device *dev)
 		if (dev->zones[i].cond >= ZP_COND_COUNT)
 			return -EIO;
 		dev->cond_count[dev->zones[i].cond]++;
-		class_insert(dev, i, zone_class(dev, i));
+		index_add(dev, i);
 	}
 	return 0;
 }
@@ -153,6 +186,7 @@ static void device_free(struct zd_device *dev)
 	free(dev->zclass);
 	free(dev->znext);
 	free(dev->zprev);
+	zd_free_index_fini(&dev->free_index);
 	free(dev);
 }
 

@@ -14,20 +14,12 @@
 #include "daemon/daemon.h"
 #include "daemon/log.h"
 
-/* Partial zones inspected for min_free before falling back to empty ones:
- * keeps acquire O(1) in the number of zones. */
-#define ZD_PARTIAL_SCAN 64
-
-enum prefer { PREFER_EMPTY, PREFER_PARTIAL };
-
 struct acquire_req {
 	struct zd_waiter w;         /* while it waits */
 	struct zd_call *call;
 	struct zd_daemon *d;
 	char device[ZD_ID_MAX];     /* "" = any */
-	int64_t zone;               /* -1 = any */
-	uint64_t min_free;
-	enum prefer prefer;
+	struct zd_alloc_req req;    /* zone, min_free, prefer */
 	bool direct;
 	char label[128];
 	int first_err;              /* the answer an until_released waiter gets */
@@ -207,99 +199,6 @@ static struct zd_lease *lease_lookup(struct zd_call *call, struct json_object *p
 	return NULL;
 }
 
-/* --- the allocator ----------------------------------------------------- */
-
-static uint32_t leased_with_cond(const struct zd_device *dev, uint8_t cond)
-{
-	uint32_t n = 0;
-
-	for (uint32_t i = dev->class_head[ZD_ZC_LEASED]; i != ZD_NIL; i = dev->znext[i])
-		if (dev->zones[i].cond == cond)
-			n++;
-	return n;
-}
-
-/* May one more zone become writable? Every leased zone may be written at
- * any moment, so each one counts against both limits as if it were open;
- * unleased zones count as they are. */
-static bool room_for_writer(const struct zd_device *dev, bool new_active)
-{
-	uint32_t leased = dev->class_count[ZD_ZC_LEASED];
-
-	if (dev->info.max_open) {
-		/* Implicitly open zones that nobody holds are closed by the
-		 * device to make room; explicitly open ones are not. */
-		uint32_t pinned = dev->cond_count[ZP_COND_EXP_OPEN] -
-				  leased_with_cond(dev, ZP_COND_EXP_OPEN);
-
-		if (leased + pinned >= dev->info.max_open)
-			return false;
-	}
-	if (new_active && dev->info.max_active &&
-	    dev->class_count[ZD_ZC_PARTIAL] + leased >= dev->info.max_active)
-		return false;
-	return true;
-}
-
-static bool zone_has_room(const struct zd_device *dev, uint32_t i, uint64_t min_free)
-{
-	const struct zd_zone *z = &dev->zones[i];
-	uint64_t end = z->start + z->capacity;
-
-	/* A full zone reports its wp at the zone's end, past the capacity
-	 * when that is smaller: no room, not an unsigned wrap-around to a
-	 * huge amount. Without min_free it may still be leased (to reset it). */
-	if (z->wp >= end)
-		return min_free == 0;
-	return end - z->wp >= min_free;
-}
-
-/* Picks a zone on dev; returns its index, or a negative JSON-RPC code. */
-static int64_t pick_zone(struct zd_device *dev, const struct acquire_req *a)
-{
-	bool have_empty = dev->class_head[ZD_ZC_EMPTY] != ZD_NIL;
-	uint32_t partial = ZD_NIL, n = 0;
-
-	if (dev->draining)
-		return ZP_ERR_NO_FREE_ZONE;
-	if (a->zone >= 0) {
-		uint32_t i = (uint32_t)a->zone;
-		const struct zd_zone *z;
-
-		if (a->zone >= dev->info.nr_zones)
-			return ZP_ERR_NO_ZONE;
-		z = &dev->zones[i];
-		if (dev->lease_of[i])
-			return ZP_ERR_ZONE_LEASED;
-		if (z->type == ZP_TYPE_CONV || z->cond == ZP_COND_READONLY ||
-		    z->cond == ZP_COND_OFFLINE)
-			return ZP_ERR_ZONE_STATE;
-		if (!zone_has_room(dev, i, a->min_free))
-			return ZP_ERR_NO_FREE_ZONE;
-		if (!room_for_writer(dev, !zd_zone_active(z->cond)))
-			return ZP_ERR_LIMIT;
-		return i;
-	}
-	for (uint32_t i = dev->class_head[ZD_ZC_PARTIAL]; i != ZD_NIL && n < ZD_PARTIAL_SCAN;
-	     i = dev->znext[i], n++) {
-		if (zone_has_room(dev, i, a->min_free)) {
-			partial = i;
-			break;
-		}
-	}
-	if (a->min_free > dev->info.zone_capacity)
-		have_empty = false;
-	if (!have_empty && partial == ZD_NIL)
-		return ZP_ERR_NO_FREE_ZONE;
-	if (a->prefer == PREFER_PARTIAL && partial != ZD_NIL && room_for_writer(dev, false))
-		return partial;
-	if (have_empty && room_for_writer(dev, true))
-		return dev->class_head[ZD_ZC_EMPTY];
-	if (partial != ZD_NIL && room_for_writer(dev, false))
-		return partial;
-	return ZP_ERR_LIMIT;
-}
-
 /* --- acquire ----------------------------------------------------------- */
 
 static int acquire_run(struct zd_work *w)
@@ -379,12 +278,12 @@ static int acquire_try(struct zd_daemon *d, struct acquire_req *a)
 		dev = a->w.dev;
 		if (zd_list_empty(&dev->link))
 			return ZP_ERR_NO_DEVICE;
-		zone = pick_zone(dev, a);
+		zone = zd_alloc_pick(dev, &a->req);
 	} else if (a->device[0]) {
 		dev = zd_device_find(d, a->device);
 		if (!dev)
 			return ZP_ERR_NO_DEVICE;
-		zone = pick_zone(dev, a);
+		zone = zd_alloc_pick(dev, &a->req);
 	} else {
 		struct zd_list *pos, *tmp;
 
@@ -392,7 +291,7 @@ static int acquire_try(struct zd_daemon *d, struct acquire_req *a)
 		 * reason: a limit beats "nothing free". */
 		zd_list_for_each_safe(pos, tmp, &d->devices) {
 			dev = zd_container_of(pos, struct zd_device, link);
-			zone = pick_zone(dev, a);
+			zone = zd_alloc_pick(dev, &a->req);
 			if (zone >= 0)
 				break;
 			if (best == 0 || zone == ZP_ERR_LIMIT)
@@ -460,14 +359,14 @@ static void acquire_error(struct zd_call *call, const struct acquire_req *a, int
 		zd_call_error(call, r, "no such device '%.64s'", a->device);
 		break;
 	case ZP_ERR_NO_ZONE:
-		zd_call_error(call, r, "no zone %lld on %s", (long long)a->zone, a->device);
+		zd_call_error(call, r, "no zone %lld on %s", (long long)a->req.zone, a->device);
 		break;
 	case ZP_ERR_ZONE_LEASED:
-		zd_call_error(call, r, "zone %lld is leased", (long long)a->zone);
+		zd_call_error(call, r, "zone %lld is leased", (long long)a->req.zone);
 		break;
 	case ZP_ERR_ZONE_STATE:
 		zd_call_error(call, r, "zone %lld cannot be leased (conventional, read-only or offline)",
-			      (long long)a->zone);
+			      (long long)a->req.zone);
 		break;
 	case ZP_ERR_LIMIT:
 		zd_call_error(call, r, "the device's open or active zone limit is reached");
@@ -495,8 +394,8 @@ static int waiter_try(struct zd_waiter *w)
 	if (w->until_released && d->nr_releasing == 0)
 		return a->first_err;
 	/* Waiting for one zone: parked on its lease, woken when it ends. */
-	if (r == ZP_ERR_ZONE_LEASED && a->zone >= 0 && w->dev->lease_of[a->zone]) {
-		zd_waiter_park(w, &w->dev->lease_of[a->zone]->waiters);
+	if (r == ZP_ERR_ZONE_LEASED && a->req.zone >= 0 && w->dev->lease_of[a->req.zone]) {
+		zd_waiter_park(w, &w->dev->lease_of[a->req.zone]->waiters);
 		return ZD_WAIT_PARKED;
 	}
 	return ZD_WAIT_AGAIN;
@@ -528,6 +427,42 @@ static const struct zd_waiter_ops acquire_waiter_ops = {
 	.free = waiter_free,
 };
 
+/* min_free no zone could ever have is a bad request, not "no zone now":
+ * beyond the named zone's capacity, the device's, or every device's. */
+static bool min_free_too_large(struct zd_daemon *d, const struct acquire_req *a, struct zp_err *e)
+{
+	uint64_t cap = 0;
+	bool known = false;
+
+	if (a->device[0]) {
+		struct zd_device *dev = zd_device_find(d, a->device);
+
+		if (!dev)
+			return false; /* answered as "no such device" */
+		known = true;
+		if (a->req.zone >= 0 && a->req.zone < dev->info.nr_zones)
+			cap = dev->zones[a->req.zone].capacity;
+		else
+			cap = dev->info.zone_capacity;
+	} else {
+		struct zd_list *pos, *tmp;
+
+		zd_list_for_each_safe(pos, tmp, &d->devices) {
+			struct zd_device *dev = zd_container_of(pos, struct zd_device, link);
+
+			known = true;
+			if (dev->info.zone_capacity > cap)
+				cap = dev->info.zone_capacity;
+		}
+	}
+	if (!known || a->req.min_free <= cap)
+		return false;
+	zp_err_set(e, ZP_ERR_INVALID_PARAMS,
+		   "parameter 'min_free' (%llu bytes) is larger than the zone capacity (%llu bytes)",
+		   (unsigned long long)a->req.min_free, (unsigned long long)cap);
+	return true;
+}
+
 int zd_lease_acquire_method(struct zd_daemon *d, struct zd_call *call, struct json_object *p)
 {
 	struct acquire_req *a;
@@ -543,9 +478,9 @@ int zd_lease_acquire_method(struct zd_daemon *d, struct zd_call *call, struct js
 	}
 	a->call = call;
 	a->d = d;
-	a->zone = -1;
+	a->req.zone = -1;
 	a->direct = true;
-	a->prefer = PREFER_EMPTY;
+	a->req.prefer = ZD_PREFER_EMPTY;
 	zd_list_init(&a->w.link);
 	zd_list_init(&a->w.conn_link);
 	zd_list_init(&a->w.release_link);
@@ -563,9 +498,9 @@ int zd_lease_acquire_method(struct zd_daemon *d, struct zd_call *call, struct js
 			zp_err_set(&e, ZP_ERR_INVALID_PARAMS, "parameter 'zone' needs 'device'");
 			goto bad;
 		}
-		a->zone = u > INT64_MAX ? INT64_MAX : (int64_t)u;
+		a->req.zone = u > INT64_MAX ? INT64_MAX : (int64_t)u;
 	}
-	r = zp_param_u64(p, "min_free", ZP_OPTIONAL, &a->min_free, &e);
+	r = zp_param_u64(p, "min_free", ZP_OPTIONAL, &a->req.min_free, &e);
 	if (r == -EINVAL)
 		goto bad;
 	r = zp_param_string(p, "prefer", ZP_OPTIONAL, &s, &e);
@@ -573,9 +508,9 @@ int zd_lease_acquire_method(struct zd_daemon *d, struct zd_call *call, struct js
 		goto bad;
 	if (r == 0) {
 		if (strcmp(s, "empty") == 0) {
-			a->prefer = PREFER_EMPTY;
+			a->req.prefer = ZD_PREFER_EMPTY;
 		} else if (strcmp(s, "partial") == 0) {
-			a->prefer = PREFER_PARTIAL;
+			a->req.prefer = ZD_PREFER_PARTIAL;
 		} else {
 			zp_err_set(&e, ZP_ERR_INVALID_PARAMS,
 				   "parameter 'prefer' must be \"empty\" or \"partial\"");
@@ -599,6 +534,8 @@ int zd_lease_acquire_method(struct zd_daemon *d, struct zd_call *call, struct js
 		}
 		snprintf(a->label, sizeof(a->label), "%s", s);
 	}
+	if (a->req.min_free && min_free_too_large(d, a, &e))
+		goto bad;
 	if (d->cfg.max_wait_ms && wait_ms > d->cfg.max_wait_ms)
 		wait_ms = d->cfg.max_wait_ms;
 	if (d->cfg.max_leases_per_conn && call->conn->nr_leases >= d->cfg.max_leases_per_conn) {

@@ -8,6 +8,8 @@ daemon_libzoned_daemon_la_SOURCES = \
 	daemon/daemon.h \
 	daemon/log.c \
 	daemon/log.h \
+	daemon/alloc.c \
+	daemon/alloc.h \
 	daemon/device.c \
 	daemon/server.c \
 	daemon/methods.c \
