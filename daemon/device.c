@@ -107,6 +107,18 @@ void zd_device_zone_reclass(struct zd_device *dev, uint32_t i)
 	index_add(dev, i);
 }
 
+/* The one place where a zone as a backend reports it becomes the zone as
+ * the daemon shows it. A full sequential zone's write pointer is not
+ * defined by the standards; devices and the kernel report the zone's end
+ * (start + len), the emulator its capacity's end or its end depending on
+ * how it filled. Everywhere above, a full zone's wp is start + capacity:
+ * where its data ends, and never past the writable part. */
+static void zone_normalise(struct zd_zone *z)
+{
+	if (z->type != ZP_TYPE_CONV && z->cond == ZP_COND_FULL)
+		z->wp = z->start + z->capacity;
+}
+
 void zd_device_zone_update(struct zd_device *dev, uint32_t i, const struct zd_zone *z)
 {
 	if (i >= dev->info.nr_zones)
@@ -114,6 +126,7 @@ void zd_device_zone_update(struct zd_device *dev, uint32_t i, const struct zd_zo
 	index_del(dev, i);
 	dev->cond_count[dev->zones[i].cond]--;
 	dev->zones[i] = *z;
+	zone_normalise(&dev->zones[i]);
 	dev->cond_count[z->cond]++;
 	index_add(dev, i);
 }
@@ -170,6 +183,7 @@ static int device_load_zones(struct zd_device *dev)
 	for (i = nz; i-- > 0;) {
 		if (dev->zones[i].cond >= ZP_COND_COUNT)
 			return -EIO;
+		zone_normalise(&dev->zones[i]);
 		dev->cond_count[dev->zones[i].cond]++;
 		index_add(dev, i);
 	}

@@ -194,7 +194,8 @@ static void report_done(struct zd_work *w, int status)
 		if ((ctx->cond_mask && !(ctx->cond_mask & (1u << z->cond))) ||
 		    (ctx->type_mask && !(ctx->type_mask & (1u << z->type))))
 			continue;
-		json_object_array_add(arr, zd_zone_json(w->dev, idx, z));
+		/* From the cache, which holds the zone as the daemon shows it. */
+		json_object_array_add(arr, zd_zone_json(w->dev, idx, &w->dev->zones[idx]));
 		if (++matched == ZD_REPORT_PAGE)
 			break;
 	}
@@ -294,7 +295,8 @@ static void zoneop_done(struct zd_work *w, int status)
 	for (uint32_t i = 0; i < w->nz; i++) {
 		zd_device_zone_update(w->dev, w->zone + i, &w->zbuf[i]);
 		if (i < ZD_ZONE_OP_REPLY)
-			json_object_array_add(arr, zd_zone_json(w->dev, w->zone + i, &w->zbuf[i]));
+			json_object_array_add(arr, zd_zone_json(w->dev, w->zone + i,
+								&w->dev->zones[w->zone + i]));
 	}
 	/* Zones reset, closed or finished may let waiting acquires go. */
 	zd_waiters_kick(w->dev->d, w->dev);

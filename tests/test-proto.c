@@ -731,6 +731,61 @@ START_TEST(min_free_past_many_partial_zones)
 }
 END_TEST
 
+static uint64_t u64_of(struct json_object *o, const char *name)
+{
+	return json_object_get_uint64(field(o, name));
+}
+
+/* The test device's zones are 1 MiB with 768 KiB capacity: a full zone's
+ * wp is start + capacity wherever the daemon shows it. */
+START_TEST(full_zone_wp_is_capacity_end)
+{
+	struct json_object *r, *z, *l, *arr;
+	uint64_t start = 3u << 20, end = start + (768u << 10);
+	int fd = -1;
+
+	r = rpc("{\"jsonrpc\":\"2.0\",\"method\":\"zone.finish\",\"params\":{\"device\":\"emu0\",\"zone\":3},\"id\":1}");
+	ck_assert_msg(err_code(r) == 0, "%s", zp_to_string(r, NULL));
+	z = json_object_array_get_idx(field(result(r), "zones"), 0);
+	ck_assert_str_eq(json_object_get_string(field(z, "cond")), "full");
+	ck_assert_uint_eq(u64_of(z, "wp"), end);
+	json_object_put(r);
+	r = rpc("{\"jsonrpc\":\"2.0\",\"method\":\"zone.report\",\"params\":{\"device\":\"emu0\",\"from\":3,\"count\":1},\"id\":2}");
+	ck_assert_uint_eq(u64_of(json_object_array_get_idx(field(result(r), "zones"), 0), "wp"), end);
+	json_object_put(r);
+	r = rpc("{\"jsonrpc\":\"2.0\",\"method\":\"zone.report\",\"params\":{\"device\":\"emu0\",\"cond\":\"full\"},\"id\":2}");
+	arr = field(result(r), "zones");
+	ck_assert_uint_eq(json_object_array_length(arr), 1);
+	ck_assert_uint_eq(u64_of(json_object_array_get_idx(arr, 0), "wp"), end);
+	json_object_put(r);
+	/* An explicit acquire of the full zone is granted (to read it, or
+	 * reset it), with the same wp. */
+	r = acquire("{\"device\":\"emu0\",\"zone\":3,\"direct\":false}", &fd);
+	ck_assert_msg(err_code(r) == 0, "%s", zp_to_string(r, NULL));
+	l = field(result(r), "lease");
+	ck_assert_str_eq(json_object_get_string(field(l, "cond")), "full");
+	ck_assert_uint_eq(u64_of(l, "wp"), end);
+	ck_assert_int_ge(fd, 0);
+	close(fd);
+	json_object_put(r);
+	r = rpc("{\"jsonrpc\":\"2.0\",\"method\":\"lease.list\",\"id\":3}");
+	arr = field(result(r), "leases");
+	ck_assert_uint_eq(json_object_array_length(arr), 1);
+	ck_assert_uint_eq(u64_of(json_object_array_get_idx(arr, 0), "wp"), end);
+	json_object_put(r);
+	/* With min_free it does not fit. */
+	r = acquire("{\"device\":\"emu0\",\"zone\":4,\"min_free\":1,\"direct\":false}", &fd);
+	ck_assert_int_eq(err_code(r), 0);
+	close(fd);
+	json_object_put(r);
+	r = rpc("{\"jsonrpc\":\"2.0\",\"method\":\"zone.finish\",\"params\":{\"device\":\"emu0\",\"zone\":5},\"id\":1}");
+	json_object_put(r);
+	r = acquire("{\"device\":\"emu0\",\"zone\":5,\"min_free\":4096,\"direct\":false}", &fd);
+	ck_assert_int_eq(err_code(r), ZP_ERR_NO_FREE_ZONE);
+	json_object_put(r);
+}
+END_TEST
+
 static Suite *proto_suite(void)
 {
 	Suite *s = suite_create("protocol");
@@ -770,6 +825,7 @@ static Suite *proto_suite(void)
 	tcase_add_test(tc, foreign_lease_is_unknown);
 	tcase_add_test(tc, zone_being_released_is_not_taken);
 	tcase_add_test(tc, min_free_past_many_partial_zones);
+	tcase_add_test(tc, full_zone_wp_is_capacity_end);
 	suite_add_tcase(s, tc);
 	return s;
 }
