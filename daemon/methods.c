@@ -286,10 +286,26 @@ static int zoneop_run(struct zd_work *w)
 	return r < 0 ? r : r2;
 }
 
+static const char *const op_names[] = { "open", "close", "finish", "reset" };
+
+/* Whether zone z is where op leaves it. */
+static bool op_reached(enum zd_zone_op op, const struct zd_zone *z)
+{
+	switch (op) {
+	case ZD_OP_OPEN:
+		return z->cond == ZP_COND_EXP_OPEN;
+	case ZD_OP_CLOSE:
+		return z->cond != ZP_COND_IMP_OPEN && z->cond != ZP_COND_EXP_OPEN;
+	case ZD_OP_FINISH:
+		return z->cond == ZP_COND_FULL;
+	default:
+		return z->cond == ZP_COND_EMPTY;
+	}
+}
+
 static void zoneop_done(struct zd_work *w, int status)
 {
 	struct zd_call *call = w->data;
-	static const char *const names[] = { "open", "close", "finish", "reset" };
 	struct json_object *arr = json_object_new_array();
 
 	for (uint32_t i = 0; i < w->nz; i++) {
@@ -302,9 +318,22 @@ static void zoneop_done(struct zd_work *w, int status)
 	zd_waiters_kick(w->dev->d, w->dev);
 	if (status < 0) {
 		char what[64];
+		uint32_t done = 0;
 
-		snprintf(what, sizeof(what), "zone %s of zone %u", names[w->op], w->zone);
+		snprintf(what, sizeof(what), "zone %s of zone %u", op_names[w->op], w->zone);
 		zd_call_errno(call, status, what);
+		/* Both backends work through the range in order and stop at the
+		 * first zone that fails, so the zones done are the leading run
+		 * that reached the operation's state. Unknown when the report
+		 * after the failure failed too. */
+		if (w->nz == w->count) {
+			while (done < w->nz && op_reached(w->op, &w->dev->zones[w->zone + done]))
+				done++;
+			json_object_object_add(call->err_data, "done", json_object_new_int64(done));
+			snprintf(call->err_msg + strlen(call->err_msg),
+				 sizeof(call->err_msg) - strlen(call->err_msg),
+				 " at zone %u; %u of %u zone(s) done", w->zone + done, done, w->count);
+		}
 		json_object_put(arr);
 	} else {
 		char f1[80], f2[32];
@@ -312,7 +341,7 @@ static void zoneop_done(struct zd_work *w, int status)
 
 		snprintf(f1, sizeof(f1), "DEVICE=%s", w->dev->id);
 		snprintf(f2, sizeof(f2), "ZONE=%u", w->zone);
-		zd_logv_fields(LOG_INFO, fields, "zone %s of %u zone(s) from %u on %s", names[w->op],
+		zd_logv_fields(LOG_INFO, fields, "zone %s of %u zone(s) from %u on %s", op_names[w->op],
 			       w->count, w->zone, w->dev->id);
 		call->result = json_object_new_object();
 		json_object_object_add(call->result, "zones", arr);
@@ -321,6 +350,86 @@ static void zoneop_done(struct zd_work *w, int status)
 	free(w->zbuf);
 	free(w);
 	zd_call_complete(call);
+}
+
+/* Refuses, before any zone is touched, a range the device would stop in
+ * midway for what the daemon knows: a zone no operation applies to, a full
+ * zone to open, or the open or active limit, walked zone by zone as the
+ * device does it. The cache may lag behind leased zones (their holders
+ * write directly); what it cannot foresee the device reports, with the
+ * number of zones done. Returns 0 or sets the error. */
+static int zone_op_check(struct zd_call *call, const struct zd_device *dev, enum zd_zone_op op,
+			 uint32_t zone, uint32_t count)
+{
+	uint32_t exp = dev->cond_count[ZP_COND_EXP_OPEN], imp = dev->cond_count[ZP_COND_IMP_OPEN];
+	uint32_t active = exp + imp + dev->cond_count[ZP_COND_CLOSED];
+	uint32_t max_open = dev->info.max_open, max_active = dev->info.max_active;
+	const char *limit = NULL;
+	uint32_t i;
+
+	for (i = zone; i < zone + count; i++) {
+		const struct zd_zone *z = &dev->zones[i];
+
+		if (z->type == ZP_TYPE_CONV || z->cond == ZP_COND_READONLY ||
+		    z->cond == ZP_COND_OFFLINE) {
+			zd_call_error(call, ZP_ERR_ZONE_STATE,
+				      "zone %s: zone %u is %s; nothing was done", op_names[op], i,
+				      z->type == ZP_TYPE_CONV ? "conventional" : zp_cond_name(z->cond));
+			goto fail;
+		}
+	}
+	for (i = zone; i < zone + count && !limit; i++) {
+		const struct zd_zone *z = &dev->zones[i];
+
+		if (op == ZD_OP_OPEN) {
+			switch (z->cond) {
+			case ZP_COND_FULL:
+				zd_call_error(call, ZP_ERR_ZONE_STATE,
+					      "zone open: zone %u is full; nothing was done", i);
+				goto fail;
+			case ZP_COND_IMP_OPEN:
+				imp--;
+				exp++;
+				break;
+			case ZP_COND_EMPTY:
+			case ZP_COND_CLOSED:
+				if (z->cond == ZP_COND_EMPTY && max_active && active >= max_active) {
+					limit = "active";
+					break;
+				}
+				if (max_open && imp + exp >= max_open) {
+					/* The device closes an implicitly open zone
+					 * to make room, never an explicitly open one. */
+					if (imp == 0) {
+						limit = "open";
+						break;
+					}
+					imp--;
+				}
+				exp++;
+				if (z->cond == ZP_COND_EMPTY)
+					active++;
+				break;
+			default:
+				break;
+			}
+		} else if (op == ZD_OP_FINISH) {
+			if (z->cond == ZP_COND_EMPTY && max_active && active >= max_active)
+				limit = "active";
+			else if (zd_zone_active(z->cond))
+				active--;
+		}
+	}
+	if (!limit)
+		return 0;
+	zd_call_error(call, ZP_ERR_LIMIT,
+		      "zone %s of %u zone(s) from %u would pass the device's %s zone limit "
+		      "(%u) at zone %u; nothing was done", op_names[op], count, zone, limit,
+		      limit[0] == 'o' ? max_open : max_active, i - 1);
+fail:
+	call->err_data = json_object_new_object();
+	json_object_object_add(call->err_data, "done", json_object_new_int64(0));
+	return -EINVAL;
 }
 
 static int zone_op_method(struct zd_daemon *d, struct zd_call *call, struct json_object *params,
@@ -365,6 +474,8 @@ static int zone_op_method(struct zd_daemon *d, struct zd_call *call, struct json
 			return 0;
 		}
 	}
+	if (zone_op_check(call, dev, op, (uint32_t)zone, (uint32_t)count) < 0)
+		return 0;
 	if (force)
 		for (uint64_t i = zone; i < zone + count; i++)
 			if (dev->lease_of[i])

@@ -786,6 +786,73 @@ START_TEST(full_zone_wp_is_capacity_end)
 }
 END_TEST
 
+static unsigned zones_in(const char *cond)
+{
+	char req[256];
+	struct json_object *r;
+	unsigned n;
+
+	snprintf(req, sizeof(req), "{\"jsonrpc\":\"2.0\",\"method\":\"zone.report\","
+		 "\"params\":{\"device\":\"emu0\",\"cond\":\"%s\"},\"id\":9}", cond);
+	r = rpc(req);
+	n = (unsigned)json_object_array_length(field(result(r), "zones"));
+	json_object_put(r);
+	return n;
+}
+
+static int64_t err_data_i64(struct json_object *resp, const char *name)
+{
+	struct json_object *e, *data, *v;
+
+	if (!json_object_object_get_ex(resp, "error", &e) ||
+	    !json_object_object_get_ex(e, "data", &data) ||
+	    !json_object_object_get_ex(data, name, &v))
+		return -1;
+	return json_object_get_int64(v);
+}
+
+/* max_open 4, max_active 6 on 14 sequential zones (2..15). */
+START_TEST(multi_zone_ops_all_or_nothing)
+{
+	struct zd_device *dev = zd_device_find(&d, "emu0");
+	struct json_object *r;
+
+	/* Past the open limit: refused before any zone is opened. */
+	r = rpc("{\"jsonrpc\":\"2.0\",\"method\":\"zone.open\",\"params\":{\"device\":\"emu0\",\"zone\":2,\"count\":10},\"id\":1}");
+	ck_assert_int_eq(err_code(r), ZP_ERR_LIMIT);
+	ck_assert_int_eq(err_data_i64(r, "done"), 0);
+	ck_assert_ptr_nonnull(strstr(err_msg(r), "nothing was done"));
+	json_object_put(r);
+	ck_assert_uint_eq(zones_in("explicit-open"), 0);
+	/* Within it, it works. */
+	r = rpc("{\"jsonrpc\":\"2.0\",\"method\":\"zone.open\",\"params\":{\"device\":\"emu0\",\"zone\":2,\"count\":4},\"id\":1}");
+	ck_assert_msg(err_code(r) == 0, "%s", zp_to_string(r, NULL));
+	json_object_put(r);
+	ck_assert_uint_eq(zones_in("explicit-open"), 4);
+	/* Finishing empty zones needs active slots: 4 open + 2 more = 6. */
+	r = rpc("{\"jsonrpc\":\"2.0\",\"method\":\"zone.close\",\"params\":{\"device\":\"emu0\",\"zone\":2,\"count\":4},\"id\":1}");
+	json_object_put(r);
+	r = rpc("{\"jsonrpc\":\"2.0\",\"method\":\"zone.reset\",\"params\":{\"device\":\"emu0\",\"zone\":2,\"count\":14},\"id\":1}");
+	ck_assert_int_eq(err_code(r), 0);
+	json_object_put(r);
+	/* A conventional zone in the range: nothing is done either. */
+	r = rpc("{\"jsonrpc\":\"2.0\",\"method\":\"zone.open\",\"params\":{\"device\":\"emu0\",\"zone\":1,\"count\":3},\"id\":1}");
+	ck_assert_int_eq(err_code(r), ZP_ERR_ZONE_STATE);
+	ck_assert_int_eq(err_data_i64(r, "done"), 0);
+	json_object_put(r);
+	ck_assert_uint_eq(zones_in("explicit-open"), 0);
+	/* Three zones opened behind the daemon's back (as a stale cache would
+	 * have it): the device stops after one zone, and the error says so. */
+	for (uint32_t i = 10; i < 13; i++)
+		ck_assert_int_eq(dev->dev->ops->zone_op(dev->dev, ZD_OP_OPEN, i, 1), 0);
+	r = rpc("{\"jsonrpc\":\"2.0\",\"method\":\"zone.open\",\"params\":{\"device\":\"emu0\",\"zone\":2,\"count\":3},\"id\":1}");
+	ck_assert_int_eq(err_code(r), ZP_ERR_LIMIT);
+	ck_assert_int_eq(err_data_i64(r, "done"), 1);
+	ck_assert_ptr_nonnull(strstr(err_msg(r), "1 of 3"));
+	json_object_put(r);
+}
+END_TEST
+
 static Suite *proto_suite(void)
 {
 	Suite *s = suite_create("protocol");
@@ -826,6 +893,7 @@ static Suite *proto_suite(void)
 	tcase_add_test(tc, zone_being_released_is_not_taken);
 	tcase_add_test(tc, min_free_past_many_partial_zones);
 	tcase_add_test(tc, full_zone_wp_is_capacity_end);
+	tcase_add_test(tc, multi_zone_ops_all_or_nothing);
 	suite_add_tcase(s, tc);
 	return s;
 }
