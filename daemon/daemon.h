@@ -246,6 +246,8 @@ struct zd_daemon {
 	struct zd_list kick_pending;/* waiter queues to serve on the next idle turn */
 	uv_idle_t kick_idle;        /* .data is NULL until initialised */
 	unsigned nr_releasing;      /* leases whose release work is in flight */
+	uint64_t refused_log_ms;    /* last "connection refused" log line */
+	uint64_t refused_unlogged;  /* refusals since, not logged */
 };
 
 /* daemon/device.c */

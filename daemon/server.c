@@ -677,6 +677,41 @@ void zd_conn_put(struct zd_conn *conn)
 	}
 }
 
+/* The connection over its uid's cap: the client is told why before the
+ * hang-up. Closing a Unix socket with unread data resets the peer, and the
+ * peer's reset is reported before the reply already queued for it, so the
+ * socket is shut first (the client can send nothing more and reads our
+ * reply, then end-of-file) and what it had sent is drained. */
+static void conn_refuse(struct zd_conn *conn)
+{
+	struct zd_daemon *d = conn->d;
+	char msg[128];
+	uint64_t now = zd_now_ms(d);
+
+	d->stats.connections_refused++;
+	snprintf(msg, sizeof(msg), "too many connections for uid %u (the limit is %u)",
+		 (unsigned)conn->uid, d->cfg.max_conns_per_uid);
+	conn_reply_error(conn, ZP_ERR_PERM, msg);
+	if (conn->fd >= 0) {
+		shutdown(conn->fd, SHUT_RDWR);
+		while (recv(conn->fd, d->msgbuf, ZP_MSG_MAX + 1, MSG_DONTWAIT) > 0)
+			;
+	}
+	/* One line per second at most: a client retrying in a loop must not
+	 * flood the journal. */
+	if (now - d->refused_log_ms >= 1000 || d->refused_log_ms == 0) {
+		zd_warn("refused a connection of client pid %d uid %u: %u connections is the "
+			"limit (max_connections_per_uid); %llu more refused since the last "
+			"such line", (int)conn->pid, (unsigned)conn->uid, d->cfg.max_conns_per_uid,
+			(unsigned long long)d->refused_unlogged);
+		d->refused_log_ms = now ? now : 1;
+		d->refused_unlogged = 0;
+	} else {
+		d->refused_unlogged++;
+	}
+	zd_conn_close(conn);
+}
+
 int zd_conn_accept(struct zd_daemon *d, int fd)
 {
 	struct zd_conn *conn = zd_conn_new(d, fd);
@@ -688,9 +723,7 @@ int zd_conn_accept(struct zd_daemon *d, int fd)
 	d->stats.connections++;
 	if (d->cfg.max_conns_per_uid &&
 	    conn->user->nr_conns > d->cfg.max_conns_per_uid) {
-		d->stats.connections_refused++;
-		conn_reply_error(conn, ZP_ERR_PERM, "too many connections for this uid");
-		zd_conn_close(conn);
+		conn_refuse(conn);
 		return -EUSERS;
 	}
 	conn->poll.data = conn;

@@ -633,6 +633,69 @@ START_TEST(waiters_are_capped_and_cheap)
 }
 END_TEST
 
+/* --- the connection cap ------------------------------------------------ */
+
+START_TEST(connection_over_cap_gets_the_error)
+{
+	const char *args[] = { "--config", NULL, NULL };
+	char conf[600], log[8192];
+	int keep[2], fd;
+	struct json_object *r;
+	FILE *f;
+	size_t n;
+
+	memset(&z, 0, sizeof(z));
+	ck_assert_int_eq(zt_daemon_start(&z, (const char *const[]){ NULL }), 0);
+	zt_daemon_stop(&z);
+	snprintf(conf, sizeof(conf), "%s/zonedd.conf", z.dir);
+	args[1] = conf;
+	f = fopen(conf, "w");
+	ck_assert_ptr_nonnull(f);
+	fprintf(f, "{\"max_connections_per_uid\": 2}\n");
+	ck_assert_int_eq(fclose(f), 0);
+	ck_assert_msg(zt_daemon_start(&z, args) == 0, "zonedd did not start, see %s", z.log);
+	signal(SIGPIPE, SIG_IGN);
+	for (int i = 0; i < 2; i++) {
+		keep[i] = raw_connect();
+		raw_batch(keep[i], 1, 1, "daemon.hello", "{}");
+		r = raw_reply(keep[i], 10000);
+		ck_assert_int_eq(resp_code(r), 0);
+		json_object_put(r);
+	}
+	/* The third sends its request before the daemon has even accepted
+	 * it, the way every client does, and still reads why it was refused
+	 * (not a connection reset). Several times: the log line is rate
+	 * limited, the replies are not. */
+	for (int i = 0; i < 5; i++) {
+		const char *hello = "{\"jsonrpc\":\"2.0\",\"method\":\"daemon.hello\",\"id\":1}";
+		int sr;
+
+		fd = raw_connect();
+		/* EPIPE when the daemon refused it first: the reply is there all
+		 * the same. */
+		sr = zp_send(fd, hello, strlen(hello), -1, 0);
+		ck_assert(sr == 0 || sr == -EPIPE);
+		r = raw_reply(fd, 10000);
+		ck_assert_msg(r != NULL, "no reply to the refused connection");
+		ck_assert_int_eq(resp_code(r), ZP_ERR_PERM);
+		ck_assert_ptr_nonnull(strstr(json_object_to_json_string(r), "too many connections"));
+		json_object_put(r);
+		close(fd);
+	}
+	for (int i = 0; i < 2; i++)
+		close(keep[i]);
+	f = fopen(z.log, "r");
+	ck_assert_ptr_nonnull(f);
+	n = fread(log, 1, sizeof(log) - 1, f);
+	fclose(f);
+	log[n] = '\0';
+	ck_assert_ptr_nonnull(strstr(log, "refused a connection"));
+	/* One line for the five refusals made within a second. */
+	ck_assert_ptr_null(strstr(strstr(log, "refused a connection") + 1, "refused a connection"));
+	stop();
+}
+END_TEST
+
 static Suite *lease_suite(void)
 {
 	Suite *s = suite_create("lease-e2e");
@@ -645,6 +708,7 @@ static Suite *lease_suite(void)
 	tcase_add_test(tc, waiters_are_served_in_order);
 	tcase_add_test(tc, tokens_are_unique_across_restarts);
 	tcase_add_test(tc, waiters_are_capped_and_cheap);
+	tcase_add_test(tc, connection_over_cap_gets_the_error);
 	suite_add_tcase(s, tc);
 	return s;
 }
