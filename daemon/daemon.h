@@ -120,6 +120,8 @@ struct zd_call {
 	struct json_object *err_data; /* owned */
 	int fd;                     /* attached to the reply, owned; -1 none */
 	bool is_notification;
+	char *resp;                 /* the serialised response, once done */
+	size_t resp_len;
 };
 
 void zd_call_error(struct zd_call *call, int code, const char *fmt, ...)
@@ -154,11 +156,15 @@ struct zd_user {
 	unsigned refs;              /* connections, closed ones not yet freed included */
 	unsigned nr_conns;          /* open connections */
 	unsigned nr_waiters;
+	size_t mem;                 /* bytes held for its requests and replies */
+	struct zd_list conns;       /* its open connections (zd_conn.user_link) */
 };
 
 struct zd_conn {
 	struct zd_daemon *d;
 	struct zd_user *user;
+	struct zd_list user_link;   /* in user->conns while open */
+	size_t mem;                 /* bytes held for its requests and replies */
 	struct zd_list link;
 	int fd;
 	uv_poll_t poll;
@@ -246,6 +252,8 @@ struct zd_daemon {
 	struct zd_list kick_pending;/* waiter queues to serve on the next idle turn */
 	uv_idle_t kick_idle;        /* .data is NULL until initialised */
 	unsigned nr_releasing;      /* leases whose release work is in flight */
+	size_t mem;                 /* bytes held for every connection (zd_conn.mem) */
+	bool mem_high;              /* mem passed the trim mark since the last trim */
 	uint64_t refused_log_ms;    /* last "connection refused" log line */
 	uint64_t refused_unlogged;  /* refusals since, not logged */
 };

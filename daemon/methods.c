@@ -167,8 +167,15 @@ struct report_ctx {
 	uint32_t cond_mask, type_mask;
 };
 
+/* The zone buffer exists only while the work runs: queued reports cost a
+ * few hundred bytes each, not the 160 KiB a filtered page may scan. */
 static int report_run(struct zd_work *w)
 {
+	w->zbuf = malloc(w->nz * sizeof(*w->zbuf));
+	if (!w->zbuf) {
+		w->nz = 0;
+		return -ENOMEM;
+	}
 	return w->dev->dev->ops->report(w->dev->dev, w->zone, w->zbuf, &w->nz);
 }
 
@@ -246,12 +253,8 @@ static int m_zone_report(struct zd_daemon *d, struct zd_call *call, struct json_
 	n = (cmask || tmask) ? ZD_REPORT_SCAN : ZD_REPORT_PAGE;
 	if (n > count)
 		n = (uint32_t)count;
-	if (w)
-		w->zbuf = calloc(n, sizeof(*w->zbuf));
-	if (!ctx || !w || !w->zbuf) {
+	if (!ctx || !w) {
 		free(ctx);
-		if (w)
-			free(w->zbuf);
 		free(w);
 		zd_call_error(call, ZP_ERR_INTERNAL, "out of memory");
 		return 0;
@@ -278,7 +281,15 @@ static int zoneop_run(struct zd_work *w)
 {
 	struct zd_dev *dev = w->dev->dev;
 	uint32_t n = w->nz;
-	int r = dev->ops->zone_op(dev, w->op, w->zone, w->count);
+	int r;
+
+	/* Allocated here, as for reports: a queued operation holds no buffer. */
+	w->zbuf = malloc(n * sizeof(*w->zbuf));
+	if (!w->zbuf) {
+		w->nz = 0;
+		return -ENOMEM;
+	}
+	r = dev->ops->zone_op(dev, w->op, w->zone, w->count);
 	/* Report even after a failure: part of the range may have changed. */
 	int r2 = dev->ops->report(dev, w->zone, w->zbuf, &n);
 
@@ -481,12 +492,7 @@ static int zone_op_method(struct zd_daemon *d, struct zd_call *call, struct json
 			if (dev->lease_of[i])
 				zd_lease_revoke_zone(dev, (uint32_t)i);
 	w = calloc(1, sizeof(*w));
-	if (w)
-		w->zbuf = calloc(count, sizeof(*w->zbuf));
-	if (!w || !w->zbuf) {
-		if (w)
-			free(w->zbuf);
-		free(w);
+	if (!w) {
 		zd_call_error(call, ZP_ERR_INTERNAL, "out of memory");
 		return 0;
 	}

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <malloc.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -27,12 +28,32 @@
 /* Packets of one connection in flight (waiting acquires, device work) before
  * the daemon stops reading from it: back-pressure instead of unbounded memory. */
 #define ZD_MAX_INFLIGHT 64
+/* Bytes the daemon may hold for one connection's requests in flight, their
+ * finished responses and its queued replies, and for one uid over all its
+ * connections. Past either the daemon stops reading from the connection
+ * (every connection of the uid) until work completes; memory is bounded by
+ * the cap plus one packet's worth of work. */
+#define ZD_MAX_CONN_MEM (8u << 20)
+#define ZD_MAX_UID_MEM (64u << 20)
+/* What a call costs beyond its struct while it runs: the device work, the
+ * lease or acquire record. Large buffers (a report's zones) are allocated
+ * only while the work runs, one at a time per device. */
+#define ZD_CALL_COST 512
+/* Held bytes above which the daemon returns freed memory to the system
+ * (malloc_trim) once they fall below the low mark again. */
+#define ZD_TRIM_HIGH (16u << 20)
+#define ZD_TRIM_LOW (1u << 20)
 
 struct zd_batch {
 	struct zd_conn *conn;
 	bool is_array;
+	bool too_large;             /* the responses passed one packet: dropped */
 	size_t nr_calls;
 	size_t pending;
+	size_t charged;             /* bytes charged to the connection */
+	size_t resp_bytes;          /* of the responses kept */
+	int fds[ZP_MAX_FDS];        /* attached to the reply, in completion order */
+	size_t nfds;
 	struct zd_call *calls;
 };
 
@@ -126,6 +147,11 @@ static void out_free(struct zd_outmsg *m)
 
 static void conn_poll_cb(uv_poll_t *h, int status, int events);
 
+static bool conn_over_mem(const struct zd_conn *conn)
+{
+	return conn->mem >= ZD_MAX_CONN_MEM || conn->user->mem >= ZD_MAX_UID_MEM;
+}
+
 static void conn_update_poll(struct zd_conn *conn)
 {
 	int events = UV_DISCONNECT;
@@ -133,11 +159,45 @@ static void conn_update_poll(struct zd_conn *conn)
 	/* poll.data is set once the handle is initialised. */
 	if (conn->closing || !conn->poll.data)
 		return;
-	if (conn->batches < ZD_MAX_INFLIGHT)
+	if (conn->batches < ZD_MAX_INFLIGHT && !conn_over_mem(conn))
 		events |= UV_READABLE;
 	if (!zd_list_empty(&conn->out))
 		events |= UV_WRITABLE;
 	uv_poll_start(&conn->poll, events, conn_poll_cb);
+}
+
+/* Charges (delta > 0) or gives back bytes held for conn; a connection held
+ * back by the caps reads again once under them. */
+static void conn_charge(struct zd_conn *conn, ssize_t delta)
+{
+	struct zd_user *u = conn->user;
+	bool was_over = conn_over_mem(conn), user_over = u->mem >= ZD_MAX_UID_MEM;
+
+	struct zd_daemon *d = conn->d;
+
+	conn->mem += (size_t)delta;
+	u->mem += (size_t)delta;
+	d->mem += (size_t)delta;
+	if (d->mem > ZD_TRIM_HIGH)
+		d->mem_high = true;
+	if (delta >= 0)
+		return;
+#ifdef __GLIBC__
+	/* A flood that is over leaves the allocator's free lists full; give
+	 * the pages back to the system once, not on every close. */
+	if (d->mem_high && d->mem < ZD_TRIM_LOW) {
+		d->mem_high = false;
+		malloc_trim(0);
+	}
+#endif
+	if (user_over && u->mem < ZD_MAX_UID_MEM) {
+		struct zd_list *pos, *tmp;
+
+		zd_list_for_each_safe(pos, tmp, &u->conns)
+			conn_update_poll(zd_container_of(pos, struct zd_conn, user_link));
+	} else if (was_over && !conn_over_mem(conn)) {
+		conn_update_poll(conn);
+	}
 }
 
 /* Sends what is queued; returns 0, or a negative errno when the peer is gone. */
@@ -151,6 +211,7 @@ static int conn_flush(struct zd_conn *conn)
 			return 0;
 		zd_list_del(&m->link);
 		conn->out_bytes -= m->len;
+		conn_charge(conn, -(ssize_t)m->len);
 		out_free(m);
 		if (r < 0)
 			return r;
@@ -182,6 +243,7 @@ static void conn_send(struct zd_conn *conn, const char *buf, size_t len, int *fd
 		memcpy(m->fds, fds, nfds * sizeof(int));
 	zd_list_add_tail(&conn->out, &m->link);
 	conn->out_bytes += len;
+	conn_charge(conn, (ssize_t)len);
 	if (conn_flush(conn) < 0) {
 		zd_conn_close(conn);
 		return;
@@ -229,7 +291,9 @@ static void call_clear(struct zd_call *call)
 	json_object_put(call->err_data);
 	if (call->fd >= 0)
 		close(call->fd);
+	free(call->resp);
 	call->id = call->result = call->err_data = NULL;
+	call->resp = NULL;
 	call->fd = -1;
 }
 
@@ -237,8 +301,57 @@ static void batch_free(struct zd_batch *b)
 {
 	for (size_t i = 0; i < b->nr_calls; i++)
 		call_clear(&b->calls[i]);
+	for (size_t i = 0; i < b->nfds; i++)
+		close(b->fds[i]);
+	conn_charge(b->conn, -(ssize_t)b->charged);
 	free(b->calls);
 	free(b);
+}
+
+/* A call is done: its response is serialised at once and its JSON freed, so
+ * a batch holds at most one packet of text however large its results were;
+ * past a packet the rest is dropped (the reply becomes -32010 anyway). */
+static void call_finish(struct zd_batch *b, struct zd_call *call)
+{
+	struct zd_daemon *d = b->conn->d;
+	struct json_object *resp;
+	const char *s;
+	size_t len;
+
+	if (call->is_notification) {
+		json_object_put(call->result);
+		call->result = NULL;
+		return;
+	}
+	if (!call->err_code && call->fd >= 0) {
+		if (b->nfds < ZP_MAX_FDS && call->result) {
+			json_object_object_add(call->result, "fd", json_object_new_int((int)b->nfds));
+			b->fds[b->nfds++] = call->fd;
+			call->fd = -1;
+		} else {
+			zd_call_error(call, ZP_ERR_TOO_LARGE,
+				      "too many descriptors for one reply (limit %d)", ZP_MAX_FDS);
+		}
+	}
+	resp = call_response(d, call);
+	if (!b->too_large) {
+		s = zp_to_string(resp, &len);
+		if (b->resp_bytes + len + 2 > ZP_MSG_MAX) {
+			b->too_large = true;
+		} else {
+			call->resp = malloc(len);
+			if (call->resp) {
+				memcpy(call->resp, s, len);
+				call->resp_len = len;
+				b->resp_bytes += len + 1;
+				b->charged += len;
+				conn_charge(b->conn, (ssize_t)len);
+			} else {
+				b->too_large = true;
+			}
+		}
+	}
+	json_object_put(resp);
 }
 
 /* All calls of a packet are done: assemble and send the one reply. */
@@ -246,60 +359,46 @@ static void batch_finish(struct zd_batch *b)
 {
 	struct zd_conn *conn = b->conn;
 	struct zd_daemon *d = conn->d;
-	struct json_object *reply = NULL;
-	int fds[ZP_MAX_FDS];
-	size_t nfds = 0;
+	size_t nresp = 0;
 
-	if (b->is_array)
-		reply = json_object_new_array();
-	for (size_t i = 0; i < b->nr_calls; i++) {
-		struct zd_call *call = &b->calls[i];
-		struct json_object *resp;
+	for (size_t i = 0; i < b->nr_calls; i++)
+		if (b->calls[i].resp)
+			nresp++;
+	if (b->too_large) {
+		/* The work is done (leases stay with the connection and show
+		 * in lease.list); only this reply cannot be carried. */
+		struct json_object *e = zp_error_response(
+			NULL, ZP_ERR_TOO_LARGE, "reply exceeds the 64 KiB packet limit", NULL);
 
-		if (call->is_notification)
-			continue;
-		if (!call->err_code && call->fd >= 0) {
-			if (nfds < ZP_MAX_FDS && call->result) {
-				json_object_object_add(call->result, "fd",
-						       json_object_new_int((int)nfds));
-				fds[nfds++] = call->fd;
-				call->fd = -1;
-			} else {
-				zd_call_error(call, ZP_ERR_TOO_LARGE,
-					      "too many descriptors for one reply (limit %d)",
-					      ZP_MAX_FDS);
+		count_error(d, ZP_ERR_TOO_LARGE);
+		conn_send_json(conn, e);
+		json_object_put(e);
+	} else if (nresp) {
+		char *buf = b->is_array ? malloc(b->resp_bytes + 2) : NULL;
+
+		if (!b->is_array) {
+			conn_send(conn, b->calls[0].resp, b->calls[0].resp_len, b->fds, b->nfds);
+			b->nfds = 0;
+		} else if (buf) {
+			size_t len = 0;
+
+			buf[len++] = '[';
+			for (size_t i = 0; i < b->nr_calls; i++) {
+				if (!b->calls[i].resp)
+					continue;
+				if (len > 1)
+					buf[len++] = ',';
+				memcpy(buf + len, b->calls[i].resp, b->calls[i].resp_len);
+				len += b->calls[i].resp_len;
 			}
-		}
-		resp = call_response(d, call);
-		if (b->is_array)
-			json_object_array_add(reply, resp);
-		else
-			reply = resp;
-	}
-	if (reply && !(b->is_array && json_object_array_length(reply) == 0)) {
-		size_t len;
-		const char *s = zp_to_string(reply, &len);
-
-		if (len > ZP_MSG_MAX) {
-			/* The work is done (leases stay with the connection and show
-			 * in lease.list); only this reply cannot be carried. */
-			struct json_object *e = zp_error_response(
-				NULL, ZP_ERR_TOO_LARGE, "reply exceeds the 64 KiB packet limit", NULL);
-
-			count_error(d, ZP_ERR_TOO_LARGE);
-			for (size_t i = 0; i < nfds; i++)
-				close(fds[i]);
-			nfds = 0;
-			conn_send_json(conn, e);
-			json_object_put(e);
+			buf[len++] = ']';
+			conn_send(conn, buf, len, b->fds, b->nfds);
+			b->nfds = 0;
+			free(buf);
 		} else {
-			conn_send(conn, s, len, fds, nfds);
-			nfds = 0;
+			zd_conn_close(conn);
 		}
 	}
-	for (size_t i = 0; i < nfds; i++)
-		close(fds[i]);
-	json_object_put(reply);
 	batch_free(b);
 	if (conn->batches-- == ZD_MAX_INFLIGHT)
 		conn_update_poll(conn);
@@ -310,6 +409,7 @@ void zd_call_complete(struct zd_call *call)
 {
 	struct zd_batch *b = call->batch;
 
+	call_finish(b, call);
 	if (--b->pending == 0)
 		batch_finish(b);
 }
@@ -458,6 +558,8 @@ void zd_conn_handle_packet(struct zd_conn *conn, const char *buf, size_t len, bo
 	b->conn = conn;
 	conn->refs++;
 	conn->batches++;
+	b->charged = sizeof(*b) + n * (sizeof(*b->calls) + ZD_CALL_COST);
+	conn_charge(conn, (ssize_t)b->charged);
 	b->is_array = json_object_is_type(msg, json_type_array);
 	b->nr_calls = n;
 	/* One extra pending count so the batch cannot finish while calls are
@@ -495,7 +597,7 @@ static void conn_read(struct zd_conn *conn)
 	for (int i = 0; i < 16 && !conn->closing; i++) {
 		ssize_t n;
 
-		if (conn->batches >= ZD_MAX_INFLIGHT) {
+		if (conn->batches >= ZD_MAX_INFLIGHT || conn_over_mem(conn)) {
 			conn_update_poll(conn);
 			return;
 		}
@@ -600,6 +702,7 @@ static struct zd_user *user_get(struct zd_daemon *d, uid_t uid)
 		return NULL;
 	u->uid = uid;
 	u->refs = 1;
+	zd_list_init(&u->conns);
 	zd_list_add_tail(&d->users, &u->link);
 	return u;
 }
@@ -626,6 +729,7 @@ struct zd_conn *zd_conn_new(struct zd_daemon *d, int fd)
 	zd_list_init(&conn->out);
 	zd_list_init(&conn->waiters);
 	zd_list_init(&conn->waiters_parked);
+	zd_list_init(&conn->user_link);
 	conn_credentials(conn);
 	conn->user = user_get(d, conn->uid);
 	if (!conn->user) {
@@ -633,6 +737,7 @@ struct zd_conn *zd_conn_new(struct zd_daemon *d, int fd)
 		return NULL;
 	}
 	conn->user->nr_conns++;
+	zd_list_add_tail(&conn->user->conns, &conn->user_link);
 	zd_list_add_tail(&d->conns, &conn->link);
 	d->nr_conns++;
 	return conn;
@@ -648,6 +753,7 @@ void zd_conn_close(struct zd_conn *conn)
 	zd_list_del(&conn->link);
 	d->nr_conns--;
 	conn->user->nr_conns--;
+	zd_list_del(&conn->user_link);
 	/* Leases belong to the connection: a client that closes or dies
 	 * gives its zones back now. */
 	zd_lease_drop_conn(conn);
@@ -655,6 +761,7 @@ void zd_conn_close(struct zd_conn *conn)
 		struct zd_outmsg *m = zd_container_of(conn->out.next, struct zd_outmsg, link);
 
 		zd_list_del(&m->link);
+		conn_charge(conn, -(ssize_t)m->len);
 		out_free(m);
 	}
 	conn->out_bytes = 0;

@@ -26,7 +26,7 @@ VALGRIND_CMD = valgrind -q --leak-check=full --show-leak-kinds=definite,indirect
 check-valgrind: $(check_PROGRAMS) daemon/zonedd
 	@set -e; for t in $(VALGRIND_TESTS); do \
 		echo "valgrind: $$t"; \
-		CK_FORK=no CK_DEFAULT_TIMEOUT=600 top_builddir=$(abs_top_builddir) \
+		CK_FORK=no CK_DEFAULT_TIMEOUT=600 ZT_FLOOD_CONNS=4 ZT_FLOOD_PACKETS=8 top_builddir=$(abs_top_builddir) \
 		ZT_DAEMON_WRAPPER="$(VALGRIND_CMD)" \
 		$(LIBTOOL) --mode=execute $(VALGRIND_CMD) ./$$t; \
 	done
