@@ -628,6 +628,8 @@ START_TEST(waiters_are_capped_and_cheap)
 		close(wfd[i]);
 	close(sfd);
 	close(rfd);
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(zc_lease_release(l[i], ZC_RELEASE_KEEP), 0);
 	zc_close(c);
 	stop();
 }
@@ -739,9 +741,14 @@ START_TEST(report_flood_memory_is_bounded)
 		nconn, packets, t0 / 1000, base, peak, after);
 	/* 64 MiB per uid of accounted work plus what is not (parsing, the
 	 * thread pool's buffers): the unbounded daemon held 160 KiB per
-	 * request, 1.3 GB per connection. */
-	ck_assert_uint_lt(peak - base, 160 * 1024);
-	ck_assert_uint_lt(after, base + 16 * 1024);
+	 * request, 1.3 GB per connection. A daemon under valgrind or built
+	 * with ASan keeps freed memory in quarantine: its RSS says nothing. */
+#ifndef __SANITIZE_ADDRESS__
+	if (!getenv("ZT_DAEMON_WRAPPER") || !*getenv("ZT_DAEMON_WRAPPER")) {
+		ck_assert_uint_lt(peak - base, 160 * 1024);
+		ck_assert_uint_lt(after, base + 16 * 1024);
+	}
+#endif
 	close(fd);
 	stop();
 }
