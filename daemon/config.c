@@ -36,6 +36,8 @@ void zd_config_defaults(struct zd_config *cfg)
 	cfg->max_leases_per_conn = 64;
 	cfg->max_conns_per_uid = 32;
 	cfg->max_wait_ms = 60000;
+	cfg->max_waiters_per_conn = 256;
+	cfg->max_waiters_per_uid = 1024;
 	cfg->grace_ms = 30000;
 	cfg->log_level = LOG_INFO;
 }
@@ -821,8 +823,8 @@ static int parse_top(struct conf_file *f, struct zd_config *cfg, struct json_obj
 {
 	static const char *const known[] = {
 		"socket", "state_dir", "devices", "client_group", "admin_group",
-		"max_leases_per_connection", "max_connections_per_uid", "max_wait_ms", "grace_ms",
-		"log_level", NULL
+		"max_leases_per_connection", "max_connections_per_uid", "max_wait_ms",
+		"max_waiters_per_connection", "max_waiters_per_uid", "grace_ms", "log_level", NULL
 	};
 	int r = 0;
 
@@ -846,6 +848,10 @@ static int parse_top(struct conf_file *f, struct zd_config *cfg, struct json_obj
 			r = get_u32(f, key, val, &cfg->max_conns_per_uid);
 		} else if (strcmp(key, "max_wait_ms") == 0) {
 			r = get_u32(f, key, val, &cfg->max_wait_ms);
+		} else if (strcmp(key, "max_waiters_per_connection") == 0) {
+			r = get_u32(f, key, val, &cfg->max_waiters_per_conn);
+		} else if (strcmp(key, "max_waiters_per_uid") == 0) {
+			r = get_u32(f, key, val, &cfg->max_waiters_per_uid);
 		} else if (strcmp(key, "grace_ms") == 0) {
 			r = get_u32(f, key, val, &cfg->grace_ms);
 		} else if (strcmp(key, "log_level") == 0) {

@@ -31,6 +31,8 @@ struct zd_config {
 	uint32_t max_leases_per_conn;
 	uint32_t max_conns_per_uid;
 	uint32_t max_wait_ms;   /* upper bound on a lease.acquire wait_ms */
+	uint32_t max_waiters_per_conn; /* waiting acquires one connection may have */
+	uint32_t max_waiters_per_uid;  /* ... and one uid over all its connections */
 	uint32_t grace_ms;      /* reserved for lease reclaim after restart */
 	int log_level;          /* syslog priority */
 };

@@ -15,7 +15,10 @@
 #include <json-c/json.h>
 #include <uv.h>
 
+#include "daemon/alloc.h"
 #include "daemon/config.h"
+#include "daemon/list.h"
+#include "daemon/waiters.h"
 #include "daemon/zdev.h"
 #include "proto/proto.h"
 
@@ -38,31 +41,6 @@ static inline int zd_strlcpy(char *dst, const char *src, size_t size)
 	memcpy(dst, src, len + 1);
 	return 0;
 }
-
-/* Intrusive doubly linked list. */
-struct zd_list {
-	struct zd_list *prev, *next;
-};
-static inline void zd_list_init(struct zd_list *l) { l->prev = l->next = l; }
-static inline bool zd_list_empty(const struct zd_list *l) { return l->next == l; }
-static inline void zd_list_add_tail(struct zd_list *head, struct zd_list *n)
-{
-	n->prev = head->prev;
-	n->next = head;
-	head->prev->next = n;
-	head->prev = n;
-}
-static inline void zd_list_del(struct zd_list *n)
-{
-	n->prev->next = n->next;
-	n->next->prev = n->prev;
-	n->prev = n->next = n;
-}
-#define zd_container_of(ptr, type, member) \
-	((type *)(void *)((char *)(ptr) - offsetof(type, member)))
-#define zd_list_for_each_safe(pos, tmp, head) \
-	for ((pos) = (head)->next, (tmp) = (pos)->next; (pos) != (head); \
-	     (pos) = (tmp), (tmp) = (pos)->next)
 
 /* Allocator classes of a zone (one intrusive index list per class). */
 enum zd_zclass {
@@ -94,12 +72,15 @@ struct zd_device {
 	uint32_t class_head[ZD_ZC_COUNT];
 	uint32_t class_count[ZD_ZC_COUNT];
 	uint32_t cond_count[ZP_COND_COUNT];
+	uint32_t leased_exp_open;   /* leased zones in the explicit-open condition */
+	struct zd_free_index free_index; /* unleased partial zones by free space */
 
 	/* Work serialisation: at most one zd_work runs per device. */
 	struct zd_list work_queue;
 	bool work_running;
 	bool draining;              /* removed from the config: no new leases */
-	unsigned refs;              /* works queued or running hold a ref */
+	unsigned refs;              /* works queued or running, and waiters, hold a ref */
+	struct zd_waitq waitq;      /* lease.acquire calls waiting for a zone of it */
 };
 
 /* A unit of blocking device work, run on the libuv thread pool. `run`
@@ -139,6 +120,8 @@ struct zd_call {
 	struct json_object *err_data; /* owned */
 	int fd;                     /* attached to the reply, owned; -1 none */
 	bool is_notification;
+	char *resp;                 /* the serialised response, once done */
+	size_t resp_len;
 };
 
 void zd_call_error(struct zd_call *call, int code, const char *fmt, ...)
@@ -166,8 +149,22 @@ struct zd_method {
 };
 const struct zd_method *zd_method_find(const char *name);
 
+/* What one uid holds across its connections; capped by the config. */
+struct zd_user {
+	struct zd_list link;        /* in d->users */
+	uid_t uid;
+	unsigned refs;              /* connections, closed ones not yet freed included */
+	unsigned nr_conns;          /* open connections */
+	unsigned nr_waiters;
+	size_t mem;                 /* bytes held for its requests and replies */
+	struct zd_list conns;       /* its open connections (zd_conn.user_link) */
+};
+
 struct zd_conn {
 	struct zd_daemon *d;
+	struct zd_user *user;
+	struct zd_list user_link;   /* in user->conns while open */
+	size_t mem;                 /* bytes held for its requests and replies */
 	struct zd_list link;
 	int fd;
 	uv_poll_t poll;
@@ -184,6 +181,9 @@ struct zd_conn {
 	struct zd_list out;         /* queued replies when the socket is full */
 	size_t out_bytes;
 	unsigned batches;           /* packets whose reply is not sent yet */
+	struct zd_list waiters;     /* its waiting acquires (zd_waiter.conn_link) */
+	struct zd_list waiters_parked; /* of those, the ones at its lease limit */
+	unsigned nr_waiters;
 };
 
 struct zd_lease {
@@ -204,6 +204,7 @@ struct zd_lease {
 	unsigned busy;
 	bool granting;              /* acquire still opening the fd */
 	bool releasing;             /* detached, release work queued */
+	struct zd_list waiters;     /* acquires waiting for this zone, parked */
 };
 
 struct zd_stats {
@@ -258,8 +259,16 @@ struct zd_daemon {
 	/* Hooks main installs: SIGHUP reload, and shutdown of main's own state. */
 	void (*reload)(struct zd_daemon *d);
 	void (*stop_hook)(struct zd_daemon *d);
-	struct zd_list waiters;     /* lease.acquire calls waiting for a zone, FIFO */
+	struct zd_list users;       /* struct zd_user, one per uid connected */
+	struct zd_waitq any_waiters;/* lease.acquire calls that take any device */
+	struct zd_list release_waiters; /* no-wait acquires waiting for releases in flight */
+	struct zd_list kick_pending;/* waiter queues to serve on the next idle turn */
+	uv_idle_t kick_idle;        /* .data is NULL until initialised */
 	unsigned nr_releasing;      /* leases whose release work is in flight */
+	size_t mem;                 /* bytes held for every connection (zd_conn.mem) */
+	bool mem_high;              /* mem passed the trim mark since the last trim */
+	uint64_t refused_log_ms;    /* last "connection refused" log line */
+	uint64_t refused_unlogged;  /* refusals since, not logged */
 };
 
 /* daemon/device.c */

@@ -66,25 +66,80 @@ static void class_insert(struct zd_device *dev, uint32_t i, uint8_t c)
 	dev->class_count[c]++;
 }
 
-/* Re-files zone i after its cached state or lease changed. */
-void zd_device_zone_reclass(struct zd_device *dev, uint32_t i)
+static uint64_t zone_free(const struct zd_zone *z)
+{
+	uint64_t end = z->start + z->capacity;
+
+	return z->wp < end ? end - z->wp : 0;
+}
+
+/* The zone's entries in the allocator's indexes: its class list, the free
+ * space index (unleased partial zones) and the count of leased explicitly
+ * open zones. Removed before its state changes, added back after. */
+static void index_del(struct zd_device *dev, uint32_t i, bool relist)
+{
+	uint8_t c = dev->zclass[i];
+
+	if (relist)
+		class_remove(dev, i);
+	if (c == ZD_ZC_LEASED && dev->zones[i].cond == ZP_COND_EXP_OPEN)
+		dev->leased_exp_open--;
+	if (c == ZD_ZC_PARTIAL)
+		zd_free_index_set(&dev->free_index, i, 0);
+}
+
+static void index_add(struct zd_device *dev, uint32_t i, bool relist)
 {
 	uint8_t c = zone_class(dev, i);
 
-	if (c == dev->zclass[i])
+	if (relist)
+		class_insert(dev, i, c);
+	if (c == ZD_ZC_LEASED && dev->zones[i].cond == ZP_COND_EXP_OPEN)
+		dev->leased_exp_open++;
+	if (c == ZD_ZC_PARTIAL)
+		zd_free_index_set(&dev->free_index, i, zone_free(&dev->zones[i]));
+}
+
+/* Re-files zone i after its lease changed. */
+void zd_device_zone_reclass(struct zd_device *dev, uint32_t i)
+{
+	if (zone_class(dev, i) == dev->zclass[i])
 		return;
-	class_remove(dev, i);
-	class_insert(dev, i, c);
+	index_del(dev, i, true);
+	index_add(dev, i, true);
+}
+
+/* The one place where a zone as a backend reports it becomes the zone as
+ * the daemon shows it. A full sequential zone's write pointer is not
+ * defined by the standards; devices and the kernel report the zone's end
+ * (start + len), the emulator its capacity's end or its end depending on
+ * how it filled. Everywhere above, a full zone's wp is start + capacity:
+ * where its data ends, and never past the writable part. */
+static void zone_normalise(struct zd_zone *z)
+{
+	if (z->type != ZP_TYPE_CONV && z->cond == ZP_COND_FULL)
+		z->wp = z->start + z->capacity;
 }
 
 void zd_device_zone_update(struct zd_device *dev, uint32_t i, const struct zd_zone *z)
 {
+	uint8_t old_class;
+	bool relist;
+
 	if (i >= dev->info.nr_zones)
 		return;
+	old_class = dev->zclass[i];
 	dev->cond_count[dev->zones[i].cond]--;
+	index_del(dev, i, false);
 	dev->zones[i] = *z;
+	zone_normalise(&dev->zones[i]);
 	dev->cond_count[z->cond]++;
-	zd_device_zone_reclass(dev, i);
+	/* A zone that stays in its class keeps its place in the class list:
+	 * refreshing a zone must not reorder which free zone comes next. */
+	relist = zone_class(dev, i) != old_class;
+	if (relist)
+		class_remove(dev, i);
+	index_add(dev, i, relist);
 }
 
 struct json_object *zd_zone_json(const struct zd_device *dev, uint32_t index,
@@ -118,6 +173,8 @@ static int device_load_zones(struct zd_device *dev)
 	dev->zprev = malloc(nz * sizeof(*dev->zprev));
 	if (!dev->zones || !dev->lease_of || !dev->zclass || !dev->znext || !dev->zprev)
 		return -ENOMEM;
+	if (zd_free_index_init(&dev->free_index, nz, dev->info.logical_block_size) < 0)
+		return -ENOMEM;
 	while (i < nz) {
 		uint32_t n = nz - i;
 		int r = dev->dev->ops->report(dev->dev, i, dev->zones + i, &n);
@@ -137,8 +194,9 @@ static int device_load_zones(struct zd_device *dev)
 	for (i = nz; i-- > 0;) {
 		if (dev->zones[i].cond >= ZP_COND_COUNT)
 			return -EIO;
+		zone_normalise(&dev->zones[i]);
 		dev->cond_count[dev->zones[i].cond]++;
-		class_insert(dev, i, zone_class(dev, i));
+		index_add(dev, i, true);
 	}
 	return 0;
 }
@@ -153,6 +211,7 @@ static void device_free(struct zd_device *dev)
 	free(dev->zclass);
 	free(dev->znext);
 	free(dev->zprev);
+	zd_free_index_fini(&dev->free_index);
 	free(dev);
 }
 
@@ -170,6 +229,7 @@ int zd_device_open(const struct zd_device_conf *conf, struct zd_device **out, ch
 		return -ENOMEM;
 	zd_list_init(&dev->link);
 	zd_list_init(&dev->work_queue);
+	zd_waitq_init(&dev->waitq);
 	snprintf(dev->id, sizeof(dev->id), "%s", conf->id);
 	snprintf(dev->path, sizeof(dev->path), "%s", conf->path);
 
@@ -286,7 +346,13 @@ struct zd_device *zd_device_find(struct zd_daemon *d, const char *id_or_path)
 /* Frees a device taken out of the list once no work refers to it. */
 void zd_device_release(struct zd_device *dev)
 {
-	if (dev->refs == 0 && zd_list_empty(&dev->link))
+	if (!zd_list_empty(&dev->link))
+		return;
+	/* Gone from the configuration: its waiters are told so (they hold a
+	 * reference each, so this runs while any is left). */
+	if (dev->d && !zd_list_empty(&dev->waitq.list))
+		zd_waiters_kick(dev->d, dev);
+	if (dev->refs == 0)
 		device_free(dev);
 }
 

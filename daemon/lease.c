@@ -14,34 +14,23 @@
 #include "daemon/daemon.h"
 #include "daemon/log.h"
 
-/* Partial zones inspected for min_free before falling back to empty ones:
- * keeps acquire O(1) in the number of zones. */
-#define ZD_PARTIAL_SCAN 64
-
-enum prefer { PREFER_EMPTY, PREFER_PARTIAL };
-
 struct acquire_req {
-	struct zd_list link;        /* in d->waiters while waiting */
+	struct zd_waiter w;         /* while it waits */
 	struct zd_call *call;
 	struct zd_daemon *d;
 	char device[ZD_ID_MAX];     /* "" = any */
-	int64_t zone;               /* -1 = any */
-	uint64_t min_free;
-	enum prefer prefer;
+	struct zd_alloc_req req;    /* zone, min_free, prefer */
 	bool direct;
 	char label[128];
-	uv_timer_t timer;
-	bool waiting;
-	/* Waits only for releases already under way (the client asked for no
-	 * wait): a zone given back a moment ago is not "taken". */
-	bool until_released;
 	int first_err;              /* the answer an until_released waiter gets */
 };
+
+/* acquire_try(): the connection holds its lease limit. */
+#define ACQ_CONN_LIMIT 1
 
 struct lease_op {
 	struct zd_call *call;       /* NULL when the connection dropped the lease */
 	struct zd_lease *lease;
-	struct acquire_req *acq;
 	int then;                   /* release: -1 keep, else an op */
 	bool release;
 };
@@ -89,14 +78,18 @@ static void lease_log(const struct zd_lease *l, const char *what)
  * caller unreserves it. */
 static void lease_detach(struct zd_lease *l)
 {
-	if (l->conn) {
+	struct zd_conn *conn = l->conn;
+
+	if (conn) {
 		zd_list_del(&l->conn_link);
-		l->conn->nr_leases--;
+		conn->nr_leases--;
 		l->conn = NULL;
+		/* A waiter of this connection held back by its lease limit
+		 * may go now. */
+		if (!conn->closing)
+			zd_waiters_conn_slot(conn);
 	}
 }
-
-static void serve_waiters(struct zd_daemon *d);
 
 /* Gives the zone back to the allocator and frees the lease. */
 static void lease_unreserve(struct zd_lease *l)
@@ -106,8 +99,13 @@ static void lease_unreserve(struct zd_lease *l)
 	/* The device reference goes with the reservation: a revoked lease
 	 * gave both up already. */
 	if (dev->lease_of[l->zone] == l) {
+		struct zd_daemon *d = dev->d;
+
 		dev->lease_of[l->zone] = NULL;
 		zd_device_zone_reclass(dev, l->zone);
+		/* Those waiting for this very zone go first, then the rest. */
+		zd_waiters_unpark(d, &l->waiters);
+		zd_waiters_kick(d, dev);
 		dev->refs--;
 		zd_device_release(dev);
 	}
@@ -144,99 +142,6 @@ static struct zd_lease *lease_lookup(struct zd_call *call, struct json_object *p
 	return NULL;
 }
 
-/* --- the allocator ----------------------------------------------------- */
-
-static uint32_t leased_with_cond(const struct zd_device *dev, uint8_t cond)
-{
-	uint32_t n = 0;
-
-	for (uint32_t i = dev->class_head[ZD_ZC_LEASED]; i != ZD_NIL; i = dev->znext[i])
-		if (dev->zones[i].cond == cond)
-			n++;
-	return n;
-}
-
-/* May one more zone become writable? Every leased zone may be written at
- * any moment, so each one counts against both limits as if it were open;
- * unleased zones count as they are. */
-static bool room_for_writer(const struct zd_device *dev, bool new_active)
-{
-	uint32_t leased = dev->class_count[ZD_ZC_LEASED];
-
-	if (dev->info.max_open) {
-		/* Implicitly open zones that nobody holds are closed by the
-		 * device to make room; explicitly open ones are not. */
-		uint32_t pinned = dev->cond_count[ZP_COND_EXP_OPEN] -
-				  leased_with_cond(dev, ZP_COND_EXP_OPEN);
-
-		if (leased + pinned >= dev->info.max_open)
-			return false;
-	}
-	if (new_active && dev->info.max_active &&
-	    dev->class_count[ZD_ZC_PARTIAL] + leased >= dev->info.max_active)
-		return false;
-	return true;
-}
-
-static bool zone_has_room(const struct zd_device *dev, uint32_t i, uint64_t min_free)
-{
-	const struct zd_zone *z = &dev->zones[i];
-	uint64_t end = z->start + z->capacity;
-
-	/* A full zone reports its wp at the zone's end, past the capacity
-	 * when that is smaller: no room, not an unsigned wrap-around to a
-	 * huge amount. Without min_free it may still be leased (to reset it). */
-	if (z->wp >= end)
-		return min_free == 0;
-	return end - z->wp >= min_free;
-}
-
-/* Picks a zone on dev; returns its index, or a negative JSON-RPC code. */
-static int64_t pick_zone(struct zd_device *dev, const struct acquire_req *a)
-{
-	bool have_empty = dev->class_head[ZD_ZC_EMPTY] != ZD_NIL;
-	uint32_t partial = ZD_NIL, n = 0;
-
-	if (dev->draining)
-		return ZP_ERR_NO_FREE_ZONE;
-	if (a->zone >= 0) {
-		uint32_t i = (uint32_t)a->zone;
-		const struct zd_zone *z;
-
-		if (a->zone >= dev->info.nr_zones)
-			return ZP_ERR_NO_ZONE;
-		z = &dev->zones[i];
-		if (dev->lease_of[i])
-			return ZP_ERR_ZONE_LEASED;
-		if (z->type == ZP_TYPE_CONV || z->cond == ZP_COND_READONLY ||
-		    z->cond == ZP_COND_OFFLINE)
-			return ZP_ERR_ZONE_STATE;
-		if (!zone_has_room(dev, i, a->min_free))
-			return ZP_ERR_NO_FREE_ZONE;
-		if (!room_for_writer(dev, !zd_zone_active(z->cond)))
-			return ZP_ERR_LIMIT;
-		return i;
-	}
-	for (uint32_t i = dev->class_head[ZD_ZC_PARTIAL]; i != ZD_NIL && n < ZD_PARTIAL_SCAN;
-	     i = dev->znext[i], n++) {
-		if (zone_has_room(dev, i, a->min_free)) {
-			partial = i;
-			break;
-		}
-	}
-	if (a->min_free > dev->info.zone_capacity)
-		have_empty = false;
-	if (!have_empty && partial == ZD_NIL)
-		return ZP_ERR_NO_FREE_ZONE;
-	if (a->prefer == PREFER_PARTIAL && partial != ZD_NIL && room_for_writer(dev, false))
-		return partial;
-	if (have_empty && room_for_writer(dev, true))
-		return dev->class_head[ZD_ZC_EMPTY];
-	if (partial != ZD_NIL && room_for_writer(dev, false))
-		return partial;
-	return ZP_ERR_LIMIT;
-}
-
 /* --- acquire ----------------------------------------------------------- */
 
 static int acquire_run(struct zd_work *w)
@@ -250,11 +155,6 @@ static int acquire_run(struct zd_work *w)
 		return r;
 	w->fd = dev->ops->open_fd(dev, w->open_flags);
 	return w->fd < 0 ? w->fd : 0;
-}
-
-static void acquire_req_free(struct acquire_req *a)
-{
-	free(a);
 }
 
 static void acquire_done(struct zd_work *w, int status)
@@ -290,16 +190,15 @@ static void acquire_done(struct zd_work *w, int status)
 		call->fd = w->fd;
 		lease_log(l, "granted");
 	}
-	acquire_req_free(op->acq);
 	free(op);
 	free(w->zbuf);
 	free(w);
 	zd_call_complete(call);
-	serve_waiters(d);
 }
 
-/* Tries to grant a now; returns 0 when started (the call completes later),
- * or a negative JSON-RPC code when nothing can be granted yet. */
+/* Tries to grant a now; returns 0 when started (the call completes later,
+ * a itself is not kept), ACQ_CONN_LIMIT, or a negative JSON-RPC code when
+ * nothing can be granted yet. */
 static int acquire_try(struct zd_daemon *d, struct acquire_req *a)
 {
 	struct zd_conn *conn = a->call->conn;
@@ -316,12 +215,18 @@ static int acquire_try(struct zd_daemon *d, struct acquire_req *a)
 	 * otherwise take the connection past its limit. A waiter at the limit
 	 * waits on until the connection lets a lease go. */
 	if (d->cfg.max_leases_per_conn && conn->nr_leases >= d->cfg.max_leases_per_conn)
-		return ZP_ERR_LIMIT;
-	if (a->device[0]) {
+		return ACQ_CONN_LIMIT;
+	if (a->w.dev) {
+		/* A waiter keeps its device, even one leaving the configuration. */
+		dev = a->w.dev;
+		if (zd_list_empty(&dev->link))
+			return ZP_ERR_NO_DEVICE;
+		zone = zd_alloc_pick(dev, &a->req);
+	} else if (a->device[0]) {
 		dev = zd_device_find(d, a->device);
 		if (!dev)
 			return ZP_ERR_NO_DEVICE;
-		zone = pick_zone(dev, a);
+		zone = zd_alloc_pick(dev, &a->req);
 	} else {
 		struct zd_list *pos, *tmp;
 
@@ -329,7 +234,7 @@ static int acquire_try(struct zd_daemon *d, struct acquire_req *a)
 		 * reason: a limit beats "nothing free". */
 		zd_list_for_each_safe(pos, tmp, &d->devices) {
 			dev = zd_container_of(pos, struct zd_device, link);
-			zone = pick_zone(dev, a);
+			zone = zd_alloc_pick(dev, &a->req);
 			if (zone >= 0)
 				break;
 			if (best == 0 || zone == ZP_ERR_LIMIT)
@@ -340,8 +245,9 @@ static int acquire_try(struct zd_daemon *d, struct acquire_req *a)
 	}
 	if (zone < 0)
 		return (int)zone;
+	/* The only -32000 acquire_try gives: no token can be made safely. */
 	if (zd_state_next_token(d, &token) < 0)
-		return ZP_ERR_INTERNAL;
+		return ZP_ERR_IO;
 
 	l = calloc(1, sizeof(*l));
 	op = calloc(1, sizeof(*op));
@@ -364,6 +270,7 @@ static int acquire_try(struct zd_daemon *d, struct acquire_req *a)
 	l->granting = true;
 	snprintf(l->label, sizeof(l->label), "%s", a->label);
 	l->conn = conn;
+	zd_list_init(&l->waiters);
 	l->pid = conn->pid;
 	l->uid = conn->uid;
 	zd_list_add_tail(&conn->leases, &l->conn_link);
@@ -375,7 +282,6 @@ static int acquire_try(struct zd_daemon *d, struct acquire_req *a)
 
 	op->call = a->call;
 	op->lease = l;
-	op->acq = a;
 	w->data = op;
 	w->zone = l->zone;
 	w->open_flags = O_RDWR | (a->direct ? O_DIRECT : 0);
@@ -385,80 +291,125 @@ static int acquire_try(struct zd_daemon *d, struct acquire_req *a)
 	return 0;
 }
 
-static void waiter_timer_closed(uv_handle_t *h)
+static bool transient(int r)
 {
-	acquire_req_free(h->data);
+	return r == ZP_ERR_LIMIT || r == ZP_ERR_NO_FREE_ZONE || r == ZP_ERR_ZONE_LEASED;
 }
 
-static void waiter_finish(struct acquire_req *a)
+static void acquire_error(struct zd_call *call, const struct acquire_req *a, int r)
 {
-	zd_list_del(&a->link);
-	a->waiting = false;
-	uv_timer_stop(&a->timer);
+	switch (r) {
+	case ZP_ERR_NO_DEVICE:
+		zd_call_error(call, r, "no such device '%.64s'", a->device);
+		break;
+	case ZP_ERR_NO_ZONE:
+		zd_call_error(call, r, "no zone %lld on %s", (long long)a->req.zone, a->device);
+		break;
+	case ZP_ERR_ZONE_LEASED:
+		zd_call_error(call, r, "zone %lld is leased", (long long)a->req.zone);
+		break;
+	case ZP_ERR_ZONE_STATE:
+		zd_call_error(call, r, "zone %lld cannot be leased (conventional, read-only or offline)",
+			      (long long)a->req.zone);
+		break;
+	case ZP_ERR_LIMIT:
+		zd_call_error(call, r, "the device's open or active zone limit is reached");
+		break;
+	case ZP_ERR_NO_FREE_ZONE:
+		zd_call_error(call, r, "no zone available");
+		break;
+	case ZP_ERR_IO:
+		zd_call_error(call, r, "the state directory cannot record a new token generation "
+			      "(full or failing, see the daemon's log): no lease is granted until "
+			      "it can");
+		break;
+	default:
+		zd_call_error(call, r, "%s", zp_error_message(r));
+	}
 }
 
-static void waiter_timeout(uv_timer_t *t)
+static int waiter_try(struct zd_waiter *w)
 {
-	struct acquire_req *a = t->data;
+	struct acquire_req *a = zd_container_of(w, struct acquire_req, w);
+	struct zd_daemon *d = a->d;
+	int r = acquire_try(d, a);
+
+	if (r == 0)
+		return ZD_WAIT_GRANTED;
+	if (r == ACQ_CONN_LIMIT)
+		return ZD_WAIT_CONN;
+	if (!transient(r))
+		return r;
+	if (w->until_released && d->nr_releasing == 0)
+		return a->first_err;
+	/* Waiting for one zone: parked on its lease, woken when it ends. */
+	if (r == ZP_ERR_ZONE_LEASED && a->req.zone >= 0 && w->dev->lease_of[a->req.zone]) {
+		zd_waiter_park(w, &w->dev->lease_of[a->req.zone]->waiters);
+		return ZD_WAIT_PARKED;
+	}
+	return ZD_WAIT_AGAIN;
+}
+
+static void waiter_answer(struct zd_waiter *w, int code)
+{
+	struct acquire_req *a = zd_container_of(w, struct acquire_req, w);
 	struct zd_call *call = a->call;
 
-	waiter_finish(a);
-	if (a->until_released) {
-		zd_call_error(call, a->first_err, "%s", zp_error_message(a->first_err));
+	if (code == ZP_ERR_TIMEOUT) {
+		if (!call->conn->closing)
+			a->d->stats.wait_timeouts++;
+		zd_call_error(call, code, "no zone became free in time");
 	} else {
-		a->d->stats.wait_timeouts++;
-		zd_call_error(call, ZP_ERR_TIMEOUT, "no zone became free in time");
+		acquire_error(call, a, code);
 	}
-	uv_close((uv_handle_t *)&a->timer, waiter_timer_closed);
 	zd_call_complete(call);
 }
 
-/* Serves waiting acquirers in arrival order; one that still cannot be
- * served does not hold back a later one asking for something else. */
-static void serve_waiters(struct zd_daemon *d)
+static void waiter_free(struct zd_waiter *w)
 {
-	struct zd_list *pos, *tmp;
+	free(zd_container_of(w, struct acquire_req, w));
+}
 
-again:
-	zd_list_for_each_safe(pos, tmp, &d->waiters) {
-		struct acquire_req *a = zd_container_of(pos, struct acquire_req, link);
-		struct acquire_req *copy;
-		int r;
+static const struct zd_waiter_ops acquire_waiter_ops = {
+	.try = waiter_try,
+	.answer = waiter_answer,
+	.free = waiter_free,
+};
 
-		if (a->call->conn->closing)
-			continue;
-		/* The request moves to a fresh struct: the timer handle of the
-		 * waiting one must be closed before it is freed. */
-		copy = malloc(sizeof(*copy));
-		if (!copy)
-			return;
-		*copy = *a;
-		zd_list_init(&copy->link);
-		copy->waiting = false;
-		r = acquire_try(d, copy);
-		if (r < 0) {
-			bool transient = r == ZP_ERR_LIMIT || r == ZP_ERR_NO_FREE_ZONE ||
-					 r == ZP_ERR_ZONE_LEASED;
+/* min_free no zone could ever have is a bad request, not "no zone now":
+ * beyond the named zone's capacity, the device's, or every device's. */
+static bool min_free_too_large(struct zd_daemon *d, const struct acquire_req *a, struct zp_err *e)
+{
+	uint64_t cap = 0;
+	bool known = false;
 
-			free(copy);
-			if (!transient || (a->until_released && d->nr_releasing == 0)) {
-				struct zd_call *call = a->call;
+	if (a->device[0]) {
+		struct zd_device *dev = zd_device_find(d, a->device);
 
-				waiter_finish(a);
-				zd_call_error(call, r, "%s", zp_error_message(r));
-				uv_close((uv_handle_t *)&a->timer, waiter_timer_closed);
-				zd_call_complete(call);
-				/* Sending the answer may have failed and closed
-				 * the connection, dropping its other waiters from
-				 * the list, `tmp` among them: scan again. Each
-				 * pass answers one waiter, so this ends. */
-				goto again;
-			}
-			continue;
+		if (!dev)
+			return false; /* answered as "no such device" */
+		known = true;
+		if (a->req.zone >= 0 && a->req.zone < dev->info.nr_zones)
+			cap = dev->zones[a->req.zone].capacity;
+		else
+			cap = dev->info.zone_capacity;
+	} else {
+		struct zd_list *pos, *tmp;
+
+		zd_list_for_each_safe(pos, tmp, &d->devices) {
+			struct zd_device *dev = zd_container_of(pos, struct zd_device, link);
+
+			known = true;
+			if (dev->info.zone_capacity > cap)
+				cap = dev->info.zone_capacity;
 		}
-		waiter_finish(a);
-		uv_close((uv_handle_t *)&a->timer, waiter_timer_closed);
 	}
+	if (!known || a->req.min_free <= cap)
+		return false;
+	zp_err_set(e, ZP_ERR_INVALID_PARAMS,
+		   "parameter 'min_free' (%llu bytes) is larger than the zone capacity (%llu bytes)",
+		   (unsigned long long)a->req.min_free, (unsigned long long)cap);
+	return true;
 }
 
 int zd_lease_acquire_method(struct zd_daemon *d, struct zd_call *call, struct json_object *p)
@@ -476,10 +427,12 @@ int zd_lease_acquire_method(struct zd_daemon *d, struct zd_call *call, struct js
 	}
 	a->call = call;
 	a->d = d;
-	a->zone = -1;
+	a->req.zone = -1;
 	a->direct = true;
-	a->prefer = PREFER_EMPTY;
-	zd_list_init(&a->link);
+	a->req.prefer = ZD_PREFER_EMPTY;
+	zd_list_init(&a->w.link);
+	zd_list_init(&a->w.conn_link);
+	zd_list_init(&a->w.release_link);
 
 	r = zp_param_string(p, "device", ZP_OPTIONAL, &s, &e);
 	if (r == 0)
@@ -494,9 +447,9 @@ int zd_lease_acquire_method(struct zd_daemon *d, struct zd_call *call, struct js
 			zp_err_set(&e, ZP_ERR_INVALID_PARAMS, "parameter 'zone' needs 'device'");
 			goto bad;
 		}
-		a->zone = u > INT64_MAX ? INT64_MAX : (int64_t)u;
+		a->req.zone = u > INT64_MAX ? INT64_MAX : (int64_t)u;
 	}
-	r = zp_param_u64(p, "min_free", ZP_OPTIONAL, &a->min_free, &e);
+	r = zp_param_u64(p, "min_free", ZP_OPTIONAL, &a->req.min_free, &e);
 	if (r == -EINVAL)
 		goto bad;
 	r = zp_param_string(p, "prefer", ZP_OPTIONAL, &s, &e);
@@ -504,9 +457,9 @@ int zd_lease_acquire_method(struct zd_daemon *d, struct zd_call *call, struct js
 		goto bad;
 	if (r == 0) {
 		if (strcmp(s, "empty") == 0) {
-			a->prefer = PREFER_EMPTY;
+			a->req.prefer = ZD_PREFER_EMPTY;
 		} else if (strcmp(s, "partial") == 0) {
-			a->prefer = PREFER_PARTIAL;
+			a->req.prefer = ZD_PREFER_PARTIAL;
 		} else {
 			zp_err_set(&e, ZP_ERR_INVALID_PARAMS,
 				   "parameter 'prefer' must be \"empty\" or \"partial\"");
@@ -530,6 +483,8 @@ int zd_lease_acquire_method(struct zd_daemon *d, struct zd_call *call, struct js
 		}
 		snprintf(a->label, sizeof(a->label), "%s", s);
 	}
+	if (a->req.min_free && min_free_too_large(d, a, &e))
+		goto bad;
 	if (d->cfg.max_wait_ms && wait_ms > d->cfg.max_wait_ms)
 		wait_ms = d->cfg.max_wait_ms;
 	if (d->cfg.max_leases_per_conn && call->conn->nr_leases >= d->cfg.max_leases_per_conn) {
@@ -540,51 +495,47 @@ int zd_lease_acquire_method(struct zd_daemon *d, struct zd_call *call, struct js
 	}
 
 	r = acquire_try(d, a);
-	if (r == 0)
+	if (r == 0) {
+		free(a);
 		return ZD_ASYNC;
+	}
+	if (r == ACQ_CONN_LIMIT)
+		r = ZP_ERR_LIMIT;
 	/* Zones whose release is still on the device queue come back within
 	 * milliseconds: a caller who will not wait still waits for those. */
-	if (wait_ms == 0 && d->nr_releasing > 0 &&
-	    (r == ZP_ERR_LIMIT || r == ZP_ERR_NO_FREE_ZONE || r == ZP_ERR_ZONE_LEASED)) {
-		a->until_released = true;
+	if (wait_ms == 0 && d->nr_releasing > 0 && transient(r)) {
+		a->w.until_released = true;
 		a->first_err = r;
 		/* Bounded, so a stream of other releases cannot hold a caller
 		 * who asked not to wait. */
 		wait_ms = 1000;
 	}
-	if (wait_ms > 0 && (r == ZP_ERR_LIMIT || r == ZP_ERR_NO_FREE_ZONE || r == ZP_ERR_ZONE_LEASED)) {
-		if (!a->until_released)
-			d->stats.waits++;
-		a->waiting = true;
-		zd_list_add_tail(&d->waiters, &a->link);
-		uv_timer_init(d->loop, &a->timer);
-		a->timer.data = a;
-		uv_timer_start(&a->timer, waiter_timeout, wait_ms, 0);
-		return ZD_ASYNC;
+	if (wait_ms > 0 && transient(r)) {
+		a->w.conn = call->conn;
+		a->w.ops = &acquire_waiter_ops;
+		a->w.timeout_code = a->w.until_released ? r : ZP_ERR_TIMEOUT;
+		if (a->device[0]) {
+			a->w.dev = zd_device_find(d, a->device);
+			/* Its canonical id, if named by path. */
+			snprintf(a->device, sizeof(a->device), "%s", a->w.dev->id);
+		}
+		if (zd_waiter_add(d, &a->w, wait_ms) == 0) {
+			if (!a->w.until_released)
+				d->stats.waits++;
+			return ZD_ASYNC;
+		}
+		a->w.dev = NULL;
+		if (!a->w.until_released) {
+			zd_call_error(call, ZP_ERR_LIMIT,
+				      "too many waiting acquires (at most %u per connection, "
+				      "%u per uid)", d->cfg.max_waiters_per_conn,
+				      d->cfg.max_waiters_per_uid);
+			free(a);
+			return 0;
+		}
+		/* A caller who would not wait just gets the answer of now. */
 	}
-	switch (r) {
-	case ZP_ERR_NO_DEVICE:
-		zd_call_error(call, r, "no such device '%.64s'", a->device);
-		break;
-	case ZP_ERR_NO_ZONE:
-		zd_call_error(call, r, "no zone %lld on %s", (long long)a->zone, a->device);
-		break;
-	case ZP_ERR_ZONE_LEASED:
-		zd_call_error(call, r, "zone %lld is leased", (long long)a->zone);
-		break;
-	case ZP_ERR_ZONE_STATE:
-		zd_call_error(call, r, "zone %lld cannot be leased (conventional, read-only or offline)",
-			      (long long)a->zone);
-		break;
-	case ZP_ERR_LIMIT:
-		zd_call_error(call, r, "the device's open or active zone limit is reached");
-		break;
-	case ZP_ERR_NO_FREE_ZONE:
-		zd_call_error(call, r, "no zone available");
-		break;
-	default:
-		zd_call_error(call, r, "%s", zp_error_message(r));
-	}
+	acquire_error(call, a, r);
 	free(a);
 	return 0;
 bad:
@@ -641,9 +592,14 @@ static void leaseop_done(struct zd_work *w, int status)
 	struct zd_lease *l = op->lease;
 	struct zd_call *call = op->call;
 	struct zd_daemon *d = w->dev->d;
+	uint8_t cond = w->dev->zones[w->zone].cond;
 
 	if (status == 0)
 		zd_device_zone_update(w->dev, w->zone, w->zbuf);
+	/* A zone that finished, reset or filled up gives an open or active
+	 * slot back: waiters of this device may go. */
+	if (w->dev->zones[w->zone].cond != cond)
+		zd_waiters_kick(d, w->dev);
 	if (op->release) {
 		if (call) {
 			if (status < 0) {
@@ -659,6 +615,8 @@ static void leaseop_done(struct zd_work *w, int status)
 		d->nr_releasing--;
 		lease_log(l, "released");
 		lease_unreserve(l);
+		if (d->nr_releasing == 0)
+			zd_waiters_kick(d, NULL);
 	} else if (call) {
 		l->busy--;
 		if (status < 0) {
@@ -681,7 +639,6 @@ static void leaseop_done(struct zd_work *w, int status)
 	free(w);
 	if (call)
 		zd_call_complete(call);
-	serve_waiters(d);
 }
 
 static int lease_queue_op(struct zd_call *call, struct zd_lease *l, int op, bool release,
@@ -901,23 +858,9 @@ int zd_device_open_method(struct zd_daemon *d, struct zd_call *call, struct json
 
 void zd_lease_drop_conn(struct zd_conn *conn)
 {
-	struct zd_daemon *d = conn->d;
 	struct zd_list *pos, *tmp;
 
-	zd_list_for_each_safe(pos, tmp, &d->waiters) {
-		struct acquire_req *a = zd_container_of(pos, struct acquire_req, link);
-
-		if (a->call->conn != conn)
-			continue;
-		waiter_finish(a);
-		zd_call_error(a->call, ZP_ERR_TIMEOUT, "connection closed");
-		{
-			struct zd_call *call = a->call;
-
-			uv_close((uv_handle_t *)&a->timer, waiter_timer_closed);
-			zd_call_complete(call);
-		}
-	}
+	zd_waiters_drop_conn(conn);
 	zd_list_for_each_safe(pos, tmp, &conn->leases) {
 		struct zd_lease *l = zd_container_of(pos, struct zd_lease, conn_link);
 
@@ -946,6 +889,8 @@ void zd_lease_revoke_zone(struct zd_device *dev, uint32_t zone)
 	lease_detach(l);
 	dev->lease_of[zone] = NULL;
 	zd_device_zone_reclass(dev, zone);
+	/* Its waiters are served after the admin operation queued now. */
+	zd_waiters_unpark(dev->d, &l->waiters);
 	dev->refs--;
 	/* An operation still queued on it frees it when it completes; the
 	 * device cannot go away meanwhile, that work holds a reference. */

@@ -8,11 +8,16 @@ daemon_libzoned_daemon_la_SOURCES = \
 	daemon/daemon.h \
 	daemon/log.c \
 	daemon/log.h \
+	daemon/alloc.c \
+	daemon/alloc.h \
 	daemon/device.c \
 	daemon/server.c \
 	daemon/methods.c \
 	daemon/lease.c \
 	daemon/state.c \
+	daemon/list.h \
+	daemon/waiters.c \
+	daemon/waiters.h \
 	daemon/config.c \
 	daemon/config.h
 daemon_libzoned_daemon_la_CFLAGS = $(AM_CFLAGS) $(JSONC_CFLAGS) $(UV_CFLAGS) $(SYSTEMD_CFLAGS)

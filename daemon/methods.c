@@ -167,8 +167,15 @@ struct report_ctx {
 	uint32_t cond_mask, type_mask;
 };
 
+/* The zone buffer exists only while the work runs: queued reports cost a
+ * few hundred bytes each, not the 160 KiB a filtered page may scan. */
 static int report_run(struct zd_work *w)
 {
+	w->zbuf = malloc(w->nz * sizeof(*w->zbuf));
+	if (!w->zbuf) {
+		w->nz = 0;
+		return -ENOMEM;
+	}
 	return w->dev->dev->ops->report(w->dev->dev, w->zone, w->zbuf, &w->nz);
 }
 
@@ -194,7 +201,8 @@ static void report_done(struct zd_work *w, int status)
 		if ((ctx->cond_mask && !(ctx->cond_mask & (1u << z->cond))) ||
 		    (ctx->type_mask && !(ctx->type_mask & (1u << z->type))))
 			continue;
-		json_object_array_add(arr, zd_zone_json(w->dev, idx, z));
+		/* From the cache, which holds the zone as the daemon shows it. */
+		json_object_array_add(arr, zd_zone_json(w->dev, idx, &w->dev->zones[idx]));
 		if (++matched == ZD_REPORT_PAGE)
 			break;
 	}
@@ -245,12 +253,8 @@ static int m_zone_report(struct zd_daemon *d, struct zd_call *call, struct json_
 	n = (cmask || tmask) ? ZD_REPORT_SCAN : ZD_REPORT_PAGE;
 	if (n > count)
 		n = (uint32_t)count;
-	if (w)
-		w->zbuf = calloc(n, sizeof(*w->zbuf));
-	if (!ctx || !w || !w->zbuf) {
+	if (!ctx || !w) {
 		free(ctx);
-		if (w)
-			free(w->zbuf);
 		free(w);
 		zd_call_error(call, ZP_ERR_INTERNAL, "out of memory");
 		return 0;
@@ -277,7 +281,15 @@ static int zoneop_run(struct zd_work *w)
 {
 	struct zd_dev *dev = w->dev->dev;
 	uint32_t n = w->nz;
-	int r = dev->ops->zone_op(dev, w->op, w->zone, w->count);
+	int r;
+
+	/* Allocated here, as for reports: a queued operation holds no buffer. */
+	w->zbuf = malloc(n * sizeof(*w->zbuf));
+	if (!w->zbuf) {
+		w->nz = 0;
+		return -ENOMEM;
+	}
+	r = dev->ops->zone_op(dev, w->op, w->zone, w->count);
 	/* Report even after a failure: part of the range may have changed. */
 	int r2 = dev->ops->report(dev, w->zone, w->zbuf, &n);
 
@@ -285,22 +297,54 @@ static int zoneop_run(struct zd_work *w)
 	return r < 0 ? r : r2;
 }
 
+static const char *const op_names[] = { "open", "close", "finish", "reset" };
+
+/* Whether zone z is where op leaves it. */
+static bool op_reached(enum zd_zone_op op, const struct zd_zone *z)
+{
+	switch (op) {
+	case ZD_OP_OPEN:
+		return z->cond == ZP_COND_EXP_OPEN;
+	case ZD_OP_CLOSE:
+		return z->cond != ZP_COND_IMP_OPEN && z->cond != ZP_COND_EXP_OPEN;
+	case ZD_OP_FINISH:
+		return z->cond == ZP_COND_FULL;
+	default:
+		return z->cond == ZP_COND_EMPTY;
+	}
+}
+
 static void zoneop_done(struct zd_work *w, int status)
 {
 	struct zd_call *call = w->data;
-	static const char *const names[] = { "open", "close", "finish", "reset" };
 	struct json_object *arr = json_object_new_array();
 
 	for (uint32_t i = 0; i < w->nz; i++) {
 		zd_device_zone_update(w->dev, w->zone + i, &w->zbuf[i]);
 		if (i < ZD_ZONE_OP_REPLY)
-			json_object_array_add(arr, zd_zone_json(w->dev, w->zone + i, &w->zbuf[i]));
+			json_object_array_add(arr, zd_zone_json(w->dev, w->zone + i,
+								&w->dev->zones[w->zone + i]));
 	}
+	/* Zones reset, closed or finished may let waiting acquires go. */
+	zd_waiters_kick(w->dev->d, w->dev);
 	if (status < 0) {
 		char what[64];
+		uint32_t done = 0;
 
-		snprintf(what, sizeof(what), "zone %s of zone %u", names[w->op], w->zone);
+		snprintf(what, sizeof(what), "zone %s of zone %u", op_names[w->op], w->zone);
 		zd_call_errno(call, status, what);
+		/* Both backends work through the range in order and stop at the
+		 * first zone that fails, so the zones done are the leading run
+		 * that reached the operation's state. Unknown when the report
+		 * after the failure failed too. */
+		if (w->nz == w->count) {
+			while (done < w->nz && op_reached(w->op, &w->dev->zones[w->zone + done]))
+				done++;
+			json_object_object_add(call->err_data, "done", json_object_new_int64(done));
+			snprintf(call->err_msg + strlen(call->err_msg),
+				 sizeof(call->err_msg) - strlen(call->err_msg),
+				 " at zone %u; %u of %u zone(s) done", w->zone + done, done, w->count);
+		}
 		json_object_put(arr);
 	} else {
 		char f1[80], f2[32];
@@ -308,7 +352,7 @@ static void zoneop_done(struct zd_work *w, int status)
 
 		snprintf(f1, sizeof(f1), "DEVICE=%s", w->dev->id);
 		snprintf(f2, sizeof(f2), "ZONE=%u", w->zone);
-		zd_logv_fields(LOG_INFO, fields, "zone %s of %u zone(s) from %u on %s", names[w->op],
+		zd_logv_fields(LOG_INFO, fields, "zone %s of %u zone(s) from %u on %s", op_names[w->op],
 			       w->count, w->zone, w->dev->id);
 		call->result = json_object_new_object();
 		json_object_object_add(call->result, "zones", arr);
@@ -317,6 +361,86 @@ static void zoneop_done(struct zd_work *w, int status)
 	free(w->zbuf);
 	free(w);
 	zd_call_complete(call);
+}
+
+/* Refuses, before any zone is touched, a range the device would stop in
+ * midway for what the daemon knows: a zone no operation applies to, a full
+ * zone to open, or the open or active limit, walked zone by zone as the
+ * device does it. The cache may lag behind leased zones (their holders
+ * write directly); what it cannot foresee the device reports, with the
+ * number of zones done. Returns 0 or sets the error. */
+static int zone_op_check(struct zd_call *call, const struct zd_device *dev, enum zd_zone_op op,
+			 uint32_t zone, uint32_t count)
+{
+	uint32_t exp = dev->cond_count[ZP_COND_EXP_OPEN], imp = dev->cond_count[ZP_COND_IMP_OPEN];
+	uint32_t active = exp + imp + dev->cond_count[ZP_COND_CLOSED];
+	uint32_t max_open = dev->info.max_open, max_active = dev->info.max_active;
+	const char *limit = NULL;
+	uint32_t i;
+
+	for (i = zone; i < zone + count; i++) {
+		const struct zd_zone *z = &dev->zones[i];
+
+		if (z->type == ZP_TYPE_CONV || z->cond == ZP_COND_READONLY ||
+		    z->cond == ZP_COND_OFFLINE) {
+			zd_call_error(call, ZP_ERR_ZONE_STATE,
+				      "zone %s: zone %u is %s; nothing was done", op_names[op], i,
+				      z->type == ZP_TYPE_CONV ? "conventional" : zp_cond_name(z->cond));
+			goto fail;
+		}
+	}
+	for (i = zone; i < zone + count && !limit; i++) {
+		const struct zd_zone *z = &dev->zones[i];
+
+		if (op == ZD_OP_OPEN) {
+			switch (z->cond) {
+			case ZP_COND_FULL:
+				zd_call_error(call, ZP_ERR_ZONE_STATE,
+					      "zone open: zone %u is full; nothing was done", i);
+				goto fail;
+			case ZP_COND_IMP_OPEN:
+				imp--;
+				exp++;
+				break;
+			case ZP_COND_EMPTY:
+			case ZP_COND_CLOSED:
+				if (z->cond == ZP_COND_EMPTY && max_active && active >= max_active) {
+					limit = "active";
+					break;
+				}
+				if (max_open && imp + exp >= max_open) {
+					/* The device closes an implicitly open zone
+					 * to make room, never an explicitly open one. */
+					if (imp == 0) {
+						limit = "open";
+						break;
+					}
+					imp--;
+				}
+				exp++;
+				if (z->cond == ZP_COND_EMPTY)
+					active++;
+				break;
+			default:
+				break;
+			}
+		} else if (op == ZD_OP_FINISH) {
+			if (z->cond == ZP_COND_EMPTY && max_active && active >= max_active)
+				limit = "active";
+			else if (zd_zone_active(z->cond))
+				active--;
+		}
+	}
+	if (!limit)
+		return 0;
+	zd_call_error(call, ZP_ERR_LIMIT,
+		      "zone %s of %u zone(s) from %u would pass the device's %s zone limit "
+		      "(%u) at zone %u; nothing was done", op_names[op], count, zone, limit,
+		      limit[0] == 'o' ? max_open : max_active, i - 1);
+fail:
+	call->err_data = json_object_new_object();
+	json_object_object_add(call->err_data, "done", json_object_new_int64(0));
+	return -EINVAL;
 }
 
 static int zone_op_method(struct zd_daemon *d, struct zd_call *call, struct json_object *params,
@@ -361,17 +485,14 @@ static int zone_op_method(struct zd_daemon *d, struct zd_call *call, struct json
 			return 0;
 		}
 	}
+	if (zone_op_check(call, dev, op, (uint32_t)zone, (uint32_t)count) < 0)
+		return 0;
 	if (force)
 		for (uint64_t i = zone; i < zone + count; i++)
 			if (dev->lease_of[i])
 				zd_lease_revoke_zone(dev, (uint32_t)i);
 	w = calloc(1, sizeof(*w));
-	if (w)
-		w->zbuf = calloc(count, sizeof(*w->zbuf));
-	if (!w || !w->zbuf) {
-		if (w)
-			free(w->zbuf);
-		free(w);
+	if (!w) {
 		zd_call_error(call, ZP_ERR_INTERNAL, "out of memory");
 		return 0;
 	}

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <math.h>
+#include <malloc.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -31,12 +32,32 @@
 /* Out of fds: how long accepting rests, and at most one log line per. */
 #define ZD_ACCEPT_BACKOFF_MS 100
 #define ZD_ACCEPT_LOG_MS 10000
+/* Bytes the daemon may hold for one connection's requests in flight, their
+ * finished responses and its queued replies, and for one uid over all its
+ * connections. Past either the daemon stops reading from the connection
+ * (every connection of the uid) until work completes; memory is bounded by
+ * the cap plus one packet's worth of work. */
+#define ZD_MAX_CONN_MEM (8u << 20)
+#define ZD_MAX_UID_MEM (64u << 20)
+/* What a call costs beyond its struct while it runs: the device work, the
+ * lease or acquire record. Large buffers (a report's zones) are allocated
+ * only while the work runs, one at a time per device. */
+#define ZD_CALL_COST 512
+/* Held bytes above which the daemon returns freed memory to the system
+ * (malloc_trim) once they fall below the low mark again. */
+#define ZD_TRIM_HIGH (16u << 20)
+#define ZD_TRIM_LOW (1u << 20)
 
 struct zd_batch {
 	struct zd_conn *conn;
 	bool is_array;
+	bool too_large;             /* the responses passed one packet: dropped */
 	size_t nr_calls;
 	size_t pending;
+	size_t charged;             /* bytes charged to the connection */
+	size_t resp_bytes;          /* of the responses kept */
+	int fds[ZP_MAX_FDS];        /* attached to the reply, in completion order */
+	size_t nfds;
 	struct zd_call *calls;
 };
 
@@ -130,6 +151,11 @@ static void out_free(struct zd_outmsg *m)
 
 static void conn_poll_cb(uv_poll_t *h, int status, int events);
 
+static bool conn_over_mem(const struct zd_conn *conn)
+{
+	return conn->mem >= ZD_MAX_CONN_MEM || conn->user->mem >= ZD_MAX_UID_MEM;
+}
+
 static void conn_update_poll(struct zd_conn *conn)
 {
 	int events = UV_DISCONNECT;
@@ -137,11 +163,45 @@ static void conn_update_poll(struct zd_conn *conn)
 	/* poll.data is set once the handle is initialised. */
 	if (conn->closing || !conn->poll.data)
 		return;
-	if (conn->batches < ZD_MAX_INFLIGHT)
+	if (conn->batches < ZD_MAX_INFLIGHT && !conn_over_mem(conn))
 		events |= UV_READABLE;
 	if (!zd_list_empty(&conn->out))
 		events |= UV_WRITABLE;
 	uv_poll_start(&conn->poll, events, conn_poll_cb);
+}
+
+/* Charges (delta > 0) or gives back bytes held for conn; a connection held
+ * back by the caps reads again once under them. */
+static void conn_charge(struct zd_conn *conn, ssize_t delta)
+{
+	struct zd_user *u = conn->user;
+	bool was_over = conn_over_mem(conn), user_over = u->mem >= ZD_MAX_UID_MEM;
+
+	struct zd_daemon *d = conn->d;
+
+	conn->mem += (size_t)delta;
+	u->mem += (size_t)delta;
+	d->mem += (size_t)delta;
+	if (d->mem > ZD_TRIM_HIGH)
+		d->mem_high = true;
+	if (delta >= 0)
+		return;
+#ifdef __GLIBC__
+	/* A flood that is over leaves the allocator's free lists full; give
+	 * the pages back to the system once, not on every close. */
+	if (d->mem_high && d->mem < ZD_TRIM_LOW) {
+		d->mem_high = false;
+		malloc_trim(0);
+	}
+#endif
+	if (user_over && u->mem < ZD_MAX_UID_MEM) {
+		struct zd_list *pos, *tmp;
+
+		zd_list_for_each_safe(pos, tmp, &u->conns)
+			conn_update_poll(zd_container_of(pos, struct zd_conn, user_link));
+	} else if (was_over && !conn_over_mem(conn)) {
+		conn_update_poll(conn);
+	}
 }
 
 /* Sends what is queued; returns 0, or a negative errno when the peer is gone. */
@@ -155,6 +215,7 @@ static int conn_flush(struct zd_conn *conn)
 			return 0;
 		zd_list_del(&m->link);
 		conn->out_bytes -= m->len;
+		conn_charge(conn, -(ssize_t)m->len);
 		out_free(m);
 		if (r < 0)
 			return r;
@@ -186,6 +247,7 @@ static void conn_send(struct zd_conn *conn, const char *buf, size_t len, int *fd
 		memcpy(m->fds, fds, nfds * sizeof(int));
 	zd_list_add_tail(&conn->out, &m->link);
 	conn->out_bytes += len;
+	conn_charge(conn, (ssize_t)len);
 	if (conn_flush(conn) < 0) {
 		zd_conn_close(conn);
 		return;
@@ -233,7 +295,9 @@ static void call_clear(struct zd_call *call)
 	json_object_put(call->err_data);
 	if (call->fd >= 0)
 		close(call->fd);
+	free(call->resp);
 	call->id = call->result = call->err_data = NULL;
+	call->resp = NULL;
 	call->fd = -1;
 }
 
@@ -241,8 +305,57 @@ static void batch_free(struct zd_batch *b)
 {
 	for (size_t i = 0; i < b->nr_calls; i++)
 		call_clear(&b->calls[i]);
+	for (size_t i = 0; i < b->nfds; i++)
+		close(b->fds[i]);
+	conn_charge(b->conn, -(ssize_t)b->charged);
 	free(b->calls);
 	free(b);
+}
+
+/* A call is done: its response is serialised at once and its JSON freed, so
+ * a batch holds at most one packet of text however large its results were;
+ * past a packet the rest is dropped (the reply becomes -32010 anyway). */
+static void call_finish(struct zd_batch *b, struct zd_call *call)
+{
+	struct zd_daemon *d = b->conn->d;
+	struct json_object *resp;
+	const char *s;
+	size_t len;
+
+	if (call->is_notification) {
+		json_object_put(call->result);
+		call->result = NULL;
+		return;
+	}
+	if (!call->err_code && call->fd >= 0) {
+		if (b->nfds < ZP_MAX_FDS && call->result) {
+			json_object_object_add(call->result, "fd", json_object_new_int((int)b->nfds));
+			b->fds[b->nfds++] = call->fd;
+			call->fd = -1;
+		} else {
+			zd_call_error(call, ZP_ERR_TOO_LARGE,
+				      "too many descriptors for one reply (limit %d)", ZP_MAX_FDS);
+		}
+	}
+	resp = call_response(d, call);
+	if (!b->too_large) {
+		s = zp_to_string(resp, &len);
+		if (b->resp_bytes + len + 2 > ZP_MSG_MAX) {
+			b->too_large = true;
+		} else {
+			call->resp = malloc(len);
+			if (call->resp) {
+				memcpy(call->resp, s, len);
+				call->resp_len = len;
+				b->resp_bytes += len + 1;
+				b->charged += len;
+				conn_charge(b->conn, (ssize_t)len);
+			} else {
+				b->too_large = true;
+			}
+		}
+	}
+	json_object_put(resp);
 }
 
 /* All calls of a packet are done: assemble and send the one reply. */
@@ -250,60 +363,46 @@ static void batch_finish(struct zd_batch *b)
 {
 	struct zd_conn *conn = b->conn;
 	struct zd_daemon *d = conn->d;
-	struct json_object *reply = NULL;
-	int fds[ZP_MAX_FDS];
-	size_t nfds = 0;
+	size_t nresp = 0;
 
-	if (b->is_array)
-		reply = json_object_new_array();
-	for (size_t i = 0; i < b->nr_calls; i++) {
-		struct zd_call *call = &b->calls[i];
-		struct json_object *resp;
+	for (size_t i = 0; i < b->nr_calls; i++)
+		if (b->calls[i].resp)
+			nresp++;
+	if (b->too_large) {
+		/* The work is done (leases stay with the connection and show
+		 * in lease.list); only this reply cannot be carried. */
+		struct json_object *e = zp_error_response(
+			NULL, ZP_ERR_TOO_LARGE, "reply exceeds the 64 KiB packet limit", NULL);
 
-		if (call->is_notification)
-			continue;
-		if (!call->err_code && call->fd >= 0) {
-			if (nfds < ZP_MAX_FDS && call->result) {
-				json_object_object_add(call->result, "fd",
-						       json_object_new_int((int)nfds));
-				fds[nfds++] = call->fd;
-				call->fd = -1;
-			} else {
-				zd_call_error(call, ZP_ERR_TOO_LARGE,
-					      "too many descriptors for one reply (limit %d)",
-					      ZP_MAX_FDS);
+		count_error(d, ZP_ERR_TOO_LARGE);
+		conn_send_json(conn, e);
+		json_object_put(e);
+	} else if (nresp) {
+		char *buf = b->is_array ? malloc(b->resp_bytes + 2) : NULL;
+
+		if (!b->is_array) {
+			conn_send(conn, b->calls[0].resp, b->calls[0].resp_len, b->fds, b->nfds);
+			b->nfds = 0;
+		} else if (buf) {
+			size_t len = 0;
+
+			buf[len++] = '[';
+			for (size_t i = 0; i < b->nr_calls; i++) {
+				if (!b->calls[i].resp)
+					continue;
+				if (len > 1)
+					buf[len++] = ',';
+				memcpy(buf + len, b->calls[i].resp, b->calls[i].resp_len);
+				len += b->calls[i].resp_len;
 			}
-		}
-		resp = call_response(d, call);
-		if (b->is_array)
-			json_object_array_add(reply, resp);
-		else
-			reply = resp;
-	}
-	if (reply && !(b->is_array && json_object_array_length(reply) == 0)) {
-		size_t len;
-		const char *s = zp_to_string(reply, &len);
-
-		if (len > ZP_MSG_MAX) {
-			/* The work is done (leases stay with the connection and show
-			 * in lease.list); only this reply cannot be carried. */
-			struct json_object *e = zp_error_response(
-				NULL, ZP_ERR_TOO_LARGE, "reply exceeds the 64 KiB packet limit", NULL);
-
-			count_error(d, ZP_ERR_TOO_LARGE);
-			for (size_t i = 0; i < nfds; i++)
-				close(fds[i]);
-			nfds = 0;
-			conn_send_json(conn, e);
-			json_object_put(e);
+			buf[len++] = ']';
+			conn_send(conn, buf, len, b->fds, b->nfds);
+			b->nfds = 0;
+			free(buf);
 		} else {
-			conn_send(conn, s, len, fds, nfds);
-			nfds = 0;
+			zd_conn_close(conn);
 		}
 	}
-	for (size_t i = 0; i < nfds; i++)
-		close(fds[i]);
-	json_object_put(reply);
 	batch_free(b);
 	if (conn->batches-- == ZD_MAX_INFLIGHT)
 		conn_update_poll(conn);
@@ -314,6 +413,7 @@ void zd_call_complete(struct zd_call *call)
 {
 	struct zd_batch *b = call->batch;
 
+	call_finish(b, call);
 	if (--b->pending == 0)
 		batch_finish(b);
 }
@@ -478,6 +578,8 @@ void zd_conn_handle_packet(struct zd_conn *conn, const char *buf, size_t len, bo
 	b->conn = conn;
 	conn->refs++;
 	conn->batches++;
+	b->charged = sizeof(*b) + n * (sizeof(*b->calls) + ZD_CALL_COST);
+	conn_charge(conn, (ssize_t)b->charged);
 	b->is_array = json_object_is_type(msg, json_type_array);
 	b->nr_calls = n;
 	/* One extra pending count so the batch cannot finish while calls are
@@ -515,7 +617,7 @@ static void conn_read(struct zd_conn *conn)
 	for (int i = 0; i < 16 && !conn->closing; i++) {
 		ssize_t n;
 
-		if (conn->batches >= ZD_MAX_INFLIGHT) {
+		if (conn->batches >= ZD_MAX_INFLIGHT || conn_over_mem(conn)) {
 			conn_update_poll(conn);
 			return;
 		}
@@ -601,6 +703,38 @@ static void conn_credentials(struct zd_conn *conn)
 		       uid_in_group(conn->uid, conn->gid, groups, ngroups, d->client_gid);
 }
 
+/* The uid's accounting entry, made on its first connection. Users are few
+ * (one per uid connected) and looked up once per connection. */
+static struct zd_user *user_get(struct zd_daemon *d, uid_t uid)
+{
+	struct zd_list *pos, *tmp;
+	struct zd_user *u;
+
+	zd_list_for_each_safe(pos, tmp, &d->users) {
+		u = zd_container_of(pos, struct zd_user, link);
+		if (u->uid == uid) {
+			u->refs++;
+			return u;
+		}
+	}
+	u = calloc(1, sizeof(*u));
+	if (!u)
+		return NULL;
+	u->uid = uid;
+	u->refs = 1;
+	zd_list_init(&u->conns);
+	zd_list_add_tail(&d->users, &u->link);
+	return u;
+}
+
+static void user_put(struct zd_user *u)
+{
+	if (u && --u->refs == 0) {
+		zd_list_del(&u->link);
+		free(u);
+	}
+}
+
 struct zd_conn *zd_conn_new(struct zd_daemon *d, int fd)
 {
 	struct zd_conn *conn = calloc(1, sizeof(*conn));
@@ -613,7 +747,17 @@ struct zd_conn *zd_conn_new(struct zd_daemon *d, int fd)
 	zd_list_init(&conn->link);
 	zd_list_init(&conn->leases);
 	zd_list_init(&conn->out);
+	zd_list_init(&conn->waiters);
+	zd_list_init(&conn->waiters_parked);
+	zd_list_init(&conn->user_link);
 	conn_credentials(conn);
+	conn->user = user_get(d, conn->uid);
+	if (!conn->user) {
+		free(conn);
+		return NULL;
+	}
+	conn->user->nr_conns++;
+	zd_list_add_tail(&conn->user->conns, &conn->user_link);
 	zd_list_add_tail(&d->conns, &conn->link);
 	d->nr_conns++;
 	return conn;
@@ -628,6 +772,8 @@ void zd_conn_close(struct zd_conn *conn)
 	conn->closing = true;
 	zd_list_del(&conn->link);
 	d->nr_conns--;
+	conn->user->nr_conns--;
+	zd_list_del(&conn->user_link);
 	/* Leases belong to the connection: a client that closes or dies
 	 * gives its zones back now. */
 	zd_lease_drop_conn(conn);
@@ -635,6 +781,7 @@ void zd_conn_close(struct zd_conn *conn)
 		struct zd_outmsg *m = zd_container_of(conn->out.next, struct zd_outmsg, link);
 
 		zd_list_del(&m->link);
+		conn_charge(conn, -(ssize_t)m->len);
 		out_free(m);
 	}
 	conn->out_bytes = 0;
@@ -651,20 +798,45 @@ void zd_conn_close(struct zd_conn *conn)
 
 void zd_conn_put(struct zd_conn *conn)
 {
-	if (--conn->refs == 0)
+	if (--conn->refs == 0) {
+		user_put(conn->user);
 		free(conn);
+	}
 }
 
-static unsigned conns_of_uid(struct zd_daemon *d, uid_t uid)
+/* The connection over its uid's cap: the client is told why before the
+ * hang-up. Closing a Unix socket with unread data resets the peer, and the
+ * peer's reset is reported before the reply already queued for it, so the
+ * socket is shut first (the client can send nothing more and reads our
+ * reply, then end-of-file) and what it had sent is drained. */
+static void conn_refuse(struct zd_conn *conn)
 {
-	struct zd_list *pos, *tmp;
-	unsigned n = 0;
+	struct zd_daemon *d = conn->d;
+	char msg[128];
+	uint64_t now = zd_now_ms(d);
 
-	zd_list_for_each_safe(pos, tmp, &d->conns) {
-		if (zd_container_of(pos, struct zd_conn, link)->uid == uid)
-			n++;
+	d->stats.connections_refused++;
+	snprintf(msg, sizeof(msg), "too many connections for uid %u (the limit is %u)",
+		 (unsigned)conn->uid, d->cfg.max_conns_per_uid);
+	conn_reply_error(conn, ZP_ERR_PERM, msg);
+	if (conn->fd >= 0) {
+		shutdown(conn->fd, SHUT_RDWR);
+		while (recv(conn->fd, d->msgbuf, ZP_MSG_MAX + 1, MSG_DONTWAIT) > 0)
+			;
 	}
-	return n;
+	/* One line per second at most: a client retrying in a loop must not
+	 * flood the journal. */
+	if (now - d->refused_log_ms >= 1000 || d->refused_log_ms == 0) {
+		zd_warn("refused a connection of client pid %d uid %u: %u connections is the "
+			"limit (max_connections_per_uid); %llu more refused since the last "
+			"such line", (int)conn->pid, (unsigned)conn->uid, d->cfg.max_conns_per_uid,
+			(unsigned long long)d->refused_unlogged);
+		d->refused_log_ms = now ? now : 1;
+		d->refused_unlogged = 0;
+	} else {
+		d->refused_unlogged++;
+	}
+	zd_conn_close(conn);
 }
 
 int zd_conn_accept(struct zd_daemon *d, int fd)
@@ -677,10 +849,8 @@ int zd_conn_accept(struct zd_daemon *d, int fd)
 	}
 	d->stats.connections++;
 	if (d->cfg.max_conns_per_uid &&
-	    conns_of_uid(d, conn->uid) > d->cfg.max_conns_per_uid) {
-		d->stats.connections_refused++;
-		conn_reply_error(conn, ZP_ERR_PERM, "too many connections for this uid");
-		zd_conn_close(conn);
+	    conn->user->nr_conns > d->cfg.max_conns_per_uid) {
+		conn_refuse(conn);
 		return -EUSERS;
 	}
 	conn->poll.data = conn;
@@ -979,7 +1149,10 @@ int zd_daemon_init(struct zd_daemon *d, uv_loop_t *loop)
 	d->next_lease_id = 1;
 	zd_list_init(&d->devices);
 	zd_list_init(&d->conns);
-	zd_list_init(&d->waiters);
+	zd_list_init(&d->users);
+	zd_waitq_init(&d->any_waiters);
+	zd_list_init(&d->release_waiters);
+	zd_list_init(&d->kick_pending);
 	d->msgbuf = malloc(ZP_MSG_MAX + 1);
 	if (!d->msgbuf)
 		return -ENOMEM;
@@ -1083,6 +1256,7 @@ void zd_daemon_stop(struct zd_daemon *d)
 	}
 	zd_list_for_each_safe(pos, tmp, &d->conns)
 		zd_conn_close(zd_container_of(pos, struct zd_conn, link));
+	zd_waiters_fini(d);
 	if (d->listening) {
 		uv_close((uv_handle_t *)&d->sig_term, NULL);
 		uv_close((uv_handle_t *)&d->sig_int, NULL);

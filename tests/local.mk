@@ -9,22 +9,28 @@ tests_test_proto_SOURCES = tests/test-proto.c
 tests_test_proto_CFLAGS = $(TEST_CFLAGS)
 tests_test_proto_LDADD = $(TEST_LIBS)
 
+check_PROGRAMS += tests/test-alloc
+TESTS += tests/test-alloc
+tests_test_alloc_SOURCES = tests/test-alloc.c
+tests_test_alloc_CFLAGS = $(TEST_CFLAGS)
+tests_test_alloc_LDADD = $(TEST_LIBS)
+
 check_PROGRAMS += tests/test-lease-e2e
 TESTS += tests/test-lease-e2e
 tests_test_lease_e2e_SOURCES = tests/test-lease-e2e.c tests/fixture.c tests/fixture.h
-tests_test_lease_e2e_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) -pthread
-tests_test_lease_e2e_LDADD = client/libzoned-client.la $(CHECK_LIBS) -lpthread
+tests_test_lease_e2e_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(JSONC_CFLAGS) -pthread
+tests_test_lease_e2e_LDADD = client/libzoned-client.la proto/libzoned-proto.la $(JSONC_LIBS) $(CHECK_LIBS) -lpthread
 
 # The C tests under valgrind, the daemon they start included.
 VALGRIND_CMD = valgrind -q --leak-check=full --show-leak-kinds=definite,indirect --error-exitcode=99
 check-valgrind: $(check_PROGRAMS) daemon/zonedd
 	@set -e; for t in $(VALGRIND_TESTS); do \
 		echo "valgrind: $$t"; \
-		CK_FORK=no CK_DEFAULT_TIMEOUT=600 top_builddir=$(abs_top_builddir) \
+		CK_FORK=no CK_DEFAULT_TIMEOUT=600 ZT_FLOOD_CONNS=4 ZT_FLOOD_PACKETS=8 top_builddir=$(abs_top_builddir) \
 		ZT_DAEMON_WRAPPER="$(VALGRIND_CMD)" \
 		$(LIBTOOL) --mode=execute $(VALGRIND_CMD) ./$$t; \
 	done
-VALGRIND_TESTS = tests/test-proto tests/test-lease-e2e tests/test-client tests/test-client-e2e tests/test-emul tests/test-chaos
+VALGRIND_TESTS = tests/test-proto tests/test-alloc tests/test-lease-e2e tests/test-client tests/test-client-e2e tests/test-emul tests/test-chaos
 .PHONY: check-valgrind
 
 check_PROGRAMS += tests/test-chaos

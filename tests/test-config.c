@@ -351,7 +351,7 @@ static const struct {
 	{ "{\n\"max_wiat_ms\": 5}", "2: max_wiat_ms: unknown key (did you mean 'max_wait_ms'?)" },
 	{ "{\"listen\": \"/x\"}", "1: listen: unknown key (known: socket, state_dir, devices, "
 	  "client_group, admin_group, max_leases_per_connection, max_connections_per_uid, "
-	  "max_wait_ms, grace_ms, log_level)" },
+	  "max_wait_ms, max_waiters_per_connection, max_waiters_per_uid, grace_ms, log_level)" },
 	{ "{\"devices\": [{\"id\": \"a\", \"emulate\": \"/a\",\n \"size\": \"1G\"}]}",
 	  "2: devices[0].size: unknown key (known: id, path, emulate, spec)" },
 	/* Types and ranges. */

@@ -1,0 +1,124 @@
+/* The zone allocator and its free-space index; see alloc.h. */
+#include <config.h>
+
+#include <errno.h>
+#include <stdlib.h>
+
+#include "daemon/alloc.h"
+#include "daemon/daemon.h"
+
+int zd_free_index_init(struct zd_free_index *x, uint32_t nr_zones, uint64_t block_size)
+{
+	x->n = nr_zones ? nr_zones : 1;
+	x->block = block_size ? block_size : 1;
+	x->max = calloc(2 * (size_t)x->n, sizeof(*x->max));
+	return x->max ? 0 : -ENOMEM;
+}
+
+void zd_free_index_fini(struct zd_free_index *x)
+{
+	free(x->max);
+	x->max = NULL;
+}
+
+void zd_free_index_set(struct zd_free_index *x, uint32_t zone, uint64_t free_bytes)
+{
+	uint64_t blocks = free_bytes / x->block;
+	uint32_t i;
+
+	if (zone >= x->n)
+		return;
+	i = x->n + zone;
+	x->max[i] = blocks > UINT32_MAX ? UINT32_MAX : (uint32_t)blocks;
+	for (i >>= 1; i >= 1; i >>= 1) {
+		uint32_t m = x->max[2 * i] > x->max[2 * i + 1] ? x->max[2 * i] : x->max[2 * i + 1];
+
+		if (x->max[i] == m)
+			break; /* nothing above changes either */
+		x->max[i] = m;
+	}
+}
+
+uint32_t zd_free_index_find(const struct zd_free_index *x, uint64_t min_free)
+{
+	/* Free space is whole blocks, so "at least min_free bytes" is "at
+	 * least min_free rounded up to blocks". */
+	uint64_t want = (min_free + x->block - 1) / x->block;
+	uint32_t i = 1;
+
+	if (want == 0)
+		want = 1;
+	if (want > UINT32_MAX || x->max[1] < want)
+		return UINT32_MAX;
+	/* Every node at or below i holds a fitting leaf in some subtree. */
+	while (i < x->n)
+		i = x->max[2 * i] >= want ? 2 * i : 2 * i + 1;
+	return i - x->n;
+}
+
+/* May one more zone become writable? Every leased zone may be written at
+ * any moment, so each one counts against both limits as if it were open;
+ * unleased zones count as they are. */
+static bool room_for_writer(const struct zd_device *dev, bool new_active)
+{
+	uint32_t leased = dev->class_count[ZD_ZC_LEASED];
+
+	if (dev->info.max_open) {
+		/* Implicitly open zones that nobody holds are closed by the
+		 * device to make room; explicitly open ones are not. */
+		uint32_t pinned = dev->cond_count[ZP_COND_EXP_OPEN] - dev->leased_exp_open;
+
+		if (leased + pinned >= dev->info.max_open)
+			return false;
+	}
+	if (new_active && dev->info.max_active &&
+	    dev->class_count[ZD_ZC_PARTIAL] + leased >= dev->info.max_active)
+		return false;
+	return true;
+}
+
+static int64_t pick_named(const struct zd_device *dev, const struct zd_alloc_req *req)
+{
+	uint32_t i = (uint32_t)req->zone;
+	const struct zd_zone *z;
+
+	if (req->zone >= dev->info.nr_zones)
+		return ZP_ERR_NO_ZONE;
+	z = &dev->zones[i];
+	if (dev->lease_of[i])
+		return ZP_ERR_ZONE_LEASED;
+	if (z->type == ZP_TYPE_CONV || z->cond == ZP_COND_READONLY || z->cond == ZP_COND_OFFLINE)
+		return ZP_ERR_ZONE_STATE;
+	/* A full zone's wp is its capacity's end (the daemon normalises it):
+	 * no room, but without min_free it may be leased, to read or reset. */
+	if (z->start + z->capacity - z->wp < req->min_free)
+		return ZP_ERR_NO_FREE_ZONE;
+	if (!room_for_writer(dev, !zd_zone_active(z->cond)))
+		return ZP_ERR_LIMIT;
+	return i;
+}
+
+int64_t zd_alloc_pick(const struct zd_device *dev, const struct zd_alloc_req *req)
+{
+	bool have_empty = dev->class_head[ZD_ZC_EMPTY] != ZD_NIL;
+	uint32_t partial;
+
+	if (dev->draining)
+		return ZP_ERR_NO_FREE_ZONE;
+	if (req->zone >= 0)
+		return pick_named(dev, req);
+	partial = zd_free_index_find(&dev->free_index, req->min_free);
+	if (partial == UINT32_MAX)
+		partial = ZD_NIL;
+	if (req->min_free > dev->info.zone_capacity)
+		have_empty = false;
+	if (!have_empty && partial == ZD_NIL)
+		return ZP_ERR_NO_FREE_ZONE;
+	if (req->prefer == ZD_PREFER_PARTIAL && partial != ZD_NIL && room_for_writer(dev, false))
+		return partial;
+	if (have_empty && room_for_writer(dev, true))
+		return dev->class_head[ZD_ZC_EMPTY];
+	if (partial != ZD_NIL && room_for_writer(dev, false))
+		return partial;
+	return ZP_ERR_LIMIT;
+}

@@ -1,0 +1,43 @@
+/* The zone allocator: which unleased zone a lease.acquire gets, within the
+ * device's open and active limits, and the index of partly written zones by
+ * free space that lets it find one fitting min_free without a scan. */
+#ifndef ZONED_ALLOC_H
+#define ZONED_ALLOC_H
+
+#include <stdint.h>
+
+struct zd_device;
+
+/* Free capacity of candidate zones, in blocks, as a max tree: leaves at
+ * [n, 2n) hold each zone's free blocks (0 = not a candidate), node i the
+ * largest of its children 2i and 2i + 1. Exactly 2n entries of 4 bytes;
+ * an update and a search are O(log n), a search never visits a zone that
+ * does not fit. */
+struct zd_free_index {
+	uint32_t n;
+	uint32_t *max;
+	uint64_t block;
+};
+
+int zd_free_index_init(struct zd_free_index *x, uint32_t nr_zones, uint64_t block_size);
+void zd_free_index_fini(struct zd_free_index *x);
+/* free_bytes 0: the zone is not a candidate (leased, empty, full...). */
+void zd_free_index_set(struct zd_free_index *x, uint32_t zone, uint64_t free_bytes);
+/* A candidate zone with at least min_free bytes free (at least one block
+ * when min_free is 0), or UINT32_MAX when there is none. */
+uint32_t zd_free_index_find(const struct zd_free_index *x, uint64_t min_free);
+
+enum zd_prefer { ZD_PREFER_EMPTY, ZD_PREFER_PARTIAL };
+
+struct zd_alloc_req {
+	int64_t zone;       /* -1: the allocator picks */
+	uint64_t min_free;  /* bytes */
+	enum zd_prefer prefer;
+};
+
+/* Picks a zone of dev for req; returns its index, or a negative JSON-RPC
+ * code (-32005 nothing fits, -32006 a limit blocks, -32004 / -32009 /
+ * -32003 for a named zone). O(log nr_zones). */
+int64_t zd_alloc_pick(const struct zd_device *dev, const struct zd_alloc_req *req);
+
+#endif
