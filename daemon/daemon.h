@@ -320,7 +320,7 @@ void zd_lease_revoke_zone(struct zd_device *dev, uint32_t zone);
 int zd_state_open(struct zd_daemon *d, char *why, size_t why_len);
 void zd_state_close(struct zd_daemon *d);
 /* The ownership and mode rules of zd_state_open() on an open directory. */
-int zd_check_dir_fd(int fd, const char *path, char *why, size_t why_len);
+int zd_check_dir_fd(int fd, const char *path, bool root_ok, char *why, size_t why_len);
 /* Takes and persists the next token generation (both copies); opens the
  * state directory first if zd_state_open() was not called. */
 int zd_state_generation_bump(struct zd_daemon *d);

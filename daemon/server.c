@@ -928,9 +928,8 @@ static void listen_cb(uv_poll_t *h, int status, int events)
  * only the daemon's user or root may own it, and nobody else may write it.
  * The sticky bit is no exception: it keeps others from removing the socket
  * but not from creating the name first while no daemon runs. */
-static int open_socket_dir(struct zd_daemon *d, const char *dir, char *why, size_t why_len)
+static int open_socket_dir(const char *dir, char *why, size_t why_len)
 {
-	struct stat st;
 	int dfd, r;
 
 	/* Only the last component: the parents are the administrator's. */
@@ -945,32 +944,12 @@ static int open_socket_dir(struct zd_daemon *d, const char *dir, char *why, size
 		snprintf(why, why_len, "cannot open directory %s: %s", dir, strerror(-r));
 		return r;
 	}
-	if (fstat(dfd, &st) < 0) {
-		r = -errno;
-		snprintf(why, why_len, "%s: %s", dir, strerror(-r));
-		goto fail;
-	}
-	if (st.st_uid != d->uid && st.st_uid != 0) {
-		r = -EPERM;
-		snprintf(why, why_len,
-			 "directory %s is owned by uid %u, not by the daemon's user (uid %u) or "
-			 "root: its owner could replace the socket", dir, (unsigned)st.st_uid,
-			 (unsigned)d->uid);
-		goto fail;
-	}
-	if (st.st_mode & (S_IWGRP | S_IWOTH)) {
-		r = -EPERM;
-		snprintf(why, why_len,
-			 "directory %s is writable by %s (mode %04o): whoever can write it can "
-			 "replace the socket; use a directory only the daemon's user can write",
-			 dir, st.st_mode & S_IWOTH ? "others" : "its group",
-			 (unsigned)(st.st_mode & 07777));
-		goto fail;
+	r = zd_check_dir_fd(dfd, dir, true, why, why_len);
+	if (r < 0) {
+		close(dfd);
+		return r;
 	}
 	return dfd;
-fail:
-	close(dfd);
-	return r;
 }
 
 /* Fills sa with a name for `name` inside the directory dfd. Through
@@ -1028,7 +1007,7 @@ static int make_listen_socket(struct zd_daemon *d, char *why, size_t why_len)
 		snprintf(why, why_len, "the socket path must name a file");
 		return -EINVAL;
 	}
-	dfd = open_socket_dir(d, dir, why, why_len);
+	dfd = open_socket_dir(dir, why, why_len);
 	if (dfd < 0)
 		return dfd;
 	socket_addr_at(&sa, dfd, name, path);

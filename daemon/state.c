@@ -26,7 +26,7 @@ static const char *const gen_files[2] = { "generation.copy", "generation" };
 /* How often a refused token retries persisting the generation. */
 #define GEN_RETRY_MS 1000
 
-int zd_check_dir_fd(int fd, const char *path, char *why, size_t why_len)
+int zd_check_dir_fd(int fd, const char *path, bool root_ok, char *why, size_t why_len)
 {
 	struct stat st;
 
@@ -38,7 +38,7 @@ int zd_check_dir_fd(int fd, const char *path, char *why, size_t why_len)
 		snprintf(why, why_len, "%s is not a directory", path);
 		return -ENOTDIR;
 	}
-	if (st.st_uid != geteuid()) {
+	if (st.st_uid != geteuid() && !(root_ok && st.st_uid == 0)) {
 		snprintf(why, why_len, "%s is owned by uid %u, not by the daemon's user (uid %u): "
 			 "another user could replace the files in it; chown it or choose another "
 			 "directory", path, (unsigned)st.st_uid, (unsigned)geteuid());
@@ -72,7 +72,7 @@ int zd_state_open(struct zd_daemon *d, char *why, size_t why_len)
 			 strerror(-r), r == -ELOOP ? " (a symbolic link is not accepted)" : "");
 		return r;
 	}
-	r = zd_check_dir_fd(fd, d->cfg.state_dir, why, why_len);
+	r = zd_check_dir_fd(fd, d->cfg.state_dir, false, why, why_len);
 	if (r < 0) {
 		char msg[512];
 
