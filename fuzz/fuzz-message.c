@@ -30,6 +30,7 @@ static struct {
 	char dir[256];
 	char buf[ZP_MSG_MAX + 1];
 	int baseline_fds;
+	bool verbose;               /* $FUZZ_VERBOSE: daemon log and replies */
 } h;
 
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
@@ -64,7 +65,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc;
 	(void)argv;
-	zd_log_set_level(getenv("FUZZ_VERBOSE") ? LOG_DEBUG : LOG_EMERG);
+	h.verbose = getenv("FUZZ_VERBOSE") != NULL;
+	zd_log_set_level(h.verbose ? LOG_DEBUG : LOG_EMERG);
 	fuzz_tmpdir(h.dir, sizeof(h.dir), "message");
 	atexit(cleanup);
 	if (uv_loop_init(&h.loop) < 0 || zd_daemon_init(&h.d, &h.loop) < 0)
@@ -109,6 +111,8 @@ static unsigned drain(int peer)
 		if (!o)
 			fuzz_die("the daemon sent a reply it would refuse itself: %.*s", (int)len, h.buf);
 		json_object_put(o);
+		if (h.verbose)
+			fprintf(stderr, "fuzz: reply: %.*s\n", (int)len, h.buf);
 		n++;
 	}
 }
@@ -198,11 +202,12 @@ static const char pre_acquire[] =
 	"{\"jsonrpc\":\"2.0\",\"method\":\"lease.acquire\","
 	"\"params\":{\"device\":\"emu0\",\"zone\":5,\"label\":\"fuzz\"},\"id\":0}";
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+/* One connection's life: the harness's lease, the input, the hang-up. A
+ * plain client (admin false) is what a peer of another uid in the client
+ * group would be: the socketpair's credentials are always our own. */
+static void run_conn(const uint8_t *data, size_t size, bool parses, bool admin)
 {
 	struct zd_conn *conn;
-	struct json_object *o;
-	bool parses;
 	unsigned replies;
 	int sv[2], i;
 
@@ -213,6 +218,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	conn = zd_container_of(h.d.conns.prev, struct zd_conn, link);
 	/* Held to look at it after the daemon has closed it. */
 	conn->refs++;
+	conn->admin = admin;
+	conn->client = true;
 
 	/* No lease exists between inputs, so numbering them from 1 again
 	 * cannot make two alike; it makes each input's ids its own. */
@@ -226,9 +233,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (replies > 1)
 		fuzz_die("%u replies to one packet", replies);
 	/* A packet that is not JSON is always answered (a parse error). */
-	o = size <= ZP_MSG_MAX ? zp_parse((const char *)data, size) : NULL;
-	parses = o != NULL;
-	json_object_put(o);
 	if (!parses && !conn->closing && replies != 1)
 		fuzz_die("no reply to a packet that is not valid JSON");
 
@@ -248,7 +252,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (h.d.nr_conns != 0)
 		fuzz_die("%u connections left after the only one closed", h.d.nr_conns);
 	reset_devices();
-
 	fuzz_check_fds(h.baseline_fds);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct json_object *o = size <= ZP_MSG_MAX ? zp_parse((const char *)data, size) : NULL;
+	bool parses = o != NULL;
+
+	json_object_put(o);
+	run_conn(data, size, parses, true);
+	/* Again as a plain client, where the permission checks and the
+	 * owner-only views apply; a packet that does not parse never gets
+	 * that far. */
+	if (parses)
+		run_conn(data, size, parses, false);
 	return 0;
 }
