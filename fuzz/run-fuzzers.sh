@@ -33,6 +33,7 @@ progs=""
 for t in $targets; do
 	progs="$progs fuzz/fuzz-$t"
 done
+# shellcheck disable=SC2086 # one word per program
 make -j"$jobs" $progs
 
 # UBSan findings abort (they are built with -fno-sanitize-recover), so
