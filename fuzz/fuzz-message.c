@@ -126,7 +126,8 @@ static bool daemon_idle(struct zd_conn *conn)
 {
 	struct zd_list *pos, *tmp;
 
-	if (conn->refs != 1 || h.d.nr_releasing || !zd_list_empty(&h.d.waiters))
+	if (conn->refs != 1 || h.d.nr_releasing || conn->nr_waiters ||
+	    !zd_list_empty(&h.d.any_waiters.list) || !zd_list_empty(&h.d.release_waiters))
 		return false;
 	zd_list_for_each_safe(pos, tmp, &h.d.devices)
 		if (!device_idle(zd_container_of(pos, struct zd_device, link)))
