@@ -25,3 +25,11 @@ tests_test_async_LDADD = client/libzoned-client.la $(CHECK_LIBS) -lpthread
 EXTRA_tests_test_async_DEPENDENCIES = client/examples/uv-leases daemon/zonedd
 TESTS += tests/test-async
 VALGRIND_TESTS += tests/test-async
+
+check_PROGRAMS += tests/test-events
+tests_test_events_SOURCES = tests/test-events.c tests/fixture.c tests/fixture.h
+tests_test_events_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
+tests_test_events_LDADD = client/libzoned-client.la $(CHECK_LIBS)
+EXTRA_tests_test_events_DEPENDENCIES = daemon/zonedd
+TESTS += tests/test-events
+VALGRIND_TESTS += tests/test-events
