@@ -425,7 +425,9 @@ START_TEST(test_uv_example)
 	ck_assert_uint_eq(released, 96);
 	ck_assert_uint_eq(failed, 0);
 	ck_assert_uint_eq(inflight, 32);
-	(void)events;
+	/* Its own leases' events (acquired, released, zone changes) came in
+	 * between the replies. */
+	ck_assert_uint_ge(events, 2 * 96);
 }
 END_TEST
 

@@ -177,6 +177,12 @@ int main(int argc, char **argv)
 		return 1;
 	memset(a.block, 0xa5, 65536);
 	zc_client_set_event_cb(a.c, on_event, &a);
+	r = zc_events_subscribe(a.c, (const char *const[]){ "lease", "zone", NULL },
+				(const char *const[]){ a.device, NULL });
+	if (r < 0) {
+		fprintf(stderr, "uv-leases: subscribe: %s\n", zc_last_error(a.c));
+		return 1;
+	}
 	fd = zc_client_fd(a.c);
 	if (fd < 0) {
 		fprintf(stderr, "uv-leases: %s\n", zc_strerror(fd));
