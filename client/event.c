@@ -171,6 +171,7 @@ static struct json_object *string_array(const char *const *list)
 ZC_EXPORT int zc_events_subscribe(zc_client *c, const char *const *types, const char *const *devices)
 {
 	struct json_object *p, *res;
+	bool was_on;
 	int r;
 
 	if (!c)
@@ -184,11 +185,17 @@ ZC_EXPORT int zc_events_subscribe(zc_client *c, const char *const *types, const 
 		json_object_object_add(p, "devices", string_array(devices));
 	/* On before the call: events may come before its reply. */
 	pthread_mutex_lock(&c->lock);
+	was_on = c->events_on;
 	c->events_on = true;
 	pthread_mutex_unlock(&c->lock);
 	r = zc_call(c, "events.subscribe", p, &res, NULL);
-	if (r < 0)
+	if (r < 0) {
+		/* Refused: the daemon's previous subscription, if any, stands. */
+		pthread_mutex_lock(&c->lock);
+		c->events_on = was_on;
+		pthread_mutex_unlock(&c->lock);
 		return r;
+	}
 	json_object_put(res);
 	return 0;
 }

@@ -11,6 +11,7 @@
 #include <inttypes.h>
 #include <grp.h>
 #include <pwd.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -177,6 +178,23 @@ START_TEST(test_filters)
 	ck_assert_int_eq(zc_event_next(s, 200, &ev), 0);
 	ck_assert_int_eq(zc_events_unsubscribe(s), 0);
 	zc_close(c);
+	zc_close(s);
+}
+END_TEST
+
+START_TEST(test_reloading)
+{
+	zc_client *s = client();
+	static const char *const types[] = { "daemon", NULL };
+	zc_event *ev;
+
+	ck_assert_int_eq(zc_events_subscribe(s, types, NULL), 0);
+	ck_assert_int_eq(kill(z.pid, SIGHUP), 0);
+	ev = next_of(s, NULL, 5000);
+	ck_assert_ptr_nonnull(ev);
+	ck_assert_str_eq(zc_event_type(ev), "daemon.reloading");
+	ck_assert_ptr_null(zc_event_device(ev));
+	zc_event_free(ev);
 	zc_close(s);
 }
 END_TEST
@@ -388,9 +406,6 @@ START_TEST(test_no_leak_across_users)
 	ck_assert_ptr_nonnull(pw);
 	/* nobody must reach the socket (the daemon decides who may do what). */
 	ck_assert_int_eq(chmod(z.dir, 0711), 0);
-	root = client();
-	watch = client();
-	ck_assert_int_eq(zc_events_subscribe(watch, NULL, NULL), 0);
 	ck_assert_int_eq(pipe(pout), 0);
 	ck_assert_int_eq(pipe(pready), 0);
 	ck_assert_int_eq(pipe(pgo), 0);
@@ -402,9 +417,14 @@ START_TEST(test_no_leak_across_users)
 		close(pgo[1]);
 		_exit(as_nobody(pout[1], pready[1], pgo[0]));
 	}
+	/* The parent's clients come after the fork: the child owns nothing
+	 * of them to free. */
 	close(pout[1]);
 	close(pready[1]);
 	close(pgo[0]);
+	root = client();
+	watch = client();
+	ck_assert_int_eq(zc_events_subscribe(watch, NULL, NULL), 0);
 	ck_assert_int_eq(read(pready[0], &b, 1), 1);
 	/* Root's leases come and go, and one is revoked, while nobody watches. */
 	for (int i = 0; i < 3; i++) {
@@ -460,6 +480,7 @@ static Suite *suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_order);
 	tcase_add_test(tc, test_filters);
+	tcase_add_test(tc, test_reloading);
 	tcase_add_test(tc, test_overflow);
 	tcase_add_test(tc, test_revoked_holder_data_call);
 	tcase_add_test(tc, test_revoked_holder_event);

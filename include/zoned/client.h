@@ -324,8 +324,8 @@ ZC_EXPORT int64_t zc_call_async(zc_client *c, const char *method, const char *pa
  * "Events"): types and devices are NULL-terminated lists, NULL for all.
  * Types name an event ("lease.revoked") or a family ("lease"). A non-admin
  * sees the events of its own uid's leases and the device, zone and daemon
- * events. Events reach the application through the event callback (run by
- * zc_client_process) or zc_event_next; the library keeps at most 1024
+ * events. Events reach the application, once it subscribed, through the
+ * event callback (run by zc_client_process) or zc_event_next; the library keeps at most 1024
  * unread ones, then drops and reports the loss as an "overflow" event, as
  * the daemon does when the application reads too slowly.
  *
