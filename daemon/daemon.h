@@ -302,8 +302,8 @@ struct zd_conn *zd_conn_new(struct zd_daemon *d, int fd);
 int zd_conn_accept(struct zd_daemon *d, int fd);
 void zd_conn_close(struct zd_conn *conn);
 /* Queues one packet on the reply path (a notification its holder must
- * get; it counts toward the reply limits), and re-arms the poll after
- * something else was queued for conn. */
+ * get), never closing conn; and re-arms the poll after something else was
+ * queued for conn. */
 void zd_conn_send_raw(struct zd_conn *conn, const char *buf, size_t len);
 void zd_conn_update_poll(struct zd_conn *conn);
 void zd_conn_put(struct zd_conn *conn);

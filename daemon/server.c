@@ -271,7 +271,22 @@ static void conn_send(struct zd_conn *conn, const char *buf, size_t len, int *fd
 
 void zd_conn_send_raw(struct zd_conn *conn, const char *buf, size_t len)
 {
-	conn_send(conn, buf, len, NULL, 0);
+	struct zd_outmsg *m;
+
+	/* Unlike conn_send, this never closes conn: its caller (a revocation)
+	 * is half way through changing the lease that closing would release.
+	 * A peer that is gone is noticed by the poll. What a connection can
+	 * have queued here is bounded by its leases. */
+	if (conn->closing || !(m = malloc(sizeof(*m) + len)))
+		return;
+	memcpy(m->data, buf, len);
+	m->len = len;
+	m->nfds = 0;
+	zd_list_add_tail(&conn->out, &m->link);
+	conn->out_bytes += len;
+	conn_charge(conn, (ssize_t)len);
+	(void)conn_flush(conn);
+	conn_update_poll(conn);
 }
 
 static void conn_send_json(struct zd_conn *conn, struct json_object *obj)

@@ -15,7 +15,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -339,6 +341,46 @@ START_TEST(test_revoked_holder_event)
 }
 END_TEST
 
+/* A holder that can no longer be told (it shut its socket's reading side):
+ * the revocation notice fails to send, and that must not close the
+ * connection in the middle of the revocation (which would release, and
+ * free, the lease being revoked). The daemon stays up and the zone free. */
+START_TEST(test_revoke_untellable_holder)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	static const char req[] = "{\"jsonrpc\":\"2.0\",\"method\":\"lease.acquire\","
+				  "\"params\":{\"device\":\"e\",\"zone\":14},\"id\":1}";
+	zc_client *a = client();
+	struct zc_lease_info li[8];
+	struct zc_hello h;
+	char buf[4096];
+	ssize_t n;
+	int s;
+
+	ck_assert_uint_lt(strlen(z.sock), sizeof(sa.sun_path));
+	memcpy(sa.sun_path, z.sock, strlen(z.sock) + 1);
+	s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	ck_assert_int_ge(s, 0);
+	ck_assert_int_eq(connect(s, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	ck_assert_int_eq(send(s, req, strlen(req), MSG_NOSIGNAL), (ssize_t)strlen(req));
+	n = recv(s, buf, sizeof(buf) - 1, 0); /* the fd it carries is dropped */
+	ck_assert_int_gt(n, 0);
+	buf[n] = '\0';
+	ck_assert_ptr_nonnull(strstr(buf, "\"lease\""));
+	ck_assert_int_eq(shutdown(s, SHUT_RD), 0);
+	ck_assert_int_eq(zc_zone_op(a, "e", ZC_ZONE_RESET, 14, 1, true, NULL, 0), 1);
+	ck_assert_int_eq(zc_hello(a, &h), 0);
+	n = zc_lease_list(a, true, li, 8);
+	ck_assert_int_ge(n, 0);
+	for (int i = 0; i < n && i < 8; i++)
+		ck_assert(!(strcmp(li[i].device, "e") == 0 && li[i].zone == 14));
+	close(s);
+	usleep(100 * 1000);
+	ck_assert_int_eq(zc_hello(a, &h), 0);
+	zc_close(a);
+}
+END_TEST
+
 /* --- No event leaks across users ---------------------------------------- */
 
 /* As nobody: subscribe to everything, take a lease, and report what was
@@ -484,6 +526,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_overflow);
 	tcase_add_test(tc, test_revoked_holder_data_call);
 	tcase_add_test(tc, test_revoked_holder_event);
+	tcase_add_test(tc, test_revoke_untellable_holder);
 	tcase_add_test(tc, test_no_leak_across_users);
 	suite_add_tcase(s, tc);
 	return s;
