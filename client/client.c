@@ -9,8 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include "client/client-private.h"
@@ -56,7 +54,6 @@ struct zc_err_slot {
 };
 static _Thread_local struct zc_err_slot err_slots[ZC_ERR_SLOTS];
 static _Thread_local unsigned err_next;
-static atomic_uint_fast64_t client_serial;
 
 static struct zc_err_slot *err_slot(const zc_client *c, bool create)
 {
@@ -102,7 +99,7 @@ ZC_EXPORT const char *zc_last_error(zc_client *c)
 	struct zc_err_slot *s;
 
 	if (!c)
-		return "";
+		return zc_connect_error();
 	s = err_slot(c, false);
 	return s ? s->msg : "";
 }
@@ -127,94 +124,6 @@ ZC_EXPORT int zc_cond_from_name(const char *name)
 ZC_EXPORT int zc_type_from_name(const char *name)
 {
 	return zp_type_from_name(name);
-}
-
-/* --- Connection -------------------------------------------------------- */
-
-ZC_EXPORT int zc_connect(const char *path, zc_client **out)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	zc_client *c;
-	int fd, r;
-
-	if (!out)
-		return -EINVAL;
-	*out = NULL;
-	if (!path || !*path)
-		path = getenv(ZP_SOCKET_ENV);
-	if (!path || !*path)
-		path = ZP_DEFAULT_SOCKET;
-	if (strlen(path) >= sizeof(sa.sun_path))
-		return -ENAMETOOLONG;
-	memcpy(sa.sun_path, path, strlen(path) + 1);
-
-	c = calloc(1, sizeof(*c));
-	if (!c)
-		return -ENOMEM;
-	c->buf = malloc(ZP_MSG_MAX);
-	if (!c->buf) {
-		free(c);
-		return -ENOMEM;
-	}
-	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		r = -errno;
-		goto fail;
-	}
-	do
-		r = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
-	while (r < 0 && errno == EINTR);
-	if (r < 0) {
-		r = -errno;
-		close(fd);
-		goto fail;
-	}
-	c->fd = fd;
-	c->next_id = 1;
-	c->serial = atomic_fetch_add(&client_serial, 1) + 1;
-	atomic_init(&c->refs, 1);
-	pthread_mutex_init(&c->lock, NULL);
-	pthread_mutex_init(&c->leases_lock, NULL);
-	*out = c;
-	return 0;
-fail:
-	free(c->buf);
-	free(c);
-	return r;
-}
-
-void zc_client_ref(zc_client *c)
-{
-	atomic_fetch_add(&c->refs, 1);
-}
-
-void zc_client_unref(zc_client *c)
-{
-	if (!c || atomic_fetch_sub(&c->refs, 1) != 1)
-		return;
-	pthread_mutex_destroy(&c->lock);
-	pthread_mutex_destroy(&c->leases_lock);
-	free(c->buf);
-	free(c);
-}
-
-ZC_EXPORT void zc_close(zc_client *c)
-{
-	if (!c)
-		return;
-	/* Closing the socket ends the daemon's side of every lease this
-	 * connection holds. Fence the leases first, so that none can write
-	 * once the daemon may have given its zone to someone else; this needs
-	 * no c->lock and so does not wait for a call in flight. */
-	zc_leases_lost(c, -ENOTCONN);
-	pthread_mutex_lock(&c->lock);
-	if (c->fd >= 0)
-		close(c->fd);
-	c->fd = -1;
-	pthread_mutex_unlock(&c->lock);
-	/* A lease granted by a call that was in flight meanwhile. */
-	zc_leases_lost(c, -ENOTCONN);
-	zc_client_unref(c);
 }
 
 /* --- Reply field readers ------------------------------------------------ */
@@ -351,194 +260,6 @@ int zc_parse_zone(struct json_object *obj, struct zc_zone *z)
 	return 0;
 }
 
-/* --- The exchange ------------------------------------------------------ */
-
-/* Turns an error object into a negative errno and records its message. */
-static int reply_error(zc_client *c, struct json_object *err)
-{
-	struct json_object *code = field(err, "code"), *msg = field(err, "message");
-	char buf[256];
-	int e;
-
-	if (!code || !json_object_is_type(code, json_type_int))
-		return zc_fail(c, -EPROTO, "malformed error reply");
-	e = zp_error_to_errno(json_object_get_int(code));
-	if (msg && json_object_is_type(msg, json_type_string)) {
-		snprintf(buf, sizeof(buf), "%s", json_object_get_string(msg));
-		return zc_fail(c, -e, buf);
-	}
-	return zc_fail(c, -e, zp_error_message(json_object_get_int(code)));
-}
-
-/* Is reply the answer to request id? Notifications (they carry a method)
- * and replies to other ids are not; a reply with a null id is the daemon
- * refusing a request it could not read, which can only be ours. */
-static bool reply_is_ours(struct json_object *reply, int64_t id)
-{
-	struct json_object *rid = NULL;
-
-	if (!json_object_is_type(reply, json_type_object) || field(reply, "method"))
-		return false;
-	if (!json_object_object_get_ex(reply, "id", &rid))
-		return false;
-	if (!rid || json_object_is_type(rid, json_type_null))
-		return field(reply, "error") != NULL;
-	return json_object_is_type(rid, json_type_int) && json_object_get_int64(rid) == id;
-}
-
-/* A daemon that refuses a connection (too many for this uid) sends its
- * error reply and hangs up, maybe before our first request: the send then
- * fails with EPIPE while the answer still waits in the receive queue. Read
- * it, so the caller learns why rather than "Connection reset by peer". */
-static int pending_error(zc_client *c, bool *recorded)
-{
-	struct json_object *reply, *err;
-	int fd = -1, r = -ECONNRESET;
-	ssize_t n = zp_recv(c->fd, c->buf, ZP_MSG_MAX, &fd, MSG_DONTWAIT);
-
-	if (fd >= 0)
-		close(fd);
-	if (n <= 0 || n > ZP_MSG_MAX)
-		return r;
-	reply = zp_parse(c->buf, (size_t)n);
-	if (reply && reply_is_ours(reply, 0) && (err = field(reply, "error"))) {
-		r = reply_error(c, err);
-		*recorded = true;
-	}
-	json_object_put(reply);
-	return r;
-}
-
-/* *lost tells the caller the connection is gone for good. */
-static int call_locked(zc_client *c, const char *method, struct json_object *params,
-		       struct json_object **result, int *fd_out, bool *recorded, bool *lost)
-{
-	struct json_object *req, *reply = NULL, *v;
-	const char *s;
-	size_t len;
-	int64_t id;
-	int r, fd = -1;
-
-	if (c->fd < 0) {
-		json_object_put(params);
-		return -ENOTCONN;
-	}
-	id = c->next_id++;
-	req = zp_request(method, params, id);
-	if (!req)
-		return -ENOMEM;
-	s = zp_to_string(req, &len);
-	if (!s) {
-		json_object_put(req);
-		return -ENOMEM;
-	}
-	if (len > ZP_MSG_MAX) {
-		json_object_put(req);
-		return -EMSGSIZE;
-	}
-	r = zp_send(c->fd, s, len, -1, 0);
-	json_object_put(req);
-	if (r == -EPIPE || r == -ECONNRESET) {
-		*lost = true;
-		return pending_error(c, recorded);
-	}
-	if (r < 0)
-		return r;
-
-	for (;;) {
-		ssize_t n = zp_recv(c->fd, c->buf, ZP_MSG_MAX, &fd, 0);
-
-		if (n == 0) {
-			*lost = true; /* the daemon went away */
-			return -ECONNRESET;
-		}
-		if (n == -ECONNRESET) {
-			/* The daemon closed with our request unread: the reset
-			 * is reported before the packets it sent first, which
-			 * may say why. */
-			*lost = true;
-			return pending_error(c, recorded);
-		}
-		if (n < 0)
-			return (int)n;
-		if (n > ZP_MSG_MAX) {
-			/* Truncated: whatever it was, it cannot be read. If
-			 * it was our reply, the answer is lost. */
-			if (fd >= 0)
-				close(fd);
-			return -EPROTO;
-		}
-		reply = zp_parse(c->buf, (size_t)n);
-		if (!reply) {
-			if (fd >= 0)
-				close(fd);
-			return -EPROTO;
-		}
-		if (reply_is_ours(reply, id))
-			break;
-		/* A notification or a stray reply: nobody waits for it. */
-		json_object_put(reply);
-		reply = NULL;
-		if (fd >= 0)
-			close(fd);
-		fd = -1;
-	}
-
-	if ((v = field(reply, "error"))) {
-		r = reply_error(c, v);
-		*recorded = true;
-		goto out;
-	}
-	v = field(reply, "result");
-	if (!v) {
-		r = -EPROTO;
-		goto out;
-	}
-	*result = json_object_get(v);
-	if (fd_out) {
-		*fd_out = fd;
-		fd = -1;
-	}
-	r = 0;
-out:
-	if (fd >= 0)
-		close(fd);
-	json_object_put(reply);
-	return r;
-}
-
-int zc_call(zc_client *c, const char *method, struct json_object *params,
-	    struct json_object **result, int *fd_out)
-{
-	bool recorded = false, lost = false;
-	int r;
-
-	*result = NULL;
-	if (fd_out)
-		*fd_out = -1;
-	if (!c) {
-		json_object_put(params);
-		return -EINVAL;
-	}
-	pthread_mutex_lock(&c->lock);
-	r = call_locked(c, method, params, result, fd_out, &recorded, &lost);
-	if (lost && c->fd >= 0) {
-		close(c->fd);
-		c->fd = -1;
-	}
-	pthread_mutex_unlock(&c->lock);
-	/* The daemon ended this connection's leases with it. */
-	if (lost)
-		zc_leases_lost(c, -ENOTCONN);
-	/* A daemon error recorded the daemon's message; a local failure gets
-	 * its own text, so zc_last_error() always describes the failure. */
-	if (r < 0 && !recorded)
-		zc_fail(c, r, r == -ECONNRESET ? "the daemon closed the connection"
-			      : r == -ENOTCONN ? "not connected: the connection was closed"
-			      : NULL);
-	return r;
-}
-
 /* Builds a params object with the device field, or NULL on ENOMEM. */
 static struct json_object *params_device(const char *device)
 {
@@ -551,10 +272,30 @@ static struct json_object *params_device(const char *device)
 
 /* --- Hello, devices ---------------------------------------------------- */
 
+static int parse_hello(struct json_object *res, struct zc_hello *out)
+{
+	uint64_t proto;
+	int r;
+
+	memset(out, 0, sizeof(*out));
+	if ((r = zc_get_u64(res, "protocol", &proto)) < 0 ||
+	    (r = zc_get_str(res, "version", out->version, sizeof(out->version))) < 0 ||
+	    (r = zc_get_i32(res, "pid", &out->pid)) < 0 || (r = zc_get_u32(res, "uid", &out->uid)) < 0 ||
+	    (r = zc_get_bool(res, "admin", &out->admin)) < 0)
+		return r;
+	/* "client" came with the access groups; a daemon without it lets
+	 * everyone lease. */
+	out->client = true;
+	if (json_object_object_get_ex(res, "client", NULL) &&
+	    (r = zc_get_bool(res, "client", &out->client)) < 0)
+		return r;
+	out->protocol = proto > UINT32_MAX ? UINT32_MAX : (uint32_t)proto;
+	return 0;
+}
+
 ZC_EXPORT int zc_hello(zc_client *c, struct zc_hello *out)
 {
 	struct json_object *res;
-	uint64_t proto;
 	int r;
 
 	if (!c || !out)
@@ -562,22 +303,60 @@ ZC_EXPORT int zc_hello(zc_client *c, struct zc_hello *out)
 	r = zc_call(c, "daemon.hello", NULL, &res, NULL);
 	if (r < 0)
 		return r;
-	memset(out, 0, sizeof(*out));
-	if ((r = zc_get_u64(res, "protocol", &proto)) < 0 ||
-	    (r = zc_get_str(res, "version", out->version, sizeof(out->version))) < 0 ||
-	    (r = zc_get_i32(res, "pid", &out->pid)) < 0 || (r = zc_get_u32(res, "uid", &out->uid)) < 0 ||
-	    (r = zc_get_bool(res, "admin", &out->admin)) < 0)
-		goto out;
-	/* "client" came with the access groups; a daemon without it lets
-	 * everyone lease. */
-	out->client = true;
-	if (json_object_object_get_ex(res, "client", NULL) &&
-	    (r = zc_get_bool(res, "client", &out->client)) < 0)
-		goto out;
-	out->protocol = proto > UINT32_MAX ? UINT32_MAX : (uint32_t)proto;
-out:
+	r = parse_hello(res, out);
 	json_object_put(res);
 	return r < 0 ? zc_fail(c, r, "malformed daemon.hello reply") : 0;
+}
+
+static void hello_done(zc_client *c, struct zc_pending *p)
+{
+	zc_hello_cb cb = (zc_hello_cb)p->cb;
+	struct zc_hello h;
+	int r = p->err;
+
+	if (r == 0 && (r = parse_hello(p->result, &h)) < 0)
+		zc_fail(c, r, "malformed daemon.hello reply");
+	cb(c, r, r == 0 ? &h : NULL, p->ud);
+}
+
+ZC_EXPORT int64_t zc_hello_async(zc_client *c, const struct zc_call_opts *copts, zc_hello_cb cb,
+				 void *userdata)
+{
+	if (!c || !cb)
+		return c ? zc_fail(c, -EINVAL, "hello: no callback") : -EINVAL;
+	return zc_call_start(c, "daemon.hello", NULL, copts, 0, hello_done, (void (*)(void))cb,
+			     userdata, NULL);
+}
+
+static void json_done(zc_client *c, struct zc_pending *p)
+{
+	zc_json_cb cb = (zc_json_cb)p->cb;
+	int fd = p->fd;
+
+	(void)c;
+	p->fd = -1;
+	cb(c, p->err, p->err == 0 ? json_object_to_json_string_ext(p->result, JSON_C_TO_STRING_PLAIN)
+				  : NULL, fd, p->ud);
+}
+
+ZC_EXPORT int64_t zc_call_async(zc_client *c, const char *method, const char *params_json,
+				const struct zc_call_opts *copts, zc_json_cb cb, void *userdata)
+{
+	struct json_object *params = NULL;
+
+	if (!c || !method || !cb)
+		return c ? zc_fail(c, -EINVAL, "call: no method or no callback") : -EINVAL;
+	if (params_json) {
+		params = zp_parse(params_json, strlen(params_json));
+		if (!params || !json_object_is_type(params, json_type_object)) {
+			json_object_put(params);
+			return zc_fail(c, -EINVAL, "call: params_json is not a JSON object");
+		}
+	}
+	/* What the reply may hand out is the callback's (it gets the fd);
+	 * a lease.acquire through here is the caller's to release. */
+	return zc_call_start(c, method, params, copts, ZC_P_GRANTS, json_done, (void (*)(void))cb,
+			     userdata, NULL);
 }
 
 static int parse_device(struct json_object *o, struct zc_device *d)

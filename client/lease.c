@@ -181,45 +181,113 @@ static void lease_free(zc_lease *l)
 }
 
 /* Best effort: hand a lease we cannot use back to the daemon. */
-static void release_quietly(zc_client *c, uint64_t id, uint64_t token)
+static void release_quietly_locked(zc_client *c, uint64_t id, uint64_t token)
 {
-	struct json_object *p = json_object_new_object(), *res;
+	struct json_object *p = json_object_new_object();
 
 	if (!p)
 		return;
 	json_object_object_add(p, "id", json_object_new_uint64(id));
 	json_object_object_add(p, "token", json_object_new_uint64(token));
-	if (zc_call(c, "lease.release", p, &res, NULL) == 0)
-		json_object_put(res);
+	zc_call_fire_locked(c, "lease.release", p);
 }
 
-ZC_EXPORT int zc_lease_acquire(zc_client *c, const struct zc_lease_opts *opts, zc_lease **out)
+int zc_lease_from_reply(zc_client *c, struct json_object *res, int fd, zc_lease **out,
+			char *msg, size_t msg_len)
+{
+	struct json_object *lo;
+	zc_lease *l;
+	bool granted = false;
+	int r;
+
+	*out = NULL;
+	l = calloc(1, sizeof(*l));
+	if (!l) {
+		r = -ENOMEM;
+		snprintf(msg, msg_len, "out of memory");
+		goto fail;
+	}
+	l->fd = -1;
+	if ((r = zc_get_object(res, "lease", &lo)) == 0)
+		granted = zc_get_u64(lo, "id", &l->id) == 0 && zc_get_u64(lo, "token", &l->token) == 0;
+	if (r < 0 || (r = parse_lease(lo, l, true)) < 0) {
+		snprintf(msg, msg_len, "malformed lease.acquire reply");
+		goto fail;
+	}
+	if (fd < 0) {
+		r = -EPROTO;
+		snprintf(msg, msg_len, "lease.acquire reply carries no fd");
+		goto fail;
+	}
+	l->fd = fd;
+	zc_client_ref(c);
+	l->c = c;
+	lease_link(l);
+	/* A revocation that overtook this reply. */
+	for (unsigned i = 0; i < ZC_REVOKED_RING; i++)
+		if (c->revoked[i] == l->id) {
+			c->revoked[i] = 0;
+			lease_mark(l, -ESTALE);
+		}
+	*out = l;
+	return 0;
+fail:
+	if (granted)
+		release_quietly_locked(c, l->id, l->token);
+	if (fd >= 0)
+		close(fd);
+	free(l);
+	return r;
+}
+
+void zc_lease_revoked_locked(zc_client *c, uint64_t id)
+{
+	bool found = false;
+	int p[2] = { -1, -1 };
+
+	pthread_mutex_lock(&c->leases_lock);
+	for (zc_lease *l = c->leases; l; l = l->next) {
+		if (l->id != id)
+			continue;
+		found = true;
+		lease_mark(l, -ESTALE);
+		/* Also the raw fd: a write through zc_lease_fd() must not reach
+		 * a zone the daemon may already have given to someone else. */
+		if (l->fd >= 0 && pipe2(p, O_CLOEXEC) == 0) {
+			close(p[1]);
+			fence_fd(l->fd, p[0]);
+			close(p[0]);
+		}
+	}
+	pthread_mutex_unlock(&c->leases_lock);
+	if (!found)
+		c->revoked[c->revoked_next++ % ZC_REVOKED_RING] = id;
+}
+
+/* The request params of an acquire; NULL with the failure recorded. */
+static struct json_object *acquire_params(zc_client *c, const struct zc_lease_opts *opts, int *err)
 {
 	static const char *const prefer[] = {
 		[ZC_PREFER_EMPTY] = "empty",
 		[ZC_PREFER_PARTIAL] = "partial",
 	};
-	struct zc_lease_opts def;
-	struct json_object *p, *res, *lo;
-	zc_lease *l;
-	bool granted = false;
-	int r, fd;
+	struct json_object *p;
 
-	if (!c || !out)
-		return c ? zc_fail(c, -EINVAL, "lease: no place for the lease (out is NULL)") : -EINVAL;
-	*out = NULL;
-	if (!opts) {
-		zc_lease_opts_init(&def);
-		opts = &def;
+	*err = 0;
+	if ((unsigned)opts->prefer > ZC_PREFER_PARTIAL) {
+		*err = zc_failf(c, -EINVAL, "lease: unknown prefer %u", (unsigned)opts->prefer);
+		return NULL;
 	}
-	if ((unsigned)opts->prefer > ZC_PREFER_PARTIAL)
-		return zc_failf(c, -EINVAL, "lease: unknown prefer %u", (unsigned)opts->prefer);
-	if (opts->zone < -1 || opts->zone > UINT32_MAX)
-		return zc_failf(c, -EINVAL, "lease: zone %" PRId64 " is not a zone index (or -1)",
+	if (opts->zone < -1 || opts->zone > UINT32_MAX) {
+		*err = zc_failf(c, -EINVAL, "lease: zone %" PRId64 " is not a zone index (or -1)",
 				opts->zone);
+		return NULL;
+	}
 	p = json_object_new_object();
-	if (!p)
-		return -ENOMEM;
+	if (!p) {
+		*err = zc_fail(c, -ENOMEM, NULL);
+		return NULL;
+	}
 	if (opts->device)
 		json_object_object_add(p, "device", json_object_new_string(opts->device));
 	if (opts->zone >= 0)
@@ -233,51 +301,65 @@ ZC_EXPORT int zc_lease_acquire(zc_client *c, const struct zc_lease_opts *opts, z
 	json_object_object_add(p, "direct", json_object_new_boolean(!opts->buffered));
 	if (opts->label)
 		json_object_object_add(p, "label", json_object_new_string(opts->label));
+	return p;
+}
 
-	r = zc_call(c, "lease.acquire", p, &res, &fd);
+ZC_EXPORT int zc_lease_acquire(zc_client *c, const struct zc_lease_opts *opts, zc_lease **out)
+{
+	struct zc_lease_opts def;
+	struct json_object *p, *res;
+	int r;
+
+	if (!c || !out)
+		return c ? zc_fail(c, -EINVAL, "lease: no place for the lease (out is NULL)") : -EINVAL;
+	*out = NULL;
+	if (!opts) {
+		zc_lease_opts_init(&def);
+		opts = &def;
+	}
+	p = acquire_params(c, opts, &r);
+	if (!p)
+		return r;
+	/* A waiting acquire is bounded by its wait_ms, in the daemon. */
+	r = zc_call_full(c, "lease.acquire", p, opts->wait_ms ? ZC_TIMEOUT_NONE : 0,
+			 ZC_P_ACQUIRE | ZC_P_GRANTS, &res, NULL, out);
 	if (r < 0)
 		return r;
-	l = calloc(1, sizeof(*l));
-	if (!l) {
-		r = -ENOMEM;
-		goto fail;
-	}
-	l->fd = -1;
-	if ((r = zc_get_object(res, "lease", &lo)) == 0)
-		granted = zc_get_u64(lo, "id", &l->id) == 0 && zc_get_u64(lo, "token", &l->token) == 0;
-	if (r < 0 || (r = parse_lease(lo, l, true)) < 0) {
-		zc_fail(c, r, "malformed lease.acquire reply");
-		goto fail;
-	}
-	if (fd < 0) {
-		r = zc_fail(c, -EPROTO, "lease.acquire reply carries no fd");
-		goto fail;
-	}
 	json_object_put(res);
-	l->fd = fd;
-	zc_client_ref(c);
-	l->c = c;
-	/* The connection may have gone since the reply was read (another
-	 * thread's zc_close): then this lease must not write either. zc_close
-	 * fences again after it closed the socket, so a lease linked before
-	 * that is caught there, one linked after it here. */
-	pthread_mutex_lock(&c->lock);
-	lease_link(l);
-	if (c->fd < 0)
-		r = -ENOTCONN;
-	pthread_mutex_unlock(&c->lock);
-	if (r < 0)
-		zc_leases_lost(c, r);
-	*out = l;
 	return 0;
-fail:
-	if (granted)
-		release_quietly(c, l->id, l->token);
-	if (fd >= 0)
-		close(fd);
-	free(l);
-	json_object_put(res);
-	return r;
+}
+
+static void acquire_done(zc_client *c, struct zc_pending *p)
+{
+	zc_lease_cb cb = (zc_lease_cb)p->cb;
+	zc_lease *l = p->lease;
+
+	p->lease = NULL;
+	cb(c, p->err, p->err == 0 ? l : NULL, p->ud);
+	if (p->err && l)
+		zc_lease_release(l, ZC_RELEASE_KEEP);
+}
+
+ZC_EXPORT int64_t zc_lease_acquire_async(zc_client *c, const struct zc_lease_opts *opts,
+					 const struct zc_call_opts *copts, zc_lease_cb cb,
+					 void *userdata)
+{
+	struct zc_lease_opts def;
+	struct json_object *p;
+	int r;
+
+	if (!c || !cb)
+		return c ? zc_fail(c, -EINVAL, "lease: no callback") : -EINVAL;
+	if (!opts) {
+		zc_lease_opts_init(&def);
+		opts = &def;
+	}
+	p = acquire_params(c, opts, &r);
+	if (!p)
+		return r;
+	return zc_call_start(c, "lease.acquire", p, copts,
+			     ZC_P_ACQUIRE | ZC_P_GRANTS | (opts->wait_ms ? ZC_P_NOBOUND : 0),
+			     acquire_done, (void (*)(void))cb, userdata, NULL);
 }
 
 ZC_EXPORT uint64_t zc_lease_id(const zc_lease *l) { return l ? l->id : 0; }
@@ -308,6 +390,9 @@ static int append_check(zc_lease *l, const struct iovec *iov, int iovcnt, size_t
 	size_t sum = 0;
 	int r;
 
+	/* A revocation the daemon sent is read first: one recvmsg that finds
+	 * nothing, when no other thread uses the connection. */
+	zc_client_peek(c);
 	if ((r = lease_dead(l)) < 0)
 		return r;
 	if (iovcnt < 0 || iovcnt > IOV_MAX || (iovcnt && !iov))
@@ -424,6 +509,7 @@ ZC_EXPORT ssize_t zc_lease_preadv(zc_lease *l, const struct iovec *iov, int iovc
 
 	if (!l)
 		return -EINVAL;
+	zc_client_peek(l->c);
 	if ((r = lease_dead(l)) < 0)
 		return r;
 	if (iovcnt < 0 || iovcnt > IOV_MAX || (iovcnt && !iov))
@@ -552,6 +638,83 @@ ZC_EXPORT int zc_lease_release(zc_lease *l, enum zc_release_then then)
 		r = zc_call(l->c, "lease.release", p, &res, NULL);
 		if (r == 0)
 			json_object_put(res);
+	}
+	lease_free(l);
+	return r;
+}
+
+static void sync_done(zc_client *c, struct zc_pending *p)
+{
+	zc_done_cb cb = (zc_done_cb)p->cb;
+	zc_lease *l = p->arg;
+	struct json_object *lo;
+	int r = p->err;
+
+	if (r == -ESTALE)
+		lease_mark(l, -ESTALE);
+	if (r == 0 && ((r = zc_get_object(p->result, "lease", &lo)) < 0 ||
+		       (r = parse_lease(lo, l, false)) < 0))
+		zc_fail(c, r, "malformed lease reply");
+	cb(c, r, p->ud);
+}
+
+ZC_EXPORT int64_t zc_lease_sync_async(zc_lease *l, const struct zc_call_opts *copts,
+				      zc_done_cb cb, void *userdata)
+{
+	struct json_object *p;
+	int r;
+
+	if (!l || !cb)
+		return l ? zc_fail(l->c, -EINVAL, "sync: no callback") : -EINVAL;
+	if ((r = lease_dead(l)) < 0)
+		return r;
+	p = lease_params(l);
+	if (!p)
+		return zc_fail(l->c, -ENOMEM, NULL);
+	json_object_object_add(p, "wp", json_object_new_uint64(l->wp));
+	return zc_call_start(l->c, "lease.sync", p, copts, 0, sync_done, (void (*)(void))cb,
+			     userdata, l);
+}
+
+static void release_done(zc_client *c, struct zc_pending *p)
+{
+	zc_done_cb cb = (zc_done_cb)p->cb;
+
+	lease_free(p->arg);
+	if (cb)
+		cb(c, p->err, p->ud);
+}
+
+ZC_EXPORT int64_t zc_lease_release_async(zc_lease *l, enum zc_release_then then,
+					 const struct zc_call_opts *copts, zc_done_cb cb,
+					 void *userdata)
+{
+	static const char *const names[] = {
+		[ZC_RELEASE_KEEP] = "keep",
+		[ZC_RELEASE_FINISH] = "finish",
+		[ZC_RELEASE_RESET] = "reset",
+	};
+	struct json_object *p;
+	zc_client *c;
+	int64_t r;
+
+	if (!l)
+		return -EINVAL;
+	c = l->c;
+	if ((unsigned)then > ZC_RELEASE_RESET)
+		r = zc_failf(c, -EINVAL, "release: unknown then %u", (unsigned)then);
+	else if ((r = lease_dead(l)) < 0)
+		; /* recorded */
+	else if (!(p = lease_params(l)))
+		r = zc_fail(c, -ENOMEM, NULL);
+	else {
+		json_object_object_add(p, "then", json_object_new_string(names[then]));
+		/* Nothing may write through it from now on. */
+		lease_mark(l, -ESTALE);
+		r = zc_call_start(c, "lease.release", p, copts, 0, release_done,
+				  (void (*)(void))cb, userdata, l);
+		if (r > 0)
+			return r;
 	}
 	lease_free(l);
 	return r;

@@ -1,7 +1,8 @@
 lib_LTLIBRARIES += client/libzoned-client.la
 zonedincludedir = $(includedir)/zoned
 zonedinclude_HEADERS = include/zoned/client.h
-client_libzoned_client_la_SOURCES = client/client.c client/lease.c client/client-private.h
+client_libzoned_client_la_SOURCES = client/client.c client/core.c client/event.c client/lease.c \
+	client/client-private.h
 # Only symbols marked ZC_EXPORT leave the library; the version script pins them.
 client_libzoned_client_la_CFLAGS = $(AM_CFLAGS) $(JSONC_CFLAGS) -fvisibility=hidden -pthread
 client_libzoned_client_la_LIBADD = proto/libzoned-proto.la $(JSONC_LIBS)
@@ -27,3 +28,10 @@ client/zoned-client-uninstalled.pc: $(top_srcdir)/client/zoned-client-uninstalle
 	    -e 's|@PACKAGE_VERSION[@]|$(PACKAGE_VERSION)|g' $< >$@
 CLEANFILES += client/zoned-client-uninstalled.pc
 EXTRA_DIST += client/zoned-client-uninstalled.pc.in
+
+# An example in the tree: leases driven from a libuv loop through the
+# non-blocking core (run by tests/test-async).
+noinst_PROGRAMS += client/examples/uv-leases
+client_examples_uv_leases_SOURCES = client/examples/uv-leases.c
+client_examples_uv_leases_CFLAGS = $(AM_CFLAGS) $(UV_CFLAGS)
+client_examples_uv_leases_LDADD = client/libzoned-client.la $(UV_LIBS)

@@ -134,7 +134,9 @@ static void *writer_main(void *arg)
 
 	r = zc_connect(o->socket, &c);
 	if (r < 0) {
+		/* The daemon's words: the connection cap, say. */
 		w->what = "connect";
+		snprintf(w->msg, sizeof(w->msg), "%s", zc_last_error(NULL));
 		goto out;
 	}
 	if (posix_memalign(&buf, 4096, o->block)) {
@@ -388,7 +390,7 @@ int zonectl_bench(const char *socket_path, bool json, int argc, char **argv)
 		if (r < 0) {
 			berr(r, "bench: cannot connect to %s: %s (" ZONECTL_START_HINT ")",
 			     socket_path ? socket_path : getenv("ZONED_SOCKET") ? getenv("ZONED_SOCKET")
-						     : "/run/zoned/zonedd.sock", zc_strerror(r));
+						     : "/run/zoned/zonedd.sock", zc_last_error(NULL));
 			return 1;
 		}
 		r = zc_device_info(cl, o.device, &info);

@@ -390,7 +390,7 @@ static zc_client *connect_or_die(void)
 		char text[1024];
 
 		snprintf(text, sizeof(text), "cannot connect to %s: %s (" ZONECTL_START_HINT ")",
-			 path && *path ? path : "/run/zoned/zonedd.sock", zc_strerror(r));
+			 path && *path ? path : "/run/zoned/zonedd.sock", zc_last_error(NULL));
 		zonectl_error(r, text);
 		exit(EXIT_FAILURE);
 	}

@@ -184,6 +184,7 @@ struct zd_conn {
 	struct zd_list waiters;     /* its waiting acquires (zd_waiter.conn_link) */
 	struct zd_list waiters_parked; /* of those, the ones at its lease limit */
 	unsigned nr_waiters;
+	struct zd_subscription *events; /* events.subscribe; NULL when none (daemon/events.c) */
 };
 
 struct zd_lease {
@@ -222,6 +223,7 @@ struct zd_stats {
 
 struct zd_daemon {
 	uv_loop_t *loop;
+	uint64_t event_seq;         /* the last event's sequence number */
 	struct zd_config cfg;
 	int listen_fd;
 	bool listen_owned;          /* we created (and will unlink) the socket */
@@ -299,6 +301,11 @@ struct zd_conn *zd_conn_new(struct zd_daemon *d, int fd);
 /* Serves a connected socket (non-blocking, close-on-exec); takes fd. */
 int zd_conn_accept(struct zd_daemon *d, int fd);
 void zd_conn_close(struct zd_conn *conn);
+/* Queues one packet on the reply path (a notification its holder must
+ * get), never closing conn; and re-arms the poll after something else was
+ * queued for conn. */
+void zd_conn_send_raw(struct zd_conn *conn, const char *buf, size_t len);
+void zd_conn_update_poll(struct zd_conn *conn);
 void zd_conn_put(struct zd_conn *conn);
 uint64_t zd_now_ms(struct zd_daemon *d);
 

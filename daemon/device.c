@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "daemon/daemon.h"
+#include "daemon/events.h"
 #include "daemon/log.h"
 
 bool zd_zone_active(uint8_t cond)
@@ -123,12 +124,13 @@ static void zone_normalise(struct zd_zone *z)
 
 void zd_device_zone_update(struct zd_device *dev, uint32_t i, const struct zd_zone *z)
 {
-	uint8_t old_class;
+	uint8_t old_class, old_cond;
 	bool relist;
 
 	if (i >= dev->info.nr_zones)
 		return;
 	old_class = dev->zclass[i];
+	old_cond = dev->zones[i].cond;
 	dev->cond_count[dev->zones[i].cond]--;
 	index_del(dev, i, false);
 	dev->zones[i] = *z;
@@ -140,6 +142,8 @@ void zd_device_zone_update(struct zd_device *dev, uint32_t i, const struct zd_zo
 	if (relist)
 		class_remove(dev, i);
 	index_add(dev, i, relist);
+	if (old_cond != dev->zones[i].cond)
+		zd_event_zone(dev, i, old_cond);
 }
 
 struct json_object *zd_zone_json(const struct zd_device *dev, uint32_t index,
@@ -300,6 +304,7 @@ int zd_device_attach(struct zd_daemon *d, struct zd_device *dev, char *why, size
 		       (unsigned long long)(dev->info.zone_size >> 20),
 		       (unsigned long long)(dev->info.zone_capacity >> 20),
 		       dev->info.nr_conventional, dev->info.max_open, dev->info.max_active);
+	zd_event_device(d, ZD_EV_DEVICE_ADDED, dev->id, NULL);
 	return 0;
 }
 

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "daemon/daemon.h"
+#include "daemon/events.h"
 #include "daemon/log.h"
 
 struct acquire_req {
@@ -189,6 +190,7 @@ static void acquire_done(struct zd_work *w, int status)
 		json_object_object_add(call->result, "lease", lease_json(l));
 		call->fd = w->fd;
 		lease_log(l, "granted");
+		zd_event_lease(d, ZD_EV_LEASE_ACQUIRED, l, NULL);
 	}
 	free(op);
 	free(w->zbuf);
@@ -614,6 +616,7 @@ static void leaseop_done(struct zd_work *w, int status)
 		d->stats.leases_released++;
 		d->nr_releasing--;
 		lease_log(l, "released");
+		zd_event_lease(d, ZD_EV_LEASE_RELEASED, l, call ? "release" : "disconnect");
 		lease_unreserve(l);
 		if (d->nr_releasing == 0)
 			zd_waiters_kick(d, NULL);
@@ -886,6 +889,8 @@ void zd_lease_revoke_zone(struct zd_device *dev, uint32_t zone)
 		return;
 	dev->d->stats.leases_revoked++;
 	lease_log(l, "revoked");
+	/* Before it is detached: its holder is told. */
+	zd_event_lease(dev->d, ZD_EV_LEASE_REVOKED, l, "force");
 	lease_detach(l);
 	dev->lease_of[zone] = NULL;
 	zd_device_zone_reclass(dev, zone);

@@ -18,6 +18,8 @@ daemon_libzoned_daemon_la_SOURCES = \
 	daemon/list.h \
 	daemon/waiters.c \
 	daemon/waiters.h \
+	daemon/events.c \
+	daemon/events.h \
 	daemon/config.c \
 	daemon/config.h
 daemon_libzoned_daemon_la_CFLAGS = $(AM_CFLAGS) $(JSONC_CFLAGS) $(UV_CFLAGS) $(SYSTEMD_CFLAGS)

@@ -16,6 +16,7 @@
 
 #include "daemon/config.h"
 #include "daemon/daemon.h"
+#include "daemon/events.h"
 #include "daemon/log.h"
 
 #define DEFAULT_CONFIG ZONED_SYSCONF_DIR "/zonedd.conf"
@@ -306,6 +307,7 @@ static void maybe_close_drained(struct zd_daemon *d)
 
 		if (dev->draining && dev->class_count[ZD_ZC_LEASED] == 0) {
 			zd_notice("device %s drained and closed", dev->id);
+			zd_event_device(d, ZD_EV_DEVICE_REMOVED, dev->id, "configuration");
 			zd_list_del(&dev->link);
 			zd_device_release(dev);
 		}

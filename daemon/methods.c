@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "daemon/daemon.h"
+#include "daemon/events.h"
 #include "daemon/log.h"
 
 /* Zones one zone.report page may carry: about 150 bytes each keeps a page
@@ -588,6 +589,8 @@ static const struct zd_method methods[] = {
 	{ "lease.reset", zd_lease_reset_method, ZD_M_CLIENT, P("id", "token") },
 	{ "lease.finish", zd_lease_finish_method, ZD_M_CLIENT, P("id", "token") },
 	{ "lease.list", zd_lease_list_method, ZD_M_CLIENT, P("all") },
+	{ "events.subscribe", zd_events_subscribe_method, ZD_M_CLIENT, P("types", "devices") },
+	{ "events.unsubscribe", zd_events_unsubscribe_method, ZD_M_CLIENT, P(NULL) },
 };
 #undef P
 

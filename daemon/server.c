@@ -21,6 +21,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "daemon/daemon.h"
+#include "daemon/events.h"
 #include "daemon/log.h"
 
 /* Limits on what one client controls. */
@@ -165,9 +166,14 @@ static void conn_update_poll(struct zd_conn *conn)
 		return;
 	if (conn->batches < ZD_MAX_INFLIGHT && !conn_over_mem(conn))
 		events |= UV_READABLE;
-	if (!zd_list_empty(&conn->out))
+	if (!zd_list_empty(&conn->out) || zd_events_pending(conn))
 		events |= UV_WRITABLE;
 	uv_poll_start(&conn->poll, events, conn_poll_cb);
+}
+
+void zd_conn_update_poll(struct zd_conn *conn)
+{
+	conn_update_poll(conn);
 }
 
 /* Charges (delta > 0) or gives back bytes held for conn; a connection held
@@ -220,7 +226,8 @@ static int conn_flush(struct zd_conn *conn)
 		if (r < 0)
 			return r;
 	}
-	return 0;
+	/* Events go once the replies are out, from their own queue. */
+	return zd_events_flush(conn);
 }
 
 /* Queues one packet; takes the fds. */
@@ -259,6 +266,26 @@ static void conn_send(struct zd_conn *conn, const char *buf, size_t len, int *fd
 		zd_conn_close(conn);
 		return;
 	}
+	conn_update_poll(conn);
+}
+
+void zd_conn_send_raw(struct zd_conn *conn, const char *buf, size_t len)
+{
+	struct zd_outmsg *m;
+
+	/* Unlike conn_send, this never closes conn: its caller (a revocation)
+	 * is half way through changing the lease that closing would release.
+	 * A peer that is gone is noticed by the poll. What a connection can
+	 * have queued here is bounded by its leases. */
+	if (conn->closing || !(m = malloc(sizeof(*m) + len)))
+		return;
+	memcpy(m->data, buf, len);
+	m->len = len;
+	m->nfds = 0;
+	zd_list_add_tail(&conn->out, &m->link);
+	conn->out_bytes += len;
+	conn_charge(conn, (ssize_t)len);
+	(void)conn_flush(conn);
 	conn_update_poll(conn);
 }
 
@@ -785,6 +812,7 @@ void zd_conn_close(struct zd_conn *conn)
 		out_free(m);
 	}
 	conn->out_bytes = 0;
+	zd_events_conn_free(conn);
 	if (uv_is_active((uv_handle_t *)&conn->poll) || conn->poll.data) {
 		uv_poll_stop(&conn->poll);
 		conn->refs++;
@@ -1112,6 +1140,7 @@ static void signal_cb(uv_signal_t *s, int signum)
 
 	if (signum == SIGHUP) {
 		zd_notice("SIGHUP: reloading is handled by the configuration layer");
+		zd_event_daemon(d, ZD_EV_DAEMON_RELOADING);
 		if (d->reload)
 			d->reload(d);
 		return;

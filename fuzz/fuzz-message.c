@@ -110,10 +110,14 @@ static unsigned drain(int peer)
 		o = zp_parse(h.buf, (size_t)len);
 		if (!o)
 			fuzz_die("the daemon sent a reply it would refuse itself: %.*s", (int)len, h.buf);
-		json_object_put(o);
 		if (h.verbose)
 			fprintf(stderr, "fuzz: reply: %.*s\n", (int)len, h.buf);
-		n++;
+		/* Events (protocol 2) are notifications, not replies: a
+		 * subscribed input, or the revocation of the harness's lease. */
+		if (!json_object_is_type(o, json_type_object) ||
+		    !json_object_object_get_ex(o, "method", NULL))
+			n++;
+		json_object_put(o);
 	}
 }
 

@@ -11,7 +11,7 @@
 #include <json-c/json.h>
 
 /* Bump when a change is incompatible; see proto/PROTOCOL.md. */
-#define ZP_PROTOCOL_VERSION 1
+#define ZP_PROTOCOL_VERSION 2
 
 /* One JSON-RPC message per SOCK_SEQPACKET packet, at most this many bytes. */
 #define ZP_MSG_MAX 65536

@@ -83,5 +83,5 @@ if command -v script >/dev/null; then
 fi
 # Past the connection cap (32 per uid) a writer says why.
 fails 1 bench small --size 1M --zones 1 --writers 40 --rounds 1
-check_match "$ERR" "zonectl: bench: writer *: lease: too many connections for uid * (the limit is *)" "bench connection cap"
+check_match "$ERR" "zonectl: bench: writer *: connect: too many connections for uid * (the limit is *)" "bench connection cap"
 pass

@@ -15,3 +15,21 @@ tests_test_client_e2e_LDADD = client/libzoned-client.la $(CHECK_LIBS) -lpthread
 TESTS += tests/test-client tests/test-client-e2e tests/e2e-zonectl.sh tests/e2e-zonectl-data.sh tests/e2e-zonectl-cli.sh tests/e2e-zonectl-help.sh tests/pkgconfig-uninstalled.sh tests/readme-tour.sh
 dist_check_SCRIPTS += tests/e2e-zonectl.sh tests/e2e-zonectl-data.sh tests/e2e-zonectl-cli.sh tests/e2e-zonectl-help.sh tests/pkgconfig-uninstalled.sh tests/readme-tour.sh
 EXTRA_DIST += tests/lib-e2e.sh
+
+# The non-blocking core (tests/test-async.c, which also runs the libuv
+# example) and the event stream (tests/test-events.c), against the real daemon.
+check_PROGRAMS += tests/test-async
+tests_test_async_SOURCES = tests/test-async.c tests/fixture.c tests/fixture.h
+tests_test_async_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) -pthread
+tests_test_async_LDADD = client/libzoned-client.la $(CHECK_LIBS) -lpthread
+EXTRA_tests_test_async_DEPENDENCIES = client/examples/uv-leases daemon/zonedd
+TESTS += tests/test-async
+VALGRIND_TESTS += tests/test-async
+
+check_PROGRAMS += tests/test-events
+tests_test_events_SOURCES = tests/test-events.c tests/fixture.c tests/fixture.h
+tests_test_events_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
+tests_test_events_LDADD = client/libzoned-client.la $(CHECK_LIBS)
+EXTRA_tests_test_events_DEPENDENCIES = daemon/zonedd
+TESTS += tests/test-events
+VALGRIND_TESTS += tests/test-events

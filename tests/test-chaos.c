@@ -379,6 +379,22 @@ static int conn_recv_timeout(struct conn *c, struct reply *rep, int timeout_ms, 
 				child_fail("empty batch reply");
 			for (size_t i = 0; i < len; i++)
 				check_response(json_object_array_get_idx(rep->msg, i));
+		} else if (json_object_object_get_ex(rep->msg, "method", NULL)) {
+			/* Protocol 2: a holder is told of its lease's revocation
+			 * by a notification, subscribed or not; a client that did
+			 * not subscribe gets no other. */
+			struct json_object *v, *p;
+
+			if (!json_object_object_get_ex(rep->msg, "method", &v) ||
+			    strcmp(json_object_get_string(v), "event") ||
+			    json_object_object_get_ex(rep->msg, "id", NULL) ||
+			    !json_object_object_get_ex(rep->msg, "params", &p) ||
+			    !json_object_object_get_ex(p, "type", &v) ||
+			    strcmp(json_object_get_string(v), "lease.revoked") ||
+			    !json_object_object_get_ex(p, "lease", &v) || !json_object_is_type(v, json_type_int))
+				child_fail("unexpected notification %s", json_object_to_json_string(rep->msg));
+			reply_clear(rep);
+			continue;
 		} else {
 			check_response(rep->msg);
 			/* A refused connection gets one error, then the close. */

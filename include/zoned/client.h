@@ -3,9 +3,21 @@
  * errno on failure; zc_strerror() turns it into text. The library never logs,
  * never exits and never raises signals (it sends with MSG_NOSIGNAL).
  *
- * Thread safety: one zc_client may be used from several threads at once;
- * calls are serialised on the connection. A zc_zone_iter and a zc_lease are
- * meant for one thread at a time. */
+ * Thread safety: one zc_client may be used from several threads at once.
+ * Calls do not serialise behind each other: several are in flight on the
+ * connection, each matched to its reply by id, so a waiting acquire in one
+ * thread does not hold up another thread's call. A zc_zone_iter and a
+ * zc_lease are meant for one thread at a time.
+ *
+ * The blocking functions are thin wrappers on a non-blocking core that an
+ * event loop can drive itself: zc_client_fd() to poll, zc_client_process()
+ * to run what is ready, and the *_async calls, which complete through a
+ * callback (see "Asynchronous calls" below and libzoned-client(3)).
+ *
+ * ABI: the structs of 0.1 (zc_hello, zc_device, zc_zone, zc_report_opts,
+ * zc_lease_opts, zc_lease_info, zc_stat) never change; what 0.2 and later add
+ * comes in opaque handles with accessors (zc_event) or in structs that start
+ * with their size (zc_call_opts), so a newer library serves older binaries. */
 #ifndef ZONED_CLIENT_H
 #define ZONED_CLIENT_H
 
@@ -37,7 +49,10 @@ typedef struct zc_lease zc_lease;
  * zc_last_error() gives the daemon's message for the last failed call. */
 ZC_EXPORT const char *zc_strerror(int err);
 
-/* Connects to the daemon: path, else $ZONED_SOCKET, else /run/zoned/zonedd.sock. */
+/* Connects to the daemon: path, else $ZONED_SOCKET, else /run/zoned/zonedd.sock,
+ * and checks that it speaks this library's protocol version: a daemon of
+ * another version is refused with -EPROTONOSUPPORT. Why a connect failed is
+ * in zc_last_error(NULL) (per thread). */
 ZC_EXPORT int zc_connect(const char *path, zc_client **out);
 /* Closes the connection, which ends its leases in the daemon. Leases and
  * iterators not yet freed stay valid to free. Once the connection is gone
@@ -51,7 +66,8 @@ ZC_EXPORT void zc_close(zc_client *c);
  * calling thread's view (a copy-free pointer valid until the next call);
  * for a failure the library found itself (a refused argument, a lost
  * connection) a message saying what was wrong; "" only when no call of this
- * thread on c failed. */
+ * thread on c failed. With c NULL: why this thread's last zc_connect()
+ * failed ("" if none did). */
 ZC_EXPORT const char *zc_last_error(zc_client *c);
 
 struct zc_hello {
@@ -237,6 +253,109 @@ struct zc_stat {
 	uint64_t value;
 };
 ZC_EXPORT int zc_daemon_stats(zc_client *c, struct zc_stat *out, size_t max);
+
+/* --- Asynchronous calls (0.2) ------------------------------------------
+ *
+ * zc_client_fd() returns a descriptor (owned by c; do not close it) that
+ * polls readable whenever zc_client_process() has work: a reply or an event
+ * arrived, a queued request can be sent, an asynchronous call timed out.
+ * Poll it for reading only (it is an epoll descriptor) and call
+ * zc_client_process() when it is ready; the descriptor stays the same for
+ * the client's life. zc_client_process() never blocks; it runs the
+ * callbacks of answered calls and the event callback in the calling
+ * thread, and returns how many it ran, or -ENOTCONN once the connection is
+ * gone (after running the callbacks that failed with it).
+ *
+ * Every asynchronous call returns its request id (> 0) or a negative errno
+ * (then its callback never runs); its callback runs exactly once: from
+ * zc_client_process() with the outcome, with -ETIMEDOUT when its timeout
+ * passed, -ECANCELED after zc_call_cancel(), or from zc_close() with
+ * -ENOTCONN. zc_last_error(c) in the callback describes a failure. */
+ZC_EXPORT int zc_client_fd(zc_client *c);
+ZC_EXPORT int zc_client_process(zc_client *c);
+
+#define ZC_TIMEOUT_NONE UINT32_MAX
+/* The bound of every call on c that names none (0 restores the default, 30 s;
+ * ZC_TIMEOUT_NONE: none). An acquire with wait_ms > 0 has no bound unless
+ * one is given: the daemon answers it by wait_ms. A timed-out acquire is
+ * given back to the daemon when its late reply arrives. */
+ZC_EXPORT int zc_client_set_timeout(zc_client *c, uint32_t timeout_ms);
+
+/* Options of one call; set size to sizeof(struct zc_call_opts) (the INIT
+ * macro does), so later versions can add fields. NULL = defaults. */
+struct zc_call_opts {
+	uint32_t size;
+	uint32_t timeout_ms; /* 0 = the default; ZC_TIMEOUT_NONE = none */
+};
+#define ZC_CALL_OPTS_INIT { .size = sizeof(struct zc_call_opts), .timeout_ms = 0 }
+
+/* Drops interest in a call: its callback runs with -ECANCELED at the next
+ * zc_client_process(); a lease its reply grants later is given back. */
+ZC_EXPORT int zc_call_cancel(zc_client *c, uint64_t call_id);
+
+typedef void (*zc_hello_cb)(zc_client *c, int err, const struct zc_hello *hello, void *userdata);
+ZC_EXPORT int64_t zc_hello_async(zc_client *c, const struct zc_call_opts *copts, zc_hello_cb cb,
+				 void *userdata);
+/* The lease (NULL on error) is the callback's to keep and release. */
+typedef void (*zc_lease_cb)(zc_client *c, int err, zc_lease *lease, void *userdata);
+ZC_EXPORT int64_t zc_lease_acquire_async(zc_client *c, const struct zc_lease_opts *opts,
+					 const struct zc_call_opts *copts, zc_lease_cb cb,
+					 void *userdata);
+typedef void (*zc_done_cb)(zc_client *c, int err, void *userdata);
+/* As zc_lease_sync; the lease must stay alive until the callback. */
+ZC_EXPORT int64_t zc_lease_sync_async(zc_lease *l, const struct zc_call_opts *copts,
+				      zc_done_cb cb, void *userdata);
+/* As zc_lease_release: l is freed before the callback runs, also on error;
+ * data calls on it fail with -ESTALE from now on. */
+ZC_EXPORT int64_t zc_lease_release_async(zc_lease *l, enum zc_release_then then,
+					 const struct zc_call_opts *copts, zc_done_cb cb,
+					 void *userdata);
+/* Any method: params_json is a JSON object as text (NULL: none); the
+ * callback receives the result as JSON text (NULL on error) and the fd the
+ * reply carried (-1 if none), which it then owns. */
+typedef void (*zc_json_cb)(zc_client *c, int err, const char *result_json, int fd,
+			   void *userdata);
+ZC_EXPORT int64_t zc_call_async(zc_client *c, const char *method, const char *params_json,
+				const struct zc_call_opts *copts, zc_json_cb cb, void *userdata);
+
+/* --- Events (0.2) --------------------------------------------------------
+ *
+ * zc_events_subscribe asks the daemon for events (proto/PROTOCOL.md,
+ * "Events"): types and devices are NULL-terminated lists, NULL for all.
+ * Types name an event ("lease.revoked") or a family ("lease"). A non-admin
+ * sees the events of its own uid's leases and the device, zone and daemon
+ * events. Events reach the application, once it subscribed, through the
+ * event callback (run by zc_client_process) or zc_event_next; the library keeps at most 1024
+ * unread ones, then drops and reports the loss as an "overflow" event, as
+ * the daemon does when the application reads too slowly.
+ *
+ * Whether subscribed or not, the library learns at once of the revocation
+ * of its own leases: the lease is marked and its next data call fails with
+ * -ESTALE before any syscall (a data call first reads what the daemon sent,
+ * without waiting, when no other thread is using the connection). */
+typedef struct zc_event zc_event;
+ZC_EXPORT int zc_events_subscribe(zc_client *c, const char *const *types,
+				  const char *const *devices);
+ZC_EXPORT int zc_events_unsubscribe(zc_client *c);
+typedef void (*zc_event_cb)(zc_client *c, const zc_event *ev, void *userdata);
+/* NULL stops the callback; events then wait for zc_event_next. */
+ZC_EXPORT int zc_client_set_event_cb(zc_client *c, zc_event_cb cb, void *userdata);
+/* Waits up to timeout_ms (0: do not wait; ZC_TIMEOUT_NONE: for ever) for
+ * the next event: 1 with *out (free it with zc_event_free), 0 when none came,
+ * or a negative errno (-ENOTCONN once the connection is gone). */
+ZC_EXPORT int zc_event_next(zc_client *c, uint32_t timeout_ms, zc_event **out);
+ZC_EXPORT void zc_event_free(zc_event *ev);
+/* "lease.acquired", "lease.released", "lease.revoked", "zone.changed",
+ * "device.added", "device.removed", "daemon.reloading", "overflow", ... */
+ZC_EXPORT const char *zc_event_type(const zc_event *ev);
+ZC_EXPORT uint64_t zc_event_seq(const zc_event *ev);
+ZC_EXPORT uint64_t zc_event_time_ms(const zc_event *ev); /* since the epoch */
+ZC_EXPORT const char *zc_event_device(const zc_event *ev); /* NULL if none */
+ZC_EXPORT int64_t zc_event_zone(const zc_event *ev);       /* -1 if none */
+ZC_EXPORT uint64_t zc_event_lease(const zc_event *ev);     /* lease id, 0 if none */
+ZC_EXPORT uint64_t zc_event_lost(const zc_event *ev);      /* "overflow": events lost */
+/* The whole event (the notification's params) as JSON text. */
+ZC_EXPORT const char *zc_event_json(const zc_event *ev);
 
 #ifdef __cplusplus
 }
