@@ -147,7 +147,27 @@ struct zd_method {
 	 * ("wait" for "wait_ms") is an error rather than silently ignored. */
 	const char *const *params;
 };
-const struct zd_method *zd_method_find(const char *name);
+/* Each module keeps its methods in its own static table and binds it at
+ * start-up (sd-varlink's bind-method style); dispatch searches the bound
+ * tables in order. */
+struct zd_method_table {
+	struct zd_list link;        /* in d->method_tables */
+	const struct zd_method *methods;
+	size_t nr_methods;
+};
+void zd_method_table_bind(struct zd_daemon *d, struct zd_method_table *t);
+const struct zd_method *zd_method_find(struct zd_daemon *d, const char *name);
+
+/* What a module does when a connection opens and closes: the transport
+ * calls these and knows nothing of what they keep (leases, waiters). A
+ * close hook runs once, with the connection still whole, before its socket
+ * is closed. */
+struct zd_conn_hook {
+	struct zd_list link;        /* in d->conn_hooks */
+	void (*open)(struct zd_conn *conn);
+	void (*close)(struct zd_conn *conn);
+};
+void zd_conn_hook_add(struct zd_daemon *d, struct zd_conn_hook *hook);
 
 /* What one uid holds across its connections; capped by the config. */
 struct zd_user {
@@ -271,6 +291,10 @@ struct zd_daemon {
 	bool mem_high;              /* mem passed the trim mark since the last trim */
 	uint64_t refused_log_ms;    /* last "connection refused" log line */
 	uint64_t refused_unlogged;  /* refusals since, not logged */
+	struct zd_list conn_hooks;  /* struct zd_conn_hook */
+	struct zd_list method_tables; /* struct zd_method_table */
+	struct zd_conn_hook lease_hook;
+	struct zd_method_table methods_core, methods_lease;
 };
 
 /* daemon/device.c */
@@ -288,6 +312,10 @@ void zd_device_zone_update(struct zd_device *dev, uint32_t index, const struct z
 struct json_object *zd_zone_json(const struct zd_device *dev, uint32_t index,
 				 const struct zd_zone *z);
 bool zd_zone_active(uint8_t cond);
+
+/* daemon/methods.c: binds every module's methods and hooks (zd_daemon_init
+ * calls it). */
+int zd_modules_init(struct zd_daemon *d);
 
 /* daemon/server.c */
 int zd_daemon_init(struct zd_daemon *d, uv_loop_t *loop);
@@ -318,7 +346,7 @@ int zd_lease_finish_method(struct zd_daemon *d, struct zd_call *call, struct jso
 int zd_lease_list_method(struct zd_daemon *d, struct zd_call *call, struct json_object *p);
 int zd_device_open_method(struct zd_daemon *d, struct zd_call *call, struct json_object *p);
 /* daemon/lease.c */
-void zd_lease_drop_conn(struct zd_conn *conn);
+void zd_lease_init(struct zd_daemon *d);
 void zd_lease_revoke_zone(struct zd_device *dev, uint32_t zone);
 
 /* daemon/state.c */

@@ -859,7 +859,16 @@ int zd_device_open_method(struct zd_daemon *d, struct zd_call *call, struct json
 
 /* --- connection death and revocation ------------------------------------ */
 
-void zd_lease_drop_conn(struct zd_conn *conn)
+static void lease_conn_open(struct zd_conn *conn)
+{
+	zd_list_init(&conn->leases);
+	zd_list_init(&conn->waiters);
+	zd_list_init(&conn->waiters_parked);
+}
+
+/* Leases belong to the connection: a client that closes or dies gives its
+ * zones back now. */
+static void lease_conn_close(struct zd_conn *conn)
 {
 	struct zd_list *pos, *tmp;
 
@@ -901,4 +910,15 @@ void zd_lease_revoke_zone(struct zd_device *dev, uint32_t zone)
 	 * device cannot go away meanwhile, that work holds a reference. */
 	if (!l->busy)
 		free(l);
+}
+
+void zd_lease_init(struct zd_daemon *d)
+{
+	d->next_lease_id = 1;
+	zd_waitq_init(&d->any_waiters);
+	zd_list_init(&d->release_waiters);
+	zd_list_init(&d->kick_pending);
+	d->lease_hook.open = lease_conn_open;
+	d->lease_hook.close = lease_conn_close;
+	zd_conn_hook_add(d, &d->lease_hook);
 }

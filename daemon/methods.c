@@ -594,10 +594,11 @@ static const struct zd_method methods[] = {
 };
 #undef P
 
-const struct zd_method *zd_method_find(const char *name)
+int zd_modules_init(struct zd_daemon *d)
 {
-	for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
-		if (strcmp(methods[i].name, name) == 0)
-			return &methods[i];
-	return NULL;
+	d->methods_core.methods = methods;
+	d->methods_core.nr_methods = sizeof(methods) / sizeof(methods[0]);
+	zd_method_table_bind(d, &d->methods_core);
+	zd_lease_init(d);
+	return 0;
 }

@@ -516,7 +516,7 @@ static void call_dispatch(struct zd_conn *conn, struct zd_call *call, struct jso
 			goto done;
 		}
 	}
-	m = zd_method_find(method);
+	m = zd_method_find(d, method);
 	if (!m) {
 		zd_call_error(call, ZP_ERR_METHOD_NOT_FOUND, "method '%.128s' not found", method);
 		goto done;
@@ -762,9 +762,34 @@ static void user_put(struct zd_user *u)
 	}
 }
 
+void zd_conn_hook_add(struct zd_daemon *d, struct zd_conn_hook *hook)
+{
+	zd_list_add_tail(&d->conn_hooks, &hook->link);
+}
+
+void zd_method_table_bind(struct zd_daemon *d, struct zd_method_table *t)
+{
+	zd_list_add_tail(&d->method_tables, &t->link);
+}
+
+const struct zd_method *zd_method_find(struct zd_daemon *d, const char *name)
+{
+	struct zd_list *pos, *tmp;
+
+	zd_list_for_each_safe(pos, tmp, &d->method_tables) {
+		const struct zd_method_table *t = zd_container_of(pos, struct zd_method_table, link);
+
+		for (size_t i = 0; i < t->nr_methods; i++)
+			if (strcmp(t->methods[i].name, name) == 0)
+				return &t->methods[i];
+	}
+	return NULL;
+}
+
 struct zd_conn *zd_conn_new(struct zd_daemon *d, int fd)
 {
 	struct zd_conn *conn = calloc(1, sizeof(*conn));
+	struct zd_list *pos, *tmp;
 
 	if (!conn)
 		return NULL;
@@ -772,10 +797,7 @@ struct zd_conn *zd_conn_new(struct zd_daemon *d, int fd)
 	conn->fd = fd;
 	conn->refs = 1;
 	zd_list_init(&conn->link);
-	zd_list_init(&conn->leases);
 	zd_list_init(&conn->out);
-	zd_list_init(&conn->waiters);
-	zd_list_init(&conn->waiters_parked);
 	zd_list_init(&conn->user_link);
 	conn_credentials(conn);
 	conn->user = user_get(d, conn->uid);
@@ -787,12 +809,15 @@ struct zd_conn *zd_conn_new(struct zd_daemon *d, int fd)
 	zd_list_add_tail(&conn->user->conns, &conn->user_link);
 	zd_list_add_tail(&d->conns, &conn->link);
 	d->nr_conns++;
+	zd_list_for_each_safe(pos, tmp, &d->conn_hooks)
+		zd_container_of(pos, struct zd_conn_hook, link)->open(conn);
 	return conn;
 }
 
 void zd_conn_close(struct zd_conn *conn)
 {
 	struct zd_daemon *d = conn->d;
+	struct zd_list *pos, *tmp;
 
 	if (conn->closing)
 		return;
@@ -801,9 +826,10 @@ void zd_conn_close(struct zd_conn *conn)
 	d->nr_conns--;
 	conn->user->nr_conns--;
 	zd_list_del(&conn->user_link);
-	/* Leases belong to the connection: a client that closes or dies
-	 * gives its zones back now. */
-	zd_lease_drop_conn(conn);
+	/* The modules let go of what the connection held (its leases, its
+	 * waiting calls) while it is still whole. */
+	zd_list_for_each_safe(pos, tmp, &d->conn_hooks)
+		zd_container_of(pos, struct zd_conn_hook, link)->close(conn);
 	while (!zd_list_empty(&conn->out)) {
 		struct zd_outmsg *m = zd_container_of(conn->out.next, struct zd_outmsg, link);
 
@@ -1154,17 +1180,15 @@ int zd_daemon_init(struct zd_daemon *d, uv_loop_t *loop)
 	d->loop = loop;
 	d->listen_fd = -1;
 	d->uid = geteuid();
-	d->next_lease_id = 1;
 	zd_list_init(&d->devices);
 	zd_list_init(&d->conns);
 	zd_list_init(&d->users);
-	zd_waitq_init(&d->any_waiters);
-	zd_list_init(&d->release_waiters);
-	zd_list_init(&d->kick_pending);
+	zd_list_init(&d->conn_hooks);
+	zd_list_init(&d->method_tables);
 	d->msgbuf = malloc(ZP_MSG_MAX + 1);
 	if (!d->msgbuf)
 		return -ENOMEM;
-	return 0;
+	return zd_modules_init(d);
 }
 
 int zd_daemon_resolve_groups(struct zd_daemon *d, char *why, size_t why_len)
