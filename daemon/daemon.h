@@ -207,24 +207,40 @@ struct zd_conn {
 	struct zd_subscription *events; /* events.subscribe; NULL when none (daemon/events.c) */
 };
 
+/* A lease's life; zd_lease_set_state() checks every change against
+ * daemon/lease.c's transition table. */
+enum zd_lease_state {
+	ZD_LEASE_GRANTING,   /* zone reserved, fd being opened: not the client's yet */
+	ZD_LEASE_HELD,       /* the owner's connection has it */
+	ZD_LEASE_ORPHANED,   /* no owner (daemon restart, or a reclaimable lease's
+			      * connection lost): zone kept for the grace period */
+	ZD_LEASE_RECLAIMING, /* lease.reclaim opening a fresh fd */
+	ZD_LEASE_RELEASING,  /* gone for the owner; release work in flight */
+	ZD_LEASE_REVOKED,    /* zone taken back; operations still in flight */
+	ZD_LEASE_FREE,       /* ended; freed once no operation is in flight */
+	ZD_LEASE_NR_STATES
+};
+
 struct zd_lease {
-	struct zd_list conn_link;
+	enum zd_lease_state state;
+	struct zd_list conn_link;   /* in conn->leases while conn is set */
 	struct zd_conn *conn;
+	struct zd_list orphan_link; /* in d->orphans while orphaned */
 	struct zd_device *dev;
 	uint32_t zone;
 	uint64_t id;
 	uint64_t token;
 	uint64_t granted_ms;
+	uint64_t orphan_until_ms;   /* end of the grace, while orphaned */
 	char label[128];
 	pid_t pid;                  /* the owner's, kept for logs after it left */
 	uid_t uid;
 	bool direct;
+	bool reclaimable;           /* orphaned, not released, when its connection dies */
 	/* Device operations on it in flight, the grant included. A count, not
 	 * a flag: a client may pipeline several (a batch of two lease.sync),
 	 * and a revoked lease may only be freed after the last one is done. */
 	unsigned busy;
-	bool granting;              /* acquire still opening the fd */
-	bool releasing;             /* detached, release work queued */
 	struct zd_list waiters;     /* acquires waiting for this zone, parked */
 };
 
@@ -337,17 +353,34 @@ void zd_conn_update_poll(struct zd_conn *conn);
 void zd_conn_put(struct zd_conn *conn);
 uint64_t zd_now_ms(struct zd_daemon *d);
 
-/* daemon/lease.c: method handlers */
-int zd_lease_acquire_method(struct zd_daemon *d, struct zd_call *call, struct json_object *p);
-int zd_lease_sync_method(struct zd_daemon *d, struct zd_call *call, struct json_object *p);
-int zd_lease_release_method(struct zd_daemon *d, struct zd_call *call, struct json_object *p);
-int zd_lease_reset_method(struct zd_daemon *d, struct zd_call *call, struct json_object *p);
-int zd_lease_finish_method(struct zd_daemon *d, struct zd_call *call, struct json_object *p);
-int zd_lease_list_method(struct zd_daemon *d, struct zd_call *call, struct json_object *p);
-int zd_device_open_method(struct zd_daemon *d, struct zd_call *call, struct json_object *p);
-/* daemon/lease.c */
+/* daemon/lease-methods.c: binds the lease methods. */
+void zd_lease_methods_init(struct zd_daemon *d);
+
+/* daemon/lease.c: the lease object and its lifecycle. */
 void zd_lease_init(struct zd_daemon *d);
+const char *zd_lease_state_name(enum zd_lease_state s);
+bool zd_lease_transition_ok(enum zd_lease_state from, enum zd_lease_state to);
+/* Moves l to state `to`; an illegal transition aborts a debug build and is
+ * refused (-EINVAL, logged) by a release build (-DNDEBUG). */
+int zd_lease_set_state(struct zd_lease *l, enum zd_lease_state to);
+/* A granting lease of conn on the zone, which it reserves. */
+struct zd_lease *zd_lease_new(struct zd_conn *conn, struct zd_device *dev, uint32_t zone,
+			      uint64_t token, const char *label);
+void zd_lease_attach(struct zd_lease *l, struct zd_conn *conn);
+void zd_lease_detach(struct zd_lease *l);
+/* Frees the zone (fenced first) and the lease once no operation is in
+ * flight: granting that failed, release done, revocation. */
+void zd_lease_end(struct zd_lease *l);
+/* Frees l if it ended and nothing is in flight on it. */
+void zd_lease_put(struct zd_lease *l);
+/* Ends one device operation on l (busy--), ending a revoked lease. */
+void zd_lease_op_done(struct zd_lease *l);
+/* Queues the release work (then: -1 keep, else a zone op); the reply to
+ * call, if any, carries the zone as released. */
+int zd_lease_release(struct zd_lease *l, int then, struct zd_call *call);
 void zd_lease_revoke_zone(struct zd_device *dev, uint32_t zone);
+struct json_object *zd_lease_json(const struct zd_lease *l);
+void zd_lease_log(const struct zd_lease *l, const char *what);
 
 /* daemon/state.c */
 /* Opens the state directory (no symlink) and refuses one not owned by the

@@ -14,6 +14,7 @@ daemon_libzoned_daemon_la_SOURCES = \
 	daemon/server.c \
 	daemon/methods.c \
 	daemon/lease.c \
+	daemon/lease-methods.c \
 	daemon/state.c \
 	daemon/list.h \
 	daemon/waiters.c \
