@@ -16,7 +16,7 @@
 #include <uv.h>
 
 #include "daemon/alloc.h"
-#include "daemon/config.h"
+#include "daemon/conf.h"
 #include "daemon/list.h"
 #include "daemon/waiters.h"
 #include "daemon/zdev.h"

@@ -14,7 +14,7 @@
 
 #include <systemd/sd-daemon.h>
 
-#include "daemon/config.h"
+#include "daemon/conf.h"
 #include "daemon/daemon.h"
 #include "daemon/events.h"
 #include "daemon/log.h"
