@@ -158,16 +158,20 @@ struct zd_method_table {
 void zd_method_table_bind(struct zd_daemon *d, struct zd_method_table *t);
 const struct zd_method *zd_method_find(struct zd_daemon *d, const char *name);
 
-/* What a module does when a connection opens and closes: the transport
- * calls these and knows nothing of what they keep (leases, waiters). A
- * close hook runs once, with the connection still whole, before its socket
- * is closed. */
-struct zd_conn_hook {
-	struct zd_list link;        /* in d->conn_hooks */
-	void (*open)(struct zd_conn *conn);
-	void (*close)(struct zd_conn *conn);
+/* What a module does when a connection opens and closes, and when the
+ * daemon stops and is torn down: the transport calls these and knows
+ * nothing of what the modules keep (leases, waiters). A close hook runs
+ * once, with the connection still whole, before its socket is closed;
+ * `stop` runs after every connection closed, `fini` after the loop ended
+ * and before the devices are freed. Any may be NULL. */
+struct zd_hooks {
+	struct zd_list link;        /* in d->hooks */
+	void (*conn_open)(struct zd_conn *conn);
+	void (*conn_close)(struct zd_conn *conn);
+	void (*stop)(struct zd_daemon *d);
+	void (*fini)(struct zd_daemon *d);
 };
-void zd_conn_hook_add(struct zd_daemon *d, struct zd_conn_hook *hook);
+void zd_hooks_add(struct zd_daemon *d, struct zd_hooks *hook);
 
 /* What one uid holds across its connections; capped by the config. */
 struct zd_user {
@@ -237,6 +241,7 @@ struct zd_lease {
 	uid_t uid;
 	bool direct;
 	bool reclaimable;           /* orphaned, not released, when its connection dies */
+	bool persisted;             /* in the state directory's lease table */
 	/* Device operations on it in flight, the grant included. A count, not
 	 * a flag: a client may pipeline several (a batch of two lease.sync),
 	 * and a revoked lease may only be freed after the last one is done. */
@@ -307,9 +312,19 @@ struct zd_daemon {
 	bool mem_high;              /* mem passed the trim mark since the last trim */
 	uint64_t refused_log_ms;    /* last "connection refused" log line */
 	uint64_t refused_unlogged;  /* refusals since, not logged */
-	struct zd_list conn_hooks;  /* struct zd_conn_hook */
+	struct zd_list hooks;       /* struct zd_hooks */
 	struct zd_list method_tables; /* struct zd_method_table */
-	struct zd_conn_hook lease_hook;
+	struct zd_hooks lease_hooks;
+	/* daemon/lease.c: leases without an owner, and the one timer that
+	 * ends the grace of the first of them. */
+	struct zd_list orphans;
+	uv_timer_t grace_timer;     /* .data is NULL until initialised */
+	size_t nr_persisted;        /* leases in the lease table */
+	/* daemon/state.c: the lease table's append log. */
+	int lease_log_fd;
+	bool have_lease_log;
+	uint64_t lease_log_size;
+	uint64_t lease_log_records;
 	struct zd_method_table methods_core, methods_lease;
 };
 
@@ -379,10 +394,40 @@ void zd_lease_op_done(struct zd_lease *l);
  * call, if any, carries the zone as released. */
 int zd_lease_release(struct zd_lease *l, int then, struct zd_call *call);
 void zd_lease_revoke_zone(struct zd_device *dev, uint32_t zone);
+/* Writes l to the lease table (a grant or a reclaim), synced. */
+int zd_lease_persist(struct zd_lease *l);
+/* Start-up: every lease of the table becomes orphaned for grace_ms (the
+ * point where issue 9 re-adopts a lease's dm mapping or zone file). */
+int zd_lease_adopt(struct zd_daemon *d);
+/* The orphan with this id, or NULL. */
+struct zd_lease *zd_lease_find_orphan(struct zd_daemon *d, uint64_t id);
+/* Leaves the owner's connection; kept for grace_ms from now. */
+void zd_lease_orphan(struct zd_lease *l);
 struct json_object *zd_lease_json(const struct zd_lease *l);
 void zd_lease_log(const struct zd_lease *l, const char *what);
 
+/* One lease as the state directory keeps it. */
+struct zd_lease_rec {
+	uint64_t id, token, wp;
+	char device[ZD_ID_MAX];
+	uint32_t zone;
+	pid_t pid;
+	uid_t uid;
+	bool direct, reclaimable;
+	char label[128];
+};
+
 /* daemon/state.c */
+/* The persisted lease table: load (the live records, and d->next_lease_id
+ * raised past every id seen), rewrite to exactly these records (also opens
+ * it for appending), and one record appended and synced per change. */
+int zd_state_leases_load(struct zd_daemon *d, struct zd_lease_rec **recs, size_t *nr);
+int zd_state_leases_rewrite(struct zd_daemon *d, const struct zd_lease_rec *recs, size_t nr);
+int zd_state_lease_put(struct zd_daemon *d, const struct zd_lease_rec *r);
+int zd_state_lease_end(struct zd_daemon *d, uint64_t id);
+/* Whether the log has grown enough against `live` leases to be rewritten. */
+bool zd_state_leases_want_rewrite(const struct zd_daemon *d, size_t live);
+void zd_state_leases_close(struct zd_daemon *d);
 /* Opens the state directory (no symlink) and refuses one not owned by the
  * daemon's user or writable by group or others; *why says which. */
 int zd_state_open(struct zd_daemon *d, char *why, size_t why_len);

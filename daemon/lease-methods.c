@@ -21,6 +21,7 @@ struct acquire_req {
 	char device[ZD_ID_MAX];     /* "" = any */
 	struct zd_alloc_req req;    /* zone, min_free, prefer */
 	bool direct;
+	bool reclaimable;
 	char label[128];
 	int first_err;              /* the answer an until_released waiter gets */
 };
@@ -109,11 +110,21 @@ static void acquire_done(struct zd_work *w, int status)
 		zd_lease_set_state(l, ZD_LEASE_HELD);
 		l->direct = fl >= 0 && (fl & O_DIRECT);
 		l->granted_ms = zd_now_ms(d);
-		d->stats.leases_granted++;
-		call->result = json_object_new_object();
-		json_object_object_add(call->result, "lease", zd_lease_json(l));
-		call->fd = w->fd;
-		zd_lease_log(l, "granted");
+		/* In the table before the client hears of it: a lease the
+		 * client has is one a restart keeps. */
+		if (zd_lease_persist(l) < 0) {
+			close(w->fd);
+			zd_call_error(call, ZP_ERR_IO, "the lease cannot be recorded in the state "
+				      "directory (see the daemon's log); nothing is held");
+			if (zd_lease_release(l, -1, NULL) < 0)
+				zd_lease_detach(l);
+		} else {
+			d->stats.leases_granted++;
+			call->result = json_object_new_object();
+			json_object_object_add(call->result, "lease", zd_lease_json(l));
+			call->fd = w->fd;
+			zd_lease_log(l, "granted");
+		}
 	}
 	free(op);
 	free(w->zbuf);
@@ -189,6 +200,7 @@ static int acquire_try(struct zd_daemon *d, struct acquire_req *a)
 	/* The grant in flight counts as an operation: a revocation meanwhile
 	 * leaves the lease to it. */
 	l->busy = 1;
+	l->reclaimable = a->reclaimable;
 
 	op->call = a->call;
 	op->lease = l;
@@ -380,6 +392,9 @@ static int lease_acquire_method(struct zd_daemon *d, struct zd_call *call, struc
 	if (r == -EINVAL)
 		goto bad;
 	r = zp_param_bool(p, "direct", ZP_OPTIONAL, &a->direct, &e);
+	if (r == -EINVAL)
+		goto bad;
+	r = zp_param_bool(p, "reclaimable", ZP_OPTIONAL, &a->reclaimable, &e);
 	if (r == -EINVAL)
 		goto bad;
 	r = zp_param_string(p, "label", ZP_OPTIONAL, &s, &e);
@@ -637,15 +652,26 @@ static int lease_list_method(struct zd_daemon *d, struct zd_call *call, struct j
 			struct zd_lease *l = dev->lease_of[i];
 			struct json_object *o;
 
-			if (l->state != ZD_LEASE_HELD)
+			/* An orphan shows to its uid (that is who may reclaim
+			 * it), without the token: its owner kept that. */
+			if (l->state == ZD_LEASE_ORPHANED) {
+				if (!all && l->uid != call->conn->uid)
+					continue;
+			} else if (l->state != ZD_LEASE_HELD || (!all && l->conn != call->conn)) {
 				continue;
-			if (!all && l->conn != call->conn)
-				continue;
+			}
 			o = zd_lease_json(l);
 			if (l->conn != call->conn)
 				json_object_object_del(o, "token");
-			json_object_object_add(o, "pid", json_object_new_int(l->conn->pid));
-			json_object_object_add(o, "uid", json_object_new_int64(l->conn->uid));
+			json_object_object_add(o, "state",
+					       json_object_new_string(zd_lease_state_name(l->state)));
+			json_object_object_add(o, "reclaimable",
+					       json_object_new_boolean(l->reclaimable));
+			if (l->state == ZD_LEASE_ORPHANED)
+				json_object_object_add(o, "grace_left_ms", json_object_new_uint64(
+					l->orphan_until_ms > now ? l->orphan_until_ms - now : 0));
+			json_object_object_add(o, "pid", json_object_new_int(l->pid));
+			json_object_object_add(o, "uid", json_object_new_int64(l->uid));
 			json_object_object_add(o, "age_ms",
 					       json_object_new_uint64(now - l->granted_ms));
 			json_object_array_add(arr, o);
@@ -656,10 +682,129 @@ static int lease_list_method(struct zd_daemon *d, struct zd_call *call, struct j
 	return 0;
 }
 
+/* --- reclaim ----------------------------------------------------------- */
+
+static int reclaim_run(struct zd_work *w)
+{
+	struct zd_dev *dev = w->dev->dev;
+	int r;
+
+	w->fd = -1;
+	/* The write pointer from the device itself: the owner may have
+	 * written while the daemon was away. */
+	r = dev->ops->refresh_zone(dev, w->zone, UINT64_MAX, w->zbuf);
+	if (r < 0)
+		return r;
+	w->fd = dev->ops->open_fd(dev, w->open_flags);
+	return w->fd < 0 ? w->fd : 0;
+}
+
+static void reclaim_done(struct zd_work *w, int status)
+{
+	struct lease_op *op = w->data;
+	struct zd_lease *l = op->lease;
+	struct zd_call *call = op->call;
+
+	if (status == 0)
+		zd_device_zone_update(w->dev, w->zone, w->zbuf);
+	if (l->state == ZD_LEASE_REVOKED) {
+		if (w->fd >= 0)
+			close(w->fd);
+		zd_call_error(call, ZP_ERR_STALE_LEASE, "the lease was revoked as it was reclaimed");
+		zd_lease_op_done(l);
+	} else if (status < 0 || !l->conn || zd_lease_persist(l) < 0) {
+		/* Nothing changed hands: the lease stays orphaned, its grace
+		 * running as before, and may be reclaimed again. */
+		uint64_t until = l->orphan_until_ms;
+
+		if (w->fd >= 0)
+			close(w->fd);
+		if (status < 0)
+			zd_call_errno(call, status, "reclaim");
+		else
+			zd_call_error(call, ZP_ERR_IO, "the reclaim cannot be recorded in the state "
+				      "directory (see the daemon's log)");
+		l->busy--;
+		zd_lease_orphan(l);
+		l->orphan_until_ms = until;
+	} else {
+		int fl = fcntl(w->fd, F_GETFL);
+
+		l->busy--;
+		zd_lease_set_state(l, ZD_LEASE_HELD);
+		l->direct = fl >= 0 && (fl & O_DIRECT);
+		call->result = json_object_new_object();
+		json_object_object_add(call->result, "lease", zd_lease_json(l));
+		call->fd = w->fd;
+		zd_lease_log(l, "reclaimed");
+	}
+	free(op);
+	free(w->zbuf);
+	free(w);
+	zd_call_complete(call);
+}
+
+static int lease_reclaim_method(struct zd_daemon *d, struct zd_call *call, struct json_object *p)
+{
+	struct zd_conn *conn = call->conn;
+	struct zd_lease *l;
+	struct lease_op *op;
+	struct zd_work *w;
+	uint64_t id, token;
+	struct zp_err e;
+	int r;
+
+	r = zp_param_u64(p, "id", ZP_REQUIRED, &id, &e);
+	if (r == 0)
+		r = zp_param_u64(p, "token", ZP_REQUIRED, &token, &e);
+	if (r < 0) {
+		zd_call_error(call, e.code, "%s", e.message);
+		return 0;
+	}
+	l = zd_lease_find_orphan(d, id);
+	/* Another uid's orphan, or a wrong token, is as unknown as a lease
+	 * that never was: nothing is learnt by probing. */
+	if (!l || l->token != token || l->uid != conn->uid) {
+		zd_call_error(call, ZP_ERR_STALE_LEASE, "no orphaned lease %" PRIu64
+			      " with this token for this user", id);
+		return 0;
+	}
+	if (d->cfg.max_leases_per_conn && conn->nr_leases >= d->cfg.max_leases_per_conn) {
+		zd_call_error(call, ZP_ERR_LIMIT, "this connection holds %u leases, the limit",
+			      conn->nr_leases);
+		return 0;
+	}
+	op = calloc(1, sizeof(*op));
+	w = calloc(1, sizeof(*w));
+	if (w)
+		w->zbuf = calloc(1, sizeof(*w->zbuf));
+	if (!op || !w || !w->zbuf) {
+		free(op);
+		if (w)
+			free(w->zbuf);
+		free(w);
+		zd_call_error(call, ZP_ERR_INTERNAL, "out of memory");
+		return 0;
+	}
+	zd_lease_set_state(l, ZD_LEASE_RECLAIMING);
+	zd_lease_attach(l, conn);
+	l->busy++;
+	op->call = call;
+	op->lease = l;
+	w->data = op;
+	w->zone = l->zone;
+	w->open_flags = O_RDWR | (l->direct ? O_DIRECT : 0);
+	w->run = reclaim_run;
+	w->done = reclaim_done;
+	zd_work_queue(l->dev, w);
+	return ZD_ASYNC;
+}
+
 #define P(...) ((const char *const[]){ __VA_ARGS__, NULL })
 static const struct zd_method lease_methods[] = {
 	{ "lease.acquire", lease_acquire_method, ZD_M_CLIENT | ZD_M_REPLY,
-	  P("device", "zone", "min_free", "prefer", "wait_ms", "direct", "label") },
+	  P("device", "zone", "min_free", "prefer", "wait_ms", "direct", "label", "reclaimable") },
+	{ "lease.reclaim", lease_reclaim_method, ZD_M_CLIENT | ZD_M_REPLY, P("id", "token") },
 	{ "lease.sync", lease_sync_method, ZD_M_CLIENT, P("id", "token", "wp") },
 	{ "lease.release", lease_release_method, ZD_M_CLIENT, P("id", "token", "then") },
 	{ "lease.reset", lease_reset_method, ZD_M_CLIENT, P("id", "token") },

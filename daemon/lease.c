@@ -67,6 +67,10 @@ int zd_lease_set_state(struct zd_lease *l, enum zd_lease_state to)
 		return -EINVAL;
 #endif
 	}
+	/* Leaving the orphans' list, whichever way: reclaimed, expired or
+	 * revoked. */
+	if (l->state == ZD_LEASE_ORPHANED)
+		zd_list_del(&l->orphan_link);
 	l->state = to;
 	return 0;
 }
@@ -163,8 +167,94 @@ static void lease_fence(struct zd_lease *l)
 	(void)l;
 }
 
-/* Gives the zone back to the allocator, fenced first. Idempotent: a
- * revoked lease gave its zone up already. */
+/* --- the persisted table ------------------------------------------------ */
+
+static void lease_rec(const struct zd_lease *l, struct zd_lease_rec *r)
+{
+	memset(r, 0, sizeof(*r));
+	r->id = l->id;
+	r->token = l->token;
+	r->wp = l->dev->zones[l->zone].wp;
+	snprintf(r->device, sizeof(r->device), "%s", l->dev->id);
+	r->zone = l->zone;
+	r->pid = l->pid;
+	r->uid = l->uid;
+	r->direct = l->direct;
+	r->reclaimable = l->reclaimable;
+	snprintf(r->label, sizeof(r->label), "%s", l->label);
+}
+
+/* Rewrites the table with the persisted leases, so the log stays O(live). */
+static int leases_rewrite(struct zd_daemon *d)
+{
+	struct zd_lease_rec *recs = calloc(d->nr_persisted + 1, sizeof(*recs));
+	struct zd_list *pos, *tmp;
+	size_t n = 0;
+	int r;
+
+	if (!recs)
+		return -ENOMEM;
+	zd_list_for_each_safe(pos, tmp, &d->devices) {
+		struct zd_device *dev = zd_container_of(pos, struct zd_device, link);
+
+		for (uint32_t i = dev->class_head[ZD_ZC_LEASED]; i != ZD_NIL; i = dev->znext[i])
+			if (dev->lease_of[i]->persisted && n < d->nr_persisted)
+				lease_rec(dev->lease_of[i], &recs[n++]);
+	}
+	r = zd_state_leases_rewrite(d, recs, n);
+	free(recs);
+	if (r < 0)
+		zd_err("cannot rewrite the lease table in %s: %s", d->cfg.state_dir, strerror(-r));
+	return r;
+}
+
+static void leases_maybe_rewrite(struct zd_daemon *d)
+{
+	if (zd_state_leases_want_rewrite(d, d->nr_persisted))
+		leases_rewrite(d);
+}
+
+int zd_lease_persist(struct zd_lease *l)
+{
+	struct zd_daemon *d = l->dev->d;
+	struct zd_lease_rec rec;
+	int r;
+
+	lease_rec(l, &rec);
+	r = zd_state_lease_put(d, &rec);
+	if (r < 0) {
+		zd_err("lease %" PRIu64 ": cannot record it in %s: %s", l->id, d->cfg.state_dir,
+		       strerror(-r));
+		return r;
+	}
+	if (!l->persisted)
+		d->nr_persisted++;
+	l->persisted = true;
+	leases_maybe_rewrite(d);
+	return 0;
+}
+
+/* Before the zone is anyone else's, the table says the lease ended. If it
+ * cannot, the lease comes back orphaned after a restart and its zone is
+ * held for one grace period more: the safe side. */
+static void lease_unpersist(struct zd_lease *l)
+{
+	struct zd_daemon *d = l->dev->d;
+	int r;
+
+	if (!l->persisted)
+		return;
+	r = zd_state_lease_end(d, l->id);
+	if (r < 0)
+		zd_err("lease %" PRIu64 ": cannot record its end in %s: %s", l->id,
+		       d->cfg.state_dir, strerror(-r));
+	l->persisted = false;
+	d->nr_persisted--;
+	leases_maybe_rewrite(d);
+}
+
+/* Gives the zone back to the allocator, fenced and unrecorded first.
+ * Idempotent: a revoked lease gave its zone up already. */
 static void lease_zone_free(struct zd_lease *l)
 {
 	struct zd_device *dev = l->dev;
@@ -173,6 +263,7 @@ static void lease_zone_free(struct zd_lease *l)
 	if (dev->lease_of[l->zone] != l)
 		return;
 	lease_fence(l);
+	lease_unpersist(l);
 	dev->lease_of[l->zone] = NULL;
 	zd_device_zone_reclass(dev, l->zone);
 	/* Those waiting for this very zone go first, then the rest. */
@@ -368,10 +459,19 @@ static void lease_conn_close(struct zd_conn *conn)
 	zd_list_for_each_safe(pos, tmp, &conn->leases) {
 		struct zd_lease *l = zd_container_of(pos, struct zd_lease, conn_link);
 
-		if (l->state == ZD_LEASE_GRANTING) {
-			/* Still being granted: the grant's completion sees no
-			 * connection and ends it. */
+		if (l->state == ZD_LEASE_GRANTING || l->state == ZD_LEASE_RECLAIMING) {
+			/* Still being granted or reclaimed: the completion sees
+			 * no connection and ends or re-orphans it. */
 			zd_lease_detach(l);
+			continue;
+		}
+		/* A stopping daemon keeps every lease in its table: the next
+		 * start orphans them for the grace, so an upgrade or a
+		 * restart loses none. A reclaimable lease outlives its
+		 * connection for the grace; any other is released now, so a
+		 * client that dies does not hold its zone for grace_ms. */
+		if (conn->d->stopping || l->reclaimable) {
+			zd_lease_orphan(l);
 			continue;
 		}
 		zd_lease_log(l, "dropped with its connection");
@@ -381,13 +481,187 @@ static void lease_conn_close(struct zd_conn *conn)
 	}
 }
 
+/* --- orphans and the grace ---------------------------------------------- */
+
+static void grace_cb(uv_timer_t *t);
+
+/* One timer for every orphan: it fires at the earliest end of a grace. */
+static void grace_arm(struct zd_daemon *d)
+{
+	struct zd_list *pos, *tmp;
+	uint64_t first = UINT64_MAX, now = zd_now_ms(d);
+
+	if (d->stopping)
+		return;
+	zd_list_for_each_safe(pos, tmp, &d->orphans) {
+		struct zd_lease *l = zd_container_of(pos, struct zd_lease, orphan_link);
+
+		if (l->orphan_until_ms < first)
+			first = l->orphan_until_ms;
+	}
+	if (!d->grace_timer.data) {
+		uv_timer_init(d->loop, &d->grace_timer);
+		d->grace_timer.data = d;
+	}
+	if (first == UINT64_MAX)
+		uv_timer_stop(&d->grace_timer);
+	else
+		uv_timer_start(&d->grace_timer, grace_cb, first > now ? first - now : 0, 0);
+}
+
+static void grace_cb(uv_timer_t *t)
+{
+	struct zd_daemon *d = t->data;
+	struct zd_list *pos, *tmp;
+	uint64_t now = zd_now_ms(d);
+
+	zd_list_for_each_safe(pos, tmp, &d->orphans) {
+		struct zd_lease *l = zd_container_of(pos, struct zd_lease, orphan_link);
+
+		if (l->orphan_until_ms > now)
+			continue;
+		zd_lease_log(l, "not reclaimed within the grace period, released");
+		if (zd_lease_release(l, -1, NULL) < 0)
+			l->orphan_until_ms = now + 1000; /* out of memory: later */
+	}
+	grace_arm(d);
+}
+
+static void lease_make_orphan(struct zd_lease *l)
+{
+	struct zd_daemon *d = l->dev->d;
+
+	l->orphan_until_ms = zd_now_ms(d) + d->cfg.grace_ms;
+	zd_list_add_tail(&d->orphans, &l->orphan_link);
+	grace_arm(d);
+}
+
+void zd_lease_orphan(struct zd_lease *l)
+{
+	if (zd_lease_set_state(l, ZD_LEASE_ORPHANED) < 0)
+		return;
+	zd_lease_detach(l);
+	if (!l->dev->d->stopping)
+		zd_lease_log(l, "orphaned: reclaimable for the grace period");
+	lease_make_orphan(l);
+}
+
+struct zd_lease *zd_lease_find_orphan(struct zd_daemon *d, uint64_t id)
+{
+	struct zd_list *pos, *tmp;
+
+	zd_list_for_each_safe(pos, tmp, &d->orphans) {
+		struct zd_lease *l = zd_container_of(pos, struct zd_lease, orphan_link);
+
+		if (l->id == id)
+			return l;
+	}
+	return NULL;
+}
+
+int zd_lease_adopt(struct zd_daemon *d)
+{
+	struct zd_lease_rec *recs;
+	size_t n, adopted = 0;
+	int r;
+
+	uv_update_time(d->loop); /* the grace starts now, not when the loop began */
+	r = zd_state_leases_load(d, &recs, &n);
+	if (r < 0) {
+		zd_err("cannot read the lease table in %s: %s", d->cfg.state_dir, strerror(-r));
+		return r;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const struct zd_lease_rec *rec = &recs[i];
+		struct zd_device *dev = zd_device_find(d, rec->device);
+		struct zd_lease *l;
+
+		if (!dev || strcmp(dev->id, rec->device) || rec->zone >= dev->info.nr_zones ||
+		    dev->lease_of[rec->zone]) {
+			zd_warn("lease %" PRIu64 " of %s zone %u: %s; dropped", rec->id,
+				rec->device, rec->zone,
+				!dev || strcmp(dev->id, rec->device) ? "no such device is configured" :
+				rec->zone >= dev->info.nr_zones ? "no such zone" :
+				"the zone is leased twice in the table");
+			continue;
+		}
+		l = calloc(1, sizeof(*l));
+		if (!l) {
+			r = -ENOMEM;
+			break;
+		}
+		/* Born orphaned: its owner is whoever holds the token. */
+		l->state = ZD_LEASE_ORPHANED;
+		l->dev = dev;
+		l->zone = rec->zone;
+		l->id = rec->id;
+		l->token = rec->token;
+		l->pid = rec->pid;
+		l->uid = rec->uid;
+		l->direct = rec->direct;
+		l->reclaimable = rec->reclaimable;
+		l->persisted = true;
+		l->granted_ms = zd_now_ms(d);
+		snprintf(l->label, sizeof(l->label), "%s", rec->label);
+		zd_list_init(&l->waiters);
+		zd_list_init(&l->conn_link);
+		dev->lease_of[l->zone] = l;
+		zd_device_zone_reclass(dev, l->zone);
+		dev->refs++;
+		d->nr_persisted++;
+		lease_make_orphan(l);
+		zd_lease_log(l, "adopted from the lease table, orphaned for the grace period");
+		adopted++;
+	}
+	free(recs);
+	/* Rewritten from what was adopted: the dropped records go, and the
+	 * log is open for appending from here. */
+	if (leases_rewrite(d) < 0 && r == 0)
+		r = -EIO;
+	if (adopted)
+		zd_notice("%zu lease(s) orphaned after the restart; reclaimable for %u ms", adopted,
+			  d->cfg.grace_ms);
+	return r;
+}
+
+static void lease_stop(struct zd_daemon *d)
+{
+	zd_waiters_fini(d);
+	if (d->grace_timer.data) {
+		uv_close((uv_handle_t *)&d->grace_timer, NULL);
+		d->grace_timer.data = NULL;
+	}
+}
+
+/* The loop has ended: what is left are orphans, kept in the table for the
+ * next start; their memory and device references go. */
+static void lease_fini(struct zd_daemon *d)
+{
+	while (!zd_list_empty(&d->orphans)) {
+		struct zd_lease *l = zd_container_of(d->orphans.next, struct zd_lease,
+						     orphan_link);
+		struct zd_device *dev = l->dev;
+
+		zd_list_del(&l->orphan_link);
+		if (dev->lease_of[l->zone] == l) {
+			dev->lease_of[l->zone] = NULL;
+			dev->refs--;
+		}
+		free(l);
+	}
+	zd_state_leases_close(d);
+}
+
 void zd_lease_init(struct zd_daemon *d)
 {
 	d->next_lease_id = 1;
 	zd_waitq_init(&d->any_waiters);
 	zd_list_init(&d->release_waiters);
 	zd_list_init(&d->kick_pending);
-	d->lease_hook.open = lease_conn_open;
-	d->lease_hook.close = lease_conn_close;
-	zd_conn_hook_add(d, &d->lease_hook);
+	zd_list_init(&d->orphans);
+	d->lease_hooks.conn_open = lease_conn_open;
+	d->lease_hooks.conn_close = lease_conn_close;
+	d->lease_hooks.stop = lease_stop;
+	d->lease_hooks.fini = lease_fini;
+	zd_hooks_add(d, &d->lease_hooks);
 }

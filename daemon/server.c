@@ -762,9 +762,9 @@ static void user_put(struct zd_user *u)
 	}
 }
 
-void zd_conn_hook_add(struct zd_daemon *d, struct zd_conn_hook *hook)
+void zd_hooks_add(struct zd_daemon *d, struct zd_hooks *hook)
 {
-	zd_list_add_tail(&d->conn_hooks, &hook->link);
+	zd_list_add_tail(&d->hooks, &hook->link);
 }
 
 void zd_method_table_bind(struct zd_daemon *d, struct zd_method_table *t)
@@ -809,8 +809,12 @@ struct zd_conn *zd_conn_new(struct zd_daemon *d, int fd)
 	zd_list_add_tail(&conn->user->conns, &conn->user_link);
 	zd_list_add_tail(&d->conns, &conn->link);
 	d->nr_conns++;
-	zd_list_for_each_safe(pos, tmp, &d->conn_hooks)
-		zd_container_of(pos, struct zd_conn_hook, link)->open(conn);
+	zd_list_for_each_safe(pos, tmp, &d->hooks) {
+		struct zd_hooks *h = zd_container_of(pos, struct zd_hooks, link);
+
+		if (h->conn_open)
+			h->conn_open(conn);
+	}
 	return conn;
 }
 
@@ -828,8 +832,12 @@ void zd_conn_close(struct zd_conn *conn)
 	zd_list_del(&conn->user_link);
 	/* The modules let go of what the connection held (its leases, its
 	 * waiting calls) while it is still whole. */
-	zd_list_for_each_safe(pos, tmp, &d->conn_hooks)
-		zd_container_of(pos, struct zd_conn_hook, link)->close(conn);
+	zd_list_for_each_safe(pos, tmp, &d->hooks) {
+		struct zd_hooks *h = zd_container_of(pos, struct zd_hooks, link);
+
+		if (h->conn_close)
+			h->conn_close(conn);
+	}
 	while (!zd_list_empty(&conn->out)) {
 		struct zd_outmsg *m = zd_container_of(conn->out.next, struct zd_outmsg, link);
 
@@ -1183,7 +1191,7 @@ int zd_daemon_init(struct zd_daemon *d, uv_loop_t *loop)
 	zd_list_init(&d->devices);
 	zd_list_init(&d->conns);
 	zd_list_init(&d->users);
-	zd_list_init(&d->conn_hooks);
+	zd_list_init(&d->hooks);
 	zd_list_init(&d->method_tables);
 	d->msgbuf = malloc(ZP_MSG_MAX + 1);
 	if (!d->msgbuf)
@@ -1288,7 +1296,12 @@ void zd_daemon_stop(struct zd_daemon *d)
 	}
 	zd_list_for_each_safe(pos, tmp, &d->conns)
 		zd_conn_close(zd_container_of(pos, struct zd_conn, link));
-	zd_waiters_fini(d);
+	zd_list_for_each_safe(pos, tmp, &d->hooks) {
+		struct zd_hooks *h = zd_container_of(pos, struct zd_hooks, link);
+
+		if (h->stop)
+			h->stop(d);
+	}
 	if (d->listening) {
 		uv_close((uv_handle_t *)&d->sig_term, NULL);
 		uv_close((uv_handle_t *)&d->sig_int, NULL);
@@ -1302,11 +1315,19 @@ void zd_daemon_stop(struct zd_daemon *d)
 
 void zd_daemon_fini(struct zd_daemon *d)
 {
+	struct zd_list *pos, *tmp;
+
 	if (d->listen_fd >= 0) {
 		if (d->listen_owned)
 			unlink(d->cfg.socket_path);
 		close(d->listen_fd);
 		d->listen_fd = -1;
+	}
+	zd_list_for_each_safe(pos, tmp, &d->hooks) {
+		struct zd_hooks *h = zd_container_of(pos, struct zd_hooks, link);
+
+		if (h->fini)
+			h->fini(d);
 	}
 	zd_device_free_all(d);
 	free(d->msgbuf);
