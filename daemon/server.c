@@ -1225,26 +1225,84 @@ int zd_daemon_resolve_groups(struct zd_daemon *d, char *why, size_t why_len)
 	return 0;
 }
 
-int zd_daemon_listen(struct zd_daemon *d)
+/* The listener systemd passes: one stored in the service's fd store by an
+ * earlier life of the daemon (named "listen"), which wins, or the socket
+ * of socket activation. Others passed are closed. Returns 1 when one was
+ * taken, 0 when none was passed. */
+static int pick_listen_fd(struct zd_daemon *d)
 {
-	int n, r;
-	uint64_t usec = 0;
+	char **names = NULL;
+	int n, pick = -1;
+	bool stored = false;
 
-	n = sd_listen_fds(1);
-	if (n > 1) {
-		zd_err("socket activation passed %d sockets; zonedd takes exactly one", n);
+	n = sd_listen_fds_with_names(1, &names);
+	if (n < 0) {
+		zd_err("cannot read the sockets passed by systemd: %s", strerror(-n));
+		return n;
+	}
+	for (int i = 0; i < n; i++) {
+		int fd = SD_LISTEN_FDS_START + i;
+		bool is_stored = names && names[i] && strcmp(names[i], "listen") == 0;
+
+		if (sd_is_socket_unix(fd, SOCK_SEQPACKET, 1, NULL, 0) <= 0)
+			continue;
+		if (pick < 0 || (is_stored && !stored)) {
+			pick = fd;
+			stored = is_stored;
+		}
+	}
+	for (int i = 0; i < n; i++)
+		if (SD_LISTEN_FDS_START + i != pick)
+			close(SD_LISTEN_FDS_START + i);
+	if (names)
+		for (int i = 0; i < n; i++)
+			free(names[i]);
+	free(names);
+	if (n > 0 && pick < 0) {
+		zd_err("systemd passed %d fd(s), none a listening AF_UNIX SOCK_SEQPACKET socket", n);
 		return -EINVAL;
 	}
-	if (n == 1) {
-		if (sd_is_socket_unix(SD_LISTEN_FDS_START, SOCK_SEQPACKET, 1, NULL, 0) <= 0) {
-			zd_err("the activation socket is not a listening AF_UNIX SOCK_SEQPACKET socket");
-			return -EINVAL;
-		}
-		d->listen_fd = SD_LISTEN_FDS_START;
-		fcntl(d->listen_fd, F_SETFL, fcntl(d->listen_fd, F_GETFL) | O_NONBLOCK);
-		fcntl(d->listen_fd, F_SETFD, FD_CLOEXEC);
-		zd_info("listening on the socket passed by systemd");
-	} else {
+	if (pick < 0)
+		return 0;
+	d->listen_fd = pick;
+	fcntl(d->listen_fd, F_SETFL, fcntl(d->listen_fd, F_GETFL) | O_NONBLOCK);
+	fcntl(d->listen_fd, F_SETFD, FD_CLOEXEC);
+	zd_info("listening on the socket %s", stored ? "kept in systemd's fd store" :
+		"passed by systemd");
+	return 1;
+}
+
+/* Under systemd, the listener goes into the service's fd store
+ * (FileDescriptorStoreMax=): a restarted daemon gets it back, so the
+ * socket never goes away and clients connecting meanwhile queue in its
+ * backlog instead of being refused. systemd drops duplicates, so storing
+ * a socket-activated or already stored listener again is harmless. A
+ * stored socket's name is not unlinked at stop: the next life serves it. */
+static void store_listen_fd(struct zd_daemon *d)
+{
+	int r;
+
+	if (!getenv("NOTIFY_SOCKET"))
+		return;
+	r = sd_pid_notify_with_fds(0, 0, "FDSTORE=1\nFDNAME=listen", &d->listen_fd, 1);
+	if (r > 0) {
+		d->listen_owned = false;
+		zd_debug("listening socket stored in systemd's fd store");
+	} else if (r < 0) {
+		zd_warn("cannot store the listening socket in systemd's fd store: %s "
+			"(a restart briefly refuses connections)", strerror(-r));
+	}
+}
+
+int zd_daemon_listen(struct zd_daemon *d)
+{
+	int r;
+	uint64_t usec = 0;
+
+	r = pick_listen_fd(d);
+	if (r < 0)
+		return r;
+	if (r == 0) {
 		char why[512] = "";
 
 		r = make_listen_socket(d, why, sizeof(why));
@@ -1254,6 +1312,7 @@ int zd_daemon_listen(struct zd_daemon *d)
 		}
 		zd_info("listening on %s", d->cfg.socket_path);
 	}
+	store_listen_fd(d);
 	d->listen_poll.data = d;
 	uv_poll_init(d->loop, &d->listen_poll, d->listen_fd);
 	uv_poll_start(&d->listen_poll, UV_READABLE, listen_cb);
