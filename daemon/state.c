@@ -1,6 +1,6 @@
 /* Persisted daemon state: the state directory (checked once, then used
  * through a directory fd, never by following a name) and the token
- * generation kept in it. Issue 8's lease table belongs here too. */
+ * generation kept in it, and the lease table. */
 #include <config.h>
 
 #include <errno.h>
@@ -264,7 +264,11 @@ int zd_state_next_token(struct zd_daemon *d, uint64_t *token)
  * small write and one fdatasync, not a rewrite of the table; the log is
  * rewritten (new file, fsync, rename, directory fsync) at start-up and
  * whenever it holds more than twice the live leases plus LOG_SLACK
- * records, so its size stays O(live leases).
+ * records, so its size stays O(live leases). The append and its fdatasync
+ * run on the event loop (as the generation bump does): a lease's grant must
+ * not be answered before it is on disk, and the loop answers it. That is
+ * one small synchronous flush per grant, reclaim and end; batching them
+ * (group commit) or moving them to the thread pool is issue 12's.
  *
  *   <fnv1a-32 of the rest, 8 hex> N <next id>
  *   <crc> G <id> <token> <wp> <zone> <pid> <uid> <flags> <device hex> <label hex>
