@@ -241,7 +241,8 @@ struct zd_lease {
 	uid_t uid;
 	bool direct;
 	bool reclaimable;           /* orphaned, not released, when its connection dies */
-	bool persisted;             /* in the state directory's lease table */
+	bool persisted;             /* in the lease table (or its record queued) */
+	struct zd_list persist_link;/* in d->persisted while persisted */
 	/* Device operations on it in flight, the grant included. A count, not
 	 * a flag: a client may pipeline several (a batch of two lease.sync),
 	 * and a revoked lease may only be freed after the last one is done. */
@@ -319,12 +320,23 @@ struct zd_daemon {
 	 * ends the grace of the first of them. */
 	struct zd_list orphans;
 	uv_timer_t grace_timer;     /* .data is NULL until initialised */
-	size_t nr_persisted;        /* leases in the lease table */
-	/* daemon/state.c: the lease table's append log. */
+	struct zd_list persisted;   /* leases in the lease table */
+	size_t nr_persisted;
+	/* daemon/state.c: the lease table's append log, and its group
+	 * commit: records pending, the batch in flight on the thread pool. */
 	int lease_log_fd;
 	bool have_lease_log;
 	uint64_t lease_log_size;
 	uint64_t lease_log_records;
+	struct zd_list log_pending, log_batch;
+	uv_work_t log_work;
+	bool log_busy, log_do_rewrite;
+	char *log_buf;
+	size_t log_buf_len;
+	struct zd_lease_rec *log_recs;
+	size_t log_nrecs;
+	uint64_t log_next_id;
+	int log_status;
 	struct zd_method_table methods_core, methods_lease;
 };
 
@@ -394,8 +406,16 @@ void zd_lease_op_done(struct zd_lease *l);
  * call, if any, carries the zone as released. */
 int zd_lease_release(struct zd_lease *l, int then, struct zd_call *call);
 void zd_lease_revoke_zone(struct zd_device *dev, uint32_t zone);
-/* Writes l to the lease table (a grant or a reclaim), synced. */
-int zd_lease_persist(struct zd_lease *l);
+/* Writes l to the lease table (a grant or a reclaim); done(l, status, arg)
+ * runs on the loop once it is on disk or failed. l must stay alive until
+ * then (the caller holds it busy). */
+int zd_lease_persist(struct zd_lease *l, void (*done)(struct zd_lease *l, int status, void *arg),
+		     void *arg);
+/* As zd_lease_end(); the call, if any, is completed once the end is on
+ * disk. */
+void zd_lease_end_reply(struct zd_lease *l, struct zd_call *call);
+/* The records of every persisted lease, for a rewrite of the table. */
+int zd_lease_snapshot(struct zd_daemon *d, struct zd_lease_rec **recs, size_t *n);
 /* Start-up: every lease of the table becomes orphaned for grace_ms (the
  * point where issue 9 re-adopts a lease's dm mapping or zone file). */
 int zd_lease_adopt(struct zd_daemon *d);
@@ -405,6 +425,17 @@ struct zd_lease *zd_lease_find_orphan(struct zd_daemon *d, uint64_t id);
 void zd_lease_orphan(struct zd_lease *l);
 struct json_object *zd_lease_json(const struct zd_lease *l);
 void zd_lease_log(const struct zd_lease *l, const char *what);
+
+/* A record on its way to the lease table; `done` runs on the loop once it
+ * is on disk (status 0) or could not be written. */
+#define ZD_LOG_LINE_MAX 1024
+struct zd_log_req {
+	struct zd_list link;
+	char line[ZD_LOG_LINE_MAX];
+	size_t len;
+	int status;
+	void (*done)(struct zd_log_req *q);
+};
 
 /* One lease as the state directory keeps it. */
 struct zd_lease_rec {
@@ -425,6 +456,13 @@ int zd_state_leases_load(struct zd_daemon *d, struct zd_lease_rec **recs, size_t
 int zd_state_leases_rewrite(struct zd_daemon *d, const struct zd_lease_rec *recs, size_t nr);
 int zd_state_lease_put(struct zd_daemon *d, const struct zd_lease_rec *r);
 int zd_state_lease_end(struct zd_daemon *d, uint64_t id);
+/* The same through the group commit (the daemon's way): q is owned by the
+ * caller until done(q) runs. */
+void zd_state_log_init(struct zd_daemon *d);
+int zd_state_lease_put_async(struct zd_daemon *d, const struct zd_lease_rec *r,
+			     struct zd_log_req *q, void (*done)(struct zd_log_req *q));
+int zd_state_lease_end_async(struct zd_daemon *d, uint64_t id, struct zd_log_req *q,
+			     void (*done)(struct zd_log_req *q));
 /* Whether the log has grown enough against `live` leases to be rewritten. */
 bool zd_state_leases_want_rewrite(const struct zd_daemon *d, size_t live);
 void zd_state_leases_close(struct zd_daemon *d);

@@ -32,6 +32,7 @@ struct acquire_req {
 struct lease_op {
 	struct zd_call *call;
 	struct zd_lease *lease;
+	int fd;                     /* a grant's or reclaim's, until its record is on disk */
 };
 
 static struct zd_lease *lease_lookup(struct zd_call *call, struct json_object *params)
@@ -79,6 +80,40 @@ static int acquire_run(struct zd_work *w)
 	return w->fd < 0 ? w->fd : 0;
 }
 
+/* A grant's last step: its record is on disk (status 0), or could not be
+ * written, and the client may have left or an admin revoked it meanwhile. */
+static void grant_recorded(struct zd_lease *l, int status, void *arg)
+{
+	struct lease_op *op = arg;
+	struct zd_call *call = op->call;
+	struct zd_daemon *d = l->dev->d;
+
+	if (status < 0 || !l->conn || l->state == ZD_LEASE_REVOKED) {
+		close(op->fd);
+		if (l->state == ZD_LEASE_REVOKED || !l->conn)
+			zd_call_error(call, ZP_ERR_STALE_LEASE, "the lease was revoked as it was granted");
+		else
+			zd_call_error(call, ZP_ERR_IO, "the lease cannot be recorded in the state "
+				      "directory (see the daemon's log); nothing is held");
+		if (l->state == ZD_LEASE_REVOKED) {
+			zd_lease_op_done(l);
+		} else {
+			l->busy--;
+			zd_lease_end(l);
+		}
+	} else {
+		l->busy--;
+		zd_lease_set_state(l, ZD_LEASE_HELD);
+		d->stats.leases_granted++;
+		call->result = json_object_new_object();
+		json_object_object_add(call->result, "lease", zd_lease_json(l));
+		call->fd = op->fd;
+		zd_lease_log(l, "granted");
+	}
+	free(op);
+	zd_call_complete(call);
+}
+
 static void acquire_done(struct zd_work *w, int status)
 {
 	struct lease_op *op = w->data;
@@ -104,27 +139,20 @@ static void acquire_done(struct zd_work *w, int status)
 			zd_lease_end(l);
 		}
 	} else {
-		int fl = fcntl(w->fd, F_GETFL);
+		int fl = fcntl(w->fd, F_GETFL), r;
 
-		l->busy--;
-		zd_lease_set_state(l, ZD_LEASE_HELD);
 		l->direct = fl >= 0 && (fl & O_DIRECT);
 		l->granted_ms = zd_now_ms(d);
+		op->fd = w->fd;
+		free(w->zbuf);
+		free(w);
 		/* In the table before the client hears of it: a lease the
-		 * client has is one a restart keeps. */
-		if (zd_lease_persist(l) < 0) {
-			close(w->fd);
-			zd_call_error(call, ZP_ERR_IO, "the lease cannot be recorded in the state "
-				      "directory (see the daemon's log); nothing is held");
-			if (zd_lease_release(l, -1, NULL) < 0)
-				zd_lease_detach(l);
-		} else {
-			d->stats.leases_granted++;
-			call->result = json_object_new_object();
-			json_object_object_add(call->result, "lease", zd_lease_json(l));
-			call->fd = w->fd;
-			zd_lease_log(l, "granted");
-		}
+		 * client has is one a restart keeps. Still granting (and
+		 * busy) until then. */
+		r = zd_lease_persist(l, grant_recorded, op);
+		if (r < 0)
+			grant_recorded(l, r, op);
+		return;
 	}
 	free(op);
 	free(w->zbuf);
@@ -699,6 +727,38 @@ static int reclaim_run(struct zd_work *w)
 	return w->fd < 0 ? w->fd : 0;
 }
 
+static void reclaim_recorded(struct zd_lease *l, int status, void *arg)
+{
+	struct lease_op *op = arg;
+	struct zd_call *call = op->call;
+
+	if (l->state == ZD_LEASE_REVOKED) {
+		close(op->fd);
+		zd_call_error(call, ZP_ERR_STALE_LEASE, "the lease was revoked as it was reclaimed");
+		zd_lease_op_done(l);
+	} else if (status < 0 || !l->conn) {
+		/* Nothing changed hands: the lease stays orphaned, its grace
+		 * running as before, and may be reclaimed again. */
+		uint64_t until = l->orphan_until_ms;
+
+		close(op->fd);
+		zd_call_error(call, ZP_ERR_IO, "the reclaim cannot be recorded in the state "
+			      "directory (see the daemon's log)");
+		l->busy--;
+		zd_lease_orphan(l);
+		l->orphan_until_ms = until;
+	} else {
+		l->busy--;
+		zd_lease_set_state(l, ZD_LEASE_HELD);
+		call->result = json_object_new_object();
+		json_object_object_add(call->result, "lease", zd_lease_json(l));
+		call->fd = op->fd;
+		zd_lease_log(l, "reclaimed");
+	}
+	free(op);
+	zd_call_complete(call);
+}
+
 static void reclaim_done(struct zd_work *w, int status)
 {
 	struct lease_op *op = w->data;
@@ -712,7 +772,7 @@ static void reclaim_done(struct zd_work *w, int status)
 			close(w->fd);
 		zd_call_error(call, ZP_ERR_STALE_LEASE, "the lease was revoked as it was reclaimed");
 		zd_lease_op_done(l);
-	} else if (status < 0 || !l->conn || zd_lease_persist(l) < 0) {
+	} else if (status < 0 || !l->conn) {
 		/* Nothing changed hands: the lease stays orphaned, its grace
 		 * running as before, and may be reclaimed again. */
 		uint64_t until = l->orphan_until_ms;
@@ -722,21 +782,22 @@ static void reclaim_done(struct zd_work *w, int status)
 		if (status < 0)
 			zd_call_errno(call, status, "reclaim");
 		else
-			zd_call_error(call, ZP_ERR_IO, "the reclaim cannot be recorded in the state "
-				      "directory (see the daemon's log)");
+			zd_call_error(call, ZP_ERR_STALE_LEASE, "the connection left as it reclaimed");
 		l->busy--;
 		zd_lease_orphan(l);
 		l->orphan_until_ms = until;
 	} else {
-		int fl = fcntl(w->fd, F_GETFL);
+		int fl = fcntl(w->fd, F_GETFL), r;
 
-		l->busy--;
-		zd_lease_set_state(l, ZD_LEASE_HELD);
 		l->direct = fl >= 0 && (fl & O_DIRECT);
-		call->result = json_object_new_object();
-		json_object_object_add(call->result, "lease", zd_lease_json(l));
-		call->fd = w->fd;
-		zd_lease_log(l, "reclaimed");
+		op->fd = w->fd;
+		free(w->zbuf);
+		free(w);
+		/* The new holder (pid) is recorded before it hears of it. */
+		r = zd_lease_persist(l, reclaim_recorded, op);
+		if (r < 0)
+			reclaim_recorded(l, r, op);
+		return;
 	}
 	free(op);
 	free(w->zbuf);

@@ -184,86 +184,159 @@ static void lease_rec(const struct zd_lease *l, struct zd_lease_rec *r)
 	snprintf(r->label, sizeof(r->label), "%s", l->label);
 }
 
-/* Rewrites the table with the persisted leases, so the log stays O(live). */
-static int leases_rewrite(struct zd_daemon *d)
+static void persisted_add(struct zd_lease *l)
+{
+	struct zd_daemon *d = l->dev->d;
+
+	if (l->persisted)
+		return;
+	l->persisted = true;
+	zd_list_add_tail(&d->persisted, &l->persist_link);
+	d->nr_persisted++;
+}
+
+static void persisted_del(struct zd_lease *l)
+{
+	if (!l->persisted)
+		return;
+	l->persisted = false;
+	zd_list_del(&l->persist_link);
+	l->dev->d->nr_persisted--;
+}
+
+int zd_lease_snapshot(struct zd_daemon *d, struct zd_lease_rec **out, size_t *nr)
 {
 	struct zd_lease_rec *recs = calloc(d->nr_persisted + 1, sizeof(*recs));
 	struct zd_list *pos, *tmp;
 	size_t n = 0;
-	int r;
 
 	if (!recs)
 		return -ENOMEM;
-	zd_list_for_each_safe(pos, tmp, &d->devices) {
-		struct zd_device *dev = zd_container_of(pos, struct zd_device, link);
+	zd_list_for_each_safe(pos, tmp, &d->persisted)
+		lease_rec(zd_container_of(pos, struct zd_lease, persist_link), &recs[n++]);
+	*out = recs;
+	*nr = n;
+	return 0;
+}
 
-		for (uint32_t i = dev->class_head[ZD_ZC_LEASED]; i != ZD_NIL; i = dev->znext[i])
-			if (dev->lease_of[i]->persisted && n < d->nr_persisted)
-				lease_rec(dev->lease_of[i], &recs[n++]);
-	}
-	r = zd_state_leases_rewrite(d, recs, n);
-	free(recs);
+/* Rewrites the table with the persisted leases (at start-up, on the loop). */
+static int leases_rewrite(struct zd_daemon *d)
+{
+	struct zd_lease_rec *recs;
+	size_t n;
+	int r;
+
+	r = zd_lease_snapshot(d, &recs, &n);
+	if (r == 0)
+		r = zd_state_leases_rewrite(d, recs, n);
+	if (r == 0)
+		free(recs);
 	if (r < 0)
 		zd_err("cannot rewrite the lease table in %s: %s", d->cfg.state_dir, strerror(-r));
 	return r;
 }
 
-static void leases_maybe_rewrite(struct zd_daemon *d)
+struct persist_req {
+	struct zd_log_req q;
+	struct zd_lease *lease;     /* a put: the lease, held busy by the caller */
+	bool fresh;                 /* a put: the lease's first record */
+	struct zd_call *call;       /* an end: the reply to send once it is on disk */
+	void (*done)(struct zd_lease *l, int status, void *arg);
+	void *arg;
+};
+
+static void put_done(struct zd_log_req *q)
 {
-	if (zd_state_leases_want_rewrite(d, d->nr_persisted))
-		leases_rewrite(d);
+	struct persist_req *p = zd_container_of(q, struct persist_req, q);
+	struct zd_lease *l = p->lease;
+
+	if (q->status < 0) {
+		zd_err("lease %" PRIu64 ": cannot record it in %s: %s", l->id,
+		       l->dev->d->cfg.state_dir, strerror(-q->status));
+		/* Not in the table after all (a reclaim's failed re-put leaves
+		 * the earlier record standing). */
+		if (p->fresh)
+			persisted_del(l);
+	}
+	p->done(l, q->status, p->arg);
+	free(p);
 }
 
-int zd_lease_persist(struct zd_lease *l)
+/* In memory the lease counts as persisted from the moment its record is
+ * queued: a rewrite snapshot taken for a later batch must hold it. */
+int zd_lease_persist(struct zd_lease *l, void (*done)(struct zd_lease *l, int status, void *arg),
+		     void *arg)
 {
 	struct zd_daemon *d = l->dev->d;
+	struct persist_req *p = calloc(1, sizeof(*p));
 	struct zd_lease_rec rec;
 	int r;
 
+	if (!p)
+		return -ENOMEM;
+	p->lease = l;
+	p->fresh = !l->persisted;
+	p->done = done;
+	p->arg = arg;
 	lease_rec(l, &rec);
-	r = zd_state_lease_put(d, &rec);
+	persisted_add(l);
+	r = zd_state_lease_put_async(d, &rec, &p->q, put_done);
 	if (r < 0) {
-		zd_err("lease %" PRIu64 ": cannot record it in %s: %s", l->id, d->cfg.state_dir,
-		       strerror(-r));
-		return r;
+		if (p->fresh)
+			persisted_del(l);
+		free(p);
 	}
-	if (!l->persisted)
-		d->nr_persisted++;
-	l->persisted = true;
-	leases_maybe_rewrite(d);
-	return 0;
+	return r;
 }
 
-/* Before the zone is anyone else's, the table says the lease ended. If it
- * cannot, the lease comes back orphaned after a restart and its zone is
- * held for one grace period more: the safe side. */
-static void lease_unpersist(struct zd_lease *l)
+static void end_done(struct zd_log_req *q)
+{
+	struct persist_req *p = zd_container_of(q, struct persist_req, q);
+
+	/* The lease has ended either way; a lost end record brings it back
+	 * orphaned after a restart, for one grace period. */
+	if (q->status < 0)
+		zd_err("cannot record the end of a lease in the lease table: %s",
+		       strerror(-q->status));
+	if (p->call)
+		zd_call_complete(p->call);
+	free(p);
+}
+
+/* Before the zone is anyone else's, the end is queued for the table, ahead
+ * of any record of the zone's next lease; `call` is answered once it is on
+ * disk. Returns whether it took the call. */
+static bool lease_unpersist(struct zd_lease *l, struct zd_call *call)
 {
 	struct zd_daemon *d = l->dev->d;
-	int r;
+	struct persist_req *p;
 
 	if (!l->persisted)
-		return;
-	r = zd_state_lease_end(d, l->id);
-	if (r < 0)
-		zd_err("lease %" PRIu64 ": cannot record its end in %s: %s", l->id,
-		       d->cfg.state_dir, strerror(-r));
-	l->persisted = false;
-	d->nr_persisted--;
-	leases_maybe_rewrite(d);
+		return false;
+	persisted_del(l);
+	p = calloc(1, sizeof(*p));
+	if (!p || zd_state_lease_end_async(d, l->id, &p->q, end_done) < 0) {
+		zd_err("lease %" PRIu64 ": cannot record its end in %s: out of memory", l->id,
+		       d->cfg.state_dir);
+		free(p);
+		return false;
+	}
+	p->call = call;
+	return call != NULL;
 }
 
 /* Gives the zone back to the allocator, fenced and unrecorded first.
  * Idempotent: a revoked lease gave its zone up already. */
-static void lease_zone_free(struct zd_lease *l)
+static bool lease_zone_free(struct zd_lease *l, struct zd_call *call)
 {
 	struct zd_device *dev = l->dev;
 	struct zd_daemon *d = dev->d;
+	bool took;
 
 	if (dev->lease_of[l->zone] != l)
-		return;
+		return false;
 	lease_fence(l);
-	lease_unpersist(l);
+	took = lease_unpersist(l, call);
 	dev->lease_of[l->zone] = NULL;
 	zd_device_zone_reclass(dev, l->zone);
 	/* Those waiting for this very zone go first, then the rest. */
@@ -273,6 +346,7 @@ static void lease_zone_free(struct zd_lease *l)
 	 * that runs next holds its own. */
 	dev->refs--;
 	zd_device_release(dev);
+	return took;
 }
 
 /* The one place a lease's memory goes: once it is free and no device work
@@ -287,13 +361,22 @@ void zd_lease_put(struct zd_lease *l)
 
 /* Ends a lease whose zone is now nobody's: granting that failed or was
  * cancelled, a release whose work is done, a revoked lease. */
+void zd_lease_end_reply(struct zd_lease *l, struct zd_call *call)
+{
+	bool took = false;
+
+	if (zd_lease_set_state(l, ZD_LEASE_FREE) == 0) {
+		zd_lease_detach(l);
+		took = lease_zone_free(l, call);
+		zd_lease_put(l);
+	}
+	if (call && !took)
+		zd_call_complete(call);
+}
+
 void zd_lease_end(struct zd_lease *l)
 {
-	if (zd_lease_set_state(l, ZD_LEASE_FREE) < 0)
-		return;
-	zd_lease_detach(l);
-	lease_zone_free(l);
-	zd_lease_put(l);
+	zd_lease_end_reply(l, NULL);
 }
 
 /* --- release ------------------------------------------------------------ */
@@ -360,14 +443,13 @@ static void release_done(struct zd_work *w, int status)
 	d->stats.leases_released++;
 	d->nr_releasing--;
 	zd_lease_log(l, "released");
-	zd_lease_end(l);
-	if (d->nr_releasing == 0)
-		zd_waiters_kick(d, NULL);
 	free(op);
 	free(w->zbuf);
 	free(w);
-	if (call)
-		zd_call_complete(call);
+	/* The reply goes once the end is on disk. */
+	zd_lease_end_reply(l, call);
+	if (d->nr_releasing == 0)
+		zd_waiters_kick(d, NULL);
 }
 
 int zd_lease_release(struct zd_lease *l, int then, struct zd_call *call)
@@ -427,7 +509,7 @@ void zd_lease_revoke_zone(struct zd_device *dev, uint32_t zone)
 	 * work holds a reference. A grant in flight ends the lease when its
 	 * work completes; otherwise it ends now, and an operation still
 	 * queued on it frees it when that completes. */
-	lease_zone_free(l);
+	lease_zone_free(l, NULL);
 	if (l->busy == 0)
 		zd_lease_end(l);
 }
@@ -600,7 +682,6 @@ int zd_lease_adopt(struct zd_daemon *d)
 		l->uid = rec->uid;
 		l->direct = rec->direct;
 		l->reclaimable = rec->reclaimable;
-		l->persisted = true;
 		l->granted_ms = zd_now_ms(d);
 		snprintf(l->label, sizeof(l->label), "%s", rec->label);
 		zd_list_init(&l->waiters);
@@ -608,7 +689,7 @@ int zd_lease_adopt(struct zd_daemon *d)
 		dev->lease_of[l->zone] = l;
 		zd_device_zone_reclass(dev, l->zone);
 		dev->refs++;
-		d->nr_persisted++;
+		persisted_add(l);
 		lease_make_orphan(l);
 		zd_lease_log(l, "adopted from the lease table, orphaned for the grace period");
 		adopted++;
@@ -643,6 +724,8 @@ static void lease_fini(struct zd_daemon *d)
 		struct zd_device *dev = l->dev;
 
 		zd_list_del(&l->orphan_link);
+		if (l->persisted)
+			zd_list_del(&l->persist_link);
 		if (dev->lease_of[l->zone] == l) {
 			dev->lease_of[l->zone] = NULL;
 			dev->refs--;
@@ -659,6 +742,8 @@ void zd_lease_init(struct zd_daemon *d)
 	zd_list_init(&d->release_waiters);
 	zd_list_init(&d->kick_pending);
 	zd_list_init(&d->orphans);
+	zd_list_init(&d->persisted);
+	zd_state_log_init(d);
 	d->lease_hooks.conn_open = lease_conn_open;
 	d->lease_hooks.conn_close = lease_conn_close;
 	d->lease_hooks.stop = lease_stop;
