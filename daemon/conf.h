@@ -34,7 +34,7 @@ struct zd_config {
 	uint32_t max_wait_ms;   /* upper bound on a lease.acquire wait_ms */
 	uint32_t max_waiters_per_conn; /* waiting acquires one connection may have */
 	uint32_t max_waiters_per_uid;  /* ... and one uid over all its connections */
-	uint32_t grace_ms;      /* reserved for lease reclaim after restart */
+	uint32_t grace_ms;      /* how long an orphaned lease may be reclaimed */
 	int log_level;          /* syslog priority */
 };
 
