@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "daemon/daemon.h"
+#include "daemon/events.h"
 #include "daemon/log.h"
 
 struct acquire_req {
@@ -109,6 +110,7 @@ static void grant_recorded(struct zd_lease *l, int status, void *arg)
 		json_object_object_add(call->result, "lease", zd_lease_json(l));
 		call->fd = op->fd;
 		zd_lease_log(l, "granted");
+		zd_event_lease(d, ZD_EV_LEASE_ACQUIRED, l, NULL);
 	}
 	free(op);
 	zd_call_complete(call);
@@ -754,6 +756,7 @@ static void reclaim_recorded(struct zd_lease *l, int status, void *arg)
 		json_object_object_add(call->result, "lease", zd_lease_json(l));
 		call->fd = op->fd;
 		zd_lease_log(l, "reclaimed");
+		zd_event_lease(l->dev->d, ZD_EV_LEASE_RECLAIMED, l, NULL);
 	}
 	free(op);
 	zd_call_complete(call);

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "daemon/daemon.h"
+#include "daemon/events.h"
 #include "daemon/log.h"
 
 static const char *const state_names[ZD_LEASE_NR_STATES] = {
@@ -385,6 +386,7 @@ struct release_op {
 	struct zd_call *call;       /* NULL when nobody waits for the answer */
 	struct zd_lease *lease;
 	int then;                   /* -1 keep, else a zone op */
+	const char *reason;         /* for the event: release, disconnect, grace */
 };
 
 static int release_run(struct zd_work *w)
@@ -443,6 +445,7 @@ static void release_done(struct zd_work *w, int status)
 	d->stats.leases_released++;
 	d->nr_releasing--;
 	zd_lease_log(l, "released");
+	zd_event_lease(d, ZD_EV_LEASE_RELEASED, l, op->reason);
 	free(op);
 	free(w->zbuf);
 	free(w);
@@ -467,6 +470,7 @@ int zd_lease_release(struct zd_lease *l, int then, struct zd_call *call)
 		free(w);
 		return -ENOMEM;
 	}
+	op->reason = l->state == ZD_LEASE_ORPHANED ? "grace" : call ? "release" : "disconnect";
 	r = zd_lease_set_state(l, ZD_LEASE_RELEASING);
 	if (r < 0) {
 		free(op);
@@ -503,6 +507,8 @@ void zd_lease_revoke_zone(struct zd_device *dev, uint32_t zone)
 		return;
 	dev->d->stats.leases_revoked++;
 	zd_lease_log(l, "revoked");
+	/* Before it is detached: its holder is told. */
+	zd_event_lease(dev->d, ZD_EV_LEASE_REVOKED, l, "force");
 	zd_lease_detach(l);
 	/* The zone is free now and its waiters are served after the admin
 	 * operation queued next; the device cannot go away meanwhile, that
@@ -623,8 +629,10 @@ void zd_lease_orphan(struct zd_lease *l)
 	if (zd_lease_set_state(l, ZD_LEASE_ORPHANED) < 0)
 		return;
 	zd_lease_detach(l);
-	if (!l->dev->d->stopping)
+	if (!l->dev->d->stopping) {
 		zd_lease_log(l, "orphaned: reclaimable for the grace period");
+		zd_event_lease(l->dev->d, ZD_EV_LEASE_ORPHANED, l, "disconnect");
+	}
 	lease_make_orphan(l);
 }
 

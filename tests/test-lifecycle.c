@@ -503,6 +503,27 @@ START_TEST(grace_expiry_releases)
 }
 END_TEST
 
+/* The next event on s is of this type and lease. */
+static void expect_event(int s, const char *type, uint64_t id)
+{
+	static char buf[ZP_MSG_MAX + 1];
+	struct pollfd p = { .fd = s, .events = POLLIN };
+	struct json_object *r, *params, *v;
+	ssize_t len;
+
+	ck_assert_int_eq(poll(&p, 1, 10000), 1);
+	len = zp_recv(s, buf, sizeof(buf), NULL, 0);
+	ck_assert_int_gt(len, 0);
+	r = zp_parse(buf, (size_t)len);
+	ck_assert_ptr_nonnull(r);
+	ck_assert_msg(json_object_object_get_ex(r, "params", &params), "%s", buf);
+	ck_assert(json_object_object_get_ex(params, "type", &v));
+	ck_assert_str_eq(json_object_get_string(v), type);
+	ck_assert(json_object_object_get_ex(params, "lease", &v));
+	ck_assert_uint_eq(json_object_get_uint64(v), id);
+	json_object_put(r);
+}
+
 /* Without a restart: a dropped connection releases its leases at once,
  * except those acquired reclaimable, orphaned for the grace. */
 START_TEST(connection_loss)
@@ -511,13 +532,22 @@ START_TEST(connection_loss)
 	struct held plain, rec;
 	int s, s2, fd = -1;
 
+	int ev;
+
 	start(60000);
+	/* A subscriber sees the orphan and the reclaim. */
+	ev = conn();
+	r = call(ev, "events.subscribe", "{\"types\":[\"lease.orphaned\",\"lease.reclaimed\"]}",
+		 NULL);
+	ck_assert_int_eq(code_of(r), 0);
+	json_object_put(r);
 	s = conn();
 	plain = acquire(s, 7, false);
 	rec = acquire(s, 8, true);
 	close(plain.fd);
 	close(rec.fd);
 	close(s);
+	expect_event(ev, "lease.orphaned", rec.id);
 	s2 = conn();
 	r = call(s2, "lease.acquire", "{\"device\":\"emu0\",\"zone\":7,\"wait_ms\":5000}", NULL);
 	ck_assert_int_eq(code_of(r), 0);
@@ -530,8 +560,10 @@ START_TEST(connection_loss)
 	json_object_put(r);
 	ck_assert_int_ge(fd, 0);
 	close(fd);
+	expect_event(ev, "lease.reclaimed", rec.id);
 	release(s2, &rec);
 	close(s2);
+	close(ev);
 	ck_assert_int_eq(zt_daemon_stop(&z), 0);
 	zt_daemon_cleanup(&z);
 }
