@@ -326,6 +326,7 @@ struct zd_daemon {
 	 * commit: records pending, the batch in flight on the thread pool. */
 	int lease_log_fd;
 	bool have_lease_log;
+	int lease_table_err;        /* the table could not be read at start */
 	uint64_t lease_log_size;
 	uint64_t lease_log_records;
 	struct zd_list log_pending, log_batch;

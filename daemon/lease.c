@@ -658,7 +658,10 @@ int zd_lease_adopt(struct zd_daemon *d)
 	uv_update_time(d->loop); /* the grace starts now, not when the loop began */
 	r = zd_state_leases_load(d, &recs, &n);
 	if (r < 0) {
+		/* Its leases may be anyone's: no zone is granted on a
+		 * guess. */
 		zd_err("cannot read the lease table in %s: %s", d->cfg.state_dir, strerror(-r));
+		d->lease_table_err = r;
 		return r;
 	}
 	for (size_t i = 0; i < n; i++) {

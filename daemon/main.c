@@ -592,8 +592,9 @@ int main(int argc, char **argv)
 		}
 	}
 	/* The leases of the previous life, orphaned for grace_ms. A table
-	 * that cannot be read or rewritten does not stop the daemon, but no
-	 * lease is granted until it can record one. */
+	 * that cannot be rewritten does not stop the daemon, but no lease is
+	 * granted until it can record one; one that cannot be read refuses
+	 * every new lease until it is fixed and the daemon restarted. */
 	r = zd_lease_adopt(d);
 	if (r < 0)
 		zd_err("the lease table in %s cannot be used: %s; new leases are refused",

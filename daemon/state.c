@@ -648,6 +648,10 @@ static void log_batch_start(struct zd_daemon *d)
 	if (d->log_busy || zd_list_empty(&d->log_pending))
 		return;
 	zd_list_splice_head(&d->log_batch, &d->log_pending);
+	if (d->lease_table_err) {
+		d->log_status = d->lease_table_err;
+		goto fail;
+	}
 	d->log_do_rewrite = false;
 	if (zd_state_leases_want_rewrite(d, d->nr_persisted) &&
 	    zd_lease_snapshot(d, &d->log_recs, &d->log_nrecs) == 0) {

@@ -678,6 +678,32 @@ START_TEST(group_commit_and_rewrite)
 }
 END_TEST
 
+/* A lease table that cannot be read: every new lease is refused, the
+ * rest is served. */
+START_TEST(unreadable_table_refuses_leases)
+{
+	struct json_object *r;
+	char path[400];
+	int s;
+
+	start(60000);
+	ck_assert_int_eq(zt_daemon_stop(&z), 0);
+	snprintf(path, sizeof(path), "%s/leases", z.state);
+	ck_assert_int_eq(unlink(path), 0);
+	ck_assert_int_eq(mkdir(path, 0700), 0);
+	start_daemon(60000);
+	s = conn();
+	ck_assert_int_eq(try_acquire(s, 3), ZP_ERR_IO);
+	r = call(s, "zone.report", "{\"device\":\"emu0\",\"count\":2}", NULL);
+	ck_assert_int_eq(code_of(r), 0);
+	json_object_put(r);
+	close(s);
+	ck_assert_int_eq(zt_daemon_stop(&z), 0);
+	ck_assert_int_eq(rmdir(path), 0);
+	zt_daemon_cleanup(&z);
+}
+END_TEST
+
 static Suite *lifecycle_suite(void)
 {
 	Suite *s = suite_create("lifecycle");
@@ -700,6 +726,7 @@ static Suite *lifecycle_suite(void)
 	tcase_add_test(tc, connection_loss);
 	tcase_add_test(tc, stop_keeps_leases);
 	tcase_add_test(tc, group_commit_and_rewrite);
+	tcase_add_test(tc, unreadable_table_refuses_leases);
 	suite_add_tcase(s, tc);
 	return s;
 }
