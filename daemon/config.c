@@ -15,7 +15,7 @@
 
 #include <json-c/json.h>
 
-#include "daemon/config.h"
+#include "daemon/conf.h"
 #include "daemon/log.h"
 #include "daemon/zdev.h"
 #include "proto/proto.h"

@@ -16,7 +16,7 @@
 #include <uv.h>
 
 #include "daemon/alloc.h"
-#include "daemon/config.h"
+#include "daemon/conf.h"
 #include "daemon/list.h"
 #include "daemon/waiters.h"
 #include "daemon/zdev.h"
@@ -147,7 +147,31 @@ struct zd_method {
 	 * ("wait" for "wait_ms") is an error rather than silently ignored. */
 	const char *const *params;
 };
-const struct zd_method *zd_method_find(const char *name);
+/* Each module keeps its methods in its own static table and binds it at
+ * start-up (sd-varlink's bind-method style); dispatch searches the bound
+ * tables in order. */
+struct zd_method_table {
+	struct zd_list link;        /* in d->method_tables */
+	const struct zd_method *methods;
+	size_t nr_methods;
+};
+void zd_method_table_bind(struct zd_daemon *d, struct zd_method_table *t);
+const struct zd_method *zd_method_find(struct zd_daemon *d, const char *name);
+
+/* What a module does when a connection opens and closes, and when the
+ * daemon stops and is torn down: the transport calls these and knows
+ * nothing of what the modules keep (leases, waiters). A close hook runs
+ * once, with the connection still whole, before its socket is closed;
+ * `stop` runs after every connection closed, `fini` after the loop ended
+ * and before the devices are freed. Any may be NULL. */
+struct zd_hooks {
+	struct zd_list link;        /* in d->hooks */
+	void (*conn_open)(struct zd_conn *conn);
+	void (*conn_close)(struct zd_conn *conn);
+	void (*stop)(struct zd_daemon *d);
+	void (*fini)(struct zd_daemon *d);
+};
+void zd_hooks_add(struct zd_daemon *d, struct zd_hooks *hook);
 
 /* What one uid holds across its connections; capped by the config. */
 struct zd_user {
@@ -187,24 +211,42 @@ struct zd_conn {
 	struct zd_subscription *events; /* events.subscribe; NULL when none (daemon/events.c) */
 };
 
+/* A lease's life; zd_lease_set_state() checks every change against
+ * daemon/lease.c's transition table. */
+enum zd_lease_state {
+	ZD_LEASE_GRANTING,   /* zone reserved, fd being opened: not the client's yet */
+	ZD_LEASE_HELD,       /* the owner's connection has it */
+	ZD_LEASE_ORPHANED,   /* no owner (daemon restart, or a reclaimable lease's
+			      * connection lost): zone kept for the grace period */
+	ZD_LEASE_RECLAIMING, /* lease.reclaim opening a fresh fd */
+	ZD_LEASE_RELEASING,  /* gone for the owner; release work in flight */
+	ZD_LEASE_REVOKED,    /* zone taken back; operations still in flight */
+	ZD_LEASE_FREE,       /* ended; freed once no operation is in flight */
+	ZD_LEASE_NR_STATES
+};
+
 struct zd_lease {
-	struct zd_list conn_link;
+	enum zd_lease_state state;
+	struct zd_list conn_link;   /* in conn->leases while conn is set */
 	struct zd_conn *conn;
+	struct zd_list orphan_link; /* in d->orphans while orphaned */
 	struct zd_device *dev;
 	uint32_t zone;
 	uint64_t id;
 	uint64_t token;
 	uint64_t granted_ms;
+	uint64_t orphan_until_ms;   /* end of the grace, while orphaned */
 	char label[128];
 	pid_t pid;                  /* the owner's, kept for logs after it left */
 	uid_t uid;
 	bool direct;
+	bool reclaimable;           /* orphaned, not released, when its connection dies */
+	bool persisted;             /* in the lease table (or its record queued) */
+	struct zd_list persist_link;/* in d->persisted while persisted */
 	/* Device operations on it in flight, the grant included. A count, not
 	 * a flag: a client may pipeline several (a batch of two lease.sync),
 	 * and a revoked lease may only be freed after the last one is done. */
 	unsigned busy;
-	bool granting;              /* acquire still opening the fd */
-	bool releasing;             /* detached, release work queued */
 	struct zd_list waiters;     /* acquires waiting for this zone, parked */
 };
 
@@ -271,6 +313,32 @@ struct zd_daemon {
 	bool mem_high;              /* mem passed the trim mark since the last trim */
 	uint64_t refused_log_ms;    /* last "connection refused" log line */
 	uint64_t refused_unlogged;  /* refusals since, not logged */
+	struct zd_list hooks;       /* struct zd_hooks */
+	struct zd_list method_tables; /* struct zd_method_table */
+	struct zd_hooks lease_hooks;
+	/* daemon/lease.c: leases without an owner, and the one timer that
+	 * ends the grace of the first of them. */
+	struct zd_list orphans;
+	uv_timer_t grace_timer;     /* .data is NULL until initialised */
+	struct zd_list persisted;   /* leases in the lease table */
+	size_t nr_persisted;
+	/* daemon/state.c: the lease table's append log, and its group
+	 * commit: records pending, the batch in flight on the thread pool. */
+	int lease_log_fd;
+	bool have_lease_log;
+	int lease_table_err;        /* the table could not be read at start */
+	uint64_t lease_log_size;
+	uint64_t lease_log_records;
+	struct zd_list log_pending, log_batch;
+	uv_work_t log_work;
+	bool log_busy, log_do_rewrite;
+	char *log_buf;
+	size_t log_buf_len;
+	struct zd_lease_rec *log_recs;
+	size_t log_nrecs;
+	uint64_t log_next_id;
+	int log_status;
+	struct zd_method_table methods_core, methods_lease;
 };
 
 /* daemon/device.c */
@@ -288,6 +356,10 @@ void zd_device_zone_update(struct zd_device *dev, uint32_t index, const struct z
 struct json_object *zd_zone_json(const struct zd_device *dev, uint32_t index,
 				 const struct zd_zone *z);
 bool zd_zone_active(uint8_t cond);
+
+/* daemon/methods.c: binds every module's methods and hooks (zd_daemon_init
+ * calls it). */
+int zd_modules_init(struct zd_daemon *d);
 
 /* daemon/server.c */
 int zd_daemon_init(struct zd_daemon *d, uv_loop_t *loop);
@@ -309,19 +381,92 @@ void zd_conn_update_poll(struct zd_conn *conn);
 void zd_conn_put(struct zd_conn *conn);
 uint64_t zd_now_ms(struct zd_daemon *d);
 
-/* daemon/lease.c: method handlers */
-int zd_lease_acquire_method(struct zd_daemon *d, struct zd_call *call, struct json_object *p);
-int zd_lease_sync_method(struct zd_daemon *d, struct zd_call *call, struct json_object *p);
-int zd_lease_release_method(struct zd_daemon *d, struct zd_call *call, struct json_object *p);
-int zd_lease_reset_method(struct zd_daemon *d, struct zd_call *call, struct json_object *p);
-int zd_lease_finish_method(struct zd_daemon *d, struct zd_call *call, struct json_object *p);
-int zd_lease_list_method(struct zd_daemon *d, struct zd_call *call, struct json_object *p);
-int zd_device_open_method(struct zd_daemon *d, struct zd_call *call, struct json_object *p);
-/* daemon/lease.c */
-void zd_lease_drop_conn(struct zd_conn *conn);
+/* daemon/lease-methods.c: binds the lease methods. */
+void zd_lease_methods_init(struct zd_daemon *d);
+
+/* daemon/lease.c: the lease object and its lifecycle. */
+void zd_lease_init(struct zd_daemon *d);
+const char *zd_lease_state_name(enum zd_lease_state s);
+bool zd_lease_transition_ok(enum zd_lease_state from, enum zd_lease_state to);
+/* Moves l to state `to`; an illegal transition aborts a debug build and is
+ * refused (-EINVAL, logged) by a release build (-DNDEBUG). */
+int zd_lease_set_state(struct zd_lease *l, enum zd_lease_state to);
+/* A granting lease of conn on the zone, which it reserves. */
+struct zd_lease *zd_lease_new(struct zd_conn *conn, struct zd_device *dev, uint32_t zone,
+			      uint64_t token, const char *label);
+void zd_lease_attach(struct zd_lease *l, struct zd_conn *conn);
+void zd_lease_detach(struct zd_lease *l);
+/* Frees the zone (fenced first) and the lease once no operation is in
+ * flight: granting that failed, release done, revocation. */
+void zd_lease_end(struct zd_lease *l);
+/* Frees l if it ended and nothing is in flight on it. */
+void zd_lease_put(struct zd_lease *l);
+/* Ends one device operation on l (busy--), ending a revoked lease. */
+void zd_lease_op_done(struct zd_lease *l);
+/* Queues the release work (then: -1 keep, else a zone op); the reply to
+ * call, if any, carries the zone as released. */
+int zd_lease_release(struct zd_lease *l, int then, struct zd_call *call);
 void zd_lease_revoke_zone(struct zd_device *dev, uint32_t zone);
+/* Writes l to the lease table (a grant or a reclaim); done(l, status, arg)
+ * runs on the loop once it is on disk or failed. l must stay alive until
+ * then (the caller holds it busy). */
+int zd_lease_persist(struct zd_lease *l, void (*done)(struct zd_lease *l, int status, void *arg),
+		     void *arg);
+/* As zd_lease_end(); the call, if any, is completed once the end is on
+ * disk. */
+void zd_lease_end_reply(struct zd_lease *l, struct zd_call *call);
+/* The records of every persisted lease, for a rewrite of the table. */
+int zd_lease_snapshot(struct zd_daemon *d, struct zd_lease_rec **recs, size_t *n);
+/* Start-up: every lease of the table becomes orphaned for grace_ms (the
+ * point where issue 9 re-adopts a lease's dm mapping or zone file). */
+int zd_lease_adopt(struct zd_daemon *d);
+/* The orphan with this id, or NULL. */
+struct zd_lease *zd_lease_find_orphan(struct zd_daemon *d, uint64_t id);
+/* Leaves the owner's connection; kept for grace_ms from now. */
+void zd_lease_orphan(struct zd_lease *l);
+struct json_object *zd_lease_json(const struct zd_lease *l);
+void zd_lease_log(const struct zd_lease *l, const char *what);
+
+/* A record on its way to the lease table; `done` runs on the loop once it
+ * is on disk (status 0) or could not be written. */
+#define ZD_LOG_LINE_MAX 1024
+struct zd_log_req {
+	struct zd_list link;
+	char line[ZD_LOG_LINE_MAX];
+	size_t len;
+	int status;
+	void (*done)(struct zd_log_req *q);
+};
+
+/* One lease as the state directory keeps it. */
+struct zd_lease_rec {
+	uint64_t id, token, wp;
+	char device[ZD_ID_MAX];
+	uint32_t zone;
+	pid_t pid;
+	uid_t uid;
+	bool direct, reclaimable;
+	char label[128];
+};
 
 /* daemon/state.c */
+/* The persisted lease table: load (the live records, and d->next_lease_id
+ * raised past every id seen), rewrite to exactly these records (also opens
+ * it for appending), and one record appended and synced per change. */
+int zd_state_leases_load(struct zd_daemon *d, struct zd_lease_rec **recs, size_t *nr);
+int zd_state_leases_rewrite(struct zd_daemon *d, const struct zd_lease_rec *recs, size_t nr);
+int zd_state_lease_put(struct zd_daemon *d, const struct zd_lease_rec *r);
+int zd_state_lease_end(struct zd_daemon *d, uint64_t id);
+/* The same through the group commit (the daemon's way): q is owned by the
+ * caller until done(q) runs. */
+void zd_state_log_init(struct zd_daemon *d);
+int zd_state_lease_put_async(struct zd_daemon *d, const struct zd_lease_rec *r,
+			     struct zd_log_req *q, void (*done)(struct zd_log_req *q));
+int zd_state_lease_end_async(struct zd_daemon *d, uint64_t id, struct zd_log_req *q,
+			     void (*done)(struct zd_log_req *q));
+/* Whether the log has grown enough against `live` leases to be rewritten. */
+bool zd_state_leases_want_rewrite(const struct zd_daemon *d, size_t live);
+void zd_state_leases_close(struct zd_daemon *d);
 /* Opens the state directory (no symlink) and refuses one not owned by the
  * daemon's user or writable by group or others; *why says which. */
 int zd_state_open(struct zd_daemon *d, char *why, size_t why_len);

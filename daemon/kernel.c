@@ -1,6 +1,6 @@
 /* Kernel backend: a real zoned block device (SMR HDD, ZNS namespace, null_blk)
  * driven through the <linux/blkzoned.h> ioctls. Sectors exist only here. */
-#include <config.h> /* the build's, not daemon/config.h */
+#include <config.h> /* the build's, not daemon/conf.h */
 
 #include <ctype.h>
 #include <dirent.h>

@@ -1,6 +1,7 @@
-/* Leases: exclusive zone handles owned by a connection, the allocator that
- * picks zones within the device's open and active limits, the FIFO of
- * waiting acquirers. */
+/* The lease object and its lifecycle: one state machine (granting, held,
+ * orphaned, reclaiming, releasing, revoked, free), the one place a lease is
+ * freed, the release work, and what happens to leases when their
+ * connection closes. The RPC handlers are in daemon/lease-methods.c. */
 #include <config.h>
 
 #include <errno.h>
@@ -15,32 +16,67 @@
 #include "daemon/events.h"
 #include "daemon/log.h"
 
-struct acquire_req {
-	struct zd_waiter w;         /* while it waits */
-	struct zd_call *call;
-	struct zd_daemon *d;
-	char device[ZD_ID_MAX];     /* "" = any */
-	struct zd_alloc_req req;    /* zone, min_free, prefer */
-	bool direct;
-	char label[128];
-	int first_err;              /* the answer an until_released waiter gets */
+static const char *const state_names[ZD_LEASE_NR_STATES] = {
+	[ZD_LEASE_GRANTING] = "granting",
+	[ZD_LEASE_HELD] = "held",
+	[ZD_LEASE_ORPHANED] = "orphaned",
+	[ZD_LEASE_RECLAIMING] = "reclaiming",
+	[ZD_LEASE_RELEASING] = "releasing",
+	[ZD_LEASE_REVOKED] = "revoked",
+	[ZD_LEASE_FREE] = "free",
 };
 
-/* acquire_try(): the connection holds its lease limit. */
-#define ACQ_CONN_LIMIT 1
-
-struct lease_op {
-	struct zd_call *call;       /* NULL when the connection dropped the lease */
-	struct zd_lease *lease;
-	int then;                   /* release: -1 keep, else an op */
-	bool release;
+#define S(x) (1u << ZD_LEASE_##x)
+/* The legal transitions, by the state left. Releasing and revoked leases
+ * have given their zone up (or are giving it up) and only ever end. */
+static const unsigned transitions[ZD_LEASE_NR_STATES] = {
+	[ZD_LEASE_GRANTING] = S(HELD) | S(REVOKED) | S(FREE),
+	[ZD_LEASE_HELD] = S(RELEASING) | S(ORPHANED) | S(REVOKED),
+	[ZD_LEASE_ORPHANED] = S(RECLAIMING) | S(RELEASING) | S(REVOKED),
+	[ZD_LEASE_RECLAIMING] = S(HELD) | S(ORPHANED) | S(REVOKED),
+	[ZD_LEASE_RELEASING] = S(FREE),
+	[ZD_LEASE_REVOKED] = S(FREE),
+	[ZD_LEASE_FREE] = 0,
 };
+#undef S
 
-/* Tokens and their generation: daemon/state.c. */
+const char *zd_lease_state_name(enum zd_lease_state s)
+{
+	return (unsigned)s < ZD_LEASE_NR_STATES ? state_names[s] : "invalid";
+}
 
-/* --- lease objects ----------------------------------------------------- */
+bool zd_lease_transition_ok(enum zd_lease_state from, enum zd_lease_state to)
+{
+	return (unsigned)from < ZD_LEASE_NR_STATES && (unsigned)to < ZD_LEASE_NR_STATES &&
+	       (transitions[from] & (1u << to));
+}
 
-static struct json_object *lease_json(const struct zd_lease *l)
+/* Every state change goes through here. An illegal one is a bug in the
+ * daemon: a debug build (no NDEBUG, the default) logs and aborts so tests
+ * catch it at the point it happens; a release build (-DNDEBUG) logs and
+ * refuses, leaving the lease where it was, which keeps its zone reserved:
+ * a leaked zone is recoverable by a restart, two writers on one zone are
+ * not. */
+int zd_lease_set_state(struct zd_lease *l, enum zd_lease_state to)
+{
+	if (!zd_lease_transition_ok(l->state, to)) {
+		zd_err("lease %" PRIu64 ": illegal transition %s -> %s", l->id,
+		       zd_lease_state_name(l->state), zd_lease_state_name(to));
+#ifndef NDEBUG
+		abort();
+#else
+		return -EINVAL;
+#endif
+	}
+	/* Leaving the orphans' list, whichever way: reclaimed, expired or
+	 * revoked. */
+	if (l->state == ZD_LEASE_ORPHANED)
+		zd_list_del(&l->orphan_link);
+	l->state = to;
+	return 0;
+}
+
+struct json_object *zd_lease_json(const struct zd_lease *l)
 {
 	const struct zd_zone *z = &l->dev->zones[l->zone];
 	struct json_object *o = json_object_new_object();
@@ -61,7 +97,7 @@ static struct json_object *lease_json(const struct zd_lease *l)
 	return o;
 }
 
-static void lease_log(const struct zd_lease *l, const char *what)
+void zd_lease_log(const struct zd_lease *l, const char *what)
 {
 	char f1[ZD_ID_MAX + 8], f2[32], f3[48], f4[32], f5[32];
 	const char *fields[] = { f1, f2, f3, f4, f5, NULL };
@@ -75,522 +111,316 @@ static void lease_log(const struct zd_lease *l, const char *what)
 		       l->id, what, l->dev->id, l->zone, (int)l->pid);
 }
 
-/* Detaches a lease from its connection; the zone stays reserved until the
- * caller unreserves it. */
-static void lease_detach(struct zd_lease *l)
+void zd_lease_attach(struct zd_lease *l, struct zd_conn *conn)
 {
-	struct zd_conn *conn = l->conn;
-
-	if (conn) {
-		zd_list_del(&l->conn_link);
-		conn->nr_leases--;
-		l->conn = NULL;
-		/* A waiter of this connection held back by its lease limit
-		 * may go now. */
-		if (!conn->closing)
-			zd_waiters_conn_slot(conn);
-	}
-}
-
-/* Gives the zone back to the allocator and frees the lease. */
-static void lease_unreserve(struct zd_lease *l)
-{
-	struct zd_device *dev = l->dev;
-
-	/* The device reference goes with the reservation: a revoked lease
-	 * gave both up already. */
-	if (dev->lease_of[l->zone] == l) {
-		struct zd_daemon *d = dev->d;
-
-		dev->lease_of[l->zone] = NULL;
-		zd_device_zone_reclass(dev, l->zone);
-		/* Those waiting for this very zone go first, then the rest. */
-		zd_waiters_unpark(d, &l->waiters);
-		zd_waiters_kick(d, dev);
-		dev->refs--;
-		zd_device_release(dev);
-	}
-	free(l);
-}
-
-static struct zd_lease *lease_lookup(struct zd_call *call, struct json_object *params)
-{
-	uint64_t id, token;
-	struct zp_err e;
-	struct zd_list *pos, *tmp;
-	int r;
-
-	r = zp_param_u64(params, "id", ZP_REQUIRED, &id, &e);
-	if (r == 0)
-		r = zp_param_u64(params, "token", ZP_REQUIRED, &token, &e);
-	if (r < 0) {
-		zd_call_error(call, e.code, "%s", e.message);
-		return NULL;
-	}
-	/* Only the owner's own leases are found: a foreign id is as unknown as
-	 * a stale one, so one client cannot probe another's leases. */
-	zd_list_for_each_safe(pos, tmp, &call->conn->leases) {
-		struct zd_lease *l = zd_container_of(pos, struct zd_lease, conn_link);
-
-		/* A lease still being granted is not the client's yet. Ids and
-		 * tokens count up, so a batch [acquire, release{guessed}] can
-		 * name it; an operation queued on it would outlive it when
-		 * acquire_done gives it up (the client left, or it was revoked). */
-		if (l->id == id && l->token == token && !l->granting)
-			return l;
-	}
-	zd_call_error(call, ZP_ERR_STALE_LEASE, "unknown or stale lease %" PRIu64, id);
-	return NULL;
-}
-
-/* --- acquire ----------------------------------------------------------- */
-
-static int acquire_run(struct zd_work *w)
-{
-	struct zd_dev *dev = w->dev->dev;
-	int r;
-
-	w->fd = -1;
-	r = dev->ops->refresh_zone(dev, w->zone, UINT64_MAX, w->zbuf);
-	if (r < 0)
-		return r;
-	w->fd = dev->ops->open_fd(dev, w->open_flags);
-	return w->fd < 0 ? w->fd : 0;
-}
-
-static void acquire_done(struct zd_work *w, int status)
-{
-	struct lease_op *op = w->data;
-	struct zd_lease *l = op->lease;
-	struct zd_call *call = op->call;
-	struct zd_daemon *d = w->dev->d;
-
-	if (status == 0)
-		zd_device_zone_update(w->dev, w->zone, w->zbuf);
-	l->granting = false;
-	l->busy--;
-	if (status < 0 || !l->conn) {
-		/* Failed, or the client went away or an admin revoked it
-		 * meanwhile: nothing is held. */
-		if (w->fd >= 0)
-			close(w->fd);
-		if (status < 0)
-			zd_call_errno(call, status, "lease");
-		else
-			zd_call_error(call, ZP_ERR_STALE_LEASE, "the lease was revoked as it was granted");
-		lease_detach(l);
-		lease_unreserve(l);
-	} else {
-		int fl = fcntl(w->fd, F_GETFL);
-
-		l->direct = fl >= 0 && (fl & O_DIRECT);
-		l->granted_ms = zd_now_ms(d);
-		d->stats.leases_granted++;
-		call->result = json_object_new_object();
-		json_object_object_add(call->result, "lease", lease_json(l));
-		call->fd = w->fd;
-		lease_log(l, "granted");
-		zd_event_lease(d, ZD_EV_LEASE_ACQUIRED, l, NULL);
-	}
-	free(op);
-	free(w->zbuf);
-	free(w);
-	zd_call_complete(call);
-}
-
-/* Tries to grant a now; returns 0 when started (the call completes later,
- * a itself is not kept), ACQ_CONN_LIMIT, or a negative JSON-RPC code when
- * nothing can be granted yet. */
-static int acquire_try(struct zd_daemon *d, struct acquire_req *a)
-{
-	struct zd_conn *conn = a->call->conn;
-	struct zd_device *dev = NULL;
-	struct zd_lease *l;
-	struct lease_op *op;
-	struct zd_work *w;
-	int64_t zone = ZP_ERR_NO_DEVICE;
-	int best = 0;
-	uint64_t token;
-
-	/* Checked here, where leases are made, and not only when the request
-	 * arrives: waiters served later (a batch of waiting acquires) would
-	 * otherwise take the connection past its limit. A waiter at the limit
-	 * waits on until the connection lets a lease go. */
-	if (d->cfg.max_leases_per_conn && conn->nr_leases >= d->cfg.max_leases_per_conn)
-		return ACQ_CONN_LIMIT;
-	if (a->w.dev) {
-		/* A waiter keeps its device, even one leaving the configuration. */
-		dev = a->w.dev;
-		if (zd_list_empty(&dev->link))
-			return ZP_ERR_NO_DEVICE;
-		zone = zd_alloc_pick(dev, &a->req);
-	} else if (a->device[0]) {
-		dev = zd_device_find(d, a->device);
-		if (!dev)
-			return ZP_ERR_NO_DEVICE;
-		zone = zd_alloc_pick(dev, &a->req);
-	} else {
-		struct zd_list *pos, *tmp;
-
-		/* The first device that can serve; otherwise the most telling
-		 * reason: a limit beats "nothing free". */
-		zd_list_for_each_safe(pos, tmp, &d->devices) {
-			dev = zd_container_of(pos, struct zd_device, link);
-			zone = zd_alloc_pick(dev, &a->req);
-			if (zone >= 0)
-				break;
-			if (best == 0 || zone == ZP_ERR_LIMIT)
-				best = (int)zone;
-		}
-		if (zone < 0 && best)
-			zone = best;
-	}
-	if (zone < 0)
-		return (int)zone;
-	/* The only -32000 acquire_try gives: no token can be made safely. */
-	if (zd_state_next_token(d, &token) < 0)
-		return ZP_ERR_IO;
-
-	l = calloc(1, sizeof(*l));
-	op = calloc(1, sizeof(*op));
-	w = calloc(1, sizeof(*w));
-	if (w)
-		w->zbuf = calloc(1, sizeof(*w->zbuf));
-	if (!l || !op || !w || !w->zbuf) {
-		free(l);
-		free(op);
-		if (w)
-			free(w->zbuf);
-		free(w);
-		return ZP_ERR_INTERNAL;
-	}
-	l->dev = dev;
-	l->zone = (uint32_t)zone;
-	l->id = d->next_lease_id++;
-	l->token = token;
-	l->busy = 1;
-	l->granting = true;
-	snprintf(l->label, sizeof(l->label), "%s", a->label);
 	l->conn = conn;
-	zd_list_init(&l->waiters);
 	l->pid = conn->pid;
 	l->uid = conn->uid;
 	zd_list_add_tail(&conn->leases, &l->conn_link);
 	conn->nr_leases++;
-	/* Reserved now so no other request can pick it while the fd opens. */
-	dev->lease_of[l->zone] = l;
-	zd_device_zone_reclass(dev, l->zone);
-	dev->refs++;
+}
 
-	op->call = a->call;
-	op->lease = l;
-	w->data = op;
-	w->zone = l->zone;
-	w->open_flags = O_RDWR | (a->direct ? O_DIRECT : 0);
-	w->run = acquire_run;
-	w->done = acquire_done;
-	zd_work_queue(dev, w);
+/* The lease leaves its connection; the zone stays reserved. */
+void zd_lease_detach(struct zd_lease *l)
+{
+	struct zd_conn *conn = l->conn;
+
+	if (!conn)
+		return;
+	zd_list_del(&l->conn_link);
+	conn->nr_leases--;
+	l->conn = NULL;
+	/* A waiter of this connection held back by its lease limit may go. */
+	if (!conn->closing)
+		zd_waiters_conn_slot(conn);
+}
+
+struct zd_lease *zd_lease_new(struct zd_conn *conn, struct zd_device *dev, uint32_t zone,
+			      uint64_t token, const char *label)
+{
+	struct zd_daemon *d = dev->d;
+	struct zd_lease *l = calloc(1, sizeof(*l));
+
+	if (!l)
+		return NULL;
+	l->state = ZD_LEASE_GRANTING;
+	l->dev = dev;
+	l->zone = zone;
+	l->id = d->next_lease_id++;
+	l->token = token;
+	snprintf(l->label, sizeof(l->label), "%s", label);
+	zd_list_init(&l->waiters);
+	zd_list_init(&l->orphan_link);
+	zd_lease_attach(l, conn);
+	/* Reserved now so no other request can pick it while the fd opens. */
+	dev->lease_of[zone] = l;
+	zd_device_zone_reclass(dev, zone);
+	dev->refs++;
+	return l;
+}
+
+/* Where issue 9 fences the lease's own path to the zone (suspend and
+ * error-load its dm mapping, move its zone file aside) before anyone else
+ * can be given the zone. Today a lease's fd is the whole device and cannot
+ * be fenced: nothing to do. */
+static void lease_fence(struct zd_lease *l)
+{
+	(void)l;
+}
+
+/* --- the persisted table ------------------------------------------------ */
+
+static void lease_rec(const struct zd_lease *l, struct zd_lease_rec *r)
+{
+	memset(r, 0, sizeof(*r));
+	r->id = l->id;
+	r->token = l->token;
+	r->wp = l->dev->zones[l->zone].wp;
+	snprintf(r->device, sizeof(r->device), "%s", l->dev->id);
+	r->zone = l->zone;
+	r->pid = l->pid;
+	r->uid = l->uid;
+	r->direct = l->direct;
+	r->reclaimable = l->reclaimable;
+	snprintf(r->label, sizeof(r->label), "%s", l->label);
+}
+
+static void persisted_add(struct zd_lease *l)
+{
+	struct zd_daemon *d = l->dev->d;
+
+	if (l->persisted)
+		return;
+	l->persisted = true;
+	zd_list_add_tail(&d->persisted, &l->persist_link);
+	d->nr_persisted++;
+}
+
+static void persisted_del(struct zd_lease *l)
+{
+	if (!l->persisted)
+		return;
+	l->persisted = false;
+	zd_list_del(&l->persist_link);
+	l->dev->d->nr_persisted--;
+}
+
+int zd_lease_snapshot(struct zd_daemon *d, struct zd_lease_rec **out, size_t *nr)
+{
+	struct zd_lease_rec *recs = calloc(d->nr_persisted + 1, sizeof(*recs));
+	struct zd_list *pos, *tmp;
+	size_t n = 0;
+
+	if (!recs)
+		return -ENOMEM;
+	zd_list_for_each_safe(pos, tmp, &d->persisted)
+		lease_rec(zd_container_of(pos, struct zd_lease, persist_link), &recs[n++]);
+	*out = recs;
+	*nr = n;
 	return 0;
 }
 
-static bool transient(int r)
+/* Rewrites the table with the persisted leases (at start-up, on the loop). */
+static int leases_rewrite(struct zd_daemon *d)
 {
-	return r == ZP_ERR_LIMIT || r == ZP_ERR_NO_FREE_ZONE || r == ZP_ERR_ZONE_LEASED;
-}
-
-static void acquire_error(struct zd_call *call, const struct acquire_req *a, int r)
-{
-	switch (r) {
-	case ZP_ERR_NO_DEVICE:
-		zd_call_error(call, r, "no such device '%.64s'", a->device);
-		break;
-	case ZP_ERR_NO_ZONE:
-		zd_call_error(call, r, "no zone %lld on %s", (long long)a->req.zone, a->device);
-		break;
-	case ZP_ERR_ZONE_LEASED:
-		zd_call_error(call, r, "zone %lld is leased", (long long)a->req.zone);
-		break;
-	case ZP_ERR_ZONE_STATE:
-		zd_call_error(call, r, "zone %lld cannot be leased (conventional, read-only or offline)",
-			      (long long)a->req.zone);
-		break;
-	case ZP_ERR_LIMIT:
-		zd_call_error(call, r, "the device's open or active zone limit is reached");
-		break;
-	case ZP_ERR_NO_FREE_ZONE:
-		zd_call_error(call, r, "no zone available");
-		break;
-	case ZP_ERR_IO:
-		zd_call_error(call, r, "the state directory cannot record a new token generation "
-			      "(full or failing, see the daemon's log): no lease is granted until "
-			      "it can");
-		break;
-	default:
-		zd_call_error(call, r, "%s", zp_error_message(r));
-	}
-}
-
-static int waiter_try(struct zd_waiter *w)
-{
-	struct acquire_req *a = zd_container_of(w, struct acquire_req, w);
-	struct zd_daemon *d = a->d;
-	int r = acquire_try(d, a);
-
-	if (r == 0)
-		return ZD_WAIT_GRANTED;
-	if (r == ACQ_CONN_LIMIT)
-		return ZD_WAIT_CONN;
-	if (!transient(r))
-		return r;
-	if (w->until_released && d->nr_releasing == 0)
-		return a->first_err;
-	/* Waiting for one zone: parked on its lease, woken when it ends. */
-	if (r == ZP_ERR_ZONE_LEASED && a->req.zone >= 0 && w->dev->lease_of[a->req.zone]) {
-		zd_waiter_park(w, &w->dev->lease_of[a->req.zone]->waiters);
-		return ZD_WAIT_PARKED;
-	}
-	return ZD_WAIT_AGAIN;
-}
-
-static void waiter_answer(struct zd_waiter *w, int code)
-{
-	struct acquire_req *a = zd_container_of(w, struct acquire_req, w);
-	struct zd_call *call = a->call;
-
-	if (code == ZP_ERR_TIMEOUT) {
-		if (!call->conn->closing)
-			a->d->stats.wait_timeouts++;
-		zd_call_error(call, code, "no zone became free in time");
-	} else {
-		acquire_error(call, a, code);
-	}
-	zd_call_complete(call);
-}
-
-static void waiter_free(struct zd_waiter *w)
-{
-	free(zd_container_of(w, struct acquire_req, w));
-}
-
-static const struct zd_waiter_ops acquire_waiter_ops = {
-	.try = waiter_try,
-	.answer = waiter_answer,
-	.free = waiter_free,
-};
-
-/* min_free no zone could ever have is a bad request, not "no zone now":
- * beyond the named zone's capacity, the device's, or every device's. */
-static bool min_free_too_large(struct zd_daemon *d, const struct acquire_req *a, struct zp_err *e)
-{
-	uint64_t cap = 0;
-	bool known = false;
-
-	if (a->device[0]) {
-		struct zd_device *dev = zd_device_find(d, a->device);
-
-		if (!dev)
-			return false; /* answered as "no such device" */
-		known = true;
-		if (a->req.zone >= 0 && a->req.zone < dev->info.nr_zones)
-			cap = dev->zones[a->req.zone].capacity;
-		else
-			cap = dev->info.zone_capacity;
-	} else {
-		struct zd_list *pos, *tmp;
-
-		zd_list_for_each_safe(pos, tmp, &d->devices) {
-			struct zd_device *dev = zd_container_of(pos, struct zd_device, link);
-
-			known = true;
-			if (dev->info.zone_capacity > cap)
-				cap = dev->info.zone_capacity;
-		}
-	}
-	if (!known || a->req.min_free <= cap)
-		return false;
-	zp_err_set(e, ZP_ERR_INVALID_PARAMS,
-		   "parameter 'min_free' (%llu bytes) is larger than the zone capacity (%llu bytes)",
-		   (unsigned long long)a->req.min_free, (unsigned long long)cap);
-	return true;
-}
-
-int zd_lease_acquire_method(struct zd_daemon *d, struct zd_call *call, struct json_object *p)
-{
-	struct acquire_req *a;
-	const char *s;
-	uint64_t u, wait_ms = 0;
-	struct zp_err e;
+	struct zd_lease_rec *recs;
+	size_t n;
 	int r;
 
-	a = calloc(1, sizeof(*a));
-	if (!a) {
-		zd_call_error(call, ZP_ERR_INTERNAL, "out of memory");
-		return 0;
-	}
-	a->call = call;
-	a->d = d;
-	a->req.zone = -1;
-	a->direct = true;
-	a->req.prefer = ZD_PREFER_EMPTY;
-	zd_list_init(&a->w.link);
-	zd_list_init(&a->w.conn_link);
-	zd_list_init(&a->w.release_link);
-
-	r = zp_param_string(p, "device", ZP_OPTIONAL, &s, &e);
+	r = zd_lease_snapshot(d, &recs, &n);
 	if (r == 0)
-		snprintf(a->device, sizeof(a->device), "%s", s);
-	if (r == -EINVAL)
-		goto bad;
-	r = zp_param_u64(p, "zone", ZP_OPTIONAL, &u, &e);
-	if (r == -EINVAL)
-		goto bad;
-	if (r == 0) {
-		if (!a->device[0]) {
-			zp_err_set(&e, ZP_ERR_INVALID_PARAMS, "parameter 'zone' needs 'device'");
-			goto bad;
-		}
-		a->req.zone = u > INT64_MAX ? INT64_MAX : (int64_t)u;
-	}
-	r = zp_param_u64(p, "min_free", ZP_OPTIONAL, &a->req.min_free, &e);
-	if (r == -EINVAL)
-		goto bad;
-	r = zp_param_string(p, "prefer", ZP_OPTIONAL, &s, &e);
-	if (r == -EINVAL)
-		goto bad;
-	if (r == 0) {
-		if (strcmp(s, "empty") == 0) {
-			a->req.prefer = ZD_PREFER_EMPTY;
-		} else if (strcmp(s, "partial") == 0) {
-			a->req.prefer = ZD_PREFER_PARTIAL;
-		} else {
-			zp_err_set(&e, ZP_ERR_INVALID_PARAMS,
-				   "parameter 'prefer' must be \"empty\" or \"partial\"");
-			goto bad;
-		}
-	}
-	r = zp_param_u64(p, "wait_ms", ZP_OPTIONAL, &wait_ms, &e);
-	if (r == -EINVAL)
-		goto bad;
-	r = zp_param_bool(p, "direct", ZP_OPTIONAL, &a->direct, &e);
-	if (r == -EINVAL)
-		goto bad;
-	r = zp_param_string(p, "label", ZP_OPTIONAL, &s, &e);
-	if (r == -EINVAL)
-		goto bad;
-	if (r == 0) {
-		if (strlen(s) >= sizeof(a->label)) {
-			zp_err_set(&e, ZP_ERR_INVALID_PARAMS,
-				   "parameter 'label' is longer than %zu bytes", sizeof(a->label) - 1);
-			goto bad;
-		}
-		snprintf(a->label, sizeof(a->label), "%s", s);
-	}
-	if (a->req.min_free && min_free_too_large(d, a, &e))
-		goto bad;
-	if (d->cfg.max_wait_ms && wait_ms > d->cfg.max_wait_ms)
-		wait_ms = d->cfg.max_wait_ms;
-	if (d->cfg.max_leases_per_conn && call->conn->nr_leases >= d->cfg.max_leases_per_conn) {
-		zd_call_error(call, ZP_ERR_LIMIT, "this connection holds %u leases, the limit",
-			      call->conn->nr_leases);
-		free(a);
-		return 0;
-	}
-
-	r = acquire_try(d, a);
-	if (r == 0) {
-		free(a);
-		return ZD_ASYNC;
-	}
-	if (r == ACQ_CONN_LIMIT)
-		r = ZP_ERR_LIMIT;
-	/* Zones whose release is still on the device queue come back within
-	 * milliseconds: a caller who will not wait still waits for those. */
-	if (wait_ms == 0 && d->nr_releasing > 0 && transient(r)) {
-		a->w.until_released = true;
-		a->first_err = r;
-		/* Bounded, so a stream of other releases cannot hold a caller
-		 * who asked not to wait. */
-		wait_ms = 1000;
-	}
-	if (wait_ms > 0 && transient(r)) {
-		a->w.conn = call->conn;
-		a->w.ops = &acquire_waiter_ops;
-		a->w.timeout_code = a->w.until_released ? r : ZP_ERR_TIMEOUT;
-		if (a->device[0]) {
-			a->w.dev = zd_device_find(d, a->device);
-			/* Its canonical id, if named by path. */
-			snprintf(a->device, sizeof(a->device), "%s", a->w.dev->id);
-		}
-		if (zd_waiter_add(d, &a->w, wait_ms) == 0) {
-			if (!a->w.until_released)
-				d->stats.waits++;
-			return ZD_ASYNC;
-		}
-		a->w.dev = NULL;
-		if (!a->w.until_released) {
-			zd_call_error(call, ZP_ERR_LIMIT,
-				      "too many waiting acquires (at most %u per connection, "
-				      "%u per uid)", d->cfg.max_waiters_per_conn,
-				      d->cfg.max_waiters_per_uid);
-			free(a);
-			return 0;
-		}
-		/* A caller who would not wait just gets the answer of now. */
-	}
-	acquire_error(call, a, r);
-	free(a);
-	return 0;
-bad:
-	zd_call_error(call, e.code, "%s", e.message);
-	free(a);
-	return 0;
+		r = zd_state_leases_rewrite(d, recs, n);
+	if (r == 0)
+		free(recs);
+	if (r < 0)
+		zd_err("cannot rewrite the lease table in %s: %s", d->cfg.state_dir, strerror(-r));
+	return r;
 }
 
-/* --- operations on a held lease ----------------------------------------- */
+struct persist_req {
+	struct zd_log_req q;
+	struct zd_lease *lease;     /* a put: the lease, held busy by the caller */
+	bool fresh;                 /* a put: the lease's first record */
+	struct zd_call *call;       /* an end: the reply to send once it is on disk */
+	void (*done)(struct zd_lease *l, int status, void *arg);
+	void *arg;
+};
 
-static int leaseop_run(struct zd_work *w)
+static void put_done(struct zd_log_req *q)
 {
-	struct lease_op *op = w->data;
+	struct persist_req *p = zd_container_of(q, struct persist_req, q);
+	struct zd_lease *l = p->lease;
+
+	if (q->status < 0) {
+		zd_err("lease %" PRIu64 ": cannot record it in %s: %s", l->id,
+		       l->dev->d->cfg.state_dir, strerror(-q->status));
+		/* Not in the table after all (a reclaim's failed re-put leaves
+		 * the earlier record standing). */
+		if (p->fresh)
+			persisted_del(l);
+	}
+	p->done(l, q->status, p->arg);
+	free(p);
+}
+
+/* In memory the lease counts as persisted from the moment its record is
+ * queued: a rewrite snapshot taken for a later batch must hold it. */
+int zd_lease_persist(struct zd_lease *l, void (*done)(struct zd_lease *l, int status, void *arg),
+		     void *arg)
+{
+	struct zd_daemon *d = l->dev->d;
+	struct persist_req *p = calloc(1, sizeof(*p));
+	struct zd_lease_rec rec;
+	int r;
+
+	if (!p)
+		return -ENOMEM;
+	p->lease = l;
+	p->fresh = !l->persisted;
+	p->done = done;
+	p->arg = arg;
+	lease_rec(l, &rec);
+	persisted_add(l);
+	r = zd_state_lease_put_async(d, &rec, &p->q, put_done);
+	if (r < 0) {
+		if (p->fresh)
+			persisted_del(l);
+		free(p);
+	}
+	return r;
+}
+
+static void end_done(struct zd_log_req *q)
+{
+	struct persist_req *p = zd_container_of(q, struct persist_req, q);
+
+	/* The lease has ended either way; a lost end record brings it back
+	 * orphaned after a restart, for one grace period. */
+	if (q->status < 0)
+		zd_err("cannot record the end of a lease in the lease table: %s",
+		       strerror(-q->status));
+	if (p->call)
+		zd_call_complete(p->call);
+	free(p);
+}
+
+/* Before the zone is anyone else's, the end is queued for the table, ahead
+ * of any record of the zone's next lease; `call` is answered once it is on
+ * disk. Returns whether it took the call. */
+static bool lease_unpersist(struct zd_lease *l, struct zd_call *call)
+{
+	struct zd_daemon *d = l->dev->d;
+	struct persist_req *p;
+
+	if (!l->persisted)
+		return false;
+	persisted_del(l);
+	p = calloc(1, sizeof(*p));
+	if (!p || zd_state_lease_end_async(d, l->id, &p->q, end_done) < 0) {
+		zd_err("lease %" PRIu64 ": cannot record its end in %s: out of memory", l->id,
+		       d->cfg.state_dir);
+		free(p);
+		return false;
+	}
+	p->call = call;
+	return call != NULL;
+}
+
+/* Gives the zone back to the allocator, fenced and unrecorded first.
+ * Idempotent: a revoked lease gave its zone up already. */
+static bool lease_zone_free(struct zd_lease *l, struct zd_call *call)
+{
+	struct zd_device *dev = l->dev;
+	struct zd_daemon *d = dev->d;
+	bool took;
+
+	if (dev->lease_of[l->zone] != l)
+		return false;
+	lease_fence(l);
+	took = lease_unpersist(l, call);
+	dev->lease_of[l->zone] = NULL;
+	zd_device_zone_reclass(dev, l->zone);
+	/* Those waiting for this very zone go first, then the rest. */
+	zd_waiters_unpark(d, &l->waiters);
+	zd_waiters_kick(d, dev);
+	/* The device reference goes with the reservation; the work or waiter
+	 * that runs next holds its own. */
+	dev->refs--;
+	zd_device_release(dev);
+	return took;
+}
+
+/* The one place a lease's memory goes: once it is free and no device work
+ * on it is in flight (a revoked lease waits for its last operation). */
+void zd_lease_put(struct zd_lease *l)
+{
+	if (l->state == ZD_LEASE_FREE && l->busy == 0) {
+		zd_list_del(&l->orphan_link);
+		free(l);
+	}
+}
+
+/* Ends a lease whose zone is now nobody's: granting that failed or was
+ * cancelled, a release whose work is done, a revoked lease. */
+void zd_lease_end_reply(struct zd_lease *l, struct zd_call *call)
+{
+	bool took = false;
+
+	if (zd_lease_set_state(l, ZD_LEASE_FREE) == 0) {
+		zd_lease_detach(l);
+		took = lease_zone_free(l, call);
+		zd_lease_put(l);
+	}
+	if (call && !took)
+		zd_call_complete(call);
+}
+
+void zd_lease_end(struct zd_lease *l)
+{
+	zd_lease_end_reply(l, NULL);
+}
+
+/* --- release ------------------------------------------------------------ */
+
+struct release_op {
+	struct zd_call *call;       /* NULL when nobody waits for the answer */
+	struct zd_lease *lease;
+	int then;                   /* -1 keep, else a zone op */
+	const char *reason;         /* for the event: release, disconnect, grace */
+};
+
+static int release_run(struct zd_work *w)
+{
+	struct release_op *op = w->data;
 	struct zd_dev *dev = w->dev->dev;
 	uint32_t n = 1;
 	int r;
 
-	if (op->release) {
-		/* The client may have written without telling us: learn the
-		 * write pointer before the zone goes back to the pool. */
-		r = dev->ops->refresh_zone(dev, w->zone, UINT64_MAX, w->zbuf);
-		if (r < 0)
-			return r;
-		if (op->then < 0) {
-			/* Give the open resource back with the lease: an
-			 * implicitly open zone nobody writes would otherwise
-			 * hold one of max_open until the device evicts it, and
-			 * devices differ there (null_blk refuses to evict when
-			 * the active limit is also reached). Closed, it stays
-			 * active and resumable. */
-			if (w->zbuf->cond != ZP_COND_IMP_OPEN)
-				return 0;
-			r = dev->ops->zone_op(dev, ZD_OP_CLOSE, w->zone, 1);
-			if (r < 0)
-				return r;
-			return dev->ops->report(dev, w->zone, w->zbuf, &n);
-		}
+	/* The client may have written without telling us: learn the write
+	 * pointer before the zone goes back to the pool. */
+	r = dev->ops->refresh_zone(dev, w->zone, UINT64_MAX, w->zbuf);
+	if (r < 0)
+		return r;
+	if (op->then < 0) {
+		/* Give the open resource back with the lease: an implicitly
+		 * open zone nobody writes would otherwise hold one of max_open
+		 * until the device evicts it, and devices differ there
+		 * (null_blk refuses to evict when the active limit is also
+		 * reached). Closed, it stays active and resumable. */
+		if (w->zbuf->cond != ZP_COND_IMP_OPEN)
+			return 0;
+		r = dev->ops->zone_op(dev, ZD_OP_CLOSE, w->zone, 1);
+	} else {
 		r = dev->ops->zone_op(dev, (enum zd_zone_op)op->then, w->zone, 1);
-		if (r < 0)
-			return r;
-		return dev->ops->report(dev, w->zone, w->zbuf, &n);
 	}
-	if (w->op == (enum zd_zone_op)-1)
-		return dev->ops->refresh_zone(dev, w->zone, w->hint_wp, w->zbuf);
-	r = dev->ops->zone_op(dev, w->op, w->zone, 1);
 	if (r < 0)
 		return r;
 	return dev->ops->report(dev, w->zone, w->zbuf, &n);
 }
 
-static void leaseop_done(struct zd_work *w, int status)
+static void release_done(struct zd_work *w, int status)
 {
-	struct lease_op *op = w->data;
+	struct release_op *op = w->data;
 	struct zd_lease *l = op->lease;
 	struct zd_call *call = op->call;
 	struct zd_daemon *d = w->dev->d;
@@ -602,282 +432,68 @@ static void leaseop_done(struct zd_work *w, int status)
 	 * slot back: waiters of this device may go. */
 	if (w->dev->zones[w->zone].cond != cond)
 		zd_waiters_kick(d, w->dev);
-	if (op->release) {
-		if (call) {
-			if (status < 0) {
-				zd_call_errno(call, status, "release");
-			} else {
-				call->result = json_object_new_object();
-				json_object_object_add(call->result, "zone",
-						       zd_zone_json(w->dev, w->zone,
-								    &w->dev->zones[w->zone]));
-			}
-		}
-		d->stats.leases_released++;
-		d->nr_releasing--;
-		lease_log(l, "released");
-		zd_event_lease(d, ZD_EV_LEASE_RELEASED, l, call ? "release" : "disconnect");
-		lease_unreserve(l);
-		if (d->nr_releasing == 0)
-			zd_waiters_kick(d, NULL);
-	} else if (call) {
-		l->busy--;
+	if (call) {
 		if (status < 0) {
-			zd_call_errno(call, status, status == -EINVAL ? "parameter 'wp'" : "lease");
-			if (status == -EINVAL)
-				call->err_code = ZP_ERR_INVALID_PARAMS;
-		} else if (!l->conn) {
-			zd_call_error(call, ZP_ERR_STALE_LEASE, "the lease was revoked");
+			zd_call_errno(call, status, "release");
 		} else {
 			call->result = json_object_new_object();
-			json_object_object_add(call->result, "lease", lease_json(l));
+			json_object_object_add(call->result, "zone",
+					       zd_zone_json(w->dev, w->zone,
+							    &w->dev->zones[w->zone]));
 		}
-		/* Revoked while this operation ran: the last operation in
-		 * flight frees it. */
-		if (!l->conn && !l->busy && w->dev->lease_of[l->zone] != l)
-			free(l);
 	}
+	d->stats.leases_released++;
+	d->nr_releasing--;
+	zd_lease_log(l, "released");
+	zd_event_lease(d, ZD_EV_LEASE_RELEASED, l, op->reason);
 	free(op);
 	free(w->zbuf);
 	free(w);
-	if (call)
-		zd_call_complete(call);
+	/* The reply goes once the end is on disk. */
+	zd_lease_end_reply(l, call);
+	if (d->nr_releasing == 0)
+		zd_waiters_kick(d, NULL);
 }
 
-static int lease_queue_op(struct zd_call *call, struct zd_lease *l, int op, bool release,
-			  int then, uint64_t hint)
+int zd_lease_release(struct zd_lease *l, int then, struct zd_call *call)
 {
-	struct lease_op *lop = calloc(1, sizeof(*lop));
+	struct release_op *op = calloc(1, sizeof(*op));
 	struct zd_work *w = calloc(1, sizeof(*w));
+	int r;
 
 	if (w)
 		w->zbuf = calloc(1, sizeof(*w->zbuf));
-	if (!lop || !w || !w->zbuf) {
-		free(lop);
+	if (!op || !w || !w->zbuf) {
+		free(op);
 		if (w)
 			free(w->zbuf);
 		free(w);
-		if (call)
-			zd_call_error(call, ZP_ERR_INTERNAL, "out of memory");
 		return -ENOMEM;
 	}
-	lop->call = call;
-	lop->lease = l;
-	lop->release = release;
-	lop->then = then;
-	w->data = lop;
+	op->reason = l->state == ZD_LEASE_ORPHANED ? "grace" : call ? "release" : "disconnect";
+	r = zd_lease_set_state(l, ZD_LEASE_RELEASING);
+	if (r < 0) {
+		free(op);
+		free(w->zbuf);
+		free(w);
+		return r;
+	}
+	/* From here the lease is gone for the client; the zone stays
+	 * reserved until the device work finishes. */
+	zd_lease_detach(l);
+	op->call = call;
+	op->lease = l;
+	op->then = then;
+	w->data = op;
 	w->zone = l->zone;
-	w->op = (enum zd_zone_op)op;
-	w->hint_wp = hint;
-	w->run = leaseop_run;
-	w->done = leaseop_done;
-	if (release) {
-		l->releasing = true;
-		l->dev->d->nr_releasing++;
-	} else
-		l->busy++;
+	w->run = release_run;
+	w->done = release_done;
+	l->dev->d->nr_releasing++;
 	zd_work_queue(l->dev, w);
 	return 0;
 }
 
-int zd_lease_sync_method(struct zd_daemon *d, struct zd_call *call, struct json_object *p)
-{
-	struct zd_lease *l = lease_lookup(call, p);
-	uint64_t wp = UINT64_MAX;
-	struct zp_err e;
-	int r;
-
-	(void)d;
-	if (!l)
-		return 0;
-	r = zp_param_u64(p, "wp", ZP_OPTIONAL, &wp, &e);
-	if (r == -EINVAL) {
-		zd_call_error(call, e.code, "%s", e.message);
-		return 0;
-	}
-	if (r == 0) {
-		const struct zd_zone *z = &l->dev->zones[l->zone];
-
-		if (wp < z->start || wp > z->start + z->capacity ||
-		    wp % l->dev->info.logical_block_size) {
-			zd_call_error(call, ZP_ERR_INVALID_PARAMS,
-				      "parameter 'wp' must be block-aligned within the zone's capacity");
-			return 0;
-		}
-	}
-	return lease_queue_op(call, l, -1, false, 0, wp) < 0 ? 0 : ZD_ASYNC;
-}
-
-/* lease.reset and lease.finish: a zone operation that keeps the lease. */
-static int lease_zone_op(struct zd_call *call, struct json_object *p, enum zd_zone_op op)
-{
-	struct zd_lease *l = lease_lookup(call, p);
-
-	if (!l)
-		return 0;
-	return lease_queue_op(call, l, (int)op, false, 0, 0) < 0 ? 0 : ZD_ASYNC;
-}
-
-int zd_lease_reset_method(struct zd_daemon *d, struct zd_call *call, struct json_object *p)
-{
-	(void)d;
-	return lease_zone_op(call, p, ZD_OP_RESET);
-}
-
-int zd_lease_finish_method(struct zd_daemon *d, struct zd_call *call, struct json_object *p)
-{
-	(void)d;
-	return lease_zone_op(call, p, ZD_OP_FINISH);
-}
-
-int zd_lease_release_method(struct zd_daemon *d, struct zd_call *call, struct json_object *p)
-{
-	struct zd_lease *l = lease_lookup(call, p);
-	const char *then = "keep";
-	struct zp_err e;
-	int op, r;
-
-	(void)d;
-	if (!l)
-		return 0;
-	r = zp_param_string(p, "then", ZP_OPTIONAL, &then, &e);
-	if (r == -EINVAL) {
-		zd_call_error(call, e.code, "%s", e.message);
-		return 0;
-	}
-	if (strcmp(then, "keep") == 0) {
-		op = -1;
-	} else if (strcmp(then, "finish") == 0) {
-		op = ZD_OP_FINISH;
-	} else if (strcmp(then, "reset") == 0) {
-		op = ZD_OP_RESET;
-	} else {
-		zd_call_error(call, ZP_ERR_INVALID_PARAMS,
-			      "parameter 'then' must be \"keep\", \"finish\" or \"reset\"");
-		return 0;
-	}
-	/* From here the lease is gone for the client; the zone stays reserved
-	 * until the device work finishes. */
-	lease_detach(l);
-	return lease_queue_op(call, l, 0, true, op, 0) < 0 ? 0 : ZD_ASYNC;
-}
-
-int zd_lease_list_method(struct zd_daemon *d, struct zd_call *call, struct json_object *p)
-{
-	struct json_object *arr = json_object_new_array();
-	struct zd_list *pos, *tmp;
-	bool all = false;
-	struct zp_err e;
-	uint64_t now = zd_now_ms(d);
-
-	if (zp_param_bool(p, "all", ZP_OPTIONAL, &all, &e) == -EINVAL) {
-		json_object_put(arr);
-		zd_call_error(call, e.code, "%s", e.message);
-		return 0;
-	}
-	if (all && !call->conn->admin) {
-		json_object_put(arr);
-		zd_call_error(call, ZP_ERR_PERM, "listing every lease needs admin rights");
-		return 0;
-	}
-	zd_list_for_each_safe(pos, tmp, &d->devices) {
-		struct zd_device *dev = zd_container_of(pos, struct zd_device, link);
-
-		for (uint32_t i = dev->class_head[ZD_ZC_LEASED]; i != ZD_NIL; i = dev->znext[i]) {
-			struct zd_lease *l = dev->lease_of[i];
-			struct json_object *o;
-
-			if (!l->conn || l->granting)
-				continue;
-			if (!all && l->conn != call->conn)
-				continue;
-			o = lease_json(l);
-			if (l->conn != call->conn)
-				json_object_object_del(o, "token");
-			json_object_object_add(o, "pid", json_object_new_int(l->conn->pid));
-			json_object_object_add(o, "uid", json_object_new_int64(l->conn->uid));
-			json_object_object_add(o, "age_ms",
-					       json_object_new_uint64(now - l->granted_ms));
-			json_object_array_add(arr, o);
-		}
-	}
-	call->result = json_object_new_object();
-	json_object_object_add(call->result, "leases", arr);
-	return 0;
-}
-
-/* --- device.open ------------------------------------------------------- */
-
-static int devopen_run(struct zd_work *w)
-{
-	w->fd = w->dev->dev->ops->open_fd(w->dev->dev, O_RDONLY);
-	return w->fd < 0 ? w->fd : 0;
-}
-
-static void devopen_done(struct zd_work *w, int status)
-{
-	struct zd_call *call = w->data;
-
-	if (status < 0) {
-		zd_call_errno(call, status, "open");
-	} else {
-		call->result = json_object_new_object();
-		call->fd = w->fd;
-	}
-	free(w);
-	zd_call_complete(call);
-}
-
-int zd_device_open_method(struct zd_daemon *d, struct zd_call *call, struct json_object *p)
-{
-	const char *name;
-	struct zd_device *dev;
-	struct zd_work *w;
-	struct zp_err e;
-
-	if (zp_param_string(p, "device", ZP_REQUIRED, &name, &e) < 0) {
-		zd_call_error(call, e.code, "%s", e.message);
-		return 0;
-	}
-	dev = zd_device_find(d, name);
-	if (!dev) {
-		zd_call_error(call, ZP_ERR_NO_DEVICE, "no such device '%.64s'", name);
-		return 0;
-	}
-	w = calloc(1, sizeof(*w));
-	if (!w) {
-		zd_call_error(call, ZP_ERR_INTERNAL, "out of memory");
-		return 0;
-	}
-	w->data = call;
-	w->fd = -1;
-	w->run = devopen_run;
-	w->done = devopen_done;
-	zd_work_queue(dev, w);
-	return ZD_ASYNC;
-}
-
-/* --- connection death and revocation ------------------------------------ */
-
-void zd_lease_drop_conn(struct zd_conn *conn)
-{
-	struct zd_list *pos, *tmp;
-
-	zd_waiters_drop_conn(conn);
-	zd_list_for_each_safe(pos, tmp, &conn->leases) {
-		struct zd_lease *l = zd_container_of(pos, struct zd_lease, conn_link);
-
-		lease_detach(l);
-		if (l->granting) {
-			/* Still being granted: acquire_done sees conn == NULL
-			 * and gives the zone back. */
-			continue;
-		}
-		lease_log(l, "dropped with its connection");
-		/* The zone is refreshed from the device and returned. */
-		lease_queue_op(NULL, l, 0, true, -1, 0);
-	}
-}
+/* --- revocation and connection death ------------------------------------ */
 
 void zd_lease_revoke_zone(struct zd_device *dev, uint32_t zone)
 {
@@ -885,20 +501,263 @@ void zd_lease_revoke_zone(struct zd_device *dev, uint32_t zone)
 
 	/* A lease being released is already gone for its owner; the admin
 	 * operation queues behind the release. */
-	if (!l || l->releasing)
+	if (!l || l->state == ZD_LEASE_RELEASING)
+		return;
+	if (zd_lease_set_state(l, ZD_LEASE_REVOKED) < 0)
 		return;
 	dev->d->stats.leases_revoked++;
-	lease_log(l, "revoked");
+	zd_lease_log(l, "revoked");
 	/* Before it is detached: its holder is told. */
 	zd_event_lease(dev->d, ZD_EV_LEASE_REVOKED, l, "force");
-	lease_detach(l);
-	dev->lease_of[zone] = NULL;
-	zd_device_zone_reclass(dev, zone);
-	/* Its waiters are served after the admin operation queued now. */
-	zd_waiters_unpark(dev->d, &l->waiters);
-	dev->refs--;
-	/* An operation still queued on it frees it when it completes; the
-	 * device cannot go away meanwhile, that work holds a reference. */
-	if (!l->busy)
+	zd_lease_detach(l);
+	/* The zone is free now and its waiters are served after the admin
+	 * operation queued next; the device cannot go away meanwhile, that
+	 * work holds a reference. A grant in flight ends the lease when its
+	 * work completes; otherwise it ends now, and an operation still
+	 * queued on it frees it when that completes. */
+	lease_zone_free(l, NULL);
+	if (l->busy == 0)
+		zd_lease_end(l);
+}
+
+/* The last device operation on a lease completed. */
+void zd_lease_op_done(struct zd_lease *l)
+{
+	l->busy--;
+	if (l->state == ZD_LEASE_REVOKED && l->busy == 0)
+		zd_lease_end(l);
+	else
+		zd_lease_put(l);
+}
+
+static void lease_conn_open(struct zd_conn *conn)
+{
+	zd_list_init(&conn->leases);
+	zd_list_init(&conn->waiters);
+	zd_list_init(&conn->waiters_parked);
+}
+
+/* Leases belong to the connection: a client that closes or dies gives its
+ * zones back now. */
+static void lease_conn_close(struct zd_conn *conn)
+{
+	struct zd_list *pos, *tmp;
+
+	zd_waiters_drop_conn(conn);
+	zd_list_for_each_safe(pos, tmp, &conn->leases) {
+		struct zd_lease *l = zd_container_of(pos, struct zd_lease, conn_link);
+
+		if (l->state == ZD_LEASE_GRANTING || l->state == ZD_LEASE_RECLAIMING) {
+			/* Still being granted or reclaimed: the completion sees
+			 * no connection and ends or re-orphans it. */
+			zd_lease_detach(l);
+			continue;
+		}
+		/* A stopping daemon keeps every lease in its table: the next
+		 * start orphans them for the grace, so an upgrade or a
+		 * restart loses none. A reclaimable lease outlives its
+		 * connection for the grace; any other is released now, so a
+		 * client that dies does not hold its zone for grace_ms. */
+		if (conn->d->stopping || l->reclaimable) {
+			zd_lease_orphan(l);
+			continue;
+		}
+		zd_lease_log(l, "dropped with its connection");
+		/* The zone is refreshed from the device and returned. */
+		if (zd_lease_release(l, -1, NULL) < 0)
+			zd_lease_detach(l); /* out of memory: kept reserved */
+	}
+}
+
+/* --- orphans and the grace ---------------------------------------------- */
+
+static void grace_cb(uv_timer_t *t);
+
+/* One timer for every orphan: it fires at the earliest end of a grace. */
+static void grace_arm(struct zd_daemon *d)
+{
+	struct zd_list *pos, *tmp;
+	uint64_t first = UINT64_MAX, now = zd_now_ms(d);
+
+	if (d->stopping)
+		return;
+	zd_list_for_each_safe(pos, tmp, &d->orphans) {
+		struct zd_lease *l = zd_container_of(pos, struct zd_lease, orphan_link);
+
+		if (l->orphan_until_ms < first)
+			first = l->orphan_until_ms;
+	}
+	if (!d->grace_timer.data) {
+		uv_timer_init(d->loop, &d->grace_timer);
+		d->grace_timer.data = d;
+	}
+	if (first == UINT64_MAX)
+		uv_timer_stop(&d->grace_timer);
+	else
+		uv_timer_start(&d->grace_timer, grace_cb, first > now ? first - now : 0, 0);
+}
+
+static void grace_cb(uv_timer_t *t)
+{
+	struct zd_daemon *d = t->data;
+	struct zd_list *pos, *tmp;
+	uint64_t now = zd_now_ms(d);
+
+	zd_list_for_each_safe(pos, tmp, &d->orphans) {
+		struct zd_lease *l = zd_container_of(pos, struct zd_lease, orphan_link);
+
+		if (l->orphan_until_ms > now)
+			continue;
+		zd_lease_log(l, "not reclaimed within the grace period, released");
+		if (zd_lease_release(l, -1, NULL) < 0)
+			l->orphan_until_ms = now + 1000; /* out of memory: later */
+	}
+	grace_arm(d);
+}
+
+static void lease_make_orphan(struct zd_lease *l)
+{
+	struct zd_daemon *d = l->dev->d;
+
+	l->orphan_until_ms = zd_now_ms(d) + d->cfg.grace_ms;
+	zd_list_add_tail(&d->orphans, &l->orphan_link);
+	grace_arm(d);
+}
+
+void zd_lease_orphan(struct zd_lease *l)
+{
+	if (zd_lease_set_state(l, ZD_LEASE_ORPHANED) < 0)
+		return;
+	zd_lease_detach(l);
+	if (!l->dev->d->stopping) {
+		zd_lease_log(l, "orphaned: reclaimable for the grace period");
+		zd_event_lease(l->dev->d, ZD_EV_LEASE_ORPHANED, l, "disconnect");
+	}
+	lease_make_orphan(l);
+}
+
+struct zd_lease *zd_lease_find_orphan(struct zd_daemon *d, uint64_t id)
+{
+	struct zd_list *pos, *tmp;
+
+	zd_list_for_each_safe(pos, tmp, &d->orphans) {
+		struct zd_lease *l = zd_container_of(pos, struct zd_lease, orphan_link);
+
+		if (l->id == id)
+			return l;
+	}
+	return NULL;
+}
+
+int zd_lease_adopt(struct zd_daemon *d)
+{
+	struct zd_lease_rec *recs;
+	size_t n, adopted = 0;
+	int r;
+
+	uv_update_time(d->loop); /* the grace starts now, not when the loop began */
+	r = zd_state_leases_load(d, &recs, &n);
+	if (r < 0) {
+		/* Its leases may be anyone's: no zone is granted on a
+		 * guess. */
+		zd_err("cannot read the lease table in %s: %s", d->cfg.state_dir, strerror(-r));
+		d->lease_table_err = r;
+		return r;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const struct zd_lease_rec *rec = &recs[i];
+		struct zd_device *dev = zd_device_find(d, rec->device);
+		struct zd_lease *l;
+
+		if (!dev || strcmp(dev->id, rec->device) || rec->zone >= dev->info.nr_zones ||
+		    dev->lease_of[rec->zone]) {
+			zd_warn("lease %" PRIu64 " of %s zone %u: %s; dropped", rec->id,
+				rec->device, rec->zone,
+				!dev || strcmp(dev->id, rec->device) ? "no such device is configured" :
+				rec->zone >= dev->info.nr_zones ? "no such zone" :
+				"the zone is leased twice in the table");
+			continue;
+		}
+		l = calloc(1, sizeof(*l));
+		if (!l) {
+			r = -ENOMEM;
+			break;
+		}
+		/* Born orphaned: its owner is whoever holds the token. */
+		l->state = ZD_LEASE_ORPHANED;
+		l->dev = dev;
+		l->zone = rec->zone;
+		l->id = rec->id;
+		l->token = rec->token;
+		l->pid = rec->pid;
+		l->uid = rec->uid;
+		l->direct = rec->direct;
+		l->reclaimable = rec->reclaimable;
+		l->granted_ms = zd_now_ms(d);
+		snprintf(l->label, sizeof(l->label), "%s", rec->label);
+		zd_list_init(&l->waiters);
+		zd_list_init(&l->conn_link);
+		dev->lease_of[l->zone] = l;
+		zd_device_zone_reclass(dev, l->zone);
+		dev->refs++;
+		persisted_add(l);
+		lease_make_orphan(l);
+		zd_lease_log(l, "adopted from the lease table, orphaned for the grace period");
+		adopted++;
+	}
+	free(recs);
+	/* Rewritten from what was adopted: the dropped records go, and the
+	 * log is open for appending from here. */
+	if (leases_rewrite(d) < 0 && r == 0)
+		r = -EIO;
+	if (adopted)
+		zd_notice("%zu lease(s) orphaned after the restart; reclaimable for %u ms", adopted,
+			  d->cfg.grace_ms);
+	return r;
+}
+
+static void lease_stop(struct zd_daemon *d)
+{
+	zd_waiters_fini(d);
+	if (d->grace_timer.data) {
+		uv_close((uv_handle_t *)&d->grace_timer, NULL);
+		d->grace_timer.data = NULL;
+	}
+}
+
+/* The loop has ended: what is left are orphans, kept in the table for the
+ * next start; their memory and device references go. */
+static void lease_fini(struct zd_daemon *d)
+{
+	while (!zd_list_empty(&d->orphans)) {
+		struct zd_lease *l = zd_container_of(d->orphans.next, struct zd_lease,
+						     orphan_link);
+		struct zd_device *dev = l->dev;
+
+		zd_list_del(&l->orphan_link);
+		if (l->persisted)
+			zd_list_del(&l->persist_link);
+		if (dev->lease_of[l->zone] == l) {
+			dev->lease_of[l->zone] = NULL;
+			dev->refs--;
+		}
 		free(l);
+	}
+	zd_state_leases_close(d);
+}
+
+void zd_lease_init(struct zd_daemon *d)
+{
+	d->next_lease_id = 1;
+	zd_waitq_init(&d->any_waiters);
+	zd_list_init(&d->release_waiters);
+	zd_list_init(&d->kick_pending);
+	zd_list_init(&d->orphans);
+	zd_list_init(&d->persisted);
+	zd_state_log_init(d);
+	d->lease_hooks.conn_open = lease_conn_open;
+	d->lease_hooks.conn_close = lease_conn_close;
+	d->lease_hooks.stop = lease_stop;
+	d->lease_hooks.fini = lease_fini;
+	zd_hooks_add(d, &d->lease_hooks);
 }

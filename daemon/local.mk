@@ -14,6 +14,7 @@ daemon_libzoned_daemon_la_SOURCES = \
 	daemon/server.c \
 	daemon/methods.c \
 	daemon/lease.c \
+	daemon/lease-methods.c \
 	daemon/state.c \
 	daemon/list.h \
 	daemon/waiters.c \
@@ -21,7 +22,7 @@ daemon_libzoned_daemon_la_SOURCES = \
 	daemon/events.c \
 	daemon/events.h \
 	daemon/config.c \
-	daemon/config.h
+	daemon/conf.h
 daemon_libzoned_daemon_la_CFLAGS = $(AM_CFLAGS) $(JSONC_CFLAGS) $(UV_CFLAGS) $(SYSTEMD_CFLAGS)
 daemon_libzoned_daemon_la_LIBADD = proto/libzoned-proto.la $(JSONC_LIBS) $(UV_LIBS) $(SYSTEMD_LIBS)
 

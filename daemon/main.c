@@ -14,7 +14,7 @@
 
 #include <systemd/sd-daemon.h>
 
-#include "daemon/config.h"
+#include "daemon/conf.h"
 #include "daemon/daemon.h"
 #include "daemon/events.h"
 #include "daemon/log.h"
@@ -28,7 +28,8 @@ struct zd_main {
 	const char *config_path;
 	bool config_explicit;
 	struct zd_config cli;       /* only the fields set on the command line */
-	bool cli_socket, cli_state_dir, cli_admin, cli_client, cli_log, cli_max_leases;
+	bool cli_socket, cli_state_dir, cli_admin, cli_client, cli_log, cli_max_leases,
+	     cli_grace;
 	unsigned reloads_running;
 };
 
@@ -50,6 +51,8 @@ static void usage(FILE *f)
 		"      --admin-group GROUP   members may run zone operations and force\n"
 		"      --client-group GROUP  only members (and admins) may use the daemon\n"
 		"      --max-leases N        leases per connection (0 = no limit)\n"
+		"      --grace-ms MS         how long a lease without its owner (after a\n"
+		"                            restart) can be reclaimed (default 30000)\n"
 		"  -l, --log-level LEVEL     err, warning, notice, info or debug\n"
 		"  -h, --help                show this help\n"
 		"  -V, --version             show the version\n\n"
@@ -168,6 +171,8 @@ static int build_config(struct zd_main *m, struct zd_config *cfg,
 		cfg->log_level = m->cli.log_level;
 	if (m->cli_max_leases)
 		cfg->max_leases_per_conn = m->cli.max_leases_per_conn;
+	if (m->cli_grace)
+		cfg->grace_ms = m->cli.grace_ms;
 	if (m->cli.nr_devices) {
 		free(cfg->devices);
 		cfg->devices = NULL;
@@ -435,6 +440,7 @@ int main(int argc, char **argv)
 		{ "admin-group", required_argument, NULL, 'A' },
 		{ "client-group", required_argument, NULL, 'C' },
 		{ "max-leases", required_argument, NULL, 'M' },
+		{ "grace-ms", required_argument, NULL, 'G' },
 		{ "log-level", required_argument, NULL, 'l' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -505,6 +511,18 @@ int main(int argc, char **argv)
 			m.cli_max_leases = true;
 			break;
 		}
+		case 'G': {
+			char *end;
+			unsigned long v = strtoul(optarg, &end, 10);
+
+			if (!*optarg || *end || v > UINT32_MAX) {
+				fprintf(stderr, "zonedd: --grace-ms %s: not a number\n", optarg);
+				return 2;
+			}
+			m.cli.grace_ms = (uint32_t)v;
+			m.cli_grace = true;
+			break;
+		}
 		case 'l':
 			r = zd_log_level_from_name(optarg);
 			if (r < 0) {
@@ -573,6 +591,14 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	}
+	/* The leases of the previous life, orphaned for grace_ms. A table
+	 * that cannot be rewritten does not stop the daemon, but no lease is
+	 * granted until it can record one; one that cannot be read refuses
+	 * every new lease until it is fixed and the daemon restarted. */
+	r = zd_lease_adopt(d);
+	if (r < 0)
+		zd_err("the lease table in %s cannot be used: %s; new leases are refused",
+		       d->cfg.state_dir, strerror(-r));
 	warn_sparse_space(d);
 	d->reload = do_reload;
 	d->stop_hook = stop_hook;

@@ -1,9 +1,10 @@
-/* The method table and the handlers of the daemon, device and zone methods.
- * Handlers write into the call, never to a socket. Lease methods live in
- * daemon/lease.c. */
+/* The method table and the handlers of the daemon, device and zone methods,
+ * and the start-up that binds every module's table. Handlers write into the
+ * call, never to a socket. Lease methods live in daemon/lease-methods.c. */
 #include <config.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -570,34 +571,80 @@ static int m_stats(struct zd_daemon *d, struct zd_call *call, struct json_object
 	return 0;
 }
 
+/* --- device.open ------------------------------------------------------- */
+
+static int devopen_run(struct zd_work *w)
+{
+	w->fd = w->dev->dev->ops->open_fd(w->dev->dev, O_RDONLY);
+	return w->fd < 0 ? w->fd : 0;
+}
+
+static void devopen_done(struct zd_work *w, int status)
+{
+	struct zd_call *call = w->data;
+
+	if (status < 0) {
+		zd_call_errno(call, status, "open");
+	} else {
+		call->result = json_object_new_object();
+		call->fd = w->fd;
+	}
+	free(w);
+	zd_call_complete(call);
+}
+
+static int m_device_open(struct zd_daemon *d, struct zd_call *call, struct json_object *p)
+{
+	const char *name;
+	struct zd_device *dev;
+	struct zd_work *w;
+	struct zp_err e;
+
+	if (zp_param_string(p, "device", ZP_REQUIRED, &name, &e) < 0) {
+		zd_call_error(call, e.code, "%s", e.message);
+		return 0;
+	}
+	dev = zd_device_find(d, name);
+	if (!dev) {
+		zd_call_error(call, ZP_ERR_NO_DEVICE, "no such device '%.64s'", name);
+		return 0;
+	}
+	w = calloc(1, sizeof(*w));
+	if (!w) {
+		zd_call_error(call, ZP_ERR_INTERNAL, "out of memory");
+		return 0;
+	}
+	w->data = call;
+	w->fd = -1;
+	w->run = devopen_run;
+	w->done = devopen_done;
+	zd_work_queue(dev, w);
+	return ZD_ASYNC;
+}
+
 #define P(...) ((const char *const[]){ __VA_ARGS__, NULL })
 static const struct zd_method methods[] = {
 	{ "daemon.hello", m_hello, ZD_M_ANYONE, P(NULL) },
 	{ "daemon.stats", m_stats, ZD_M_CLIENT, P(NULL) },
 	{ "device.list", m_device_list, ZD_M_CLIENT, P(NULL) },
 	{ "device.info", m_device_info, ZD_M_CLIENT, P("device") },
-	{ "device.open", zd_device_open_method, ZD_M_CLIENT | ZD_M_REPLY, P("device") },
+	{ "device.open", m_device_open, ZD_M_CLIENT | ZD_M_REPLY, P("device") },
 	{ "zone.report", m_zone_report, ZD_M_CLIENT, P("device", "from", "count", "cond", "type") },
 	{ "zone.open", m_zone_open, ZD_M_ADMIN, P("device", "zone", "count", "force") },
 	{ "zone.close", m_zone_close, ZD_M_ADMIN, P("device", "zone", "count", "force") },
 	{ "zone.finish", m_zone_finish, ZD_M_ADMIN, P("device", "zone", "count", "force") },
 	{ "zone.reset", m_zone_reset, ZD_M_ADMIN, P("device", "zone", "count", "force") },
-	{ "lease.acquire", zd_lease_acquire_method, ZD_M_CLIENT | ZD_M_REPLY,
-	  P("device", "zone", "min_free", "prefer", "wait_ms", "direct", "label") },
-	{ "lease.sync", zd_lease_sync_method, ZD_M_CLIENT, P("id", "token", "wp") },
-	{ "lease.release", zd_lease_release_method, ZD_M_CLIENT, P("id", "token", "then") },
-	{ "lease.reset", zd_lease_reset_method, ZD_M_CLIENT, P("id", "token") },
-	{ "lease.finish", zd_lease_finish_method, ZD_M_CLIENT, P("id", "token") },
-	{ "lease.list", zd_lease_list_method, ZD_M_CLIENT, P("all") },
 	{ "events.subscribe", zd_events_subscribe_method, ZD_M_CLIENT, P("types", "devices") },
 	{ "events.unsubscribe", zd_events_unsubscribe_method, ZD_M_CLIENT, P(NULL) },
 };
 #undef P
 
-const struct zd_method *zd_method_find(const char *name)
+int zd_modules_init(struct zd_daemon *d)
 {
-	for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
-		if (strcmp(methods[i].name, name) == 0)
-			return &methods[i];
-	return NULL;
+	d->methods_core.methods = methods;
+	d->methods_core.nr_methods = sizeof(methods) / sizeof(methods[0]);
+	zd_method_table_bind(d, &d->methods_core);
+	zd_lease_init(d);
+	zd_lease_methods_init(d);
+	return 0;
 }

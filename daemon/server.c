@@ -516,7 +516,7 @@ static void call_dispatch(struct zd_conn *conn, struct zd_call *call, struct jso
 			goto done;
 		}
 	}
-	m = zd_method_find(method);
+	m = zd_method_find(d, method);
 	if (!m) {
 		zd_call_error(call, ZP_ERR_METHOD_NOT_FOUND, "method '%.128s' not found", method);
 		goto done;
@@ -762,9 +762,34 @@ static void user_put(struct zd_user *u)
 	}
 }
 
+void zd_hooks_add(struct zd_daemon *d, struct zd_hooks *hook)
+{
+	zd_list_add_tail(&d->hooks, &hook->link);
+}
+
+void zd_method_table_bind(struct zd_daemon *d, struct zd_method_table *t)
+{
+	zd_list_add_tail(&d->method_tables, &t->link);
+}
+
+const struct zd_method *zd_method_find(struct zd_daemon *d, const char *name)
+{
+	struct zd_list *pos, *tmp;
+
+	zd_list_for_each_safe(pos, tmp, &d->method_tables) {
+		const struct zd_method_table *t = zd_container_of(pos, struct zd_method_table, link);
+
+		for (size_t i = 0; i < t->nr_methods; i++)
+			if (strcmp(t->methods[i].name, name) == 0)
+				return &t->methods[i];
+	}
+	return NULL;
+}
+
 struct zd_conn *zd_conn_new(struct zd_daemon *d, int fd)
 {
 	struct zd_conn *conn = calloc(1, sizeof(*conn));
+	struct zd_list *pos, *tmp;
 
 	if (!conn)
 		return NULL;
@@ -772,10 +797,7 @@ struct zd_conn *zd_conn_new(struct zd_daemon *d, int fd)
 	conn->fd = fd;
 	conn->refs = 1;
 	zd_list_init(&conn->link);
-	zd_list_init(&conn->leases);
 	zd_list_init(&conn->out);
-	zd_list_init(&conn->waiters);
-	zd_list_init(&conn->waiters_parked);
 	zd_list_init(&conn->user_link);
 	conn_credentials(conn);
 	conn->user = user_get(d, conn->uid);
@@ -787,12 +809,19 @@ struct zd_conn *zd_conn_new(struct zd_daemon *d, int fd)
 	zd_list_add_tail(&conn->user->conns, &conn->user_link);
 	zd_list_add_tail(&d->conns, &conn->link);
 	d->nr_conns++;
+	zd_list_for_each_safe(pos, tmp, &d->hooks) {
+		struct zd_hooks *h = zd_container_of(pos, struct zd_hooks, link);
+
+		if (h->conn_open)
+			h->conn_open(conn);
+	}
 	return conn;
 }
 
 void zd_conn_close(struct zd_conn *conn)
 {
 	struct zd_daemon *d = conn->d;
+	struct zd_list *pos, *tmp;
 
 	if (conn->closing)
 		return;
@@ -801,9 +830,14 @@ void zd_conn_close(struct zd_conn *conn)
 	d->nr_conns--;
 	conn->user->nr_conns--;
 	zd_list_del(&conn->user_link);
-	/* Leases belong to the connection: a client that closes or dies
-	 * gives its zones back now. */
-	zd_lease_drop_conn(conn);
+	/* The modules let go of what the connection held (its leases, its
+	 * waiting calls) while it is still whole. */
+	zd_list_for_each_safe(pos, tmp, &d->hooks) {
+		struct zd_hooks *h = zd_container_of(pos, struct zd_hooks, link);
+
+		if (h->conn_close)
+			h->conn_close(conn);
+	}
 	while (!zd_list_empty(&conn->out)) {
 		struct zd_outmsg *m = zd_container_of(conn->out.next, struct zd_outmsg, link);
 
@@ -1154,17 +1188,15 @@ int zd_daemon_init(struct zd_daemon *d, uv_loop_t *loop)
 	d->loop = loop;
 	d->listen_fd = -1;
 	d->uid = geteuid();
-	d->next_lease_id = 1;
 	zd_list_init(&d->devices);
 	zd_list_init(&d->conns);
 	zd_list_init(&d->users);
-	zd_waitq_init(&d->any_waiters);
-	zd_list_init(&d->release_waiters);
-	zd_list_init(&d->kick_pending);
+	zd_list_init(&d->hooks);
+	zd_list_init(&d->method_tables);
 	d->msgbuf = malloc(ZP_MSG_MAX + 1);
 	if (!d->msgbuf)
 		return -ENOMEM;
-	return 0;
+	return zd_modules_init(d);
 }
 
 int zd_daemon_resolve_groups(struct zd_daemon *d, char *why, size_t why_len)
@@ -1193,26 +1225,84 @@ int zd_daemon_resolve_groups(struct zd_daemon *d, char *why, size_t why_len)
 	return 0;
 }
 
-int zd_daemon_listen(struct zd_daemon *d)
+/* The listener systemd passes: one stored in the service's fd store by an
+ * earlier life of the daemon (named "listen"), which wins, or the socket
+ * of socket activation. Others passed are closed. Returns 1 when one was
+ * taken, 0 when none was passed. */
+static int pick_listen_fd(struct zd_daemon *d)
 {
-	int n, r;
-	uint64_t usec = 0;
+	char **names = NULL;
+	int n, pick = -1;
+	bool stored = false;
 
-	n = sd_listen_fds(1);
-	if (n > 1) {
-		zd_err("socket activation passed %d sockets; zonedd takes exactly one", n);
+	n = sd_listen_fds_with_names(1, &names);
+	if (n < 0) {
+		zd_err("cannot read the sockets passed by systemd: %s", strerror(-n));
+		return n;
+	}
+	for (int i = 0; i < n; i++) {
+		int fd = SD_LISTEN_FDS_START + i;
+		bool is_stored = names && names[i] && strcmp(names[i], "listen") == 0;
+
+		if (sd_is_socket_unix(fd, SOCK_SEQPACKET, 1, NULL, 0) <= 0)
+			continue;
+		if (pick < 0 || (is_stored && !stored)) {
+			pick = fd;
+			stored = is_stored;
+		}
+	}
+	for (int i = 0; i < n; i++)
+		if (SD_LISTEN_FDS_START + i != pick)
+			close(SD_LISTEN_FDS_START + i);
+	if (names)
+		for (int i = 0; i < n; i++)
+			free(names[i]);
+	free(names);
+	if (n > 0 && pick < 0) {
+		zd_err("systemd passed %d fd(s), none a listening AF_UNIX SOCK_SEQPACKET socket", n);
 		return -EINVAL;
 	}
-	if (n == 1) {
-		if (sd_is_socket_unix(SD_LISTEN_FDS_START, SOCK_SEQPACKET, 1, NULL, 0) <= 0) {
-			zd_err("the activation socket is not a listening AF_UNIX SOCK_SEQPACKET socket");
-			return -EINVAL;
-		}
-		d->listen_fd = SD_LISTEN_FDS_START;
-		fcntl(d->listen_fd, F_SETFL, fcntl(d->listen_fd, F_GETFL) | O_NONBLOCK);
-		fcntl(d->listen_fd, F_SETFD, FD_CLOEXEC);
-		zd_info("listening on the socket passed by systemd");
-	} else {
+	if (pick < 0)
+		return 0;
+	d->listen_fd = pick;
+	fcntl(d->listen_fd, F_SETFL, fcntl(d->listen_fd, F_GETFL) | O_NONBLOCK);
+	fcntl(d->listen_fd, F_SETFD, FD_CLOEXEC);
+	zd_info("listening on the socket %s", stored ? "kept in systemd's fd store" :
+		"passed by systemd");
+	return 1;
+}
+
+/* Under systemd, the listener goes into the service's fd store
+ * (FileDescriptorStoreMax=): a restarted daemon gets it back, so the
+ * socket never goes away and clients connecting meanwhile queue in its
+ * backlog instead of being refused. systemd drops duplicates, so storing
+ * a socket-activated or already stored listener again is harmless. A
+ * stored socket's name is not unlinked at stop: the next life serves it. */
+static void store_listen_fd(struct zd_daemon *d)
+{
+	int r;
+
+	if (!getenv("NOTIFY_SOCKET"))
+		return;
+	r = sd_pid_notify_with_fds(0, 0, "FDSTORE=1\nFDNAME=listen", &d->listen_fd, 1);
+	if (r > 0) {
+		d->listen_owned = false;
+		zd_debug("listening socket stored in systemd's fd store");
+	} else if (r < 0) {
+		zd_warn("cannot store the listening socket in systemd's fd store: %s "
+			"(a restart briefly refuses connections)", strerror(-r));
+	}
+}
+
+int zd_daemon_listen(struct zd_daemon *d)
+{
+	int r;
+	uint64_t usec = 0;
+
+	r = pick_listen_fd(d);
+	if (r < 0)
+		return r;
+	if (r == 0) {
 		char why[512] = "";
 
 		r = make_listen_socket(d, why, sizeof(why));
@@ -1222,6 +1312,7 @@ int zd_daemon_listen(struct zd_daemon *d)
 		}
 		zd_info("listening on %s", d->cfg.socket_path);
 	}
+	store_listen_fd(d);
 	d->listen_poll.data = d;
 	uv_poll_init(d->loop, &d->listen_poll, d->listen_fd);
 	uv_poll_start(&d->listen_poll, UV_READABLE, listen_cb);
@@ -1264,7 +1355,12 @@ void zd_daemon_stop(struct zd_daemon *d)
 	}
 	zd_list_for_each_safe(pos, tmp, &d->conns)
 		zd_conn_close(zd_container_of(pos, struct zd_conn, link));
-	zd_waiters_fini(d);
+	zd_list_for_each_safe(pos, tmp, &d->hooks) {
+		struct zd_hooks *h = zd_container_of(pos, struct zd_hooks, link);
+
+		if (h->stop)
+			h->stop(d);
+	}
 	if (d->listening) {
 		uv_close((uv_handle_t *)&d->sig_term, NULL);
 		uv_close((uv_handle_t *)&d->sig_int, NULL);
@@ -1278,11 +1374,19 @@ void zd_daemon_stop(struct zd_daemon *d)
 
 void zd_daemon_fini(struct zd_daemon *d)
 {
+	struct zd_list *pos, *tmp;
+
 	if (d->listen_fd >= 0) {
 		if (d->listen_owned)
 			unlink(d->cfg.socket_path);
 		close(d->listen_fd);
 		d->listen_fd = -1;
+	}
+	zd_list_for_each_safe(pos, tmp, &d->hooks) {
+		struct zd_hooks *h = zd_container_of(pos, struct zd_hooks, link);
+
+		if (h->fini)
+			h->fini(d);
 	}
 	zd_device_free_all(d);
 	free(d->msgbuf);

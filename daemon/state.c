@@ -1,6 +1,6 @@
 /* Persisted daemon state: the state directory (checked once, then used
  * through a directory fd, never by following a name) and the token
- * generation kept in it. Issue 8's lease table belongs here too. */
+ * generation kept in it, and the lease table. */
 #include <config.h>
 
 #include <errno.h>
@@ -254,4 +254,487 @@ int zd_state_next_token(struct zd_daemon *d, uint64_t *token)
 	}
 	*token = (d->generation << 32) | ++d->next_token_seq;
 	return 0;
+}
+
+/* --- the lease table ----------------------------------------------------
+ *
+ * An append log, "leases" in the state directory: one line per record,
+ * each carrying its own checksum, appended and fdatasync'd before the
+ * reply that grants, reclaims or ends a lease is sent. A change costs one
+ * small write and one fdatasync, not a rewrite of the table; the log is
+ * rewritten (new file, fsync, rename, directory fsync) at start-up and
+ * whenever it holds more than twice the live leases plus LOG_SLACK
+ * records, so its size stays O(live leases). The daemon's appends go
+ * through a group commit on the thread pool (below): the loop never waits
+ * for the disk, and changes arriving together share one fdatasync; a reply
+ * waits for its record. The start-up rewrite runs on the loop, before the
+ * socket is served.
+ *
+ *   <fnv1a-32 of the rest, 8 hex> N <next id>
+ *   <crc> G <id> <token> <wp> <zone> <pid> <uid> <flags> <device hex> <label hex>
+ *   <crc> E <id>
+ *
+ * A G for an id already present replaces it (a reclaim). A line whose
+ * checksum does not match (a torn last append, a damaged block) is skipped
+ * with a warning: skipping a G loses that lease, skipping an E keeps a
+ * lease orphaned for one grace period, so a damaged table errs towards
+ * keeping a zone from others. */
+#define LEASE_LOG "leases"
+#define LEASE_LOG_TMP ".leases.tmp"
+#define LOG_SLACK 256
+#define LOG_LINE_MAX ZD_LOG_LINE_MAX
+
+static uint32_t fnv1a(const char *s, size_t len)
+{
+	uint32_t h = 2166136261u;
+
+	for (size_t i = 0; i < len; i++) {
+		h ^= (unsigned char)s[i];
+		h *= 16777619u;
+	}
+	return h;
+}
+
+static void hex_encode(char *out, const char *s)
+{
+	static const char x[] = "0123456789abcdef";
+
+	if (!*s) {
+		strcpy(out, "-");
+		return;
+	}
+	for (; *s; s++) {
+		*out++ = x[(unsigned char)*s >> 4];
+		*out++ = x[(unsigned char)*s & 15];
+	}
+	*out = '\0';
+}
+
+static int hex_decode(char *out, size_t size, const char *s)
+{
+	size_t n = 0;
+
+	if (strcmp(s, "-") == 0) {
+		out[0] = '\0';
+		return 0;
+	}
+	for (; s[0] && s[1]; s += 2) {
+		unsigned v;
+
+		if (sscanf(s, "%2x", &v) != 1 || v == 0 || n + 1 >= size)
+			return -EINVAL;
+		out[n++] = (char)v;
+	}
+	if (*s)
+		return -EINVAL;
+	out[n] = '\0';
+	return 0;
+}
+
+/* Formats one record with its checksum; returns its length. */
+static size_t log_line(char *buf, size_t size, const char *rec)
+{
+	int n = snprintf(buf, size, "%08x %s\n", fnv1a(rec, strlen(rec)), rec);
+
+	return n < 0 || (size_t)n >= size ? 0 : (size_t)n;
+}
+
+static void rec_format(char *rec, size_t size, const struct zd_lease_rec *r)
+{
+	char dev[2 * ZD_ID_MAX + 2], label[2 * sizeof(r->label) + 2];
+
+	hex_encode(dev, r->device);
+	hex_encode(label, r->label);
+	snprintf(rec, size, "G %" PRIu64 " %" PRIu64 " %" PRIu64 " %u %d %u %u %s %s", r->id,
+		 r->token, r->wp, r->zone, (int)r->pid, (unsigned)r->uid,
+		 (r->direct ? 1u : 0u) | (r->reclaimable ? 2u : 0u), dev, label);
+}
+
+static int rec_parse(const char *rec, struct zd_lease_rec *r)
+{
+	char dev[2 * ZD_ID_MAX + 2], label[2 * sizeof(r->label) + 2];
+	unsigned flags, uid;
+	int pid;
+
+	memset(r, 0, sizeof(*r));
+	if (sscanf(rec, "G %" SCNu64 " %" SCNu64 " %" SCNu64 " %u %d %u %u %129s %257s", &r->id,
+		   &r->token, &r->wp, &r->zone, &pid, &uid, &flags, dev, label) != 9)
+		return -EINVAL;
+	if (hex_decode(r->device, sizeof(r->device), dev) < 0 ||
+	    hex_decode(r->label, sizeof(r->label), label) < 0 || !r->device[0])
+		return -EINVAL;
+	r->pid = pid;
+	r->uid = uid;
+	r->direct = flags & 1;
+	r->reclaimable = flags & 2;
+	return 0;
+}
+
+/* Appends whole lines and syncs them. Runs on the thread pool for the
+ * daemon (one batch at a time), on the caller's thread in unit tests; it
+ * alone touches the log's fd and size while a batch is in flight. */
+static int log_write(struct zd_daemon *d, const char *buf, size_t len)
+{
+	ssize_t n;
+
+	if (!d->have_lease_log) {
+		/* Not opened by a start-up adoption (a daemon embedded in a
+		 * test): appended to as found. */
+		int fd;
+
+		if (!d->have_state_fd)
+			return -EBADF;
+		fd = openat(d->state_fd, LEASE_LOG,
+			    O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (fd < 0)
+			return -errno;
+		d->lease_log_fd = fd;
+		d->have_lease_log = true;
+		d->lease_log_size = (uint64_t)lseek(fd, 0, SEEK_END);
+	}
+	errno = 0;
+	n = write(d->lease_log_fd, buf, len);
+	if (n != (ssize_t)len || fdatasync(d->lease_log_fd) < 0) {
+		int r = errno ? -errno : -EIO;
+
+		/* A partial line would swallow the next record: cut it off. */
+		if (ftruncate(d->lease_log_fd, (off_t)d->lease_log_size) < 0)
+			zd_warn("%s/%s: cannot cut off a failed append: %s", d->cfg.state_dir,
+				LEASE_LOG, strerror(errno));
+		return r;
+	}
+	d->lease_log_size += len;
+	return 0;
+}
+
+static int log_append(struct zd_daemon *d, const char *rec)
+{
+	char line[LOG_LINE_MAX];
+	size_t len = log_line(line, sizeof(line), rec);
+	int r;
+
+	if (len == 0)
+		return -ENAMETOOLONG;
+	r = log_write(d, line, len);
+	if (r == 0)
+		d->lease_log_records++;
+	return r;
+}
+
+/* Rewrites the log with just the live leases; the old one stays until the
+ * new one is safely on disk and renamed over it. */
+static int log_rewrite(struct zd_daemon *d, const struct zd_lease_rec *recs, size_t n,
+		       uint64_t next_id)
+{
+	char rec[LOG_LINE_MAX], line[LOG_LINE_MAX];
+	size_t len, size = 0;
+	int fd, r = 0;
+
+	if (!d->have_state_fd)
+		return -EBADF;
+	if (unlinkat(d->state_fd, LEASE_LOG_TMP, 0) < 0 && errno != ENOENT)
+		return -errno;
+	fd = openat(d->state_fd, LEASE_LOG_TMP,
+		    O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_APPEND, 0600);
+	if (fd < 0)
+		return -errno;
+	snprintf(rec, sizeof(rec), "N %" PRIu64, next_id);
+	for (size_t i = 0; i <= n && !r; i++) {
+		if (i > 0)
+			rec_format(rec, sizeof(rec), &recs[i - 1]);
+		len = log_line(line, sizeof(line), rec);
+		if (len == 0 || write(fd, line, len) != (ssize_t)len)
+			r = errno ? -errno : -EIO;
+		size += len;
+	}
+	if (!r && fsync(fd) < 0)
+		r = -errno;
+	if (!r && renameat(d->state_fd, LEASE_LOG_TMP, d->state_fd, LEASE_LOG) < 0)
+		r = -errno;
+	if (!r && fsync(d->state_fd) < 0)
+		r = -errno;
+	if (r) {
+		close(fd);
+		unlinkat(d->state_fd, LEASE_LOG_TMP, 0);
+		return r;
+	}
+	if (d->have_lease_log)
+		close(d->lease_log_fd);
+	d->lease_log_fd = fd;
+	d->have_lease_log = true;
+	d->lease_log_size = size;
+	return 0;
+}
+
+int zd_state_leases_load(struct zd_daemon *d, struct zd_lease_rec **out, size_t *nr)
+{
+	struct zd_lease_rec *recs = NULL;
+	size_t n = 0, cap = 0, bad = 0;
+	char *buf = NULL, *line, *next;
+	struct stat st;
+	int fd, r = 0;
+
+	*out = NULL;
+	*nr = 0;
+	if (!d->have_state_fd)
+		return -EBADF;
+	fd = openat(d->state_fd, LEASE_LOG, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		r = -EUCLEAN;
+		goto out;
+	}
+	buf = malloc((size_t)st.st_size + 1);
+	if (!buf) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (size_t got = 0; got < (size_t)st.st_size;) {
+		ssize_t k = read(fd, buf + got, (size_t)st.st_size - got);
+
+		if (k < 0) {
+			r = -errno;
+			goto out;
+		}
+		if (k == 0) {
+			st.st_size = (off_t)got;
+			break;
+		}
+		got += (size_t)k;
+	}
+	buf[st.st_size] = '\0';
+	for (line = buf; (next = strchr(line, '\n')); line = next + 1) {
+		struct zd_lease_rec rec;
+		unsigned crc;
+		uint64_t v;
+		size_t i;
+
+		*next = '\0';
+		if (strlen(line) < 10 || sscanf(line, "%8x", &crc) != 1 || line[8] != ' ' ||
+		    fnv1a(line + 9, strlen(line + 9)) != crc) {
+			bad++;
+			continue;
+		}
+		line += 9;
+		if (line[0] == 'N' && sscanf(line, "N %" SCNu64, &v) == 1) {
+			if (v > d->next_lease_id)
+				d->next_lease_id = v;
+		} else if (line[0] == 'E' && sscanf(line, "E %" SCNu64, &v) == 1) {
+			for (i = 0; i < n && recs[i].id != v; i++)
+				;
+			if (i < n)
+				recs[i] = recs[--n];
+		} else if (line[0] == 'G' && rec_parse(line, &rec) == 0) {
+			if (rec.id >= d->next_lease_id)
+				d->next_lease_id = rec.id + 1;
+			for (i = 0; i < n && recs[i].id != rec.id; i++)
+				;
+			if (i == n) {
+				if (n == cap) {
+					struct zd_lease_rec *nr2;
+
+					cap = cap ? 2 * cap : 16;
+					nr2 = realloc(recs, cap * sizeof(*recs));
+					if (!nr2) {
+						r = -ENOMEM;
+						goto out;
+					}
+					recs = nr2;
+				}
+				n++;
+			}
+			recs[i] = rec;
+		} else {
+			bad++;
+		}
+	}
+	if (*line)
+		bad++; /* a torn last append */
+	if (bad)
+		zd_warn("%s/%s: %zu damaged record(s) skipped", d->cfg.state_dir, LEASE_LOG, bad);
+out:
+	close(fd);
+	free(buf);
+	if (r < 0) {
+		free(recs);
+		return r;
+	}
+	*out = recs;
+	*nr = n;
+	return 0;
+}
+
+int zd_state_leases_rewrite(struct zd_daemon *d, const struct zd_lease_rec *recs, size_t n)
+{
+	int r = log_rewrite(d, recs, n, d->next_lease_id);
+
+	if (r == 0)
+		d->lease_log_records = n + 1;
+	return r;
+}
+
+int zd_state_lease_put(struct zd_daemon *d, const struct zd_lease_rec *r)
+{
+	char rec[LOG_LINE_MAX];
+
+	rec_format(rec, sizeof(rec), r);
+	return log_append(d, rec);
+}
+
+int zd_state_lease_end(struct zd_daemon *d, uint64_t id)
+{
+	char rec[64];
+
+	snprintf(rec, sizeof(rec), "E %" PRIu64, id);
+	return log_append(d, rec);
+}
+
+bool zd_state_leases_want_rewrite(const struct zd_daemon *d, size_t live)
+{
+	return d->lease_log_records > 2 * live + LOG_SLACK;
+}
+
+/* --- group commit --------------------------------------------------------
+ *
+ * The daemon's records go through here: queued on the loop, written and
+ * synced by one thread-pool job per batch, their callbacks run on the loop
+ * once the batch is on disk. While a batch is in flight the next one
+ * gathers, so N changes arriving together cost one fdatasync, and the loop
+ * never waits for the disk. A batch that finds the log grown past its
+ * rewrite mark writes a snapshot of the live leases instead (which
+ * already holds this batch's changes). */
+
+static void log_batch_run(uv_work_t *w)
+{
+	struct zd_daemon *d = w->data;
+
+	if (d->log_do_rewrite)
+		d->log_status = log_rewrite(d, d->log_recs, d->log_nrecs, d->log_next_id);
+	else
+		d->log_status = log_write(d, d->log_buf, d->log_buf_len);
+}
+
+static void log_batch_start(struct zd_daemon *d);
+
+static void log_batch_after(uv_work_t *w, int status)
+{
+	struct zd_daemon *d = w->data;
+	int r = status < 0 ? -ECANCELED : d->log_status;
+
+	if (r < 0)
+		zd_err("cannot write the lease table in %s: %s", d->cfg.state_dir, strerror(-r));
+	free(d->log_buf);
+	free(d->log_recs);
+	d->log_buf = NULL;
+	d->log_recs = NULL;
+	while (!zd_list_empty(&d->log_batch)) {
+		struct zd_log_req *q = zd_container_of(d->log_batch.next, struct zd_log_req, link);
+
+		zd_list_del(&q->link);
+		q->status = r;
+		q->done(q);
+	}
+	d->log_busy = false;
+	log_batch_start(d);
+}
+
+static void log_batch_start(struct zd_daemon *d)
+{
+	struct zd_list *pos, *tmp;
+	size_t len = 0, count = 0;
+	int r;
+
+	if (d->log_busy || zd_list_empty(&d->log_pending))
+		return;
+	zd_list_splice_head(&d->log_batch, &d->log_pending);
+	if (d->lease_table_err) {
+		d->log_status = d->lease_table_err;
+		goto fail;
+	}
+	d->log_do_rewrite = false;
+	if (zd_state_leases_want_rewrite(d, d->nr_persisted) &&
+	    zd_lease_snapshot(d, &d->log_recs, &d->log_nrecs) == 0) {
+		d->log_do_rewrite = true;
+		d->log_next_id = d->next_lease_id;
+		d->lease_log_records = d->log_nrecs + 1;
+	} else {
+		zd_list_for_each_safe(pos, tmp, &d->log_batch)
+			len += zd_container_of(pos, struct zd_log_req, link)->len;
+		d->log_buf = malloc(len ? len : 1);
+		if (!d->log_buf) {
+			d->log_status = -ENOMEM;
+			goto fail;
+		}
+		d->log_buf_len = 0;
+		zd_list_for_each_safe(pos, tmp, &d->log_batch) {
+			struct zd_log_req *q = zd_container_of(pos, struct zd_log_req, link);
+
+			memcpy(d->log_buf + d->log_buf_len, q->line, q->len);
+			d->log_buf_len += q->len;
+			count++;
+		}
+		d->lease_log_records += count;
+	}
+	d->log_busy = true;
+	d->log_work.data = d;
+	r = uv_queue_work(d->loop, &d->log_work, log_batch_run, log_batch_after);
+	if (r == 0)
+		return;
+	d->log_busy = false;
+	d->log_status = -EIO;
+fail:
+	/* Answered as a failed write, on the loop, now. */
+	free(d->log_recs);
+	d->log_recs = NULL;
+	while (!zd_list_empty(&d->log_batch)) {
+		struct zd_log_req *q = zd_container_of(d->log_batch.next, struct zd_log_req, link);
+
+		zd_list_del(&q->link);
+		q->status = d->log_status;
+		q->done(q);
+	}
+}
+
+static int log_submit(struct zd_daemon *d, const char *rec, struct zd_log_req *q,
+		      void (*done)(struct zd_log_req *q))
+{
+	q->len = log_line(q->line, sizeof(q->line), rec);
+	if (q->len == 0)
+		return -ENAMETOOLONG;
+	q->done = done;
+	zd_list_add_tail(&d->log_pending, &q->link);
+	log_batch_start(d);
+	return 0;
+}
+
+int zd_state_lease_put_async(struct zd_daemon *d, const struct zd_lease_rec *r,
+			     struct zd_log_req *q, void (*done)(struct zd_log_req *q))
+{
+	char rec[LOG_LINE_MAX];
+
+	rec_format(rec, sizeof(rec), r);
+	return log_submit(d, rec, q, done);
+}
+
+int zd_state_lease_end_async(struct zd_daemon *d, uint64_t id, struct zd_log_req *q,
+			     void (*done)(struct zd_log_req *q))
+{
+	char rec[64];
+
+	snprintf(rec, sizeof(rec), "E %" PRIu64, id);
+	return log_submit(d, rec, q, done);
+}
+
+void zd_state_log_init(struct zd_daemon *d)
+{
+	zd_list_init(&d->log_pending);
+	zd_list_init(&d->log_batch);
+}
+
+void zd_state_leases_close(struct zd_daemon *d)
+{
+	if (d->have_lease_log)
+		close(d->lease_log_fd);
+	d->have_lease_log = false;
 }

@@ -12,7 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "daemon/config.h"
+#include "daemon/conf.h"
 #include "fuzz/fuzz.h"
 
 static struct {

@@ -78,6 +78,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	h.d.cfg.max_wait_ms = 1;
 	/* Few leases per connection, so the limit is reachable in one batch. */
 	h.d.cfg.max_leases_per_conn = 8;
+	/* A reclaimable lease outlives its connection for the grace: none,
+	 * so it is released on the next loop turn and no lease is left
+	 * between inputs. */
+	h.d.cfg.grace_ms = 0;
 	if (zd_state_generation_bump(&h.d) < 0)
 		fuzz_die("cannot persist the token generation in %s", h.dir);
 	/* The device of tests/test-proto.c (16 zones, 2 conventional, open and
@@ -85,6 +89,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	add_device("emu0", "size=16M,zone-size=1M,zone-capacity=768K,conv=2,max-open=4,"
 		   "max-active=6,lbs=4096");
 	add_device("emu1", "size=4M,zone-size=512K,conv=0,max-open=0,max-active=0,lbs=512");
+	/* As zonedd starts: the lease table is opened (its fd counts in the
+	 * baseline). */
+	if (zd_lease_adopt(&h.d) < 0)
+		fuzz_die("cannot open the lease table in %s", h.dir);
 	h.baseline_fds = fuzz_count_fds();
 	return 0;
 }
@@ -130,7 +138,8 @@ static bool daemon_idle(struct zd_conn *conn)
 {
 	struct zd_list *pos, *tmp;
 
-	if (conn->refs != 1 || h.d.nr_releasing || conn->nr_waiters ||
+	if (conn->refs != 1 || h.d.nr_releasing || conn->nr_waiters || h.d.log_busy ||
+	    !zd_list_empty(&h.d.log_pending) || !zd_list_empty(&h.d.orphans) ||
 	    !zd_list_empty(&h.d.any_waiters.list) || !zd_list_empty(&h.d.release_waiters))
 		return false;
 	zd_list_for_each_safe(pos, tmp, &h.d.devices)

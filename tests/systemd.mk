@@ -12,9 +12,10 @@ VALGRIND_TESTS += tests/test-config
 TESTS += tests/test-config \
 	tests/systemd-verify.sh \
 	tests/systemd-activate.sh \
+	tests/systemd-fdstore.sh \
 	tests/systemd-config.sh \
 	tests/install-check.sh
-dist_check_SCRIPTS += tests/systemd-verify.sh tests/systemd-activate.sh \
+dist_check_SCRIPTS += tests/systemd-verify.sh tests/systemd-activate.sh tests/systemd-fdstore.sh \
 	tests/systemd-config.sh tests/install-check.sh
 EXTRA_DIST += tests/systemd-lib.sh
 CLEANFILES += .install-test.lock

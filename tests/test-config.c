@@ -14,7 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "daemon/config.h"
+#include "daemon/conf.h"
 #include "proto/proto.h"
 
 static char tmpdir[256];

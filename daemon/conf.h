@@ -1,10 +1,11 @@
 /* zonedd configuration: defaults, the JSON config file, command-line
  * overrides. Owned by main and the reload handler; plain data. */
-#ifndef ZONED_CONFIG_H
-#define ZONED_CONFIG_H
+#ifndef ZONED_CONF_H
+#define ZONED_CONF_H
 
-/* Files in daemon/ that say #include "config.h" reach this header first;
- * it brings the build configuration along so both meanings hold. */
+/* Named conf.h, not config.h: autoconf's config.h is the build
+ * configuration, and a daemon/config.h would shadow it for every file in
+ * daemon/ that says #include "config.h". */
 #include <config.h>
 
 #include <limits.h>
@@ -33,7 +34,7 @@ struct zd_config {
 	uint32_t max_wait_ms;   /* upper bound on a lease.acquire wait_ms */
 	uint32_t max_waiters_per_conn; /* waiting acquires one connection may have */
 	uint32_t max_waiters_per_uid;  /* ... and one uid over all its connections */
-	uint32_t grace_ms;      /* reserved for lease reclaim after restart */
+	uint32_t grace_ms;      /* how long an orphaned lease may be reclaimed */
 	int log_level;          /* syslog priority */
 };
 

@@ -1,0 +1,885 @@
+/* The lease RPC handlers: lease.acquire (with its waiters), lease.sync,
+ * lease.reset, lease.finish, lease.release, lease.list. The lease object
+ * and its lifecycle are in daemon/lease.c. */
+#include <config.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "daemon/daemon.h"
+#include "daemon/events.h"
+#include "daemon/log.h"
+
+struct acquire_req {
+	struct zd_waiter w;         /* while it waits */
+	struct zd_call *call;
+	struct zd_daemon *d;
+	char device[ZD_ID_MAX];     /* "" = any */
+	struct zd_alloc_req req;    /* zone, min_free, prefer */
+	bool direct;
+	bool reclaimable;
+	char label[128];
+	int first_err;              /* the answer an until_released waiter gets */
+};
+
+/* acquire_try(): the connection holds its lease limit. */
+#define ACQ_CONN_LIMIT 1
+
+struct lease_op {
+	struct zd_call *call;
+	struct zd_lease *lease;
+	int fd;                     /* a grant's or reclaim's, until its record is on disk */
+};
+
+static struct zd_lease *lease_lookup(struct zd_call *call, struct json_object *params)
+{
+	uint64_t id, token;
+	struct zp_err e;
+	struct zd_list *pos, *tmp;
+	int r;
+
+	r = zp_param_u64(params, "id", ZP_REQUIRED, &id, &e);
+	if (r == 0)
+		r = zp_param_u64(params, "token", ZP_REQUIRED, &token, &e);
+	if (r < 0) {
+		zd_call_error(call, e.code, "%s", e.message);
+		return NULL;
+	}
+	/* Only the owner's own leases are found: a foreign id is as unknown as
+	 * a stale one, so one client cannot probe another's leases. */
+	zd_list_for_each_safe(pos, tmp, &call->conn->leases) {
+		struct zd_lease *l = zd_container_of(pos, struct zd_lease, conn_link);
+
+		/* A lease still being granted is not the client's yet. Ids and
+		 * tokens count up, so a batch [acquire, release{guessed}] can
+		 * name it; an operation queued on it would outlive it when
+		 * acquire_done gives it up (the client left, or it was revoked). */
+		if (l->id == id && l->token == token && l->state == ZD_LEASE_HELD)
+			return l;
+	}
+	zd_call_error(call, ZP_ERR_STALE_LEASE, "unknown or stale lease %" PRIu64, id);
+	return NULL;
+}
+
+/* --- acquire ----------------------------------------------------------- */
+
+static int acquire_run(struct zd_work *w)
+{
+	struct zd_dev *dev = w->dev->dev;
+	int r;
+
+	w->fd = -1;
+	r = dev->ops->refresh_zone(dev, w->zone, UINT64_MAX, w->zbuf);
+	if (r < 0)
+		return r;
+	w->fd = dev->ops->open_fd(dev, w->open_flags);
+	return w->fd < 0 ? w->fd : 0;
+}
+
+/* A grant's last step: its record is on disk (status 0), or could not be
+ * written, and the client may have left or an admin revoked it meanwhile. */
+static void grant_recorded(struct zd_lease *l, int status, void *arg)
+{
+	struct lease_op *op = arg;
+	struct zd_call *call = op->call;
+	struct zd_daemon *d = l->dev->d;
+
+	if (status < 0 || !l->conn || l->state == ZD_LEASE_REVOKED) {
+		close(op->fd);
+		if (l->state == ZD_LEASE_REVOKED || !l->conn)
+			zd_call_error(call, ZP_ERR_STALE_LEASE, "the lease was revoked as it was granted");
+		else
+			zd_call_error(call, ZP_ERR_IO, "the lease cannot be recorded in the state "
+				      "directory (see the daemon's log); nothing is held");
+		if (l->state == ZD_LEASE_REVOKED) {
+			zd_lease_op_done(l);
+		} else {
+			l->busy--;
+			zd_lease_end(l);
+		}
+	} else {
+		l->busy--;
+		zd_lease_set_state(l, ZD_LEASE_HELD);
+		d->stats.leases_granted++;
+		call->result = json_object_new_object();
+		json_object_object_add(call->result, "lease", zd_lease_json(l));
+		call->fd = op->fd;
+		zd_lease_log(l, "granted");
+		zd_event_lease(d, ZD_EV_LEASE_ACQUIRED, l, NULL);
+	}
+	free(op);
+	zd_call_complete(call);
+}
+
+static void acquire_done(struct zd_work *w, int status)
+{
+	struct lease_op *op = w->data;
+	struct zd_lease *l = op->lease;
+	struct zd_call *call = op->call;
+	struct zd_daemon *d = w->dev->d;
+
+	if (status == 0)
+		zd_device_zone_update(w->dev, w->zone, w->zbuf);
+	if (status < 0 || !l->conn || l->state == ZD_LEASE_REVOKED) {
+		/* Failed, or the client went away or an admin revoked it
+		 * meanwhile: nothing is held. */
+		if (w->fd >= 0)
+			close(w->fd);
+		if (status < 0)
+			zd_call_errno(call, status, "lease");
+		else
+			zd_call_error(call, ZP_ERR_STALE_LEASE, "the lease was revoked as it was granted");
+		if (l->state == ZD_LEASE_REVOKED) {
+			zd_lease_op_done(l);
+		} else {
+			l->busy--;
+			zd_lease_end(l);
+		}
+	} else {
+		int fl = fcntl(w->fd, F_GETFL), r;
+
+		l->direct = fl >= 0 && (fl & O_DIRECT);
+		l->granted_ms = zd_now_ms(d);
+		op->fd = w->fd;
+		free(w->zbuf);
+		free(w);
+		/* In the table before the client hears of it: a lease the
+		 * client has is one a restart keeps. Still granting (and
+		 * busy) until then. */
+		r = zd_lease_persist(l, grant_recorded, op);
+		if (r < 0)
+			grant_recorded(l, r, op);
+		return;
+	}
+	free(op);
+	free(w->zbuf);
+	free(w);
+	zd_call_complete(call);
+}
+
+/* Tries to grant a now; returns 0 when started (the call completes later,
+ * a itself is not kept), ACQ_CONN_LIMIT, or a negative JSON-RPC code when
+ * nothing can be granted yet. */
+static int acquire_try(struct zd_daemon *d, struct acquire_req *a)
+{
+	struct zd_conn *conn = a->call->conn;
+	struct zd_device *dev = NULL;
+	struct zd_lease *l;
+	struct lease_op *op;
+	struct zd_work *w;
+	int64_t zone = ZP_ERR_NO_DEVICE;
+	int best = 0;
+	uint64_t token;
+
+	/* Checked here, where leases are made, and not only when the request
+	 * arrives: waiters served later (a batch of waiting acquires) would
+	 * otherwise take the connection past its limit. A waiter at the limit
+	 * waits on until the connection lets a lease go. */
+	if (d->cfg.max_leases_per_conn && conn->nr_leases >= d->cfg.max_leases_per_conn)
+		return ACQ_CONN_LIMIT;
+	if (a->w.dev) {
+		/* A waiter keeps its device, even one leaving the configuration. */
+		dev = a->w.dev;
+		if (zd_list_empty(&dev->link))
+			return ZP_ERR_NO_DEVICE;
+		zone = zd_alloc_pick(dev, &a->req);
+	} else if (a->device[0]) {
+		dev = zd_device_find(d, a->device);
+		if (!dev)
+			return ZP_ERR_NO_DEVICE;
+		zone = zd_alloc_pick(dev, &a->req);
+	} else {
+		struct zd_list *pos, *tmp;
+
+		/* The first device that can serve; otherwise the most telling
+		 * reason: a limit beats "nothing free". */
+		zd_list_for_each_safe(pos, tmp, &d->devices) {
+			dev = zd_container_of(pos, struct zd_device, link);
+			zone = zd_alloc_pick(dev, &a->req);
+			if (zone >= 0)
+				break;
+			if (best == 0 || zone == ZP_ERR_LIMIT)
+				best = (int)zone;
+		}
+		if (zone < 0 && best)
+			zone = best;
+	}
+	if (zone < 0)
+		return (int)zone;
+	/* The only -32000 acquire_try gives: no token can be made safely. */
+	if (zd_state_next_token(d, &token) < 0)
+		return ZP_ERR_IO;
+
+	op = calloc(1, sizeof(*op));
+	w = calloc(1, sizeof(*w));
+	if (w)
+		w->zbuf = calloc(1, sizeof(*w->zbuf));
+	l = op && w && w->zbuf ? zd_lease_new(conn, dev, (uint32_t)zone, token, a->label) : NULL;
+	if (!l) {
+		free(op);
+		if (w)
+			free(w->zbuf);
+		free(w);
+		return ZP_ERR_INTERNAL;
+	}
+	/* The grant in flight counts as an operation: a revocation meanwhile
+	 * leaves the lease to it. */
+	l->busy = 1;
+	l->reclaimable = a->reclaimable;
+
+	op->call = a->call;
+	op->lease = l;
+	w->data = op;
+	w->zone = l->zone;
+	w->open_flags = O_RDWR | (a->direct ? O_DIRECT : 0);
+	w->run = acquire_run;
+	w->done = acquire_done;
+	zd_work_queue(dev, w);
+	return 0;
+}
+
+static bool transient(int r)
+{
+	return r == ZP_ERR_LIMIT || r == ZP_ERR_NO_FREE_ZONE || r == ZP_ERR_ZONE_LEASED;
+}
+
+static void acquire_error(struct zd_call *call, const struct acquire_req *a, int r)
+{
+	switch (r) {
+	case ZP_ERR_NO_DEVICE:
+		zd_call_error(call, r, "no such device '%.64s'", a->device);
+		break;
+	case ZP_ERR_NO_ZONE:
+		zd_call_error(call, r, "no zone %lld on %s", (long long)a->req.zone, a->device);
+		break;
+	case ZP_ERR_ZONE_LEASED:
+		zd_call_error(call, r, "zone %lld is leased", (long long)a->req.zone);
+		break;
+	case ZP_ERR_ZONE_STATE:
+		zd_call_error(call, r, "zone %lld cannot be leased (conventional, read-only or offline)",
+			      (long long)a->req.zone);
+		break;
+	case ZP_ERR_LIMIT:
+		zd_call_error(call, r, "the device's open or active zone limit is reached");
+		break;
+	case ZP_ERR_NO_FREE_ZONE:
+		zd_call_error(call, r, "no zone available");
+		break;
+	case ZP_ERR_IO:
+		zd_call_error(call, r, "the state directory cannot record a new token generation "
+			      "(full or failing, see the daemon's log): no lease is granted until "
+			      "it can");
+		break;
+	default:
+		zd_call_error(call, r, "%s", zp_error_message(r));
+	}
+}
+
+static int waiter_try(struct zd_waiter *w)
+{
+	struct acquire_req *a = zd_container_of(w, struct acquire_req, w);
+	struct zd_daemon *d = a->d;
+	int r = acquire_try(d, a);
+
+	if (r == 0)
+		return ZD_WAIT_GRANTED;
+	if (r == ACQ_CONN_LIMIT)
+		return ZD_WAIT_CONN;
+	if (!transient(r))
+		return r;
+	if (w->until_released && d->nr_releasing == 0)
+		return a->first_err;
+	/* Waiting for one zone: parked on its lease, woken when it ends. */
+	if (r == ZP_ERR_ZONE_LEASED && a->req.zone >= 0 && w->dev->lease_of[a->req.zone]) {
+		zd_waiter_park(w, &w->dev->lease_of[a->req.zone]->waiters);
+		return ZD_WAIT_PARKED;
+	}
+	return ZD_WAIT_AGAIN;
+}
+
+static void waiter_answer(struct zd_waiter *w, int code)
+{
+	struct acquire_req *a = zd_container_of(w, struct acquire_req, w);
+	struct zd_call *call = a->call;
+
+	if (code == ZP_ERR_TIMEOUT) {
+		if (!call->conn->closing)
+			a->d->stats.wait_timeouts++;
+		zd_call_error(call, code, "no zone became free in time");
+	} else {
+		acquire_error(call, a, code);
+	}
+	zd_call_complete(call);
+}
+
+static void waiter_free(struct zd_waiter *w)
+{
+	free(zd_container_of(w, struct acquire_req, w));
+}
+
+static const struct zd_waiter_ops acquire_waiter_ops = {
+	.try = waiter_try,
+	.answer = waiter_answer,
+	.free = waiter_free,
+};
+
+/* min_free no zone could ever have is a bad request, not "no zone now":
+ * beyond the named zone's capacity, the device's, or every device's. */
+static bool min_free_too_large(struct zd_daemon *d, const struct acquire_req *a, struct zp_err *e)
+{
+	uint64_t cap = 0;
+	bool known = false;
+
+	if (a->device[0]) {
+		struct zd_device *dev = zd_device_find(d, a->device);
+
+		if (!dev)
+			return false; /* answered as "no such device" */
+		known = true;
+		if (a->req.zone >= 0 && a->req.zone < dev->info.nr_zones)
+			cap = dev->zones[a->req.zone].capacity;
+		else
+			cap = dev->info.zone_capacity;
+	} else {
+		struct zd_list *pos, *tmp;
+
+		zd_list_for_each_safe(pos, tmp, &d->devices) {
+			struct zd_device *dev = zd_container_of(pos, struct zd_device, link);
+
+			known = true;
+			if (dev->info.zone_capacity > cap)
+				cap = dev->info.zone_capacity;
+		}
+	}
+	if (!known || a->req.min_free <= cap)
+		return false;
+	zp_err_set(e, ZP_ERR_INVALID_PARAMS,
+		   "parameter 'min_free' (%llu bytes) is larger than the zone capacity (%llu bytes)",
+		   (unsigned long long)a->req.min_free, (unsigned long long)cap);
+	return true;
+}
+
+static int lease_acquire_method(struct zd_daemon *d, struct zd_call *call, struct json_object *p)
+{
+	struct acquire_req *a;
+	const char *s;
+	uint64_t u, wait_ms = 0;
+	struct zp_err e;
+	int r;
+
+	a = calloc(1, sizeof(*a));
+	if (!a) {
+		zd_call_error(call, ZP_ERR_INTERNAL, "out of memory");
+		return 0;
+	}
+	a->call = call;
+	a->d = d;
+	a->req.zone = -1;
+	a->direct = true;
+	a->req.prefer = ZD_PREFER_EMPTY;
+	zd_list_init(&a->w.link);
+	zd_list_init(&a->w.conn_link);
+	zd_list_init(&a->w.release_link);
+
+	r = zp_param_string(p, "device", ZP_OPTIONAL, &s, &e);
+	if (r == 0)
+		snprintf(a->device, sizeof(a->device), "%s", s);
+	if (r == -EINVAL)
+		goto bad;
+	r = zp_param_u64(p, "zone", ZP_OPTIONAL, &u, &e);
+	if (r == -EINVAL)
+		goto bad;
+	if (r == 0) {
+		if (!a->device[0]) {
+			zp_err_set(&e, ZP_ERR_INVALID_PARAMS, "parameter 'zone' needs 'device'");
+			goto bad;
+		}
+		a->req.zone = u > INT64_MAX ? INT64_MAX : (int64_t)u;
+	}
+	r = zp_param_u64(p, "min_free", ZP_OPTIONAL, &a->req.min_free, &e);
+	if (r == -EINVAL)
+		goto bad;
+	r = zp_param_string(p, "prefer", ZP_OPTIONAL, &s, &e);
+	if (r == -EINVAL)
+		goto bad;
+	if (r == 0) {
+		if (strcmp(s, "empty") == 0) {
+			a->req.prefer = ZD_PREFER_EMPTY;
+		} else if (strcmp(s, "partial") == 0) {
+			a->req.prefer = ZD_PREFER_PARTIAL;
+		} else {
+			zp_err_set(&e, ZP_ERR_INVALID_PARAMS,
+				   "parameter 'prefer' must be \"empty\" or \"partial\"");
+			goto bad;
+		}
+	}
+	r = zp_param_u64(p, "wait_ms", ZP_OPTIONAL, &wait_ms, &e);
+	if (r == -EINVAL)
+		goto bad;
+	r = zp_param_bool(p, "direct", ZP_OPTIONAL, &a->direct, &e);
+	if (r == -EINVAL)
+		goto bad;
+	r = zp_param_bool(p, "reclaimable", ZP_OPTIONAL, &a->reclaimable, &e);
+	if (r == -EINVAL)
+		goto bad;
+	r = zp_param_string(p, "label", ZP_OPTIONAL, &s, &e);
+	if (r == -EINVAL)
+		goto bad;
+	if (r == 0) {
+		if (strlen(s) >= sizeof(a->label)) {
+			zp_err_set(&e, ZP_ERR_INVALID_PARAMS,
+				   "parameter 'label' is longer than %zu bytes", sizeof(a->label) - 1);
+			goto bad;
+		}
+		snprintf(a->label, sizeof(a->label), "%s", s);
+	}
+	if (a->req.min_free && min_free_too_large(d, a, &e))
+		goto bad;
+	if (d->cfg.max_wait_ms && wait_ms > d->cfg.max_wait_ms)
+		wait_ms = d->cfg.max_wait_ms;
+	if (d->cfg.max_leases_per_conn && call->conn->nr_leases >= d->cfg.max_leases_per_conn) {
+		zd_call_error(call, ZP_ERR_LIMIT, "this connection holds %u leases, the limit",
+			      call->conn->nr_leases);
+		free(a);
+		return 0;
+	}
+
+	r = acquire_try(d, a);
+	if (r == 0) {
+		free(a);
+		return ZD_ASYNC;
+	}
+	if (r == ACQ_CONN_LIMIT)
+		r = ZP_ERR_LIMIT;
+	/* Zones whose release is still on the device queue come back within
+	 * milliseconds: a caller who will not wait still waits for those. */
+	if (wait_ms == 0 && d->nr_releasing > 0 && transient(r)) {
+		a->w.until_released = true;
+		a->first_err = r;
+		/* Bounded, so a stream of other releases cannot hold a caller
+		 * who asked not to wait. */
+		wait_ms = 1000;
+	}
+	if (wait_ms > 0 && transient(r)) {
+		a->w.conn = call->conn;
+		a->w.ops = &acquire_waiter_ops;
+		a->w.timeout_code = a->w.until_released ? r : ZP_ERR_TIMEOUT;
+		if (a->device[0]) {
+			a->w.dev = zd_device_find(d, a->device);
+			/* Its canonical id, if named by path. */
+			snprintf(a->device, sizeof(a->device), "%s", a->w.dev->id);
+		}
+		if (zd_waiter_add(d, &a->w, wait_ms) == 0) {
+			if (!a->w.until_released)
+				d->stats.waits++;
+			return ZD_ASYNC;
+		}
+		a->w.dev = NULL;
+		if (!a->w.until_released) {
+			zd_call_error(call, ZP_ERR_LIMIT,
+				      "too many waiting acquires (at most %u per connection, "
+				      "%u per uid)", d->cfg.max_waiters_per_conn,
+				      d->cfg.max_waiters_per_uid);
+			free(a);
+			return 0;
+		}
+		/* A caller who would not wait just gets the answer of now. */
+	}
+	acquire_error(call, a, r);
+	free(a);
+	return 0;
+bad:
+	zd_call_error(call, e.code, "%s", e.message);
+	free(a);
+	return 0;
+}
+
+/* --- operations on a held lease ----------------------------------------- */
+
+static int leaseop_run(struct zd_work *w)
+{
+	struct zd_dev *dev = w->dev->dev;
+	uint32_t n = 1;
+	int r;
+
+	if (w->op == (enum zd_zone_op)-1)
+		return dev->ops->refresh_zone(dev, w->zone, w->hint_wp, w->zbuf);
+	r = dev->ops->zone_op(dev, w->op, w->zone, 1);
+	if (r < 0)
+		return r;
+	return dev->ops->report(dev, w->zone, w->zbuf, &n);
+}
+
+static void leaseop_done(struct zd_work *w, int status)
+{
+	struct lease_op *op = w->data;
+	struct zd_lease *l = op->lease;
+	struct zd_call *call = op->call;
+	struct zd_daemon *d = w->dev->d;
+	uint8_t cond = w->dev->zones[w->zone].cond;
+
+	if (status == 0)
+		zd_device_zone_update(w->dev, w->zone, w->zbuf);
+	/* A zone that finished, reset or filled up gives an open or active
+	 * slot back: waiters of this device may go. */
+	if (w->dev->zones[w->zone].cond != cond)
+		zd_waiters_kick(d, w->dev);
+	if (status < 0) {
+		/* Only lease.sync passes a value the device can refuse. */
+		zd_call_errno(call, status, status == -EINVAL ? "parameter 'wp'" : "lease");
+	} else if (l->state != ZD_LEASE_HELD) {
+		zd_call_error(call, ZP_ERR_STALE_LEASE, "the lease was revoked");
+	} else {
+		call->result = json_object_new_object();
+		json_object_object_add(call->result, "lease", zd_lease_json(l));
+	}
+	zd_lease_op_done(l);
+	free(op);
+	free(w->zbuf);
+	free(w);
+	zd_call_complete(call);
+}
+
+static int lease_queue_op(struct zd_call *call, struct zd_lease *l, int op, uint64_t hint)
+{
+	struct lease_op *lop = calloc(1, sizeof(*lop));
+	struct zd_work *w = calloc(1, sizeof(*w));
+
+	if (w)
+		w->zbuf = calloc(1, sizeof(*w->zbuf));
+	if (!lop || !w || !w->zbuf) {
+		free(lop);
+		if (w)
+			free(w->zbuf);
+		free(w);
+		zd_call_error(call, ZP_ERR_INTERNAL, "out of memory");
+		return -ENOMEM;
+	}
+	lop->call = call;
+	lop->lease = l;
+	w->data = lop;
+	w->zone = l->zone;
+	w->op = (enum zd_zone_op)op;
+	w->hint_wp = hint;
+	w->run = leaseop_run;
+	w->done = leaseop_done;
+	l->busy++;
+	zd_work_queue(l->dev, w);
+	return 0;
+}
+
+static int lease_sync_method(struct zd_daemon *d, struct zd_call *call, struct json_object *p)
+{
+	struct zd_lease *l = lease_lookup(call, p);
+	uint64_t wp = UINT64_MAX;
+	struct zp_err e;
+	int r;
+
+	(void)d;
+	if (!l)
+		return 0;
+	r = zp_param_u64(p, "wp", ZP_OPTIONAL, &wp, &e);
+	if (r == -EINVAL) {
+		zd_call_error(call, e.code, "%s", e.message);
+		return 0;
+	}
+	if (r == 0) {
+		const struct zd_zone *z = &l->dev->zones[l->zone];
+
+		if (wp < z->start || wp > z->start + z->capacity ||
+		    wp % l->dev->info.logical_block_size) {
+			zd_call_error(call, ZP_ERR_INVALID_PARAMS,
+				      "parameter 'wp' must be block-aligned within the zone's capacity");
+			return 0;
+		}
+	}
+	return lease_queue_op(call, l, -1, wp) < 0 ? 0 : ZD_ASYNC;
+}
+
+/* lease.reset and lease.finish: a zone operation that keeps the lease. */
+static int lease_zone_op(struct zd_call *call, struct json_object *p, enum zd_zone_op op)
+{
+	struct zd_lease *l = lease_lookup(call, p);
+
+	if (!l)
+		return 0;
+	return lease_queue_op(call, l, (int)op, 0) < 0 ? 0 : ZD_ASYNC;
+}
+
+static int lease_reset_method(struct zd_daemon *d, struct zd_call *call, struct json_object *p)
+{
+	(void)d;
+	return lease_zone_op(call, p, ZD_OP_RESET);
+}
+
+static int lease_finish_method(struct zd_daemon *d, struct zd_call *call, struct json_object *p)
+{
+	(void)d;
+	return lease_zone_op(call, p, ZD_OP_FINISH);
+}
+
+static int lease_release_method(struct zd_daemon *d, struct zd_call *call, struct json_object *p)
+{
+	struct zd_lease *l = lease_lookup(call, p);
+	const char *then = "keep";
+	struct zp_err e;
+	int op, r;
+
+	(void)d;
+	if (!l)
+		return 0;
+	r = zp_param_string(p, "then", ZP_OPTIONAL, &then, &e);
+	if (r == -EINVAL) {
+		zd_call_error(call, e.code, "%s", e.message);
+		return 0;
+	}
+	if (strcmp(then, "keep") == 0) {
+		op = -1;
+	} else if (strcmp(then, "finish") == 0) {
+		op = ZD_OP_FINISH;
+	} else if (strcmp(then, "reset") == 0) {
+		op = ZD_OP_RESET;
+	} else {
+		zd_call_error(call, ZP_ERR_INVALID_PARAMS,
+			      "parameter 'then' must be \"keep\", \"finish\" or \"reset\"");
+		return 0;
+	}
+	r = zd_lease_release(l, op, call);
+	if (r < 0) {
+		zd_call_errno(call, r, "release");
+		return 0;
+	}
+	return ZD_ASYNC;
+}
+
+static int lease_list_method(struct zd_daemon *d, struct zd_call *call, struct json_object *p)
+{
+	struct json_object *arr = json_object_new_array();
+	struct zd_list *pos, *tmp;
+	bool all = false;
+	struct zp_err e;
+	uint64_t now = zd_now_ms(d);
+
+	if (zp_param_bool(p, "all", ZP_OPTIONAL, &all, &e) == -EINVAL) {
+		json_object_put(arr);
+		zd_call_error(call, e.code, "%s", e.message);
+		return 0;
+	}
+	if (all && !call->conn->admin) {
+		json_object_put(arr);
+		zd_call_error(call, ZP_ERR_PERM, "listing every lease needs admin rights");
+		return 0;
+	}
+	zd_list_for_each_safe(pos, tmp, &d->devices) {
+		struct zd_device *dev = zd_container_of(pos, struct zd_device, link);
+
+		for (uint32_t i = dev->class_head[ZD_ZC_LEASED]; i != ZD_NIL; i = dev->znext[i]) {
+			struct zd_lease *l = dev->lease_of[i];
+			struct json_object *o;
+
+			/* An orphan shows to its uid (that is who may reclaim
+			 * it), without the token: its owner kept that. */
+			if (l->state == ZD_LEASE_ORPHANED) {
+				if (!all && l->uid != call->conn->uid)
+					continue;
+			} else if (l->state != ZD_LEASE_HELD || (!all && l->conn != call->conn)) {
+				continue;
+			}
+			o = zd_lease_json(l);
+			if (l->conn != call->conn)
+				json_object_object_del(o, "token");
+			json_object_object_add(o, "state",
+					       json_object_new_string(zd_lease_state_name(l->state)));
+			json_object_object_add(o, "reclaimable",
+					       json_object_new_boolean(l->reclaimable));
+			if (l->state == ZD_LEASE_ORPHANED)
+				json_object_object_add(o, "grace_left_ms", json_object_new_uint64(
+					l->orphan_until_ms > now ? l->orphan_until_ms - now : 0));
+			json_object_object_add(o, "pid", json_object_new_int(l->pid));
+			json_object_object_add(o, "uid", json_object_new_int64(l->uid));
+			json_object_object_add(o, "age_ms",
+					       json_object_new_uint64(now - l->granted_ms));
+			json_object_array_add(arr, o);
+		}
+	}
+	call->result = json_object_new_object();
+	json_object_object_add(call->result, "leases", arr);
+	return 0;
+}
+
+/* --- reclaim ----------------------------------------------------------- */
+
+static int reclaim_run(struct zd_work *w)
+{
+	struct zd_dev *dev = w->dev->dev;
+	int r;
+
+	w->fd = -1;
+	/* The write pointer from the device itself: the owner may have
+	 * written while the daemon was away. */
+	r = dev->ops->refresh_zone(dev, w->zone, UINT64_MAX, w->zbuf);
+	if (r < 0)
+		return r;
+	w->fd = dev->ops->open_fd(dev, w->open_flags);
+	return w->fd < 0 ? w->fd : 0;
+}
+
+static void reclaim_recorded(struct zd_lease *l, int status, void *arg)
+{
+	struct lease_op *op = arg;
+	struct zd_call *call = op->call;
+
+	if (l->state == ZD_LEASE_REVOKED) {
+		close(op->fd);
+		zd_call_error(call, ZP_ERR_STALE_LEASE, "the lease was revoked as it was reclaimed");
+		zd_lease_op_done(l);
+	} else if (status < 0 || !l->conn) {
+		/* Nothing changed hands: the lease stays orphaned, its grace
+		 * running as before, and may be reclaimed again. */
+		uint64_t until = l->orphan_until_ms;
+
+		close(op->fd);
+		zd_call_error(call, ZP_ERR_IO, "the reclaim cannot be recorded in the state "
+			      "directory (see the daemon's log)");
+		l->busy--;
+		zd_lease_orphan(l);
+		l->orphan_until_ms = until;
+	} else {
+		l->busy--;
+		zd_lease_set_state(l, ZD_LEASE_HELD);
+		call->result = json_object_new_object();
+		json_object_object_add(call->result, "lease", zd_lease_json(l));
+		call->fd = op->fd;
+		zd_lease_log(l, "reclaimed");
+		zd_event_lease(l->dev->d, ZD_EV_LEASE_RECLAIMED, l, NULL);
+	}
+	free(op);
+	zd_call_complete(call);
+}
+
+static void reclaim_done(struct zd_work *w, int status)
+{
+	struct lease_op *op = w->data;
+	struct zd_lease *l = op->lease;
+	struct zd_call *call = op->call;
+
+	if (status == 0)
+		zd_device_zone_update(w->dev, w->zone, w->zbuf);
+	if (l->state == ZD_LEASE_REVOKED) {
+		if (w->fd >= 0)
+			close(w->fd);
+		zd_call_error(call, ZP_ERR_STALE_LEASE, "the lease was revoked as it was reclaimed");
+		zd_lease_op_done(l);
+	} else if (status < 0 || !l->conn) {
+		/* Nothing changed hands: the lease stays orphaned, its grace
+		 * running as before, and may be reclaimed again. */
+		uint64_t until = l->orphan_until_ms;
+
+		if (w->fd >= 0)
+			close(w->fd);
+		if (status < 0)
+			zd_call_errno(call, status, "reclaim");
+		else
+			zd_call_error(call, ZP_ERR_STALE_LEASE, "the connection left as it reclaimed");
+		l->busy--;
+		zd_lease_orphan(l);
+		l->orphan_until_ms = until;
+	} else {
+		int fl = fcntl(w->fd, F_GETFL), r;
+
+		l->direct = fl >= 0 && (fl & O_DIRECT);
+		op->fd = w->fd;
+		free(w->zbuf);
+		free(w);
+		/* The new holder (pid) is recorded before it hears of it. */
+		r = zd_lease_persist(l, reclaim_recorded, op);
+		if (r < 0)
+			reclaim_recorded(l, r, op);
+		return;
+	}
+	free(op);
+	free(w->zbuf);
+	free(w);
+	zd_call_complete(call);
+}
+
+static int lease_reclaim_method(struct zd_daemon *d, struct zd_call *call, struct json_object *p)
+{
+	struct zd_conn *conn = call->conn;
+	struct zd_lease *l;
+	struct lease_op *op;
+	struct zd_work *w;
+	uint64_t id, token;
+	struct zp_err e;
+	int r;
+
+	r = zp_param_u64(p, "id", ZP_REQUIRED, &id, &e);
+	if (r == 0)
+		r = zp_param_u64(p, "token", ZP_REQUIRED, &token, &e);
+	if (r < 0) {
+		zd_call_error(call, e.code, "%s", e.message);
+		return 0;
+	}
+	l = zd_lease_find_orphan(d, id);
+	/* Another uid's orphan, or a wrong token, is as unknown as a lease
+	 * that never was: nothing is learnt by probing. */
+	if (!l || l->token != token || l->uid != conn->uid) {
+		zd_call_error(call, ZP_ERR_STALE_LEASE, "no orphaned lease %" PRIu64
+			      " with this token for this user", id);
+		return 0;
+	}
+	if (d->cfg.max_leases_per_conn && conn->nr_leases >= d->cfg.max_leases_per_conn) {
+		zd_call_error(call, ZP_ERR_LIMIT, "this connection holds %u leases, the limit",
+			      conn->nr_leases);
+		return 0;
+	}
+	op = calloc(1, sizeof(*op));
+	w = calloc(1, sizeof(*w));
+	if (w)
+		w->zbuf = calloc(1, sizeof(*w->zbuf));
+	if (!op || !w || !w->zbuf) {
+		free(op);
+		if (w)
+			free(w->zbuf);
+		free(w);
+		zd_call_error(call, ZP_ERR_INTERNAL, "out of memory");
+		return 0;
+	}
+	zd_lease_set_state(l, ZD_LEASE_RECLAIMING);
+	zd_lease_attach(l, conn);
+	l->busy++;
+	op->call = call;
+	op->lease = l;
+	w->data = op;
+	w->zone = l->zone;
+	w->open_flags = O_RDWR | (l->direct ? O_DIRECT : 0);
+	w->run = reclaim_run;
+	w->done = reclaim_done;
+	zd_work_queue(l->dev, w);
+	return ZD_ASYNC;
+}
+
+#define P(...) ((const char *const[]){ __VA_ARGS__, NULL })
+static const struct zd_method lease_methods[] = {
+	{ "lease.acquire", lease_acquire_method, ZD_M_CLIENT | ZD_M_REPLY,
+	  P("device", "zone", "min_free", "prefer", "wait_ms", "direct", "label", "reclaimable") },
+	{ "lease.reclaim", lease_reclaim_method, ZD_M_CLIENT | ZD_M_REPLY, P("id", "token") },
+	{ "lease.sync", lease_sync_method, ZD_M_CLIENT, P("id", "token", "wp") },
+	{ "lease.release", lease_release_method, ZD_M_CLIENT, P("id", "token", "then") },
+	{ "lease.reset", lease_reset_method, ZD_M_CLIENT, P("id", "token") },
+	{ "lease.finish", lease_finish_method, ZD_M_CLIENT, P("id", "token") },
+	{ "lease.list", lease_list_method, ZD_M_CLIENT, P("all") },
+};
+#undef P
+
+void zd_lease_methods_init(struct zd_daemon *d)
+{
+	d->methods_lease.methods = lease_methods;
+	d->methods_lease.nr_methods = sizeof(lease_methods) / sizeof(lease_methods[0]);
+	zd_method_table_bind(d, &d->methods_lease);
+}
