@@ -35,6 +35,7 @@ struct zd_config {
 	uint32_t max_waiters_per_conn; /* waiting acquires one connection may have */
 	uint32_t max_waiters_per_uid;  /* ... and one uid over all its connections */
 	uint32_t grace_ms;      /* how long an orphaned lease may be reclaimed */
+	bool lease_table_sync_always; /* fdatasync the lease table before each reply */
 	int log_level;          /* syslog priority */
 };
 

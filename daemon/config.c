@@ -824,7 +824,8 @@ static int parse_top(struct conf_file *f, struct zd_config *cfg, struct json_obj
 	static const char *const known[] = {
 		"socket", "state_dir", "devices", "client_group", "admin_group",
 		"max_leases_per_connection", "max_connections_per_uid", "max_wait_ms",
-		"max_waiters_per_connection", "max_waiters_per_uid", "grace_ms", "log_level", NULL
+		"max_waiters_per_connection", "max_waiters_per_uid", "grace_ms", "lease_table_sync",
+		"log_level", NULL
 	};
 	int r = 0;
 
@@ -854,6 +855,17 @@ static int parse_top(struct conf_file *f, struct zd_config *cfg, struct json_obj
 			r = get_u32(f, key, val, &cfg->max_waiters_per_uid);
 		} else if (strcmp(key, "grace_ms") == 0) {
 			r = get_u32(f, key, val, &cfg->grace_ms);
+		} else if (strcmp(key, "lease_table_sync") == 0) {
+			char mode[16];
+
+			r = get_string(f, key, val, mode, sizeof(mode));
+			if (r == 0 && strcmp(mode, "always") == 0)
+				cfg->lease_table_sync_always = true;
+			else if (r == 0 && strcmp(mode, "background") == 0)
+				cfg->lease_table_sync_always = false;
+			else if (r == 0)
+				r = conf_error(f, key, "must be \"background\" or \"always\", not '%s'",
+					       mode);
 		} else if (strcmp(key, "log_level") == 0) {
 			char name[32];
 

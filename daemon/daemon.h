@@ -332,6 +332,10 @@ struct zd_daemon {
 	struct zd_list log_pending, log_batch;
 	uv_work_t log_work;
 	bool log_busy, log_do_rewrite;
+	bool log_do_sync;           /* the batch in flight syncs */
+	bool log_unsynced;          /* appended records not yet synced */
+	bool log_sync_due;          /* the background sync's time has come */
+	uv_timer_t log_sync_timer;  /* .data is NULL until initialised */
 	char *log_buf;
 	size_t log_buf_len;
 	struct zd_lease_rec *log_recs;
@@ -466,6 +470,8 @@ int zd_state_lease_end_async(struct zd_daemon *d, uint64_t id, struct zd_log_req
 			     void (*done)(struct zd_log_req *q));
 /* Whether the log has grown enough against `live` leases to be rewritten. */
 bool zd_state_leases_want_rewrite(const struct zd_daemon *d, size_t live);
+/* Closes the background sync's timer (the loop is stopping). */
+void zd_state_log_stop(struct zd_daemon *d);
 void zd_state_leases_close(struct zd_daemon *d);
 /* Opens the state directory (no symlink) and refuses one not owned by the
  * daemon's user or writable by group or others; *why says which. */

@@ -719,6 +719,7 @@ int zd_lease_adopt(struct zd_daemon *d)
 static void lease_stop(struct zd_daemon *d)
 {
 	zd_waiters_fini(d);
+	zd_state_log_stop(d);
 	if (d->grace_timer.data) {
 		uv_close((uv_handle_t *)&d->grace_timer, NULL);
 		d->grace_timer.data = NULL;

@@ -259,9 +259,11 @@ int zd_state_next_token(struct zd_daemon *d, uint64_t *token)
 /* --- the lease table ----------------------------------------------------
  *
  * An append log, "leases" in the state directory: one line per record,
- * each carrying its own checksum, appended and fdatasync'd before the
- * reply that grants, reclaims or ends a lease is sent. A change costs one
- * small write and one fdatasync, not a rewrite of the table; the log is
+ * each carrying its own checksum, appended before the reply that grants,
+ * reclaims or ends a lease is sent, and fdatasync'd before that reply
+ * (lease_table_sync "always") or within LOG_SYNC_MS ("background", the
+ * default: see zonedd.conf(5) for why that is safe). A change costs one
+ * small write, not a rewrite of the table; the log is
  * rewritten (new file, fsync, rename, directory fsync) at start-up and
  * whenever it holds more than twice the live leases plus LOG_SLACK
  * records, so its size stays O(live leases). The daemon's appends go
@@ -370,10 +372,11 @@ static int rec_parse(const char *rec, struct zd_lease_rec *r)
 	return 0;
 }
 
-/* Appends whole lines and syncs them. Runs on the thread pool for the
- * daemon (one batch at a time), on the caller's thread in unit tests; it
- * alone touches the log's fd and size while a batch is in flight. */
-static int log_write(struct zd_daemon *d, const char *buf, size_t len)
+/* Appends whole lines, and syncs them when `sync`. Runs on the thread pool
+ * for the daemon (one batch at a time), on the caller's thread in unit
+ * tests; it alone touches the log's fd and size while a batch is in
+ * flight. */
+static int log_write(struct zd_daemon *d, const char *buf, size_t len, bool sync)
 {
 	ssize_t n;
 
@@ -393,8 +396,8 @@ static int log_write(struct zd_daemon *d, const char *buf, size_t len)
 		d->lease_log_size = (uint64_t)lseek(fd, 0, SEEK_END);
 	}
 	errno = 0;
-	n = write(d->lease_log_fd, buf, len);
-	if (n != (ssize_t)len || fdatasync(d->lease_log_fd) < 0) {
+	n = len ? write(d->lease_log_fd, buf, len) : 0;
+	if (n != (ssize_t)len || (sync && fdatasync(d->lease_log_fd) < 0)) {
 		int r = errno ? -errno : -EIO;
 
 		/* A partial line would swallow the next record: cut it off. */
@@ -404,6 +407,7 @@ static int log_write(struct zd_daemon *d, const char *buf, size_t len)
 		return r;
 	}
 	d->lease_log_size += len;
+	d->log_unsynced = !sync;
 	return 0;
 }
 
@@ -415,7 +419,7 @@ static int log_append(struct zd_daemon *d, const char *rec)
 
 	if (len == 0)
 		return -ENAMETOOLONG;
-	r = log_write(d, line, len);
+	r = log_write(d, line, len, true);
 	if (r == 0)
 		d->lease_log_records++;
 	return r;
@@ -612,10 +616,36 @@ static void log_batch_run(uv_work_t *w)
 	if (d->log_do_rewrite)
 		d->log_status = log_rewrite(d, d->log_recs, d->log_nrecs, d->log_next_id);
 	else
-		d->log_status = log_write(d, d->log_buf, d->log_buf_len);
+		d->log_status = log_write(d, d->log_buf, d->log_buf_len, d->log_do_sync);
 }
 
 static void log_batch_start(struct zd_daemon *d);
+
+/* With lease_table_sync "background" the records reach the page cache
+ * before the reply (a daemon crash, kill -9 or upgrade loses none of them)
+ * and the disk within LOG_SYNC_MS: one fdatasync per interval instead of
+ * one per change. */
+#define LOG_SYNC_MS 1000
+
+static void log_sync_cb(uv_timer_t *t)
+{
+	struct zd_daemon *d = t->data;
+
+	d->log_sync_due = true;
+	log_batch_start(d);
+}
+
+static void log_sync_later(struct zd_daemon *d)
+{
+	if (!d->log_unsynced || d->stopping)
+		return;
+	if (!d->log_sync_timer.data) {
+		uv_timer_init(d->loop, &d->log_sync_timer);
+		d->log_sync_timer.data = d;
+	}
+	if (!uv_is_active((uv_handle_t *)&d->log_sync_timer))
+		uv_timer_start(&d->log_sync_timer, log_sync_cb, LOG_SYNC_MS, 0);
+}
 
 static void log_batch_after(uv_work_t *w, int status)
 {
@@ -637,6 +667,7 @@ static void log_batch_after(uv_work_t *w, int status)
 	}
 	d->log_busy = false;
 	log_batch_start(d);
+	log_sync_later(d);
 }
 
 static void log_batch_start(struct zd_daemon *d)
@@ -645,8 +676,10 @@ static void log_batch_start(struct zd_daemon *d)
 	size_t len = 0, count = 0;
 	int r;
 
-	if (d->log_busy || zd_list_empty(&d->log_pending))
+	if (d->log_busy || (zd_list_empty(&d->log_pending) && !d->log_sync_due))
 		return;
+	d->log_do_sync = d->cfg.lease_table_sync_always || d->log_sync_due;
+	d->log_sync_due = false;
 	zd_list_splice_head(&d->log_batch, &d->log_pending);
 	if (d->lease_table_err) {
 		d->log_status = d->lease_table_err;
@@ -732,8 +765,20 @@ void zd_state_log_init(struct zd_daemon *d)
 	zd_list_init(&d->log_batch);
 }
 
+void zd_state_log_stop(struct zd_daemon *d)
+{
+	if (d->log_sync_timer.data) {
+		uv_close((uv_handle_t *)&d->log_sync_timer, NULL);
+		d->log_sync_timer.data = NULL;
+	}
+}
+
 void zd_state_leases_close(struct zd_daemon *d)
 {
+	/* A clean stop leaves the table on disk: the next start reads it. */
+	if (d->have_lease_log && d->log_unsynced && fdatasync(d->lease_log_fd) < 0)
+		zd_warn("%s/%s: %s", d->cfg.state_dir, LEASE_LOG, strerror(errno));
+	d->log_unsynced = false;
 	if (d->have_lease_log)
 		close(d->lease_log_fd);
 	d->have_lease_log = false;

@@ -86,6 +86,7 @@ START_TEST(test_defaults)
 	ck_assert_uint_eq(cfg.max_conns_per_uid, 32);
 	ck_assert_uint_eq(cfg.max_wait_ms, 60000);
 	ck_assert_uint_eq(cfg.grace_ms, 30000);
+	ck_assert(!cfg.lease_table_sync_always);
 	ck_assert_int_eq(cfg.log_level, LOG_INFO);
 	zd_config_free(&cfg);
 	zd_config_free(&cfg); /* idempotent */
@@ -117,6 +118,7 @@ START_TEST(test_full_file)
 		      "  \"max_connections_per_uid\": 0,\n"
 		      "  \"max_wait_ms\": 4294967295,\n"
 		      "  \"grace_ms\": 1500,\n"
+		      "  \"lease_table_sync\": \"always\",\n"
 		      "  \"log_level\": \"debug\"\n"
 		      "}\n",
 		      err, sizeof(err));
@@ -141,6 +143,7 @@ START_TEST(test_full_file)
 	ck_assert_uint_eq(cfg.max_conns_per_uid, 0);
 	ck_assert_uint_eq(cfg.max_wait_ms, 4294967295u);
 	ck_assert_uint_eq(cfg.grace_ms, 1500);
+	ck_assert(cfg.lease_table_sync_always);
 	ck_assert_int_eq(cfg.log_level, LOG_DEBUG);
 	zd_config_free(&cfg);
 }
@@ -351,7 +354,10 @@ static const struct {
 	{ "{\n\"max_wiat_ms\": 5}", "2: max_wiat_ms: unknown key (did you mean 'max_wait_ms'?)" },
 	{ "{\"listen\": \"/x\"}", "1: listen: unknown key (known: socket, state_dir, devices, "
 	  "client_group, admin_group, max_leases_per_connection, max_connections_per_uid, "
-	  "max_wait_ms, max_waiters_per_connection, max_waiters_per_uid, grace_ms, log_level)" },
+	  "max_wait_ms, max_waiters_per_connection, max_waiters_per_uid, grace_ms, "
+	  "lease_table_sync, log_level)" },
+	{ "{\"lease_table_sync\": \"never\"}",
+	  "1: lease_table_sync: must be \"background\" or \"always\", not 'never'" },
 	{ "{\"devices\": [{\"id\": \"a\", \"emulate\": \"/a\",\n \"size\": \"1G\"}]}",
 	  "2: devices[0].size: unknown key (known: id, path, emulate, spec)" },
 	/* Types and ranges. */
