@@ -1299,16 +1299,27 @@ int zd_daemon_listen(struct zd_daemon *d)
 	int r;
 	uint64_t usec = 0;
 
+	/* Handled before the socket can be connected to: whoever sees it
+	 * answer may stop the daemon at once (a test, systemd), and a SIGTERM
+	 * must then be a clean stop, not the default action. */
+	uv_signal_init(d->loop, &d->sig_term);
+	uv_signal_init(d->loop, &d->sig_int);
+	uv_signal_init(d->loop, &d->sig_hup);
+	d->sig_term.data = d->sig_int.data = d->sig_hup.data = d;
+	uv_signal_start(&d->sig_term, signal_cb, SIGTERM);
+	uv_signal_start(&d->sig_int, signal_cb, SIGINT);
+	uv_signal_start(&d->sig_hup, signal_cb, SIGHUP);
+
 	r = pick_listen_fd(d);
 	if (r < 0)
-		return r;
+		goto fail;
 	if (r == 0) {
 		char why[512] = "";
 
 		r = make_listen_socket(d, why, sizeof(why));
 		if (r < 0) {
 			zd_err("cannot listen on %s: %s", d->cfg.socket_path, why);
-			return r;
+			goto fail;
 		}
 		zd_info("listening on %s", d->cfg.socket_path);
 	}
@@ -1318,14 +1329,6 @@ int zd_daemon_listen(struct zd_daemon *d)
 	uv_poll_start(&d->listen_poll, UV_READABLE, listen_cb);
 	uv_timer_init(d->loop, &d->accept_timer);
 	d->accept_timer.data = d;
-
-	uv_signal_init(d->loop, &d->sig_term);
-	uv_signal_init(d->loop, &d->sig_int);
-	uv_signal_init(d->loop, &d->sig_hup);
-	d->sig_term.data = d->sig_int.data = d->sig_hup.data = d;
-	uv_signal_start(&d->sig_term, signal_cb, SIGTERM);
-	uv_signal_start(&d->sig_int, signal_cb, SIGINT);
-	uv_signal_start(&d->sig_hup, signal_cb, SIGHUP);
 
 	uv_timer_init(d->loop, &d->watchdog);
 	d->watchdog.data = d;
@@ -1339,6 +1342,11 @@ int zd_daemon_listen(struct zd_daemon *d)
 	update_status(d);
 	sd_notify(0, "READY=1");
 	return 0;
+fail:
+	uv_close((uv_handle_t *)&d->sig_term, NULL);
+	uv_close((uv_handle_t *)&d->sig_int, NULL);
+	uv_close((uv_handle_t *)&d->sig_hup, NULL);
+	return r;
 }
 
 void zd_daemon_stop(struct zd_daemon *d)
