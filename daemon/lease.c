@@ -399,6 +399,9 @@ static int release_run(struct zd_work *w)
 	/* The client may have written without telling us: learn the write
 	 * pointer before the zone goes back to the pool. */
 	r = dev->ops->refresh_zone(dev, w->zone, UINT64_MAX, w->zbuf);
+	if (r == -EPERM && dev->ops->report(dev, w->zone, w->zbuf, &n) == 0 &&
+	    (w->zbuf->cond == ZP_COND_READONLY || w->zbuf->cond == ZP_COND_OFFLINE))
+		return 0; /* a dead zone's lease ends; nothing is left to do on it */
 	if (r < 0)
 		return r;
 	if (op->then < 0) {
@@ -486,6 +489,8 @@ int zd_lease_release(struct zd_lease *l, int then, struct zd_call *call)
 	op->then = then;
 	w->data = op;
 	w->zone = l->zone;
+	w->zone_work = w->recheck = true;
+	w->fail_zone = w->zone;
 	w->run = release_run;
 	w->done = release_done;
 	l->dev->d->nr_releasing++;
