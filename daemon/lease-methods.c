@@ -49,6 +49,14 @@ static bool cond_dead(uint8_t cond)
 	return cond == ZP_COND_READONLY || cond == ZP_COND_OFFLINE;
 }
 
+/* After an operation on a lease's zone: the zone is read-only or offline,
+ * whatever the operation answered (the emulator refuses with EPERM, a
+ * kernel device reports the condition or fails the command with EIO). */
+static bool zone_died(const struct zd_work *w)
+{
+	return !w->dev->failed && cond_dead(w->dev->zones[w->zone].cond);
+}
+
 /* The answer to an operation on a zone that is read-only or offline (the
  * cache knows, or the device just said so): -32009 naming the condition. */
 static void zone_dead_error(struct zd_call *call, const struct zd_device *dev, uint32_t zone,
@@ -158,8 +166,14 @@ static void acquire_done(struct zd_work *w, int status)
 
 	if (w->nz)
 		zd_device_zone_update(w->dev, w->zone, w->zbuf);
-	if (status == -EPERM && op->retry && l->conn && l->state == ZD_LEASE_GRANTING &&
-	    cond_dead(w->dev->zones[w->zone].cond) && op->retries < ACQ_MAX_RETRIES) {
+	if (zone_died(w) && status >= 0) {
+		status = -EPERM; /* nothing is granted on a dead zone */
+		if (w->fd >= 0)
+			close(w->fd);
+		w->fd = -1;
+	}
+	if (zone_died(w) && op->retry && l->conn && l->state == ZD_LEASE_GRANTING &&
+	    op->retries < ACQ_MAX_RETRIES) {
 		/* The zone the allocator picked died under the grant; it is out
 		 * of the allocator now (its class is none): pick another. */
 		int r;
@@ -182,7 +196,7 @@ static void acquire_done(struct zd_work *w, int status)
 		 * meanwhile: nothing is held. */
 		if (w->fd >= 0)
 			close(w->fd);
-		if (status == -EPERM && cond_dead(w->dev->zones[w->zone].cond))
+		if (zone_died(w))
 			zone_dead_error(call, w->dev, w->zone, "lease");
 		else if (status < 0 && w->dev->failed)
 			zd_device_failed_error(call, w->dev);
@@ -611,7 +625,7 @@ static void leaseop_done(struct zd_work *w, int status)
 	 * slot back: waiters of this device may go. */
 	if (w->dev->zones[w->zone].cond != cond)
 		zd_waiters_kick(d, w->dev);
-	if (status == -EPERM && cond_dead(w->dev->zones[w->zone].cond)) {
+	if (zone_died(w) && l->state == ZD_LEASE_HELD) {
 		zone_dead_error(call, w->dev, w->zone, "lease");
 	} else if (status < 0) {
 		/* Only lease.sync passes a value the device can refuse. */
@@ -865,6 +879,12 @@ static void reclaim_done(struct zd_work *w, int status)
 
 	if (w->nz)
 		zd_device_zone_update(w->dev, w->zone, w->zbuf);
+	if (zone_died(w) && status >= 0) {
+		status = -EPERM;
+		if (w->fd >= 0)
+			close(w->fd);
+		w->fd = -1;
+	}
 	if (l->state == ZD_LEASE_REVOKED) {
 		if (w->fd >= 0)
 			close(w->fd);
@@ -877,7 +897,7 @@ static void reclaim_done(struct zd_work *w, int status)
 
 		if (w->fd >= 0)
 			close(w->fd);
-		if (status == -EPERM && cond_dead(w->dev->zones[w->zone].cond))
+		if (zone_died(w))
 			zone_dead_error(call, w->dev, w->zone, "reclaim");
 		else if (status < 0)
 			zd_call_errno(call, status, "reclaim");

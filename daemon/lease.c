@@ -399,9 +399,13 @@ static int release_run(struct zd_work *w)
 	/* The client may have written without telling us: learn the write
 	 * pointer before the zone goes back to the pool. */
 	r = dev->ops->refresh_zone(dev, w->zone, UINT64_MAX, w->zbuf);
-	if (r == -EPERM && dev->ops->report(dev, w->zone, w->zbuf, &n) == 0 &&
+	/* The emulator refuses to refresh a dead zone, a kernel device
+	 * reports it: either way its lease ends with nothing left to do. */
+	if (r == -EPERM)
+		r = dev->ops->report(dev, w->zone, w->zbuf, &n) ?: -EPERM;
+	if ((r == 0 || r == -EPERM) &&
 	    (w->zbuf->cond == ZP_COND_READONLY || w->zbuf->cond == ZP_COND_OFFLINE))
-		return 0; /* a dead zone's lease ends; nothing is left to do on it */
+		return 0;
 	if (r < 0)
 		return r;
 	if (op->then < 0) {
