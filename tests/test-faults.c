@@ -699,6 +699,22 @@ START_TEST(device_vanishes)
 	close(s2);
 	close(sb);
 	close(s);
+	/* The lease table forgot the revoked leases: a restart orphans none
+	 * of them (and a's fault is armed afresh, so a is served again). */
+	ck_assert_int_eq(zt_daemon_stop(&z), 0);
+	{
+		const char *args[] = { "--config", conf, NULL };
+
+		ck_assert_msg(zt_daemon_start(&z, args) == 0, "zonedd did not restart, see %s", z.log);
+	}
+	s = conn();
+	r = call(s, "lease.list", "{\"all\":true}", NULL);
+	ck_assert_msg(json_object_array_length(get(r, "result.leases")) == 0, "%s",
+		      json_object_to_json_string(r));
+	json_object_put(r);
+	ck_assert(!failed(s, "a", NULL, 0));
+	views_match(s);
+	close(s);
 	stop();
 }
 END_TEST
