@@ -111,6 +111,34 @@ START_TEST(spec_grammar)
 }
 END_TEST
 
+/* $ZONED_EMUL_FAULT arms every device opened; a bad one refuses it. */
+START_TEST(backend_env)
+{
+	struct zd_emul_params p;
+	struct zd_dev *dev;
+	struct zd_zone z[16];
+	uint32_t n = 16;
+
+	setenv("ZONED_EMUL_FAULT", "vanish:report:2", 1);
+	dev = emul_new("");
+	unsetenv("ZONED_EMUL_FAULT");
+	/* emul_new re-armed it with "": the environment's fault is gone. */
+	ck_assert_int_eq(dev->ops->report(dev, 0, z, &n), 0);
+	ck_assert_int_eq(dev->ops->report(dev, 0, z, &n), 0);
+	zd_dev_close(dev);
+	zd_emul_default_params(&p);
+	setenv("ZONED_EMUL_FAULT", "vanish:report:2", 1);
+	ck_assert_int_eq(zd_emul_open(img, &p, true, &dev), 0);
+	ck_assert_int_eq(dev->ops->report(dev, 0, z, &n), 0);
+	ck_assert_int_eq(dev->ops->report(dev, 0, z, &n), -ENODEV);
+	zd_dev_close(dev);
+	setenv("ZONED_EMUL_FAULT", "vanish:write", 1);
+	ck_assert_int_eq(zd_emul_open(img, &p, true, &dev), -EINVAL);
+	unsetenv("ZONED_EMUL_FAULT");
+	emul_free(NULL);
+}
+END_TEST
+
 /* The Nth operation of a kind fails, once or COUNT times, and changes
  * nothing; the operations around it work. */
 START_TEST(backend_nth_op)
@@ -752,6 +780,7 @@ static Suite *suite(void)
 	TCase *tc = tcase_create("backend");
 
 	tcase_add_test(tc, spec_grammar);
+	tcase_add_test(tc, backend_env);
 	tcase_add_test(tc, backend_nth_op);
 	tcase_add_test(tc, backend_zone_eio);
 	tcase_add_test(tc, backend_cond_and_vanish);
