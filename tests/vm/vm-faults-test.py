@@ -10,9 +10,19 @@ on purpose, and zonedd under each of those faults.
 - The same device powered off under the daemon (configfs power=0): the device
   vanishes; zonedd marks it failed, revokes its lease, answers its waiter, and
   serves the other device.
+- null_blk's zone_readonly/zone_offline: a leased zone turning read-only
+  fails its holder with -32009 and is refused to its waiter; an offline zone
+  the allocator picks is skipped.
 - device-mapper: `flakey` over the zoned null_blk device (all I/O failing in
   its down interval) and `error` (which cannot be zoned); what dmsetup says is
   printed as evidence either way.
+
+Found on Debian's 6.1: null_blk offers badblocks, zone_readonly and
+zone_offline in configfs, but not its fault-injection options
+(CONFIG_BLK_DEV_NULL_BLK_FAULT_INJECTION is unset); a powered-off null_blk
+device answers EIO, not ENODEV; dm-flakey maps a host-managed device (its
+reports pass through while it is down, its writes fail with EIO); a table
+mixing a zoned `linear` with `error` is refused (EINVAL).
 
 Prints PASS:/FAIL:/SKIP: lines and a summary; exits 1 on any failure.
 """
