@@ -66,7 +66,9 @@ struct zd_dev;
  *             conventional zone) or condition (read-only, offline)
  *   -EBUSY    explicit open beyond max_open, or a transition that would
  *             exceed max_active
- *   -EIO      device I/O failure */
+ *   -EIO      device I/O failure
+ *   -ENODEV, -ENXIO  the device is gone; the daemon marks it failed
+ *             (daemon/device.c, zd_device_note) */
 struct zd_backend_ops {
 	const char *name;
 	void (*close)(struct zd_dev *dev);
