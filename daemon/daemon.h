@@ -442,7 +442,9 @@ void zd_lease_op_done(struct zd_lease *l);
 /* Queues the release work (then: -1 keep, else a zone op); the reply to
  * call, if any, carries the zone as released. */
 int zd_lease_release(struct zd_lease *l, int then, struct zd_call *call);
-void zd_lease_revoke_zone(struct zd_device *dev, uint32_t zone);
+/* Takes the zone back from its lease (not one being released); reason is
+ * what the holder's lease.revoked event says: "force", "device-failed". */
+void zd_lease_revoke_zone(struct zd_device *dev, uint32_t zone, const char *reason);
 /* Writes l to the lease table (a grant or a reclaim); done(l, status, arg)
  * runs on the loop once it is on disk or failed. l must stay alive until
  * then (the caller holds it busy). */

@@ -495,12 +495,16 @@ void zd_device_fail(struct zd_device *dev, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(dev->failure, sizeof(dev->failure), fmt, ap);
 	va_end(ap);
+	/* Told first, so a subscriber reads the revocations that follow as
+	 * the failure's. */
+	if (dev->d)
+		zd_event_device(dev->d, ZD_EV_DEVICE_FAILED, dev->id, dev->failure);
 	/* Revoked through the lease lifecycle like a forced zone operation:
 	 * each holder's next call gets -32007, the lease table forgets them,
 	 * waiters parked on them are put back and then refused. */
 	for (uint32_t i = 0; i < dev->info.nr_zones; i++) {
 		if (dev->lease_of[i]) {
-			zd_lease_revoke_zone(dev, i);
+			zd_lease_revoke_zone(dev, i, "device-failed");
 			/* A release in flight keeps its zone until its work ends. */
 			revoked += !dev->lease_of[i];
 		}

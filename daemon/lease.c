@@ -504,7 +504,7 @@ int zd_lease_release(struct zd_lease *l, int then, struct zd_call *call)
 
 /* --- revocation and connection death ------------------------------------ */
 
-void zd_lease_revoke_zone(struct zd_device *dev, uint32_t zone)
+void zd_lease_revoke_zone(struct zd_device *dev, uint32_t zone, const char *reason)
 {
 	struct zd_lease *l = dev->lease_of[zone];
 
@@ -517,7 +517,7 @@ void zd_lease_revoke_zone(struct zd_device *dev, uint32_t zone)
 	dev->d->stats.leases_revoked++;
 	zd_lease_log(l, "revoked");
 	/* Before it is detached: its holder is told. */
-	zd_event_lease(dev->d, ZD_EV_LEASE_REVOKED, l, "force");
+	zd_event_lease(dev->d, ZD_EV_LEASE_REVOKED, l, reason);
 	zd_lease_detach(l);
 	/* The zone is free now and its waiters are served after the admin
 	 * operation queued next; the device cannot go away meanwhile, that

@@ -551,7 +551,7 @@ static int zone_op_method(struct zd_daemon *d, struct zd_call *call, struct json
 	if (force)
 		for (uint64_t i = zone; i < zone + count; i++)
 			if (dev->lease_of[i])
-				zd_lease_revoke_zone(dev, (uint32_t)i);
+				zd_lease_revoke_zone(dev, (uint32_t)i, "force");
 	w = calloc(1, sizeof(*w));
 	if (!w) {
 		zd_call_error(call, ZP_ERR_INTERNAL, "out of memory");

@@ -290,21 +290,47 @@ static void send_call(int s, const char *method, const char *params)
 	ck_assert_int_eq(zp_send(s, buf, (size_t)n, -1, 0), 0);
 }
 
-static struct json_object *recv_reply(int s, int *fd_out)
+/* Revocations a holder was told of (lease.revoked events, which arrive
+ * on its connection between replies), as "lease-id:reason". */
+static char revoked_seen[512];
+
+static struct json_object *get(struct json_object *o, const char *path);
+
+/* The next message on s: a reply, or with events_too an event. */
+static struct json_object *recv_msg(int s, int *fd_out, bool events_too)
 {
 	static char buf[ZP_MSG_MAX + 1];
 	struct pollfd p = { .fd = s, .events = POLLIN };
+	struct json_object *m, *t;
 	int rfd = -1;
 	ssize_t len;
 
-	ck_assert_int_eq(poll(&p, 1, 20000), 1);
-	len = zp_recv(s, buf, sizeof(buf), &rfd, 0);
-	ck_assert_int_gt(len, 0);
+	for (;;) {
+		ck_assert_int_eq(poll(&p, 1, 20000), 1);
+		len = zp_recv(s, buf, sizeof(buf), &rfd, 0);
+		ck_assert_int_gt(len, 0);
+		m = zp_parse(buf, (size_t)len);
+		ck_assert_ptr_nonnull(m);
+		if (events_too || !get(m, "method"))
+			break;
+		t = get(m, "params.type");
+		if (t && strcmp(json_object_get_string(t), "lease.revoked") == 0)
+			snprintf(revoked_seen + strlen(revoked_seen),
+				 sizeof(revoked_seen) - strlen(revoked_seen), " %" PRIu64 ":%s",
+				 json_object_get_uint64(get(m, "params.lease")),
+				 json_object_get_string(get(m, "params.reason")));
+		json_object_put(m);
+	}
 	if (fd_out)
 		*fd_out = rfd;
 	else if (rfd >= 0)
 		close(rfd);
-	return zp_parse(buf, (size_t)len);
+	return m;
+}
+
+static struct json_object *recv_reply(int s, int *fd_out)
+{
+	return recv_msg(s, fd_out, false);
 }
 
 static struct json_object *call(int s, const char *method, const char *params, int *fd_out)
@@ -582,11 +608,13 @@ START_TEST(zone_turns_readonly)
 {
 	struct json_object *r;
 	struct held h5, h6;
-	int s, s2;
+	int s, s2, ev;
 
 	start("readonly:5:refresh:3");
 	s = conn();
 	s2 = conn();
+	ev = conn();
+	call_ok(ev, "events.subscribe", "{\"types\":\"zone\"}");
 	h5 = acquire(s, "a", 5); /* refresh #1 */
 	h6 = acquire(s, "a", 6); /* refresh #2 */
 	send_call(s2, "lease.acquire", "{\"device\":\"a\",\"zone\":5,\"wait_ms\":20000}");
@@ -596,6 +624,16 @@ START_TEST(zone_turns_readonly)
 	ck_assert_str_eq(json_object_get_string(get(r, "error.data.cond")), "read-only");
 	json_object_put(r);
 	views_match(s);
+	/* The change of condition is an event too. */
+	for (;;) {
+		r = recv_msg(ev, NULL, true);
+		if (json_object_get_int(get(r, "params.zone")) == 5 &&
+		    strcmp(json_object_get_string(get(r, "params.cond")), "read-only") == 0)
+			break;
+		json_object_put(r);
+	}
+	json_object_put(r);
+	close(ev);
 	/* Known now: refused without a trip to the device. */
 	r = call_fails(s, "lease.finish", lp(&h5, ""), ZP_ERR_ZONE_STATE, EPERM);
 	ck_assert_str_eq(json_object_get_string(get(r, "error.data.cond")), "read-only");
@@ -662,13 +700,16 @@ START_TEST(device_vanishes)
 {
 	struct json_object *r, *arr;
 	struct held a2, a3, b2;
-	char why[256];
-	int s, s2, sb;
+	char why[256], want[64];
+	int s, s2, sb, ev;
 
 	start("vanish:open-fd:3");
 	s = conn();
 	s2 = conn();
 	sb = conn();
+	ev = conn();
+	call_ok(ev, "events.subscribe", "{\"types\":\"device\"}");
+	revoked_seen[0] = '\0';
 	a2 = acquire(s, "a", 2);
 	a3 = acquire(s, "a", 3);
 	b2 = acquire(sb, "b", 2);
@@ -688,6 +729,13 @@ START_TEST(device_vanishes)
 	ck_assert(!json_object_get_boolean(get(json_object_array_get_idx(arr, 1), "failed")));
 	json_object_put(r);
 
+	/* Subscribers are told, with the reason. */
+	r = recv_msg(ev, NULL, true);
+	ck_assert_str_eq(json_object_get_string(get(r, "params.type")), "device.failed");
+	ck_assert_str_eq(json_object_get_string(get(r, "params.device")), "a");
+	ck_assert_str_eq(json_object_get_string(get(r, "params.reason")), why);
+	json_object_put(r);
+
 	/* The waiter is answered, the holder's leases are revoked. */
 	r = recv_reply(s2, NULL);
 	ck_assert_msg(code_of(r) == ZP_ERR_NO_DEVICE, "%s", json_object_to_json_string(r));
@@ -696,6 +744,11 @@ START_TEST(device_vanishes)
 	json_object_put(call_fails(s, "lease.sync", lp(&a2, ""), ZP_ERR_STALE_LEASE, 0));
 	json_object_put(call_fails(s, "lease.release", lp(&a3, ""), ZP_ERR_STALE_LEASE, 0));
 	ck_assert_uint_eq(nr_leases(s), 0);
+	/* The holder was told of both, and why. */
+	snprintf(want, sizeof(want), " %" PRIu64 ":device-failed", a2.id);
+	ck_assert_msg(strstr(revoked_seen, want), "told:%s", revoked_seen);
+	snprintf(want, sizeof(want), " %" PRIu64 ":device-failed", a3.id);
+	ck_assert_msg(strstr(revoked_seen, want), "told:%s", revoked_seen);
 	/* A failed device takes no new work. */
 	json_object_put(call_fails(s, "zone.report", "{\"device\":\"a\"}", ZP_ERR_NO_DEVICE, 0));
 	json_object_put(call_fails(s, "zone.reset", "{\"device\":\"a\",\"zone\":5}",
@@ -724,6 +777,7 @@ START_TEST(device_vanishes)
 	call_ok(sb, "lease.release", lp(&b2, ""));
 	views_match(s);
 	call_ok(s, "daemon.hello", "{}");
+	close(ev);
 	close(s2);
 	close(sb);
 	close(s);
