@@ -87,6 +87,7 @@ class Conn:
         self.s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.s.connect(SOCK)
         self.n = 0
+        self.events = []  # notifications that came between replies
 
     def send(self, method, params=None):
         self.n += 1
@@ -95,8 +96,12 @@ class Conn:
 
     def recv(self, timeout=20):
         self.s.settimeout(timeout)
-        msg, fds, _, _ = socket.recv_fds(self.s, 65536, 4)
-        return json.loads(msg), (fds[0] if fds else -1)
+        while True:
+            msg, fds, _, _ = socket.recv_fds(self.s, 65536, 4)
+            m = json.loads(msg)
+            if "method" not in m:
+                return m, (fds[0] if fds else -1)
+            self.events.append(m["params"])  # a holder's lease.revoked
 
     def call(self, method, params=None):
         self.send(method, params)
@@ -369,6 +374,8 @@ def t_vanish():
         r, _ = w.recv()
         check(r.get("error", {}).get("code") == -32002, f"waiter: {r}")
         c.err("lease.sync", ident, -32007)
+        told = [e for e in c.events if e["type"] == "lease.revoked" and e["lease"] == ident["id"]]
+        check(told and told[0]["reason"] == "device-failed", f"holder told: {c.events}")
         c.ok("lease.sync", gident)
         c.ok("lease.release", gident)
         g2, gfd = c.ok("lease.acquire", {})
