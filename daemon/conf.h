@@ -20,6 +20,7 @@ struct zd_device_conf {
 	char path[PATH_MAX];    /* block device, or emulated backing file */
 	bool emulated;
 	char spec[512];         /* emulated parameters, zd_emul_parse_spec() syntax */
+	char faults[256];       /* emulated: fault injection spec (tests), "" none */
 };
 
 struct zd_config {

@@ -726,8 +726,9 @@ static int check_running(struct conf_file *f, const char *key, const struct zd_d
 static int parse_device(struct conf_file *f, struct zd_config *cfg, size_t idx,
 			struct json_object *o)
 {
-	static const char *const known[] = { "id", "path", "emulate", "spec", NULL };
+	static const char *const known[] = { "id", "path", "emulate", "spec", "faults", NULL };
 	struct json_object *id = NULL, *path = NULL, *emulate = NULL, *spec = NULL;
+	struct json_object *faults = NULL;
 	struct zd_device_conf dc;
 	char p[32], k[CONF_PATH_MAX];
 	int r;
@@ -745,6 +746,8 @@ static int parse_device(struct conf_file *f, struct zd_config *cfg, size_t idx,
 			emulate = val;
 		else if (strcmp(key, "spec") == 0)
 			spec = val;
+		else if (strcmp(key, "faults") == 0)
+			faults = val;
 		else
 			return unknown_key(f, k, key, known);
 	}
@@ -780,6 +783,18 @@ static int parse_device(struct conf_file *f, struct zd_config *cfg, size_t idx,
 			r = check_spec(f, k, dc.spec);
 		if (r < 0)
 			return r;
+	}
+	if (faults) {
+		const char *why = NULL;
+
+		snprintf(k, sizeof(k), "%s.faults", p);
+		if (!emulate)
+			return conf_error(f, k, "only an emulated device (\"emulate\") takes faults");
+		r = get_string(f, k, faults, dc.faults, sizeof(dc.faults));
+		if (r < 0)
+			return r;
+		if (zd_emul_check_faults(dc.faults, &why) < 0)
+			return conf_error(f, k, "'%s': %s", dc.faults, why ? why : "invalid");
 	}
 	for (size_t i = 0; i < cfg->nr_devices; i++) {
 		if (strcmp(cfg->devices[i].path, dc.path) == 0) {

@@ -79,6 +79,16 @@ struct zd_device {
 	struct zd_list work_queue;
 	bool work_running;
 	bool draining;              /* removed from the config: no new leases */
+	/* The device failed (zd_device_fail): it takes no new work, its leases
+	 * are revoked, and device.list/info show why. Not undone: a restart
+	 * (or a reload that adds it again) opens the device afresh. */
+	bool failed;
+	char failure[192];
+	/* EIO failures in a row (no operation succeeded meanwhile), and
+	 * whether they touched more than one zone: see zd_device_note(). */
+	unsigned eio_streak;
+	uint32_t eio_zone;
+	bool eio_spread;
 	unsigned refs;              /* works queued or running, and waiters, hold a ref */
 	struct zd_waitq waitq;      /* lease.acquire calls waiting for a zone of it */
 };
@@ -102,6 +112,17 @@ struct zd_work {
 	uint32_t nz;
 	int fd;
 	int open_flags;
+	/* The work's failure is one zone's, fail_zone's (a lease's zone, the
+	 * zone a range operation stopped at), not the whole device's: see
+	 * zd_device_note(). */
+	bool zone_work;
+	uint32_t fail_zone;
+	/* After a failure, zone `zone` is reported again (on the pool, by
+	 * device.c) and the cache updated before `done` runs: a zone that
+	 * turned read-only or offline under the operation is known at once. */
+	bool recheck;
+	bool have_after;
+	struct zd_zone after;
 };
 
 int zd_work_queue(struct zd_device *dev, struct zd_work *w);
@@ -356,6 +377,17 @@ struct zd_device *zd_device_find(struct zd_daemon *d, const char *id_or_path);
 void zd_device_release(struct zd_device *dev);
 void zd_device_free_all(struct zd_daemon *d);
 void zd_device_zone_reclass(struct zd_device *dev, uint32_t index);
+/* Counts a device operation's result towards the failure rule (ENODEV or
+ * ENXIO at once; ZD_DEVICE_EIO_FAIL EIOs in a row over more than one zone)
+ * and fails the device when it is met. */
+#define ZD_DEVICE_EIO_FAIL 3
+void zd_device_note(struct zd_device *dev, const struct zd_work *w, int status);
+/* Marks the device failed: logged, its leases revoked through the lease
+ * lifecycle, its waiters answered -32002; the other devices go on. */
+void zd_device_fail(struct zd_device *dev, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* Sets call's error for an operation refused on a failed device. */
+void zd_device_failed_error(struct zd_call *call, const struct zd_device *dev);
 void zd_device_zone_update(struct zd_device *dev, uint32_t index, const struct zd_zone *z);
 struct json_object *zd_zone_json(const struct zd_device *dev, uint32_t index,
 				 const struct zd_zone *z);
@@ -410,7 +442,9 @@ void zd_lease_op_done(struct zd_lease *l);
 /* Queues the release work (then: -1 keep, else a zone op); the reply to
  * call, if any, carries the zone as released. */
 int zd_lease_release(struct zd_lease *l, int then, struct zd_call *call);
-void zd_lease_revoke_zone(struct zd_device *dev, uint32_t zone);
+/* Takes the zone back from its lease (not one being released); reason is
+ * what the holder's lease.revoked event says: "force", "device-failed". */
+void zd_lease_revoke_zone(struct zd_device *dev, uint32_t zone, const char *reason);
 /* Writes l to the lease table (a grant or a reclaim); done(l, status, arg)
  * runs on the loop once it is on disk or failed. l must stay alive until
  * then (the caller holds it busy). */

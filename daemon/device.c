@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -252,6 +253,11 @@ int zd_device_open(const struct zd_device_conf *conf, struct zd_device **out, ch
 				 strerror(-r));
 			goto fail;
 		}
+		/* The device's own faults replace $ZONED_EMUL_FAULT's. */
+		if (conf->faults[0] && (r = zd_emul_set_faults(dev->dev, conf->faults)) < 0) {
+			snprintf(why, why_len, "invalid faults '%s'", conf->faults);
+			goto fail;
+		}
 	} else {
 		char reason[256] = "";
 
@@ -378,8 +384,14 @@ static void work_start_next(struct zd_device *dev);
 static void work_run(uv_work_t *req)
 {
 	struct zd_work *w = zd_container_of(req, struct zd_work, req);
+	uint32_t n = 1;
 
 	w->status = w->run(w);
+	/* What the zone is now, whatever the operation left: a device that is
+	 * gone has nothing to say. */
+	if (w->status < 0 && w->recheck && w->status != -ENODEV && w->status != -ENXIO &&
+	    w->dev->dev->ops->report(w->dev->dev, w->zone, &w->after, &n) == 0 && n == 1)
+		w->have_after = true;
 }
 
 static void work_after(uv_work_t *req, int status)
@@ -392,7 +404,17 @@ static void work_after(uv_work_t *req, int status)
 	if (status < 0)
 		w->status = -ECANCELED;
 	dev->work_running = false;
-	w->done(w, w->status);
+	if (w->have_after)
+		zd_device_zone_update(dev, w->zone, &w->after);
+	status = w->status;
+	/* Noted after done (which frees w) so its reply is the operation's
+	 * own answer; the work's device reference is still held here. */
+	{
+		struct zd_work note = { .fail_zone = w->fail_zone, .zone_work = w->zone_work };
+
+		w->done(w, status);
+		zd_device_note(dev, &note, status);
+	}
 	dev->refs--;
 	work_start_next(dev);
 	zd_device_release(dev);
@@ -423,4 +445,82 @@ int zd_work_queue(struct zd_device *dev, struct zd_work *w)
 	zd_list_add_tail(&dev->work_queue, &w->link);
 	work_start_next(dev);
 	return 0;
+}
+
+/* --- failure --------------------------------------------------------- */
+
+/* The rule: an operation that fails with ENODEV or ENXIO means the device
+ * is gone (removed, or its driver let go of it), at once. EIO means one
+ * command failed: the device is failed only after ZD_DEVICE_EIO_FAIL
+ * operations in a row failed with it, with no success in between, and
+ * they touched more than one zone (or the whole device: a report, an fd):
+ * a single dead zone that its holder keeps trying does not take the other
+ * zones down with it. Any other answer (EPERM, ENOSPC, EBUSY...) comes from
+ * a device that is there and ends the streak. */
+void zd_device_note(struct zd_device *dev, const struct zd_work *w, int status)
+{
+	uint32_t zone = w->zone_work ? w->fail_zone : ZD_NIL;
+
+	if (dev->failed || status == -ECANCELED || status == -ENOMEM)
+		return;
+	if (status == -ENODEV || status == -ENXIO) {
+		zd_device_fail(dev, "the device is gone (%s)", strerror(-status));
+		return;
+	}
+	if (status != -EIO) {
+		dev->eio_streak = 0;
+		return;
+	}
+	if (dev->eio_streak++ == 0) {
+		dev->eio_zone = zone;
+		dev->eio_spread = zone == ZD_NIL;
+	} else if (zone != dev->eio_zone || zone == ZD_NIL) {
+		dev->eio_spread = true;
+	}
+	if (dev->eio_streak >= ZD_DEVICE_EIO_FAIL && dev->eio_spread)
+		zd_device_fail(dev, "%u operations in a row failed with an I/O error",
+			       dev->eio_streak);
+}
+
+void zd_device_fail(struct zd_device *dev, const char *fmt, ...)
+{
+	char f1[ZD_ID_MAX + 8];
+	const char *fields[] = { f1, NULL };
+	unsigned revoked = 0;
+	va_list ap;
+
+	if (dev->failed)
+		return;
+	dev->failed = true;
+	va_start(ap, fmt);
+	vsnprintf(dev->failure, sizeof(dev->failure), fmt, ap);
+	va_end(ap);
+	/* Told first, so a subscriber reads the revocations that follow as
+	 * the failure's. */
+	if (dev->d)
+		zd_event_device(dev->d, ZD_EV_DEVICE_FAILED, dev->id, dev->failure);
+	/* Revoked through the lease lifecycle like a forced zone operation:
+	 * each holder's next call gets -32007, the lease table forgets them,
+	 * waiters parked on them are put back and then refused. */
+	for (uint32_t i = 0; i < dev->info.nr_zones; i++) {
+		if (dev->lease_of[i]) {
+			zd_lease_revoke_zone(dev, i, "device-failed");
+			/* A release in flight keeps its zone until its work ends. */
+			revoked += !dev->lease_of[i];
+		}
+	}
+	snprintf(f1, sizeof(f1), "DEVICE=%s", dev->id);
+	zd_logv_fields(LOG_ERR, fields, "device %s failed: %s; %u lease(s) revoked, no new work "
+		       "is taken", dev->id, dev->failure, revoked);
+	/* Waiting acquires of it are answered -32002 from the next idle turn. */
+	if (dev->d)
+		zd_waiters_kick(dev->d, dev);
+}
+
+void zd_device_failed_error(struct zd_call *call, const struct zd_device *dev)
+{
+	zd_call_error(call, ZP_ERR_NO_DEVICE, "device '%s' failed: %s", dev->id, dev->failure);
+	json_object_put(call->err_data);
+	call->err_data = json_object_new_object();
+	json_object_object_add(call->err_data, "failure", json_object_new_string(dev->failure));
 }

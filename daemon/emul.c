@@ -134,13 +134,28 @@ struct ezone {
  *
  * A fault spec is a comma-separated list of FAULT items, each KIND:ARG...,
  * read from $ZONED_EMUL_FAULT when a device opens or set through
- * zd_emul_set_faults(). Kinds so far:
- *   crash:STEP[:N]  SIGKILL the process right after the Nth (default 1st)
- *                   completion of STEP, counted from when the spec is armed.
- * Steps are the emulator's durable actions: data-write, data-sync, discard,
- * meta-write (a zone record), meta-sync, header (the header state word).
- * Later kinds (EIO on an operation or zone, ENOSPC, a vanishing device) add
- * a kind name, their arguments and a hook where they apply. */
+ * zd_emul_set_faults() (the daemon's "faults" device key). Every counter
+ * starts when the spec is armed. zonedd(8) documents the grammar for users:
+ *   crash:STEP[:N]        SIGKILL the process right after the Nth (default
+ *                         1st) completion of STEP (a durable action:
+ *                         data-write, data-sync, discard, meta-write,
+ *                         meta-sync, header).
+ *   eio:OP[:N[:COUNT]]    the Nth OP (default 1st) and the COUNT-1 after it
+ *                         (COUNT default 1, 0 = every one from the Nth on)
+ *                         fail with EIO before doing anything.
+ *   enospc:OP[:N[:COUNT]] the same with ENOSPC.
+ *   eio-zone:Z            every operation touching zone Z fails with EIO
+ *                         (a zone operation over a range holding it, a
+ *                         refresh, pwrite and pread); reports still work.
+ *   readonly:Z[:OP[:N]]   zone Z turns read-only (offline: offline),
+ *   offline:Z[:OP[:N]]    persistently as zd_emul_set_cond(), right before
+ *                         the Nth OP (default: the first operation of any
+ *                         kind), which then runs against the changed zone.
+ *   vanish[:OP[:N]]       the device vanishes right before the Nth OP
+ *                         (default: the first): that operation and every
+ *                         later one fails with ENODEV, open_fd included.
+ * OP is one of the backend operations: report, zone-op, refresh, open-fd,
+ * pwrite, pread, or any (every one of them). */
 enum fault_step {
 	STEP_DATA_WRITE,
 	STEP_DATA_SYNC,
@@ -155,16 +170,41 @@ static const char *const step_names[STEP_COUNT] = {
 	"data-write", "data-sync", "discard", "meta-write", "meta-sync", "header",
 };
 
-enum fault_kind {
-	FAULT_CRASH,
+enum fault_op {
+	FOP_REPORT,
+	FOP_ZONE_OP,
+	FOP_REFRESH,
+	FOP_OPEN_FD,
+	FOP_PWRITE,
+	FOP_PREAD,
+	FOP_ANY,
+	FOP_COUNT,
 };
 
-#define EMUL_MAX_FAULTS 8
+/* Underscores accepted too: zone_op reads as naturally as zone-op. */
+static const char *const fop_names[FOP_COUNT] = {
+	"report", "zone-op", "refresh", "open-fd", "pwrite", "pread", "any",
+};
+
+enum fault_kind {
+	FAULT_CRASH,
+	FAULT_ERR,      /* eio, enospc */
+	FAULT_ZONE_ERR, /* eio-zone */
+	FAULT_COND,     /* readonly, offline */
+	FAULT_VANISH,
+};
+
+#define EMUL_MAX_FAULTS 16
 
 struct fault {
 	enum fault_kind kind;
 	enum fault_step step;
+	enum fault_op op;
+	int err;       /* FAULT_ERR: the negative errno */
+	uint32_t zone; /* FAULT_ZONE_ERR, FAULT_COND */
+	uint8_t cond;  /* FAULT_COND */
 	uint32_t nth;  /* fires at this occurrence, 1-based */
+	uint32_t count;/* FAULT_ERR: occurrences that fail, 0 = all from nth */
 	uint32_t seen; /* occurrences so far */
 };
 
@@ -191,6 +231,8 @@ struct emul {
 	uint64_t trunc_size; /* backing file size found at open when short, else 0 */
 	bool truncated;
 	struct faults faults;
+	/* A vanish fault fired: every operation fails with ENODEV from now. */
+	bool vanished;
 	struct zd_emul_params p;
 	uint32_t nr_zones;
 	uint64_t slot_off[2];
@@ -303,38 +345,130 @@ static void log_dev(int prio, const char *path, uint32_t zone, const char *fmt, 
 /* ---- fault injection ---- */
 
 static int parse_u32(const char *s, uint32_t *out);
+static int set_cond(struct emul *e, uint32_t zone, uint8_t cond);
 
-static int parse_fault(char *item, struct fault *f, const char **why)
+/* Splits off the next ':'-separated field of *rest (NULL when none is left). */
+static char *next_field(char **rest)
 {
-	char *kind = item, *arg = strchr(item, ':'), *nth;
-	uint32_t n = 1;
+	char *f = *rest, *c;
 
-	if (arg)
-		*arg++ = '\0';
-	if (strcmp(kind, "crash") != 0) {
-		*why = "unknown fault kind (known: crash)";
-		return -EINVAL;
+	if (!f)
+		return NULL;
+	c = strchr(f, ':');
+	if (c) {
+		*c = '\0';
+		*rest = c + 1;
+	} else {
+		*rest = NULL;
 	}
-	if (!arg || !*arg) {
-		*why = "crash needs a step: crash:STEP[:N]";
-		return -EINVAL;
-	}
-	nth = strchr(arg, ':');
-	if (nth) {
-		*nth++ = '\0';
-		if (parse_u32(nth, &n) < 0 || n == 0) {
-			*why = "N must be a positive integer";
-			return -EINVAL;
-		}
-	}
-	for (unsigned i = 0; i < STEP_COUNT; i++) {
-		if (strcmp(arg, step_names[i]) == 0) {
-			*f = (struct fault){ .kind = FAULT_CRASH, .step = i, .nth = n };
+	return f;
+}
+
+static int parse_fop(const char *s, enum fault_op *op)
+{
+	for (unsigned i = 0; i < FOP_COUNT; i++) {
+		const char *n = fop_names[i];
+		size_t k = 0;
+
+		while (n[k] && (s[k] == n[k] || (n[k] == '-' && s[k] == '_')))
+			k++;
+		if (!n[k] && !s[k]) {
+			*op = i;
 			return 0;
 		}
 	}
-	*why = "unknown step (data-write, data-sync, discard, meta-write, meta-sync, header)";
 	return -EINVAL;
+}
+
+#define FOP_LIST "report, zone-op, refresh, open-fd, pwrite, pread, any"
+
+/* An optional positive count field: absent means dflt. */
+static int parse_nth(char **rest, uint32_t dflt, bool zero_ok, uint32_t *out, const char **why)
+{
+	char *f = next_field(rest);
+
+	*out = dflt;
+	if (!f)
+		return 0;
+	if (parse_u32(f, out) < 0 || (*out == 0 && !zero_ok)) {
+		*why = zero_ok ? "COUNT must be a non-negative integer" :
+				 "N must be a positive integer";
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int parse_fault(char *item, struct fault *f, const char **why)
+{
+	char *rest = item, *kind = next_field(&rest), *arg;
+
+	*f = (struct fault){ .nth = 1, .op = FOP_ANY };
+	if (strcmp(kind, "crash") == 0) {
+		arg = next_field(&rest);
+		if (!arg || !*arg) {
+			*why = "crash needs a step: crash:STEP[:N]";
+			return -EINVAL;
+		}
+		if (parse_nth(&rest, 1, false, &f->nth, why) < 0)
+			return -EINVAL;
+		for (unsigned i = 0; i < STEP_COUNT; i++) {
+			if (strcmp(arg, step_names[i]) == 0) {
+				f->kind = FAULT_CRASH;
+				f->step = i;
+				goto done;
+			}
+		}
+		*why = "unknown step (data-write, data-sync, discard, meta-write, meta-sync, header)";
+		return -EINVAL;
+	}
+	if (strcmp(kind, "eio") == 0 || strcmp(kind, "enospc") == 0) {
+		f->kind = FAULT_ERR;
+		f->err = kind[1] == 'i' ? -EIO : -ENOSPC;
+		arg = next_field(&rest);
+		if (!arg || parse_fop(arg, &f->op) < 0) {
+			*why = "eio and enospc need an operation (" FOP_LIST "): eio:OP[:N[:COUNT]]";
+			return -EINVAL;
+		}
+		if (parse_nth(&rest, 1, false, &f->nth, why) < 0 ||
+		    parse_nth(&rest, 1, true, &f->count, why) < 0)
+			return -EINVAL;
+		goto done;
+	}
+	if (strcmp(kind, "eio-zone") == 0 || strcmp(kind, "readonly") == 0 ||
+	    strcmp(kind, "offline") == 0) {
+		arg = next_field(&rest);
+		if (!arg || parse_u32(arg, &f->zone) < 0) {
+			*why = "eio-zone, readonly and offline need a zone index: KIND:ZONE...";
+			return -EINVAL;
+		}
+		if (kind[0] == 'e') {
+			f->kind = FAULT_ZONE_ERR;
+			goto done;
+		}
+		f->kind = FAULT_COND;
+		f->cond = kind[0] == 'r' ? ZP_COND_READONLY : ZP_COND_OFFLINE;
+		goto op_nth;
+	}
+	if (strcmp(kind, "vanish") == 0) {
+		f->kind = FAULT_VANISH;
+		goto op_nth;
+	}
+	*why = "unknown fault kind (known: crash, eio, enospc, eio-zone, readonly, offline, vanish)";
+	return -EINVAL;
+op_nth:
+	arg = next_field(&rest);
+	if (arg && parse_fop(arg, &f->op) < 0) {
+		*why = "unknown operation (" FOP_LIST ")";
+		return -EINVAL;
+	}
+	if (parse_nth(&rest, 1, false, &f->nth, why) < 0)
+		return -EINVAL;
+done:
+	if (rest) {
+		*why = "too many fields";
+		return -EINVAL;
+	}
+	return 0;
 }
 
 /* Parses a whole spec; *out is only changed on success. "" disarms. */
@@ -367,6 +501,17 @@ static int parse_faults(const char *spec, struct faults *out, const char **why)
 	return r;
 }
 
+int zd_emul_check_faults(const char *spec, const char **why)
+{
+	struct faults fs;
+	const char *w = NULL;
+	int r = parse_faults(spec, &fs, &w);
+
+	if (why)
+		*why = w;
+	return r;
+}
+
 /* Called right after each durable action completes. */
 static void fault_point(struct emul *e, enum fault_step step)
 {
@@ -384,6 +529,80 @@ static void fault_point(struct emul *e, enum fault_step step)
 	}
 }
 
+/* Called first thing in every backend operation (op, on zones [zone, zone +
+ * count), count 0 for none): counts it for each armed fault and returns the
+ * error it must fail with, or 0. A zone turning read-only or offline changes
+ * the zone and lets the operation run on. */
+static int fault_op(struct emul *e, enum fault_op op, uint32_t zone, uint32_t count)
+{
+	int err = 0;
+
+	for (unsigned i = 0; i < e->faults.n; i++) {
+		struct fault *f = &e->faults.f[i];
+
+		if (f->kind == FAULT_CRASH)
+			continue;
+		if (f->kind == FAULT_ZONE_ERR) {
+			/* A zone operation stops at the zone (fault_zone_stop). */
+			if (count && f->zone >= zone && f->zone - zone < count &&
+			    op != FOP_REPORT && op != FOP_OPEN_FD && op != FOP_ZONE_OP && !err) {
+				log_dev(LOG_NOTICE, e->path, f->zone, "fault injection: EIO on %s "
+					"of zone %" PRIu32, fop_names[op], f->zone);
+				err = -EIO;
+			}
+			continue;
+		}
+		if (f->op != FOP_ANY && f->op != op)
+			continue;
+		if (f->seen == UINT32_MAX)
+			continue;
+		f->seen++;
+		switch (f->kind) {
+		case FAULT_ERR:
+			if (f->seen < f->nth || (f->count && f->seen - f->nth >= f->count) || err)
+				break;
+			log_dev(LOG_NOTICE, e->path, NO_ZONE, "fault injection: %s on %s #%" PRIu32,
+				f->err == -EIO ? "EIO" : "ENOSPC", fop_names[op], f->seen);
+			err = f->err;
+			break;
+		case FAULT_COND:
+			if (f->seen != f->nth || f->zone >= e->nr_zones)
+				break;
+			log_dev(LOG_NOTICE, e->path, f->zone, "fault injection: zone %" PRIu32
+				" fails before %s #%" PRIu32, f->zone, fop_names[op], f->seen);
+			set_cond(e, f->zone, f->cond);
+			break;
+		case FAULT_VANISH:
+			if (f->seen != f->nth || e->vanished)
+				break;
+			log_dev(LOG_NOTICE, e->path, NO_ZONE, "fault injection: the device vanishes "
+				"before %s #%" PRIu32, fop_names[op], f->seen);
+			e->vanished = true;
+			break;
+		default:
+			break;
+		}
+	}
+	return e->vanished ? -ENODEV : err;
+}
+
+/* The first zone of [zone, zone + count) an eio-zone fault names, or
+ * NO_ZONE: a range operation does the zones before it and fails there, as
+ * a device works through a range and stops at the zone it cannot do. */
+static uint32_t fault_zone_stop(const struct emul *e, uint32_t zone, uint32_t count)
+{
+	uint32_t stop = NO_ZONE;
+
+	for (unsigned i = 0; i < e->faults.n; i++) {
+		const struct fault *f = &e->faults.f[i];
+
+		if (f->kind == FAULT_ZONE_ERR && f->zone >= zone && f->zone - zone < count &&
+		    f->zone < stop)
+			stop = f->zone;
+	}
+	return stop;
+}
+
 int zd_emul_set_faults(struct zd_dev *dev, const char *spec)
 {
 	struct emul *e;
@@ -396,6 +615,8 @@ int zd_emul_set_faults(struct zd_dev *dev, const char *spec)
 	r = parse_faults(spec, &e->faults, &why);
 	if (r == -EINVAL)
 		log_dev(LOG_ERR, e->path, NO_ZONE, "fault spec '%s': %s", spec, why);
+	else if (r == 0)
+		e->vanished = false; /* re-armed: a vanished device is back */
 	return r;
 }
 
@@ -1584,6 +1805,80 @@ fail:
 	return r;
 }
 
+/* Reads a device's zones as its files hold them, without the lock, without
+ * repairing or writing anything: what the device would report, for a test
+ * to compare with what a daemon serving the device shows. Open zones keep
+ * their condition (an open would close them). */
+int zd_emul_peek(const char *path, struct zd_zone **zones, uint32_t *nr)
+{
+	struct emul *e = calloc(1, sizeof(*e));
+	uint8_t buf[2][META_REC_SIZE];
+	int r;
+
+	*zones = NULL;
+	*nr = 0;
+	if (!e)
+		return -ENOMEM;
+	e->fd = e->meta_fd = -1;
+	e->path = strdup(path);
+	if (!e->path || asprintf(&e->meta_path, "%s.meta", path) < 0) {
+		e->meta_path = NULL;
+		r = -ENOMEM;
+		goto out;
+	}
+	e->fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	e->meta_fd = open(e->meta_path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (e->fd < 0 || e->meta_fd < 0) {
+		r = -errno;
+		goto out;
+	}
+	r = load_hdr(e);
+	if (r)
+		goto out;
+	e->z = calloc(e->nr_zones, sizeof(*e->z));
+	*zones = calloc(e->nr_zones, sizeof(**zones));
+	if (!e->z || !*zones) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (uint32_t z = 0; z < e->nr_zones; z++) {
+		struct rec rec[2];
+		const char *why[2];
+		int pick;
+
+		for (int s = 0; s < 2; s++) {
+			r = pread_all(e->meta_fd, buf[s], META_REC_SIZE,
+				      e->slot_off[s] + (uint64_t)z * META_REC_SIZE);
+			if (r)
+				goto out;
+			why[s] = decode_rec(e, z, buf[s], &rec[s]);
+		}
+		if (why[0] && why[1]) {
+			e->z[z].cond = ZP_COND_OFFLINE; /* as an open would take it */
+		} else {
+			pick = why[0] ? 1 : why[1] ? 0 : rec[1].seq > rec[0].seq;
+			e->z[z].cond = rec[pick].cond;
+			e->z[z].wp = rec[pick].wp;
+		}
+		fill_zone(e, z, &(*zones)[z]);
+	}
+	*nr = e->nr_zones;
+out:
+	if (r) {
+		free(*zones);
+		*zones = NULL;
+	}
+	if (e->fd >= 0)
+		close(e->fd);
+	if (e->meta_fd >= 0)
+		close(e->meta_fd);
+	free(e->z);
+	free(e->path);
+	free(e->meta_path);
+	free(e);
+	return r;
+}
+
 /* ---- backend operations ---- */
 
 static int emul_info(struct zd_dev *dev, struct zd_dev_info *info)
@@ -1614,11 +1909,15 @@ static int emul_report(struct zd_dev *dev, uint32_t from, struct zd_zone *zones,
 {
 	struct emul *e = to_emul(dev);
 	uint32_t n;
+	int r;
 
 	if (!zones || !nr)
 		return -EINVAL;
 	if (from >= e->nr_zones)
 		return -ERANGE;
+	r = fault_op(e, FOP_REPORT, from, 0);
+	if (r)
+		return r;
 	n = e->nr_zones - from < *nr ? e->nr_zones - from : *nr;
 	for (uint32_t i = 0; i < n; i++)
 		fill_zone(e, from + i, &zones[i]);
@@ -1657,6 +1956,9 @@ static int emul_pwrite(struct zd_dev *dev, const void *buf, uint64_t len, uint64
 	z = (uint32_t)(off / e->p.zone_size);
 	if ((off + len - 1) / e->p.zone_size != z)
 		return -EINVAL; /* a write never spans zones */
+	r = fault_op(e, FOP_PWRITE, z, 1);
+	if (r)
+		return r;
 	ez = &e->z[z];
 	if (ez->cond == ZP_COND_READONLY || ez->cond == ZP_COND_OFFLINE)
 		return -EPERM;
@@ -1723,6 +2025,10 @@ static int emul_pread(struct zd_dev *dev, void *buf, uint64_t len, uint64_t off)
 	if (!buf || len > SSIZE_MAX)
 		return -EINVAL;
 	end = off + len;
+	r = fault_op(e, FOP_PREAD, (uint32_t)(off / e->p.zone_size),
+		     (uint32_t)((end - 1) / e->p.zone_size - off / e->p.zone_size + 1));
+	if (r)
+		return r;
 	for (uint64_t z = off / e->p.zone_size; z * e->p.zone_size < end; z++)
 		if (e->z[z].cond == ZP_COND_OFFLINE)
 			return -EIO;
@@ -1866,9 +2172,12 @@ static int zone_reset_range(struct emul *e, uint32_t zone, uint32_t count)
 	return discarded ? sync_data(e) : 0;
 }
 
+static int zone_op_range(struct emul *e, enum zd_zone_op op, uint32_t zone, uint32_t count);
+
 static int emul_zone_op(struct zd_dev *dev, enum zd_zone_op op, uint32_t zone, uint32_t count)
 {
 	struct emul *e = to_emul(dev);
+	uint32_t stop;
 	int r = 0;
 
 	if (zone >= e->nr_zones)
@@ -1879,6 +2188,23 @@ static int emul_zone_op(struct zd_dev *dev, enum zd_zone_op op, uint32_t zone, u
 		return -ERANGE;
 	if (op != ZD_OP_OPEN && op != ZD_OP_CLOSE && op != ZD_OP_FINISH && op != ZD_OP_RESET)
 		return -EINVAL;
+	r = fault_op(e, FOP_ZONE_OP, zone, count);
+	if (r)
+		return r;
+	stop = fault_zone_stop(e, zone, count);
+	if (stop != NO_ZONE) {
+		log_dev(LOG_NOTICE, e->path, stop, "fault injection: EIO on zone-op of zone %"
+			PRIu32, stop);
+		r = stop > zone ? zone_op_range(e, op, zone, stop - zone) : 0;
+		return r ? r : -EIO;
+	}
+	return zone_op_range(e, op, zone, count);
+}
+
+static int zone_op_range(struct emul *e, enum zd_zone_op op, uint32_t zone, uint32_t count)
+{
+	int r = 0;
+
 	/* Refuse a range with a zone no operation applies to before changing
 	 * anything; only resource limits and I/O can stop a range midway. */
 	for (uint32_t z = zone; z < zone + count; z++)
@@ -1912,6 +2238,9 @@ static int emul_open_fd(struct zd_dev *dev, int flags)
 
 	if (flags & ~allowed)
 		return -EINVAL;
+	fd = fault_op(e, FOP_OPEN_FD, 0, 0);
+	if (fd)
+		return fd;
 	/* Reopened through our own fd, not by name: the name may have been
 	 * replaced (a symlink, another file) since the device was opened. */
 	snprintf(self, sizeof(self), "/proc/self/fd/%d", e->fd);
@@ -1938,6 +2267,9 @@ static int emul_refresh_zone(struct zd_dev *dev, uint32_t zone, uint64_t hint_wp
 
 	if (zone >= e->nr_zones)
 		return -ERANGE;
+	r = fault_op(e, FOP_REFRESH, zone, 1);
+	if (r)
+		return r;
 	ez = &e->z[zone];
 	if (is_conv(e, zone) || ez->cond == ZP_COND_READONLY || ez->cond == ZP_COND_OFFLINE)
 		return -EPERM;
@@ -1991,15 +2323,11 @@ static int emul_refresh_zone(struct zd_dev *dev, uint32_t zone, uint64_t hint_wp
 	return 0;
 }
 
-int zd_emul_set_cond(struct zd_dev *dev, uint32_t zone, enum zp_cond cond)
+static int set_cond(struct emul *e, uint32_t zone, uint8_t cond)
 {
-	struct emul *e;
 	struct ezone *ez;
 	int r;
 
-	if (!dev || dev->ops != &emul_ops)
-		return -EINVAL;
-	e = to_emul(dev);
 	if (cond != ZP_COND_READONLY && cond != ZP_COND_OFFLINE)
 		return -EINVAL;
 	if (zone >= e->nr_zones)
@@ -2015,12 +2343,19 @@ int zd_emul_set_cond(struct zd_dev *dev, uint32_t zone, enum zp_cond cond)
 	if (e->broken)
 		return e->broken;
 	/* The zone leaves the open/active accounting through zone_apply(). */
-	r = commit(e, zone, (uint8_t)cond, ez->wp);
+	r = commit(e, zone, cond, ez->wp);
 	r = sync_meta(e) ?: r;
 	if (!r)
 		log_dev(LOG_WARNING, e->path, zone, "zone %" PRIu32 " is now %s", zone,
 			cond == ZP_COND_READONLY ? "read-only" : "offline");
 	return r;
+}
+
+int zd_emul_set_cond(struct zd_dev *dev, uint32_t zone, enum zp_cond cond)
+{
+	if (!dev || dev->ops != &emul_ops)
+		return -EINVAL;
+	return set_cond(to_emul(dev), zone, (uint8_t)cond);
 }
 
 static const struct zd_backend_ops emul_ops = {

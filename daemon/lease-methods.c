@@ -34,7 +34,46 @@ struct lease_op {
 	struct zd_call *call;
 	struct zd_lease *lease;
 	int fd;                     /* a grant's or reclaim's, until its record is on disk */
+	/* lease.acquire of any zone: the request, to pick another zone when
+	 * the one picked turned out read-only or offline as it was granted. */
+	struct acquire_req *retry;
+	unsigned retries;
 };
+
+/* Zones one acquire skips because they died under its grant; a bound, so a
+ * device whose zones all fail answers rather than loops. */
+#define ACQ_MAX_RETRIES 8
+
+static bool cond_dead(uint8_t cond)
+{
+	return cond == ZP_COND_READONLY || cond == ZP_COND_OFFLINE;
+}
+
+/* After an operation on a lease's zone: the zone is read-only or offline,
+ * whatever the operation answered (the emulator refuses with EPERM, a
+ * kernel device reports the condition or fails the command with EIO). */
+static bool zone_died(const struct zd_work *w)
+{
+	return !w->dev->failed && cond_dead(w->dev->zones[w->zone].cond);
+}
+
+/* The answer to an operation on a zone that is read-only or offline (the
+ * cache knows, or the device just said so): -32009 naming the condition. */
+static void zone_dead_error(struct zd_call *call, const struct zd_device *dev, uint32_t zone,
+			    const char *what)
+{
+	const char *cond = zp_cond_name(dev->zones[zone].cond);
+
+	zd_call_error(call, ZP_ERR_ZONE_STATE, "%s: zone %u of %s is %s", what, zone, dev->id,
+		      cond);
+	json_object_put(call->err_data);
+	call->err_data = json_object_new_object();
+	json_object_object_add(call->err_data, "errno", json_object_new_int(EPERM));
+	json_object_object_add(call->err_data, "cond", json_object_new_string(cond));
+}
+
+static int acquire_try(struct zd_daemon *d, struct acquire_req *a, unsigned retries);
+static void acquire_error(struct zd_call *call, const struct acquire_req *a, int r);
 
 static struct zd_lease *lease_lookup(struct zd_call *call, struct json_object *params)
 {
@@ -77,6 +116,7 @@ static int acquire_run(struct zd_work *w)
 	r = dev->ops->refresh_zone(dev, w->zone, UINT64_MAX, w->zbuf);
 	if (r < 0)
 		return r;
+	w->nz = 1; /* zbuf holds the zone, even if the open fails */
 	w->fd = dev->ops->open_fd(dev, w->open_flags);
 	return w->fd < 0 ? w->fd : 0;
 }
@@ -112,6 +152,7 @@ static void grant_recorded(struct zd_lease *l, int status, void *arg)
 		zd_lease_log(l, "granted");
 		zd_event_lease(d, ZD_EV_LEASE_ACQUIRED, l, NULL);
 	}
+	free(op->retry);
 	free(op);
 	zd_call_complete(call);
 }
@@ -123,14 +164,43 @@ static void acquire_done(struct zd_work *w, int status)
 	struct zd_call *call = op->call;
 	struct zd_daemon *d = w->dev->d;
 
-	if (status == 0)
+	if (w->nz)
 		zd_device_zone_update(w->dev, w->zone, w->zbuf);
+	if (zone_died(w) && status >= 0) {
+		status = -EPERM; /* nothing is granted on a dead zone */
+		if (w->fd >= 0)
+			close(w->fd);
+		w->fd = -1;
+	}
+	if (zone_died(w) && op->retry && l->conn && l->state == ZD_LEASE_GRANTING &&
+	    op->retries < ACQ_MAX_RETRIES) {
+		/* The zone the allocator picked died under the grant; it is out
+		 * of the allocator now (its class is none): pick another. */
+		int r;
+
+		l->busy--;
+		zd_lease_end(l);
+		r = acquire_try(d, op->retry, op->retries + 1);
+		if (r != 0)
+			acquire_error(call, op->retry, r == 1 ? ZP_ERR_LIMIT : r);
+		free(op->retry);
+		free(op);
+		free(w->zbuf);
+		free(w);
+		if (r != 0)
+			zd_call_complete(call);
+		return;
+	}
 	if (status < 0 || !l->conn || l->state == ZD_LEASE_REVOKED) {
 		/* Failed, or the client went away or an admin revoked it
 		 * meanwhile: nothing is held. */
 		if (w->fd >= 0)
 			close(w->fd);
-		if (status < 0)
+		if (zone_died(w))
+			zone_dead_error(call, w->dev, w->zone, "lease");
+		else if (status < 0 && w->dev->failed)
+			zd_device_failed_error(call, w->dev);
+		else if (status < 0)
 			zd_call_errno(call, status, "lease");
 		else
 			zd_call_error(call, ZP_ERR_STALE_LEASE, "the lease was revoked as it was granted");
@@ -156,6 +226,7 @@ static void acquire_done(struct zd_work *w, int status)
 			grant_recorded(l, r, op);
 		return;
 	}
+	free(op->retry);
 	free(op);
 	free(w->zbuf);
 	free(w);
@@ -165,7 +236,7 @@ static void acquire_done(struct zd_work *w, int status)
 /* Tries to grant a now; returns 0 when started (the call completes later,
  * a itself is not kept), ACQ_CONN_LIMIT, or a negative JSON-RPC code when
  * nothing can be granted yet. */
-static int acquire_try(struct zd_daemon *d, struct acquire_req *a)
+static int acquire_try(struct zd_daemon *d, struct acquire_req *a, unsigned retries)
 {
 	struct zd_conn *conn = a->call->conn;
 	struct zd_device *dev = NULL;
@@ -185,29 +256,32 @@ static int acquire_try(struct zd_daemon *d, struct acquire_req *a)
 	if (a->w.dev) {
 		/* A waiter keeps its device, even one leaving the configuration. */
 		dev = a->w.dev;
-		if (zd_list_empty(&dev->link))
+		if (zd_list_empty(&dev->link) || dev->failed)
 			return ZP_ERR_NO_DEVICE;
 		zone = zd_alloc_pick(dev, &a->req);
 	} else if (a->device[0]) {
 		dev = zd_device_find(d, a->device);
-		if (!dev)
+		if (!dev || dev->failed)
 			return ZP_ERR_NO_DEVICE;
 		zone = zd_alloc_pick(dev, &a->req);
 	} else {
 		struct zd_list *pos, *tmp;
 
 		/* The first device that can serve; otherwise the most telling
-		 * reason: a limit beats "nothing free". */
+		 * reason: a limit beats "nothing free". Failed devices serve
+		 * nobody. */
 		zd_list_for_each_safe(pos, tmp, &d->devices) {
 			dev = zd_container_of(pos, struct zd_device, link);
+			if (dev->failed)
+				continue;
 			zone = zd_alloc_pick(dev, &a->req);
 			if (zone >= 0)
 				break;
 			if (best == 0 || zone == ZP_ERR_LIMIT)
 				best = (int)zone;
 		}
-		if (zone < 0 && best)
-			zone = best;
+		if (zone < 0)
+			zone = best ? best : ZP_ERR_NO_DEVICE;
 	}
 	if (zone < 0)
 		return (int)zone;
@@ -219,8 +293,19 @@ static int acquire_try(struct zd_daemon *d, struct acquire_req *a)
 	w = calloc(1, sizeof(*w));
 	if (w)
 		w->zbuf = calloc(1, sizeof(*w->zbuf));
-	l = op && w && w->zbuf ? zd_lease_new(conn, dev, (uint32_t)zone, token, a->label) : NULL;
+	if (op && a->req.zone < 0) {
+		op->retry = malloc(sizeof(*op->retry));
+		if (op->retry) {
+			*op->retry = *a;
+			op->retry->w.dev = NULL; /* not a waiter any more */
+			op->retry->w.until_released = false;
+		}
+	}
+	l = op && w && w->zbuf && (a->req.zone >= 0 || op->retry) ?
+		zd_lease_new(conn, dev, (uint32_t)zone, token, a->label) : NULL;
 	if (!l) {
+		if (op)
+			free(op->retry);
 		free(op);
 		if (w)
 			free(w->zbuf);
@@ -234,8 +319,11 @@ static int acquire_try(struct zd_daemon *d, struct acquire_req *a)
 
 	op->call = a->call;
 	op->lease = l;
+	op->retries = retries;
 	w->data = op;
 	w->zone = l->zone;
+	w->zone_work = w->recheck = true;
+	w->fail_zone = w->zone;
 	w->open_flags = O_RDWR | (a->direct ? O_DIRECT : 0);
 	w->run = acquire_run;
 	w->done = acquire_done;
@@ -251,9 +339,17 @@ static bool transient(int r)
 static void acquire_error(struct zd_call *call, const struct acquire_req *a, int r)
 {
 	switch (r) {
-	case ZP_ERR_NO_DEVICE:
-		zd_call_error(call, r, "no such device '%.64s'", a->device);
+	case ZP_ERR_NO_DEVICE: {
+		struct zd_device *dev = a->device[0] ? zd_device_find(a->d, a->device) : NULL;
+
+		if (dev && dev->failed)
+			zd_device_failed_error(call, dev);
+		else if (a->device[0])
+			zd_call_error(call, r, "no such device '%.64s'", a->device);
+		else
+			zd_call_error(call, r, "no device can serve (every one failed)");
 		break;
+	}
 	case ZP_ERR_NO_ZONE:
 		zd_call_error(call, r, "no zone %lld on %s", (long long)a->req.zone, a->device);
 		break;
@@ -284,7 +380,7 @@ static int waiter_try(struct zd_waiter *w)
 {
 	struct acquire_req *a = zd_container_of(w, struct acquire_req, w);
 	struct zd_daemon *d = a->d;
-	int r = acquire_try(d, a);
+	int r = acquire_try(d, a, 0);
 
 	if (r == 0)
 		return ZD_WAIT_GRANTED;
@@ -449,7 +545,7 @@ static int lease_acquire_method(struct zd_daemon *d, struct zd_call *call, struc
 		return 0;
 	}
 
-	r = acquire_try(d, a);
+	r = acquire_try(d, a, 0);
 	if (r == 0) {
 		free(a);
 		return ZD_ASYNC;
@@ -529,7 +625,9 @@ static void leaseop_done(struct zd_work *w, int status)
 	 * slot back: waiters of this device may go. */
 	if (w->dev->zones[w->zone].cond != cond)
 		zd_waiters_kick(d, w->dev);
-	if (status < 0) {
+	if (zone_died(w) && l->state == ZD_LEASE_HELD) {
+		zone_dead_error(call, w->dev, w->zone, "lease");
+	} else if (status < 0) {
 		/* Only lease.sync passes a value the device can refuse. */
 		zd_call_errno(call, status, status == -EINVAL ? "parameter 'wp'" : "lease");
 	} else if (l->state != ZD_LEASE_HELD) {
@@ -547,8 +645,16 @@ static void leaseop_done(struct zd_work *w, int status)
 
 static int lease_queue_op(struct zd_call *call, struct zd_lease *l, int op, uint64_t hint)
 {
-	struct lease_op *lop = calloc(1, sizeof(*lop));
-	struct zd_work *w = calloc(1, sizeof(*w));
+	struct lease_op *lop;
+	struct zd_work *w;
+
+	/* Known dead: fails clearly without asking the device. */
+	if (cond_dead(l->dev->zones[l->zone].cond)) {
+		zone_dead_error(call, l->dev, l->zone, "lease");
+		return -EPERM;
+	}
+	lop = calloc(1, sizeof(*lop));
+	w = calloc(1, sizeof(*w));
 
 	if (w)
 		w->zbuf = calloc(1, sizeof(*w->zbuf));
@@ -566,6 +672,8 @@ static int lease_queue_op(struct zd_call *call, struct zd_lease *l, int op, uint
 	w->zone = l->zone;
 	w->op = (enum zd_zone_op)op;
 	w->hint_wp = hint;
+	w->zone_work = w->recheck = true;
+	w->fail_zone = w->zone;
 	w->run = leaseop_run;
 	w->done = leaseop_done;
 	l->busy++;
@@ -725,6 +833,7 @@ static int reclaim_run(struct zd_work *w)
 	r = dev->ops->refresh_zone(dev, w->zone, UINT64_MAX, w->zbuf);
 	if (r < 0)
 		return r;
+	w->nz = 1; /* zbuf holds the zone, even if the open fails */
 	w->fd = dev->ops->open_fd(dev, w->open_flags);
 	return w->fd < 0 ? w->fd : 0;
 }
@@ -768,8 +877,14 @@ static void reclaim_done(struct zd_work *w, int status)
 	struct zd_lease *l = op->lease;
 	struct zd_call *call = op->call;
 
-	if (status == 0)
+	if (w->nz)
 		zd_device_zone_update(w->dev, w->zone, w->zbuf);
+	if (zone_died(w) && status >= 0) {
+		status = -EPERM;
+		if (w->fd >= 0)
+			close(w->fd);
+		w->fd = -1;
+	}
 	if (l->state == ZD_LEASE_REVOKED) {
 		if (w->fd >= 0)
 			close(w->fd);
@@ -782,7 +897,9 @@ static void reclaim_done(struct zd_work *w, int status)
 
 		if (w->fd >= 0)
 			close(w->fd);
-		if (status < 0)
+		if (zone_died(w))
+			zone_dead_error(call, w->dev, w->zone, "reclaim");
+		else if (status < 0)
 			zd_call_errno(call, status, "reclaim");
 		else
 			zd_call_error(call, ZP_ERR_STALE_LEASE, "the connection left as it reclaimed");
@@ -858,6 +975,8 @@ static int lease_reclaim_method(struct zd_daemon *d, struct zd_call *call, struc
 	w->data = op;
 	w->zone = l->zone;
 	w->open_flags = O_RDWR | (l->direct ? O_DIRECT : 0);
+	w->zone_work = w->recheck = true;
+	w->fail_zone = w->zone;
 	w->run = reclaim_run;
 	w->done = reclaim_done;
 	zd_work_queue(l->dev, w);

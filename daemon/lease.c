@@ -399,6 +399,13 @@ static int release_run(struct zd_work *w)
 	/* The client may have written without telling us: learn the write
 	 * pointer before the zone goes back to the pool. */
 	r = dev->ops->refresh_zone(dev, w->zone, UINT64_MAX, w->zbuf);
+	/* The emulator refuses to refresh a dead zone, a kernel device
+	 * reports it: either way its lease ends with nothing left to do. */
+	if (r == -EPERM)
+		r = dev->ops->report(dev, w->zone, w->zbuf, &n) ?: -EPERM;
+	if ((r == 0 || r == -EPERM) &&
+	    (w->zbuf->cond == ZP_COND_READONLY || w->zbuf->cond == ZP_COND_OFFLINE))
+		return 0;
 	if (r < 0)
 		return r;
 	if (op->then < 0) {
@@ -486,6 +493,8 @@ int zd_lease_release(struct zd_lease *l, int then, struct zd_call *call)
 	op->then = then;
 	w->data = op;
 	w->zone = l->zone;
+	w->zone_work = w->recheck = true;
+	w->fail_zone = w->zone;
 	w->run = release_run;
 	w->done = release_done;
 	l->dev->d->nr_releasing++;
@@ -495,7 +504,7 @@ int zd_lease_release(struct zd_lease *l, int then, struct zd_call *call)
 
 /* --- revocation and connection death ------------------------------------ */
 
-void zd_lease_revoke_zone(struct zd_device *dev, uint32_t zone)
+void zd_lease_revoke_zone(struct zd_device *dev, uint32_t zone, const char *reason)
 {
 	struct zd_lease *l = dev->lease_of[zone];
 
@@ -508,7 +517,7 @@ void zd_lease_revoke_zone(struct zd_device *dev, uint32_t zone)
 	dev->d->stats.leases_revoked++;
 	zd_lease_log(l, "revoked");
 	/* Before it is detached: its holder is told. */
-	zd_event_lease(dev->d, ZD_EV_LEASE_REVOKED, l, "force");
+	zd_event_lease(dev->d, ZD_EV_LEASE_REVOKED, l, reason);
 	zd_lease_detach(l);
 	/* The zone is free now and its waiters are served after the admin
 	 * operation queued next; the device cannot go away meanwhile, that

@@ -31,9 +31,11 @@ static bool param_fail(struct zd_call *call, int r, struct zp_err *e)
 	return false;
 }
 
-/* Resolves the required `device` parameter. */
-static struct zd_device *param_device(struct zd_daemon *d, struct zd_call *call,
-				      struct json_object *params)
+/* Resolves the required `device` parameter; a failed device is refused
+ * (-32002 with the failure) unless the method only reads what the daemon
+ * keeps. */
+static struct zd_device *param_device_any(struct zd_daemon *d, struct zd_call *call,
+					  struct json_object *params, bool failed_ok)
 {
 	struct zp_err e;
 	const char *name;
@@ -45,9 +47,19 @@ static struct zd_device *param_device(struct zd_daemon *d, struct zd_call *call,
 		return NULL;
 	}
 	dev = zd_device_find(d, name);
-	if (!dev)
+	if (!dev) {
 		zd_call_error(call, ZP_ERR_NO_DEVICE, "no such device '%.64s'", name);
+	} else if (dev->failed && !failed_ok) {
+		zd_device_failed_error(call, dev);
+		dev = NULL;
+	}
 	return dev;
+}
+
+static struct zd_device *param_device(struct zd_daemon *d, struct zd_call *call,
+				      struct json_object *params)
+{
+	return param_device_any(d, call, params, false);
 }
 
 static int m_hello(struct zd_daemon *d, struct zd_call *call, struct json_object *params)
@@ -82,6 +94,9 @@ static struct json_object *device_summary(const struct zd_device *dev)
 	json_object_object_add(o, "leased_zones",
 			       json_object_new_int64(dev->class_count[ZD_ZC_LEASED]));
 	json_object_object_add(o, "draining", json_object_new_boolean(dev->draining));
+	json_object_object_add(o, "failed", json_object_new_boolean(dev->failed));
+	if (dev->failed)
+		json_object_object_add(o, "failure", json_object_new_string(dev->failure));
 	return o;
 }
 
@@ -100,7 +115,7 @@ static int m_device_list(struct zd_daemon *d, struct zd_call *call, struct json_
 
 static int m_device_info(struct zd_daemon *d, struct zd_call *call, struct json_object *params)
 {
-	struct zd_device *dev = param_device(d, call, params);
+	struct zd_device *dev = param_device_any(d, call, params, true);
 	struct json_object *o, *conds;
 
 	if (!dev)
@@ -221,16 +236,44 @@ out:
 	zd_call_complete(call);
 }
 
+/* zone.report {"cached": true}: the page from the daemon's zone table
+ * alone, no device I/O: what the allocator and every check work from, so a
+ * test can compare it with the device itself. */
+static void report_cached(struct zd_call *call, const struct zd_device *dev, uint32_t from,
+			  uint32_t end, uint32_t cmask, uint32_t tmask)
+{
+	struct json_object *arr = json_object_new_array(), *res;
+	uint32_t matched = 0, i;
+
+	for (i = from; i < end && matched < ZD_REPORT_PAGE; i++) {
+		const struct zd_zone *z = &dev->zones[i];
+
+		if ((cmask && !(cmask & (1u << z->cond))) || (tmask && !(tmask & (1u << z->type))))
+			continue;
+		json_object_array_add(arr, zd_zone_json(dev, i, z));
+		matched++;
+	}
+	res = json_object_new_object();
+	json_object_object_add(res, "zones", arr);
+	json_object_object_add(res, "next", i < end ? json_object_new_int64(i) : NULL);
+	call->result = res;
+}
+
 static int m_zone_report(struct zd_daemon *d, struct zd_call *call, struct json_object *params)
 {
-	struct zd_device *dev = param_device(d, call, params);
+	struct zd_device *dev;
 	struct report_ctx *ctx;
 	struct zd_work *w;
 	uint64_t from = 0, count = 0;
 	uint32_t cmask, tmask, n;
+	bool cached = false;
 	struct zp_err e;
 	int r;
 
+	r = zp_param_bool(params, "cached", ZP_OPTIONAL, &cached, &e);
+	if (param_fail(call, r, &e))
+		return 0;
+	dev = param_device_any(d, call, params, cached);
 	if (!dev)
 		return 0;
 	r = zp_param_u64(params, "from", ZP_OPTIONAL, &from, &e);
@@ -249,6 +292,10 @@ static int m_zone_report(struct zd_daemon *d, struct zd_call *call, struct json_
 	}
 	if (count == 0 || count > dev->info.nr_zones - from)
 		count = dev->info.nr_zones - from;
+	if (cached) {
+		report_cached(call, dev, (uint32_t)from, (uint32_t)(from + count), cmask, tmask);
+		return 0;
+	}
 	ctx = calloc(1, sizeof(*ctx));
 	w = calloc(1, sizeof(*w));
 	/* Without filters a page is at most one packet's worth of zones. */
@@ -279,6 +326,21 @@ static int m_zone_report(struct zd_daemon *d, struct zd_call *call, struct json_
  * the reply and the cache show the state the device reached. */
 #define ZD_ZONE_OP_REPLY 256
 
+/* Whether zone z is where op leaves it. */
+static bool op_reached(enum zd_zone_op op, const struct zd_zone *z)
+{
+	switch (op) {
+	case ZD_OP_OPEN:
+		return z->cond == ZP_COND_EXP_OPEN;
+	case ZD_OP_CLOSE:
+		return z->cond != ZP_COND_IMP_OPEN && z->cond != ZP_COND_EXP_OPEN;
+	case ZD_OP_FINISH:
+		return z->cond == ZP_COND_FULL;
+	default:
+		return z->cond == ZP_COND_EMPTY;
+	}
+}
+
 static int zoneop_run(struct zd_work *w)
 {
 	struct zd_dev *dev = w->dev->dev;
@@ -296,25 +358,22 @@ static int zoneop_run(struct zd_work *w)
 	int r2 = dev->ops->report(dev, w->zone, w->zbuf, &n);
 
 	w->nz = r2 < 0 ? 0 : n;
+	/* A range that stopped failed at its first zone not done (see
+	 * zoneop_done): that zone's failure, not the device's. */
+	if (r < 0 && r2 == 0 && n == w->count) {
+		uint32_t done = 0;
+
+		while (done < n && op_reached(w->op, &w->zbuf[done]))
+			done++;
+		if (done < n) {
+			w->zone_work = true;
+			w->fail_zone = w->zone + done;
+		}
+	}
 	return r < 0 ? r : r2;
 }
 
 static const char *const op_names[] = { "open", "close", "finish", "reset" };
-
-/* Whether zone z is where op leaves it. */
-static bool op_reached(enum zd_zone_op op, const struct zd_zone *z)
-{
-	switch (op) {
-	case ZD_OP_OPEN:
-		return z->cond == ZP_COND_EXP_OPEN;
-	case ZD_OP_CLOSE:
-		return z->cond != ZP_COND_IMP_OPEN && z->cond != ZP_COND_EXP_OPEN;
-	case ZD_OP_FINISH:
-		return z->cond == ZP_COND_FULL;
-	default:
-		return z->cond == ZP_COND_EMPTY;
-	}
-}
 
 static void zoneop_done(struct zd_work *w, int status)
 {
@@ -492,7 +551,7 @@ static int zone_op_method(struct zd_daemon *d, struct zd_call *call, struct json
 	if (force)
 		for (uint64_t i = zone; i < zone + count; i++)
 			if (dev->lease_of[i])
-				zd_lease_revoke_zone(dev, (uint32_t)i);
+				zd_lease_revoke_zone(dev, (uint32_t)i, "force");
 	w = calloc(1, sizeof(*w));
 	if (!w) {
 		zd_call_error(call, ZP_ERR_INTERNAL, "out of memory");
@@ -503,6 +562,8 @@ static int zone_op_method(struct zd_daemon *d, struct zd_call *call, struct json
 	w->zone = (uint32_t)zone;
 	w->count = (uint32_t)count;
 	w->nz = (uint32_t)count;
+	w->zone_work = count == 1;
+	w->fail_zone = w->zone;
 	w->run = zoneop_run;
 	w->done = zoneop_done;
 	zd_work_queue(dev, w);
@@ -609,6 +670,10 @@ static int m_device_open(struct zd_daemon *d, struct zd_call *call, struct json_
 		zd_call_error(call, ZP_ERR_NO_DEVICE, "no such device '%.64s'", name);
 		return 0;
 	}
+	if (dev->failed) {
+		zd_device_failed_error(call, dev);
+		return 0;
+	}
 	w = calloc(1, sizeof(*w));
 	if (!w) {
 		zd_call_error(call, ZP_ERR_INTERNAL, "out of memory");
@@ -629,7 +694,7 @@ static const struct zd_method methods[] = {
 	{ "device.list", m_device_list, ZD_M_CLIENT, P(NULL) },
 	{ "device.info", m_device_info, ZD_M_CLIENT, P("device") },
 	{ "device.open", m_device_open, ZD_M_CLIENT | ZD_M_REPLY, P("device") },
-	{ "zone.report", m_zone_report, ZD_M_CLIENT, P("device", "from", "count", "cond", "type") },
+	{ "zone.report", m_zone_report, ZD_M_CLIENT, P("device", "from", "count", "cond", "type", "cached") },
 	{ "zone.open", m_zone_open, ZD_M_ADMIN, P("device", "zone", "count", "force") },
 	{ "zone.close", m_zone_close, ZD_M_ADMIN, P("device", "zone", "count", "force") },
 	{ "zone.finish", m_zone_finish, ZD_M_ADMIN, P("device", "zone", "count", "force") },

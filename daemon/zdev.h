@@ -66,7 +66,9 @@ struct zd_dev;
  *             conventional zone) or condition (read-only, offline)
  *   -EBUSY    explicit open beyond max_open, or a transition that would
  *             exceed max_active
- *   -EIO      device I/O failure */
+ *   -EIO      device I/O failure
+ *   -ENODEV, -ENXIO  the device is gone; the daemon marks it failed
+ *             (daemon/device.c, zd_device_note) */
 struct zd_backend_ops {
 	const char *name;
 	void (*close)(struct zd_dev *dev);
@@ -117,10 +119,18 @@ void zd_emul_default_params(struct zd_emul_params *params);
  * Like a real device's failed zone there is no way back; the zone then
  * reports wp = UINT64_MAX (invalid) and gives up its open/active slot. */
 int zd_emul_set_cond(struct zd_dev *dev, uint32_t zone, enum zp_cond cond);
-/* Emulated backend only (tests): arms a fault spec, replacing the one taken
- * from $ZONED_EMUL_FAULT at open ("" disarms; counters restart). The grammar
- * is in daemon/emul.c and zonedd(8). -EINVAL (logged) for a bad spec. */
+/* Emulated backend only (tests, the "faults" device key): arms a fault
+ * spec, replacing the one taken from $ZONED_EMUL_FAULT at open ("" disarms
+ * and brings a vanished device back; counters restart). The grammar is in
+ * daemon/emul.c and zonedd(8). -EINVAL (logged) for a bad spec. */
 int zd_emul_set_faults(struct zd_dev *dev, const char *spec);
+/* Checks a fault spec without arming it; *why (if non-NULL) says what is
+ * wrong. 0 or -EINVAL. */
+int zd_emul_check_faults(const char *spec, const char **why);
+/* Tests: the zones of the emulated device at path as its files hold them,
+ * read without the lock (the device may be served meanwhile) and without
+ * changing anything. *zones is malloc()ed, *nr its length. */
+int zd_emul_peek(const char *path, struct zd_zone **zones, uint32_t *nr);
 
 /* Kernel backend: validates and claims (O_EXCL) a zoned block device.
  * On failure *why (if non-NULL) receives a one-line reason. */

@@ -21,6 +21,12 @@ tests_test_lifecycle_SOURCES = tests/test-lifecycle.c tests/fixture.c tests/fixt
 tests_test_lifecycle_CFLAGS = $(TEST_CFLAGS)
 tests_test_lifecycle_LDADD = $(TEST_LIBS)
 
+check_PROGRAMS += tests/test-faults
+TESTS += tests/test-faults
+tests_test_faults_SOURCES = tests/test-faults.c tests/fixture.c tests/fixture.h
+tests_test_faults_CFLAGS = $(TEST_CFLAGS)
+tests_test_faults_LDADD = $(TEST_LIBS)
+
 check_PROGRAMS += tests/test-lease-e2e
 TESTS += tests/test-lease-e2e
 tests_test_lease_e2e_SOURCES = tests/test-lease-e2e.c tests/fixture.c tests/fixture.h
@@ -36,7 +42,7 @@ check-valgrind: $(check_PROGRAMS) daemon/zonedd
 		ZT_DAEMON_WRAPPER="$(VALGRIND_CMD)" \
 		$(LIBTOOL) --mode=execute $(VALGRIND_CMD) ./$$t; \
 	done
-VALGRIND_TESTS = tests/test-proto tests/test-alloc tests/test-lifecycle tests/test-lease-e2e tests/test-client tests/test-client-e2e tests/test-emul tests/test-chaos
+VALGRIND_TESTS = tests/test-proto tests/test-alloc tests/test-lifecycle tests/test-faults tests/test-lease-e2e tests/test-client tests/test-client-e2e tests/test-emul tests/test-chaos
 .PHONY: check-valgrind
 
 check_PROGRAMS += tests/test-chaos

@@ -359,7 +359,7 @@ static const struct {
 	{ "{\"lease_table_sync\": \"never\"}",
 	  "1: lease_table_sync: must be \"background\" or \"always\", not 'never'" },
 	{ "{\"devices\": [{\"id\": \"a\", \"emulate\": \"/a\",\n \"size\": \"1G\"}]}",
-	  "2: devices[0].size: unknown key (known: id, path, emulate, spec)" },
+	  "2: devices[0].size: unknown key (known: id, path, emulate, spec, faults)" },
 	/* Types and ranges. */
 	{ "{\"socket\": 5}", "1: socket: must be a string, not a number" },
 	{ "{\"socket\": \"run/zoned.sock\"}", "1: socket: 'run/zoned.sock' is not an absolute path" },
@@ -413,6 +413,11 @@ static const struct {
 	  "1: devices[0].emulate: 'a.img' is not an absolute path" },
 	{ "{\"devices\": [{\"id\": \"a\", \"path\": \"/dev/a\", \"spec\": \"size=1G\"}]}",
 	  "1: devices[0].spec: only an emulated device (\"emulate\") takes a spec" },
+	{ "{\"devices\": [{\"id\": \"a\", \"path\": \"/dev/a\", \"faults\": \"vanish\"}]}",
+	  "1: devices[0].faults: only an emulated device (\"emulate\") takes faults" },
+	{ "{\"devices\": [{\"id\": \"a\", \"emulate\": \"/a\", \"faults\": \"eio:write\"}]}",
+	  "1: devices[0].faults: 'eio:write': eio and enospc need an operation (report, zone-op, "
+	  "refresh, open-fd, pwrite, pread, any): eio:OP[:N[:COUNT]]" },
 	{ "{\"devices\": [{\"id\": \"a\", \"emulate\": \"/a\", \"spec\": 4}]}",
 	  "1: devices[0].spec: must be a string, not a number" },
 	{ "{\"devices\": [\n{\"id\": \"a\", \"path\": \"/dev/a\"},\n{\"id\": \"a\", \"path\": \"/dev/b\"}]}",

@@ -61,5 +61,16 @@ else
 	grep -q '^daemon: [0-9]* passed, 0 failed' /tmp/vm-daemon.out || nfail=$((nfail + 1))
 fi
 
+# Part 3: device faults (after part 2: its "no device error" check would
+# see the errors this part causes on purpose)
+
+if "$zonedd" --help > /dev/null 2>&1 && command -v python3 > /dev/null; then
+	python3 -u "$s/tests/vm/vm-faults-test.py" 2>&1 | tee /tmp/vm-faults.out
+	npass=$((npass + $(grep -c '^PASS:' /tmp/vm-faults.out)))
+	nfail=$((nfail + $(grep -c '^FAIL:' /tmp/vm-faults.out)))
+	nskip=$((nskip + $(grep -c '^SKIP:' /tmp/vm-faults.out)))
+	grep -q '^faults: [0-9]* passed, 0 failed' /tmp/vm-faults.out || nfail=$((nfail + 1))
+fi
+
 echo "vm: $npass passed, $nfail failed, $nskip skipped"
 [ $nfail -eq 0 ]
