@@ -188,15 +188,21 @@ ZC_EXPORT int zc_events_subscribe(zc_client *c, const char *const *types, const 
 	was_on = c->events_on;
 	c->events_on = true;
 	pthread_mutex_unlock(&c->lock);
-	r = zc_call(c, "events.subscribe", p, &res, NULL);
+	r = zc_call(c, "events.subscribe", json_object_get(p), &res, NULL);
 	if (r < 0) {
 		/* Refused: the daemon's previous subscription, if any, stands. */
 		pthread_mutex_lock(&c->lock);
 		c->events_on = was_on;
 		pthread_mutex_unlock(&c->lock);
+		json_object_put(p);
 		return r;
 	}
 	json_object_put(res);
+	/* Reconnect mode renews it on the next connection. */
+	pthread_mutex_lock(&c->lock);
+	json_object_put(c->ev_sub);
+	c->ev_sub = p;
+	pthread_mutex_unlock(&c->lock);
 	return 0;
 }
 
@@ -213,6 +219,8 @@ ZC_EXPORT int zc_events_unsubscribe(zc_client *c)
 	json_object_put(res);
 	pthread_mutex_lock(&c->lock);
 	c->events_on = false;
+	json_object_put(c->ev_sub);
+	c->ev_sub = NULL;
 	pthread_mutex_unlock(&c->lock);
 	return 0;
 }
