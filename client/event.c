@@ -254,6 +254,7 @@ ZC_EXPORT int zc_event_next(zc_client *c, uint32_t timeout_ms, zc_event **out)
 	*out = NULL;
 	deadline = timeout_ms == ZC_TIMEOUT_NONE ? 0 : zc_now_ms() + timeout_ms;
 	zc_client_ref(c);
+	zc_reconnect_step(c);
 	pthread_mutex_lock(&c->lock);
 	/* A timeout of 0 reads what came and never sleeps. */
 	r = zc_wait_locked(c, have_event, NULL, timeout_ms == 0 ? zc_now_ms() : deadline);
@@ -262,10 +263,14 @@ ZC_EXPORT int zc_event_next(zc_client *c, uint32_t timeout_ms, zc_event **out)
 		r = 1;
 	} else if (r == -ETIMEDOUT) {
 		r = 0;
+	} else if (r == -ENOTCONN && c->reconnecting) {
+		r = -EAGAIN; /* reconnect mode: events come again once it is back */
 	}
 	pthread_mutex_unlock(&c->lock);
 	if (r == -ENOTCONN)
 		zc_fail(c, r, "not connected: the connection was closed");
+	else if (r == -EAGAIN)
+		zc_fail(c, r, "reconnecting to the daemon");
 	zc_client_unref(c);
 	return r;
 }

@@ -31,6 +31,7 @@ struct zc_lease {
 	 * lease, -ENOTCONN once the connection is gone. Atomic: zc_close()
 	 * and a lost connection set it from whichever thread notices. */
 	atomic_int dead;
+	atomic_bool unreclaimed; /* dead because the daemon did not give it back */
 	int fd;
 	struct zc_lease *prev, *next; /* in c->leases, under c->leases_lock */
 };
@@ -50,7 +51,9 @@ static int lease_dead(zc_lease *l)
 		return 0;
 	return zc_fail(l->c, e, e == -ENOTCONN ? "the lease's connection is closed"
 				: e == -EAGAIN ? "the connection was lost; the lease is not reclaimed yet"
-				: "the lease was released, revoked, or could not be reclaimed");
+				: atomic_load(&l->unreclaimed)
+					? "the daemon did not give the lease back after the connection was lost"
+					: "the lease was released or revoked");
 }
 
 static void lease_mark(zc_lease *l, int err)
@@ -119,6 +122,12 @@ static zc_lease *waiting_lease(zc_client *c, uint64_t id)
 
 static int parse_lease(struct json_object *o, zc_lease *l, bool first);
 
+static void mark_unreclaimed(zc_lease *l)
+{
+	atomic_store(&l->unreclaimed, true);
+	lease_mark(l, -ESTALE);
+}
+
 /* Takes the reply of one lease.reclaim (takes fd): the fresh fd goes onto
  * the lease's fd number, so an application holding the number writes to
  * the reclaimed lease, and the write pointer is the device's. */
@@ -147,10 +156,10 @@ static void reclaimed(zc_client *c, struct reclaim_item *it, struct json_object 
 			atomic_compare_exchange_strong(&l->dead, &again, 0);
 			used = true;
 		} else {
-			lease_mark(l, -ESTALE);
+			mark_unreclaimed(l);
 		}
 	} else if (l) {
-		lease_mark(l, -ESTALE);
+		mark_unreclaimed(l);
 	}
 	pthread_mutex_unlock(&c->leases_lock);
 	if (fd >= 0)
@@ -183,7 +192,7 @@ int zc_leases_reclaim(zc_client *c)
 
 			if (!m) {
 				/* Unreclaimed, it cannot be trusted. */
-				lease_mark(l, -ESTALE);
+				mark_unreclaimed(l);
 				continue;
 			}
 			items = m;
@@ -221,7 +230,7 @@ int zc_leases_reclaim(zc_client *c)
 		pthread_mutex_lock(&c->leases_lock);
 		for (zc_lease *l = c->leases; l; l = l->next)
 			if (l->id == items[i].id)
-				lease_mark(l, -ESTALE);
+				mark_unreclaimed(l);
 		pthread_mutex_unlock(&c->leases_lock);
 	}
 	free(items);

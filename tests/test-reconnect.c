@@ -253,6 +253,7 @@ START_TEST(grace_expired_is_stale)
 	for (int i = 0; i < NLEASES; i++) {
 		fill(buf, 1, i);
 		ck_assert_int_eq(zc_lease_append(l[i], buf, BS), -ESTALE);
+		ck_assert_ptr_nonnull(strstr(zc_last_error(c), "did not give the lease back"));
 		ck_assert_int_eq(zc_lease_sync(l[i]), -ESTALE);
 		ck_assert_int_lt(pwrite(fds[i], buf, BS, (off_t)zc_lease_wp(l[i])), 0);
 		ck_assert_uint_eq(zone_wp(zc_lease_zone(l[i])), zc_lease_start(l[i]) + BS);
