@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -345,6 +346,57 @@ START_TEST(sigterm_restart_resubscribes)
 }
 END_TEST
 
+static void count_reclaimed(zc_client *c, const zc_event *ev, void *ud)
+{
+	(void)c;
+	if (strcmp(zc_event_type(ev), "lease.reclaimed") == 0)
+		(*(int *)ud)++;
+}
+
+/* An event loop that only polls zc_client_fd() and calls
+ * zc_client_process() is woken for the reconnect attempts and reclaims its
+ * leases without any data call. */
+START_TEST(event_loop_reclaims)
+{
+	static const char *const types[] = { "lease.reclaimed", NULL };
+	static char buf[BS] __attribute__((aligned(BS)));
+	zc_client *c;
+	zc_lease *l[NLEASES];
+	int fds[NLEASES], seen = 0, efd;
+	bool restarted = false;
+	double t0;
+
+	daemon_start();
+	c = client(10000);
+	hold_three(c, l, fds);
+	ck_assert_int_eq(zc_client_set_event_cb(c, count_reclaimed, &seen), 0);
+	ck_assert_int_eq(zc_events_subscribe(c, types, NULL), 0);
+	efd = zc_client_fd(c);
+	ck_assert_int_ge(efd, 0);
+	daemon_kill(SIGKILL);
+	t0 = now_ms();
+	while (seen < NLEASES) {
+		struct pollfd pfd = { .fd = efd, .events = POLLIN };
+		int n;
+
+		if (!restarted && now_ms() - t0 > 300) {
+			daemon_start();
+			restarted = true;
+		}
+		n = poll(&pfd, 1, restarted ? 3000 : 50);
+		ck_assert_msg(n == 1 || !restarted, "the client's fd never woke for a reconnect");
+		ck_assert_int_ge(zc_client_process(c), 0);
+	}
+	for (int i = 0; i < NLEASES; i++) {
+		fill(buf, 1, i);
+		ck_assert_int_eq(zc_lease_append(l[i], buf, BS), 0);
+		check_two_blocks(l[i], i);
+	}
+	release_all(l);
+	zc_close(c);
+}
+END_TEST
+
 /* Reconnect mode asks for reclaimable leases; without it, none are. */
 START_TEST(acquires_reclaimable)
 {
@@ -398,6 +450,7 @@ int main(void)
 	tcase_add_test(tc, gives_up_after_bound);
 	tcase_add_test(tc, sigterm_restart_resubscribes);
 	tcase_add_test(tc, acquires_reclaimable);
+	tcase_add_test(tc, event_loop_reclaims);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
