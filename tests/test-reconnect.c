@@ -398,7 +398,9 @@ START_TEST(event_loop_reclaims)
 }
 END_TEST
 
-/* Reconnect mode asks for reclaimable leases; without it, none are. */
+/* Reconnect mode asks for reclaimable leases; without it, none are. So a
+ * closed connection (zc_close without releasing, as documented) leaves
+ * the reconnecting client's zone orphaned and frees the plain one's. */
 START_TEST(acquires_reclaimable)
 {
 	zc_client *c, *plain = NULL;

@@ -299,7 +299,8 @@ ZC_EXPORT int zc_client_set_timeout(zc_client *c, uint32_t timeout_ms);
  * -ENOTCONN, as every call does. A call in flight when the connection
  * drops fails with -ECONNRESET; other calls fail with -EAGAIN while
  * reconnecting. Releasing a lease that waits for its reclaim fails with
- * -EAGAIN and forgets it; the daemon releases it when its grace ends. */
+ * -EAGAIN and forgets it; the daemon releases it when its grace ends, as
+ * it does the leases still held at zc_close() (release them first). */
 ZC_EXPORT int zc_client_set_reconnect(zc_client *c, uint32_t max_ms);
 
 /* Options of one call; set size to sizeof(struct zc_call_opts) (the INIT
