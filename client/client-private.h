@@ -61,6 +61,15 @@ struct zc_client {
 	 * after `lock` when both are needed. */
 	pthread_mutex_t leases_lock;
 	struct zc_lease *leases; /* under leases_lock */
+	/* Reconnect mode (zc_client_set_reconnect), under `lock`. */
+	char path[108];          /* the socket zc_connect reached */
+	uint32_t reconnect_ms;   /* how long to keep trying; 0 = off */
+	bool closing;            /* zc_close runs: a loss is final */
+	bool reconnecting;       /* lost, and coming back: leases answer -EAGAIN */
+	bool reconnect_busy;     /* a thread is reconnecting and reclaiming */
+	uint64_t reconnect_next_ms, reconnect_until_ms;
+	uint32_t reconnect_delay_ms;
+	struct json_object *ev_sub; /* the params of the subscription to renew */
 };
 
 /* Takes and drops references: leases and iterators keep the client alive so
@@ -126,6 +135,16 @@ void zc_call_fire_locked(zc_client *c, const char *method, struct json_object *p
  * c fails its next call with err (-ENOTCONN) and its fd is replaced by one
  * that refuses I/O, so that no write reaches a zone the daemon took back. */
 void zc_leases_lost(zc_client *c, int err);
+/* Reconnect mode: when the connection is lost and the next attempt is
+ * due, reconnects, checks the protocol, renews the event subscription and
+ * reclaims every lease (zc_leases_reclaim). Never holds c->lock across a
+ * wait. Returns 0 when connected, -EAGAIN while still trying (or another
+ * thread is), -ENOTCONN once lost for good. Without reconnect mode: 0, or
+ * -ENOTCONN when lost. */
+int zc_reconnect_step(zc_client *c);
+/* lease.c: reclaims every lease of c waiting for it (marked -EAGAIN by the
+ * loss) on the fresh connection. 0, or the error of a lost connection. */
+int zc_leases_reclaim(zc_client *c);
 /* lease.c, under c->lock: a reply granted a lease (takes fd); a
  * notification revoked lease id. */
 int zc_lease_from_reply(zc_client *c, struct json_object *result, int fd, struct zc_lease **out,

@@ -22,6 +22,11 @@
 #include "client/client-private.h"
 #include "proto/proto.h"
 
+/* The backoff of reconnect mode: the first retry after this, doubling up to
+ * the cap. */
+#define ZC_RECONNECT_FIRST_MS 10
+#define ZC_RECONNECT_CAP_MS 1000
+
 struct zc_sendbuf {
 	struct zc_sendbuf *next;
 	size_t len;
@@ -127,6 +132,9 @@ static void arm_timer_locked(zc_client *c)
 	for (struct zc_pending *p = c->pending_head; p; p = p->next)
 		if (!(p->flags & ZC_P_SYNC) && p->deadline_ms && (!first || p->deadline_ms < first))
 			first = p->deadline_ms;
+	/* An event loop wakes for the next reconnect attempt too. */
+	if (c->reconnecting && !c->reconnect_busy && (!first || c->reconnect_next_ms < first))
+		first = c->reconnect_next_ms ? c->reconnect_next_ms : 1;
 	if (first) {
 		now = zc_now_ms();
 		/* Zero would disarm: a deadline already passed fires at once. */
@@ -365,11 +373,29 @@ static int flush_locked(zc_client *c)
  * fenced. The socket is closed once no thread polls it. */
 static void lose_locked(zc_client *c, int err)
 {
+	bool again = c->reconnect_ms && !c->closing;
+
 	if (c->lost)
 		return;
 	c->lost = true;
 	c->lost_err = err;
-	zc_leases_lost(c, -ENOTCONN);
+	/* In reconnect mode the leases are fenced all the same (the daemon
+	 * may give a zone away once its grace ends), but wait for their
+	 * reclaim (-EAGAIN) instead of dying. */
+	zc_leases_lost(c, again ? -EAGAIN : -ENOTCONN);
+	if (again) {
+		uint64_t now = zc_now_ms();
+
+		c->reconnecting = true;
+		c->reconnect_next_ms = now;
+		if (!c->reconnect_busy) {
+			/* A fresh outage; a connection lost again while
+			 * reclaiming keeps the outage's bound and backoff. */
+			c->reconnect_delay_ms = ZC_RECONNECT_FIRST_MS;
+			c->reconnect_until_ms = now + c->reconnect_ms;
+		}
+		arm_timer_locked(c);
+	}
 	while (c->pending_head) {
 		struct zc_pending *p = c->pending_head;
 
@@ -450,7 +476,7 @@ static int start_locked(zc_client *c, const char *method, struct json_object *pa
 
 	if (c->lost) {
 		json_object_put(params);
-		return -ENOTCONN;
+		return c->reconnecting ? -EAGAIN : -ENOTCONN;
 	}
 	p->id = c->next_id++;
 	req = zp_request(method, params, p->id);
@@ -599,6 +625,7 @@ int zc_call_full(zc_client *c, const char *method, struct json_object *params,
 	p->fd = -1;
 	p->flags = flags | ZC_P_SYNC;
 	zc_client_ref(c);
+	zc_reconnect_step(c);
 	pthread_mutex_lock(&c->lock);
 	r = start_locked(c, method, params, p);
 	if (r < 0) {
@@ -606,7 +633,8 @@ int zc_call_full(zc_client *c, const char *method, struct json_object *params,
 			zc_fail(c, r, p->msg);
 		else
 			zc_fail(c, r, r == -ENOTCONN ? "not connected: the connection was closed"
-				      : r == -ECONNRESET ? "the daemon closed the connection" : NULL);
+				      : r == -ECONNRESET ? "the daemon closed the connection"
+				      : r == -EAGAIN ? "reconnecting to the daemon" : NULL);
 		pthread_mutex_unlock(&c->lock);
 		pending_free(p);
 		zc_client_unref(c);
@@ -676,6 +704,7 @@ int64_t zc_call_start(zc_client *c, const char *method, struct json_object *para
 	p->arg = arg;
 	/* A waiting acquire has no bound unless one is asked for. */
 	p->deadline_ms = timeout == 0 && (flags & ZC_P_NOBOUND) ? 0 : deadline_of(c, timeout);
+	zc_reconnect_step(c);
 	pthread_mutex_lock(&c->lock);
 	r = start_locked(c, method, params, p);
 	if (r < 0) {
@@ -807,6 +836,7 @@ ZC_EXPORT int zc_client_process(zc_client *c)
 	if (!c)
 		return -EINVAL;
 	zc_client_ref(c);
+	zc_reconnect_step(c);
 	pthread_mutex_lock(&c->lock);
 	efd_drain(c->notify_fd);
 	efd_drain(c->timer_fd);
@@ -874,7 +904,7 @@ ZC_EXPORT int zc_client_process(zc_client *c)
 		n++;
 	}
 	pthread_mutex_lock(&c->lock);
-	if (c->lost && !c->done_head)
+	if (c->lost && !c->reconnecting && !c->done_head)
 		n = -ENOTCONN;
 	pthread_mutex_unlock(&c->lock);
 	zc_client_unref(c);
@@ -923,27 +953,166 @@ static int connect_fail(int err, const char *fmt, ...)
 	return err;
 }
 
-/* The daemon must speak our protocol: anything else would be misread. */
-static int check_protocol(zc_client *c)
+/* The daemon must speak our protocol: anything else would be misread.
+ * Records the failure in c (zc_last_error). */
+static int hello_check(zc_client *c)
 {
 	struct json_object *res, *v;
 	int64_t proto;
 	int r = zc_call(c, "daemon.hello", NULL, &res, NULL);
 
 	if (r < 0)
-		return connect_fail(r, "%s", zc_last_error(c));
+		return r;
 	if (!json_object_object_get_ex(res, "protocol", &v) || !json_object_is_type(v, json_type_int)) {
 		json_object_put(res);
-		return connect_fail(-EPROTO, "malformed daemon.hello reply (no protocol)");
+		return zc_fail(c, -EPROTO, "malformed daemon.hello reply (no protocol)");
 	}
 	proto = json_object_get_int64(v);
 	json_object_put(res);
 	if (proto != ZP_PROTOCOL_VERSION)
-		return connect_fail(-EPROTONOSUPPORT,
-				    "the daemon speaks protocol version %lld; this library speaks "
-				    "version %d (upgrade the older of the two)",
-				    (long long)proto, ZP_PROTOCOL_VERSION);
+		return zc_failf(c, -EPROTONOSUPPORT,
+				"the daemon speaks protocol version %lld; this library speaks "
+				"version %d (upgrade the older of the two)",
+				(long long)proto, ZP_PROTOCOL_VERSION);
 	return 0;
+}
+
+static int check_protocol(zc_client *c)
+{
+	int r = hello_check(c);
+
+	return r < 0 ? connect_fail(r, "%s", zc_last_error(c)) : 0;
+}
+
+static int socket_connect(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd, r;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	do
+		r = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+	while (r < 0 && errno == EINTR);
+	if (r < 0) {
+		r = -errno;
+		close(fd);
+		return r;
+	}
+	return fd;
+}
+
+ZC_EXPORT int zc_client_set_reconnect(zc_client *c, uint32_t max_ms)
+{
+	if (!c)
+		return -EINVAL;
+	pthread_mutex_lock(&c->lock);
+	c->reconnect_ms = max_ms;
+	pthread_mutex_unlock(&c->lock);
+	return 0;
+}
+
+/* Lost for good: every lease waiting for its reclaim fails with -ENOTCONN. */
+static void give_up_locked(zc_client *c)
+{
+	c->reconnecting = false;
+	zc_leases_lost(c, -ENOTCONN);
+	arm_timer_locked(c);
+	zc_client_kick_locked(c);
+}
+
+int zc_reconnect_step(zc_client *c)
+{
+	struct epoll_event ev = { .events = EPOLLIN };
+	uint64_t now;
+	int fd, r;
+
+	pthread_mutex_lock(&c->lock);
+	if (!c->reconnecting) {
+		r = c->lost ? -ENOTCONN : 0;
+		pthread_mutex_unlock(&c->lock);
+		return r;
+	}
+	now = zc_now_ms();
+	if (c->closing || (!c->reconnect_busy && now >= c->reconnect_until_ms)) {
+		give_up_locked(c);
+		pthread_mutex_unlock(&c->lock);
+		return -ENOTCONN;
+	}
+	/* The old socket is closed by the thread still polling it. */
+	if (c->reconnect_busy || now < c->reconnect_next_ms || c->reading) {
+		pthread_mutex_unlock(&c->lock);
+		return -EAGAIN;
+	}
+	if (c->fd >= 0) {
+		close(c->fd);
+		c->fd = -1;
+	}
+	/* A local connect does not wait: it is taken or refused at once. */
+	fd = socket_connect(c->path);
+	if (fd < 0) {
+		c->reconnect_next_ms = now + c->reconnect_delay_ms;
+		c->reconnect_delay_ms = c->reconnect_delay_ms * 2 > ZC_RECONNECT_CAP_MS
+						? ZC_RECONNECT_CAP_MS : c->reconnect_delay_ms * 2;
+		arm_timer_locked(c);
+		pthread_mutex_unlock(&c->lock);
+		return -EAGAIN;
+	}
+	c->fd = fd;
+	c->lost = false;
+	c->lost_err = 0;
+	c->want_out = false;
+	c->reconnect_busy = true;
+	if (c->epoll_fd >= 0) {
+		ev.data.fd = fd;
+		epoll_ctl(c->epoll_fd, EPOLL_CTL_ADD, fd, &ev);
+	}
+	arm_timer_locked(c);
+	pthread_mutex_unlock(&c->lock);
+
+	/* The calls of the reconnect run on the fresh connection (lost is
+	 * false), while the leases still answer -EAGAIN. */
+	r = hello_check(c);
+	if (r == 0) {
+		struct json_object *sub = NULL, *res;
+
+		pthread_mutex_lock(&c->lock);
+		if (c->ev_sub)
+			sub = json_object_get(c->ev_sub);
+		pthread_mutex_unlock(&c->lock);
+		if (sub && (r = zc_call(c, "events.subscribe", sub, &res, NULL)) == 0)
+			json_object_put(res);
+	}
+	if (r == 0)
+		r = zc_leases_reclaim(c);
+
+	pthread_mutex_lock(&c->lock);
+	c->reconnect_busy = false;
+	if (c->lost) {
+		/* Lost again on the way: the next attempt after the backoff. */
+		c->reconnect_next_ms = zc_now_ms() + c->reconnect_delay_ms;
+		r = -EAGAIN;
+	} else if (r < 0) {
+		/* A daemon we cannot speak to (another protocol, a refused
+		 * subscription): reconnecting again would not change it. */
+		uint32_t keep = c->reconnect_ms;
+
+		c->reconnect_ms = 0; /* this loss is final */
+		lose_locked(c, r);
+		c->reconnect_ms = keep;
+		c->reconnecting = false;
+		r = -ENOTCONN;
+	} else {
+		c->reconnecting = false;
+	}
+	arm_timer_locked(c);
+	zc_client_kick_locked(c);
+	pthread_mutex_unlock(&c->lock);
+	return r;
 }
 
 ZC_EXPORT int zc_connect(const char *path, zc_client **out)
@@ -963,6 +1132,7 @@ ZC_EXPORT int zc_connect(const char *path, zc_client **out)
 	if (strlen(path) >= sizeof(sa.sun_path))
 		return connect_fail(-ENAMETOOLONG, "%s", zc_strerror(-ENAMETOOLONG));
 	memcpy(sa.sun_path, path, strlen(path) + 1);
+	_Static_assert(sizeof(c->path) >= sizeof(sa.sun_path), "path holds a socket path");
 
 	c = calloc(1, sizeof(*c));
 	if (!c)
@@ -988,6 +1158,7 @@ ZC_EXPORT int zc_connect(const char *path, zc_client **out)
 		goto fail;
 	}
 	c->fd = fd;
+	memcpy(c->path, sa.sun_path, sizeof(sa.sun_path));
 	c->next_id = 1;
 	c->timeout_ms = ZC_TIMEOUT_DEFAULT_MS;
 	c->serial = atomic_fetch_add(&client_serial, 1) + 1;
@@ -1031,6 +1202,7 @@ void zc_client_unref(zc_client *c)
 	pthread_mutex_destroy(&c->lock);
 	pthread_cond_destroy(&c->cond);
 	pthread_mutex_destroy(&c->leases_lock);
+	json_object_put(c->ev_sub);
 	/* Here, not in zc_close: a thread may still be leaving poll(). */
 	if (c->wake_fd >= 0)
 		close(c->wake_fd);
@@ -1049,6 +1221,10 @@ ZC_EXPORT void zc_close(zc_client *c)
 	/* Closing the socket ends the daemon's side of every lease this
 	 * connection holds. Fence the leases first, so that none can write
 	 * once the daemon may have given its zone to someone else. */
+	pthread_mutex_lock(&c->lock);
+	c->closing = true;
+	c->reconnecting = false;
+	pthread_mutex_unlock(&c->lock);
 	zc_leases_lost(c, -ENOTCONN);
 	pthread_mutex_lock(&c->lock);
 	lose_locked(c, -ENOTCONN);

@@ -188,15 +188,21 @@ ZC_EXPORT int zc_events_subscribe(zc_client *c, const char *const *types, const 
 	was_on = c->events_on;
 	c->events_on = true;
 	pthread_mutex_unlock(&c->lock);
-	r = zc_call(c, "events.subscribe", p, &res, NULL);
+	r = zc_call(c, "events.subscribe", json_object_get(p), &res, NULL);
 	if (r < 0) {
 		/* Refused: the daemon's previous subscription, if any, stands. */
 		pthread_mutex_lock(&c->lock);
 		c->events_on = was_on;
 		pthread_mutex_unlock(&c->lock);
+		json_object_put(p);
 		return r;
 	}
 	json_object_put(res);
+	/* Reconnect mode renews it on the next connection. */
+	pthread_mutex_lock(&c->lock);
+	json_object_put(c->ev_sub);
+	c->ev_sub = p;
+	pthread_mutex_unlock(&c->lock);
 	return 0;
 }
 
@@ -213,6 +219,8 @@ ZC_EXPORT int zc_events_unsubscribe(zc_client *c)
 	json_object_put(res);
 	pthread_mutex_lock(&c->lock);
 	c->events_on = false;
+	json_object_put(c->ev_sub);
+	c->ev_sub = NULL;
 	pthread_mutex_unlock(&c->lock);
 	return 0;
 }
@@ -246,6 +254,7 @@ ZC_EXPORT int zc_event_next(zc_client *c, uint32_t timeout_ms, zc_event **out)
 	*out = NULL;
 	deadline = timeout_ms == ZC_TIMEOUT_NONE ? 0 : zc_now_ms() + timeout_ms;
 	zc_client_ref(c);
+	zc_reconnect_step(c);
 	pthread_mutex_lock(&c->lock);
 	/* A timeout of 0 reads what came and never sleeps. */
 	r = zc_wait_locked(c, have_event, NULL, timeout_ms == 0 ? zc_now_ms() : deadline);
@@ -254,10 +263,14 @@ ZC_EXPORT int zc_event_next(zc_client *c, uint32_t timeout_ms, zc_event **out)
 		r = 1;
 	} else if (r == -ETIMEDOUT) {
 		r = 0;
+	} else if (r == -ENOTCONN && c->reconnecting) {
+		r = -EAGAIN; /* reconnect mode: events come again once it is back */
 	}
 	pthread_mutex_unlock(&c->lock);
 	if (r == -ENOTCONN)
 		zc_fail(c, r, "not connected: the connection was closed");
+	else if (r == -EAGAIN)
+		zc_fail(c, r, "reconnecting to the daemon");
 	zc_client_unref(c);
 	return r;
 }

@@ -31,28 +31,41 @@ struct zc_lease {
 	 * lease, -ENOTCONN once the connection is gone. Atomic: zc_close()
 	 * and a lost connection set it from whichever thread notices. */
 	atomic_int dead;
+	atomic_bool unreclaimed; /* dead because the daemon did not give it back */
 	int fd;
 	struct zc_lease *prev, *next; /* in c->leases, under c->leases_lock */
 };
 
-/* The error a dead lease fails with, recorded for zc_last_error(). */
+/* The error a dead lease fails with, recorded for zc_last_error(). A lease
+ * waiting for its reclaim (-EAGAIN) gives the reconnect its chance first,
+ * so that the call after the daemon is back finds it reclaimed. */
 static int lease_dead(zc_lease *l)
 {
 	int e = atomic_load(&l->dead);
 
+	if (e == -EAGAIN) {
+		zc_reconnect_step(l->c);
+		e = atomic_load(&l->dead);
+	}
 	if (!e)
 		return 0;
 	return zc_fail(l->c, e, e == -ENOTCONN ? "the lease's connection is closed"
-					       : "the lease was released or revoked");
+				: e == -EAGAIN ? "the connection was lost; the lease is not reclaimed yet"
+				: atomic_load(&l->unreclaimed)
+					? "the daemon did not give the lease back after the connection was lost"
+					: "the lease was released or revoked");
 }
 
 static void lease_mark(zc_lease *l, int err)
 {
-	int zero = 0;
+	int cur = atomic_load(&l->dead);
 
 	/* The first cause sticks: a lease the daemon called stale stays so
-	 * after the connection closes. */
-	atomic_compare_exchange_strong(&l->dead, &zero, err);
+	 * after the connection closes. Waiting for a reclaim (-EAGAIN) is
+	 * no cause: whatever ends the wait replaces it. */
+	while ((cur == 0 || (cur == -EAGAIN && err != -EAGAIN)) &&
+	       !atomic_compare_exchange_weak(&l->dead, &cur, err))
+		;
 }
 
 /* Points fd at the read end of a pipe with no writer: the number stays
@@ -90,6 +103,138 @@ void zc_leases_lost(zc_client *c, int err)
 	pthread_mutex_unlock(&c->leases_lock);
 	if (p[0] >= 0)
 		close(p[0]);
+}
+
+/* One lease to reclaim, copied out of the list: the call waits, and the
+ * lease may be released meanwhile. */
+struct reclaim_item {
+	uint64_t id, token;
+};
+
+/* Under c->leases_lock: the lease with this id waiting for its reclaim. */
+static zc_lease *waiting_lease(zc_client *c, uint64_t id)
+{
+	for (zc_lease *l = c->leases; l; l = l->next)
+		if (l->id == id && atomic_load(&l->dead) == -EAGAIN)
+			return l;
+	return NULL;
+}
+
+static int parse_lease(struct json_object *o, zc_lease *l, bool first);
+
+static void mark_unreclaimed(zc_lease *l)
+{
+	atomic_store(&l->unreclaimed, true);
+	lease_mark(l, -ESTALE);
+}
+
+/* Takes the reply of one lease.reclaim (takes fd): the fresh fd goes onto
+ * the lease's fd number, so an application holding the number writes to
+ * the reclaimed lease, and the write pointer is the device's. */
+static void reclaimed(zc_client *c, struct reclaim_item *it, struct json_object *res, int fd)
+{
+	struct json_object *lo;
+	zc_lease *l;
+	bool used = false;
+
+	pthread_mutex_lock(&c->leases_lock);
+	l = waiting_lease(c, it->id);
+	if (l && fd >= 0 && zc_get_object(res, "lease", &lo) == 0 && parse_lease(lo, l, false) == 0) {
+		int r = 0;
+
+		if (l->fd >= 0) {
+			do
+				r = dup3(fd, l->fd, O_CLOEXEC);
+			while (r < 0 && (errno == EINTR || errno == EBUSY));
+		} else {
+			l->fd = fd;
+			fd = -1;
+		}
+		if (r >= 0) {
+			int again = -EAGAIN;
+
+			atomic_compare_exchange_strong(&l->dead, &again, 0);
+			used = true;
+		} else {
+			mark_unreclaimed(l);
+		}
+	} else if (l) {
+		mark_unreclaimed(l);
+	}
+	pthread_mutex_unlock(&c->leases_lock);
+	if (fd >= 0)
+		close(fd);
+	if (!used) {
+		/* Released while we reclaimed it, or unusable: give it back. */
+		struct json_object *p = json_object_new_object();
+
+		if (p) {
+			json_object_object_add(p, "id", json_object_new_uint64(it->id));
+			json_object_object_add(p, "token", json_object_new_uint64(it->token));
+			if (zc_call(c, "lease.release", p, &res, NULL) == 0)
+				json_object_put(res);
+		}
+	}
+}
+
+int zc_leases_reclaim(zc_client *c)
+{
+	struct reclaim_item *items = NULL;
+	size_t n = 0, cap = 0;
+	int r = 0;
+
+	pthread_mutex_lock(&c->leases_lock);
+	for (zc_lease *l = c->leases; l; l = l->next) {
+		if (atomic_load(&l->dead) != -EAGAIN)
+			continue;
+		if (n == cap) {
+			struct reclaim_item *m = realloc(items, (cap ? cap * 2 : 8) * sizeof(*m));
+
+			if (!m) {
+				/* Unreclaimed, it cannot be trusted. */
+				mark_unreclaimed(l);
+				continue;
+			}
+			items = m;
+			cap = cap ? cap * 2 : 8;
+		}
+		items[n].id = l->id;
+		items[n].token = l->token;
+		n++;
+	}
+	pthread_mutex_unlock(&c->leases_lock);
+
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *p = json_object_new_object(), *res;
+		int fd = -1;
+
+		if (!p) {
+			r = -ENOMEM;
+			break;
+		}
+		json_object_object_add(p, "id", json_object_new_uint64(items[i].id));
+		json_object_object_add(p, "token", json_object_new_uint64(items[i].token));
+		r = zc_call_full(c, "lease.reclaim", p, 0, ZC_P_GRANTS, &res, &fd, NULL);
+		if (r == 0) {
+			reclaimed(c, &items[i], res, fd);
+			json_object_put(res);
+			continue;
+		}
+		if (r == -ECONNRESET || r == -ENOTCONN || r == -EAGAIN || r == -ETIMEDOUT ||
+		    r == -ENOMEM)
+			break; /* the next attempt tries again */
+		/* The daemon will not give it back (-ESTALE: the grace ended,
+		 * the lease was revoked; or its device fails): its next call
+		 * says so, and nothing is written through it. */
+		r = 0;
+		pthread_mutex_lock(&c->leases_lock);
+		for (zc_lease *l = c->leases; l; l = l->next)
+			if (l->id == items[i].id)
+				mark_unreclaimed(l);
+		pthread_mutex_unlock(&c->leases_lock);
+	}
+	free(items);
+	return r;
 }
 
 static void lease_link(zc_lease *l)
@@ -301,6 +446,12 @@ static struct json_object *acquire_params(zc_client *c, const struct zc_lease_op
 	json_object_object_add(p, "direct", json_object_new_boolean(!opts->buffered));
 	if (opts->label)
 		json_object_object_add(p, "label", json_object_new_string(opts->label));
+	/* Reconnect mode: a lost connection orphans the lease for the grace
+	 * period instead of releasing it, so that it can be reclaimed. */
+	pthread_mutex_lock(&c->lock);
+	if (c->reconnect_ms)
+		json_object_object_add(p, "reclaimable", json_object_new_boolean(true));
+	pthread_mutex_unlock(&c->lock);
 	return p;
 }
 

@@ -33,3 +33,13 @@ tests_test_events_LDADD = client/libzoned-client.la $(CHECK_LIBS)
 EXTRA_tests_test_events_DEPENDENCIES = daemon/zonedd
 TESTS += tests/test-events
 VALGRIND_TESTS += tests/test-events
+
+# Reconnect mode: the daemon killed or stopped and started again under a
+# client that holds leases.
+check_PROGRAMS += tests/test-reconnect
+tests_test_reconnect_SOURCES = tests/test-reconnect.c tests/fixture.c tests/fixture.h
+tests_test_reconnect_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
+tests_test_reconnect_LDADD = client/libzoned-client.la $(CHECK_LIBS)
+EXTRA_tests_test_reconnect_DEPENDENCIES = daemon/zonedd
+TESTS += tests/test-reconnect
+VALGRIND_TESTS += tests/test-reconnect

@@ -281,6 +281,28 @@ ZC_EXPORT int zc_client_process(zc_client *c);
  * given back to the daemon when its late reply arrives. */
 ZC_EXPORT int zc_client_set_timeout(zc_client *c, uint32_t timeout_ms);
 
+/* Reconnect mode (off by default; max_ms 0 turns it off). Leases acquired
+ * from then on are "reclaimable": losing the connection (a daemon restart,
+ * a dropped socket) orphans them in the daemon for its grace period instead
+ * of releasing them. On a loss the library retries the socket with a
+ * backoff of 10 ms doubling up to 1 s, for at most max_ms; once connected it
+ * checks the protocol, renews the event subscription and reclaims every
+ * lease (lease.reclaim), putting the fresh fd on the lease's fd number
+ * (dup3) and taking the write pointer from the device.
+ * Meanwhile every call on a lease (append, read, sync, ...) fails with
+ * -EAGAIN before any syscall, and the raw fd refuses writes: nothing is
+ * written to a zone that may be someone else's. The library does not block
+ * and has no thread of its own: each call (and zc_client_process(), woken by
+ * zc_client_fd() when an attempt is due) makes the attempt that is due.
+ * A lease the daemon does not give back (its grace ended, it was revoked)
+ * fails its next call with -ESTALE; after max_ms without a daemon, with
+ * -ENOTCONN, as every call does. A call in flight when the connection
+ * drops fails with -ECONNRESET; other calls fail with -EAGAIN while
+ * reconnecting. Releasing a lease that waits for its reclaim fails with
+ * -EAGAIN and forgets it; the daemon releases it when its grace ends, as
+ * it does the leases still held at zc_close() (release them first). */
+ZC_EXPORT int zc_client_set_reconnect(zc_client *c, uint32_t max_ms);
+
 /* Options of one call; set size to sizeof(struct zc_call_opts) (the INIT
  * macro does), so later versions can add fields. NULL = defaults. */
 struct zc_call_opts {
