@@ -13,10 +13,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/ioctl.h>
+#include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <json-c/json.h>
 #include <zoned/client.h>
 
 #include "client/zonectl-bench.h"
@@ -421,6 +425,12 @@ static const struct cmd_help {
 	{ "leases", "[--all]", "list leases" },
 	{ "hello", "", "show the daemon's greeting" },
 	{ "stats", "", "show the daemon's counters" },
+	{ "watch", "[DEVICE] [--count N]",
+	  "print events as they happen, one line each\n(JSON lines with --json) until SIGINT/SIGTERM,\n"
+	  "--count events, or the daemon goes away" },
+	{ "status", "", "the daemon at a glance: uptime, devices,\nlimits, leases by client, waits, counters" },
+	{ "map", "DEVICE [--watch]",
+	  "the device as a grid of zones: condition,\nfill, leases; --watch redraws on events" },
 	{ "bench", "DEVICE [--writers N] [--zones Z] [--block B] [--size S] [--rounds R] [--buffered]",
 	  "lease-and-append throughput against plain\npwrite in the same run" },
 };
@@ -1839,6 +1849,190 @@ out:
 	return r;
 }
 
+/* --- Events: watch ----------------------------------------------------- */
+
+/* Blocks SIGINT and SIGTERM and returns a signalfd that reads them, so a
+ * loop can poll for them beside the connection. */
+static int stop_signals_fd(void)
+{
+	sigset_t sigs;
+	int fd;
+
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGTERM);
+	if (sigprocmask(SIG_BLOCK, &sigs, NULL) < 0)
+		return -errno;
+	fd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
+	return fd < 0 ? -errno : fd;
+}
+
+/* The next event: 1 with *ev, 0 when SIGINT or SIGTERM came (or, with
+ * timeout_ms >= 0, when that passed with no event: then *ev stays NULL), or
+ * a negative errno: -ENOTCONN when the daemon went away. */
+static int next_event(zc_client *c, int sfd, int timeout_ms, zc_event **ev)
+{
+	*ev = NULL;
+	for (;;) {
+		struct pollfd p[2] = { { zc_client_fd(c), POLLIN, 0 }, { sfd, POLLIN, 0 } };
+		int r = zc_event_next(c, 0, ev);
+
+		if (r != 0)
+			return r;
+		r = poll(p, 2, timeout_ms);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -errno;
+		if (r == 0 || p[1].revents)
+			return 0;
+	}
+}
+
+static bool was_signal(int sfd)
+{
+	struct signalfd_siginfo si;
+
+	return read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si);
+}
+
+static const char *jstr(struct json_object *o, const char *key)
+{
+	struct json_object *v;
+
+	if (!json_object_object_get_ex(o, key, &v) || !v)
+		return NULL;
+	return json_object_get_string(v);
+}
+
+/* "12:34:56.789", local time. */
+static const char *fmt_clock(uint64_t ms, char *buf, size_t cap)
+{
+	time_t t = (time_t)(ms / 1000);
+	struct tm tm;
+
+	if (!localtime_r(&t, &tm))
+		snprintf(buf, cap, "%" PRIu64, ms);
+	else
+		snprintf(buf, cap, "%02d:%02d:%02d.%03u", tm.tm_hour, tm.tm_min, tm.tm_sec,
+			 (unsigned)(ms % 1000));
+	return buf;
+}
+
+static void watch_header(void)
+{
+	printf("%-12s  %-16s  %-12s  %5s  %6s  %7s  %6s  %s\n", "TIME", "TYPE", "DEVICE", "ZONE",
+	       "LEASE", "PID", "UID", "DETAILS");
+}
+
+/* One aligned line: the fields every event may carry in columns ("-" when
+ * it has none), then the rest as key=value. */
+static void watch_line(const zc_event *ev)
+{
+	static const char *const details[] = { "label", "cond", "old_cond", "reason", "wp", "lost" };
+	struct json_object *o = json_tokener_parse(zc_event_json(ev));
+	const char *dev = zc_event_device(ev), *pid = o ? jstr(o, "pid") : NULL;
+	const char *uid = o ? jstr(o, "uid") : NULL;
+	int64_t zone = zc_event_zone(ev);
+	uint64_t lease = zc_event_lease(ev);
+	char clock[32], zbuf[24], lbuf[24];
+	bool first = true;
+
+	snprintf(zbuf, sizeof(zbuf), "%" PRId64, zone);
+	snprintf(lbuf, sizeof(lbuf), "%" PRIu64, lease);
+	printf("%-12s  %-16s  %-12s  %5s  %6s  %7s  %6s  ",
+	       fmt_clock(zc_event_time_ms(ev), clock, sizeof(clock)), zc_event_type(ev),
+	       dev ? dev : "-", zone >= 0 ? zbuf : "-", lease ? lbuf : "-", pid ? pid : "-",
+	       uid ? uid : "-");
+	for (size_t i = 0; o && i < sizeof(details) / sizeof(details[0]); i++) {
+		const char *v = jstr(o, details[i]);
+
+		if (!v)
+			continue;
+		printf("%s%s=", first ? "" : " ", details[i]);
+		if (strcmp(details[i], "label") == 0)
+			json_string(v);
+		else
+			fputs(v, stdout);
+		first = false;
+	}
+	putchar('\n');
+	json_object_put(o);
+}
+
+static void watch_json(const zc_event *ev)
+{
+	struct json_object *o = json_tokener_parse(zc_event_json(ev));
+
+	/* One line per event whatever the daemon's spacing. */
+	puts(o ? json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN) : zc_event_json(ev));
+	json_object_put(o);
+}
+
+static int cmd_watch(int argc, char **argv)
+{
+	enum { O_COUNT = 1 };
+	static const struct option opts[] = {
+		COMMON_OPTS,
+		{ "count", required_argument, NULL, O_COUNT },
+		{ 0 },
+	};
+	const char *devs[2] = { NULL, NULL };
+	uint64_t count = 0, seen = 0;
+	zc_client *c;
+	int o, r, sfd;
+
+	options_first(argc, argv, opts);
+	while ((o = next_opt(argc, argv, opts)) != -1) {
+		if (o == O_COUNT) {
+			count = arg_u32("--count", optarg);
+			if (!count)
+				usage_error("watch: --count must be at least 1");
+		}
+	}
+	if (argc - optind > 1)
+		usage_error("watch: expected [DEVICE]");
+	devs[0] = argc - optind == 1 ? argv[optind] : NULL;
+	sfd = stop_signals_fd();
+	if (sfd < 0)
+		return fail_local(sfd, "watch: signals");
+	c = connect_or_die();
+	r = zc_events_subscribe(c, NULL, devs[0] ? devs : NULL);
+	if (r < 0) {
+		r = fail(c, r, "watch: subscribe");
+		goto out;
+	}
+	if (!opt_json)
+		watch_header();
+	fflush(stdout); /* subscribed: whoever waits for the header may act now */
+	while (!count || seen < count) {
+		zc_event *ev;
+
+		r = next_event(c, sfd, -1, &ev);
+		if (r == 0 && was_signal(sfd))
+			break;
+		if (r == 0)
+			continue;
+		if (r < 0) {
+			r = r == -ENOTCONN ? fail_text("watch: the daemon closed the connection")
+					   : fail(c, r, "watch");
+			goto out;
+		}
+		if (opt_json)
+			watch_json(ev);
+		else
+			watch_line(ev);
+		fflush(stdout);
+		zc_event_free(ev);
+		seen++;
+	}
+	r = 0;
+out:
+	close(sfd);
+	zc_close(c);
+	return r;
+}
+
 static int cmd_bench(int argc, char **argv)
 {
 	/* Only to put operands last, as zonectl_bench's parser expects. */
@@ -1922,6 +2116,7 @@ int main(int argc, char **argv)
 		{ "hello", cmd_hello, -1 },
 		{ "stats", cmd_stats, -1 },
 		{ "bench", cmd_bench, -1 },
+		{ "watch", cmd_watch, -1 },
 	};
 	const char *cmd;
 	int o;
