@@ -1773,24 +1773,51 @@ static void name_error_counter(char *name, size_t cap)
 		}
 }
 
-static int cmd_stats(int argc, char **argv)
+/* The counters as JSON members of the open object. The library flattens
+ * nested counters to "a.b"; rebuild the nesting from the names (they come
+ * depth first). */
+static void jw_counters(const struct zc_stat *st, int n)
 {
-	static const struct option opts[] = { COMMON_OPTS, { 0 } };
-	struct zc_stat *st = NULL;
-	size_t max = 64, w = 0;
-	zc_client *c;
-	int r, n;
+	int depth = 0;
 
-	options_first(argc, argv, opts);
-	next_opt(argc, argv, opts);
-	want_args(argc, argv, 0, "no arguments");
-	c = connect_or_die();
+	for (int i = 0; i < n; i++) {
+		const char *name = st[i].name, *p;
+		int keep = i ? common_depth(st[i - 1].name, name) : 0;
+
+		if (keep > depth)
+			keep = depth;
+		for (; depth > keep; depth--)
+			jw_obj_end();
+		p = name;
+		for (int k = 0; k < keep; k++)
+			p = strchr(p, '.') + 1;
+		for (const char *dot; (dot = strchr(p, '.')); p = dot + 1) {
+			char key[64];
+
+			snprintf(key, sizeof(key), "%.*s", (int)(dot - p), p);
+			jw_obj(key);
+			depth++;
+		}
+		jw_u64(p, st[i].value);
+	}
+	for (; depth > 0; depth--)
+		jw_obj_end();
+}
+
+/* The daemon's counters, error counters named; returns the count or an
+ * error, *out malloc'd. */
+static int get_stats(zc_client *c, struct zc_stat **out)
+{
+	struct zc_stat *st = NULL;
+	size_t max = 64;
+	int n;
+
 	for (;;) {
 		struct zc_stat *ns = realloc(st, max * sizeof(*st));
 
 		if (!ns) {
-			r = fail_local(-ENOMEM, "stats");
-			goto out;
+			free(st);
+			return -ENOMEM;
 		}
 		st = ns;
 		n = zc_daemon_stats(c, st, max);
@@ -1799,41 +1826,35 @@ static int cmd_stats(int argc, char **argv)
 		max = (size_t)n;
 	}
 	if (n < 0) {
+		free(st);
+		return n;
+	}
+	for (int i = 0; i < n; i++)
+		name_error_counter(st[i].name, sizeof(st[i].name));
+	*out = st;
+	return n;
+}
+
+static int cmd_stats(int argc, char **argv)
+{
+	static const struct option opts[] = { COMMON_OPTS, { 0 } };
+	struct zc_stat *st = NULL;
+	size_t w = 0;
+	zc_client *c;
+	int r, n;
+
+	options_first(argc, argv, opts);
+	next_opt(argc, argv, opts);
+	want_args(argc, argv, 0, "no arguments");
+	c = connect_or_die();
+	n = get_stats(c, &st);
+	if (n < 0) {
 		r = fail(c, n, "stats");
 		goto out;
 	}
-	if ((size_t)n > max)
-		n = (int)max;
-	for (int i = 0; i < n; i++)
-		name_error_counter(st[i].name, sizeof(st[i].name));
 	if (opt_json) {
-		/* The library flattens nested counters to "a.b"; rebuild the
-		 * nesting from the names (they come depth first). */
-		int depth = 0;
-
 		jw_obj(NULL);
-		for (int i = 0; i < n; i++) {
-			const char *name = st[i].name, *p;
-			int keep = i ? common_depth(st[i - 1].name, name) : 0;
-
-			if (keep > depth)
-				keep = depth;
-			for (; depth > keep; depth--)
-				jw_obj_end();
-			p = name;
-			for (int k = 0; k < keep; k++)
-				p = strchr(p, '.') + 1;
-			for (const char *dot; (dot = strchr(p, '.')); p = dot + 1) {
-				char key[64];
-
-				snprintf(key, sizeof(key), "%.*s", (int)(dot - p), p);
-				jw_obj(key);
-				depth++;
-			}
-			jw_u64(p, st[i].value);
-		}
-		for (; depth > 0; depth--)
-			jw_obj_end();
+		jw_counters(st, n);
 		jw_obj_end();
 	} else {
 		for (int i = 0; i < n; i++)
@@ -1844,6 +1865,277 @@ static int cmd_stats(int argc, char **argv)
 	}
 	r = 0;
 out:
+	free(st);
+	zc_close(c);
+	return r;
+}
+
+/* --- status -------------------------------------------------------------- */
+
+/* The leases this caller may see (all: every client's, admins only);
+ * returns the count or an error, *out malloc'd. */
+static int get_leases(zc_client *c, bool all, struct zc_lease_info **out)
+{
+	struct zc_lease_info *li = NULL;
+	size_t max = 16;
+	int n;
+
+	for (;;) {
+		struct zc_lease_info *nl = realloc(li, max * sizeof(*li));
+
+		if (!nl) {
+			free(li);
+			return -ENOMEM;
+		}
+		li = nl;
+		n = zc_lease_list(c, all, li, max);
+		if (n < 0 || (size_t)n <= max)
+			break;
+		max = (size_t)n;
+	}
+	if (n < 0)
+		free(li);
+	else
+		*out = li;
+	return n;
+}
+
+static uint64_t stat_value(const struct zc_stat *st, int n, const char *name)
+{
+	for (int i = 0; i < n; i++)
+		if (strcmp(st[i].name, name) == 0)
+			return st[i].value;
+	return 0;
+}
+
+/* Clients in order of pid, then uid; a client's leases in order of id. */
+static int by_client(const void *a, const void *b)
+{
+	const struct zc_lease_info *x = a, *y = b;
+
+	if (x->pid != y->pid)
+		return x->pid < y->pid ? -1 : 1;
+	if (x->uid != y->uid)
+		return x->uid < y->uid ? -1 : 1;
+	return x->id < y->id ? -1 : x->id > y->id;
+}
+
+static bool same_client(const struct zc_lease_info *a, const struct zc_lease_info *b)
+{
+	return a->pid == b->pid && a->uid == b->uid;
+}
+
+static const char *fmt_uptime(uint64_t ms, char *buf, size_t cap)
+{
+	uint64_t s = ms / 1000;
+
+	if (s >= 86400)
+		snprintf(buf, cap, "%" PRIu64 "d %02" PRIu64 ":%02" PRIu64 ":%02" PRIu64, s / 86400,
+			 s % 86400 / 3600, s % 3600 / 60, s % 60);
+	else
+		snprintf(buf, cap, "%" PRIu64 ":%02" PRIu64 ":%02" PRIu64, s / 3600, s % 3600 / 60,
+			 s % 60);
+	return buf;
+}
+
+static const char *of_limit(uint32_t n, uint32_t max, char *buf, size_t cap)
+{
+	if (max)
+		snprintf(buf, cap, "%" PRIu32 "/%" PRIu32, n, max);
+	else
+		snprintf(buf, cap, "%" PRIu32 "/-", n);
+	return buf;
+}
+
+static int cmd_status(int argc, char **argv)
+{
+	static const struct option opts[] = { COMMON_OPTS, { 0 } };
+	static const char *const dhdr[] = { "DEVICE", "ZONES", "NOT-WP", "EMPTY", "IMP-OPEN",
+					    "EXP-OPEN", "CLOSED", "FULL", "READ-ONLY", "OFFLINE",
+					    "OPEN", "ACTIVE", "LEASED", "FREE" };
+	static const bool dright[] = { 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1 };
+	static const char *const lhdr[] = { "PID", "UID", "LEASES", "ZONES", "LABELS" };
+	static const bool lright[] = { 1, 1, 1, 0, 0 };
+	struct table dt = { .ncols = 14, .header = dhdr, .right = dright };
+	struct table lt = { .ncols = 5, .header = lhdr, .right = lright };
+	struct zc_device *devs = NULL, *infos = NULL;
+	struct zc_lease_info *li = NULL;
+	struct zc_stat *st = NULL;
+	struct zc_hello h;
+	int ndev = 0, nl = 0, ns = 0, r;
+	zc_client *c;
+
+	options_first(argc, argv, opts);
+	next_opt(argc, argv, opts);
+	want_args(argc, argv, 0, "no arguments");
+	c = connect_or_die();
+	r = zc_hello(c, &h);
+	if (r < 0) {
+		r = fail(c, r, "status: hello");
+		goto out;
+	}
+	ns = get_stats(c, &st);
+	if (ns < 0) {
+		r = fail(c, ns, "status: stats");
+		goto out;
+	}
+	ndev = list_devices(c, &devs);
+	if (ndev < 0) {
+		r = fail(c, ndev, "status: devices");
+		goto out;
+	}
+	infos = calloc((size_t)ndev + 1, sizeof(*infos));
+	if (!infos) {
+		r = fail_local(-ENOMEM, "status");
+		goto out;
+	}
+	for (int i = 0; i < ndev; i++) {
+		r = zc_device_info(c, devs[i].id, &infos[i]);
+		if (r < 0) {
+			r = fail(c, r, "status: info %s", devs[i].id);
+			goto out;
+		}
+	}
+	/* Admins see every client's leases, others their own. */
+	nl = get_leases(c, h.admin, &li);
+	if (nl < 0) {
+		r = fail(c, nl, "status: leases");
+		goto out;
+	}
+	qsort(li, (size_t)nl, sizeof(*li), by_client);
+
+	if (opt_json) {
+		jw_obj(NULL);
+		jw_str("version", h.version);
+		jw_u64("protocol", h.protocol);
+		jw_i64("pid", h.pid);
+		jw_u64("uptime_ms", stat_value(st, ns, "uptime_ms"));
+		jw_bool("admin", h.admin);
+		jw_arr("devices");
+		for (int i = 0; i < ndev; i++) {
+			const struct zc_device *d = &infos[i];
+			uint32_t open = d->cond_count[ZC_COND_IMP_OPEN] + d->cond_count[ZC_COND_EXP_OPEN];
+
+			jw_obj(NULL);
+			jw_str("id", d->id);
+			jw_u64("nr_zones", d->nr_zones);
+			jw_obj("zones_by_cond");
+			for (int k = 0; k < ZC_COND_COUNT; k++)
+				jw_u64(zc_cond_name((enum zc_cond)k), d->cond_count[k]);
+			jw_obj_end();
+			jw_u64("open", open);
+			jw_u64("max_open", d->max_open);
+			jw_u64("active", open + d->cond_count[ZC_COND_CLOSED]);
+			jw_u64("max_active", d->max_active);
+			jw_u64("leased_zones", d->leased_zones);
+			jw_u64("free_zones", d->free_zones);
+			jw_obj_end();
+		}
+		jw_arr_end();
+		jw_str("leases_of", h.admin ? "all" : "own");
+		jw_arr("clients");
+		for (int i = 0; i < nl;) {
+			int j = i;
+
+			jw_obj(NULL);
+			jw_i64("pid", li[i].pid);
+			jw_u64("uid", li[i].uid);
+			jw_arr("leases");
+			for (; j < nl && same_client(&li[i], &li[j]); j++) {
+				jw_obj(NULL);
+				jw_u64("id", li[j].id);
+				jw_str("device", li[j].device);
+				jw_u64("zone", li[j].zone);
+				jw_u64("wp", li[j].wp);
+				jw_str("label", li[j].label);
+				jw_u64("age_ms", li[j].age_ms);
+				jw_obj_end();
+			}
+			jw_arr_end();
+			jw_obj_end();
+			i = j;
+		}
+		jw_arr_end();
+		jw_u64("waiting", stat_value(st, ns, "waiting"));
+		jw_obj("counters");
+		jw_counters(st, ns);
+		jw_obj_end();
+		jw_obj_end();
+		r = 0;
+		goto out;
+	}
+
+	printf("zonedd %s, protocol %" PRIu32 ", pid %" PRId32 ", up %s\n", h.version, h.protocol,
+	       h.pid, fmt_uptime(stat_value(st, ns, "uptime_ms"), (char[48]){ 0 }, 48));
+	printf("clients %" PRIu64 ", leases %" PRIu64 ", waiting acquires %" PRIu64 "\n\n",
+	       stat_value(st, ns, "clients"), stat_value(st, ns, "leases_active"),
+	       stat_value(st, ns, "waiting"));
+	for (int i = 0; i < ndev; i++) {
+		const struct zc_device *d = &infos[i];
+		uint32_t open = d->cond_count[ZC_COND_IMP_OPEN] + d->cond_count[ZC_COND_EXP_OPEN];
+		char b1[32], b2[32];
+
+		table_add(&dt, d->id, NUM(d->nr_zones), NUM(d->cond_count[ZC_COND_NOT_WP]),
+			  NUM(d->cond_count[ZC_COND_EMPTY]), NUM(d->cond_count[ZC_COND_IMP_OPEN]),
+			  NUM(d->cond_count[ZC_COND_EXP_OPEN]), NUM(d->cond_count[ZC_COND_CLOSED]),
+			  NUM(d->cond_count[ZC_COND_FULL]), NUM(d->cond_count[ZC_COND_READONLY]),
+			  NUM(d->cond_count[ZC_COND_OFFLINE]), of_limit(open, d->max_open, b1, sizeof(b1)),
+			  of_limit(open + d->cond_count[ZC_COND_CLOSED], d->max_active, b2, sizeof(b2)),
+			  NUM(d->leased_zones), NUM(d->free_zones));
+	}
+	table_print(&dt);
+	printf("\nleases by client (%s):\n", h.admin ? "all clients" : "this uid's");
+	for (int i = 0; i < nl;) {
+		char *zones = NULL, *labels = NULL;
+		size_t zl = 0, ll = 0;
+		FILE *zf = open_memstream(&zones, &zl), *lf = open_memstream(&labels, &ll);
+		int j = i;
+
+		if (!zf || !lf) {
+			if (zf)
+				fclose(zf);
+			if (lf)
+				fclose(lf);
+			free(zones);
+			free(labels);
+			r = fail_local(-ENOMEM, "status");
+			goto out;
+		}
+		for (; j < nl && same_client(&li[i], &li[j]); j++) {
+			bool dup = false;
+
+			fprintf(zf, "%s%s:%" PRIu32, j > i ? "," : "", li[j].device, li[j].zone);
+			for (int k = i; k < j; k++)
+				dup = dup || strcmp(li[k].label, li[j].label) == 0;
+			if (!dup)
+				fprintf(lf, "%s%s", ftell(lf) ? "," : "", li[j].label);
+		}
+		fclose(zf);
+		fclose(lf);
+		table_add(&lt, NUM((uint64_t)(int64_t)li[i].pid), NUM(li[i].uid), NUM((uint64_t)(j - i)),
+			  zones, labels);
+		free(zones);
+		free(labels);
+		i = j;
+	}
+	table_print(&lt);
+	printf("\ncounters:\n");
+	{
+		size_t w = 0;
+
+		for (int i = 0; i < ns; i++)
+			if (strlen(st[i].name) > w)
+				w = strlen(st[i].name);
+		/* uptime is on the first line */
+		for (int i = 0; i < ns; i++)
+			if (strcmp(st[i].name, "uptime_ms") != 0)
+				printf("  %-*s  %" PRIu64 "\n", (int)w, st[i].name, st[i].value);
+	}
+	r = 0;
+out:
+	free(li);
+	free(infos);
+	free(devs);
 	free(st);
 	zc_close(c);
 	return r;
@@ -2117,6 +2409,7 @@ int main(int argc, char **argv)
 		{ "stats", cmd_stats, -1 },
 		{ "bench", cmd_bench, -1 },
 		{ "watch", cmd_watch, -1 },
+		{ "status", cmd_status, -1 },
 	};
 	const char *cmd;
 	int o;
