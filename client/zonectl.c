@@ -2178,6 +2178,11 @@ static int next_event(zc_client *c, int sfd, int timeout_ms, zc_event **ev)
 			return -errno;
 		if (r == 0 || p[1].revents)
 			return 0;
+		/* The descriptor stays readable until the library has
+		 * processed what woke it (a reply, a timer, an event). */
+		r = zc_client_process(c);
+		if (r < 0 && r != -ENOTCONN)
+			return r;
 	}
 }
 
@@ -2325,6 +2330,324 @@ out:
 	return r;
 }
 
+/* --- map ----------------------------------------------------------------- */
+
+/* A cell's first glyph: its condition (capital when a zone of it is
+ * leased); the second its fill. Colour, where used, is by condition. */
+static const char map_glyph[ZC_COND_COUNT] = {
+	[ZC_COND_NOT_WP] = 'n', [ZC_COND_EMPTY] = 'e', [ZC_COND_IMP_OPEN] = 'i',
+	[ZC_COND_EXP_OPEN] = 'x', [ZC_COND_CLOSED] = 'c', [ZC_COND_FULL] = 'f',
+	[ZC_COND_READONLY] = 'r', [ZC_COND_OFFLINE] = 'o',
+};
+static const char *const map_sgr[ZC_COND_COUNT] = {
+	[ZC_COND_NOT_WP] = "37;100", [ZC_COND_EMPTY] = "2",       [ZC_COND_IMP_OPEN] = "30;42",
+	[ZC_COND_EXP_OPEN] = "30;43", [ZC_COND_CLOSED] = "30;46", [ZC_COND_FULL] = "37;44",
+	[ZC_COND_READONLY] = "30;45", [ZC_COND_OFFLINE] = "37;41",
+};
+
+struct map_cell {
+	uint32_t count[ZC_COND_COUNT];
+	uint64_t written, capacity; /* of its sequential zones */
+	bool leased, seq;
+};
+
+/* What a cell of several zones shows: the most telling condition present
+ * (offline, read-only, explicit-open, implicit-open, closed, in that
+ * order), else the commonest of full, empty and not-wp. */
+static enum zc_cond cell_cond(const struct map_cell *m)
+{
+	static const enum zc_cond first[] = { ZC_COND_OFFLINE, ZC_COND_READONLY, ZC_COND_EXP_OPEN,
+					       ZC_COND_IMP_OPEN, ZC_COND_CLOSED };
+	static const enum zc_cond rest[] = { ZC_COND_FULL, ZC_COND_EMPTY, ZC_COND_NOT_WP };
+	enum zc_cond best = ZC_COND_EMPTY;
+
+	for (size_t i = 0; i < sizeof(first) / sizeof(first[0]); i++)
+		if (m->count[first[i]])
+			return first[i];
+	for (size_t i = 0; i < sizeof(rest) / sizeof(rest[0]); i++)
+		if (m->count[rest[i]] > m->count[best])
+			best = rest[i];
+	return best;
+}
+
+static char cell_fill(const struct map_cell *m)
+{
+	if (!m->seq)
+		return '-';
+	if (!m->written)
+		return '.';
+	if (m->written >= m->capacity)
+		return '#';
+	return (char)('0' + m->written * 10 / m->capacity);
+}
+
+struct map_view {
+	bool color;
+	unsigned width, max_rows;
+};
+
+static int draw_map(zc_client *c, const char *dev, bool admin, const struct map_view *v)
+{
+	struct zc_device info;
+	struct zc_report_opts ro = { 0 };
+	struct zc_lease_info *li = NULL;
+	struct map_cell *cells = NULL;
+	uint32_t cond_total[ZC_COND_COUNT] = { 0 }, group, ncells, cols, rows, nleased = 0;
+	uint64_t written = 0, capacity = 0;
+	unsigned char *leased = NULL;
+	unsigned lw;
+	zc_zone_iter *it = NULL;
+	struct zc_zone z;
+	int r, nl;
+
+	r = zc_device_info(c, dev, &info);
+	if (r < 0)
+		return fail(c, r, "map %s", dev);
+	nl = get_leases(c, admin, &li);
+	if (nl < 0)
+		return fail(c, nl, "map %s: leases", dev);
+	leased = calloc(info.nr_zones ? info.nr_zones : 1, 1);
+	if (!leased) {
+		r = fail_local(-ENOMEM, "map");
+		goto out;
+	}
+	for (int i = 0; i < nl; i++)
+		if (strcmp(li[i].device, info.id) == 0 && li[i].zone < info.nr_zones)
+			leased[li[i].zone] = 1;
+
+	/* The grid: as many cells of 3 columns ("e. ") as fit beside the row
+	 * label, a multiple of 8 for counting by eye, at most 64; zones are
+	 * grouped when one each would take more than max_rows rows. */
+	lw = (unsigned)snprintf(NULL, 0, "%" PRIu32, info.nr_zones ? info.nr_zones - 1 : 0);
+	cols = v->width > lw + 2 + 3 ? (v->width - lw - 2) / 3 : 1;
+	if (cols > 64)
+		cols = 64;
+	if (cols >= 8)
+		cols -= cols % 8;
+	group = info.nr_zones / ((uint64_t)cols * v->max_rows) +
+		(info.nr_zones % ((uint64_t)cols * v->max_rows) ? 1 : 0);
+	if (!group)
+		group = 1;
+	ncells = info.nr_zones / group + (info.nr_zones % group ? 1 : 0);
+	if (ncells && ncells < cols)
+		cols = ncells;
+	rows = ncells / cols + (ncells % cols ? 1 : 0);
+	cells = calloc(ncells ? ncells : 1, sizeof(*cells));
+	if (!cells) {
+		r = fail_local(-ENOMEM, "map");
+		goto out;
+	}
+	r = zc_zone_iter_new(c, info.id, &ro, &it);
+	while (r == 0 && (r = zc_zone_iter_next(it, &z)) > 0) {
+		struct map_cell *m;
+		uint64_t w;
+
+		r = 0;
+		if (z.index >= info.nr_zones || z.cond >= ZC_COND_COUNT)
+			continue;
+		m = &cells[z.index / group];
+		m->count[z.cond]++;
+		cond_total[z.cond]++;
+		if (leased[z.index]) {
+			m->leased = true;
+			nleased++;
+		}
+		if (z.type == ZC_TYPE_CONV)
+			continue;
+		w = z.cond == ZC_COND_FULL ? z.capacity
+		    : z.wp - z.start < z.capacity ? z.wp - z.start : z.capacity;
+		m->seq = true;
+		m->written += w;
+		m->capacity += z.capacity;
+		written += w;
+		capacity += z.capacity;
+	}
+	zc_zone_iter_free(it);
+	if (r < 0) {
+		r = fail(c, r, "map %s: report", info.id);
+		goto out;
+	}
+
+	if (opt_json) {
+		jw_obj(NULL);
+		jw_str("device", info.id);
+		jw_u64("nr_zones", info.nr_zones);
+		jw_u64("zone_size", info.zone_size);
+		jw_u64("zones_per_cell", group);
+		jw_u64("cells_per_row", cols);
+		jw_str("leases_of", admin ? "all" : "own");
+		jw_arr("cells");
+		for (uint32_t k = 0; k < ncells; k++) {
+			const struct map_cell *m = &cells[k];
+
+			jw_obj(NULL);
+			jw_u64("first", (uint64_t)k * group);
+			jw_u64("zones", k + 1 < ncells ? group : info.nr_zones - k * group);
+			jw_str("cond", zc_cond_name(cell_cond(m)));
+			jw_bool("leased", m->leased);
+			jw_u64("written", m->written);
+			jw_u64("capacity", m->capacity);
+			jw_obj_end();
+		}
+		jw_arr_end();
+		jw_obj("totals");
+		jw_obj("zones_by_cond");
+		for (int i = 0; i < ZC_COND_COUNT; i++)
+			jw_u64(zc_cond_name((enum zc_cond)i), cond_total[i]);
+		jw_obj_end();
+		jw_u64("leased", nleased);
+		jw_u64("written", written);
+		jw_u64("capacity", capacity);
+		jw_obj_end();
+		jw_obj_end();
+		r = 0;
+		goto out;
+	}
+	printf("%s: %" PRIu32 " zones of %s, ", info.id, info.nr_zones, SIZE(info.zone_size));
+	if (group == 1)
+		printf("one cell per zone");
+	else
+		printf("one cell per %" PRIu32 " zones", group);
+	printf(", %" PRIu32 " cells per row\n", cols);
+	for (uint32_t row = 0; row < rows; row++) {
+		printf("%*" PRIu64 " ", lw, (uint64_t)row * cols * group);
+		for (uint32_t k = 0; k < cols && row * cols + k < ncells; k++) {
+			const struct map_cell *m = &cells[row * cols + k];
+			enum zc_cond cd = cell_cond(m);
+			char g = map_glyph[cd];
+
+			if (m->leased)
+				g = (char)(g - 'a' + 'A');
+			if (v->color)
+				printf(" \033[%s%sm%c%c\033[0m", map_sgr[cd], m->leased ? ";1;4" : "", g,
+				       cell_fill(m));
+			else
+				printf(" %c%c", g, cell_fill(m));
+		}
+		putchar('\n');
+	}
+	printf("\nlegend: ");
+	for (int i = 0; i < ZC_COND_COUNT; i++) {
+		if (v->color)
+			printf("%s\033[%sm%c\033[0m %s", i ? ", " : "", map_sgr[i], map_glyph[i],
+			       zc_cond_name((enum zc_cond)i));
+		else
+			printf("%s%c %s", i ? ", " : "", map_glyph[i], zc_cond_name((enum zc_cond)i));
+	}
+	printf("\n        capital: leased; fill: . nothing written, 0-9 tenths written, # full, "
+	       "- conventional\n");
+	if (group > 1)
+		printf("        a cell of %" PRIu32 " zones: the first of offline, read-only, "
+		       "explicit-open,\n        implicit-open, closed it holds, else the commonest "
+		       "condition; fill of\n        all its zones; capital if any is leased\n", group);
+	printf("totals: %" PRIu32 " zones", info.nr_zones);
+	for (int i = 0, first = 1; i < ZC_COND_COUNT; i++)
+		if (cond_total[i]) {
+			printf("%s%" PRIu32 " %s", first ? " (" : ", ", cond_total[i],
+			       zc_cond_name((enum zc_cond)i));
+			first = 0;
+		}
+	printf(")\n        %" PRIu32 " leased (%s), %s written of %s\n", nleased,
+	       admin ? "every client's" : "this uid's", SIZE(written), SIZE(capacity));
+	r = 0;
+out:
+	free(cells);
+	free(leased);
+	free(li);
+	return r;
+}
+
+static int cmd_map(int argc, char **argv)
+{
+	enum { O_WATCH = 1 };
+	static const struct option opts[] = {
+		COMMON_OPTS,
+		{ "watch", no_argument, NULL, O_WATCH },
+		{ 0 },
+	};
+	struct map_view v = { .width = 80, .max_rows = 32 };
+	const char *color_off = getenv("NO_COLOR"), *cols_env = getenv("COLUMNS");
+	const char *devs[2] = { NULL, NULL };
+	bool watch = false, tty = isatty(STDOUT_FILENO);
+	struct winsize ws;
+	struct zc_hello h;
+	zc_client *c;
+	int o, r, sfd = -1;
+
+	options_first(argc, argv, opts);
+	while ((o = next_opt(argc, argv, opts)) != -1)
+		if (o == O_WATCH)
+			watch = true;
+	want_args(argc, argv, 1, "DEVICE");
+	if (opt_json && watch)
+		usage_error("map: --watch draws for people; 'zonectl watch --json' is the stream");
+	devs[0] = argv[optind];
+	v.color = tty && !(color_off && *color_off);
+	if (tty && ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col) {
+		v.width = ws.ws_col;
+		/* Room for the header, legend and totals. */
+		v.max_rows = ws.ws_row > 14 ? ws.ws_row - 8u : 6u;
+	} else if (cols_env) {
+		uint64_t w;
+
+		if (parse_u64(cols_env, false, &w) && w >= 16 && w <= 1000)
+			v.width = (unsigned)w;
+	}
+	if (watch) {
+		sfd = stop_signals_fd();
+		if (sfd < 0)
+			return fail_local(sfd, "map: signals");
+	}
+	c = connect_or_die();
+	r = zc_hello(c, &h);
+	if (r < 0) {
+		r = fail(c, r, "map: hello");
+		goto out;
+	}
+	if (watch) {
+		r = zc_events_subscribe(c, NULL, devs);
+		if (r < 0) {
+			r = fail(c, r, "map: subscribe");
+			goto out;
+		}
+	}
+	for (;;) {
+		zc_event *ev = NULL;
+
+		if (watch && tty)
+			fputs("\033[H\033[J", stdout);
+		r = draw_map(c, devs[0], h.admin, &v);
+		fflush(stdout);
+		if (r || !watch)
+			break;
+		/* Redraw once per burst: wait for an event, then take what
+		 * follows within 100 ms with it. */
+		r = next_event(c, sfd, -1, &ev);
+		while (r > 0) {
+			zc_event_free(ev);
+			r = next_event(c, sfd, 100, &ev);
+			if (r == 0) {
+				r = was_signal(sfd) ? 0 : 2; /* 2: the burst is over */
+				break;
+			}
+		}
+		if (r == 0)
+			break; /* SIGINT or SIGTERM */
+		if (r < 0) {
+			r = r == -ENOTCONN ? fail_text("map: the daemon closed the connection")
+					   : fail(c, r, "map");
+			break;
+		}
+		if (!tty)
+			putchar('\n');
+	}
+out:
+	if (sfd >= 0)
+		close(sfd);
+	zc_close(c);
+	return r;
+}
+
 static int cmd_bench(int argc, char **argv)
 {
 	/* Only to put operands last, as zonectl_bench's parser expects. */
@@ -2410,6 +2733,7 @@ int main(int argc, char **argv)
 		{ "bench", cmd_bench, -1 },
 		{ "watch", cmd_watch, -1 },
 		{ "status", cmd_status, -1 },
+		{ "map", cmd_map, -1 },
 	};
 	const char *cmd;
 	int o;
