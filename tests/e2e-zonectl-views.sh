@@ -119,6 +119,27 @@ assert [(c["pid"], [l["zone"] for l in c["leases"]]) for c in d["clients"]] == \
 assert d["clients"][0]["leases"][0]["label"] == "holder", d
 assert d["counters"]["leases_active"] == 1 and "uptime_ms" in d["counters"], d'
 
+# An acquire waiting for the holder's zone shows in waiting (status'
+# second line and --json) until it gives up.
+"$ZONECTL" --socket "$T/sock" lease gold --zone 6 --wait 20000 >"$T/waiter" 2>&1 &
+WAITER=$!
+for _ in $(seq 100); do
+	zc --json status
+	printf '%s' "$OUT" | python3 -c 'import json,sys; sys.exit(json.load(sys.stdin)["waiting"] != 1)' && break
+	sleep 0.1
+done
+pycheck 'assert d["waiting"] == 1 and d["counters"]["waits"] == 1, d'
+ok status
+check_match "$(printf '%s\n' "$OUT" | sed -n 2p)" "clients 3, leases 1, waiting acquires 1" "status waiting"
+kill -TERM "$WAITER"
+wait "$WAITER"
+for _ in $(seq 100); do
+	zc --json status
+	printf '%s' "$OUT" | python3 -c 'import json,sys; sys.exit(json.load(sys.stdin)["waiting"] != 0)' && break
+	sleep 0.1
+done
+pycheck 'assert d["waiting"] == 0, d'
+
 # --- watch ---------------------------------------------------------------
 # requests counts every request: each `zonectl stats` makes two (its hello
 # and stats), the watcher two (hello, events.subscribe). The watcher is
