@@ -61,6 +61,15 @@ totals: 32 zones (2 not-wp, 27 empty, 1 explicit-open, 1 closed, 1 full)
         1 leased (every client's), 1.3 MiB written of 30 MiB
 G
 )"
+# On a terminal (script(1) gives one) cells are coloured, unless NO_COLOR.
+if command -v script >/dev/null; then
+	script -qec "$ZONECTL --socket $T/sock map gold" /dev/null </dev/null >"$T/tty" 2>&1
+	NCHECKS=$((NCHECKS + 1))
+	grep -q $'\033\[30;43mx\.' "$T/tty" || die "map on a terminal: no colour: $(cat -v "$T/tty")"
+	NO_COLOR=1 script -qec "$ZONECTL --socket $T/sock map gold" /dev/null </dev/null >"$T/tty" 2>&1
+	NCHECKS=$((NCHECKS + 1))
+	! grep -q $'\033' "$T/tty" || die "map with NO_COLOR printed escape codes: $(cat -v "$T/tty")"
+fi
 ok --json map gold
 pycheck '
 assert d["device"] == "gold" and d["nr_zones"] == 32 and d["zones_per_cell"] == 1, d
