@@ -2599,17 +2599,19 @@ static int cmd_map(int argc, char **argv)
 			return fail_local(sfd, "map: signals");
 	}
 	c = connect_or_die();
-	r = zc_hello(c, &h);
-	if (r < 0) {
-		r = fail(c, r, "map: hello");
-		goto out;
-	}
+	/* Subscribed first: nothing that happens after the first draw's
+	 * snapshot is missed. */
 	if (watch) {
 		r = zc_events_subscribe(c, NULL, devs);
 		if (r < 0) {
 			r = fail(c, r, "map: subscribe");
 			goto out;
 		}
+	}
+	r = zc_hello(c, &h);
+	if (r < 0) {
+		r = fail(c, r, "map: hello");
+		goto out;
 	}
 	for (;;) {
 		zc_event *ev = NULL;

@@ -151,8 +151,9 @@ pycheck 'assert d["waiting"] == 0, d'
 
 # --- watch ---------------------------------------------------------------
 # requests counts every request: each `zonectl stats` makes two (its hello
-# and stats), the watcher two (hello, events.subscribe). The watcher is
-# subscribed once a poll sees two more than its own share.
+# and stats); a watcher's first two are its hello and events.subscribe (map
+# --watch subscribes before anything else too). The watcher is subscribed
+# once a poll sees two more than the polls' own share.
 requests() { zc --json stats; printf '%s' "$OUT" | python3 -c 'import json,sys; print(json.load(sys.stdin)["requests"])'; }
 start_watch() {
 	local base k=0 now
