@@ -128,6 +128,20 @@ assert [(c["pid"], [l["zone"] for l in c["leases"]]) for c in d["clients"]] == \
 assert d["clients"][0]["leases"][0]["label"] == "holder", d
 assert d["counters"]["leases_active"] == 1 and "uptime_ms" in d["counters"], d'
 
+# Someone else (as root: nobody) sees the counts but only its own leases.
+if [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null; then
+	chmod 755 "$T"
+	as_nobody() { OUT=$(setpriv --reuid=65534 --regid=65534 --clear-groups \
+		timeout "$CALL_TIMEOUT" "$ZONECTL" --socket "$T/sock" "$@" 2>&1); }
+	as_nobody --json status
+	pycheck 'assert d["admin"] is False and d["leases_of"] == "own" and d["clients"] == [], d
+assert d["devices"][0]["leased_zones"] == 1, d'
+	as_nobody status
+	check_match "$OUT" "*leases by client (this uid's):*" "status as nobody"
+	as_nobody map gold
+	check_match "$OUT" "* n- e. c2 f# x. e. e. *0 leased (this uid's)*" "map as nobody"
+fi
+
 # An acquire waiting for the holder's zone shows in waiting (status'
 # second line and --json) until it gives up.
 "$ZONECTL" --socket "$T/sock" lease gold --zone 6 --wait 20000 >"$T/waiter" 2>&1 &
