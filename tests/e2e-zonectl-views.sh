@@ -239,4 +239,36 @@ stop_daemon
 wait "$WATCH"
 check_eq "$?" 1 "watch exit status when the daemon goes away"
 check_eq "$(cat "$T/watch.err")" "zonectl: watch: the daemon closed the connection" "watch message"
+
+# --- map of more zones than fit: cells stand for groups ----------------------
+# 1024 zones in rows of 8 cells (COLUMNS=40) and at most 32 rows: 4 zones a
+# cell. Zones 0-3 hold one full zone: empty is the commonest, filled a
+# quarter ("e2"); zones 4-7 one explicitly open zone, which wins ("x.");
+# zone 9 is leased (capital).
+start_daemon --emulate "$T/wide,id=wide,size=1G,zone-size=1M,conv=0"
+ok finish wide 1
+ok open wide 6
+"$ZONECTL" --socket "$T/sock" lease wide --zone 9 --hold 120 >"$T/holder2" 2>&1 &
+HOLDER2=$!
+wait_for_line "$T/holder2" "^lease "
+OUT=$(COLUMNS=40 timeout "$CALL_TIMEOUT" "$ZONECTL" --socket "$T/sock" map wide)
+printf '%s\n' "$OUT" | sed -n '1,3p;34,$p' >"$T/wide"
+OUT=$(cat "$T/wide")
+golden map-grouped "" "$(cat <<'G'
+wide: 1024 zones of 1 MiB, one cell per 4 zones, 8 cells per row
+   0  e2 x. E. e. e. e. e. e.
+  32  e. e. e. e. e. e. e. e.
+
+legend: n not-wp, e empty, i implicit-open, x explicit-open, c closed, f full, r read-only, o offline
+        capital: leased; fill: . nothing written, 0-9 tenths written, # full, - conventional
+        a cell of 4 zones: the first of offline, read-only, explicit-open,
+        implicit-open, closed it holds, else the commonest condition; fill of
+        all its zones; capital if any is leased
+totals: 1024 zones (1022 empty, 1 explicit-open, 1 full)
+        1 leased (every client's), 1 MiB written of 1 GiB
+G
+)"
+kill -TERM "$HOLDER2"
+wait "$HOLDER2"
+check_eq "$?" 0 "holder's exit status"
 pass
