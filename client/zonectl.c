@@ -13,10 +13,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/ioctl.h>
+#include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <json-c/json.h>
 #include <zoned/client.h>
 
 #include "client/zonectl-bench.h"
@@ -421,6 +425,12 @@ static const struct cmd_help {
 	{ "leases", "[--all]", "list leases" },
 	{ "hello", "", "show the daemon's greeting" },
 	{ "stats", "", "show the daemon's counters" },
+	{ "watch", "[DEVICE] [--count N]",
+	  "print events as they happen, one line each\n(JSON lines with --json) until SIGINT/SIGTERM,\n"
+	  "--count events, or the daemon goes away" },
+	{ "status", "", "the daemon at a glance: uptime, devices,\nlimits, leases by client, waits, counters" },
+	{ "map", "DEVICE [--watch]",
+	  "the device as a grid of zones: condition,\nfill, leases; --watch redraws on events" },
 	{ "bench", "DEVICE [--writers N] [--zones Z] [--block B] [--size S] [--rounds R] [--buffered]",
 	  "lease-and-append throughput against plain\npwrite in the same run" },
 };
@@ -1763,24 +1773,51 @@ static void name_error_counter(char *name, size_t cap)
 		}
 }
 
-static int cmd_stats(int argc, char **argv)
+/* The counters as JSON members of the open object. The library flattens
+ * nested counters to "a.b"; rebuild the nesting from the names (they come
+ * depth first). */
+static void jw_counters(const struct zc_stat *st, int n)
 {
-	static const struct option opts[] = { COMMON_OPTS, { 0 } };
-	struct zc_stat *st = NULL;
-	size_t max = 64, w = 0;
-	zc_client *c;
-	int r, n;
+	int depth = 0;
 
-	options_first(argc, argv, opts);
-	next_opt(argc, argv, opts);
-	want_args(argc, argv, 0, "no arguments");
-	c = connect_or_die();
+	for (int i = 0; i < n; i++) {
+		const char *name = st[i].name, *p;
+		int keep = i ? common_depth(st[i - 1].name, name) : 0;
+
+		if (keep > depth)
+			keep = depth;
+		for (; depth > keep; depth--)
+			jw_obj_end();
+		p = name;
+		for (int k = 0; k < keep; k++)
+			p = strchr(p, '.') + 1;
+		for (const char *dot; (dot = strchr(p, '.')); p = dot + 1) {
+			char key[64];
+
+			snprintf(key, sizeof(key), "%.*s", (int)(dot - p), p);
+			jw_obj(key);
+			depth++;
+		}
+		jw_u64(p, st[i].value);
+	}
+	for (; depth > 0; depth--)
+		jw_obj_end();
+}
+
+/* The daemon's counters, error counters named; returns the count or an
+ * error, *out malloc'd. */
+static int get_stats(zc_client *c, struct zc_stat **out)
+{
+	struct zc_stat *st = NULL;
+	size_t max = 64;
+	int n;
+
 	for (;;) {
 		struct zc_stat *ns = realloc(st, max * sizeof(*st));
 
 		if (!ns) {
-			r = fail_local(-ENOMEM, "stats");
-			goto out;
+			free(st);
+			return -ENOMEM;
 		}
 		st = ns;
 		n = zc_daemon_stats(c, st, max);
@@ -1789,41 +1826,35 @@ static int cmd_stats(int argc, char **argv)
 		max = (size_t)n;
 	}
 	if (n < 0) {
+		free(st);
+		return n;
+	}
+	for (int i = 0; i < n; i++)
+		name_error_counter(st[i].name, sizeof(st[i].name));
+	*out = st;
+	return n;
+}
+
+static int cmd_stats(int argc, char **argv)
+{
+	static const struct option opts[] = { COMMON_OPTS, { 0 } };
+	struct zc_stat *st = NULL;
+	size_t w = 0;
+	zc_client *c;
+	int r, n;
+
+	options_first(argc, argv, opts);
+	next_opt(argc, argv, opts);
+	want_args(argc, argv, 0, "no arguments");
+	c = connect_or_die();
+	n = get_stats(c, &st);
+	if (n < 0) {
 		r = fail(c, n, "stats");
 		goto out;
 	}
-	if ((size_t)n > max)
-		n = (int)max;
-	for (int i = 0; i < n; i++)
-		name_error_counter(st[i].name, sizeof(st[i].name));
 	if (opt_json) {
-		/* The library flattens nested counters to "a.b"; rebuild the
-		 * nesting from the names (they come depth first). */
-		int depth = 0;
-
 		jw_obj(NULL);
-		for (int i = 0; i < n; i++) {
-			const char *name = st[i].name, *p;
-			int keep = i ? common_depth(st[i - 1].name, name) : 0;
-
-			if (keep > depth)
-				keep = depth;
-			for (; depth > keep; depth--)
-				jw_obj_end();
-			p = name;
-			for (int k = 0; k < keep; k++)
-				p = strchr(p, '.') + 1;
-			for (const char *dot; (dot = strchr(p, '.')); p = dot + 1) {
-				char key[64];
-
-				snprintf(key, sizeof(key), "%.*s", (int)(dot - p), p);
-				jw_obj(key);
-				depth++;
-			}
-			jw_u64(p, st[i].value);
-		}
-		for (; depth > 0; depth--)
-			jw_obj_end();
+		jw_counters(st, n);
 		jw_obj_end();
 	} else {
 		for (int i = 0; i < n; i++)
@@ -1835,6 +1866,786 @@ static int cmd_stats(int argc, char **argv)
 	r = 0;
 out:
 	free(st);
+	zc_close(c);
+	return r;
+}
+
+/* --- status -------------------------------------------------------------- */
+
+/* The leases this caller may see (all: every client's, admins only);
+ * returns the count or an error, *out malloc'd. */
+static int get_leases(zc_client *c, bool all, struct zc_lease_info **out)
+{
+	struct zc_lease_info *li = NULL;
+	size_t max = 16;
+	int n;
+
+	for (;;) {
+		struct zc_lease_info *nl = realloc(li, max * sizeof(*li));
+
+		if (!nl) {
+			free(li);
+			return -ENOMEM;
+		}
+		li = nl;
+		n = zc_lease_list(c, all, li, max);
+		if (n < 0 || (size_t)n <= max)
+			break;
+		max = (size_t)n;
+	}
+	if (n < 0)
+		free(li);
+	else
+		*out = li;
+	return n;
+}
+
+static uint64_t stat_value(const struct zc_stat *st, int n, const char *name)
+{
+	for (int i = 0; i < n; i++)
+		if (strcmp(st[i].name, name) == 0)
+			return st[i].value;
+	return 0;
+}
+
+/* Clients in order of pid, then uid; a client's leases in order of id. */
+static int by_client(const void *a, const void *b)
+{
+	const struct zc_lease_info *x = a, *y = b;
+
+	if (x->pid != y->pid)
+		return x->pid < y->pid ? -1 : 1;
+	if (x->uid != y->uid)
+		return x->uid < y->uid ? -1 : 1;
+	return x->id < y->id ? -1 : x->id > y->id;
+}
+
+static bool same_client(const struct zc_lease_info *a, const struct zc_lease_info *b)
+{
+	return a->pid == b->pid && a->uid == b->uid;
+}
+
+static const char *fmt_uptime(uint64_t ms, char *buf, size_t cap)
+{
+	uint64_t s = ms / 1000;
+
+	if (s >= 86400)
+		snprintf(buf, cap, "%" PRIu64 "d %02" PRIu64 ":%02" PRIu64 ":%02" PRIu64, s / 86400,
+			 s % 86400 / 3600, s % 3600 / 60, s % 60);
+	else
+		snprintf(buf, cap, "%" PRIu64 ":%02" PRIu64 ":%02" PRIu64, s / 3600, s % 3600 / 60,
+			 s % 60);
+	return buf;
+}
+
+static const char *of_limit(uint32_t n, uint32_t max, char *buf, size_t cap)
+{
+	if (max)
+		snprintf(buf, cap, "%" PRIu32 "/%" PRIu32, n, max);
+	else
+		snprintf(buf, cap, "%" PRIu32 "/-", n);
+	return buf;
+}
+
+static int cmd_status(int argc, char **argv)
+{
+	static const struct option opts[] = { COMMON_OPTS, { 0 } };
+	static const char *const dhdr[] = { "DEVICE", "ZONES", "NOT-WP", "EMPTY", "IMP-OPEN",
+					    "EXP-OPEN", "CLOSED", "FULL", "READ-ONLY", "OFFLINE",
+					    "OPEN", "ACTIVE", "LEASED", "FREE" };
+	static const bool dright[] = { 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1 };
+	static const char *const lhdr[] = { "PID", "UID", "LEASES", "ZONES", "LABELS" };
+	static const bool lright[] = { 1, 1, 1, 0, 0 };
+	struct table dt = { .ncols = 14, .header = dhdr, .right = dright };
+	struct table lt = { .ncols = 5, .header = lhdr, .right = lright };
+	struct zc_device *devs = NULL, *infos = NULL;
+	struct zc_lease_info *li = NULL;
+	struct zc_stat *st = NULL;
+	struct zc_hello h;
+	int ndev = 0, nl = 0, ns = 0, r;
+	zc_client *c;
+
+	options_first(argc, argv, opts);
+	next_opt(argc, argv, opts);
+	want_args(argc, argv, 0, "no arguments");
+	c = connect_or_die();
+	r = zc_hello(c, &h);
+	if (r < 0) {
+		r = fail(c, r, "status: hello");
+		goto out;
+	}
+	ns = get_stats(c, &st);
+	if (ns < 0) {
+		r = fail(c, ns, "status: stats");
+		goto out;
+	}
+	ndev = list_devices(c, &devs);
+	if (ndev < 0) {
+		r = fail(c, ndev, "status: devices");
+		goto out;
+	}
+	infos = calloc((size_t)ndev + 1, sizeof(*infos));
+	if (!infos) {
+		r = fail_local(-ENOMEM, "status");
+		goto out;
+	}
+	for (int i = 0; i < ndev; i++) {
+		r = zc_device_info(c, devs[i].id, &infos[i]);
+		if (r < 0) {
+			r = fail(c, r, "status: info %s", devs[i].id);
+			goto out;
+		}
+	}
+	/* Admins see every client's leases, others their own. */
+	nl = get_leases(c, h.admin, &li);
+	if (nl < 0) {
+		r = fail(c, nl, "status: leases");
+		goto out;
+	}
+	qsort(li, (size_t)nl, sizeof(*li), by_client);
+
+	if (opt_json) {
+		jw_obj(NULL);
+		jw_str("version", h.version);
+		jw_u64("protocol", h.protocol);
+		jw_i64("pid", h.pid);
+		jw_u64("uptime_ms", stat_value(st, ns, "uptime_ms"));
+		jw_bool("admin", h.admin);
+		jw_arr("devices");
+		for (int i = 0; i < ndev; i++) {
+			const struct zc_device *d = &infos[i];
+			uint32_t open = d->cond_count[ZC_COND_IMP_OPEN] + d->cond_count[ZC_COND_EXP_OPEN];
+
+			jw_obj(NULL);
+			jw_str("id", d->id);
+			jw_u64("nr_zones", d->nr_zones);
+			jw_obj("zones_by_cond");
+			for (int k = 0; k < ZC_COND_COUNT; k++)
+				jw_u64(zc_cond_name((enum zc_cond)k), d->cond_count[k]);
+			jw_obj_end();
+			jw_u64("open", open);
+			jw_u64("max_open", d->max_open);
+			jw_u64("active", open + d->cond_count[ZC_COND_CLOSED]);
+			jw_u64("max_active", d->max_active);
+			jw_u64("leased_zones", d->leased_zones);
+			jw_u64("free_zones", d->free_zones);
+			jw_obj_end();
+		}
+		jw_arr_end();
+		jw_str("leases_of", h.admin ? "all" : "own");
+		jw_arr("clients");
+		for (int i = 0; i < nl;) {
+			int j = i;
+
+			jw_obj(NULL);
+			jw_i64("pid", li[i].pid);
+			jw_u64("uid", li[i].uid);
+			jw_arr("leases");
+			for (; j < nl && same_client(&li[i], &li[j]); j++) {
+				jw_obj(NULL);
+				jw_u64("id", li[j].id);
+				jw_str("device", li[j].device);
+				jw_u64("zone", li[j].zone);
+				jw_u64("wp", li[j].wp);
+				jw_str("label", li[j].label);
+				jw_u64("age_ms", li[j].age_ms);
+				jw_obj_end();
+			}
+			jw_arr_end();
+			jw_obj_end();
+			i = j;
+		}
+		jw_arr_end();
+		jw_u64("waiting", stat_value(st, ns, "waiting"));
+		jw_obj("counters");
+		jw_counters(st, ns);
+		jw_obj_end();
+		jw_obj_end();
+		r = 0;
+		goto out;
+	}
+
+	printf("zonedd %s, protocol %" PRIu32 ", pid %" PRId32 ", up %s\n", h.version, h.protocol,
+	       h.pid, fmt_uptime(stat_value(st, ns, "uptime_ms"), (char[48]){ 0 }, 48));
+	printf("clients %" PRIu64 ", leases %" PRIu64 ", waiting acquires %" PRIu64 "\n\n",
+	       stat_value(st, ns, "clients"), stat_value(st, ns, "leases_active"),
+	       stat_value(st, ns, "waiting"));
+	for (int i = 0; i < ndev; i++) {
+		const struct zc_device *d = &infos[i];
+		uint32_t open = d->cond_count[ZC_COND_IMP_OPEN] + d->cond_count[ZC_COND_EXP_OPEN];
+		char b1[32], b2[32];
+
+		table_add(&dt, d->id, NUM(d->nr_zones), NUM(d->cond_count[ZC_COND_NOT_WP]),
+			  NUM(d->cond_count[ZC_COND_EMPTY]), NUM(d->cond_count[ZC_COND_IMP_OPEN]),
+			  NUM(d->cond_count[ZC_COND_EXP_OPEN]), NUM(d->cond_count[ZC_COND_CLOSED]),
+			  NUM(d->cond_count[ZC_COND_FULL]), NUM(d->cond_count[ZC_COND_READONLY]),
+			  NUM(d->cond_count[ZC_COND_OFFLINE]), of_limit(open, d->max_open, b1, sizeof(b1)),
+			  of_limit(open + d->cond_count[ZC_COND_CLOSED], d->max_active, b2, sizeof(b2)),
+			  NUM(d->leased_zones), NUM(d->free_zones));
+	}
+	table_print(&dt);
+	printf("\nleases by client (%s):\n", h.admin ? "all clients" : "this uid's");
+	for (int i = 0; i < nl;) {
+		char *zones = NULL, *labels = NULL;
+		size_t zl = 0, ll = 0;
+		FILE *zf = open_memstream(&zones, &zl), *lf = open_memstream(&labels, &ll);
+		int j = i;
+
+		if (!zf || !lf) {
+			if (zf)
+				fclose(zf);
+			if (lf)
+				fclose(lf);
+			free(zones);
+			free(labels);
+			r = fail_local(-ENOMEM, "status");
+			goto out;
+		}
+		for (; j < nl && same_client(&li[i], &li[j]); j++) {
+			bool dup = false;
+
+			fprintf(zf, "%s%s:%" PRIu32, j > i ? "," : "", li[j].device, li[j].zone);
+			for (int k = i; k < j; k++)
+				dup = dup || strcmp(li[k].label, li[j].label) == 0;
+			if (!dup)
+				fprintf(lf, "%s%s", ftell(lf) ? "," : "", li[j].label);
+		}
+		fclose(zf);
+		fclose(lf);
+		table_add(&lt, NUM((uint64_t)(int64_t)li[i].pid), NUM(li[i].uid), NUM((uint64_t)(j - i)),
+			  zones, labels);
+		free(zones);
+		free(labels);
+		i = j;
+	}
+	table_print(&lt);
+	printf("\ncounters:\n");
+	{
+		size_t w = 0;
+
+		for (int i = 0; i < ns; i++)
+			if (strlen(st[i].name) > w)
+				w = strlen(st[i].name);
+		/* uptime is on the first line */
+		for (int i = 0; i < ns; i++)
+			if (strcmp(st[i].name, "uptime_ms") != 0)
+				printf("  %-*s  %" PRIu64 "\n", (int)w, st[i].name, st[i].value);
+	}
+	r = 0;
+out:
+	free(li);
+	free(infos);
+	free(devs);
+	free(st);
+	zc_close(c);
+	return r;
+}
+
+/* --- Events: watch ----------------------------------------------------- */
+
+/* Blocks SIGINT and SIGTERM and returns a signalfd that reads them, so a
+ * loop can poll for them beside the connection. */
+static int stop_signals_fd(void)
+{
+	sigset_t sigs;
+	int fd;
+
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGTERM);
+	if (sigprocmask(SIG_BLOCK, &sigs, NULL) < 0)
+		return -errno;
+	fd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
+	return fd < 0 ? -errno : fd;
+}
+
+/* The next event: 1 with *ev, 0 when SIGINT or SIGTERM came (or, with
+ * timeout_ms >= 0, when that passed with no event: then *ev stays NULL), or
+ * a negative errno: -ENOTCONN when the daemon went away. */
+static int next_event(zc_client *c, int sfd, int timeout_ms, zc_event **ev)
+{
+	*ev = NULL;
+	for (;;) {
+		struct pollfd p[2] = { { zc_client_fd(c), POLLIN, 0 }, { sfd, POLLIN, 0 } };
+		int r = zc_event_next(c, 0, ev);
+
+		if (r != 0)
+			return r;
+		r = poll(p, 2, timeout_ms);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -errno;
+		if (r == 0 || p[1].revents)
+			return 0;
+		/* The descriptor stays readable until the library has
+		 * processed what woke it (a reply, a timer, an event). */
+		r = zc_client_process(c);
+		if (r < 0 && r != -ENOTCONN)
+			return r;
+	}
+}
+
+static bool was_signal(int sfd)
+{
+	struct signalfd_siginfo si;
+
+	return read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si);
+}
+
+static const char *jstr(struct json_object *o, const char *key)
+{
+	struct json_object *v;
+
+	if (!json_object_object_get_ex(o, key, &v) || !v)
+		return NULL;
+	return json_object_get_string(v);
+}
+
+/* "12:34:56.789", local time. */
+static const char *fmt_clock(uint64_t ms, char *buf, size_t cap)
+{
+	time_t t = (time_t)(ms / 1000);
+	struct tm tm;
+
+	if (!localtime_r(&t, &tm))
+		snprintf(buf, cap, "%" PRIu64, ms);
+	else
+		snprintf(buf, cap, "%02d:%02d:%02d.%03u", tm.tm_hour, tm.tm_min, tm.tm_sec,
+			 (unsigned)(ms % 1000));
+	return buf;
+}
+
+static void watch_header(void)
+{
+	printf("%-12s  %-16s  %-12s  %5s  %6s  %7s  %6s  %s\n", "TIME", "TYPE", "DEVICE", "ZONE",
+	       "LEASE", "PID", "UID", "DETAILS");
+}
+
+/* One aligned line: the fields every event may carry in columns ("-" when
+ * it has none), then the rest as key=value. */
+static void watch_line(const zc_event *ev)
+{
+	static const char *const details[] = { "label", "cond", "old_cond", "reason", "wp", "lost" };
+	struct json_object *o = json_tokener_parse(zc_event_json(ev));
+	const char *dev = zc_event_device(ev), *pid = o ? jstr(o, "pid") : NULL;
+	const char *uid = o ? jstr(o, "uid") : NULL;
+	int64_t zone = zc_event_zone(ev);
+	uint64_t lease = zc_event_lease(ev);
+	char clock[32], zbuf[24], lbuf[24];
+	bool first = true;
+
+	snprintf(zbuf, sizeof(zbuf), "%" PRId64, zone);
+	snprintf(lbuf, sizeof(lbuf), "%" PRIu64, lease);
+	printf("%-12s  %-16s  %-12s  %5s  %6s  %7s  %6s  ",
+	       fmt_clock(zc_event_time_ms(ev), clock, sizeof(clock)), zc_event_type(ev),
+	       dev ? dev : "-", zone >= 0 ? zbuf : "-", lease ? lbuf : "-", pid ? pid : "-",
+	       uid ? uid : "-");
+	for (size_t i = 0; o && i < sizeof(details) / sizeof(details[0]); i++) {
+		const char *v = jstr(o, details[i]);
+
+		if (!v)
+			continue;
+		printf("%s%s=", first ? "" : " ", details[i]);
+		if (strcmp(details[i], "label") == 0)
+			json_string(v);
+		else
+			fputs(v, stdout);
+		first = false;
+	}
+	putchar('\n');
+	json_object_put(o);
+}
+
+static void watch_json(const zc_event *ev)
+{
+	struct json_object *o = json_tokener_parse(zc_event_json(ev));
+
+	/* One line per event whatever the daemon's spacing. */
+	puts(o ? json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN) : zc_event_json(ev));
+	json_object_put(o);
+}
+
+static int cmd_watch(int argc, char **argv)
+{
+	enum { O_COUNT = 1 };
+	static const struct option opts[] = {
+		COMMON_OPTS,
+		{ "count", required_argument, NULL, O_COUNT },
+		{ 0 },
+	};
+	const char *devs[2] = { NULL, NULL };
+	uint64_t count = 0, seen = 0;
+	zc_client *c;
+	int o, r, sfd;
+
+	options_first(argc, argv, opts);
+	while ((o = next_opt(argc, argv, opts)) != -1) {
+		if (o == O_COUNT) {
+			count = arg_u32("--count", optarg);
+			if (!count)
+				usage_error("watch: --count must be at least 1");
+		}
+	}
+	if (argc - optind > 1)
+		usage_error("watch: expected [DEVICE]");
+	devs[0] = argc - optind == 1 ? argv[optind] : NULL;
+	sfd = stop_signals_fd();
+	if (sfd < 0)
+		return fail_local(sfd, "watch: signals");
+	c = connect_or_die();
+	r = zc_events_subscribe(c, NULL, devs[0] ? devs : NULL);
+	if (r < 0) {
+		r = fail(c, r, "watch: subscribe");
+		goto out;
+	}
+	if (!opt_json)
+		watch_header();
+	fflush(stdout); /* subscribed: whoever waits for the header may act now */
+	while (!count || seen < count) {
+		zc_event *ev;
+
+		r = next_event(c, sfd, -1, &ev);
+		if (r == 0 && was_signal(sfd))
+			break;
+		if (r == 0)
+			continue;
+		if (r < 0) {
+			r = r == -ENOTCONN ? fail_text("watch: the daemon closed the connection")
+					   : fail(c, r, "watch");
+			goto out;
+		}
+		if (opt_json)
+			watch_json(ev);
+		else
+			watch_line(ev);
+		fflush(stdout);
+		zc_event_free(ev);
+		seen++;
+	}
+	r = 0;
+out:
+	close(sfd);
+	zc_close(c);
+	return r;
+}
+
+/* --- map ----------------------------------------------------------------- */
+
+/* A cell's first glyph: its condition (capital when a zone of it is
+ * leased); the second its fill. Colour, where used, is by condition. */
+static const char map_glyph[ZC_COND_COUNT] = {
+	[ZC_COND_NOT_WP] = 'n', [ZC_COND_EMPTY] = 'e', [ZC_COND_IMP_OPEN] = 'i',
+	[ZC_COND_EXP_OPEN] = 'x', [ZC_COND_CLOSED] = 'c', [ZC_COND_FULL] = 'f',
+	[ZC_COND_READONLY] = 'r', [ZC_COND_OFFLINE] = 'o',
+};
+static const char *const map_sgr[ZC_COND_COUNT] = {
+	[ZC_COND_NOT_WP] = "37;100", [ZC_COND_EMPTY] = "2",       [ZC_COND_IMP_OPEN] = "30;42",
+	[ZC_COND_EXP_OPEN] = "30;43", [ZC_COND_CLOSED] = "30;46", [ZC_COND_FULL] = "37;44",
+	[ZC_COND_READONLY] = "30;45", [ZC_COND_OFFLINE] = "37;41",
+};
+
+struct map_cell {
+	uint32_t count[ZC_COND_COUNT];
+	uint64_t written, capacity; /* of its sequential zones */
+	bool leased, seq;
+};
+
+/* What a cell of several zones shows: the most telling condition present
+ * (offline, read-only, explicit-open, implicit-open, closed, in that
+ * order), else the commonest of full, empty and not-wp. */
+static enum zc_cond cell_cond(const struct map_cell *m)
+{
+	static const enum zc_cond first[] = { ZC_COND_OFFLINE, ZC_COND_READONLY, ZC_COND_EXP_OPEN,
+					       ZC_COND_IMP_OPEN, ZC_COND_CLOSED };
+	static const enum zc_cond rest[] = { ZC_COND_FULL, ZC_COND_EMPTY, ZC_COND_NOT_WP };
+	enum zc_cond best = ZC_COND_EMPTY;
+
+	for (size_t i = 0; i < sizeof(first) / sizeof(first[0]); i++)
+		if (m->count[first[i]])
+			return first[i];
+	for (size_t i = 0; i < sizeof(rest) / sizeof(rest[0]); i++)
+		if (m->count[rest[i]] > m->count[best])
+			best = rest[i];
+	return best;
+}
+
+static char cell_fill(const struct map_cell *m)
+{
+	if (!m->seq)
+		return '-';
+	if (!m->written)
+		return '.';
+	if (m->written >= m->capacity)
+		return '#';
+	return (char)('0' + m->written * 10 / m->capacity);
+}
+
+struct map_view {
+	bool color;
+	unsigned width, max_rows;
+};
+
+static int draw_map(zc_client *c, const char *dev, bool admin, const struct map_view *v)
+{
+	struct zc_device info;
+	struct zc_report_opts ro = { 0 };
+	struct zc_lease_info *li = NULL;
+	struct map_cell *cells = NULL;
+	uint32_t cond_total[ZC_COND_COUNT] = { 0 }, group, ncells, cols, rows, nleased = 0;
+	uint64_t written = 0, capacity = 0;
+	unsigned char *leased = NULL;
+	unsigned lw;
+	zc_zone_iter *it = NULL;
+	struct zc_zone z;
+	int r, nl;
+
+	r = zc_device_info(c, dev, &info);
+	if (r < 0)
+		return fail(c, r, "map %s", dev);
+	nl = get_leases(c, admin, &li);
+	if (nl < 0)
+		return fail(c, nl, "map %s: leases", dev);
+	leased = calloc(info.nr_zones ? info.nr_zones : 1, 1);
+	if (!leased) {
+		r = fail_local(-ENOMEM, "map");
+		goto out;
+	}
+	for (int i = 0; i < nl; i++)
+		if (strcmp(li[i].device, info.id) == 0 && li[i].zone < info.nr_zones)
+			leased[li[i].zone] = 1;
+
+	/* The grid: as many cells of 3 columns ("e. ") as fit beside the row
+	 * label, a multiple of 8 for counting by eye, at most 64; zones are
+	 * grouped when one each would take more than max_rows rows. */
+	lw = (unsigned)snprintf(NULL, 0, "%" PRIu32, info.nr_zones ? info.nr_zones - 1 : 0);
+	cols = v->width > lw + 2 + 3 ? (v->width - lw - 2) / 3 : 1;
+	if (cols > 64)
+		cols = 64;
+	if (cols >= 8)
+		cols -= cols % 8;
+	group = info.nr_zones / ((uint64_t)cols * v->max_rows) +
+		(info.nr_zones % ((uint64_t)cols * v->max_rows) ? 1 : 0);
+	if (!group)
+		group = 1;
+	ncells = info.nr_zones / group + (info.nr_zones % group ? 1 : 0);
+	if (ncells && ncells < cols)
+		cols = ncells;
+	rows = ncells / cols + (ncells % cols ? 1 : 0);
+	cells = calloc(ncells ? ncells : 1, sizeof(*cells));
+	if (!cells) {
+		r = fail_local(-ENOMEM, "map");
+		goto out;
+	}
+	r = zc_zone_iter_new(c, info.id, &ro, &it);
+	while (r == 0 && (r = zc_zone_iter_next(it, &z)) > 0) {
+		struct map_cell *m;
+		uint64_t w;
+
+		r = 0;
+		if (z.index >= info.nr_zones || z.cond >= ZC_COND_COUNT)
+			continue;
+		m = &cells[z.index / group];
+		m->count[z.cond]++;
+		cond_total[z.cond]++;
+		if (leased[z.index]) {
+			m->leased = true;
+			nleased++;
+		}
+		if (z.type == ZC_TYPE_CONV)
+			continue;
+		w = z.cond == ZC_COND_FULL ? z.capacity
+		    : z.wp - z.start < z.capacity ? z.wp - z.start : z.capacity;
+		m->seq = true;
+		m->written += w;
+		m->capacity += z.capacity;
+		written += w;
+		capacity += z.capacity;
+	}
+	zc_zone_iter_free(it);
+	if (r < 0) {
+		r = fail(c, r, "map %s: report", info.id);
+		goto out;
+	}
+
+	if (opt_json) {
+		jw_obj(NULL);
+		jw_str("device", info.id);
+		jw_u64("nr_zones", info.nr_zones);
+		jw_u64("zone_size", info.zone_size);
+		jw_u64("zones_per_cell", group);
+		jw_u64("cells_per_row", cols);
+		jw_str("leases_of", admin ? "all" : "own");
+		jw_arr("cells");
+		for (uint32_t k = 0; k < ncells; k++) {
+			const struct map_cell *m = &cells[k];
+
+			jw_obj(NULL);
+			jw_u64("first", (uint64_t)k * group);
+			jw_u64("zones", k + 1 < ncells ? group : info.nr_zones - k * group);
+			jw_str("cond", zc_cond_name(cell_cond(m)));
+			jw_bool("leased", m->leased);
+			jw_u64("written", m->written);
+			jw_u64("capacity", m->capacity);
+			jw_obj_end();
+		}
+		jw_arr_end();
+		jw_obj("totals");
+		jw_obj("zones_by_cond");
+		for (int i = 0; i < ZC_COND_COUNT; i++)
+			jw_u64(zc_cond_name((enum zc_cond)i), cond_total[i]);
+		jw_obj_end();
+		jw_u64("leased", nleased);
+		jw_u64("written", written);
+		jw_u64("capacity", capacity);
+		jw_obj_end();
+		jw_obj_end();
+		r = 0;
+		goto out;
+	}
+	printf("%s: %" PRIu32 " zones of %s, ", info.id, info.nr_zones, SIZE(info.zone_size));
+	if (group == 1)
+		printf("one cell per zone");
+	else
+		printf("one cell per %" PRIu32 " zones", group);
+	printf(", %" PRIu32 " cells per row\n", cols);
+	for (uint32_t row = 0; row < rows; row++) {
+		printf("%*" PRIu64 " ", lw, (uint64_t)row * cols * group);
+		for (uint32_t k = 0; k < cols && row * cols + k < ncells; k++) {
+			const struct map_cell *m = &cells[row * cols + k];
+			enum zc_cond cd = cell_cond(m);
+			char g = map_glyph[cd];
+
+			if (m->leased)
+				g = (char)(g - 'a' + 'A');
+			if (v->color)
+				printf(" \033[%s%sm%c%c\033[0m", map_sgr[cd], m->leased ? ";1;4" : "", g,
+				       cell_fill(m));
+			else
+				printf(" %c%c", g, cell_fill(m));
+		}
+		putchar('\n');
+	}
+	printf("\nlegend: ");
+	for (int i = 0; i < ZC_COND_COUNT; i++) {
+		if (v->color)
+			printf("%s\033[%sm%c\033[0m %s", i ? ", " : "", map_sgr[i], map_glyph[i],
+			       zc_cond_name((enum zc_cond)i));
+		else
+			printf("%s%c %s", i ? ", " : "", map_glyph[i], zc_cond_name((enum zc_cond)i));
+	}
+	printf("\n        capital: leased; fill: . nothing written, 0-9 tenths written, # full, "
+	       "- conventional\n");
+	if (group > 1)
+		printf("        a cell of %" PRIu32 " zones: the first of offline, read-only, "
+		       "explicit-open,\n        implicit-open, closed it holds, else the commonest "
+		       "condition; fill of\n        all its zones; capital if any is leased\n", group);
+	printf("totals: %" PRIu32 " zones", info.nr_zones);
+	for (int i = 0, first = 1; i < ZC_COND_COUNT; i++)
+		if (cond_total[i]) {
+			printf("%s%" PRIu32 " %s", first ? " (" : ", ", cond_total[i],
+			       zc_cond_name((enum zc_cond)i));
+			first = 0;
+		}
+	printf(")\n        %" PRIu32 " leased (%s), %s written of %s\n", nleased,
+	       admin ? "every client's" : "this uid's", SIZE(written), SIZE(capacity));
+	r = 0;
+out:
+	free(cells);
+	free(leased);
+	free(li);
+	return r;
+}
+
+static int cmd_map(int argc, char **argv)
+{
+	enum { O_WATCH = 1 };
+	static const struct option opts[] = {
+		COMMON_OPTS,
+		{ "watch", no_argument, NULL, O_WATCH },
+		{ 0 },
+	};
+	struct map_view v = { .width = 80, .max_rows = 32 };
+	const char *color_off = getenv("NO_COLOR"), *cols_env = getenv("COLUMNS");
+	const char *devs[2] = { NULL, NULL };
+	bool watch = false, tty = isatty(STDOUT_FILENO);
+	struct winsize ws;
+	struct zc_hello h;
+	zc_client *c;
+	int o, r, sfd = -1;
+
+	options_first(argc, argv, opts);
+	while ((o = next_opt(argc, argv, opts)) != -1)
+		if (o == O_WATCH)
+			watch = true;
+	want_args(argc, argv, 1, "DEVICE");
+	if (opt_json && watch)
+		usage_error("map: --watch draws for people; 'zonectl watch --json' is the stream");
+	devs[0] = argv[optind];
+	v.color = tty && !(color_off && *color_off);
+	if (tty && ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col) {
+		v.width = ws.ws_col;
+		/* Room for the header, legend and totals. */
+		v.max_rows = ws.ws_row > 14 ? ws.ws_row - 8u : 6u;
+	} else if (cols_env) {
+		uint64_t w;
+
+		if (parse_u64(cols_env, false, &w) && w >= 16 && w <= 1000)
+			v.width = (unsigned)w;
+	}
+	if (watch) {
+		sfd = stop_signals_fd();
+		if (sfd < 0)
+			return fail_local(sfd, "map: signals");
+	}
+	c = connect_or_die();
+	/* Subscribed first: nothing that happens after the first draw's
+	 * snapshot is missed. */
+	if (watch) {
+		r = zc_events_subscribe(c, NULL, devs);
+		if (r < 0) {
+			r = fail(c, r, "map: subscribe");
+			goto out;
+		}
+	}
+	r = zc_hello(c, &h);
+	if (r < 0) {
+		r = fail(c, r, "map: hello");
+		goto out;
+	}
+	for (;;) {
+		zc_event *ev = NULL;
+
+		if (watch && tty)
+			fputs("\033[H\033[J", stdout);
+		r = draw_map(c, devs[0], h.admin, &v);
+		fflush(stdout);
+		if (r || !watch)
+			break;
+		/* Redraw once per burst: wait for an event, then take what
+		 * follows within 100 ms with it. */
+		r = next_event(c, sfd, -1, &ev);
+		while (r > 0) {
+			zc_event_free(ev);
+			r = next_event(c, sfd, 100, &ev);
+			if (r == 0) {
+				r = was_signal(sfd) ? 0 : 2; /* 2: the burst is over */
+				break;
+			}
+		}
+		if (r == 0)
+			break; /* SIGINT or SIGTERM */
+		if (r < 0) {
+			r = r == -ENOTCONN ? fail_text("map: the daemon closed the connection")
+					   : fail(c, r, "map");
+			break;
+		}
+		if (!tty)
+			putchar('\n');
+	}
+out:
+	if (sfd >= 0)
+		close(sfd);
 	zc_close(c);
 	return r;
 }
@@ -1922,6 +2733,9 @@ int main(int argc, char **argv)
 		{ "hello", cmd_hello, -1 },
 		{ "stats", cmd_stats, -1 },
 		{ "bench", cmd_bench, -1 },
+		{ "watch", cmd_watch, -1 },
+		{ "status", cmd_status, -1 },
+		{ "map", cmd_map, -1 },
 	};
 	const char *cmd;
 	int o;

@@ -317,6 +317,7 @@ struct zd_daemon {
 	int generation_err;
 	uint64_t generation_retry_ms;
 	struct zd_stats stats;
+	uint64_t start_ms;          /* zd_now_ms() at init, for daemon.stats' uptime_ms */
 	bool stopping;
 	bool listening;             /* signal and watchdog handles exist */
 	int exit_status;

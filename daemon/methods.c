@@ -597,12 +597,15 @@ static int m_stats(struct zd_daemon *d, struct zd_call *call, struct json_object
 	struct json_object *r = json_object_new_object();
 	struct json_object *errs = json_object_new_object();
 	struct zd_list *pos, *tmp;
-	uint64_t leased = 0;
+	uint64_t leased = 0, waiting = 0;
 	char key[16];
 
 	(void)params;
 	zd_list_for_each_safe(pos, tmp, &d->devices)
 		leased += zd_container_of(pos, struct zd_device, link)->class_count[ZD_ZC_LEASED];
+	zd_list_for_each_safe(pos, tmp, &d->users)
+		waiting += zd_container_of(pos, struct zd_user, link)->nr_waiters;
+	json_object_object_add(r, "uptime_ms", json_object_new_uint64(zd_now_ms(d) - d->start_ms));
 	json_object_object_add(r, "connections", json_object_new_uint64(d->stats.connections));
 	json_object_object_add(r, "connections_refused",
 			       json_object_new_uint64(d->stats.connections_refused));
@@ -615,6 +618,7 @@ static int m_stats(struct zd_daemon *d, struct zd_call *call, struct json_object
 	json_object_object_add(r, "leases_revoked", json_object_new_uint64(d->stats.leases_revoked));
 	json_object_object_add(r, "waits", json_object_new_uint64(d->stats.waits));
 	json_object_object_add(r, "wait_timeouts", json_object_new_uint64(d->stats.wait_timeouts));
+	json_object_object_add(r, "waiting", json_object_new_uint64(waiting));
 	for (int i = 0; i < 16; i++) {
 		if (!d->stats.errors[i])
 			continue;

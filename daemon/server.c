@@ -1187,6 +1187,8 @@ int zd_daemon_init(struct zd_daemon *d, uv_loop_t *loop)
 {
 	d->loop = loop;
 	d->listen_fd = -1;
+	uv_update_time(loop);
+	d->start_ms = zd_now_ms(d);
 	d->uid = geteuid();
 	zd_list_init(&d->devices);
 	zd_list_init(&d->conns);
