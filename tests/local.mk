@@ -50,3 +50,11 @@ TESTS += tests/test-chaos
 tests_test_chaos_SOURCES = tests/test-chaos.c tests/fixture.c tests/fixture.h
 tests_test_chaos_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(JSONC_CFLAGS) -pthread
 tests_test_chaos_LDADD = client/libzoned-client.la proto/libzoned-proto.la $(JSONC_LIBS) $(CHECK_LIBS) -lpthread
+
+# Soak: clients and the daemon SIGKILLed at random, zones checked afterwards.
+# Short here (ZT_SOAK_SECONDS, default 15); `ZT_SOAK_SECONDS=600 ./tests/test-soak` for long.
+check_PROGRAMS += tests/test-soak
+TESTS += tests/test-soak
+tests_test_soak_SOURCES = tests/test-soak.c tests/fixture.c tests/fixture.h
+tests_test_soak_CFLAGS = $(AM_CFLAGS) $(JSONC_CFLAGS)
+tests_test_soak_LDADD = $(JSONC_LIBS)
