@@ -982,6 +982,8 @@ int main(void)
 	pid_t pids[MAX_CLIENTS];
 	unsigned gen[MAX_CLIENTS] = { 0 };
 	unsigned client_kills = 0, daemon_kills = 0, restart_fail = 0, client_fail = 0;
+	unsigned daemon_died = 0, sanitizer = 0;
+	int dst;
 	uint64_t t0, deadline, next_ckill, next_dkill;
 	size_t shsize;
 	int base_fds, end_fds, left, r;
@@ -1039,6 +1041,16 @@ int main(void)
 				pids[i] = spawn(i, ++gen[i], seed);
 			}
 		}
+		if (waitpid(z.pid, &dst, WNOHANG) == z.pid) {
+			/* The daemon never ends unless killed. */
+			fprintf(stderr, "soak: zonedd died by itself (status %#x), see %s\n", dst, z.log);
+			daemon_died++;
+			z.pid = 0;
+			if (zt_daemon_start(&z, args) < 0) {
+				restart_fail++;
+				break;
+			}
+		}
 		t = now_us();
 		if (t >= next_ckill) {
 			int i = (int)rnd_below(&pr, (uint32_t)nclients);
@@ -1053,7 +1065,9 @@ int main(void)
 		}
 		if (t >= next_dkill) {
 			kill(z.pid, SIGKILL);
-			waitpid(z.pid, NULL, 0);
+			waitpid(z.pid, &dst, 0);
+			if (!WIFSIGNALED(dst) || WTERMSIG(dst) != SIGKILL)
+				daemon_died++;
 			z.pid = 0;
 			daemon_kills++;
 			sleep_ms(rnd_below(&pr, 300));
@@ -1107,6 +1121,7 @@ int main(void)
 	printf("  %-28s %u\n", "client kills", client_kills);
 	printf("  %-28s %u\n", "daemon kills+restarts", daemon_kills);
 
+	check(daemon_died == 0, "the daemon never died but by SIGKILL (%u)", daemon_died);
 	check(restart_fail == 0, "the daemon restarted after each of %u SIGKILLs", daemon_kills);
 	check(client_fail == 0, "no client failed (%u)", client_fail);
 	check(sh->count[C_ANOMALY] == 0, "no client saw the daemon misbehave (%" PRIu64 ")",
@@ -1116,6 +1131,23 @@ int main(void)
 	      base_fds);
 	check(r == 0, "zone.report after the soak (%d)", r);
 	check(z.pid > 0 && zt_daemon_stop(&z) == 0, "the daemon exits 0 on SIGTERM");
+	{
+		/* Sanitizer and valgrind reports of every daemon life land in
+		 * its log, which is removed on success. */
+		FILE *f = fopen(z.log, "re");
+		char line[1024];
+
+		while (f && fgets(line, sizeof(line), f))
+			if (strstr(line, "Sanitizer") || strstr(line, "runtime error") ||
+			    !strncmp(line, "==", 2)) {
+				if (sanitizer++ < 5)
+					fprintf(stderr, "soak: daemon log: %s", line);
+			}
+		if (f)
+			fclose(f);
+		check(f && sanitizer == 0, "no sanitizer or valgrind report in the daemon's log (%u)",
+		      sanitizer);
+	}
 
 	/* The log, as one list of leases. */
 	for (int s = 0; s < nclients; s++) {
