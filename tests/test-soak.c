@@ -89,18 +89,19 @@ enum counter {
 	C_ACQ_TRY, C_ACQ_OK, C_ACQ_BUSY, C_ACQ_NOSPC, C_ACQ_TIMEDOUT, C_ACQ_OTHER,
 	C_WRITES, C_SYNCS, C_REL_KEEP, C_REL_RESET, C_REL_FINISH, C_RESETS, C_FINISHES,
 	C_LOST, C_RECONNECTS, C_RECLAIM_OK, C_RECLAIM_FAIL, C_ANOMALY, C_LOG_FULL,
-	C_COUNT
+	C_GRANT_CHECKS, C_GRANT_BLOCKS, C_COUNT
 };
 static const char *const counter_name[C_COUNT] = {
 	"acquires tried", "acquires granted", "acquires busy (-32004)", "acquires no zone (-32005)",
 	"acquires timed out (-32008)", "acquires other error", "blocks written", "syncs acknowledged",
 	"releases keep", "releases reset", "releases finish", "lease.reset", "lease.finish",
 	"connections lost", "reconnects", "reclaims ok", "reclaims failed", "client anomalies",
-	"log full",
+	"log full", "zones verified at grant", "acked blocks verified then",
 };
 
 struct shared {
 	int stop;
+	int nslots;
 	uint64_t count[C_COUNT];
 	struct slot_log slot[];
 };
@@ -512,6 +513,52 @@ static bool transport_err(int r)
 	return r == -ECONNRESET || r == -ETIMEDOUT;
 }
 
+/* The handover check: a zone just granted holds every write acknowledged
+ * on it since its last reset, below the wp the grant named. The log is
+ * append-only and each slot's part in time order, so the acks to check are
+ * at the end of each slot's part. */
+static void verify_at_grant(struct client *cl, struct held *h)
+{
+	uint64_t tr = 0;
+	int n = sh->nslots;
+
+	for (int s = 0; s < n; s++) {
+		const struct slot_log *lg = &sh->slot[s];
+
+		for (uint32_t i = __atomic_load_n(&lg->nr, __ATOMIC_ACQUIRE); i-- > 0;)
+			if (lg->r[i].zone == h->zone) {
+				if (lg->r[i].t > tr)
+					tr = lg->r[i].t;
+				break;
+			}
+	}
+	bump(C_GRANT_CHECKS);
+	for (int s = 0; s < n; s++) {
+		const struct slot_log *lg = &sh->slot[s];
+
+		for (uint32_t i = __atomic_load_n(&lg->na, __ATOMIC_ACQUIRE); i-- > 0;) {
+			const struct arec *a = &lg->a[i];
+
+			if (a->t_ack <= tr)
+				break;
+			if (a->zone != h->zone)
+				continue;
+			for (uint64_t off = a->from, q = a->first_seq; off < a->to; off += BLOCK, q++) {
+				struct tag t;
+
+				if (off >= h->wp || pread(h->fd, cl->blk, BLOCK, (off_t)off) != BLOCK ||
+				    block_parse(cl->blk, &t) != 1 || t.token != a->token || t.seq != q) {
+					anomaly(cl, "lease %" PRIu64 " granted zone %u with wp %" PRIu64
+						    " missing the write acknowledged to token %#" PRIx64
+						    " at %" PRIu64, h->id, h->zone, h->wp, a->token, off);
+					return;
+				}
+				bump(C_GRANT_BLOCKS);
+			}
+		}
+	}
+}
+
 static void do_acquire(struct client *cl)
 {
 	struct held *h = NULL;
@@ -575,6 +622,8 @@ static void do_acquire(struct client *cl)
 	bump(C_ACQ_OK);
 	if (fd < 0)
 		anomaly(cl, "lease %" PRIu64 " granted without an fd", h->id);
+	else if (h->wp > h->start && chance(&cl->r, 50))
+		verify_at_grant(cl, h);
 }
 
 static void do_sync(struct client *cl, struct held *h)
@@ -1002,6 +1051,7 @@ int main(void)
 		perror("mmap");
 		return 99;
 	}
+	sh->nslots = nclients;
 
 	/* The fixture makes the directory; the device file goes inside it. */
 	if (zt_daemon_start(&z, (const char *const[]){ NULL }) < 0) {
