@@ -2279,14 +2279,10 @@ static int emul_refresh_zone(struct zd_dev *dev, uint32_t zone, uint64_t hint_wp
 	cap = zone_cap(e, zone);
 
 	if (hint_wp != UINT64_MAX) {
-		/* A full zone's record says zone_size, but its holder sees (and
-		 * reports back) start + capacity, as zone.report does. */
-		uint64_t cur = ez->cond == ZP_COND_FULL ? cap : ez->wp;
-
 		if (hint_wp < start || (hint_wp - start) % e->p.logical_block_size ||
-		    hint_wp - start < cur || hint_wp - start > cap)
+		    hint_wp - start < ez->wp || hint_wp - start > cap)
 			return -EINVAL;
-		wp = ez->cond == ZP_COND_FULL ? ez->wp : hint_wp - start;
+		wp = hint_wp - start;
 	} else if (ez->cond == ZP_COND_FULL) {
 		wp = ez->wp;
 	} else {
