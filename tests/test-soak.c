@@ -93,8 +93,8 @@ enum counter {
 };
 static const char *const counter_name[C_COUNT] = {
 	"acquires tried", "acquires granted", "acquires busy (-32004)", "acquires no zone (-32005)",
-	"acquires timed out (-32008)", "acquires other error", "blocks written", "syncs acknowledged",
-	"releases keep", "releases reset", "releases finish", "lease.reset", "lease.finish",
+	"acquires timed out (-32008)", "acquires limit or state (-32006/9)", "blocks written",
+	"syncs acknowledged", "releases keep", "releases reset", "releases finish", "lease.reset", "lease.finish",
 	"connections lost", "reconnects", "reclaims ok", "reclaims failed", "client anomalies",
 	"log full", "zones verified at grant", "acked blocks verified then",
 };
