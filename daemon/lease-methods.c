@@ -705,6 +705,11 @@ static int lease_sync_method(struct zd_daemon *d, struct zd_call *call, struct j
 				      "parameter 'wp' must be block-aligned within the zone's capacity");
 			return 0;
 		}
+		/* A full zone's wp is start + capacity up here and its end in
+		 * the backends (zone_normalise): a holder repeating it tells
+		 * the device nothing, and is not a hint behind the zone's end. */
+		if (z->cond == ZP_COND_FULL && wp == z->start + z->capacity)
+			wp = UINT64_MAX;
 	}
 	return lease_queue_op(call, l, -1, wp) < 0 ? 0 : ZD_ASYNC;
 }

@@ -38,11 +38,11 @@ VALGRIND_CMD = valgrind -q --leak-check=full --show-leak-kinds=definite,indirect
 check-valgrind: $(check_PROGRAMS) daemon/zonedd
 	@set -e; for t in $(VALGRIND_TESTS); do \
 		echo "valgrind: $$t"; \
-		CK_FORK=no CK_DEFAULT_TIMEOUT=600 ZT_FLOOD_CONNS=4 ZT_FLOOD_PACKETS=8 top_builddir=$(abs_top_builddir) \
+		CK_FORK=no CK_DEFAULT_TIMEOUT=600 ZT_FLOOD_CONNS=4 ZT_FLOOD_PACKETS=8 ZT_SOAK_SECONDS=10 top_builddir=$(abs_top_builddir) \
 		ZT_DAEMON_WRAPPER="$(VALGRIND_CMD)" \
 		$(LIBTOOL) --mode=execute $(VALGRIND_CMD) ./$$t; \
 	done
-VALGRIND_TESTS = tests/test-proto tests/test-alloc tests/test-lifecycle tests/test-faults tests/test-lease-e2e tests/test-client tests/test-client-e2e tests/test-emul tests/test-chaos
+VALGRIND_TESTS = tests/test-proto tests/test-alloc tests/test-lifecycle tests/test-faults tests/test-lease-e2e tests/test-client tests/test-client-e2e tests/test-emul tests/test-chaos tests/test-soak
 .PHONY: check-valgrind
 
 check_PROGRAMS += tests/test-chaos
@@ -50,3 +50,11 @@ TESTS += tests/test-chaos
 tests_test_chaos_SOURCES = tests/test-chaos.c tests/fixture.c tests/fixture.h
 tests_test_chaos_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(JSONC_CFLAGS) -pthread
 tests_test_chaos_LDADD = client/libzoned-client.la proto/libzoned-proto.la $(JSONC_LIBS) $(CHECK_LIBS) -lpthread
+
+# Soak: clients and the daemon SIGKILLed at random, zones checked afterwards.
+# Short here (ZT_SOAK_SECONDS, default 15); `ZT_SOAK_SECONDS=600 ./tests/test-soak` for long.
+check_PROGRAMS += tests/test-soak
+TESTS += tests/test-soak
+tests_test_soak_SOURCES = tests/test-soak.c tests/fixture.c tests/fixture.h
+tests_test_soak_CFLAGS = $(AM_CFLAGS) $(JSONC_CFLAGS)
+tests_test_soak_LDADD = $(JSONC_LIBS)

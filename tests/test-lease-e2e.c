@@ -697,6 +697,40 @@ static void *flooder_main(void *arg)
 	return NULL;
 }
 
+/* A zone written up to its capacity (below the zone size) is full; its
+ * holder syncing that same wp again, or after lease.finish, is told the wp
+ * rather than refused (found by test-soak: the emulated backend compared
+ * the client's start + capacity with its record's zone size). */
+START_TEST(sync_of_a_full_zone_is_accepted)
+{
+	zc_client *c;
+	zc_lease *l = NULL;
+	static char buf[512 << 10];
+
+	start("size=8M,zone-size=1M,zone-capacity=512K,conv=2,lbs=4096");
+	c = client();
+	ck_assert_int_eq(acquire(c, 3, 0, &l), 0);
+	ck_assert_uint_eq(zc_lease_capacity(l), sizeof(buf));
+	memset(buf, 'f', sizeof(buf));
+	ck_assert_int_eq(zc_lease_append(l, buf, sizeof(buf)), 0);
+	ck_assert_int_eq(zc_lease_sync(l), 0);
+	ck_assert_uint_eq(zc_lease_wp(l), zc_lease_start(l) + sizeof(buf));
+	ck_assert_int_eq(zc_lease_sync(l), 0);
+	ck_assert_uint_eq(zc_lease_wp(l), zc_lease_start(l) + sizeof(buf));
+	ck_assert_int_eq(zc_lease_release(l, ZC_RELEASE_KEEP), 0);
+	/* And a zone finished by its holder. */
+	ck_assert_int_eq(acquire(c, 4, 0, &l), 0);
+	ck_assert_int_eq(zc_lease_append(l, buf, 2 * BLOCK), 0);
+	ck_assert_int_eq(zc_lease_finish(l), 0);
+	ck_assert_uint_eq(zc_lease_wp(l), zc_lease_start(l) + sizeof(buf));
+	ck_assert_int_eq(zc_lease_sync(l), 0);
+	ck_assert_uint_eq(zc_lease_wp(l), zc_lease_start(l) + sizeof(buf));
+	ck_assert_int_eq(zc_lease_release(l, ZC_RELEASE_KEEP), 0);
+	zc_close(c);
+	stop();
+}
+END_TEST
+
 START_TEST(report_flood_memory_is_bounded)
 {
 	int nconn = env_int("ZT_FLOOD_CONNS", 16), packets = env_int("ZT_FLOOD_PACKETS", 64);
@@ -831,6 +865,7 @@ static Suite *lease_suite(void)
 	tcase_add_test(tc, waiters_are_capped_and_cheap);
 	tcase_add_test(tc, connection_over_cap_gets_the_error);
 	tcase_add_test(tc, report_flood_memory_is_bounded);
+	tcase_add_test(tc, sync_of_a_full_zone_is_accepted);
 	suite_add_tcase(s, tc);
 	return s;
 }
