@@ -390,6 +390,9 @@ void zd_device_fail(struct zd_device *dev, const char *fmt, ...)
 /* Sets call's error for an operation refused on a failed device. */
 void zd_device_failed_error(struct zd_call *call, const struct zd_device *dev);
 void zd_device_zone_update(struct zd_device *dev, uint32_t index, const struct zd_zone *z);
+/* zd_device_zone_update after device work; kicks the device's waiters when
+ * the condition changed. */
+void zd_device_zone_refreshed(struct zd_device *dev, uint32_t index, const struct zd_zone *z);
 struct json_object *zd_zone_json(const struct zd_device *dev, uint32_t index,
 				 const struct zd_zone *z);
 bool zd_zone_active(uint8_t cond);

@@ -147,6 +147,18 @@ void zd_device_zone_update(struct zd_device *dev, uint32_t i, const struct zd_zo
 		zd_event_zone(dev, i, old_cond);
 }
 
+/* A device operation on one zone came back with its state: a zone that
+ * finished, reset or filled up gives an open or active slot back, so the
+ * device's waiters may go. */
+void zd_device_zone_refreshed(struct zd_device *dev, uint32_t i, const struct zd_zone *z)
+{
+	uint8_t cond = dev->zones[i].cond;
+
+	zd_device_zone_update(dev, i, z);
+	if (dev->zones[i].cond != cond)
+		zd_waiters_kick(dev->d, dev);
+}
+
 struct json_object *zd_zone_json(const struct zd_device *dev, uint32_t index,
 				 const struct zd_zone *z)
 {

@@ -107,7 +107,9 @@ static struct zd_lease *lease_lookup(struct zd_call *call, struct json_object *p
 
 /* --- acquire ----------------------------------------------------------- */
 
-static int acquire_run(struct zd_work *w)
+/* Acquire and reclaim: the zone as the device has it now (the owner may
+ * have written while the daemon was away), then a fresh fd. */
+static int zone_open_run(struct zd_work *w)
 {
 	struct zd_dev *dev = w->dev->dev;
 	int r;
@@ -325,7 +327,7 @@ static int acquire_try(struct zd_daemon *d, struct acquire_req *a, unsigned retr
 	w->zone_work = w->recheck = true;
 	w->fail_zone = w->zone;
 	w->open_flags = O_RDWR | (a->direct ? O_DIRECT : 0);
-	w->run = acquire_run;
+	w->run = zone_open_run;
 	w->done = acquire_done;
 	zd_work_queue(dev, w);
 	return 0;
@@ -616,15 +618,9 @@ static void leaseop_done(struct zd_work *w, int status)
 	struct lease_op *op = w->data;
 	struct zd_lease *l = op->lease;
 	struct zd_call *call = op->call;
-	struct zd_daemon *d = w->dev->d;
-	uint8_t cond = w->dev->zones[w->zone].cond;
 
 	if (status == 0)
-		zd_device_zone_update(w->dev, w->zone, w->zbuf);
-	/* A zone that finished, reset or filled up gives an open or active
-	 * slot back: waiters of this device may go. */
-	if (w->dev->zones[w->zone].cond != cond)
-		zd_waiters_kick(d, w->dev);
+		zd_device_zone_refreshed(w->dev, w->zone, w->zbuf);
 	if (zone_died(w) && l->state == ZD_LEASE_HELD) {
 		zone_dead_error(call, w->dev, w->zone, "lease");
 	} else if (status < 0) {
@@ -827,22 +823,6 @@ static int lease_list_method(struct zd_daemon *d, struct zd_call *call, struct j
 
 /* --- reclaim ----------------------------------------------------------- */
 
-static int reclaim_run(struct zd_work *w)
-{
-	struct zd_dev *dev = w->dev->dev;
-	int r;
-
-	w->fd = -1;
-	/* The write pointer from the device itself: the owner may have
-	 * written while the daemon was away. */
-	r = dev->ops->refresh_zone(dev, w->zone, UINT64_MAX, w->zbuf);
-	if (r < 0)
-		return r;
-	w->nz = 1; /* zbuf holds the zone, even if the open fails */
-	w->fd = dev->ops->open_fd(dev, w->open_flags);
-	return w->fd < 0 ? w->fd : 0;
-}
-
 static void reclaim_recorded(struct zd_lease *l, int status, void *arg)
 {
 	struct lease_op *op = arg;
@@ -982,7 +962,7 @@ static int lease_reclaim_method(struct zd_daemon *d, struct zd_call *call, struc
 	w->open_flags = O_RDWR | (l->direct ? O_DIRECT : 0);
 	w->zone_work = w->recheck = true;
 	w->fail_zone = w->zone;
-	w->run = reclaim_run;
+	w->run = zone_open_run;
 	w->done = reclaim_done;
 	zd_work_queue(l->dev, w);
 	return ZD_ASYNC;

@@ -431,14 +431,9 @@ static void release_done(struct zd_work *w, int status)
 	struct zd_lease *l = op->lease;
 	struct zd_call *call = op->call;
 	struct zd_daemon *d = w->dev->d;
-	uint8_t cond = w->dev->zones[w->zone].cond;
 
 	if (status == 0)
-		zd_device_zone_update(w->dev, w->zone, w->zbuf);
-	/* A zone that finished, reset or filled up gives an open or active
-	 * slot back: waiters of this device may go. */
-	if (w->dev->zones[w->zone].cond != cond)
-		zd_waiters_kick(d, w->dev);
+		zd_device_zone_refreshed(w->dev, w->zone, w->zbuf);
 	if (call) {
 		if (status < 0) {
 			zd_call_errno(call, status, "release");
