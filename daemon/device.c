@@ -232,11 +232,36 @@ static void device_free(struct zd_device *dev)
 	free(dev);
 }
 
+static const char *const isolation_names[] = {
+	[ZD_ISOLATION_AUTO] = "auto",
+	[ZD_ISOLATION_DEVICE] = "device",
+	[ZD_ISOLATION_ZONE] = "zone",
+};
+
+const char *zd_isolation_name(enum zd_isolation iso)
+{
+	return (unsigned)iso < sizeof(isolation_names) / sizeof(isolation_names[0])
+		       ? isolation_names[iso]
+		       : "invalid";
+}
+
+int zd_isolation_parse(const char *s, enum zd_isolation *out)
+{
+	for (unsigned i = 0; i < sizeof(isolation_names) / sizeof(isolation_names[0]); i++) {
+		if (strcmp(s, isolation_names[i]) == 0) {
+			*out = (enum zd_isolation)i;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
 /* Opens, validates and loads a device. Blocking: at start-up it runs before
  * the loop serves anyone, on reload it runs on the thread pool. */
 int zd_device_open(const struct zd_device_conf *conf, struct zd_device **out, char *why,
 		   size_t why_len)
 {
+	enum zd_isolation iso = (enum zd_isolation)conf->isolation;
 	struct zd_device *dev;
 	int r;
 
@@ -259,7 +284,7 @@ int zd_device_open(const struct zd_device_conf *conf, struct zd_device **out, ch
 			snprintf(why, why_len, "invalid emulated device parameters '%s'", conf->spec);
 			goto fail;
 		}
-		r = zd_emul_open(conf->path, &p, true, &dev->dev);
+		r = zd_emul_open(conf->path, &p, true, iso, &dev->dev);
 		if (r < 0) {
 			snprintf(why, why_len, "cannot open emulated device %s: %s", conf->path,
 				 strerror(-r));
@@ -273,7 +298,7 @@ int zd_device_open(const struct zd_device_conf *conf, struct zd_device **out, ch
 	} else {
 		char reason[256] = "";
 
-		r = zd_kernel_open(conf->path, &dev->dev, reason, sizeof(reason));
+		r = zd_kernel_open(conf->path, iso, &dev->dev, reason, sizeof(reason));
 		if (r < 0) {
 			snprintf(why, why_len, "%s: %s", conf->path,
 				 reason[0] ? reason : strerror(-r));

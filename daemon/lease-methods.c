@@ -112,6 +112,7 @@ static struct zd_lease *lease_lookup(struct zd_call *call, struct json_object *p
 static int zone_open_run(struct zd_work *w)
 {
 	struct zd_dev *dev = w->dev->dev;
+	struct zd_zone_fds zf;
 	int r;
 
 	w->fd = -1;
@@ -119,8 +120,11 @@ static int zone_open_run(struct zd_work *w)
 	if (r < 0)
 		return r;
 	w->nz = 1; /* zbuf holds the zone, even if the open fails */
-	w->fd = dev->ops->open_fd(dev, w->open_flags);
-	return w->fd < 0 ? w->fd : 0;
+	r = dev->ops->open_zones(dev, w->zone, 1, w->open_flags, false, &zf);
+	if (r < 0)
+		return r;
+	w->fd = zf.fd[0];
+	return 0;
 }
 
 /* A grant's last step: its record is on disk (status 0), or could not be

@@ -640,8 +640,13 @@ static int m_stats(struct zd_daemon *d, struct zd_call *call, struct json_object
 
 static int devopen_run(struct zd_work *w)
 {
-	w->fd = w->dev->dev->ops->open_fd(w->dev->dev, O_RDONLY);
-	return w->fd < 0 ? w->fd : 0;
+	struct zd_zone_fds zf;
+	int r = w->dev->dev->ops->open_zones(w->dev->dev, 0, 1, O_RDONLY, false, &zf);
+
+	if (r < 0)
+		return r;
+	w->fd = zf.fd[0];
+	return 0;
 }
 
 static void devopen_done(struct zd_work *w, int status)
