@@ -11,12 +11,15 @@
 #include <json-c/json.h>
 
 /* Bump when a change is incompatible; see proto/PROTOCOL.md. */
-#define ZP_PROTOCOL_VERSION 2
+#define ZP_PROTOCOL_VERSION 3
 
 /* One JSON-RPC message per SOCK_SEQPACKET packet, at most this many bytes. */
 #define ZP_MSG_MAX 65536
-/* Most fds one packet carries (a batch of lease.acquire calls). */
-#define ZP_MAX_FDS 16
+/* Most fds one packet carries (a batch of lease.acquire calls, a lease
+ * of several zones on a device that passes one fd per zone). */
+#define ZP_MAX_FDS 64
+/* Most zones one lease spans (lease.acquire's count). */
+#define ZP_LEASE_ZONES_MAX 64
 
 #define ZP_DEFAULT_SOCKET "/run/zoned/zonedd.sock"
 #define ZP_SOCKET_ENV "ZONED_SOCKET"
