@@ -510,6 +510,26 @@ static bool min_free_too_large(struct zd_daemon *d, const struct acquire_req *a,
 	return true;
 }
 
+/* A range the device's open or active limit could never hold is a bad
+ * request, not something to wait for. */
+static bool range_too_large(struct zd_daemon *d, const struct acquire_req *a, struct zp_err *e)
+{
+	struct zd_device *dev = a->device[0] ? zd_device_find(d, a->device) : NULL;
+	uint32_t lim;
+
+	if (!dev)
+		return false;
+	lim = dev->info.max_open;
+	if (dev->info.max_active && (!lim || dev->info.max_active < lim))
+		lim = dev->info.max_active;
+	if (!lim || a->req.count <= lim)
+		return false;
+	zp_err_set(e, ZP_ERR_INVALID_PARAMS,
+		   "parameter 'count' (%u zones) is more than %s can have open at once (%u)",
+		   a->req.count, dev->id, lim);
+	return true;
+}
+
 static int lease_acquire_method(struct zd_daemon *d, struct zd_call *call, struct json_object *p)
 {
 	struct acquire_req *a;
@@ -597,6 +617,8 @@ static int lease_acquire_method(struct zd_daemon *d, struct zd_call *call, struc
 		snprintf(a->label, sizeof(a->label), "%s", s);
 	}
 	if (a->req.min_free && min_free_too_large(d, a, &e))
+		goto bad;
+	if (a->req.count > 1 && range_too_large(d, a, &e))
 		goto bad;
 	if (d->cfg.max_wait_ms && wait_ms > d->cfg.max_wait_ms)
 		wait_ms = d->cfg.max_wait_ms;

@@ -89,6 +89,8 @@ int zp_sendv(int sock, const void *buf, size_t len, const int *fds, size_t nfds,
  * close-on-exec; the first one is stored in *fd_out (or -1) when fd_out is
  * non-NULL, every other one is closed at once. */
 ssize_t zp_recv(int sock, void *buf, size_t cap, int *fd_out, int flags);
+/* As zp_recv keeping every fd (up to ZP_MAX_FDS) in fds_out[0..*nfds_out). */
+ssize_t zp_recvv(int sock, void *buf, size_t cap, int *fds_out, size_t *nfds_out, int flags);
 
 /* JSON helpers. */
 
