@@ -23,6 +23,7 @@ struct zc_lease {
 	char label[128];
 	uint32_t zone;
 	uint64_t start, len, capacity;
+	uint64_t fd_offset;  /* where the zone starts in fd (0: the fd is the zone's own) */
 	uint64_t wp;         /* absolute, local view */
 	uint32_t block_size;
 	bool direct;
@@ -278,18 +279,26 @@ ZC_EXPORT void zc_lease_opts_init(struct zc_lease_opts *opts)
  * sync, reset and finish. Only the first fills the identity. */
 static int parse_lease(struct json_object *o, zc_lease *l, bool first)
 {
-	uint64_t id, token;
+	uint64_t id, token, off = 0;
+	bool have_off;
 	uint32_t zone;
 	int r;
 
 	if ((r = zc_get_u64(o, "id", &id)) < 0 || (r = zc_get_u64(o, "token", &token)) < 0 ||
 	    (r = zc_get_u32(o, "zone", &zone)) < 0 || (r = zc_get_u64(o, "wp", &l->wp)) < 0)
 		return r;
+	/* A reclaim's fd is a new one: where the zone lies in it may differ.
+	 * Absent, the fd is the whole device (as every fd was before zone
+	 * isolation): the zone is at its start. */
+	have_off = json_object_object_get_ex(o, "fd_offset", NULL);
+	if (have_off && (r = zc_get_u64(o, "fd_offset", &off)) < 0)
+		return r;
 	if (!first) {
 		if (id != l->id || zone != l->zone || l->wp < l->start || l->wp > l->start + l->len)
 			return -EPROTO;
 		if (l->wp > l->start + l->capacity)
 			l->wp = l->start + l->capacity; /* as below */
+		l->fd_offset = have_off ? off : l->start;
 		return 0;
 	}
 	l->id = id;
@@ -311,6 +320,7 @@ static int parse_lease(struct json_object *o, zc_lease *l, bool first)
 	 * "no room left". */
 	if (l->wp > l->start + l->capacity)
 		l->wp = l->start + l->capacity;
+	l->fd_offset = have_off ? off : l->start;
 	return 0;
 }
 
@@ -522,6 +532,7 @@ ZC_EXPORT uint64_t zc_lease_start(const zc_lease *l) { return l ? l->start : 0; 
 ZC_EXPORT uint64_t zc_lease_len(const zc_lease *l) { return l ? l->len : 0; }
 ZC_EXPORT uint64_t zc_lease_capacity(const zc_lease *l) { return l ? l->capacity : 0; }
 ZC_EXPORT uint64_t zc_lease_wp(const zc_lease *l) { return l ? l->wp : 0; }
+ZC_EXPORT uint64_t zc_lease_fd_offset(const zc_lease *l) { return l ? l->fd_offset : 0; }
 ZC_EXPORT uint32_t zc_lease_block_size(const zc_lease *l) { return l ? l->block_size : 0; }
 ZC_EXPORT bool zc_lease_direct(const zc_lease *l) { return l && l->direct; }
 ZC_EXPORT const char *zc_lease_label(const zc_lease *l) { return l ? l->label : NULL; }
@@ -607,8 +618,10 @@ static int append_iov(zc_lease *l, const struct iovec *iov, int iovcnt)
 			v++;
 			n--;
 		}
-		w = n == 1 ? pwrite(l->fd, v->iov_base, v->iov_len, (off_t)l->wp)
-			   : pwritev(l->fd, v, n > IOV_MAX ? IOV_MAX : n, (off_t)l->wp);
+		off_t pos = (off_t)(l->fd_offset + (l->wp - l->start));
+
+		w = n == 1 ? pwrite(l->fd, v->iov_base, v->iov_len, pos)
+			   : pwritev(l->fd, v, n > IOV_MAX ? IOV_MAX : n, pos);
 		if (w < 0) {
 			if (errno == EINTR)
 				continue;
@@ -683,7 +696,7 @@ ZC_EXPORT ssize_t zc_lease_preadv(zc_lease *l, const struct iovec *iov, int iovc
 	if (!n)
 		return 0;
 	do
-		r = preadv(l->fd, local, n, (off_t)(l->start + offset));
+		r = preadv(l->fd, local, n, (off_t)(l->fd_offset + offset));
 	while (r < 0 && errno == EINTR);
 	return r < 0 ? io_error(l, -errno) : r;
 }

@@ -2270,8 +2270,8 @@ static int emul_open_zones(struct zd_dev *dev, uint32_t zone, uint32_t count, in
 
 	if (isolate)
 		return -EOPNOTSUPP;
-	if (count == 0 || count > ZD_ZONE_FDS_MAX || zone >= e->nr_zones ||
-	    count > e->nr_zones - zone)
+	if (count > ZD_ZONE_FDS_MAX || (count && (zone >= e->nr_zones ||
+						   count > e->nr_zones - zone)))
 		return -ERANGE;
 	fd = emul_open_fd(dev, flags);
 	if (fd < 0)

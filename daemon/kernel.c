@@ -877,21 +877,24 @@ static int k_open_zones(struct zd_dev *dev, uint32_t zone, uint32_t count, int f
 	dev_t mdev;
 	int fd, r;
 
-	if (count == 0 || count > ZD_ZONE_FDS_MAX || zone >= k->nr_zones ||
-	    count > k->nr_zones - zone)
+	if (count > ZD_ZONE_FDS_MAX || (count && (zone >= k->nr_zones ||
+						   count > k->nr_zones - zone)))
 		return -ERANGE;
 	if (!isolate) {
-		/* the block device itself, at the zone */
+		/* the block device itself, at the zone (count 0: the whole
+		 * device, for the daemon's own use) */
 		fd = k_open_fd(dev, flags);
 		if (fd < 0)
 			return fd;
 		out->fd[0] = fd;
 		out->nr = 1;
-		out->fd_offset = (uint64_t)zone * k->zone_sectors << SECTOR_SHIFT;
+		out->fd_offset = count ? (uint64_t)zone * k->zone_sectors << SECTOR_SHIFT : 0;
 		return 0;
 	}
 	if (k->ctl < 0)
 		return -EOPNOTSUPP;
+	if (count == 0)
+		return -EINVAL;
 	r = check_open_flags(flags);
 	if (r < 0)
 		return r;

@@ -117,7 +117,7 @@ START_TEST(test_hello)
 	struct zc_hello h;
 
 	ck_assert_int_eq(zc_hello(c, &h), 0);
-	ck_assert_uint_eq(h.protocol, 2);
+	ck_assert_uint_eq(h.protocol, 3);
 	ck_assert_str_eq(h.version, "0.1.0");
 	ck_assert_int_eq(h.pid, z.pid);
 	ck_assert_uint_eq(h.uid, getuid());
@@ -522,21 +522,33 @@ START_TEST(test_device_open)
 	zc_client *c = client();
 	unsigned char *buf = aligned_buf(2 * BLOCK), *back = aligned_buf(2 * BLOCK);
 	zc_lease *l = lease_on(c, "small", 101, true);
+	uint64_t off = 0;
 	int fd, fl;
 
 	fill_pattern(buf, 2 * BLOCK, 2);
 	ck_assert_int_eq(zc_lease_append(l, buf, 2 * BLOCK), 0);
 	ck_assert_int_eq(zc_lease_release(l, ZC_RELEASE_KEEP), 0);
-	fd = zc_device_open(c, "small");
+	fd = zc_zone_open(c, "small", 101, &off);
 	ck_assert_int_ge(fd, 0);
 	fl = fcntl(fd, F_GETFL);
 	ck_assert_int_eq(fl & O_ACCMODE, O_RDONLY);
 	ck_assert(fcntl(fd, F_GETFD) & FD_CLOEXEC);
-	ck_assert_int_eq(pread(fd, back, 2 * BLOCK, 101 * MiB), 2 * BLOCK);
+	ck_assert_int_eq(pread(fd, back, 2 * BLOCK, (off_t)off), 2 * BLOCK);
 	ck_assert_int_eq(memcmp(back, buf, 2 * BLOCK), 0);
-	ck_assert_int_eq(pwrite(fd, buf, BLOCK, 101 * MiB + 2 * BLOCK), -1);
+	ck_assert_int_eq(pwrite(fd, buf, BLOCK, (off_t)off + 2 * BLOCK), -1);
 	ck_assert_int_eq(errno, EBADF);
 	close(fd);
+	/* The whole device where the backend has one fd for it, else a
+	 * clear refusal. */
+	fd = zc_device_open(c, "small");
+	if (fd >= 0) {
+		ck_assert_int_eq(pread(fd, back, 2 * BLOCK, 101 * MiB), 2 * BLOCK);
+		ck_assert_int_eq(memcmp(back, buf, 2 * BLOCK), 0);
+		close(fd);
+	} else {
+		ck_assert_int_eq(fd, -EINVAL);
+	}
+	ck_assert_int_eq(zc_zone_open(c, "small", 1u << 30, NULL), -ERANGE);
 	ck_assert_int_eq(zc_device_open(c, "nodev"), -ENODEV);
 	free(buf);
 	free(back);

@@ -198,6 +198,10 @@ ZC_EXPORT uint64_t zc_lease_len(const zc_lease *l);
 ZC_EXPORT uint64_t zc_lease_capacity(const zc_lease *l);
 /* The locally tracked absolute write pointer. */
 ZC_EXPORT uint64_t zc_lease_wp(const zc_lease *l);
+/* Where the zone starts within zc_lease_fd(): 0 when the fd reaches only
+ * the zone (zone isolation), the zone's start when it is the whole device.
+ * Byte b of the zone is at fd_offset + b in the fd. Since 0.2. */
+ZC_EXPORT uint64_t zc_lease_fd_offset(const zc_lease *l);
 ZC_EXPORT uint32_t zc_lease_block_size(const zc_lease *l);
 /* Whether the fd really is O_DIRECT (an emulated device on tmpfs cannot be),
  * and so whether appends need block-aligned buffers. */
@@ -228,8 +232,14 @@ ZC_EXPORT int zc_lease_release(zc_lease *l, enum zc_release_then then);
  * with zeros on fclose and syncs. The lease must outlive the FILE. */
 ZC_EXPORT FILE *zc_lease_fopen(zc_lease *l, const char *mode);
 
-/* Read-only fd of a device, for readers that need no lease. Caller owns it. */
+/* Read-only fd of a whole device, for readers that need no lease. Caller
+ * owns it. A device that has no whole-device descriptor (an emulated
+ * device stores one file per zone) fails with -EINVAL: use zc_zone_open. */
 ZC_EXPORT int zc_device_open(zc_client *c, const char *device);
+/* Read-only fd that reaches zone `zone` of the device (and maybe more);
+ * the zone starts at *fd_offset within it. Caller owns it. Since 0.2. */
+ZC_EXPORT int zc_zone_open(zc_client *c, const char *device, uint32_t zone,
+			   uint64_t *fd_offset);
 
 /* The leases the daemon holds: this connection's, or with all (admin) every
  * client's. Fills up to max; returns the number of leases (may exceed max). */
