@@ -373,6 +373,19 @@ static int convert_zone(const struct blk_zone *bz, bool has_cap, struct zd_zone 
 	return 0;
 }
 
+/* Whether the disk went away (hot-unplugged, powered off): its dev_t is
+ * gone from sysfs. Some drivers (null_blk) answer EIO to a disk that is
+ * gone; said as ENODEV instead, the daemon marks the device failed at once
+ * rather than after a streak of I/O errors, which an operation that does
+ * not touch the disk (a fence: device-mapper only) would break. */
+static bool disk_gone(const struct kdev *k)
+{
+	char sys[64];
+
+	snprintf(sys, sizeof(sys), "/sys/dev/block/%u:%u", major(k->rdev), minor(k->rdev));
+	return access(sys, F_OK) < 0 && errno == ENOENT;
+}
+
 /* Reports up to *nr zones from index `from` into zones, batched; *nr is
  * set to the number filled. The core of info gathering, report and refresh. */
 static int report_zones(struct kdev *k, uint32_t from, struct zd_zone *zones, uint32_t *nr)
@@ -392,7 +405,7 @@ static int report_zones(struct kdev *k, uint32_t from, struct zd_zone *zones, ui
 		k->rep->sector = (uint64_t)(from + done) * k->zone_sectors;
 		k->rep->nr_zones = batch;
 		if (ioctl(k->fd, BLKREPORTZONE, k->rep) < 0)
-			return -errno;
+			return errno == EIO && disk_gone(k) ? -ENODEV : -errno;
 		if (k->rep->nr_zones == 0)
 			break; /* the end of the device */
 		/* BLK_ZONE_REP_CAPACITY (5.9+) is an enum constant, not a macro:
@@ -898,6 +911,8 @@ static int k_open_zones(struct zd_dev *dev, uint32_t zone, uint32_t count, int f
 	r = check_open_flags(flags);
 	if (r < 0)
 		return r;
+	if (disk_gone(k))
+		return -ENODEV;
 	r = lease_mapping(k, zone, count, &mdev, &created);
 	if (r < 0)
 		return r;
@@ -933,7 +948,8 @@ static int k_lease_fence(struct zd_dev *dev, uint32_t zone, uint32_t count)
 		if (r < 0 && ret == 0)
 			ret = r;
 	}
-	return ret;
+	/* fenced all the same: nothing reaches a disk that is gone */
+	return ret == 0 && disk_gone(k) ? -ENODEV : ret;
 }
 
 struct sweep {
