@@ -331,10 +331,13 @@ ZC_EXPORT int64_t zc_hello_async(zc_client *c, const struct zc_call_opts *copts,
 static void json_done(zc_client *c, struct zc_pending *p)
 {
 	zc_json_cb cb = (zc_json_cb)p->cb;
-	int fd = p->fd;
+	int fd = p->nfds ? p->fds[0] : -1;
 
 	(void)c;
-	p->fd = -1;
+	/* The callback takes one descriptor; any other is closed. */
+	for (unsigned i = 1; i < p->nfds; i++)
+		close(p->fds[i]);
+	p->nfds = 0;
 	cb(c, p->err, p->err == 0 ? json_object_to_json_string_ext(p->result, JSON_C_TO_STRING_PLAIN)
 				  : NULL, fd, p->ud);
 }

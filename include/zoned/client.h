@@ -186,11 +186,27 @@ struct zc_lease_opts {
 };
 ZC_EXPORT void zc_lease_opts_init(struct zc_lease_opts *opts);
 ZC_EXPORT int zc_lease_acquire(zc_client *c, const struct zc_lease_opts *opts, zc_lease **out);
+/* A lease of count (1..64) consecutive zones, from opts->zone or wherever
+ * the daemon finds count empty zones in a row; opts->min_free is over the
+ * range. Appends fill the zones in order (a write that crosses a zone's
+ * capacity continues in the next zone), reads take an offset from the first
+ * zone's start and stop at the capacity of the zone they start in. The
+ * accessors below give the first zone's start, len and capacity; wp is where
+ * the next append goes. Since 0.2. */
+ZC_EXPORT int zc_lease_acquire_zones(zc_client *c, const struct zc_lease_opts *opts,
+				     uint32_t count, zc_lease **out);
+/* Zones in the lease (1 unless acquired with zc_lease_acquire_zones). */
+ZC_EXPORT uint32_t zc_lease_count(const zc_lease *l);
+/* The fd that reaches zone i of the lease (0 = the first), borrowed, and
+ * where that zone starts in it (*fd_offset). Since 0.2. */
+ZC_EXPORT int zc_lease_zone_fd(const zc_lease *l, uint32_t i, uint64_t *fd_offset);
 
 ZC_EXPORT uint64_t zc_lease_id(const zc_lease *l);
 ZC_EXPORT uint64_t zc_lease_token(const zc_lease *l);
 ZC_EXPORT const char *zc_lease_device(const zc_lease *l);
-/* The passed descriptor, borrowed: it stays owned by the lease. */
+/* The passed descriptor, borrowed: it stays owned by the lease. For a
+ * lease of several zones on a device that passes one fd per zone, the
+ * first zone's (see zc_lease_zone_fd). */
 ZC_EXPORT int zc_lease_fd(const zc_lease *l);
 ZC_EXPORT uint32_t zc_lease_zone(const zc_lease *l);
 ZC_EXPORT uint64_t zc_lease_start(const zc_lease *l);
