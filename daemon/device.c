@@ -427,7 +427,7 @@ static void work_run(uv_work_t *req)
 	/* What the zone is now, whatever the operation left: a device that is
 	 * gone has nothing to say. */
 	if (w->status < 0 && w->recheck && w->status != -ENODEV && w->status != -ENXIO &&
-	    w->dev->dev->ops->report(w->dev->dev, w->zone, &w->after, &n) == 0 && n == 1)
+	    w->dev->dev->ops->report(w->dev->dev, w->fail_zone, &w->after, &n) == 0 && n == 1)
 		w->have_after = true;
 }
 
@@ -442,7 +442,7 @@ static void work_after(uv_work_t *req, int status)
 		w->status = -ECANCELED;
 	dev->work_running = false;
 	if (w->have_after)
-		zd_device_zone_update(dev, w->zone, &w->after);
+		zd_device_zone_update(dev, w->fail_zone, &w->after);
 	status = w->status;
 	/* Noted after done (which frees w) so its reply is the operation's
 	 * own answer; the work's device reference is still held here. */
@@ -482,6 +482,51 @@ int zd_work_queue(struct zd_device *dev, struct zd_work *w)
 	zd_list_add_tail(&dev->work_queue, &w->link);
 	work_start_next(dev);
 	return 0;
+}
+
+/* --- fencing ---------------------------------------------------------- */
+
+static int fence_run(struct zd_work *w)
+{
+	return w->dev->dev->ops->lease_fence(w->dev->dev, w->zone, w->count);
+}
+
+static void fence_done(struct zd_work *w, int status)
+{
+	struct zd_device *dev = w->dev;
+
+	/* A zone whose old holder may still reach it must not be anyone
+	 * else's: a device that cannot fence serves nobody. */
+	if (status < 0 && status != -ECANCELED && !dev->failed)
+		zd_device_fail(dev, "cannot fence zones %u-%u of an ended lease: %s", w->zone,
+			       w->zone + w->count - 1, strerror(-status));
+	free(w);
+}
+
+bool zd_device_isolated(const struct zd_device *dev)
+{
+	return dev->info.isolation == ZD_ISOLATION_ZONE && dev->dev->ops->lease_fence;
+}
+
+/* Queued on the device, so whatever is queued after it (the grant of the
+ * zone to its next holder) runs once the old holder's path is cut. */
+int zd_device_fence(struct zd_device *dev, uint32_t zone, uint32_t count)
+{
+	struct zd_work *w;
+
+	if (!zd_device_isolated(dev))
+		return 0;
+	w = calloc(1, sizeof(*w));
+	if (!w) {
+		zd_device_fail(dev, "cannot fence zones %u-%u: out of memory", zone,
+			       zone + count - 1);
+		return -ENOMEM;
+	}
+	w->zone = zone;
+	w->count = count;
+	w->run = fence_run;
+	w->done = fence_done;
+	return zd_work_queue(dev, w);
 }
 
 /* --- failure --------------------------------------------------------- */

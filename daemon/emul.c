@@ -2903,8 +2903,9 @@ static int emul_open_zones(struct zd_dev *dev, uint32_t zone, uint32_t count, in
 	if (!out || (flags & ~(O_ACCMODE | O_DIRECT | O_CLOEXEC)) ||
 	    (acc != O_RDONLY && acc != O_RDWR && acc != O_WRONLY))
 		return -EINVAL;
-	if (count == 0 || count > ZD_ZONE_FDS_MAX || zone >= e->nr_zones ||
-	    count > e->nr_zones - zone)
+	if (count == 0)
+		return -EOPNOTSUPP; /* no whole-device fd: the zones are files */
+	if (count > ZD_ZONE_FDS_MAX || zone >= e->nr_zones || count > e->nr_zones - zone)
 		return -ERANGE;
 	if (isolate && e->iso != ZD_ISOLATION_ZONE)
 		return -EOPNOTSUPP;

@@ -680,8 +680,8 @@ static int k_open_zones(struct zd_dev *dev, uint32_t zone, uint32_t count, int f
 
 	if (isolate)
 		return -EOPNOTSUPP;
-	if (count == 0 || count > ZD_ZONE_FDS_MAX || zone >= k->nr_zones ||
-	    count > k->nr_zones - zone)
+	if (count > ZD_ZONE_FDS_MAX || (count && (zone >= k->nr_zones ||
+						   count > k->nr_zones - zone)))
 		return -ERANGE;
 	fd = k_open_fd(dev, flags);
 	if (fd < 0)

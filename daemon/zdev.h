@@ -119,7 +119,9 @@ struct zd_backend_ops {
 	 * created or adopted: a mapping a previous daemon left for the same
 	 * range is reused), or the block device (fd_offset = the zone's start).
 	 * The emulated backend gives one fd per zone, its zone file
-	 * (fd_offset 0), isolate or not. */
+	 * (fd_offset 0), isolate or not. count 0 (not isolated): one fd on
+	 * the whole device (fd_offset 0) where there is one (kernel), else
+	 * -EOPNOTSUPP. */
 	int (*open_zones)(struct zd_dev *dev, uint32_t zone, uint32_t count, int flags,
 			  bool isolate, struct zd_zone_fds *out);
 	/* Zone isolation only: when it returns 0, no descriptor open_zones()
