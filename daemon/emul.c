@@ -199,7 +199,8 @@ struct ezone {
  *                         (default: the first): that operation and every
  *                         later one fails with ENODEV, open_fd included.
  * OP is one of the backend operations: report, zone-op, refresh, open-fd
- * (open_zones), pwrite, pread, fence (lease_fence), or any (every one). */
+ * (open_zones), pwrite, pread, fence (lease_fence), or any (every one but
+ * fence). */
 enum fault_step {
 	STEP_DATA_WRITE,
 	STEP_DATA_SYNC,
@@ -601,14 +602,18 @@ static int fault_op(struct emul *e, enum fault_op op, uint32_t zone, uint32_t co
 		if (f->kind == FAULT_ZONE_ERR) {
 			/* A zone operation stops at the zone (fault_zone_stop). */
 			if (count && f->zone >= zone && f->zone - zone < count &&
-			    op != FOP_REPORT && op != FOP_OPEN_FD && op != FOP_ZONE_OP && !err) {
+			    op != FOP_REPORT && op != FOP_OPEN_FD && op != FOP_ZONE_OP &&
+			    op != FOP_FENCE && !err) {
 				log_dev(LOG_NOTICE, e->path, f->zone, "fault injection: EIO on %s "
 					"of zone %" PRIu32, fop_names[op], f->zone);
 				err = -EIO;
 			}
 			continue;
 		}
-		if (f->op != FOP_ANY && f->op != op)
+		/* "any" leaves the fence out: a fence that fails fails the
+		 * device (the zone cannot be freed), so it is faulted only by
+		 * name. */
+		if (f->op != op && (f->op != FOP_ANY || op == FOP_FENCE))
 			continue;
 		if (f->seen == UINT32_MAX)
 			continue;
