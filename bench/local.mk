@@ -5,6 +5,9 @@ noinst_PROGRAMS += bench/bench-rpc
 bench_bench_rpc_SOURCES = bench/bench-rpc.c tests/fixture.c tests/fixture.h
 bench_bench_rpc_CFLAGS = $(AM_CFLAGS) -pthread
 bench_bench_rpc_LDADD = client/libzoned-client.la -lpthread
+noinst_PROGRAMS += bench/bench-isolation
+bench_bench_isolation_SOURCES = bench/bench-isolation.c
+bench_bench_isolation_LDADD = client/libzoned-client.la
 EXTRA_DIST += bench/run bench/README.md
 
 # BENCH_ARGS go to bench-rpc, e.g. make bench BENCH_ARGS="--seconds 5 --rounds 5".
