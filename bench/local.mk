@@ -14,3 +14,9 @@ EXTRA_DIST += bench/run bench/README.md
 bench: all
 	$(SHELL) $(top_srcdir)/bench/run $(abs_top_builddir) $(BENCH_ARGS)
 .PHONY: bench
+
+# The emulator's fence cost: make bench/bench-fence; bench/bench-fence DIR.
+noinst_PROGRAMS += bench/bench-fence
+bench_bench_fence_SOURCES = bench/bench-fence.c
+bench_bench_fence_CFLAGS = $(AM_CFLAGS)
+bench_bench_fence_LDADD = daemon/libzoned-daemon.la
