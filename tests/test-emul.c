@@ -2299,7 +2299,7 @@ END_TEST
  * file description, as a client gets it). */
 static int pass_fd(int fd)
 {
-	char c = 'x', cbuf[CMSG_SPACE(sizeof(int))];
+	char c = 'x', cbuf[CMSG_SPACE(sizeof(int))] = { 0 };
 	struct iovec iov = { &c, 1 };
 	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
 			    .msg_controllen = sizeof(cbuf) };
@@ -2713,8 +2713,12 @@ START_TEST(convert_crash_every_step)
 			pid = fork();
 			ck_assert_int_ge(pid, 0);
 			if (pid == 0) {
+				int r;
+
 				setenv("ZONED_EMUL_FAULT", spec, 1);
-				_exit(zd_emul_open(img, NULL, false, ZD_ISOLATION_AUTO, &dev) ? 1 : 0);
+				free(exp); /* the child's copy: nothing leaks when it gets through */
+				r = zd_emul_open(img, NULL, false, ZD_ISOLATION_AUTO, &dev);
+				_exit(r ? 1 : 0);
 			}
 			ck_assert_int_eq(waitpid(pid, &status, 0), pid);
 			if (!WIFSIGNALED(status)) {
