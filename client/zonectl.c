@@ -24,6 +24,7 @@
 #include <zoned/client.h>
 
 #include "client/zonectl-bench.h"
+#include "client/zonectl-device.h"
 
 #define EXIT_USAGE 2
 
@@ -410,7 +411,11 @@ static const struct cmd_help {
 	const char *summary;
 } helps[] = {
 	{ "devices", "", "list the devices" },
-	{ "info", "DEVICE", "show a device" },
+	{ "info", "DEVICE [--sysfs]",
+	  "show a device; --sysfs: a block device's\nproperties from sysfs, without the daemon" },
+	{ "validate", "DEVICE...",
+	  "check block devices for zonedd without the\ndaemon: one line per check, exit status 1\n"
+	  "when one fails" },
 	{ "report", "DEVICE [--cond C[,C]] [--type T[,T]] [--from N] [--scan N] [--count N] [--bytes]",
 	  "list zones: --from and --scan give the range\nscanned, --count how many to print,\n"
 	  "--bytes exact sizes" },
@@ -699,15 +704,24 @@ static const char *limit(uint32_t v, char *buf, size_t cap)
 
 static int cmd_info(int argc, char **argv)
 {
-	static const struct option opts[] = { COMMON_OPTS, { 0 } };
+	enum { O_SYSFS = 1 };
+	static const struct option opts[] = {
+		COMMON_OPTS,
+		{ "sysfs", no_argument, NULL, O_SYSFS },
+		{ 0 },
+	};
 	struct zc_device d;
 	zc_client *c;
 	char b1[24], b2[24];
+	bool sysfs = false;
 	int r;
 
 	options_first(argc, argv, opts);
-	next_opt(argc, argv, opts);
+	while (next_opt(argc, argv, opts) == O_SYSFS)
+		sysfs = true;
 	want_args(argc, argv, 1, "DEVICE");
+	if (sysfs)
+		return zonectl_info_sysfs(argv[optind], opt_json);
 	c = connect_or_die();
 	r = zc_device_info(c, argv[optind], &d);
 	if (r < 0) {
@@ -758,6 +772,18 @@ static int cmd_info(int argc, char **argv)
 out:
 	zc_close(c);
 	return r;
+}
+
+/* Needs no daemon: the checks zonedd's kernel backend makes, each shown. */
+static int cmd_validate(int argc, char **argv)
+{
+	static const struct option opts[] = { COMMON_OPTS, { 0 } };
+
+	options_first(argc, argv, opts);
+	next_opt(argc, argv, opts);
+	if (optind >= argc)
+		usage_error("%s: expected DEVICE...", argv[0]);
+	return zonectl_validate(argv + optind, argc - optind, opt_json);
 }
 
 static const char *const zone_hdr[] = { "INDEX", "TYPE", "COND", "START", "LEN", "CAPACITY", "WRITTEN" };
@@ -2736,6 +2762,7 @@ int main(int argc, char **argv)
 		{ "watch", cmd_watch, -1 },
 		{ "status", cmd_status, -1 },
 		{ "map", cmd_map, -1 },
+		{ "validate", cmd_validate, -1 },
 	};
 	const char *cmd;
 	int o;

@@ -255,8 +255,10 @@ int zd_blkdev_check_whole(int sysdir, const char *path, char *why, size_t why_le
 int zd_blkdev_check_zoned(int sysdir, const char *path, char *model, size_t model_cap,
 			  char *why, size_t why_len)
 {
+	/* A partition's queue is its disk's. */
+	bool part = faccessat(sysdir, "partition", F_OK, 0) == 0;
 	char buf[256];
-	int r = zd_sysfs_read(sysdir, "queue/zoned", buf, sizeof(buf));
+	int r = zd_sysfs_read(sysdir, part ? "../queue/zoned" : "queue/zoned", buf, sizeof(buf));
 
 	if (r < 0)
 		return fail(why, why_len, r, "%s: cannot read queue/zoned: %s", path, strerror(-r));

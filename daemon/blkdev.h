@@ -60,7 +60,7 @@ int zd_blkdev_read_props(int sysdir, struct zd_blkdev_props *p);
 
 /* -EINVAL for a partition: the daemon owns whole zones of a whole device. */
 int zd_blkdev_check_whole(int sysdir, const char *path, char *why, size_t why_len);
-/* Reads queue/zoned: host-managed and host-aware pass and are copied into
+/* Reads queue/zoned (a partition's disk's): host-managed and host-aware pass and are copied into
  * model (when given), anything else is -EMEDIUMTYPE. */
 int zd_blkdev_check_zoned(int sysdir, const char *path, char *model, size_t model_cap,
 			  char *why, size_t why_len);

@@ -42,7 +42,7 @@ check-valgrind: $(check_PROGRAMS) daemon/zonedd
 		ZT_DAEMON_WRAPPER="$(VALGRIND_CMD)" \
 		$(LIBTOOL) --mode=execute $(VALGRIND_CMD) ./$$t; \
 	done
-VALGRIND_TESTS = tests/test-proto tests/test-alloc tests/test-lifecycle tests/test-faults tests/test-lease-e2e tests/test-client tests/test-client-e2e tests/test-emul tests/test-chaos tests/test-soak
+VALGRIND_TESTS = tests/test-proto tests/test-alloc tests/test-blkdev tests/test-lifecycle tests/test-faults tests/test-lease-e2e tests/test-client tests/test-client-e2e tests/test-emul tests/test-chaos tests/test-soak
 .PHONY: check-valgrind
 
 check_PROGRAMS += tests/test-chaos

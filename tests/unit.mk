@@ -5,3 +5,10 @@ TESTS += tests/test-emul
 tests_test_emul_SOURCES = tests/test-emul.c
 tests_test_emul_CFLAGS = $(TEST_CFLAGS)
 tests_test_emul_LDADD = $(TEST_LIBS)
+
+# daemon/blkdev.c against a fake sysfs tree (the real one: tests/vm).
+check_PROGRAMS += tests/test-blkdev
+TESTS += tests/test-blkdev
+tests_test_blkdev_SOURCES = tests/test-blkdev.c
+tests_test_blkdev_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
+tests_test_blkdev_LDADD = daemon/libzoned-blkdev.la $(CHECK_LIBS)
