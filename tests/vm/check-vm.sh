@@ -73,7 +73,9 @@ results=$out/results.log
 # Modules: each wanted one with its dependencies from modules.dep (which
 # lists them so that loading in reverse order works), built-ins skipped.
 # "?" marks the ones whose tests skip without them.
-wanted="virtio_pci 9pnet_virtio 9p nvme null_blk virtio_blk? zonefs? dm-mod? dm-flakey?"
+# ext4 (which loads crc32c by name, not as a module dependency) and kyber:
+# zonectl validate's mounted partition and scheduler (vm-validate-test.py).
+wanted="virtio_pci 9pnet_virtio 9p nvme null_blk virtio_blk? zonefs? dm-mod? dm-flakey? crc32c_generic? ext4? kyber-iosched?"
 norm() { echo "$1" | sed 's/-/_/g'; }
 modpath() { # name -> path relative to $moddir, or nothing
 	n=$(norm "$1")
