@@ -58,3 +58,11 @@ TESTS += tests/test-soak
 tests_test_soak_SOURCES = tests/test-soak.c tests/fixture.c tests/fixture.h
 tests_test_soak_CFLAGS = $(AM_CFLAGS) $(JSONC_CFLAGS)
 tests_test_soak_LDADD = $(JSONC_LIBS)
+
+# The Debian packages built, linted, installed with dpkg -i, used and purged
+# (tests/deb-install.sh): root on a throwaway machine only, so not part of
+# make check; .ci/quickstart test runs it.
+check-deb: all
+	@$(AM_TESTS_ENVIRONMENT) $(SHELL) $(srcdir)/tests/deb-install.sh
+.PHONY: check-deb
+EXTRA_DIST += tests/deb-install.sh
