@@ -8,7 +8,7 @@
 MAN=$top_srcdir/man/zonectl.8
 COMPLETION=$top_srcdir/completion/zonectl
 [ -r "$MAN" ] && [ -r "$COMPLETION" ] || die "no $MAN or $COMPLETION"
-COMMANDS="devices info report open close finish reset lease write read leases hello stats bench watch status map"
+COMMANDS="devices info report open close finish reset lease write read leases hello stats bench watch status map validate"
 
 zc --help
 check_eq "$RC" 0 "--help"
