@@ -303,6 +303,8 @@ int zonectl_bench(const char *socket_path, bool json, int argc, char **argv)
 		{ "buffered", no_argument, NULL, 'B' },
 		{ "rounds", required_argument, NULL, 'r' },
 		{ "json", no_argument, NULL, 'j' },
+		/* json or table; zonectl refused anything else already */
+		{ "output", required_argument, NULL, 'o' },
 		{ "help", no_argument, NULL, 'h' },
 		{}
 	};
@@ -355,6 +357,9 @@ int zonectl_bench(const char *socket_path, bool json, int argc, char **argv)
 			break;
 		case 'j':
 			json = true;
+			break;
+		case 'o':
+			json = strcmp(optarg, "json") == 0;
 			break;
 		case 'h':
 			usage(stdout);

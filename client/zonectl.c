@@ -28,7 +28,9 @@
 
 #define EXIT_USAGE 2
 
+/* --output: json (also --json), csv (the tabular commands) or table. */
 static bool opt_json;
+static bool opt_csv;
 static const char *opt_socket;
 
 /* --- Errors ------------------------------------------------------------ */
@@ -199,10 +201,13 @@ static const char *fmt_size(uint64_t v, char *buf, size_t cap)
 }
 #define SIZE(v) fmt_size((v), (char[32]){ 0 }, 32)
 
-/* An aligned table: cells are collected, widths computed, then printed. */
+/* An aligned table: cells are collected, widths computed, then printed;
+ * with --output csv, RFC 4180 CSV under csv_header (the JSON keys), the
+ * cells then being exact numbers (see SZ). */
 struct table {
 	unsigned ncols;
 	const char *const *header;
+	const char *const *csv_header;
 	const bool *right; /* right-aligned columns (numbers) */
 	char **cells;
 	size_t nrows, cap;
@@ -230,9 +235,45 @@ static void table_add(struct table *t, ...)
 	t->nrows++;
 }
 
+/* RFC 4180: a field with a comma, quote, CR or LF is quoted, quotes doubled. */
+static void csv_field(const char *s, bool last)
+{
+	if (strpbrk(s, ",\"\r\n")) {
+		putchar('"');
+		for (; *s; s++) {
+			if (*s == '"')
+				putchar('"');
+			putchar(*s);
+		}
+		putchar('"');
+	} else {
+		fputs(s, stdout);
+	}
+	fputs(last ? "\r\n" : ",", stdout);
+}
+
+static void table_free(struct table *t)
+{
+	for (size_t i = 0; i < t->nrows * t->ncols; i++)
+		free(t->cells[i]);
+	free(t->cells);
+	t->cells = NULL;
+	t->nrows = t->cap = 0;
+}
+
 static void table_print(struct table *t)
 {
 	size_t w[16] = { 0 };
+
+	if (opt_csv) {
+		for (unsigned i = 0; i < t->ncols; i++)
+			csv_field(t->csv_header[i], i + 1 == t->ncols);
+		for (size_t r = 0; r < t->nrows; r++)
+			for (unsigned i = 0; i < t->ncols; i++)
+				csv_field(t->cells[r * t->ncols + i], i + 1 == t->ncols);
+		table_free(t);
+		return;
+	}
 
 	for (unsigned i = 0; i < t->ncols; i++)
 		w[i] = strlen(t->header[i]);
@@ -257,11 +298,7 @@ static void table_print(struct table *t)
 		}
 		putchar('\n');
 	}
-	for (size_t i = 0; i < t->nrows * t->ncols; i++)
-		free(t->cells[i]);
-	free(t->cells);
-	t->cells = NULL;
-	t->nrows = t->cap = 0;
+	table_free(t);
 }
 
 static const char *u64s(uint64_t v, char *buf, size_t cap)
@@ -270,6 +307,8 @@ static const char *u64s(uint64_t v, char *buf, size_t cap)
 	return buf;
 }
 #define NUM(v) u64s((v), (char[24]){ 0 }, 24)
+/* A size in a table cell: readable units, exact bytes in CSV. */
+#define SZ(v) (opt_csv ? NUM(v) : SIZE(v))
 
 /* --- JSON output ------------------------------------------------------- */
 
@@ -479,18 +518,32 @@ static void cmd_usage(const char *cmd)
 	printf("Usage: zonectl [--socket PATH] [--json] %s%s%s\n\n  ", cmd, *h->synopsis ? " " : "",
 	       h->synopsis);
 	print_indented(stdout, h->summary, 2);
-	fputs("\nOptions of every command: --socket PATH, --json, --help (-h).\n", stdout);
+	fputs("\nOptions of every command: --socket PATH, --json, --output json|csv|table,\n"
+	      "--help (-h).\n", stdout);
 }
 
 /* Per-command option parsing: getopt_long over the command's arguments,
  * also accepting the global --json, --socket and --help after the command. */
-enum { OPT_JSON = 0x100, OPT_SOCKET };
+enum { OPT_JSON = 0x100, OPT_SOCKET, OPT_OUTPUT };
 #define COMMON_OPTS { "json", no_argument, NULL, OPT_JSON }, \
-	{ "socket", required_argument, NULL, OPT_SOCKET }, { "help", no_argument, NULL, 'h' }
+	{ "socket", required_argument, NULL, OPT_SOCKET }, \
+	{ "output", required_argument, NULL, OPT_OUTPUT }, { "help", no_argument, NULL, 'h' }
 
 static const char *cmd_name = "";
 static const char *cur_cmd; /* the command whose options are parsed, NULL before */
 static void usage(FILE *f);
+
+/* The commands whose output is one table (or rows of them), so CSV. */
+static bool csv_command(const char *cmd)
+{
+	static const char *const tabular[] = { "devices", "report", "open", "close", "finish",
+					       "reset", "leases", "stats", NULL };
+
+	for (const char *const *t = tabular; *t; t++)
+		if (strcmp(*t, cmd) == 0)
+			return true;
+	return false;
+}
 
 static int next_opt(int argc, char **argv, const struct option *opts)
 {
@@ -505,8 +558,20 @@ static int next_opt(int argc, char **argv, const struct option *opts)
 			exit(0);
 		} else if (o == OPT_JSON) {
 			opt_json = true;
+			opt_csv = false;
 		} else if (o == OPT_SOCKET) {
 			opt_socket = optarg;
+		} else if (o == OPT_OUTPUT) {
+			if (strcmp(optarg, "json") != 0 && strcmp(optarg, "csv") != 0 &&
+			    strcmp(optarg, "table") != 0)
+				usage_error("%s--output takes json, csv or table, not '%s'", cmd_name,
+					    optarg);
+			opt_json = strcmp(optarg, "json") == 0;
+			opt_csv = strcmp(optarg, "csv") == 0;
+		} else if (o == -1 && opt_csv && cur_cmd && !csv_command(cur_cmd)) {
+			opt_csv = false; /* the error itself is not CSV */
+			usage_error("%s--output csv is for the tabular commands (devices, report, "
+				    "zone operations, leases, stats); use json", cmd_name);
 		} else if (o == '?') {
 			usage_error("%sunknown option '%s'", cmd_name, argv[optind - 1]);
 		} else if (o == ':') {
@@ -656,7 +721,9 @@ static int cmd_devices(int argc, char **argv)
 	static const char *const hdr[] = { "ID", "BACKEND", "MODEL", "ZONES", "ZONE SIZE",
 					   "CAPACITY", "FREE", "LEASED", "PATH" };
 	static const bool right[] = { 0, 0, 0, 1, 1, 1, 1, 1, 0 };
-	struct table t = { .ncols = 9, .header = hdr, .right = right };
+	static const char *const csv[] = { "id", "backend", "model", "nr_zones", "zone_size",
+					   "capacity", "free_zones", "leased_zones", "path" };
+	struct table t = { .ncols = 9, .header = hdr, .csv_header = csv, .right = right };
 	struct zc_device *devs;
 	zc_client *c;
 	int r, n;
@@ -683,7 +750,7 @@ static int cmd_devices(int argc, char **argv)
 	} else {
 		for (int i = 0; i < n; i++)
 			table_add(&t, devs[i].id, devs[i].backend, devs[i].model, NUM(devs[i].nr_zones),
-				  SIZE(devs[i].zone_size), SIZE(devs[i].capacity), NUM(devs[i].free_zones),
+				  SZ(devs[i].zone_size), SZ(devs[i].capacity), NUM(devs[i].free_zones),
 				  NUM(devs[i].leased_zones), devs[i].path);
 		table_print(&t);
 	}
@@ -787,6 +854,8 @@ static int cmd_validate(int argc, char **argv)
 }
 
 static const char *const zone_hdr[] = { "INDEX", "TYPE", "COND", "START", "LEN", "CAPACITY", "WRITTEN" };
+static const char *const zone_csv[] = { "index", "type", "cond", "start", "len", "capacity",
+					"written" };
 static const bool zone_right[] = { 1, 0, 0, 1, 1, 1, 1 };
 
 /* exact: sizes as byte counts, usable as addresses (rounded units are
@@ -797,7 +866,10 @@ static void zone_row(struct table *t, const struct zc_zone *z, bool exact)
 	 * full zone's wp may point past its capacity); meaningless for
 	 * conventional zones. */
 	uint64_t w = z->wp - z->start < z->capacity ? z->wp - z->start : z->capacity;
-	const char *written = z->type == ZC_TYPE_CONV ? "-" : exact ? NUM(w) : SIZE(w);
+	const char *written;
+
+	exact = exact || opt_csv;
+	written = z->type == ZC_TYPE_CONV ? (opt_csv ? "" : "-") : exact ? NUM(w) : SIZE(w);
 
 	if (exact)
 		table_add(t, NUM(z->index), zc_type_name(z->type), zc_cond_name(z->cond),
@@ -822,7 +894,8 @@ static int cmd_report(int argc, char **argv)
 	};
 	uint32_t want = 0; /* zones to print, 0 = all that match */
 	bool exact = false;
-	struct table t = { .ncols = 7, .header = zone_hdr, .right = zone_right };
+	struct table t = { .ncols = 7, .header = zone_hdr, .csv_header = zone_csv,
+			   .right = zone_right };
 	struct zc_report_opts ro = { 0 };
 	struct zc_zone *zones = NULL;
 	size_t n = 0, cap = 0;
@@ -908,7 +981,8 @@ static int cmd_zone_op(int argc, char **argv, enum zc_zone_op op)
 		{ "force", no_argument, NULL, O_FORCE },
 		{ 0 },
 	};
-	struct table t = { .ncols = 7, .header = zone_hdr, .right = zone_right };
+	struct table t = { .ncols = 7, .header = zone_hdr, .csv_header = zone_csv,
+			   .right = zone_right };
 	uint32_t zone, count = 1;
 	bool force = false;
 	struct zc_zone *zones;
@@ -1679,7 +1753,9 @@ static int cmd_leases(int argc, char **argv)
 	};
 	static const char *const hdr[] = { "ID", "DEVICE", "ZONE", "WP", "PID", "UID", "AGE", "LABEL" };
 	static const bool right[] = { 1, 0, 1, 1, 1, 1, 1, 0 };
-	struct table t = { .ncols = 8, .header = hdr, .right = right };
+	static const char *const csv[] = { "id", "device", "zone", "wp", "pid", "uid", "age_ms",
+					   "label" };
+	struct table t = { .ncols = 8, .header = hdr, .csv_header = csv, .right = right };
 	struct zc_lease_info *li = NULL;
 	bool all = false;
 	size_t max = 16;
@@ -1730,8 +1806,11 @@ static int cmd_leases(int argc, char **argv)
 		for (int i = 0; i < n; i++) {
 			char age[32];
 
-			snprintf(age, sizeof(age), "%" PRIu64 ".%01" PRIu64 "s", li[i].age_ms / 1000,
-				 li[i].age_ms % 1000 / 100);
+			if (opt_csv)
+				snprintf(age, sizeof(age), "%" PRIu64, li[i].age_ms);
+			else
+				snprintf(age, sizeof(age), "%" PRIu64 ".%01" PRIu64 "s",
+					 li[i].age_ms / 1000, li[i].age_ms % 1000 / 100);
 			table_add(&t, NUM(li[i].id), li[i].device, NUM(li[i].zone), NUM(li[i].wp),
 				  NUM((uint64_t)(int64_t)li[i].pid), NUM(li[i].uid), age, li[i].label);
 		}
@@ -1882,6 +1961,13 @@ static int cmd_stats(int argc, char **argv)
 		jw_obj(NULL);
 		jw_counters(st, n);
 		jw_obj_end();
+	} else if (opt_csv) {
+		static const char *const csv[] = { "name", "value" };
+		struct table t = { .ncols = 2, .header = csv, .csv_header = csv };
+
+		for (int i = 0; i < n; i++)
+			table_add(&t, st[i].name, NUM(st[i].value));
+		table_print(&t);
 	} else {
 		for (int i = 0; i < n; i++)
 			if (strlen(st[i].name) > w)
@@ -2683,17 +2769,31 @@ static int cmd_bench(int argc, char **argv)
 		{ "writers", required_argument, NULL, 0 }, { "zones", required_argument, NULL, 0 },
 		{ "block", required_argument, NULL, 0 },   { "size", required_argument, NULL, 0 },
 		{ "rounds", required_argument, NULL, 0 },  { "buffered", no_argument, NULL, 0 },
+		{ "output", required_argument, NULL, 0 },
 		{ 0 },
 	};
 
 	options_first(argc, argv, opts);
 	for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
+		const char *fmt = NULL;
+
 		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
 			cmd_usage("bench");
 			return 0;
 		}
 		if (strcmp(argv[i], "--json") == 0)
 			opt_json = true; /* for the error lines too */
+		if (strncmp(argv[i], "--output=", 9) == 0)
+			fmt = argv[i] + 9;
+		else if (strcmp(argv[i], "--output") == 0 && i + 1 < argc)
+			fmt = argv[++i];
+		if (fmt && strcmp(fmt, "json") != 0 && strcmp(fmt, "table") != 0)
+			usage_error("bench: %s", strcmp(fmt, "csv") == 0 ?
+				    "--output csv is for the tabular commands (devices, report, "
+				    "zone operations, leases, stats); use json" :
+				    "--output takes json, csv or table");
+		if (fmt)
+			opt_json = strcmp(fmt, "json") == 0;
 	}
 	return zonectl_bench(opt_socket, opt_json, argc, argv);
 }
@@ -2723,6 +2823,8 @@ static void usage(FILE *f)
 	      "                  /run/zoned/zonedd.sock)\n"
 	      "  --json          print results as JSON, sizes in bytes; errors as JSON\n"
 	      "                  on stderr\n"
+	      "  --output FMT    json (as --json), csv (tabular commands: a header line,\n"
+	      "                  RFC 4180, sizes in bytes) or table (the default)\n"
 	      "  -h, --help      show this help (after a command: the command's help)\n"
 	      "  --version       show the version\n"
 	      "\n"
@@ -2779,6 +2881,11 @@ int main(int argc, char **argv)
 	cmd = argv[optind];
 	if (asprintf((char **)&cmd_name, "%s: ", cmd) < 0)
 		cmd_name = "";
+	if (opt_csv && !csv_command(cmd)) {
+		opt_csv = false;
+		usage_error("%s--output csv is for the tabular commands (devices, report, zone "
+			    "operations, leases, stats); use json", cmd_name);
+	}
 	argc -= optind;
 	argv += optind;
 	optind = 0; /* 0 makes getopt start over, GNU style */

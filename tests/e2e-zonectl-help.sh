@@ -34,7 +34,7 @@ python3 - "$T" "$MAN" "$COMPLETION" $COMMANDS >"$T/agree" <<'PY' || die "option 
 import re, sys
 t, man, comp, cmds = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
 opt = re.compile(r"--([a-z][a-z-]*)")
-common = {"help", "json", "socket"}
+common = {"help", "json", "socket", "output"}
 
 def opts_of(text):
     return sorted(set(opt.findall(text)) - common)
