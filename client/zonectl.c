@@ -25,6 +25,7 @@
 
 #include "client/zonectl-bench.h"
 #include "client/zonectl-device.h"
+#include "client/zonectl-progress.h"
 
 #define EXIT_USAGE 2
 
@@ -43,6 +44,7 @@ static void json_string_to(FILE *f, const char *s);
  * a usage error. */
 void zonectl_error(int err, const char *text)
 {
+	zprogress_interrupt();
 	if (!opt_json) {
 		fprintf(stderr, "zonectl: %s\n", text);
 		return;
@@ -458,7 +460,8 @@ static const struct cmd_help {
 	{ "report", "DEVICE [--cond C[,C]] [--type T[,T]] [--from N] [--scan N] [--count N] [--bytes]",
 	  "list zones: --from and --scan give the range\nscanned, --count how many to print,\n"
 	  "--bytes exact sizes" },
-	{ "open|close|finish|reset", "DEVICE ZONE [--count N] [--force]", "zone operations (admin)" },
+	{ "open|close|finish|reset", "DEVICE ZONE [--count N] [--force] | DEVICE --all [--force]",
+	  "zone operations (admin); --all: every\nsequential zone" },
 	{ "lease", "DEVICE [--zone N] [--wait MS] [--hold SECONDS] [--label TEXT]",
 	  "take a lease and hold it until the time is\nup or SIGINT/SIGTERM, then release it" },
 	{ "write", "DEVICE [--zone N] [--input FILE|-] [--label TEXT] [--split]",
@@ -898,6 +901,9 @@ static int cmd_report(int argc, char **argv)
 			   .right = zone_right };
 	struct zc_report_opts ro = { 0 };
 	struct zc_zone *zones = NULL;
+	struct zprogress pg;
+	struct zc_device d;
+	char what[96];
 	size_t n = 0, cap = 0;
 	zc_zone_iter *it;
 	zc_client *c;
@@ -929,6 +935,18 @@ static int cmd_report(int argc, char **argv)
 		r = fail(c, r, "report %s", argv[optind]);
 		goto out;
 	}
+	/* On a terminal, a bar of the zones scanned (all are listed when
+	 * nothing filters them, so their count is known). */
+	snprintf(what, sizeof(what), "report %s: zones", argv[optind]);
+	zprogress_start(&pg, what, 0, false);
+	if (pg.on && !ro.cond_mask && !ro.type_mask && zc_device_info(c, argv[optind], &d) == 0 &&
+	    ro.from < d.nr_zones) {
+		pg.total = d.nr_zones - ro.from;
+		if (ro.count && ro.count < pg.total)
+			pg.total = ro.count;
+		if (want && want < pg.total)
+			pg.total = want;
+	}
 	/* Collect everything first: a report that fails half way prints
 	 * nothing but the error. The iterator is lazy: stopping at --count
 	 * fetches no further page. */
@@ -946,7 +964,9 @@ static int cmd_report(int argc, char **argv)
 		if (r <= 0)
 			break;
 		n++;
+		zprogress_update(&pg, n);
 	}
+	zprogress_end(&pg);
 	if (r < 0)
 		r = fail(c, r, "report %s", argv[optind]);
 	else
@@ -972,20 +992,88 @@ out:
 	return r;
 }
 
+/* --all: every sequential zone of the device, in runs of consecutive ones
+ * (conventional zones take no zone operation), a batch per call, with a
+ * progress bar on a terminal. Returns the number of zones done into
+ * *zones (malloc'd) or an exit status through *status. */
+#define ALL_BATCH 64u
+static int zone_op_all(zc_client *c, const char *dev, enum zc_zone_op op, const char *name,
+		       bool force, struct zc_zone **out, int *status)
+{
+	struct zc_report_opts ro = { .type_mask = 1u << ZC_TYPE_SWR | 1u << ZC_TYPE_SWP };
+	struct zc_zone *seq = NULL, *done = NULL, z;
+	size_t nseq = 0, cap = 0, ndone = 0;
+	struct zprogress pg;
+	zc_zone_iter *it = NULL;
+	char what[96];
+	int r;
+
+	r = zc_zone_iter_new(c, dev, &ro, &it);
+	while (r >= 0 && (r = zc_zone_iter_next(it, &z)) > 0) {
+		if (nseq == cap) {
+			struct zc_zone *n = realloc(seq, (cap = cap ? cap * 2 : 256) * sizeof(*seq));
+
+			if (!n) {
+				r = -ENOMEM;
+				break;
+			}
+			seq = n;
+		}
+		seq[nseq++] = z;
+	}
+	zc_zone_iter_free(it);
+	if (r < 0) {
+		free(seq);
+		*status = fail(c, r, "%s %s", name, dev);
+		return -1;
+	}
+	done = calloc(nseq ? nseq : 1, sizeof(*done));
+	if (!done) {
+		free(seq);
+		*status = fail_local(-ENOMEM, "%s", name);
+		return -1;
+	}
+	snprintf(what, sizeof(what), "%s %s: zones", name, dev);
+	zprogress_start(&pg, what, nseq, false);
+	for (size_t i = 0; i < nseq;) {
+		uint32_t first = seq[i].index, count = 1;
+
+		while (i + count < nseq && count < ALL_BATCH && seq[i + count].index == first + count)
+			count++;
+		r = zc_zone_op(c, dev, (enum zc_zone_op)op, first, count, force, done + ndone, count);
+		if (r < 0) {
+			zprogress_end(&pg);
+			*status = fail(c, r, "%s %s zones %" PRIu32 "-%" PRIu32 " (%zu of %zu done)",
+				       name, dev, first, first + count - 1, ndone, nseq);
+			free(seq);
+			free(done);
+			return -1;
+		}
+		ndone += (uint32_t)r < count ? (uint32_t)r : count;
+		i += count;
+		zprogress_update(&pg, ndone);
+	}
+	zprogress_end(&pg);
+	free(seq);
+	*out = done;
+	return (int)ndone;
+}
+
 static int cmd_zone_op(int argc, char **argv, enum zc_zone_op op)
 {
-	enum { O_COUNT = 1, O_FORCE };
+	enum { O_COUNT = 1, O_FORCE, O_ALL };
 	static const struct option opts[] = {
 		COMMON_OPTS,
 		{ "count", required_argument, NULL, O_COUNT },
 		{ "force", no_argument, NULL, O_FORCE },
+		{ "all", no_argument, NULL, O_ALL },
 		{ 0 },
 	};
 	struct table t = { .ncols = 7, .header = zone_hdr, .csv_header = zone_csv,
 			   .right = zone_right };
-	uint32_t zone, count = 1;
-	bool force = false;
-	struct zc_zone *zones;
+	uint32_t zone = 0, count = 1;
+	bool force = false, all = false, counted = false;
+	struct zc_zone *zones = NULL;
 	zc_client *c;
 	int o, r;
 
@@ -993,25 +1081,42 @@ static int cmd_zone_op(int argc, char **argv, enum zc_zone_op op)
 	while ((o = next_opt(argc, argv, opts)) != -1) {
 		if (o == O_COUNT) {
 			count = arg_u32("--count", optarg);
+			counted = true;
 			if (!count)
 				usage_error("%s: --count must be at least 1", argv[0]);
 		} else if (o == O_FORCE) {
 			force = true;
+		} else if (o == O_ALL) {
+			all = true;
 		}
 	}
-	want_args(argc, argv, 2, "DEVICE ZONE");
-	zone = arg_u32("zone", argv[optind + 1]);
-	zones = calloc(count, sizeof(*zones));
-	if (!zones)
-		return fail_local(-ENOMEM, "%s", argv[0]);
-	c = connect_or_die();
-	r = zc_zone_op(c, argv[optind], op, zone, count, force, zones, count);
-	if (r < 0) {
-		r = fail(c, r, "%s %s zone %" PRIu32, argv[0], argv[optind], zone);
-		goto out;
+	if (all) {
+		if (counted)
+			usage_error("%s: --all and --count exclude each other", argv[0]);
+		want_args(argc, argv, 1, "DEVICE (with --all, no ZONE)");
+	} else {
+		want_args(argc, argv, 2, "DEVICE ZONE");
+		zone = arg_u32("zone", argv[optind + 1]);
+		zones = calloc(count, sizeof(*zones));
+		if (!zones)
+			return fail_local(-ENOMEM, "%s", argv[0]);
 	}
-	if ((uint32_t)r > count)
-		r = (int)count;
+	c = connect_or_die();
+	if (all) {
+		r = zone_op_all(c, argv[optind], op, argv[0], force, &zones, &o);
+		if (r < 0) {
+			r = o;
+			goto out;
+		}
+	} else {
+		r = zc_zone_op(c, argv[optind], op, zone, count, force, zones, count);
+		if (r < 0) {
+			r = fail(c, r, "%s %s zone %" PRIu32, argv[0], argv[optind], zone);
+			goto out;
+		}
+		if ((uint32_t)r > count)
+			r = (int)count;
+	}
 	if (opt_json) {
 		jw_obj(NULL);
 		jw_arr("zones");
@@ -1306,6 +1411,8 @@ static int cmd_write(int argc, char **argv)
 	zc_client *c;
 	unsigned char *buf = NULL;
 	bool eof = false;
+	struct zprogress pg = { 0 };
+	char what[96];
 	struct stat st;
 	int o, r;
 
@@ -1322,6 +1429,7 @@ static int cmd_write(int argc, char **argv)
 	}
 	want_args(argc, argv, 1, "DEVICE");
 	lo.device = argv[optind];
+	snprintf(what, sizeof(what), "write %s", lo.device);
 	if (strcmp(input, "-") != 0) {
 		in.fd = open(input, O_RDONLY | O_CLOEXEC);
 		if (in.fd < 0)
@@ -1363,6 +1471,7 @@ static int cmd_write(int argc, char **argv)
 	/* The allocator then picks a zone with room for all of it. */
 	if (known && !split && lo.zone < 0 && size)
 		lo.min_free = size;
+	zprogress_start(&pg, what, known ? size : 0, true);
 	pieces = calloc(1, sizeof(*pieces));
 	if (!pieces) {
 		r = fail_local(-ENOMEM, "write");
@@ -1476,9 +1585,11 @@ static int cmd_write(int argc, char **argv)
 		cur->length += k;
 		cur->padded += padded;
 		total += k;
+		zprogress_update(&pg, total);
 		pending -= k;
 		off += k;
 	}
+	zprogress_end(&pg);
 	r = zc_lease_sync(l);
 	if (r < 0) {
 		r = fail_landed(c, r, pieces, npieces, "sync lease");
@@ -1524,6 +1635,7 @@ static int cmd_write(int argc, char **argv)
 	}
 	r = 0;
 out:
+	zprogress_end(&pg);
 	if (l) {
 		int rr = zc_lease_release(l, ZC_RELEASE_KEEP);
 
