@@ -11,6 +11,7 @@
 #include <json-c/json.h>
 
 #include "include/zoned/client.h"
+#include "proto/proto.h"
 
 struct zc_pending;
 struct zc_sendbuf;
@@ -98,7 +99,8 @@ struct zc_pending {
 	int err;                 /* 0, or a negative errno */
 	char msg[256];           /* what went wrong, for zc_last_error() */
 	struct json_object *result;
-	int fd;
+	int fds[ZP_MAX_FDS];     /* the reply's, owned */
+	unsigned nfds;
 	struct zc_lease *lease;  /* ZC_P_ACQUIRE: the lease built from the reply */
 	/* Asynchronous calls: run by zc_client_process() outside the lock. */
 	zc_complete_fn *complete;
@@ -120,6 +122,11 @@ struct zc_pending {
 int zc_call_full(zc_client *c, const char *method, struct json_object *params,
 		 uint32_t timeout_ms, unsigned flags, struct json_object **result, int *fd_out,
 		 struct zc_lease **lease_out);
+/* As zc_call_full, every fd of the reply going to fds_out[0..*nfds_out)
+ * (room for ZP_MAX_FDS). */
+int zc_call_fds(zc_client *c, const char *method, struct json_object *params,
+		uint32_t timeout_ms, unsigned flags, struct json_object **result, int *fds_out,
+		unsigned *nfds_out);
 int zc_call(zc_client *c, const char *method, struct json_object *params,
 	    struct json_object **result, int *fd_out);
 /* Starts an asynchronous call; complete runs from zc_client_process() (or
@@ -147,8 +154,8 @@ int zc_reconnect_step(zc_client *c);
 int zc_leases_reclaim(zc_client *c);
 /* lease.c, under c->lock: a reply granted a lease (takes fd); a
  * notification revoked lease id. */
-int zc_lease_from_reply(zc_client *c, struct json_object *result, int fd, struct zc_lease **out,
-			char *msg, size_t msg_len);
+int zc_lease_from_reply(zc_client *c, struct json_object *result, int *fds, unsigned nfds,
+			struct zc_lease **out, char *msg, size_t msg_len);
 void zc_lease_revoked_locked(zc_client *c, uint64_t id);
 /* Reads what the daemon sent without waiting, when no other thread holds
  * the connection: a data call's cheap look for a revocation. */

@@ -331,10 +331,13 @@ ZC_EXPORT int64_t zc_hello_async(zc_client *c, const struct zc_call_opts *copts,
 static void json_done(zc_client *c, struct zc_pending *p)
 {
 	zc_json_cb cb = (zc_json_cb)p->cb;
-	int fd = p->fd;
+	int fd = p->nfds ? p->fds[0] : -1;
 
 	(void)c;
-	p->fd = -1;
+	/* The callback takes one descriptor; any other is closed. */
+	for (unsigned i = 1; i < p->nfds; i++)
+		close(p->fds[i]);
+	p->nfds = 0;
 	cb(c, p->err, p->err == 0 ? json_object_to_json_string_ext(p->result, JSON_C_TO_STRING_PLAIN)
 				  : NULL, fd, p->ud);
 }
@@ -451,6 +454,33 @@ ZC_EXPORT int zc_device_open(zc_client *c, const char *device)
 	json_object_put(res);
 	if (fd < 0)
 		return zc_fail(c, -EPROTO, "device.open reply carries no fd");
+	return fd;
+}
+
+ZC_EXPORT int zc_zone_open(zc_client *c, const char *device, uint32_t zone, uint64_t *fd_offset)
+{
+	struct json_object *res, *p;
+	uint64_t off = 0;
+	int r, fd;
+
+	if (!c || !device)
+		return c ? zc_fail(c, -EINVAL, "device is NULL") : -EINVAL;
+	p = params_device(device);
+	if (!p)
+		return zc_fail(c, -ENOMEM, NULL);
+	json_object_object_add(p, "zone", json_object_new_int64(zone));
+	r = zc_call(c, "device.open", p, &res, &fd);
+	if (r < 0)
+		return r;
+	r = zc_get_u64(res, "fd_offset", &off);
+	json_object_put(res);
+	if (fd < 0 || r < 0) {
+		if (fd >= 0)
+			close(fd);
+		return zc_fail(c, -EPROTO, "device.open reply carries no fd or no fd_offset");
+	}
+	if (fd_offset)
+		*fd_offset = off;
 	return fd;
 }
 

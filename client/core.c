@@ -87,13 +87,19 @@ static void plist_del(struct zc_pending **head, struct zc_pending **tail, struct
 	p->prev = p->next = NULL;
 }
 
+static void fds_close(int *fds, unsigned *n)
+{
+	for (unsigned i = 0; i < *n; i++)
+		close(fds[i]);
+	*n = 0;
+}
+
 static void pending_free(struct zc_pending *p)
 {
 	if (!p)
 		return;
 	json_object_put(p->result);
-	if (p->fd >= 0)
-		close(p->fd);
+	fds_close(p->fds, &p->nfds);
 	free(p);
 }
 
@@ -171,10 +177,7 @@ static void abandon_grant_locked(zc_client *c, struct zc_pending *p)
 {
 	struct json_object *lo, *id, *token;
 
-	if (p->fd >= 0) {
-		close(p->fd);
-		p->fd = -1;
-	}
+	fds_close(p->fds, &p->nfds);
 	if (p->result && json_object_object_get_ex(p->result, "lease", &lo) &&
 	    json_object_object_get_ex(lo, "id", &id) &&
 	    json_object_object_get_ex(lo, "token", &token)) {
@@ -214,32 +217,32 @@ static void reply_error(struct zc_pending *p, struct json_object *err)
 
 static void lose_locked(zc_client *c, int err);
 
-/* One reply for p; takes fd. */
-static void answer_locked(zc_client *c, struct zc_pending *p, struct json_object *reply, int fd)
+/* One reply for p; takes the fds. */
+static void answer_locked(zc_client *c, struct zc_pending *p, struct json_object *reply,
+			  int *fds, unsigned nfds)
 {
 	struct json_object *v = NULL;
 
 	if (json_object_object_get_ex(reply, "error", &v) && !json_object_is_type(v, json_type_null)) {
 		reply_error(p, v);
-		if (fd >= 0)
-			close(fd);
+		fds_close(fds, &nfds);
 	} else if (!json_object_object_get_ex(reply, "result", &v) ||
 		   json_object_is_type(v, json_type_null)) {
 		fail_locked(p, -EPROTO, "reply without a result");
-		if (fd >= 0)
-			close(fd);
+		fds_close(fds, &nfds);
 	} else {
 		p->result = json_object_get(v);
-		p->fd = fd;
+		memcpy(p->fds, fds, nfds * sizeof(int));
+		p->nfds = nfds;
 		if (p->flags & (ZC_P_ABANDONED | ZC_P_CANCELLED)) {
 			abandon_grant_locked(c, p);
 		} else if (p->flags & ZC_P_ACQUIRE) {
 			/* Built here, under the lock, so that a revocation read
 			 * right after this reply finds the lease. */
-			int r = zc_lease_from_reply(c, p->result, p->fd, &p->lease, p->msg,
+			int r = zc_lease_from_reply(c, p->result, p->fds, p->nfds, &p->lease, p->msg,
 						    sizeof(p->msg));
 
-			p->fd = -1;
+			p->nfds = 0;
 			if (r < 0)
 				p->err = r;
 		}
@@ -255,8 +258,8 @@ static struct zc_pending *find_pending(zc_client *c, int64_t id)
 	return NULL;
 }
 
-/* One packet from the daemon. */
-static void dispatch_locked(zc_client *c, const char *buf, size_t n, int fd)
+/* One packet from the daemon; takes its fds. */
+static void dispatch_locked(zc_client *c, const char *buf, size_t n, int *fds, unsigned nfds)
 {
 	struct json_object *msg = zp_parse(buf, n), *v = NULL, *id = NULL;
 	struct zc_pending *p = NULL;
@@ -269,14 +272,12 @@ static void dispatch_locked(zc_client *c, const char *buf, size_t n, int fd)
 			fail_locked(p, -EPROTO, "unreadable reply from the daemon");
 			complete_locked(c, p);
 		}
-		if (fd >= 0)
-			close(fd);
+		fds_close(fds, &nfds);
 		json_object_put(msg);
 		return;
 	}
 	if (json_object_object_get_ex(msg, "method", &v)) {
-		if (fd >= 0)
-			close(fd);
+		fds_close(fds, &nfds);
 		if (json_object_is_type(v, json_type_string) &&
 		    strcmp(json_object_get_string(v), "event") == 0 &&
 		    json_object_object_get_ex(msg, "params", &v) &&
@@ -294,9 +295,9 @@ static void dispatch_locked(zc_client *c, const char *buf, size_t n, int fd)
 		 * reads them, so it is the oldest call's. */
 		p = json_object_object_get_ex(msg, "error", NULL) ? c->pending_head : NULL;
 	if (p)
-		answer_locked(c, p, msg, fd);
-	else if (fd >= 0)
-		close(fd); /* a stray reply: its caller gave up */
+		answer_locked(c, p, msg, fds, nfds);
+	else
+		fds_close(fds, &nfds); /* a stray reply: its caller gave up */
 	json_object_put(msg);
 }
 
@@ -306,8 +307,9 @@ static int drain_locked(zc_client *c)
 	int count = 0;
 
 	while (!c->lost) {
-		int fd = -1;
-		ssize_t n = zp_recv(c->fd, c->buf, ZP_MSG_MAX, &fd, MSG_DONTWAIT);
+		int fds[ZP_MAX_FDS];
+		size_t nfds = 0;
+		ssize_t n = zp_recvv(c->fd, c->buf, ZP_MSG_MAX, fds, &nfds, MSG_DONTWAIT);
 
 		if (n == -EAGAIN)
 			break;
@@ -316,22 +318,23 @@ static int drain_locked(zc_client *c)
 			 * still be queued (a refusal says why): read them. */
 			if (n == -ECONNRESET) {
 				for (int i = 0; i < 4; i++) {
-					n = zp_recv(c->fd, c->buf, ZP_MSG_MAX, &fd, MSG_DONTWAIT);
+					n = zp_recvv(c->fd, c->buf, ZP_MSG_MAX, fds, &nfds,
+						     MSG_DONTWAIT);
 					if (n <= 0 || n > ZP_MSG_MAX)
 						break;
-					dispatch_locked(c, c->buf, (size_t)n, fd);
-					fd = -1;
+					dispatch_locked(c, c->buf, (size_t)n, fds, (unsigned)nfds);
+					nfds = 0;
 				}
-				if (fd >= 0)
-					close(fd);
+				for (size_t i = 0; i < nfds; i++)
+					close(fds[i]);
 			}
 			lose_locked(c, -ECONNRESET);
 			break;
 		}
 		count++;
 		if (n > ZP_MSG_MAX) {
-			if (fd >= 0)
-				close(fd);
+			for (size_t i = 0; i < nfds; i++)
+				close(fds[i]);
 			if (c->pending_head) {
 				struct zc_pending *p = c->pending_head;
 
@@ -340,7 +343,7 @@ static int drain_locked(zc_client *c)
 			}
 			continue;
 		}
-		dispatch_locked(c, c->buf, (size_t)n, fd);
+		dispatch_locked(c, c->buf, (size_t)n, fds, (unsigned)nfds);
 	}
 	return count;
 }
@@ -518,7 +521,6 @@ void zc_call_fire_locked(zc_client *c, const char *method, struct json_object *p
 		json_object_put(params);
 		return;
 	}
-	p->fd = -1;
 	p->flags = ZC_P_ABANDONED;
 	p->deadline_ms = zc_now_ms() + ZC_TIMEOUT_DEFAULT_MS;
 	if (start_locked(c, method, params, p) < 0 && !p->done)
@@ -601,16 +603,16 @@ static bool pending_done(zc_client *c, void *arg)
 	return ((struct zc_pending *)arg)->done;
 }
 
-int zc_call_full(zc_client *c, const char *method, struct json_object *params,
-		 uint32_t timeout_ms, unsigned flags, struct json_object **result, int *fd_out,
-		 struct zc_lease **lease_out)
+static int call_full(zc_client *c, const char *method, struct json_object *params,
+		     uint32_t timeout_ms, unsigned flags, struct json_object **result, int *fds_out,
+		     unsigned *nfds_out, struct zc_lease **lease_out)
 {
 	struct zc_pending *p;
 	int r;
 
 	*result = NULL;
-	if (fd_out)
-		*fd_out = -1;
+	if (nfds_out)
+		*nfds_out = 0;
 	if (lease_out)
 		*lease_out = NULL;
 	if (!c) {
@@ -622,7 +624,6 @@ int zc_call_full(zc_client *c, const char *method, struct json_object *params,
 		json_object_put(params);
 		return zc_fail(c, -ENOMEM, NULL);
 	}
-	p->fd = -1;
 	p->flags = flags | ZC_P_SYNC;
 	zc_client_ref(c);
 	zc_reconnect_step(c);
@@ -661,9 +662,10 @@ int zc_call_full(zc_client *c, const char *method, struct json_object *params,
 	} else {
 		*result = p->result;
 		p->result = NULL;
-		if (fd_out) {
-			*fd_out = p->fd;
-			p->fd = -1;
+		if (nfds_out) {
+			memcpy(fds_out, p->fds, p->nfds * sizeof(int));
+			*nfds_out = p->nfds;
+			p->nfds = 0;
 		}
 		if (lease_out) {
 			*lease_out = p->lease;
@@ -672,6 +674,29 @@ int zc_call_full(zc_client *c, const char *method, struct json_object *params,
 	}
 	pending_free(p);
 	zc_client_unref(c);
+	return r;
+}
+
+int zc_call_fds(zc_client *c, const char *method, struct json_object *params,
+		uint32_t timeout_ms, unsigned flags, struct json_object **result, int *fds_out,
+		unsigned *nfds_out)
+{
+	return call_full(c, method, params, timeout_ms, flags, result, fds_out, nfds_out, NULL);
+}
+
+int zc_call_full(zc_client *c, const char *method, struct json_object *params,
+		 uint32_t timeout_ms, unsigned flags, struct json_object **result, int *fd_out,
+		 struct zc_lease **lease_out)
+{
+	int fds[ZP_MAX_FDS];
+	unsigned n = 0;
+	int r = call_full(c, method, params, timeout_ms, flags, result, fds, &n, lease_out);
+
+	/* The first fd, the rest closed: a caller of one descriptor. */
+	if (fd_out)
+		*fd_out = n ? fds[0] : -1;
+	for (unsigned i = fd_out ? 1 : 0; i < n; i++)
+		close(fds[i]);
 	return r;
 }
 
@@ -696,7 +721,6 @@ int64_t zc_call_start(zc_client *c, const char *method, struct json_object *para
 		json_object_put(params);
 		return zc_fail(c, -ENOMEM, NULL);
 	}
-	p->fd = -1;
 	p->flags = flags & ~ZC_P_SYNC;
 	p->complete = complete;
 	p->cb = cb;
@@ -746,7 +770,7 @@ ZC_EXPORT int zc_call_cancel(zc_client *c, uint64_t call_id)
 		}
 		*q = *p;
 		q->prev = q->next = NULL;
-		q->fd = -1;
+		q->nfds = 0;
 		fail_locked(q, -ECANCELED, "the call was cancelled");
 		q->flags |= ZC_P_CANCELLED;
 		plist_add(&c->done_head, &c->done_tail, q);
@@ -856,7 +880,7 @@ ZC_EXPORT int zc_client_process(zc_client *c)
 				if (q) {
 					*q = *p;
 					q->prev = q->next = NULL;
-					q->fd = -1;
+					q->nfds = 0;
 					fail_locked(q, -ETIMEDOUT, "no reply within the call's timeout");
 					plist_add(&c->done_head, &c->done_tail, q);
 					p->complete = NULL;

@@ -16,14 +16,24 @@
 #include "client/client-private.h"
 #include "proto/proto.h"
 
+/* One zone of a lease, absolute byte offsets. */
+struct zc_lease_zone {
+	uint64_t start, capacity, wp;
+};
+
 struct zc_lease {
 	zc_client *c;        /* holds a reference */
 	uint64_t id, token;
 	char device[64];
 	char label[128];
-	uint32_t zone;
-	uint64_t start, len, capacity;
-	uint64_t wp;         /* absolute, local view */
+	uint32_t zone;       /* the first */
+	uint32_t count;      /* zones in the lease, consecutive */
+	uint64_t start, len, capacity; /* of the first zone; every zone has len */
+	uint64_t fd_offset;  /* where the first zone starts in fds[0] (0: its own fd) */
+	uint64_t wp;         /* absolute, local view: where the next append goes */
+	uint32_t cur;        /* the zone wp is in */
+	struct zc_lease_zone *z; /* count of them; &z1 for one zone */
+	struct zc_lease_zone z1;
 	uint32_t block_size;
 	bool direct;
 	/* 0 while usable, else the error every call now fails with before
@@ -32,9 +42,28 @@ struct zc_lease {
 	 * and a lost connection set it from whichever thread notices. */
 	atomic_int dead;
 	atomic_bool unreclaimed; /* dead because the daemon did not give it back */
-	int fd;
+	/* 1: fds[0] maps every zone of the lease; count: fds[i] is zone i's
+	 * own. The numbers stay the lease's while it lives (fenced, refilled
+	 * by a reclaim), so fd is fds[0]. */
+	int fds[ZP_LEASE_ZONES_MAX];
+	unsigned nfds;
 	struct zc_lease *prev, *next; /* in c->leases, under c->leases_lock */
 };
+
+/* The fd that reaches zone i of l, and where byte b of that zone is in it
+ * (at *base + b). */
+static int zone_fd(const zc_lease *l, uint32_t i, uint64_t *base)
+{
+	if (l->nfds == 1) {
+		*base = l->fd_offset + (l->z[i].start - l->z[0].start);
+		return l->fds[0];
+	}
+	*base = 0;
+	return l->fds[i];
+}
+
+/* Every fd number of l onto the pipe's read end (see fence_fd). */
+static void fence_all(zc_lease *l, int pipe_rd);
 
 /* The error a dead lease fails with, recorded for zc_last_error(). A lease
  * waiting for its reclaim (-EAGAIN) gives the reconnect its chance first,
@@ -80,6 +109,12 @@ static void fence_fd(int fd, int pipe_rd)
 	while (r < 0 && (errno == EINTR || errno == EBUSY));
 }
 
+static void fence_all(zc_lease *l, int pipe_rd)
+{
+	for (unsigned i = 0; i < l->nfds; i++)
+		fence_fd(l->fds[i], pipe_rd);
+}
+
 void zc_leases_lost(zc_client *c, int err)
 {
 	int p[2] = { -1, -1 };
@@ -89,15 +124,14 @@ void zc_leases_lost(zc_client *c, int err)
 		close(p[1]);
 	for (zc_lease *l = c->leases; l; l = l->next) {
 		lease_mark(l, err);
-		if (l->fd >= 0) {
-			if (p[0] >= 0)
-				fence_fd(l->fd, p[0]);
-			else {
-				/* No pipe (out of fds): closing is the only
-				 * fence left; the lease stops using the number. */
-				close(l->fd);
-				l->fd = -1;
-			}
+		if (p[0] >= 0) {
+			fence_all(l, p[0]);
+		} else {
+			/* No pipe (out of fds): closing is the only fence
+			 * left; the lease stops using the numbers. */
+			for (unsigned i = 0; i < l->nfds; i++)
+				close(l->fds[i]);
+			l->nfds = 0;
 		}
 	}
 	pthread_mutex_unlock(&c->leases_lock);
@@ -131,7 +165,8 @@ static void mark_unreclaimed(zc_lease *l)
 /* Takes the reply of one lease.reclaim (takes fd): the fresh fd goes onto
  * the lease's fd number, so an application holding the number writes to
  * the reclaimed lease, and the write pointer is the device's. */
-static void reclaimed(zc_client *c, struct reclaim_item *it, struct json_object *res, int fd)
+static void reclaimed(zc_client *c, struct reclaim_item *it, struct json_object *res, int *fds,
+		      unsigned nfds)
 {
 	struct json_object *lo;
 	zc_lease *l;
@@ -139,16 +174,19 @@ static void reclaimed(zc_client *c, struct reclaim_item *it, struct json_object 
 
 	pthread_mutex_lock(&c->leases_lock);
 	l = waiting_lease(c, it->id);
-	if (l && fd >= 0 && zc_get_object(res, "lease", &lo) == 0 && parse_lease(lo, l, false) == 0) {
+	if (l && nfds && (nfds == l->nfds || l->nfds == 0) &&
+	    zc_get_object(res, "lease", &lo) == 0 && parse_lease(lo, l, false) == 0) {
 		int r = 0;
 
-		if (l->fd >= 0) {
-			do
-				r = dup3(fd, l->fd, O_CLOEXEC);
-			while (r < 0 && (errno == EINTR || errno == EBUSY));
+		if (l->nfds) {
+			for (unsigned i = 0; i < nfds && r >= 0; i++)
+				do
+					r = dup3(fds[i], l->fds[i], O_CLOEXEC);
+				while (r < 0 && (errno == EINTR || errno == EBUSY));
 		} else {
-			l->fd = fd;
-			fd = -1;
+			memcpy(l->fds, fds, nfds * sizeof(int));
+			l->nfds = nfds;
+			nfds = 0;
 		}
 		if (r >= 0) {
 			int again = -EAGAIN;
@@ -162,8 +200,8 @@ static void reclaimed(zc_client *c, struct reclaim_item *it, struct json_object 
 		mark_unreclaimed(l);
 	}
 	pthread_mutex_unlock(&c->leases_lock);
-	if (fd >= 0)
-		close(fd);
+	for (unsigned i = 0; i < nfds; i++)
+		close(fds[i]);
 	if (!used) {
 		/* Released while we reclaimed it, or unusable: give it back. */
 		struct json_object *p = json_object_new_object();
@@ -206,7 +244,8 @@ int zc_leases_reclaim(zc_client *c)
 
 	for (size_t i = 0; i < n; i++) {
 		struct json_object *p = json_object_new_object(), *res;
-		int fd = -1;
+		int fds[ZP_MAX_FDS];
+		unsigned nfds = 0;
 
 		if (!p) {
 			r = -ENOMEM;
@@ -214,9 +253,9 @@ int zc_leases_reclaim(zc_client *c)
 		}
 		json_object_object_add(p, "id", json_object_new_uint64(items[i].id));
 		json_object_object_add(p, "token", json_object_new_uint64(items[i].token));
-		r = zc_call_full(c, "lease.reclaim", p, 0, ZC_P_GRANTS, &res, &fd, NULL);
+		r = zc_call_fds(c, "lease.reclaim", p, 0, ZC_P_GRANTS, &res, fds, &nfds);
 		if (r == 0) {
-			reclaimed(c, &items[i], res, fd);
+			reclaimed(c, &items[i], res, fds, nfds);
 			json_object_put(res);
 			continue;
 		}
@@ -274,43 +313,116 @@ ZC_EXPORT void zc_lease_opts_init(struct zc_lease_opts *opts)
 	opts->prefer = ZC_PREFER_ANY;
 }
 
+/* One zone's {start, capacity, wp} checked against the lease's geometry; a
+ * full zone's wp may be reported at the zone's end (start + len) rather
+ * than at its capacity, and for appends both mean "no room left". */
+static int zone_checked(const zc_lease *l, struct zc_lease_zone *z)
+{
+	if (z->capacity > l->len || z->wp < z->start || z->wp > z->start + l->len)
+		return -EPROTO;
+	if (z->wp > z->start + z->capacity)
+		z->wp = z->start + z->capacity;
+	return 0;
+}
+
+/* Each zone's state: from `zones` for a range, the top level for one. */
+static int parse_zones(struct json_object *o, zc_lease *l)
+{
+	struct json_object *arr;
+	int r;
+
+	if (l->count == 1) {
+		l->z[0] = (struct zc_lease_zone){ l->start, l->capacity, l->wp };
+		return zone_checked(l, &l->z[0]);
+	}
+	if ((r = zc_get_array(o, "zones", &arr)) < 0 || json_object_array_length(arr) != l->count)
+		return r < 0 ? r : -EPROTO;
+	for (uint32_t i = 0; i < l->count; i++) {
+		struct json_object *zo = json_object_array_get_idx(arr, i);
+		struct zc_lease_zone *z = &l->z[i];
+		uint32_t idx;
+
+		if (!json_object_is_type(zo, json_type_object) ||
+		    (r = zc_get_u32(zo, "zone", &idx)) < 0 || (r = zc_get_u64(zo, "start", &z->start)) < 0 ||
+		    (r = zc_get_u64(zo, "capacity", &z->capacity)) < 0 ||
+		    (r = zc_get_u64(zo, "wp", &z->wp)) < 0)
+			return r < 0 ? r : -EPROTO;
+		if (idx != l->zone + i || z->start != l->start + (uint64_t)i * l->len ||
+		    zone_checked(l, z) < 0)
+			return -EPROTO;
+	}
+	return 0;
+}
+
+/* Appends go to the first zone of the range with room (the last when all
+ * are full). */
+static void set_cursor(zc_lease *l)
+{
+	l->cur = 0;
+	while (l->cur + 1 < l->count && l->z[l->cur].wp == l->z[l->cur].start + l->z[l->cur].capacity)
+		l->cur++;
+	l->wp = l->z[l->cur].wp;
+}
+
 /* Takes the fields of a lease object the daemon sends back after acquire,
- * sync, reset and finish. Only the first fills the identity. */
+ * sync, reset and finish (and reclaim). Only the first fills the identity. */
 static int parse_lease(struct json_object *o, zc_lease *l, bool first)
 {
-	uint64_t id, token;
-	uint32_t zone;
+	uint64_t id, token, off = 0, wp, start, cap;
+	uint32_t zone, count = 1;
+	bool have_off;
 	int r;
 
 	if ((r = zc_get_u64(o, "id", &id)) < 0 || (r = zc_get_u64(o, "token", &token)) < 0 ||
-	    (r = zc_get_u32(o, "zone", &zone)) < 0 || (r = zc_get_u64(o, "wp", &l->wp)) < 0)
+	    (r = zc_get_u32(o, "zone", &zone)) < 0 || (r = zc_get_u64(o, "wp", &wp)) < 0)
+		return r;
+	/* The geometry is the lease's from its first reply on; later ones
+	 * may repeat it. */
+	start = first ? 0 : l->start;
+	cap = first ? 0 : l->capacity;
+	count = first ? 1 : l->count;
+	if (((first || json_object_object_get_ex(o, "start", NULL)) &&
+	     (r = zc_get_u64(o, "start", &start)) < 0) ||
+	    ((first || json_object_object_get_ex(o, "capacity", NULL)) &&
+	     (r = zc_get_u64(o, "capacity", &cap)) < 0) ||
+	    (json_object_object_get_ex(o, "count", NULL) && (r = zc_get_u32(o, "count", &count)) < 0))
+		return r;
+	/* A reclaim's fd is a new one: where the zone lies in it may differ.
+	 * Absent, the fd is the whole device (as every fd was before zone
+	 * isolation): the zone is at its start. */
+	have_off = json_object_object_get_ex(o, "fd_offset", NULL);
+	if (have_off && (r = zc_get_u64(o, "fd_offset", &off)) < 0)
 		return r;
 	if (!first) {
-		if (id != l->id || zone != l->zone || l->wp < l->start || l->wp > l->start + l->len)
+		if (id != l->id || zone != l->zone || count != l->count || start != l->start)
 			return -EPROTO;
-		if (l->wp > l->start + l->capacity)
-			l->wp = l->start + l->capacity; /* as below */
-		return 0;
+	} else {
+		if (count == 0 || count > ZP_LEASE_ZONES_MAX)
+			return -EPROTO;
+		l->id = id;
+		l->token = token;
+		l->zone = zone;
+		l->count = count;
+		l->start = start;
+		l->z = count == 1 ? &l->z1 : calloc(count, sizeof(*l->z));
+		if (!l->z)
+			return -ENOMEM;
+		if ((r = zc_get_str(o, "device", l->device, sizeof(l->device))) < 0 ||
+		    (r = zc_get_u64(o, "len", &l->len)) < 0 ||
+		    (r = zc_get_u32(o, "block_size", &l->block_size)) < 0 ||
+		    (r = zc_get_bool(o, "direct", &l->direct)) < 0 ||
+		    (r = zc_opt_str(o, "label", l->label, sizeof(l->label))) < 0)
+			return r;
+		/* Everything below relies on these. */
+		if (!l->block_size || (l->block_size & (l->block_size - 1)))
+			return -EPROTO;
 	}
-	l->id = id;
-	l->token = token;
-	l->zone = zone;
-	if ((r = zc_get_str(o, "device", l->device, sizeof(l->device))) < 0 ||
-	    (r = zc_get_u64(o, "start", &l->start)) < 0 || (r = zc_get_u64(o, "len", &l->len)) < 0 ||
-	    (r = zc_get_u64(o, "capacity", &l->capacity)) < 0 ||
-	    (r = zc_get_u32(o, "block_size", &l->block_size)) < 0 ||
-	    (r = zc_get_bool(o, "direct", &l->direct)) < 0 ||
-	    (r = zc_opt_str(o, "label", l->label, sizeof(l->label))) < 0)
+	l->capacity = cap;
+	l->wp = wp;
+	if ((r = parse_zones(o, l)) < 0)
 		return r;
-	/* Everything below relies on these. */
-	if (!l->block_size || (l->block_size & (l->block_size - 1)) || l->capacity > l->len ||
-	    l->wp < l->start || l->wp > l->start + l->len)
-		return -EPROTO;
-	/* A full zone's write pointer may be reported at the zone's end
-	 * (start + len) rather than at its capacity; for appends both mean
-	 * "no room left". */
-	if (l->wp > l->start + l->capacity)
-		l->wp = l->start + l->capacity;
+	set_cursor(l);
+	l->fd_offset = have_off ? off : l->start;
 	return 0;
 }
 
@@ -319,8 +431,10 @@ static void lease_free(zc_lease *l)
 	/* Out of the list first, so a concurrent zc_close() no longer
 	 * fences an fd number this is about to give back. */
 	lease_unlink(l);
-	if (l->fd >= 0)
-		close(l->fd);
+	for (unsigned i = 0; i < l->nfds; i++)
+		close(l->fds[i]);
+	if (l->z != &l->z1)
+		free(l->z);
 	zc_client_unref(l->c);
 	free(l);
 }
@@ -337,8 +451,8 @@ static void release_quietly_locked(zc_client *c, uint64_t id, uint64_t token)
 	zc_call_fire_locked(c, "lease.release", p);
 }
 
-int zc_lease_from_reply(zc_client *c, struct json_object *res, int fd, zc_lease **out,
-			char *msg, size_t msg_len)
+int zc_lease_from_reply(zc_client *c, struct json_object *res, int *fds, unsigned nfds,
+			zc_lease **out, char *msg, size_t msg_len)
 {
 	struct json_object *lo;
 	zc_lease *l;
@@ -352,19 +466,21 @@ int zc_lease_from_reply(zc_client *c, struct json_object *res, int fd, zc_lease 
 		snprintf(msg, msg_len, "out of memory");
 		goto fail;
 	}
-	l->fd = -1;
 	if ((r = zc_get_object(res, "lease", &lo)) == 0)
 		granted = zc_get_u64(lo, "id", &l->id) == 0 && zc_get_u64(lo, "token", &l->token) == 0;
 	if (r < 0 || (r = parse_lease(lo, l, true)) < 0) {
 		snprintf(msg, msg_len, "malformed lease.acquire reply");
 		goto fail;
 	}
-	if (fd < 0) {
+	if (nfds != 1 && nfds != l->count) {
 		r = -EPROTO;
-		snprintf(msg, msg_len, "lease.acquire reply carries no fd");
+		snprintf(msg, msg_len, "lease.acquire reply carries %u fds for %u zones", nfds,
+			 l->count);
 		goto fail;
 	}
-	l->fd = fd;
+	memcpy(l->fds, fds, nfds * sizeof(int));
+	l->nfds = nfds;
+	nfds = 0;
 	zc_client_ref(c);
 	l->c = c;
 	lease_link(l);
@@ -379,8 +495,10 @@ int zc_lease_from_reply(zc_client *c, struct json_object *res, int fd, zc_lease 
 fail:
 	if (granted)
 		release_quietly_locked(c, l->id, l->token);
-	if (fd >= 0)
-		close(fd);
+	for (unsigned i = 0; i < nfds; i++)
+		close(fds[i]);
+	if (l && l->z != &l->z1)
+		free(l->z);
 	free(l);
 	return r;
 }
@@ -398,9 +516,9 @@ void zc_lease_revoked_locked(zc_client *c, uint64_t id)
 		lease_mark(l, -ESTALE);
 		/* Also the raw fd: a write through zc_lease_fd() must not reach
 		 * a zone the daemon may already have given to someone else. */
-		if (l->fd >= 0 && pipe2(p, O_CLOEXEC) == 0) {
+		if (l->nfds && pipe2(p, O_CLOEXEC) == 0) {
 			close(p[1]);
-			fence_fd(l->fd, p[0]);
+			fence_all(l, p[0]);
 			close(p[0]);
 		}
 	}
@@ -410,7 +528,8 @@ void zc_lease_revoked_locked(zc_client *c, uint64_t id)
 }
 
 /* The request params of an acquire; NULL with the failure recorded. */
-static struct json_object *acquire_params(zc_client *c, const struct zc_lease_opts *opts, int *err)
+static struct json_object *acquire_params(zc_client *c, const struct zc_lease_opts *opts,
+					  uint32_t count, int *err)
 {
 	static const char *const prefer[] = {
 		[ZC_PREFER_EMPTY] = "empty",
@@ -437,6 +556,8 @@ static struct json_object *acquire_params(zc_client *c, const struct zc_lease_op
 		json_object_object_add(p, "device", json_object_new_string(opts->device));
 	if (opts->zone >= 0)
 		json_object_object_add(p, "zone", json_object_new_int64(opts->zone));
+	if (count != 1)
+		json_object_object_add(p, "count", json_object_new_int64(count));
 	if (opts->min_free)
 		json_object_object_add(p, "min_free", json_object_new_uint64(opts->min_free));
 	if (opts->prefer != ZC_PREFER_ANY)
@@ -457,6 +578,12 @@ static struct json_object *acquire_params(zc_client *c, const struct zc_lease_op
 
 ZC_EXPORT int zc_lease_acquire(zc_client *c, const struct zc_lease_opts *opts, zc_lease **out)
 {
+	return zc_lease_acquire_zones(c, opts, 1, out);
+}
+
+ZC_EXPORT int zc_lease_acquire_zones(zc_client *c, const struct zc_lease_opts *opts,
+				     uint32_t count, zc_lease **out)
+{
 	struct zc_lease_opts def;
 	struct json_object *p, *res;
 	int r;
@@ -468,7 +595,10 @@ ZC_EXPORT int zc_lease_acquire(zc_client *c, const struct zc_lease_opts *opts, z
 		zc_lease_opts_init(&def);
 		opts = &def;
 	}
-	p = acquire_params(c, opts, &r);
+	if (count == 0 || count > ZP_LEASE_ZONES_MAX)
+		return zc_failf(c, -EINVAL, "lease: %" PRIu32 " zones (want 1..%d)", count,
+				ZP_LEASE_ZONES_MAX);
+	p = acquire_params(c, opts, count, &r);
 	if (!p)
 		return r;
 	/* A waiting acquire is bounded by its wait_ms, in the daemon. */
@@ -505,7 +635,7 @@ ZC_EXPORT int64_t zc_lease_acquire_async(zc_client *c, const struct zc_lease_opt
 		zc_lease_opts_init(&def);
 		opts = &def;
 	}
-	p = acquire_params(c, opts, &r);
+	p = acquire_params(c, opts, 1, &r);
 	if (!p)
 		return r;
 	return zc_call_start(c, "lease.acquire", p, copts,
@@ -516,12 +646,27 @@ ZC_EXPORT int64_t zc_lease_acquire_async(zc_client *c, const struct zc_lease_opt
 ZC_EXPORT uint64_t zc_lease_id(const zc_lease *l) { return l ? l->id : 0; }
 ZC_EXPORT uint64_t zc_lease_token(const zc_lease *l) { return l ? l->token : 0; }
 ZC_EXPORT const char *zc_lease_device(const zc_lease *l) { return l ? l->device : NULL; }
-ZC_EXPORT int zc_lease_fd(const zc_lease *l) { return l ? l->fd : -EINVAL; }
+ZC_EXPORT int zc_lease_fd(const zc_lease *l) { return l ? l->nfds ? l->fds[0] : -1 : -EINVAL; }
+ZC_EXPORT uint32_t zc_lease_count(const zc_lease *l) { return l ? l->count : 0; }
+
+ZC_EXPORT int zc_lease_zone_fd(const zc_lease *l, uint32_t i, uint64_t *fd_offset)
+{
+	uint64_t base;
+	int fd;
+
+	if (!l || i >= l->count || !l->nfds)
+		return -EINVAL;
+	fd = zone_fd(l, i, &base);
+	if (fd_offset)
+		*fd_offset = base;
+	return fd;
+}
 ZC_EXPORT uint32_t zc_lease_zone(const zc_lease *l) { return l ? l->zone : 0; }
 ZC_EXPORT uint64_t zc_lease_start(const zc_lease *l) { return l ? l->start : 0; }
 ZC_EXPORT uint64_t zc_lease_len(const zc_lease *l) { return l ? l->len : 0; }
 ZC_EXPORT uint64_t zc_lease_capacity(const zc_lease *l) { return l ? l->capacity : 0; }
 ZC_EXPORT uint64_t zc_lease_wp(const zc_lease *l) { return l ? l->wp : 0; }
+ZC_EXPORT uint64_t zc_lease_fd_offset(const zc_lease *l) { return l ? l->fd_offset : 0; }
 ZC_EXPORT uint32_t zc_lease_block_size(const zc_lease *l) { return l ? l->block_size : 0; }
 ZC_EXPORT bool zc_lease_direct(const zc_lease *l) { return l && l->direct; }
 ZC_EXPORT const char *zc_lease_label(const zc_lease *l) { return l ? l->label : NULL; }
@@ -531,6 +676,16 @@ ZC_EXPORT const char *zc_lease_label(const zc_lease *l) { return l ? l->label : 
 static bool aligned(const void *p, uint32_t bs)
 {
 	return ((uintptr_t)p & (bs - 1)) == 0;
+}
+
+/* Free capacity from the append position to the end of the lease. */
+static uint64_t lease_room(const zc_lease *l)
+{
+	uint64_t room = 0;
+
+	for (uint32_t i = l->cur; i < l->count; i++)
+		room += l->z[i].start + l->z[i].capacity - l->z[i].wp;
+	return room;
 }
 
 /* Everything an append checks before it makes a syscall. Each refusal
@@ -571,10 +726,10 @@ static int append_check(zc_lease *l, const struct iovec *iov, int iovcnt, size_t
 		return zc_failf(c, -EINVAL,
 				"append: length %zu is not a multiple of the block size %" PRIu32, sum,
 				l->block_size);
-	if (sum > l->start + l->capacity - l->wp)
+	if (sum > lease_room(l))
 		return zc_failf(c, -ENOSPC,
-				"append: %zu bytes do not fit: %" PRIu64 " of the zone's capacity %" PRIu64
-				" are free", sum, l->start + l->capacity - l->wp, l->capacity);
+				"append: %zu bytes do not fit: %" PRIu64 " bytes of the lease's %" PRIu32
+				" zone(s) are free", sum, lease_room(l), l->count);
 	*total = sum;
 	return 0;
 }
@@ -601,14 +756,38 @@ static int append_iov(zc_lease *l, const struct iovec *iov, int iovcnt)
 		return r;
 	memcpy(local, iov, sizeof(*iov) * (size_t)iovcnt);
 	while (total) {
+		struct zc_lease_zone *z = &l->z[l->cur];
+		uint64_t room = z->start + z->capacity - z->wp, base;
+		int fd = zone_fd(l, l->cur, &base), k = 0;
+		size_t chunk = 0;
 		ssize_t w;
 
+		if (!room) {
+			/* Checked above: a later zone of the range has room. */
+			l->cur++;
+			l->wp = l->z[l->cur].wp;
+			continue;
+		}
 		while (n && !v->iov_len) {
 			v++;
 			n--;
 		}
-		w = n == 1 ? pwrite(l->fd, v->iov_base, v->iov_len, (off_t)l->wp)
-			   : pwritev(l->fd, v, n > IOV_MAX ? IOV_MAX : n, (off_t)l->wp);
+		/* The segments that fit in this zone; the one that crosses its
+		 * end is cut there for this write (whole blocks, as the
+		 * capacity and every segment are). */
+		while (k < n && k < IOV_MAX && chunk < room) {
+			chunk += v[k].iov_len;
+			k++;
+		}
+		{
+			size_t over = chunk > room ? chunk - (size_t)room : 0;
+			size_t keep = v[k - 1].iov_len;
+
+			v[k - 1].iov_len -= over;
+			w = k == 1 ? pwrite(fd, v->iov_base, v->iov_len, (off_t)(base + z->wp - z->start))
+				   : pwritev(fd, v, k, (off_t)(base + z->wp - z->start));
+			v[k - 1].iov_len = keep;
+		}
 		if (w < 0) {
 			if (errno == EINTR)
 				continue;
@@ -616,14 +795,15 @@ static int append_iov(zc_lease *l, const struct iovec *iov, int iovcnt)
 		}
 		if (w == 0)
 			return io_error(l, -EIO);
-		l->wp += (uint64_t)w;
+		z->wp += (uint64_t)w;
+		l->wp = z->wp;
 		total -= (size_t)w;
 		while (w > 0) {
-			size_t k = (size_t)w < v->iov_len ? (size_t)w : v->iov_len;
+			size_t t = (size_t)w < v->iov_len ? (size_t)w : v->iov_len;
 
-			v->iov_base = (char *)v->iov_base + k;
-			v->iov_len -= k;
-			w -= (ssize_t)k;
+			v->iov_base = (char *)v->iov_base + t;
+			v->iov_len -= t;
+			w -= (ssize_t)t;
 			if (!v->iov_len && w > 0) {
 				v++;
 				n--;
@@ -654,9 +834,9 @@ ZC_EXPORT int zc_lease_appendv(zc_lease *l, const struct iovec *iov, int iovcnt)
 ZC_EXPORT ssize_t zc_lease_preadv(zc_lease *l, const struct iovec *iov, int iovcnt, uint64_t offset)
 {
 	struct iovec local[iovcnt > 0 && iovcnt <= IOV_MAX ? iovcnt : 1];
-	uint64_t room;
+	uint64_t room, zi, in, base;
 	ssize_t r;
-	int n = 0;
+	int n = 0, fd;
 
 	if (!l)
 		return -EINVAL;
@@ -666,13 +846,22 @@ ZC_EXPORT ssize_t zc_lease_preadv(zc_lease *l, const struct iovec *iov, int iovc
 	if (iovcnt < 0 || iovcnt > IOV_MAX || (iovcnt && !iov))
 		return zc_failf(l->c, -EINVAL, "read: %d segments (want 0..%d, with an array)", iovcnt,
 				IOV_MAX);
+	/* offset counts from the first zone's start; a read stays in the
+	 * zone it starts in (short at that zone's capacity). */
+	zi = offset / l->len;
+	in = offset % l->len;
+	if (zi == l->count && in == 0) { /* the very end: nothing to read */
+		zi--;
+		in = l->len;
+	}
 	/* Past the capacity nothing was or can be written: the zone's data
 	 * ends there, even if the zone (len) goes on. */
-	if (offset > l->capacity)
+	if (zi >= l->count || in > l->z[zi].capacity)
 		return zc_failf(l->c, -EINVAL,
-				"read: offset %" PRIu64 " is past the zone's capacity %" PRIu64, offset,
-				l->capacity);
-	room = l->capacity - offset;
+				"read: offset %" PRIu64 " is past the zone's capacity (zone %" PRIu64
+				" of the lease)", offset, zi);
+	room = l->z[zi].capacity - in;
+	fd = zone_fd(l, (uint32_t)zi, &base);
 	for (int i = 0; i < iovcnt && room; i++) {
 		local[n] = iov[i];
 		if (local[n].iov_len > room)
@@ -683,7 +872,7 @@ ZC_EXPORT ssize_t zc_lease_preadv(zc_lease *l, const struct iovec *iov, int iovc
 	if (!n)
 		return 0;
 	do
-		r = preadv(l->fd, local, n, (off_t)(l->start + offset));
+		r = preadv(fd, local, n, (off_t)(base + in));
 	while (r < 0 && errno == EINTR);
 	return r < 0 ? io_error(l, -errno) : r;
 }

@@ -98,7 +98,7 @@ static int parse_size(const char *s, uint64_t *out)
 static int fill_zone(struct writer *w, zc_lease *l, const void *buf)
 {
 	const struct bench_opts *o = w->o;
-	uint64_t off = zc_lease_wp(l);
+	uint64_t off = zc_lease_fd_offset(l) + (zc_lease_wp(l) - zc_lease_start(l));
 	int fd = zc_lease_fd(l);
 	uint64_t done = 0;
 	int r;

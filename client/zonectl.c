@@ -1725,7 +1725,7 @@ static int cmd_read(int argc, char **argv)
 		{ 0 },
 	};
 	struct zc_report_opts ro = { .count = 1 };
-	uint64_t offset = 0, length = 0, pos, end, cap, written;
+	uint64_t offset = 0, length = 0, pos, end, cap, written, fd_offset = 0;
 	bool have_length = false, hex = false;
 	struct hexdump hd = { 0 };
 	const char *dev;
@@ -1782,7 +1782,7 @@ static int cmd_read(int argc, char **argv)
 	if (length > cap - offset)
 		length = cap - offset;
 
-	fd = zc_device_open(c, dev);
+	fd = zc_zone_open(c, dev, z.index, &fd_offset);
 	if (fd < 0) {
 		r = fail(c, fd, "open %s", dev);
 		goto out;
@@ -1807,7 +1807,7 @@ static int cmd_read(int argc, char **argv)
 		jw_key("data");
 		putchar('"');
 	}
-	pos = z.start + offset;
+	pos = fd_offset + offset;
 	end = pos + length;
 	hd.off = offset;
 	while (pos < end) {

@@ -59,7 +59,11 @@ uint32_t zd_free_index_find(const struct zd_free_index *x, uint64_t min_free)
 /* May one more zone become writable? Every leased zone may be written at
  * any moment, so each one counts against both limits as if it were open;
  * unleased zones count as they are. */
-static bool room_for_writer(const struct zd_device *dev, bool new_active)
+/* May n more zones (new_active of them not active yet) become writable?
+ * Every leased zone may be written at any moment, so each one counts
+ * against both limits as if it were open; unleased zones count as they
+ * are, so a partial zone of the range is active already (counted once). */
+static bool room_for_writers(const struct zd_device *dev, uint32_t n, uint32_t new_active)
 {
 	uint32_t leased = dev->class_count[ZD_ZC_LEASED];
 
@@ -68,45 +72,81 @@ static bool room_for_writer(const struct zd_device *dev, bool new_active)
 		 * device to make room; explicitly open ones are not. */
 		uint32_t pinned = dev->cond_count[ZP_COND_EXP_OPEN] - dev->leased_exp_open;
 
-		if (leased + pinned >= dev->info.max_open)
+		if ((uint64_t)leased + pinned + n > dev->info.max_open)
 			return false;
 	}
 	if (new_active && dev->info.max_active &&
-	    dev->class_count[ZD_ZC_PARTIAL] + leased >= dev->info.max_active)
+	    (uint64_t)dev->class_count[ZD_ZC_PARTIAL] + leased + new_active > dev->info.max_active)
 		return false;
 	return true;
 }
 
-static int64_t pick_named(const struct zd_device *dev, const struct zd_alloc_req *req)
+static bool room_for_writer(const struct zd_device *dev, bool new_active)
 {
-	uint32_t i = (uint32_t)req->zone;
-	const struct zd_zone *z;
-
-	if (req->zone >= dev->info.nr_zones)
-		return ZP_ERR_NO_ZONE;
-	z = &dev->zones[i];
-	if (dev->lease_of[i])
-		return ZP_ERR_ZONE_LEASED;
-	if (z->type == ZP_TYPE_CONV || z->cond == ZP_COND_READONLY || z->cond == ZP_COND_OFFLINE)
-		return ZP_ERR_ZONE_STATE;
-	/* A full zone's wp is its capacity's end (the daemon normalises it):
-	 * no room, but without min_free it may be leased, to read or reset. */
-	if (z->start + z->capacity - z->wp < req->min_free)
-		return ZP_ERR_NO_FREE_ZONE;
-	if (!room_for_writer(dev, !zd_zone_active(z->cond)))
-		return ZP_ERR_LIMIT;
-	return i;
+	return room_for_writers(dev, 1, new_active ? 1 : 0);
 }
 
-int64_t zd_alloc_pick(const struct zd_device *dev, const struct zd_alloc_req *req)
+static int64_t pick_named(const struct zd_device *dev, const struct zd_alloc_req *req)
 {
+	uint64_t free_bytes = 0;
+	uint32_t first = (uint32_t)req->zone, new_active = 0;
+
+	if (req->zone >= dev->info.nr_zones || req->count > dev->info.nr_zones - first)
+		return ZP_ERR_NO_ZONE;
+	for (uint32_t i = first; i < first + req->count; i++) {
+		const struct zd_zone *z = &dev->zones[i];
+
+		if (dev->lease_of[i])
+			return ZP_ERR_ZONE_LEASED;
+		if (z->type == ZP_TYPE_CONV || z->cond == ZP_COND_READONLY ||
+		    z->cond == ZP_COND_OFFLINE)
+			return ZP_ERR_ZONE_STATE;
+		/* A full zone's wp is its capacity's end (the daemon
+		 * normalises it): no room, but without min_free it may be
+		 * leased, to read or reset. */
+		free_bytes += z->start + z->capacity - z->wp;
+		new_active += !zd_zone_active(z->cond);
+	}
+	if (free_bytes < req->min_free)
+		return ZP_ERR_NO_FREE_ZONE;
+	if (!room_for_writers(dev, req->count, new_active))
+		return ZP_ERR_LIMIT;
+	return first;
+}
+
+/* count empty sequential zones in a row, none leased. */
+static int64_t pick_range(const struct zd_device *dev, const struct zd_alloc_req *req)
+{
+	uint32_t run = 0;
+
+	if (dev->class_count[ZD_ZC_EMPTY] < req->count ||
+	    req->min_free > (uint64_t)req->count * dev->info.zone_capacity)
+		return ZP_ERR_NO_FREE_ZONE;
+	if (!room_for_writers(dev, req->count, req->count))
+		return ZP_ERR_LIMIT;
+	for (uint32_t i = 0; i < dev->info.nr_zones; i++) {
+		run = dev->zclass[i] == ZD_ZC_EMPTY ? run + 1 : 0;
+		if (run == req->count)
+			return i + 1 - run;
+	}
+	return ZP_ERR_NO_FREE_ZONE;
+}
+
+int64_t zd_alloc_pick(const struct zd_device *dev, const struct zd_alloc_req *req_in)
+{
+	struct zd_alloc_req one = *req_in;
+	const struct zd_alloc_req *req = &one;
 	bool have_empty = dev->class_head[ZD_ZC_EMPTY] != ZD_NIL;
 	uint32_t partial;
 
+	if (one.count == 0)
+		one.count = 1; /* callers that predate ranges */
 	if (dev->draining)
 		return ZP_ERR_NO_FREE_ZONE;
 	if (req->zone >= 0)
 		return pick_named(dev, req);
+	if (req->count > 1)
+		return pick_range(dev, req);
 	partial = zd_free_index_find(&dev->free_index, req->min_free);
 	if (partial == UINT32_MAX)
 		partial = ZD_NIL;

@@ -31,13 +31,16 @@ enum zd_prefer { ZD_PREFER_EMPTY, ZD_PREFER_PARTIAL };
 
 struct zd_alloc_req {
 	int64_t zone;       /* -1: the allocator picks */
-	uint64_t min_free;  /* bytes */
+	uint32_t count;     /* consecutive zones, >= 1 */
+	uint64_t min_free;  /* bytes, over the whole range */
 	enum zd_prefer prefer;
 };
 
-/* Picks a zone of dev for req; returns its index, or a negative JSON-RPC
- * code (-32005 nothing fits, -32006 a limit blocks, -32004 / -32009 /
- * -32003 for a named zone). O(log nr_zones). */
+/* Picks a zone of dev for req (the first of count); returns its index, or a
+ * negative JSON-RPC code (-32005 nothing fits, -32006 a limit blocks,
+ * -32004 / -32009 / -32003 for a named zone). O(log nr_zones) for one
+ * zone; a range the allocator picks is count empty zones in a row, found
+ * by a scan (O(nr_zones)): ranges are rare and large. */
 int64_t zd_alloc_pick(const struct zd_device *dev, const struct zd_alloc_req *req);
 
 #endif

@@ -21,6 +21,7 @@ struct zd_device_conf {
 	bool emulated;
 	char spec[512];         /* emulated parameters, zd_emul_parse_spec() syntax */
 	char faults[256];       /* emulated: fault injection spec (tests), "" none */
+	int isolation;          /* enum zd_isolation; AUTO: the config's default */
 };
 
 struct zd_config {
@@ -38,6 +39,7 @@ struct zd_config {
 	uint32_t grace_ms;      /* how long an orphaned lease may be reclaimed */
 	bool lease_table_sync_always; /* fdatasync the lease table before each reply */
 	int log_level;          /* syslog priority */
+	int isolation;          /* enum zd_isolation, for devices that name none */
 };
 
 void zd_config_defaults(struct zd_config *cfg);

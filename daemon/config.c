@@ -723,12 +723,27 @@ static int check_running(struct conf_file *f, const char *key, const struct zd_d
 	return 0;
 }
 
+static int get_isolation(struct conf_file *f, const char *k, struct json_object *v, int *out)
+{
+	enum zd_isolation iso;
+	char s[16];
+	int r = get_string(f, k, v, s, sizeof(s));
+
+	if (r < 0)
+		return r;
+	if (zd_isolation_parse(s, &iso) < 0)
+		return conf_error(f, k, "'%s' is not an isolation mode (auto, zone, device)", s);
+	*out = iso;
+	return 0;
+}
+
 static int parse_device(struct conf_file *f, struct zd_config *cfg, size_t idx,
 			struct json_object *o)
 {
-	static const char *const known[] = { "id", "path", "emulate", "spec", "faults", NULL };
+	static const char *const known[] = { "id", "path", "emulate", "spec", "faults",
+					     "isolation", NULL };
 	struct json_object *id = NULL, *path = NULL, *emulate = NULL, *spec = NULL;
-	struct json_object *faults = NULL;
+	struct json_object *faults = NULL, *isolation = NULL;
 	struct zd_device_conf dc;
 	char p[32], k[CONF_PATH_MAX];
 	int r;
@@ -748,6 +763,8 @@ static int parse_device(struct conf_file *f, struct zd_config *cfg, size_t idx,
 			spec = val;
 		else if (strcmp(key, "faults") == 0)
 			faults = val;
+		else if (strcmp(key, "isolation") == 0)
+			isolation = val;
 		else
 			return unknown_key(f, k, key, known);
 	}
@@ -796,6 +813,12 @@ static int parse_device(struct conf_file *f, struct zd_config *cfg, size_t idx,
 		if (zd_emul_check_faults(dc.faults, &why) < 0)
 			return conf_error(f, k, "'%s': %s", dc.faults, why ? why : "invalid");
 	}
+	if (isolation) {
+		snprintf(k, sizeof(k), "%s.isolation", p);
+		r = get_isolation(f, k, isolation, &dc.isolation);
+		if (r < 0)
+			return r;
+	}
 	for (size_t i = 0; i < cfg->nr_devices; i++) {
 		if (strcmp(cfg->devices[i].path, dc.path) == 0) {
 			snprintf(k, sizeof(k), "%s.%s", p, path ? "path" : "emulate");
@@ -840,7 +863,7 @@ static int parse_top(struct conf_file *f, struct zd_config *cfg, struct json_obj
 		"socket", "state_dir", "devices", "client_group", "admin_group",
 		"max_leases_per_connection", "max_connections_per_uid", "max_wait_ms",
 		"max_waiters_per_connection", "max_waiters_per_uid", "grace_ms", "lease_table_sync",
-		"log_level", NULL
+		"log_level", "isolation", NULL
 	};
 	int r = 0;
 
@@ -881,6 +904,8 @@ static int parse_top(struct conf_file *f, struct zd_config *cfg, struct json_obj
 			else if (r == 0)
 				r = conf_error(f, key, "must be \"background\" or \"always\", not '%s'",
 					       mode);
+		} else if (strcmp(key, "isolation") == 0) {
+			r = get_isolation(f, key, val, &cfg->isolation);
 		} else if (strcmp(key, "log_level") == 0) {
 			char name[32];
 

@@ -112,12 +112,14 @@ struct zd_work {
 	uint32_t nz;
 	int fd;
 	int open_flags;
+	struct zd_zone_fds zf;      /* open_zones' answer */
+	bool isolate;               /* open_zones: the lease's own path */
 	/* The work's failure is one zone's, fail_zone's (a lease's zone, the
 	 * zone a range operation stopped at), not the whole device's: see
 	 * zd_device_note(). */
 	bool zone_work;
 	uint32_t fail_zone;
-	/* After a failure, zone `zone` is reported again (on the pool, by
+	/* After a failure, zone `fail_zone` is reported again (on the pool, by
 	 * device.c) and the cache updated before `done` runs: a zone that
 	 * turned read-only or offline under the operation is known at once. */
 	bool recheck;
@@ -139,7 +141,10 @@ struct zd_call {
 	int err_code;               /* 0 = success */
 	char err_msg[256];
 	struct json_object *err_data; /* owned */
-	int fd;                     /* attached to the reply, owned; -1 none */
+	/* Attached to the reply, owned; the result gets "fd" (the first's
+	 * index in the packet) and "nfds". */
+	int fds[ZP_MAX_FDS];
+	unsigned nfds;
 	bool is_notification;
 	char *resp;                 /* the serialised response, once done */
 	size_t resp_len;
@@ -252,10 +257,11 @@ struct zd_lease {
 	struct zd_conn *conn;
 	struct zd_list orphan_link; /* in d->orphans while orphaned */
 	struct zd_device *dev;
-	uint32_t zone;
+	uint32_t zone, count;       /* zones [zone, zone + count) */
 	uint64_t id;
 	uint64_t token;
 	uint64_t granted_ms;
+	uint64_t fd_offset;         /* where the first zone starts in the fd given out */
 	uint64_t orphan_until_ms;   /* end of the grace, while orphaned */
 	char label[128];
 	pid_t pid;                  /* the owner's, kept for logs after it left */
@@ -263,6 +269,9 @@ struct zd_lease {
 	bool direct;
 	bool reclaimable;           /* orphaned, not released, when its connection dies */
 	bool persisted;             /* in the lease table (or its record queued) */
+	/* Zone isolation: its own path to the zones was cut (by the release
+	 * work) or never given out; else ending it queues a fence first. */
+	bool fenced;
 	struct zd_list persist_link;/* in d->persisted while persisted */
 	/* Device operations on it in flight, the grant included. A count, not
 	 * a flag: a client may pipeline several (a batch of two lease.sync),
@@ -396,6 +405,12 @@ void zd_device_zone_refreshed(struct zd_device *dev, uint32_t index, const struc
 struct json_object *zd_zone_json(const struct zd_device *dev, uint32_t index,
 				 const struct zd_zone *z);
 bool zd_zone_active(uint8_t cond);
+/* Whether the device runs in zone isolation (leases get their own path,
+ * fenced when they end). */
+bool zd_device_isolated(const struct zd_device *dev);
+/* Queues the fence of [zone, zone + count) on the device (zone isolation;
+ * a no-op otherwise). A fence that fails fails the device. */
+int zd_device_fence(struct zd_device *dev, uint32_t zone, uint32_t count);
 
 /* daemon/methods.c: binds every module's methods and hooks (zd_daemon_init
  * calls it). */
@@ -433,7 +448,7 @@ bool zd_lease_transition_ok(enum zd_lease_state from, enum zd_lease_state to);
 int zd_lease_set_state(struct zd_lease *l, enum zd_lease_state to);
 /* A granting lease of conn on the zone, which it reserves. */
 struct zd_lease *zd_lease_new(struct zd_conn *conn, struct zd_device *dev, uint32_t zone,
-			      uint64_t token, const char *label);
+			      uint32_t count, uint64_t token, const char *label);
 void zd_lease_attach(struct zd_lease *l, struct zd_conn *conn);
 void zd_lease_detach(struct zd_lease *l);
 /* Frees the zone (fenced first) and the lease once no operation is in
@@ -484,7 +499,7 @@ struct zd_log_req {
 struct zd_lease_rec {
 	uint64_t id, token, wp;
 	char device[ZD_ID_MAX];
-	uint32_t zone;
+	uint32_t zone, count;
 	pid_t pid;
 	uid_t uid;
 	bool direct, reclaimable;

@@ -232,11 +232,36 @@ static void device_free(struct zd_device *dev)
 	free(dev);
 }
 
+static const char *const isolation_names[] = {
+	[ZD_ISOLATION_AUTO] = "auto",
+	[ZD_ISOLATION_DEVICE] = "device",
+	[ZD_ISOLATION_ZONE] = "zone",
+};
+
+const char *zd_isolation_name(enum zd_isolation iso)
+{
+	return (unsigned)iso < sizeof(isolation_names) / sizeof(isolation_names[0])
+		       ? isolation_names[iso]
+		       : "invalid";
+}
+
+int zd_isolation_parse(const char *s, enum zd_isolation *out)
+{
+	for (unsigned i = 0; i < sizeof(isolation_names) / sizeof(isolation_names[0]); i++) {
+		if (strcmp(s, isolation_names[i]) == 0) {
+			*out = (enum zd_isolation)i;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
 /* Opens, validates and loads a device. Blocking: at start-up it runs before
  * the loop serves anyone, on reload it runs on the thread pool. */
 int zd_device_open(const struct zd_device_conf *conf, struct zd_device **out, char *why,
 		   size_t why_len)
 {
+	enum zd_isolation iso = (enum zd_isolation)conf->isolation;
 	struct zd_device *dev;
 	int r;
 
@@ -259,7 +284,7 @@ int zd_device_open(const struct zd_device_conf *conf, struct zd_device **out, ch
 			snprintf(why, why_len, "invalid emulated device parameters '%s'", conf->spec);
 			goto fail;
 		}
-		r = zd_emul_open(conf->path, &p, true, &dev->dev);
+		r = zd_emul_open(conf->path, &p, true, iso, &dev->dev);
 		if (r < 0) {
 			snprintf(why, why_len, "cannot open emulated device %s: %s", conf->path,
 				 strerror(-r));
@@ -273,7 +298,7 @@ int zd_device_open(const struct zd_device_conf *conf, struct zd_device **out, ch
 	} else {
 		char reason[256] = "";
 
-		r = zd_kernel_open(conf->path, &dev->dev, reason, sizeof(reason));
+		r = zd_kernel_open(conf->path, iso, &dev->dev, reason, sizeof(reason));
 		if (r < 0) {
 			snprintf(why, why_len, "%s: %s", conf->path,
 				 reason[0] ? reason : strerror(-r));
@@ -402,7 +427,7 @@ static void work_run(uv_work_t *req)
 	/* What the zone is now, whatever the operation left: a device that is
 	 * gone has nothing to say. */
 	if (w->status < 0 && w->recheck && w->status != -ENODEV && w->status != -ENXIO &&
-	    w->dev->dev->ops->report(w->dev->dev, w->zone, &w->after, &n) == 0 && n == 1)
+	    w->dev->dev->ops->report(w->dev->dev, w->fail_zone, &w->after, &n) == 0 && n == 1)
 		w->have_after = true;
 }
 
@@ -417,7 +442,7 @@ static void work_after(uv_work_t *req, int status)
 		w->status = -ECANCELED;
 	dev->work_running = false;
 	if (w->have_after)
-		zd_device_zone_update(dev, w->zone, &w->after);
+		zd_device_zone_update(dev, w->fail_zone, &w->after);
 	status = w->status;
 	/* Noted after done (which frees w) so its reply is the operation's
 	 * own answer; the work's device reference is still held here. */
@@ -457,6 +482,51 @@ int zd_work_queue(struct zd_device *dev, struct zd_work *w)
 	zd_list_add_tail(&dev->work_queue, &w->link);
 	work_start_next(dev);
 	return 0;
+}
+
+/* --- fencing ---------------------------------------------------------- */
+
+static int fence_run(struct zd_work *w)
+{
+	return w->dev->dev->ops->lease_fence(w->dev->dev, w->zone, w->count);
+}
+
+static void fence_done(struct zd_work *w, int status)
+{
+	struct zd_device *dev = w->dev;
+
+	/* A zone whose old holder may still reach it must not be anyone
+	 * else's: a device that cannot fence serves nobody. */
+	if (status < 0 && status != -ECANCELED && !dev->failed)
+		zd_device_fail(dev, "cannot fence zones %u-%u of an ended lease: %s", w->zone,
+			       w->zone + w->count - 1, strerror(-status));
+	free(w);
+}
+
+bool zd_device_isolated(const struct zd_device *dev)
+{
+	return dev->info.isolation == ZD_ISOLATION_ZONE && dev->dev->ops->lease_fence;
+}
+
+/* Queued on the device, so whatever is queued after it (the grant of the
+ * zone to its next holder) runs once the old holder's path is cut. */
+int zd_device_fence(struct zd_device *dev, uint32_t zone, uint32_t count)
+{
+	struct zd_work *w;
+
+	if (!zd_device_isolated(dev))
+		return 0;
+	w = calloc(1, sizeof(*w));
+	if (!w) {
+		zd_device_fail(dev, "cannot fence zones %u-%u: out of memory", zone,
+			       zone + count - 1);
+		return -ENOMEM;
+	}
+	w->zone = zone;
+	w->count = count;
+	w->run = fence_run;
+	w->done = fence_done;
+	return zd_work_queue(dev, w);
 }
 
 /* --- failure --------------------------------------------------------- */

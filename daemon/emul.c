@@ -1632,7 +1632,7 @@ static void emul_close(struct zd_dev *dev)
 }
 
 int zd_emul_open(const char *path, const struct zd_emul_params *params, bool create,
-		 struct zd_dev **out)
+		 enum zd_isolation iso, struct zd_dev **out)
 {
 	struct zd_emul_params def;
 	struct emul *e;
@@ -1644,6 +1644,8 @@ int zd_emul_open(const char *path, const struct zd_emul_params *params, bool cre
 
 	if (!path || !*path || !out)
 		return -EINVAL;
+	if (iso == ZD_ISOLATION_ZONE)
+		return -EOPNOTSUPP;
 	*out = NULL;
 	if (!params) {
 		zd_emul_default_params(&def);
@@ -1902,6 +1904,9 @@ static int emul_info(struct zd_dev *dev, struct zd_dev_info *info)
 	info->max_active = e->p.max_active;
 	info->logical_block_size = e->p.logical_block_size;
 	info->physical_block_size = e->p.logical_block_size;
+	info->isolation = ZD_ISOLATION_DEVICE;
+	snprintf(info->isolation_why, sizeof(info->isolation_why),
+		 "the single-file emulator layout has no per-zone path");
 	return 0;
 }
 
@@ -2255,6 +2260,28 @@ static int emul_open_fd(struct zd_dev *dev, int flags)
 	return fd < 0 ? -errno : fd;
 }
 
+/* Single-file layout: one fd on the backing file, which reaches every zone;
+ * zone isolation needs the one-file-per-zone layout (issue 9). */
+static int emul_open_zones(struct zd_dev *dev, uint32_t zone, uint32_t count, int flags,
+			   bool isolate, struct zd_zone_fds *out)
+{
+	struct emul *e = to_emul(dev);
+	int fd;
+
+	if (isolate)
+		return -EOPNOTSUPP;
+	if (count > ZD_ZONE_FDS_MAX || (count && (zone >= e->nr_zones ||
+						   count > e->nr_zones - zone)))
+		return -ERANGE;
+	fd = emul_open_fd(dev, flags);
+	if (fd < 0)
+		return fd;
+	out->fd[0] = fd;
+	out->nr = 1;
+	out->fd_offset = zone_start(e, zone);
+	return 0;
+}
+
 static int emul_refresh_zone(struct zd_dev *dev, uint32_t zone, uint64_t hint_wp,
 			     struct zd_zone *out)
 {
@@ -2366,6 +2393,6 @@ static const struct zd_backend_ops emul_ops = {
 	.zone_op = emul_zone_op,
 	.pwrite = emul_pwrite,
 	.pread = emul_pread,
-	.open_fd = emul_open_fd,
+	.open_zones = emul_open_zones,
 	.refresh_zone = emul_refresh_zone,
 };

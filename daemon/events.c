@@ -274,6 +274,8 @@ void zd_event_lease(struct zd_daemon *d, enum zd_event_type type, const struct z
 	if (!p)
 		return;
 	json_object_object_add(p, "zone", json_object_new_uint64(l->zone));
+	if (l->count > 1)
+		json_object_object_add(p, "count", json_object_new_uint64(l->count));
 	json_object_object_add(p, "lease", json_object_new_uint64(l->id));
 	json_object_object_add(p, "pid", json_object_new_int(l->pid));
 	json_object_object_add(p, "uid", json_object_new_uint64(l->uid));

@@ -426,6 +426,27 @@ static int k_open_fd(struct zd_dev *dev, int flags)
 	return fd < 0 ? -errno : fd;
 }
 
+/* Device isolation only, for now: the block device itself, at the zone. */
+static int k_open_zones(struct zd_dev *dev, uint32_t zone, uint32_t count, int flags,
+			bool isolate, struct zd_zone_fds *out)
+{
+	struct kdev *k = to_kdev(dev);
+	int fd;
+
+	if (isolate)
+		return -EOPNOTSUPP;
+	if (count > ZD_ZONE_FDS_MAX || (count && (zone >= k->nr_zones ||
+						   count > k->nr_zones - zone)))
+		return -ERANGE;
+	fd = k_open_fd(dev, flags);
+	if (fd < 0)
+		return fd;
+	out->fd[0] = fd;
+	out->nr = 1;
+	out->fd_offset = (uint64_t)zone * k->zone_sectors * 512;
+	return 0;
+}
+
 static void k_close(struct zd_dev *dev)
 {
 	struct kdev *k = to_kdev(dev);
@@ -449,7 +470,7 @@ static const struct zd_backend_ops kernel_ops = {
 	.zone_op = k_zone_op,
 	.pwrite = k_pwrite,
 	.pread = k_pread,
-	.open_fd = k_open_fd,
+	.open_zones = k_open_zones,
 	.refresh_zone = k_refresh_zone,
 };
 
@@ -510,7 +531,8 @@ static int load_geometry(struct kdev *k, int sysdir, char *why, size_t why_len)
 	return 0;
 }
 
-int zd_kernel_open(const char *path, struct zd_dev **out, char *why, size_t why_len)
+int zd_kernel_open(const char *path, enum zd_isolation iso, struct zd_dev **out, char *why,
+		   size_t why_len)
 {
 	_cleanup_close_ int sysdir = -1;
 	struct kdev *k = NULL;
@@ -561,6 +583,15 @@ int zd_kernel_open(const char *path, struct zd_dev **out, char *why, size_t why_
 	snprintf(k->info.backend, sizeof(k->info.backend), "kernel");
 	snprintf(k->info.model, sizeof(k->info.model), "%s", model);
 	snprintf(k->info.scheduler, sizeof(k->info.scheduler), "%s", props.scheduler);
+	if (iso == ZD_ISOLATION_ZONE) {
+		r = fail(why, why_len, -EOPNOTSUPP,
+			 "zone isolation is not available on kernel devices yet");
+		goto err;
+	}
+	k->info.isolation = ZD_ISOLATION_DEVICE;
+	snprintf(k->info.isolation_why, sizeof(k->info.isolation_why), "%s",
+		 iso == ZD_ISOLATION_DEVICE ? "configured"
+					    : "zone isolation is not available on kernel devices yet");
 	snprintf(k->info.vendor, sizeof(k->info.vendor), "%s", props.vendor);
 	snprintf(k->info.product, sizeof(k->info.product), "%s", props.product);
 

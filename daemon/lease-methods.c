@@ -33,7 +33,7 @@ struct acquire_req {
 struct lease_op {
 	struct zd_call *call;
 	struct zd_lease *lease;
-	int fd;                     /* a grant's or reclaim's, until its record is on disk */
+	struct zd_zone_fds zf;      /* a grant's or reclaim's, until its record is on disk */
 	/* lease.acquire of any zone: the request, to pick another zone when
 	 * the one picked turned out read-only or offline as it was granted. */
 	struct acquire_req *retry;
@@ -49,12 +49,41 @@ static bool cond_dead(uint8_t cond)
 	return cond == ZP_COND_READONLY || cond == ZP_COND_OFFLINE;
 }
 
-/* After an operation on a lease's zone: the zone is read-only or offline,
+static void zf_close(struct zd_zone_fds *zf)
+{
+	for (unsigned i = 0; i < zf->nr; i++)
+		close(zf->fd[i]);
+	zf->nr = 0;
+}
+
+/* The fds go with the reply (which owns them from here). */
+static void zf_give(struct zd_call *call, struct zd_zone_fds *zf)
+{
+	memcpy(call->fds, zf->fd, zf->nr * sizeof(int));
+	call->nfds = zf->nr;
+	zf->nr = 0;
+}
+
+/* The first of the work's zones that is read-only or offline, or ZD_NIL. */
+static uint32_t range_dead(const struct zd_device *dev, uint32_t zone, uint32_t count)
+{
+	for (uint32_t i = zone; i < zone + count; i++)
+		if (cond_dead(dev->zones[i].cond))
+			return i;
+	return ZD_NIL;
+}
+
+/* After an operation on a lease's zones: one is read-only or offline,
  * whatever the operation answered (the emulator refuses with EPERM, a
  * kernel device reports the condition or fails the command with EIO). */
 static bool zone_died(const struct zd_work *w)
 {
-	return !w->dev->failed && cond_dead(w->dev->zones[w->zone].cond);
+	return !w->dev->failed && range_dead(w->dev, w->zone, w->count ? w->count : 1) != ZD_NIL;
+}
+
+static uint32_t dead_zone(const struct zd_work *w)
+{
+	return range_dead(w->dev, w->zone, w->count ? w->count : 1);
 }
 
 /* The answer to an operation on a zone that is read-only or offline (the
@@ -114,13 +143,23 @@ static int zone_open_run(struct zd_work *w)
 	struct zd_dev *dev = w->dev->dev;
 	int r;
 
-	w->fd = -1;
-	r = dev->ops->refresh_zone(dev, w->zone, UINT64_MAX, w->zbuf);
-	if (r < 0)
-		return r;
-	w->nz = 1; /* zbuf holds the zone, even if the open fails */
-	w->fd = dev->ops->open_fd(dev, w->open_flags);
-	return w->fd < 0 ? w->fd : 0;
+	w->zf.nr = 0;
+	w->nz = 0;
+	for (uint32_t i = 0; i < w->count; i++) {
+		w->fail_zone = w->zone + i;
+		r = dev->ops->refresh_zone(dev, w->zone + i, UINT64_MAX, &w->zbuf[i]);
+		if (r < 0)
+			return r;
+		w->nz = i + 1; /* zbuf holds the zones, even if the open fails */
+	}
+	w->fail_zone = w->zone;
+	return dev->ops->open_zones(dev, w->zone, w->count, w->open_flags, w->isolate, &w->zf);
+}
+
+static void zones_update(struct zd_work *w)
+{
+	for (uint32_t i = 0; i < w->nz; i++)
+		zd_device_zone_update(w->dev, w->zone + i, &w->zbuf[i]);
 }
 
 /* A grant's last step: its record is on disk (status 0), or could not be
@@ -132,7 +171,7 @@ static void grant_recorded(struct zd_lease *l, int status, void *arg)
 	struct zd_daemon *d = l->dev->d;
 
 	if (status < 0 || !l->conn || l->state == ZD_LEASE_REVOKED) {
-		close(op->fd);
+		zf_close(&op->zf);
 		if (l->state == ZD_LEASE_REVOKED || !l->conn)
 			zd_call_error(call, ZP_ERR_STALE_LEASE, "the lease was revoked as it was granted");
 		else
@@ -150,7 +189,7 @@ static void grant_recorded(struct zd_lease *l, int status, void *arg)
 		d->stats.leases_granted++;
 		call->result = json_object_new_object();
 		json_object_object_add(call->result, "lease", zd_lease_json(l));
-		call->fd = op->fd;
+		zf_give(call, &op->zf);
 		zd_lease_log(l, "granted");
 		zd_event_lease(d, ZD_EV_LEASE_ACQUIRED, l, NULL);
 	}
@@ -166,13 +205,10 @@ static void acquire_done(struct zd_work *w, int status)
 	struct zd_call *call = op->call;
 	struct zd_daemon *d = w->dev->d;
 
-	if (w->nz)
-		zd_device_zone_update(w->dev, w->zone, w->zbuf);
+	zones_update(w);
 	if (zone_died(w) && status >= 0) {
 		status = -EPERM; /* nothing is granted on a dead zone */
-		if (w->fd >= 0)
-			close(w->fd);
-		w->fd = -1;
+		zf_close(&w->zf);
 	}
 	if (zone_died(w) && op->retry && l->conn && l->state == ZD_LEASE_GRANTING &&
 	    op->retries < ACQ_MAX_RETRIES) {
@@ -196,10 +232,9 @@ static void acquire_done(struct zd_work *w, int status)
 	if (status < 0 || !l->conn || l->state == ZD_LEASE_REVOKED) {
 		/* Failed, or the client went away or an admin revoked it
 		 * meanwhile: nothing is held. */
-		if (w->fd >= 0)
-			close(w->fd);
+		zf_close(&w->zf);
 		if (zone_died(w))
-			zone_dead_error(call, w->dev, w->zone, "lease");
+			zone_dead_error(call, w->dev, dead_zone(w), "lease");
 		else if (status < 0 && w->dev->failed)
 			zd_device_failed_error(call, w->dev);
 		else if (status < 0)
@@ -213,11 +248,13 @@ static void acquire_done(struct zd_work *w, int status)
 			zd_lease_end(l);
 		}
 	} else {
-		int fl = fcntl(w->fd, F_GETFL), r;
+		int fl = fcntl(w->zf.fd[0], F_GETFL), r;
 
 		l->direct = fl >= 0 && (fl & O_DIRECT);
 		l->granted_ms = zd_now_ms(d);
-		op->fd = w->fd;
+		l->fd_offset = w->zf.fd_offset;
+		op->zf = w->zf;
+		w->zf.nr = 0;
 		free(w->zbuf);
 		free(w);
 		/* In the table before the client hears of it: a lease the
@@ -294,7 +331,7 @@ static int acquire_try(struct zd_daemon *d, struct acquire_req *a, unsigned retr
 	op = calloc(1, sizeof(*op));
 	w = calloc(1, sizeof(*w));
 	if (w)
-		w->zbuf = calloc(1, sizeof(*w->zbuf));
+		w->zbuf = calloc(a->req.count, sizeof(*w->zbuf));
 	if (op && a->req.zone < 0) {
 		op->retry = malloc(sizeof(*op->retry));
 		if (op->retry) {
@@ -304,7 +341,7 @@ static int acquire_try(struct zd_daemon *d, struct acquire_req *a, unsigned retr
 		}
 	}
 	l = op && w && w->zbuf && (a->req.zone >= 0 || op->retry) ?
-		zd_lease_new(conn, dev, (uint32_t)zone, token, a->label) : NULL;
+		zd_lease_new(conn, dev, (uint32_t)zone, a->req.count, token, a->label) : NULL;
 	if (!l) {
 		if (op)
 			free(op->retry);
@@ -324,6 +361,8 @@ static int acquire_try(struct zd_daemon *d, struct acquire_req *a, unsigned retr
 	op->retries = retries;
 	w->data = op;
 	w->zone = l->zone;
+	w->count = l->count;
+	w->isolate = zd_device_isolated(dev);
 	w->zone_work = w->recheck = true;
 	w->fail_zone = w->zone;
 	w->open_flags = O_RDWR | (a->direct ? O_DIRECT : 0);
@@ -392,10 +431,17 @@ static int waiter_try(struct zd_waiter *w)
 		return r;
 	if (w->until_released && d->nr_releasing == 0)
 		return a->first_err;
-	/* Waiting for one zone: parked on its lease, woken when it ends. */
-	if (r == ZP_ERR_ZONE_LEASED && a->req.zone >= 0 && w->dev->lease_of[a->req.zone]) {
-		zd_waiter_park(w, &w->dev->lease_of[a->req.zone]->waiters);
-		return ZD_WAIT_PARKED;
+	/* Waiting for named zones: parked on the lease of the first one
+	 * leased, woken when it ends. */
+	if (r == ZP_ERR_ZONE_LEASED && a->req.zone >= 0) {
+		for (uint32_t i = 0; i < a->req.count; i++) {
+			struct zd_lease *l = w->dev->lease_of[(uint32_t)a->req.zone + i];
+
+			if (l) {
+				zd_waiter_park(w, &l->waiters);
+				return ZD_WAIT_PARKED;
+			}
+		}
 	}
 	return ZD_WAIT_AGAIN;
 }
@@ -454,11 +500,33 @@ static bool min_free_too_large(struct zd_daemon *d, const struct acquire_req *a,
 				cap = dev->info.zone_capacity;
 		}
 	}
+	/* A range's min_free is over all its zones. */
+	cap *= a->req.count;
 	if (!known || a->req.min_free <= cap)
 		return false;
 	zp_err_set(e, ZP_ERR_INVALID_PARAMS,
 		   "parameter 'min_free' (%llu bytes) is larger than the zone capacity (%llu bytes)",
 		   (unsigned long long)a->req.min_free, (unsigned long long)cap);
+	return true;
+}
+
+/* A range the device's open or active limit could never hold is a bad
+ * request, not something to wait for. */
+static bool range_too_large(struct zd_daemon *d, const struct acquire_req *a, struct zp_err *e)
+{
+	struct zd_device *dev = a->device[0] ? zd_device_find(d, a->device) : NULL;
+	uint32_t lim;
+
+	if (!dev)
+		return false;
+	lim = dev->info.max_open;
+	if (dev->info.max_active && (!lim || dev->info.max_active < lim))
+		lim = dev->info.max_active;
+	if (!lim || a->req.count <= lim)
+		return false;
+	zp_err_set(e, ZP_ERR_INVALID_PARAMS,
+		   "parameter 'count' (%u zones) is more than %s can have open at once (%u)",
+		   a->req.count, dev->id, lim);
 	return true;
 }
 
@@ -478,6 +546,7 @@ static int lease_acquire_method(struct zd_daemon *d, struct zd_call *call, struc
 	a->call = call;
 	a->d = d;
 	a->req.zone = -1;
+	a->req.count = 1;
 	a->direct = true;
 	a->req.prefer = ZD_PREFER_EMPTY;
 	zd_list_init(&a->w.link);
@@ -498,6 +567,17 @@ static int lease_acquire_method(struct zd_daemon *d, struct zd_call *call, struc
 			goto bad;
 		}
 		a->req.zone = u > INT64_MAX ? INT64_MAX : (int64_t)u;
+	}
+	r = zp_param_u64(p, "count", ZP_OPTIONAL, &u, &e);
+	if (r == -EINVAL)
+		goto bad;
+	if (r == 0) {
+		if (u == 0 || u > ZP_LEASE_ZONES_MAX) {
+			zp_err_set(&e, ZP_ERR_INVALID_PARAMS,
+				   "parameter 'count' must be 1 to %d zones", ZP_LEASE_ZONES_MAX);
+			goto bad;
+		}
+		a->req.count = (uint32_t)u;
 	}
 	r = zp_param_u64(p, "min_free", ZP_OPTIONAL, &a->req.min_free, &e);
 	if (r == -EINVAL)
@@ -537,6 +617,8 @@ static int lease_acquire_method(struct zd_daemon *d, struct zd_call *call, struc
 		snprintf(a->label, sizeof(a->label), "%s", s);
 	}
 	if (a->req.min_free && min_free_too_large(d, a, &e))
+		goto bad;
+	if (a->req.count > 1 && range_too_large(d, a, &e))
 		goto bad;
 	if (d->cfg.max_wait_ms && wait_ms > d->cfg.max_wait_ms)
 		wait_ms = d->cfg.max_wait_ms;
@@ -599,18 +681,40 @@ bad:
 
 /* --- operations on a held lease ----------------------------------------- */
 
+/* lease.sync refreshes every zone of the lease (the hint goes to the zone
+ * it falls in); lease.reset and lease.finish apply to all of them. */
 static int leaseop_run(struct zd_work *w)
 {
 	struct zd_dev *dev = w->dev->dev;
-	uint32_t n = 1;
+	uint32_t n;
 	int r;
 
-	if (w->op == (enum zd_zone_op)-1)
-		return dev->ops->refresh_zone(dev, w->zone, w->hint_wp, w->zbuf);
-	r = dev->ops->zone_op(dev, w->op, w->zone, 1);
-	if (r < 0)
-		return r;
-	return dev->ops->report(dev, w->zone, w->zbuf, &n);
+	w->nz = 0;
+	if (w->op != (enum zd_zone_op)-1) {
+		r = dev->ops->zone_op(dev, w->op, w->zone, w->count);
+		if (r < 0)
+			return r;
+	}
+	for (uint32_t i = 0; i < w->count; i++) {
+		uint32_t z = w->zone + i;
+
+		w->fail_zone = z;
+		if (w->op == (enum zd_zone_op)-1) {
+			uint64_t hint = w->hint_wp != UINT64_MAX && w->hint_wp >= w->zbuf[i].start &&
+						w->hint_wp - w->zbuf[i].start <= w->zbuf[i].len
+					? w->hint_wp
+					: UINT64_MAX;
+
+			r = dev->ops->refresh_zone(dev, z, hint, &w->zbuf[i]);
+		} else {
+			n = 1;
+			r = dev->ops->report(dev, z, &w->zbuf[i], &n);
+		}
+		if (r < 0)
+			return r;
+		w->nz = i + 1;
+	}
+	return 0;
 }
 
 static void leaseop_done(struct zd_work *w, int status)
@@ -619,10 +723,10 @@ static void leaseop_done(struct zd_work *w, int status)
 	struct zd_lease *l = op->lease;
 	struct zd_call *call = op->call;
 
-	if (status == 0)
-		zd_device_zone_refreshed(w->dev, w->zone, w->zbuf);
+	for (uint32_t i = 0; i < w->nz; i++)
+		zd_device_zone_refreshed(w->dev, w->zone + i, &w->zbuf[i]);
 	if (zone_died(w) && l->state == ZD_LEASE_HELD) {
-		zone_dead_error(call, w->dev, w->zone, "lease");
+		zone_dead_error(call, w->dev, dead_zone(w), "lease");
 	} else if (status < 0) {
 		/* Only lease.sync passes a value the device can refuse. */
 		zd_call_errno(call, status, status == -EINVAL ? "parameter 'wp'" : "lease");
@@ -645,15 +749,17 @@ static int lease_queue_op(struct zd_call *call, struct zd_lease *l, int op, uint
 	struct zd_work *w;
 
 	/* Known dead: fails clearly without asking the device. */
-	if (cond_dead(l->dev->zones[l->zone].cond)) {
-		zone_dead_error(call, l->dev, l->zone, "lease");
+	uint32_t dead = range_dead(l->dev, l->zone, l->count);
+
+	if (dead != ZD_NIL) {
+		zone_dead_error(call, l->dev, dead, "lease");
 		return -EPERM;
 	}
 	lop = calloc(1, sizeof(*lop));
 	w = calloc(1, sizeof(*w));
 
 	if (w)
-		w->zbuf = calloc(1, sizeof(*w->zbuf));
+		w->zbuf = calloc(l->count, sizeof(*w->zbuf));
 	if (!lop || !w || !w->zbuf) {
 		free(lop);
 		if (w)
@@ -666,6 +772,10 @@ static int lease_queue_op(struct zd_call *call, struct zd_lease *l, int op, uint
 	lop->lease = l;
 	w->data = lop;
 	w->zone = l->zone;
+	w->count = l->count;
+	/* Where each zone starts, for the hint's zone (the cache's view). */
+	for (uint32_t i = 0; i < l->count; i++)
+		w->zbuf[i] = l->dev->zones[l->zone + i];
 	w->op = (enum zd_zone_op)op;
 	w->hint_wp = hint;
 	w->zone_work = w->recheck = true;
@@ -695,6 +805,10 @@ static int lease_sync_method(struct zd_daemon *d, struct zd_call *call, struct j
 	if (r == 0) {
 		const struct zd_zone *z = &l->dev->zones[l->zone];
 
+		/* The zone of the range the wp falls in (the end of one zone's
+		 * capacity is that zone's, not the next one's start). */
+		for (uint32_t i = 1; i < l->count && wp > z->start + z->capacity; i++)
+			z = &l->dev->zones[l->zone + i];
 		if (wp < z->start || wp > z->start + z->capacity ||
 		    wp % l->dev->info.logical_block_size) {
 			zd_call_error(call, ZP_ERR_INVALID_PARAMS,
@@ -829,7 +943,7 @@ static void reclaim_recorded(struct zd_lease *l, int status, void *arg)
 	struct zd_call *call = op->call;
 
 	if (l->state == ZD_LEASE_REVOKED) {
-		close(op->fd);
+		zf_close(&op->zf);
 		zd_call_error(call, ZP_ERR_STALE_LEASE, "the lease was revoked as it was reclaimed");
 		zd_lease_op_done(l);
 	} else if (status < 0 || !l->conn) {
@@ -837,7 +951,7 @@ static void reclaim_recorded(struct zd_lease *l, int status, void *arg)
 		 * running as before, and may be reclaimed again. */
 		uint64_t until = l->orphan_until_ms;
 
-		close(op->fd);
+		zf_close(&op->zf);
 		zd_call_error(call, ZP_ERR_IO, "the reclaim cannot be recorded in the state "
 			      "directory (see the daemon's log)");
 		l->busy--;
@@ -848,7 +962,7 @@ static void reclaim_recorded(struct zd_lease *l, int status, void *arg)
 		zd_lease_set_state(l, ZD_LEASE_HELD);
 		call->result = json_object_new_object();
 		json_object_object_add(call->result, "lease", zd_lease_json(l));
-		call->fd = op->fd;
+		zf_give(call, &op->zf);
 		zd_lease_log(l, "reclaimed");
 		zd_event_lease(l->dev->d, ZD_EV_LEASE_RECLAIMED, l, NULL);
 	}
@@ -862,17 +976,13 @@ static void reclaim_done(struct zd_work *w, int status)
 	struct zd_lease *l = op->lease;
 	struct zd_call *call = op->call;
 
-	if (w->nz)
-		zd_device_zone_update(w->dev, w->zone, w->zbuf);
+	zones_update(w);
 	if (zone_died(w) && status >= 0) {
 		status = -EPERM;
-		if (w->fd >= 0)
-			close(w->fd);
-		w->fd = -1;
+		zf_close(&w->zf);
 	}
 	if (l->state == ZD_LEASE_REVOKED) {
-		if (w->fd >= 0)
-			close(w->fd);
+		zf_close(&w->zf);
 		zd_call_error(call, ZP_ERR_STALE_LEASE, "the lease was revoked as it was reclaimed");
 		zd_lease_op_done(l);
 	} else if (status < 0 || !l->conn) {
@@ -880,10 +990,9 @@ static void reclaim_done(struct zd_work *w, int status)
 		 * running as before, and may be reclaimed again. */
 		uint64_t until = l->orphan_until_ms;
 
-		if (w->fd >= 0)
-			close(w->fd);
+		zf_close(&w->zf);
 		if (zone_died(w))
-			zone_dead_error(call, w->dev, w->zone, "reclaim");
+			zone_dead_error(call, w->dev, dead_zone(w), "reclaim");
 		else if (status < 0)
 			zd_call_errno(call, status, "reclaim");
 		else
@@ -892,10 +1001,12 @@ static void reclaim_done(struct zd_work *w, int status)
 		zd_lease_orphan(l);
 		l->orphan_until_ms = until;
 	} else {
-		int fl = fcntl(w->fd, F_GETFL), r;
+		int fl = fcntl(w->zf.fd[0], F_GETFL), r;
 
 		l->direct = fl >= 0 && (fl & O_DIRECT);
-		op->fd = w->fd;
+		l->fd_offset = w->zf.fd_offset;
+		op->zf = w->zf;
+		w->zf.nr = 0;
 		free(w->zbuf);
 		free(w);
 		/* The new holder (pid) is recorded before it hears of it. */
@@ -943,7 +1054,7 @@ static int lease_reclaim_method(struct zd_daemon *d, struct zd_call *call, struc
 	op = calloc(1, sizeof(*op));
 	w = calloc(1, sizeof(*w));
 	if (w)
-		w->zbuf = calloc(1, sizeof(*w->zbuf));
+		w->zbuf = calloc(l->count, sizeof(*w->zbuf));
 	if (!op || !w || !w->zbuf) {
 		free(op);
 		if (w)
@@ -959,6 +1070,8 @@ static int lease_reclaim_method(struct zd_daemon *d, struct zd_call *call, struc
 	op->lease = l;
 	w->data = op;
 	w->zone = l->zone;
+	w->count = l->count;
+	w->isolate = zd_device_isolated(l->dev);
 	w->open_flags = O_RDWR | (l->direct ? O_DIRECT : 0);
 	w->zone_work = w->recheck = true;
 	w->fail_zone = w->zone;
@@ -971,7 +1084,8 @@ static int lease_reclaim_method(struct zd_daemon *d, struct zd_call *call, struc
 #define P(...) ((const char *const[]){ __VA_ARGS__, NULL })
 static const struct zd_method lease_methods[] = {
 	{ "lease.acquire", lease_acquire_method, ZD_M_CLIENT | ZD_M_REPLY,
-	  P("device", "zone", "min_free", "prefer", "wait_ms", "direct", "label", "reclaimable") },
+	  P("device", "zone", "count", "min_free", "prefer", "wait_ms", "direct", "label",
+	    "reclaimable") },
 	{ "lease.reclaim", lease_reclaim_method, ZD_M_CLIENT | ZD_M_REPLY, P("id", "token") },
 	{ "lease.sync", lease_sync_method, ZD_M_CLIENT, P("id", "token", "wp") },
 	{ "lease.release", lease_release_method, ZD_M_CLIENT, P("id", "token", "then") },

@@ -94,6 +94,28 @@ struct json_object *zd_lease_json(const struct zd_lease *l)
 			       json_object_new_int64(l->dev->info.logical_block_size));
 	json_object_object_add(o, "label", json_object_new_string(l->label));
 	json_object_object_add(o, "direct", json_object_new_boolean(l->direct));
+	json_object_object_add(o, "count", json_object_new_int64(l->count));
+	json_object_object_add(o, "fd_offset", json_object_new_uint64(l->fd_offset));
+	json_object_object_add(o, "isolation",
+			       json_object_new_string(zd_isolation_name(l->dev->info.isolation)));
+	if (l->count > 1) {
+		/* Each zone's own state; the fields above are the first's. */
+		struct json_object *arr = json_object_new_array_ext((int)l->count);
+
+		for (uint32_t i = 0; i < l->count; i++) {
+			const struct zd_zone *zi = &l->dev->zones[l->zone + i];
+			struct json_object *zo = json_object_new_object();
+
+			json_object_object_add(zo, "zone", json_object_new_int64(l->zone + i));
+			json_object_object_add(zo, "start", json_object_new_uint64(zi->start));
+			json_object_object_add(zo, "capacity", json_object_new_uint64(zi->capacity));
+			json_object_object_add(zo, "wp", json_object_new_uint64(zi->wp));
+			json_object_object_add(zo, "cond",
+					       json_object_new_string(zp_cond_name(zi->cond)));
+			json_object_array_add(arr, zo);
+		}
+		json_object_object_add(o, "zones", arr);
+	}
 	return o;
 }
 
@@ -103,12 +125,26 @@ void zd_lease_log(const struct zd_lease *l, const char *what)
 	const char *fields[] = { f1, f2, f3, f4, f5, NULL };
 
 	snprintf(f1, sizeof(f1), "DEVICE=%s", l->dev->id);
-	snprintf(f2, sizeof(f2), "ZONE=%u", l->zone);
+	if (l->count > 1)
+		snprintf(f2, sizeof(f2), "ZONE=%u-%u", l->zone, l->zone + l->count - 1);
+	else
+		snprintf(f2, sizeof(f2), "ZONE=%u", l->zone);
 	snprintf(f3, sizeof(f3), "LEASE=%" PRIu64, l->id);
 	snprintf(f4, sizeof(f4), "CLIENT_PID=%d", (int)l->pid);
 	snprintf(f5, sizeof(f5), "CLIENT_UID=%u", (unsigned)l->uid);
-	zd_logv_fields(LOG_INFO, fields, "lease %" PRIu64 " %s: %s zone %u, client pid %d",
-		       l->id, what, l->dev->id, l->zone, (int)l->pid);
+	zd_logv_fields(LOG_INFO, fields, "lease %" PRIu64 " %s: %s zone %s, client pid %d",
+		       l->id, what, l->dev->id, f2 + 5, (int)l->pid);
+}
+
+static void lease_reserve(struct zd_lease *l)
+{
+	struct zd_device *dev = l->dev;
+
+	for (uint32_t i = l->zone; i < l->zone + l->count; i++) {
+		dev->lease_of[i] = l;
+		zd_device_zone_reclass(dev, i);
+	}
+	dev->refs++;
 }
 
 void zd_lease_attach(struct zd_lease *l, struct zd_conn *conn)
@@ -136,7 +172,7 @@ void zd_lease_detach(struct zd_lease *l)
 }
 
 struct zd_lease *zd_lease_new(struct zd_conn *conn, struct zd_device *dev, uint32_t zone,
-			      uint64_t token, const char *label)
+			      uint32_t count, uint64_t token, const char *label)
 {
 	struct zd_daemon *d = dev->d;
 	struct zd_lease *l = calloc(1, sizeof(*l));
@@ -146,26 +182,16 @@ struct zd_lease *zd_lease_new(struct zd_conn *conn, struct zd_device *dev, uint3
 	l->state = ZD_LEASE_GRANTING;
 	l->dev = dev;
 	l->zone = zone;
+	l->count = count;
 	l->id = d->next_lease_id++;
 	l->token = token;
 	snprintf(l->label, sizeof(l->label), "%s", label);
 	zd_list_init(&l->waiters);
 	zd_list_init(&l->orphan_link);
 	zd_lease_attach(l, conn);
-	/* Reserved now so no other request can pick it while the fd opens. */
-	dev->lease_of[zone] = l;
-	zd_device_zone_reclass(dev, zone);
-	dev->refs++;
+	/* Reserved now so no other request can pick them while the fd opens. */
+	lease_reserve(l);
 	return l;
-}
-
-/* Where issue 9 fences the lease's own path to the zone (suspend and
- * error-load its dm mapping, move its zone file aside) before anyone else
- * can be given the zone. Today a lease's fd is the whole device and cannot
- * be fenced: nothing to do. */
-static void lease_fence(struct zd_lease *l)
-{
-	(void)l;
 }
 
 /* --- the persisted table ------------------------------------------------ */
@@ -178,6 +204,7 @@ static void lease_rec(const struct zd_lease *l, struct zd_lease_rec *r)
 	r->wp = l->dev->zones[l->zone].wp;
 	snprintf(r->device, sizeof(r->device), "%s", l->dev->id);
 	r->zone = l->zone;
+	r->count = l->count;
 	r->pid = l->pid;
 	r->uid = l->uid;
 	r->direct = l->direct;
@@ -336,10 +363,16 @@ static bool lease_zone_free(struct zd_lease *l, struct zd_call *call)
 
 	if (dev->lease_of[l->zone] != l)
 		return false;
-	lease_fence(l);
+	/* Queued ahead of whatever grants these zones next. */
+	if (!l->fenced) {
+		zd_device_fence(dev, l->zone, l->count);
+		l->fenced = true;
+	}
 	took = lease_unpersist(l, call);
-	dev->lease_of[l->zone] = NULL;
-	zd_device_zone_reclass(dev, l->zone);
+	for (uint32_t i = l->zone; i < l->zone + l->count; i++) {
+		dev->lease_of[i] = NULL;
+		zd_device_zone_reclass(dev, i);
+	}
 	/* Those waiting for this very zone go first, then the rest. */
 	zd_waiters_unpark(d, &l->waiters);
 	zd_waiters_kick(d, dev);
@@ -387,42 +420,67 @@ struct release_op {
 	struct zd_lease *lease;
 	int then;                   /* -1 keep, else a zone op */
 	const char *reason;         /* for the event: release, disconnect, grace */
+	bool fence;                 /* zone isolation: cut the lease's path first */
+	bool fenced;                /* ... done */
 };
 
-static int release_run(struct zd_work *w)
+/* One zone of a lease being released: refreshed, then `then` applied. */
+static int release_zone(struct zd_dev *dev, int then, uint32_t zone, struct zd_zone *z)
 {
-	struct release_op *op = w->data;
-	struct zd_dev *dev = w->dev->dev;
 	uint32_t n = 1;
 	int r;
 
 	/* The client may have written without telling us: learn the write
 	 * pointer before the zone goes back to the pool. */
-	r = dev->ops->refresh_zone(dev, w->zone, UINT64_MAX, w->zbuf);
+	r = dev->ops->refresh_zone(dev, zone, UINT64_MAX, z);
 	/* The emulator refuses to refresh a dead zone, a kernel device
 	 * reports it: either way its lease ends with nothing left to do. */
 	if (r == -EPERM)
-		r = dev->ops->report(dev, w->zone, w->zbuf, &n) ?: -EPERM;
-	if ((r == 0 || r == -EPERM) &&
-	    (w->zbuf->cond == ZP_COND_READONLY || w->zbuf->cond == ZP_COND_OFFLINE))
+		r = dev->ops->report(dev, zone, z, &n) ?: -EPERM;
+	if ((r == 0 || r == -EPERM) && (z->cond == ZP_COND_READONLY || z->cond == ZP_COND_OFFLINE))
 		return 0;
 	if (r < 0)
 		return r;
-	if (op->then < 0) {
+	if (then < 0) {
 		/* Give the open resource back with the lease: an implicitly
 		 * open zone nobody writes would otherwise hold one of max_open
 		 * until the device evicts it, and devices differ there
 		 * (null_blk refuses to evict when the active limit is also
 		 * reached). Closed, it stays active and resumable. */
-		if (w->zbuf->cond != ZP_COND_IMP_OPEN)
+		if (z->cond != ZP_COND_IMP_OPEN)
 			return 0;
-		r = dev->ops->zone_op(dev, ZD_OP_CLOSE, w->zone, 1);
+		r = dev->ops->zone_op(dev, ZD_OP_CLOSE, zone, 1);
 	} else {
-		r = dev->ops->zone_op(dev, (enum zd_zone_op)op->then, w->zone, 1);
+		r = dev->ops->zone_op(dev, (enum zd_zone_op)then, zone, 1);
 	}
 	if (r < 0)
 		return r;
-	return dev->ops->report(dev, w->zone, w->zbuf, &n);
+	return dev->ops->report(dev, zone, z, &n);
+}
+
+static int release_run(struct zd_work *w)
+{
+	struct release_op *op = w->data;
+	struct zd_dev *dev = w->dev->dev;
+	int r;
+
+	/* Cut first: a write through the old path after this is refused or
+	 * lands nowhere, so what is read below is the zone's last word. */
+	if (op->fence) {
+		r = dev->ops->lease_fence(dev, w->zone, w->count);
+		if (r < 0)
+			return r;
+		op->fenced = true;
+	}
+	w->nz = 0;
+	for (uint32_t i = 0; i < w->count; i++) {
+		w->fail_zone = w->zone + i;
+		r = release_zone(dev, op->then, w->zone + i, &w->zbuf[i]);
+		if (r < 0)
+			return r;
+		w->nz = i + 1;
+	}
+	return 0;
 }
 
 static void release_done(struct zd_work *w, int status)
@@ -432,8 +490,11 @@ static void release_done(struct zd_work *w, int status)
 	struct zd_call *call = op->call;
 	struct zd_daemon *d = w->dev->d;
 
-	if (status == 0)
-		zd_device_zone_refreshed(w->dev, w->zone, w->zbuf);
+	for (uint32_t i = 0; i < w->nz; i++)
+		zd_device_zone_refreshed(w->dev, w->zone + i, &w->zbuf[i]);
+	/* A fence that failed is queued again when the zones are freed, and
+	 * fails the device if it fails there too. */
+	l->fenced = op->fenced;
 	if (call) {
 		if (status < 0) {
 			zd_call_errno(call, status, "release");
@@ -442,6 +503,14 @@ static void release_done(struct zd_work *w, int status)
 			json_object_object_add(call->result, "zone",
 					       zd_zone_json(w->dev, w->zone,
 							    &w->dev->zones[w->zone]));
+			if (l->count > 1) {
+				struct json_object *arr = json_object_new_array();
+
+				for (uint32_t i = 0; i < l->count; i++)
+					json_object_array_add(arr, zd_zone_json(w->dev, w->zone + i,
+						&w->dev->zones[w->zone + i]));
+				json_object_object_add(call->result, "zones", arr);
+			}
 		}
 	}
 	d->stats.leases_released++;
@@ -464,7 +533,7 @@ int zd_lease_release(struct zd_lease *l, int then, struct zd_call *call)
 	int r;
 
 	if (w)
-		w->zbuf = calloc(1, sizeof(*w->zbuf));
+		w->zbuf = calloc(l->count, sizeof(*w->zbuf));
 	if (!op || !w || !w->zbuf) {
 		free(op);
 		if (w)
@@ -472,6 +541,7 @@ int zd_lease_release(struct zd_lease *l, int then, struct zd_call *call)
 		free(w);
 		return -ENOMEM;
 	}
+	op->fence = zd_device_isolated(l->dev) && !l->fenced;
 	op->reason = l->state == ZD_LEASE_ORPHANED ? "grace" : call ? "release" : "disconnect";
 	r = zd_lease_set_state(l, ZD_LEASE_RELEASING);
 	if (r < 0) {
@@ -488,6 +558,7 @@ int zd_lease_release(struct zd_lease *l, int then, struct zd_call *call)
 	op->then = then;
 	w->data = op;
 	w->zone = l->zone;
+	w->count = l->count;
 	w->zone_work = w->recheck = true;
 	w->fail_zone = w->zone;
 	w->run = release_run;
@@ -653,6 +724,41 @@ struct zd_lease *zd_lease_find_orphan(struct zd_daemon *d, uint64_t id)
 	return NULL;
 }
 
+/* What a previous daemon left on the devices (dm mappings) that no
+ * orphan of the table will reclaim goes; the orphans' paths are kept for
+ * their reclaim. Blocking, at start-up before anyone is served. A device
+ * that cannot sweep serves nobody: its strays may still write. */
+static void lease_sweep(struct zd_daemon *d)
+{
+	struct zd_list *pos, *tmp;
+
+	zd_list_for_each_safe(pos, tmp, &d->devices) {
+		struct zd_device *dev = zd_container_of(pos, struct zd_device, link);
+		struct zd_range *keep;
+		size_t n = 0;
+		int r;
+
+		if (!zd_device_isolated(dev) || !dev->dev->ops->lease_sweep)
+			continue;
+		keep = calloc(dev->class_count[ZD_ZC_LEASED] + 1, sizeof(*keep));
+		if (!keep) {
+			zd_device_fail(dev, "cannot sweep stale lease mappings: out of memory");
+			continue;
+		}
+		for (uint32_t i = dev->class_head[ZD_ZC_LEASED]; i != ZD_NIL; i = dev->znext[i]) {
+			const struct zd_lease *l = dev->lease_of[i];
+
+			if (l->zone == i)
+				keep[n++] = (struct zd_range){ l->zone, l->count };
+		}
+		r = dev->dev->ops->lease_sweep(dev->dev, keep, n);
+		if (r < 0)
+			zd_device_fail(dev, "cannot remove what a previous zonedd left for its "
+				       "leases: %s", strerror(-r));
+		free(keep);
+	}
+}
+
 int zd_lease_adopt(struct zd_daemon *d)
 {
 	struct zd_lease_rec *recs;
@@ -673,13 +779,21 @@ int zd_lease_adopt(struct zd_daemon *d)
 		struct zd_device *dev = zd_device_find(d, rec->device);
 		struct zd_lease *l;
 
-		if (!dev || strcmp(dev->id, rec->device) || rec->zone >= dev->info.nr_zones ||
-		    dev->lease_of[rec->zone]) {
+		const char *bad = NULL;
+
+		if (!dev || strcmp(dev->id, rec->device))
+			bad = "no such device is configured";
+		else if (rec->count == 0 || rec->count > ZP_LEASE_ZONES_MAX ||
+			 rec->zone >= dev->info.nr_zones ||
+			 rec->count > dev->info.nr_zones - rec->zone)
+			bad = "no such zone";
+		else
+			for (uint32_t z = rec->zone; z < rec->zone + rec->count && !bad; z++)
+				if (dev->lease_of[z])
+					bad = "the zone is leased twice in the table";
+		if (bad) {
 			zd_warn("lease %" PRIu64 " of %s zone %u: %s; dropped", rec->id,
-				rec->device, rec->zone,
-				!dev || strcmp(dev->id, rec->device) ? "no such device is configured" :
-				rec->zone >= dev->info.nr_zones ? "no such zone" :
-				"the zone is leased twice in the table");
+				rec->device, rec->zone, bad);
 			continue;
 		}
 		l = calloc(1, sizeof(*l));
@@ -691,6 +805,7 @@ int zd_lease_adopt(struct zd_daemon *d)
 		l->state = ZD_LEASE_ORPHANED;
 		l->dev = dev;
 		l->zone = rec->zone;
+		l->count = rec->count;
 		l->id = rec->id;
 		l->token = rec->token;
 		l->pid = rec->pid;
@@ -701,15 +816,14 @@ int zd_lease_adopt(struct zd_daemon *d)
 		snprintf(l->label, sizeof(l->label), "%s", rec->label);
 		zd_list_init(&l->waiters);
 		zd_list_init(&l->conn_link);
-		dev->lease_of[l->zone] = l;
-		zd_device_zone_reclass(dev, l->zone);
-		dev->refs++;
+		lease_reserve(l);
 		persisted_add(l);
 		lease_make_orphan(l);
 		zd_lease_log(l, "adopted from the lease table, orphaned for the grace period");
 		adopted++;
 	}
 	free(recs);
+	lease_sweep(d);
 	/* Rewritten from what was adopted: the dropped records go, and the
 	 * log is open for appending from here. */
 	if (leases_rewrite(d) < 0 && r == 0)
@@ -743,7 +857,8 @@ static void lease_fini(struct zd_daemon *d)
 		if (l->persisted)
 			zd_list_del(&l->persist_link);
 		if (dev->lease_of[l->zone] == l) {
-			dev->lease_of[l->zone] = NULL;
+			for (uint32_t i = l->zone; i < l->zone + l->count; i++)
+				dev->lease_of[i] = NULL;
 			dev->refs--;
 		}
 		free(l);

@@ -29,7 +29,7 @@ struct zd_main {
 	bool config_explicit;
 	struct zd_config cli;       /* only the fields set on the command line */
 	bool cli_socket, cli_state_dir, cli_admin, cli_client, cli_log, cli_max_leases,
-	     cli_grace;
+	     cli_grace, cli_isolation;
 	unsigned reloads_running;
 };
 
@@ -53,6 +53,8 @@ static void usage(FILE *f)
 		"      --max-leases N        leases per connection (0 = no limit)\n"
 		"      --grace-ms MS         how long a lease without its owner (after a\n"
 		"                            restart) can be reclaimed (default 30000)\n"
+		"      --isolation MODE      zone, device or auto (default): what a lease's\n"
+		"                            fd reaches, for devices that do not say\n"
 		"  -l, --log-level LEVEL     err, warning, notice, info or debug\n"
 		"  -h, --help                show this help\n"
 		"  -V, --version             show the version\n\n"
@@ -173,6 +175,8 @@ static int build_config(struct zd_main *m, struct zd_config *cfg,
 		cfg->max_leases_per_conn = m->cli.max_leases_per_conn;
 	if (m->cli_grace)
 		cfg->grace_ms = m->cli.grace_ms;
+	if (m->cli_isolation)
+		cfg->isolation = m->cli.isolation;
 	if (m->cli.nr_devices) {
 		free(cfg->devices);
 		cfg->devices = NULL;
@@ -201,6 +205,11 @@ static int build_config(struct zd_main *m, struct zd_config *cfg,
 		if (r < 0)
 			return r;
 	}
+	/* A device's own isolation wins over the default; a reload does not
+	 * change the mode of a device already served (it is not reopened). */
+	for (size_t i = 0; i < cfg->nr_devices; i++)
+		if (cfg->devices[i].isolation == ZD_ISOLATION_AUTO)
+			cfg->devices[i].isolation = cfg->isolation;
 	/* The default device (the file dropped its devices) is checked here. */
 	for (size_t i = 0; i < cfg->nr_devices; i++) {
 		for (size_t j = 0; j < nr_running; j++) {
@@ -441,6 +450,7 @@ int main(int argc, char **argv)
 		{ "client-group", required_argument, NULL, 'C' },
 		{ "max-leases", required_argument, NULL, 'M' },
 		{ "grace-ms", required_argument, NULL, 'G' },
+		{ "isolation", required_argument, NULL, 'I' },
 		{ "log-level", required_argument, NULL, 'l' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -509,6 +519,18 @@ int main(int argc, char **argv)
 			}
 			m.cli.max_leases_per_conn = (uint32_t)v;
 			m.cli_max_leases = true;
+			break;
+		}
+		case 'I': {
+			enum zd_isolation iso;
+
+			if (zd_isolation_parse(optarg, &iso) < 0) {
+				fprintf(stderr, "zonedd: --isolation %s: not zone, device or auto\n",
+					optarg);
+				return 2;
+			}
+			m.cli.isolation = iso;
+			m.cli_isolation = true;
 			break;
 		}
 		case 'G': {

@@ -4,6 +4,7 @@
 #include <config.h>
 
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -130,6 +131,10 @@ static int m_device_info(struct zd_daemon *d, struct zd_call *call, struct json_
 	json_object_object_add(o, "max_open", json_object_new_int64(dev->info.max_open));
 	json_object_object_add(o, "max_active", json_object_new_int64(dev->info.max_active));
 	json_object_object_add(o, "scheduler", json_object_new_string(dev->info.scheduler));
+	json_object_object_add(o, "isolation",
+			       json_object_new_string(zd_isolation_name(dev->info.isolation)));
+	json_object_object_add(o, "isolation_reason",
+			       json_object_new_string(dev->info.isolation_why));
 	json_object_object_add(o, "nr_conventional",
 			       json_object_new_int64(dev->info.nr_conventional));
 	json_object_object_add(o, "zone_capacity", json_object_new_uint64(dev->info.zone_capacity));
@@ -640,19 +645,25 @@ static int m_stats(struct zd_daemon *d, struct zd_call *call, struct json_object
 
 static int devopen_run(struct zd_work *w)
 {
-	w->fd = w->dev->dev->ops->open_fd(w->dev->dev, O_RDONLY);
-	return w->fd < 0 ? w->fd : 0;
+	return w->dev->dev->ops->open_zones(w->dev->dev, w->zone, w->count, O_RDONLY, false,
+					    &w->zf);
 }
 
 static void devopen_done(struct zd_work *w, int status)
 {
 	struct zd_call *call = w->data;
 
-	if (status < 0) {
+	if (status == -EOPNOTSUPP) {
+		zd_call_error(call, ZP_ERR_INVALID_PARAMS, "%s has no whole-device descriptor "
+			      "(one file per zone): name a zone", w->dev->id);
+	} else if (status < 0) {
 		zd_call_errno(call, status, "open");
 	} else {
 		call->result = json_object_new_object();
-		call->fd = w->fd;
+		json_object_object_add(call->result, "fd_offset",
+				       json_object_new_uint64(w->zf.fd_offset));
+		memcpy(call->fds, w->zf.fd, w->zf.nr * sizeof(int));
+		call->nfds = w->zf.nr;
 	}
 	free(w);
 	zd_call_complete(call);
@@ -665,8 +676,21 @@ static int m_device_open(struct zd_daemon *d, struct zd_call *call, struct json_
 	struct zd_work *w;
 	struct zp_err e;
 
-	if (zp_param_string(p, "device", ZP_REQUIRED, &name, &e) < 0) {
+	uint64_t zone = 0, count = 0;
+	int r;
+
+	if (zp_param_string(p, "device", ZP_REQUIRED, &name, &e) < 0 ||
+	    (r = zp_param_u64(p, "zone", ZP_OPTIONAL, &zone, &e)) == -EINVAL ||
+	    zp_param_u64(p, "count", ZP_OPTIONAL, &count, &e) == -EINVAL) {
 		zd_call_error(call, e.code, "%s", e.message);
+		return 0;
+	}
+	/* A zone without a count is that one zone. */
+	if (r == 0 && count == 0)
+		count = 1;
+	if (count > ZP_LEASE_ZONES_MAX) {
+		zd_call_error(call, ZP_ERR_INVALID_PARAMS, "parameter 'count' must be at most %d",
+			      ZP_LEASE_ZONES_MAX);
 		return 0;
 	}
 	dev = zd_device_find(d, name);
@@ -678,13 +702,19 @@ static int m_device_open(struct zd_daemon *d, struct zd_call *call, struct json_
 		zd_device_failed_error(call, dev);
 		return 0;
 	}
+	if (count && (zone >= dev->info.nr_zones || count > dev->info.nr_zones - zone)) {
+		zd_call_error(call, ZP_ERR_NO_ZONE, "no zones %" PRIu64 "-%" PRIu64 " on %s", zone,
+			      zone + count - 1, dev->id);
+		return 0;
+	}
 	w = calloc(1, sizeof(*w));
 	if (!w) {
 		zd_call_error(call, ZP_ERR_INTERNAL, "out of memory");
 		return 0;
 	}
 	w->data = call;
-	w->fd = -1;
+	w->zone = (uint32_t)zone;
+	w->count = (uint32_t)count;
 	w->run = devopen_run;
 	w->done = devopen_done;
 	zd_work_queue(dev, w);
@@ -697,7 +727,7 @@ static const struct zd_method methods[] = {
 	{ "daemon.stats", m_stats, ZD_M_CLIENT, P(NULL) },
 	{ "device.list", m_device_list, ZD_M_CLIENT, P(NULL) },
 	{ "device.info", m_device_info, ZD_M_CLIENT, P("device") },
-	{ "device.open", m_device_open, ZD_M_CLIENT | ZD_M_REPLY, P("device") },
+	{ "device.open", m_device_open, ZD_M_CLIENT | ZD_M_REPLY, P("device", "zone", "count") },
 	{ "zone.report", m_zone_report, ZD_M_CLIENT, P("device", "from", "count", "cond", "type", "cached") },
 	{ "zone.open", m_zone_open, ZD_M_ADMIN, P("device", "zone", "count", "force") },
 	{ "zone.close", m_zone_close, ZD_M_ADMIN, P("device", "zone", "count", "force") },

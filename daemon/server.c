@@ -320,12 +320,12 @@ static void call_clear(struct zd_call *call)
 	json_object_put(call->id);
 	json_object_put(call->result);
 	json_object_put(call->err_data);
-	if (call->fd >= 0)
-		close(call->fd);
+	for (unsigned i = 0; i < call->nfds; i++)
+		close(call->fds[i]);
 	free(call->resp);
 	call->id = call->result = call->err_data = NULL;
 	call->resp = NULL;
-	call->fd = -1;
+	call->nfds = 0;
 }
 
 static void batch_free(struct zd_batch *b)
@@ -354,11 +354,14 @@ static void call_finish(struct zd_batch *b, struct zd_call *call)
 		call->result = NULL;
 		return;
 	}
-	if (!call->err_code && call->fd >= 0) {
-		if (b->nfds < ZP_MAX_FDS && call->result) {
+	if (!call->err_code && call->nfds) {
+		if (b->nfds + call->nfds <= ZP_MAX_FDS && call->result) {
 			json_object_object_add(call->result, "fd", json_object_new_int((int)b->nfds));
-			b->fds[b->nfds++] = call->fd;
-			call->fd = -1;
+			json_object_object_add(call->result, "nfds",
+					       json_object_new_int((int)call->nfds));
+			memcpy(b->fds + b->nfds, call->fds, call->nfds * sizeof(int));
+			b->nfds += call->nfds;
+			call->nfds = 0;
 		} else {
 			zd_call_error(call, ZP_ERR_TOO_LARGE,
 				      "too many descriptors for one reply (limit %d)", ZP_MAX_FDS);
@@ -613,7 +616,7 @@ void zd_conn_handle_packet(struct zd_conn *conn, const char *buf, size_t len, bo
 	 * still being started. */
 	b->pending = n + 1;
 	for (size_t i = 0; i < n; i++) {
-		b->calls[i].fd = -1;
+		b->calls[i].nfds = 0;
 		b->calls[i].batch = b;
 		b->calls[i].conn = conn;
 	}

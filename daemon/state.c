@@ -273,9 +273,11 @@ int zd_state_next_token(struct zd_daemon *d, uint64_t *token)
  * socket is served.
  *
  *   <fnv1a-32 of the rest, 8 hex> N <next id>
- *   <crc> G <id> <token> <wp> <zone> <pid> <uid> <flags> <device hex> <label hex>
+ *   <crc> G <id> <token> <wp> <zone> <pid> <uid> <flags> <device hex> <label hex> [<count>]
  *   <crc> E <id>
  *
+ * <count> (zones from <zone> on) is written only when it is not 1, so a
+ * table of one-zone leases reads the same in 0.1.
  * A G for an id already present replaces it (a reclaim). A line whose
  * checksum does not match (a torn last append, a damaged block) is skipped
  * with a warning: skipping a G loses that lease, skipping an E keeps a
@@ -347,9 +349,12 @@ static void rec_format(char *rec, size_t size, const struct zd_lease_rec *r)
 
 	hex_encode(dev, r->device);
 	hex_encode(label, r->label);
-	snprintf(rec, size, "G %" PRIu64 " %" PRIu64 " %" PRIu64 " %u %d %u %u %s %s", r->id,
-		 r->token, r->wp, r->zone, (int)r->pid, (unsigned)r->uid,
-		 (r->direct ? 1u : 0u) | (r->reclaimable ? 2u : 0u), dev, label);
+	int n = snprintf(rec, size, "G %" PRIu64 " %" PRIu64 " %" PRIu64 " %u %d %u %u %s %s",
+			 r->id, r->token, r->wp, r->zone, (int)r->pid, (unsigned)r->uid,
+			 (r->direct ? 1u : 0u) | (r->reclaimable ? 2u : 0u), dev, label);
+
+	if (r->count > 1 && n > 0 && (size_t)n < size)
+		snprintf(rec + n, size - (size_t)n, " %u", r->count);
 }
 
 static int rec_parse(const char *rec, struct zd_lease_rec *r)
@@ -359,8 +364,13 @@ static int rec_parse(const char *rec, struct zd_lease_rec *r)
 	int pid;
 
 	memset(r, 0, sizeof(*r));
-	if (sscanf(rec, "G %" SCNu64 " %" SCNu64 " %" SCNu64 " %u %d %u %u %129s %257s", &r->id,
-		   &r->token, &r->wp, &r->zone, &pid, &uid, &flags, dev, label) != 9)
+	int n = sscanf(rec, "G %" SCNu64 " %" SCNu64 " %" SCNu64 " %u %d %u %u %129s %257s %u",
+		       &r->id, &r->token, &r->wp, &r->zone, &pid, &uid, &flags, dev, label,
+		       &r->count);
+
+	if (n == 9)
+		r->count = 1;
+	else if (n != 10 || r->count < 2)
 		return -EINVAL;
 	if (hex_decode(r->device, sizeof(r->device), dev) < 0 ||
 	    hex_decode(r->label, sizeof(r->label), label) < 0 || !r->device[0])

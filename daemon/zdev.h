@@ -10,6 +10,29 @@
 
 #include "proto/proto.h" /* enum zp_cond, enum zp_type */
 
+/* How a device's leases reach their zones (zd_dev_info.isolation). */
+enum zd_isolation {
+	ZD_ISOLATION_AUTO,   /* config only: zone where available, else device */
+	ZD_ISOLATION_DEVICE, /* a lease's fd reaches the whole device; no fencing */
+	ZD_ISOLATION_ZONE,   /* a lease's fd reaches its zones only; fenced on revocation */
+};
+const char *zd_isolation_name(enum zd_isolation iso);
+int zd_isolation_parse(const char *s, enum zd_isolation *out);
+
+/* The most zones one lease (or one open_zones call) spans: one fd each on
+ * the emulator, and SCM_RIGHTS carries at most 253 per message. */
+#define ZD_ZONE_FDS_MAX 64
+
+struct zd_zone_fds {
+	int fd[ZD_ZONE_FDS_MAX];
+	unsigned nr;         /* 1: fd[0] maps the whole range; else one per zone */
+	uint64_t fd_offset;  /* where the first zone starts in fd[0]; per-zone fds: 0 */
+};
+
+struct zd_range {
+	uint32_t zone, count;
+};
+
 struct zd_zone {
 	uint64_t start;    /* bytes from the start of the device */
 	uint64_t len;      /* zone size, bytes */
@@ -34,6 +57,8 @@ struct zd_dev_info {
 	uint32_t max_active;  /* 0 = no limit */
 	uint32_t logical_block_size;
 	uint32_t physical_block_size;
+	enum zd_isolation isolation; /* ZD_ISOLATION_DEVICE or ZD_ISOLATION_ZONE */
+	char isolation_why[160];     /* why this mode (e.g. why not "zone") */
 };
 
 enum zd_zone_op {
@@ -55,6 +80,7 @@ struct zd_emul_params {
 };
 
 struct zd_dev;
+
 
 /* Every operation may block (file or ioctl I/O): the daemon calls them only
  * from libuv's thread pool, and never two at once on one device (the daemon
@@ -83,10 +109,34 @@ struct zd_backend_ops {
 	 * rule (used by tests and the daemon's own writes, not the data path). */
 	int (*pwrite)(struct zd_dev *dev, const void *buf, uint64_t len, uint64_t off);
 	int (*pread)(struct zd_dev *dev, void *buf, uint64_t len, uint64_t off);
-	/* Opens a new descriptor on the device data (backing file or block
-	 * device), O_CLOEXEC always; flags add O_RDWR/O_RDONLY/O_DIRECT.
-	 * Returns the fd or a negative errno. */
-	int (*open_fd)(struct zd_dev *dev, int flags);
+	/* Opens descriptors that reach zones [zone, zone + count), count <=
+	 * ZD_ZONE_FDS_MAX; O_CLOEXEC always, flags add O_RDWR/O_RDONLY/O_DIRECT
+	 * (anything else is -EINVAL). With isolate the descriptors reach
+	 * nothing but those zones and lease_fence() can cut them off (only
+	 * asked of a device whose info says "zone" isolation); without, they
+	 * may reach more (the whole block device). The kernel backend gives
+	 * one fd: a dm mapping of exactly the zones (isolate, fd_offset 0,
+	 * created or adopted: a mapping a previous daemon left for the same
+	 * range is reused), or the block device (fd_offset = the zone's start).
+	 * The emulated backend gives one fd per zone, its zone file
+	 * (fd_offset 0), isolate or not. count 0 (not isolated): one fd on
+	 * the whole device (fd_offset 0) where there is one (kernel), else
+	 * -EOPNOTSUPP. */
+	int (*open_zones)(struct zd_dev *dev, uint32_t zone, uint32_t count, int flags,
+			  bool isolate, struct zd_zone_fds *out);
+	/* Zone isolation only: when it returns 0, no descriptor open_zones()
+	 * gave out for any range inside [zone, zone + count) reaches those
+	 * zones' data any more (kernel: the mapping's I/O fails with EIO after
+	 * in-flight I/O finished; emulated: writes land in an unlinked inode),
+	 * and the zones' data and state are intact. What open_zones() created
+	 * is dropped once nothing holds it. Cheap when no descriptor is open
+	 * any more (the client closed it). Idempotent. */
+	int (*lease_fence)(struct zd_dev *dev, uint32_t zone, uint32_t count);
+	/* Start-up, after the lease table was read: every isolation path of
+	 * this device that a previous daemon left (kernel: dm mappings named
+	 * for it) is fenced and removed, except those of the `nr` ranges in
+	 * keep (the orphaned leases, reclaimed later). May be NULL. */
+	int (*lease_sweep)(struct zd_dev *dev, const struct zd_range *keep, size_t nr);
 	/* Brings the state of one sequential zone up to date after a client
 	 * wrote to it directly through an fd. The kernel backend reads it from
 	 * the device and ignores hint_wp. The emulated backend takes hint_wp
@@ -108,7 +158,7 @@ struct zd_dev {
  * checked for consistency where non-zero). After an unclean stop the zones
  * are repaired to agree with the data (see daemon/emul.c). */
 int zd_emul_open(const char *path, const struct zd_emul_params *params, bool create,
-		 struct zd_dev **out);
+		 enum zd_isolation iso, struct zd_dev **out);
 /* Parses "size=4G,zone-size=32M,zone-capacity=24M,conv=2,max-open=14,
  * max-active=14,lbs=4096" (each key optional) over the defaults in *params. */
 int zd_emul_parse_spec(const char *spec, struct zd_emul_params *params);
@@ -134,7 +184,23 @@ int zd_emul_peek(const char *path, struct zd_zone **zones, uint32_t *nr);
 
 /* Kernel backend: validates and claims (O_EXCL) a zoned block device.
  * On failure *why (if non-NULL) receives a one-line reason. */
-int zd_kernel_open(const char *path, struct zd_dev **out, char *why, size_t why_len);
+int zd_kernel_open(const char *path, enum zd_isolation iso, struct zd_dev **out, char *why,
+		   size_t why_len);
+
+/* One fd on one zone, not isolated (tests, the daemon's own reads): the fd
+ * or a negative errno; *fd_offset (if non-NULL) is where the zone starts. */
+static inline int zd_dev_open_zone(struct zd_dev *dev, uint32_t zone, int flags,
+				   uint64_t *fd_offset)
+{
+	struct zd_zone_fds zf;
+	int r = dev->ops->open_zones(dev, zone, 1, flags, false, &zf);
+
+	if (r < 0)
+		return r;
+	if (fd_offset)
+		*fd_offset = zf.fd_offset;
+	return zf.fd[0];
+}
 
 static inline void zd_dev_close(struct zd_dev *dev)
 {

@@ -11,12 +11,15 @@
 #include <json-c/json.h>
 
 /* Bump when a change is incompatible; see proto/PROTOCOL.md. */
-#define ZP_PROTOCOL_VERSION 2
+#define ZP_PROTOCOL_VERSION 3
 
 /* One JSON-RPC message per SOCK_SEQPACKET packet, at most this many bytes. */
 #define ZP_MSG_MAX 65536
-/* Most fds one packet carries (a batch of lease.acquire calls). */
-#define ZP_MAX_FDS 16
+/* Most fds one packet carries (a batch of lease.acquire calls, a lease
+ * of several zones on a device that passes one fd per zone). */
+#define ZP_MAX_FDS 64
+/* Most zones one lease spans (lease.acquire's count). */
+#define ZP_LEASE_ZONES_MAX 64
 
 #define ZP_DEFAULT_SOCKET "/run/zoned/zonedd.sock"
 #define ZP_SOCKET_ENV "ZONED_SOCKET"
@@ -86,6 +89,8 @@ int zp_sendv(int sock, const void *buf, size_t len, const int *fds, size_t nfds,
  * close-on-exec; the first one is stored in *fd_out (or -1) when fd_out is
  * non-NULL, every other one is closed at once. */
 ssize_t zp_recv(int sock, void *buf, size_t cap, int *fd_out, int flags);
+/* As zp_recv keeping every fd (up to ZP_MAX_FDS) in fds_out[0..*nfds_out). */
+ssize_t zp_recvv(int sock, void *buf, size_t cap, int *fds_out, size_t *nfds_out, int flags);
 
 /* JSON helpers. */
 

@@ -53,7 +53,7 @@ int zp_sendv(int sock, const void *buf, size_t len, const int *fds, size_t nfds,
 	return 0;
 }
 
-ssize_t zp_recv(int sock, void *buf, size_t cap, int *fd_out, int flags)
+ssize_t zp_recvv(int sock, void *buf, size_t cap, int *fds_out, size_t *nfds_out, int flags)
 {
 	struct iovec iov = { .iov_base = buf, .iov_len = cap };
 	union {
@@ -67,11 +67,11 @@ ssize_t zp_recv(int sock, void *buf, size_t cap, int *fd_out, int flags)
 		.msg_controllen = sizeof(ctl.buf),
 	};
 	struct cmsghdr *cmsg;
+	size_t kept = 0;
 	ssize_t n;
-	int kept = -1;
 
-	if (fd_out)
-		*fd_out = -1;
+	if (nfds_out)
+		*nfds_out = 0;
 	/* MSG_TRUNC makes the kernel return the packet's real length, so an
 	 * oversized packet is recognised rather than silently cut. */
 	do
@@ -91,15 +91,28 @@ ssize_t zp_recv(int sock, void *buf, size_t cap, int *fd_out, int flags)
 			nfds = ZP_MAX_RECV_FDS;
 		memcpy(fds, CMSG_DATA(cmsg), nfds * sizeof(int));
 		for (i = 0; i < nfds; i++) {
-			if (fd_out && kept < 0)
-				kept = fds[i];
+			if (fds_out && nfds_out && kept < ZP_MAX_FDS)
+				fds_out[kept++] = fds[i];
 			else
 				close(fds[i]);
 		}
 	}
-	if (fd_out)
-		*fd_out = kept;
+	if (nfds_out)
+		*nfds_out = kept;
 	/* Control data that did not fit was dropped by the kernel, together
 	 * with its fds; nothing is left to close. */
+	return n;
+}
+
+ssize_t zp_recv(int sock, void *buf, size_t cap, int *fd_out, int flags)
+{
+	int fds[ZP_MAX_FDS];
+	size_t nfds = 0;
+	ssize_t n = zp_recvv(sock, buf, cap, fds, &nfds, flags);
+
+	if (fd_out)
+		*fd_out = nfds ? fds[0] : -1;
+	for (size_t i = fd_out ? 1 : 0; i < nfds; i++)
+		close(fds[i]);
 	return n;
 }

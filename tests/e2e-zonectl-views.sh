@@ -91,7 +91,7 @@ NORM="s/pid $DAEMON_PID, up [0-9]*:[0-9][0-9]:[0-9][0-9]\$/pid DAEMON, up UPTIME
 s/^\(  connections  *\)[0-9]*\$/\1N/
 s/^\(  requests  *\)[0-9]*\$/\1N/"
 golden status "$NORM" "$(cat <<G
-zonedd 0.1.0, protocol 2, pid DAEMON, up UPTIME
+zonedd 0.1.0, protocol 3, pid DAEMON, up UPTIME
 clients 2, leases 1, waiting acquires 0
 
 DEVICE  ZONES  NOT-WP  EMPTY  IMP-OPEN  EXP-OPEN  CLOSED  FULL  READ-ONLY  OFFLINE  OPEN  ACTIVE  LEASED  FREE

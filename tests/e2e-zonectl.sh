@@ -53,17 +53,17 @@ TINY="$T/tiny,id=tiny,size=64M,zone-size=4M,zone-capacity=3M,conv=1,max-open=2,m
 start_daemon --emulate "$SMALL" --emulate "$TINY"
 
 ok hello
-check_eq "$(printf '%s\n' "$OUT" | sed -n 1p)" "protocol: 2" "hello protocol"
+check_eq "$(printf '%s\n' "$OUT" | sed -n 1p)" "protocol: 3" "hello protocol"
 check_eq "$(printf '%s\n' "$OUT" | sed -n 2p)" "version:  0.1.0" "hello version"
 check_eq "$(printf '%s\n' "$OUT" | sed -n 3p)" "pid:      $DAEMON_PID" "hello pid"
 check_eq "$(printf '%s\n' "$OUT" | sed -n 5p)" "admin:    yes" "hello admin"
 ok --json hello
 DAEMON_PID=$DAEMON_PID UID_NOW=$UID_NOW pycheck '
-assert d == {"protocol": 2, "version": "0.1.0", "pid": int(env["DAEMON_PID"]),
+assert d == {"protocol": 3, "version": "0.1.0", "pid": int(env["DAEMON_PID"]),
              "uid": int(env["UID_NOW"]), "admin": True, "client": True}, d'
 # Global options after the command work too.
 ok hello --json
-pycheck 'assert d["protocol"] == 2'
+pycheck 'assert d["protocol"] == 3'
 
 ok devices
 check_eq "$(printf '%s\n' "$OUT" | wc -l)" 3 "devices: header and two rows"

@@ -153,7 +153,7 @@ EOF
 start_zonedd --config "$T/zonedd.conf" --socket "$T/sock" --state-dir "$T/state"
 wait_sock "$T/sock"
 timeout 30 "$T/client" "$T/sock" >"$T/client.out" 2>&1 || die "client: $(cat "$T/client.out")"
-grep -q '^protocol 2 version ' "$T/client.out" || die "client hello: $(cat "$T/client.out")"
+grep -q '^protocol 3 version ' "$T/client.out" || die "client hello: $(cat "$T/client.out")"
 grep -q '^leased emu0 zone [0-9]*, wrote [0-9]* bytes$' "$T/client.out" ||
 	die "client lease: $(cat "$T/client.out")"
 check

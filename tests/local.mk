@@ -33,6 +33,12 @@ tests_test_lease_e2e_SOURCES = tests/test-lease-e2e.c tests/fixture.c tests/fixt
 tests_test_lease_e2e_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(JSONC_CFLAGS) -pthread
 tests_test_lease_e2e_LDADD = client/libzoned-client.la proto/libzoned-proto.la $(JSONC_LIBS) $(CHECK_LIBS) -lpthread
 
+check_PROGRAMS += tests/test-isolation
+TESTS += tests/test-isolation
+tests_test_isolation_SOURCES = tests/test-isolation.c tests/fixture.c tests/fixture.h
+tests_test_isolation_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(JSONC_CFLAGS)
+tests_test_isolation_LDADD = proto/libzoned-proto.la $(JSONC_LIBS) $(CHECK_LIBS)
+
 # The C tests under valgrind, the daemon they start included.
 VALGRIND_CMD = valgrind -q --leak-check=full --show-leak-kinds=definite,indirect --error-exitcode=99
 check-valgrind: $(check_PROGRAMS) daemon/zonedd
@@ -42,7 +48,7 @@ check-valgrind: $(check_PROGRAMS) daemon/zonedd
 		ZT_DAEMON_WRAPPER="$(VALGRIND_CMD)" \
 		$(LIBTOOL) --mode=execute $(VALGRIND_CMD) ./$$t; \
 	done
-VALGRIND_TESTS = tests/test-proto tests/test-alloc tests/test-blkdev tests/test-lifecycle tests/test-faults tests/test-lease-e2e tests/test-client tests/test-client-e2e tests/test-emul tests/test-chaos tests/test-soak
+VALGRIND_TESTS = tests/test-proto tests/test-alloc tests/test-blkdev tests/test-isolation tests/test-lifecycle tests/test-faults tests/test-lease-e2e tests/test-client tests/test-client-e2e tests/test-emul tests/test-chaos tests/test-soak
 .PHONY: check-valgrind
 
 check_PROGRAMS += tests/test-chaos

@@ -40,7 +40,7 @@ done
 
 # The first client is served on the passed socket.
 rpc_ok "$T/sock" daemon.hello
-[ "$(jget 'd["protocol"]')" = 2 ] || die "hello: $OUT"
+[ "$(jget 'd["protocol"]')" = 3 ] || die "hello: $OUT"
 [ "$(jget 'd["pid"]')" = "$DAEMON_PID" ] || die "hello pid $(jget 'd["pid"]'), want $DAEMON_PID"
 check
 # zonedd listened on what it was given, not on its configured path.

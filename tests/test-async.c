@@ -366,7 +366,7 @@ static void hello_cb(zc_client *c, int err, const struct zc_hello *hl, void *ud)
 
 	(void)c;
 	ck_assert_int_eq(err, 0);
-	ck_assert_uint_eq(hl->protocol, 2);
+	ck_assert_uint_eq(hl->protocol, 3);
 	(*n)++;
 }
 

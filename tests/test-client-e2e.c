@@ -117,7 +117,7 @@ START_TEST(test_hello)
 	struct zc_hello h;
 
 	ck_assert_int_eq(zc_hello(c, &h), 0);
-	ck_assert_uint_eq(h.protocol, 2);
+	ck_assert_uint_eq(h.protocol, 3);
 	ck_assert_str_eq(h.version, "0.1.0");
 	ck_assert_int_eq(h.pid, z.pid);
 	ck_assert_uint_eq(h.uid, getuid());
@@ -522,21 +522,33 @@ START_TEST(test_device_open)
 	zc_client *c = client();
 	unsigned char *buf = aligned_buf(2 * BLOCK), *back = aligned_buf(2 * BLOCK);
 	zc_lease *l = lease_on(c, "small", 101, true);
+	uint64_t off = 0;
 	int fd, fl;
 
 	fill_pattern(buf, 2 * BLOCK, 2);
 	ck_assert_int_eq(zc_lease_append(l, buf, 2 * BLOCK), 0);
 	ck_assert_int_eq(zc_lease_release(l, ZC_RELEASE_KEEP), 0);
-	fd = zc_device_open(c, "small");
+	fd = zc_zone_open(c, "small", 101, &off);
 	ck_assert_int_ge(fd, 0);
 	fl = fcntl(fd, F_GETFL);
 	ck_assert_int_eq(fl & O_ACCMODE, O_RDONLY);
 	ck_assert(fcntl(fd, F_GETFD) & FD_CLOEXEC);
-	ck_assert_int_eq(pread(fd, back, 2 * BLOCK, 101 * MiB), 2 * BLOCK);
+	ck_assert_int_eq(pread(fd, back, 2 * BLOCK, (off_t)off), 2 * BLOCK);
 	ck_assert_int_eq(memcmp(back, buf, 2 * BLOCK), 0);
-	ck_assert_int_eq(pwrite(fd, buf, BLOCK, 101 * MiB + 2 * BLOCK), -1);
+	ck_assert_int_eq(pwrite(fd, buf, BLOCK, (off_t)off + 2 * BLOCK), -1);
 	ck_assert_int_eq(errno, EBADF);
 	close(fd);
+	/* The whole device where the backend has one fd for it, else a
+	 * clear refusal. */
+	fd = zc_device_open(c, "small");
+	if (fd >= 0) {
+		ck_assert_int_eq(pread(fd, back, 2 * BLOCK, 101 * MiB), 2 * BLOCK);
+		ck_assert_int_eq(memcmp(back, buf, 2 * BLOCK), 0);
+		close(fd);
+	} else {
+		ck_assert_int_eq(fd, -EINVAL);
+	}
+	ck_assert_int_eq(zc_zone_open(c, "small", 1u << 30, NULL), -ERANGE);
 	ck_assert_int_eq(zc_device_open(c, "nodev"), -ENODEV);
 	free(buf);
 	free(back);
@@ -941,6 +953,66 @@ START_TEST(test_connection_cap_message)
 }
 END_TEST
 
+/* A lease of three zones: appends fill them in order, one write crossing a
+ * zone's end goes on in the next, reads find every byte where it went,
+ * and the zones are the lease's alone until it is released. */
+START_TEST(test_lease_of_zones)
+{
+	const size_t big = MiB + 2 * BLOCK;
+	zc_client *c = client();
+	unsigned char *buf = aligned_buf(big), *back = aligned_buf(big);
+	struct zc_lease_opts o;
+	zc_lease *l = NULL, *other = NULL;
+	uint64_t off;
+
+	zc_lease_opts_init(&o);
+	o.device = "small";
+	o.zone = 200;
+	ck_assert_int_eq(zc_lease_acquire_zones(c, &o, 0, &l), -EINVAL);
+	ck_assert_int_eq(zc_lease_acquire_zones(c, &o, 3, &l), 0);
+	ck_assert_uint_eq(zc_lease_count(l), 3);
+	ck_assert_uint_eq(zc_lease_zone(l), 200);
+	ck_assert_uint_eq(zc_lease_wp(l), 200 * MiB);
+	for (uint32_t i = 0; i < 3; i++) {
+		int fd = zc_lease_zone_fd(l, i, &off);
+
+		ck_assert_int_ge(fd, 0);
+		/* Either the whole device, or a descriptor of that zone. */
+		ck_assert(off == (200 + i) * MiB || off == 0 || off == i * MiB);
+	}
+	ck_assert_int_eq(zc_lease_zone_fd(l, 3, &off), -EINVAL);
+	o.zone = 201;
+	ck_assert_int_eq(zc_lease_acquire(c, &o, &other), -EBUSY);
+
+	fill_pattern(buf, big, 7);
+	/* Zone 200 to 8 KiB short of its end, then across into 201. */
+	ck_assert_int_eq(zc_lease_append(l, buf, MiB - 2 * BLOCK), 0);
+	ck_assert_int_eq(zc_lease_append(l, buf + MiB - 2 * BLOCK, 4 * BLOCK), 0);
+	ck_assert_uint_eq(zc_lease_wp(l), 201 * MiB + 2 * BLOCK);
+	ck_assert_int_eq(zc_lease_sync(l), 0);
+	ck_assert_uint_eq(zc_lease_wp(l), 201 * MiB + 2 * BLOCK);
+	ck_assert_int_eq(zone_of(c, "small", 200).cond, ZC_COND_FULL);
+	ck_assert_uint_eq(zone_of(c, "small", 201).wp, 201 * MiB + 2 * BLOCK);
+	ck_assert_uint_eq(zone_of(c, "small", 202).wp, 202 * MiB);
+	/* Reads stop at the capacity of the zone they start in. */
+	ck_assert_int_eq(zc_lease_pread(l, back, big, 0), MiB);
+	ck_assert_int_eq(memcmp(back, buf, MiB), 0);
+	ck_assert_int_eq(zc_lease_pread(l, back, 2 * BLOCK, MiB), 2 * BLOCK);
+	ck_assert_int_eq(memcmp(back, buf + MiB, 2 * BLOCK), 0);
+	ck_assert_int_lt(zc_lease_pread(l, back, BLOCK, 3 * MiB + BLOCK), 0);
+	/* More than the rest of the range does not fit. */
+	ck_assert_int_eq(zc_lease_append(l, buf, 2 * MiB), -ENOSPC);
+	ck_assert_int_eq(zc_lease_release(l, ZC_RELEASE_RESET), 0);
+	for (uint32_t i = 200; i < 203; i++)
+		ck_assert_int_eq(zone_of(c, "small", i).cond, ZC_COND_EMPTY);
+	ck_assert_int_eq(zc_lease_acquire(c, &o, &other), 0);
+	ck_assert_int_eq(zc_lease_release(other, ZC_RELEASE_KEEP), 0);
+	free(buf);
+	free(back);
+	zc_close(c);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("client-e2e");
@@ -958,6 +1030,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_threads);
 	tcase_add_test(tc, test_lease_append_read);
 	tcase_add_test(tc, test_device_open);
+	tcase_add_test(tc, test_lease_of_zones);
 	tcase_add_test(tc, test_lease_fopen);
 	tcase_add_test(tc, test_lease_reset_finish_release);
 	tcase_add_test(tc, test_lease_exclusive);

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "daemon/conf.h"
+#include "daemon/zdev.h"
 #include "proto/proto.h"
 
 static char tmpdir[256];
@@ -107,7 +108,7 @@ START_TEST(test_full_file)
 		      "  \"socket\": \"/run/zoned/other#not-a-comment.sock\",\n"
 		      "  \"state_dir\": \"/var/lib/zoned-test\",   # trailing comment\n"
 		      "  \"devices\": [\n"
-		      "    { \"id\": \"ssd0\", \"path\": \"/dev/nvme0n2\" },\n"
+		      "    { \"id\": \"ssd0\", \"path\": \"/dev/nvme0n2\", \"isolation\": \"device\" },\n"
 		      "    { \"id\": \"emu0\", \"emulate\": \"/var/lib/zoned/emu0.img\",\n"
 		      "      \"spec\": \"size=4G,zone-size=32M\" },\n"
 		      "    { \"id\": \"smr-1:a@b+c\", \"emulate\": \"/srv/e.img\" }\n"
@@ -119,7 +120,8 @@ START_TEST(test_full_file)
 		      "  \"max_wait_ms\": 4294967295,\n"
 		      "  \"grace_ms\": 1500,\n"
 		      "  \"lease_table_sync\": \"always\",\n"
-		      "  \"log_level\": \"debug\"\n"
+		      "  \"log_level\": \"debug\",\n"
+		      "  \"isolation\": \"zone\"\n"
 		      "}\n",
 		      err, sizeof(err));
 	ck_assert_msg(r == 0, "%d %s", r, err);
@@ -145,6 +147,9 @@ START_TEST(test_full_file)
 	ck_assert_uint_eq(cfg.grace_ms, 1500);
 	ck_assert(cfg.lease_table_sync_always);
 	ck_assert_int_eq(cfg.log_level, LOG_DEBUG);
+	ck_assert_int_eq(cfg.isolation, ZD_ISOLATION_ZONE);
+	ck_assert_int_eq(cfg.devices[0].isolation, ZD_ISOLATION_DEVICE);
+	ck_assert_int_eq(cfg.devices[1].isolation, ZD_ISOLATION_AUTO);
 	zd_config_free(&cfg);
 }
 END_TEST
@@ -355,11 +360,15 @@ static const struct {
 	{ "{\"listen\": \"/x\"}", "1: listen: unknown key (known: socket, state_dir, devices, "
 	  "client_group, admin_group, max_leases_per_connection, max_connections_per_uid, "
 	  "max_wait_ms, max_waiters_per_connection, max_waiters_per_uid, grace_ms, "
-	  "lease_table_sync, log_level)" },
+	  "lease_table_sync, log_level, isolation)" },
+	{ "{\"isolation\": \"zones\"}",
+	  "1: isolation: 'zones' is not an isolation mode (auto, zone, device)" },
+	{ "{\"devices\": [{\"id\": \"a\", \"path\": \"/dev/a\",\n \"isolation\": 1}]}",
+	  "2: devices[0].isolation: must be a string, not a number" },
 	{ "{\"lease_table_sync\": \"never\"}",
 	  "1: lease_table_sync: must be \"background\" or \"always\", not 'never'" },
 	{ "{\"devices\": [{\"id\": \"a\", \"emulate\": \"/a\",\n \"size\": \"1G\"}]}",
-	  "2: devices[0].size: unknown key (known: id, path, emulate, spec, faults)" },
+	  "2: devices[0].size: unknown key (known: id, path, emulate, spec, faults, isolation)" },
 	/* Types and ranges. */
 	{ "{\"socket\": 5}", "1: socket: must be a string, not a number" },
 	{ "{\"socket\": \"run/zoned.sock\"}", "1: socket: 'run/zoned.sock' is not an absolute path" },

@@ -80,7 +80,7 @@ static void open_small(void)
 	struct zd_emul_params p;
 
 	small_params(&p);
-	ck_assert_int_eq(zd_emul_open(devpath, &p, true, &dev), 0);
+	ck_assert_int_eq(zd_emul_open(devpath, &p, true, ZD_ISOLATION_AUTO, &dev), 0);
 	ck_assert_ptr_nonnull(dev);
 }
 
@@ -91,14 +91,14 @@ static void open_with(uint32_t max_open, uint32_t max_active)
 	small_params(&p);
 	p.max_open = max_open;
 	p.max_active = max_active;
-	ck_assert_int_eq(zd_emul_open(devpath, &p, true, &dev), 0);
+	ck_assert_int_eq(zd_emul_open(devpath, &p, true, ZD_ISOLATION_AUTO, &dev), 0);
 }
 
 static int reopen(void)
 {
 	zd_dev_close(dev);
 	dev = NULL;
-	return zd_emul_open(devpath, NULL, false, &dev);
+	return zd_emul_open(devpath, NULL, false, ZD_ISOLATION_AUTO, &dev);
 }
 
 static struct zd_zone zone(uint32_t z)
@@ -142,7 +142,7 @@ static int wr(uint64_t off, uint64_t len)
 static void fd_wr(uint64_t off, uint64_t len)
 {
 	uint8_t *buf = malloc(len);
-	int fd = dev->ops->open_fd(dev, O_RDWR);
+	int fd = zd_dev_open_zone(dev, 0, O_RDWR, NULL);
 
 	ck_assert_int_ge(fd, 0);
 	ck_assert_ptr_nonnull(buf);
@@ -263,7 +263,7 @@ static void scribble(unsigned slot, uint32_t z, unsigned seed)
 /* Opens, checks that zone z came up offline, closes. */
 static void expect_offline(uint32_t z)
 {
-	ck_assert_int_eq(zd_emul_open(devpath, NULL, false, &dev), 0);
+	ck_assert_int_eq(zd_emul_open(devpath, NULL, false, ZD_ISOLATION_AUTO, &dev), 0);
 	ck_assert_uint_eq(zone(z).cond, ZP_COND_OFFLINE);
 	zd_dev_close(dev);
 	dev = NULL;
@@ -510,16 +510,16 @@ START_TEST(open_errors)
 	struct zd_dev *other = NULL;
 
 	/* Missing device without create. */
-	ck_assert_int_eq(zd_emul_open(devpath, NULL, false, &dev), -ENOENT);
+	ck_assert_int_eq(zd_emul_open(devpath, NULL, false, ZD_ISOLATION_AUTO, &dev), -ENOENT);
 	ck_assert_ptr_null(dev);
 	/* Invalid params leave nothing behind. */
 	small_params(&p);
 	p.zone_capacity = ZS + LBS;
-	ck_assert_int_eq(zd_emul_open(devpath, &p, true, &dev), -EINVAL);
+	ck_assert_int_eq(zd_emul_open(devpath, &p, true, ZD_ISOLATION_AUTO, &dev), -EINVAL);
 	ck_assert_int_eq(access(devpath, F_OK), -1);
 	ck_assert_int_eq(access(metapath, F_OK), -1);
-	ck_assert_int_eq(zd_emul_open(NULL, &p, true, &dev), -EINVAL);
-	ck_assert_int_eq(zd_emul_open("", &p, true, &dev), -EINVAL);
+	ck_assert_int_eq(zd_emul_open(NULL, &p, true, ZD_ISOLATION_AUTO, &dev), -EINVAL);
+	ck_assert_int_eq(zd_emul_open("", &p, true, ZD_ISOLATION_AUTO, &dev), -EINVAL);
 	/* Only a regular file can back a device. */
 	{
 		char fifo[PATH_MAX];
@@ -528,14 +528,14 @@ START_TEST(open_errors)
 		snprintf(fifo, sizeof(fifo), "%s/fifo", dir);
 		ck_assert_int_eq(mkfifo(fifo, 0600), 0);
 		small_params(&p);
-		ck_assert_int_eq(zd_emul_open(fifo, &p, true, &dev), -EINVAL);
+		ck_assert_int_eq(zd_emul_open(fifo, &p, true, ZD_ISOLATION_AUTO, &dev), -EINVAL);
 		ck_assert_int_eq(stat(fifo, &st), 0);
 		ck_assert(S_ISFIFO(st.st_mode));
 	}
 
 	/* One owner at a time. */
 	open_small();
-	ck_assert_int_eq(zd_emul_open(devpath, NULL, true, &other), -EBUSY);
+	ck_assert_int_eq(zd_emul_open(devpath, NULL, true, ZD_ISOLATION_AUTO, &other), -EBUSY);
 	ck_assert_ptr_null(other);
 	zd_dev_close(dev);
 	dev = NULL;
@@ -543,13 +543,13 @@ START_TEST(open_errors)
 	/* Explicit geometry that contradicts the stored one. */
 	small_params(&p);
 	p.zone_size = 2 * ZS;
-	ck_assert_int_eq(zd_emul_open(devpath, &p, true, &dev), -EINVAL);
+	ck_assert_int_eq(zd_emul_open(devpath, &p, true, ZD_ISOLATION_AUTO, &dev), -EINVAL);
 	small_params(&p);
 	p.size = 2 * NZ * ZS;
-	ck_assert_int_eq(zd_emul_open(devpath, &p, false, &dev), -EINVAL);
+	ck_assert_int_eq(zd_emul_open(devpath, &p, false, ZD_ISOLATION_AUTO, &dev), -EINVAL);
 	small_params(&p);
 	p.max_open = 2;
-	ck_assert_int_eq(zd_emul_open(devpath, &p, true, &dev), -EINVAL);
+	ck_assert_int_eq(zd_emul_open(devpath, &p, true, ZD_ISOLATION_AUTO, &dev), -EINVAL);
 	ck_assert_ptr_null(dev);
 }
 END_TEST
@@ -565,7 +565,7 @@ START_TEST(open_existing_geometry_wins)
 	dev = NULL;
 	/* Defaults (as the daemon passes them) and zeros do not conflict. */
 	zd_emul_default_params(&p);
-	ck_assert_int_eq(zd_emul_open(devpath, &p, true, &dev), 0);
+	ck_assert_int_eq(zd_emul_open(devpath, &p, true, ZD_ISOLATION_AUTO, &dev), 0);
 	ck_assert_int_eq(dev->ops->info(dev, &info), 0);
 	ck_assert_uint_eq(info.size, NZ * ZS);
 	ck_assert_uint_eq(info.zone_size, ZS);
@@ -574,11 +574,11 @@ START_TEST(open_existing_geometry_wins)
 	zd_dev_close(dev);
 	dev = NULL;
 	memset(&p, 0, sizeof(p));
-	ck_assert_int_eq(zd_emul_open(devpath, &p, false, &dev), 0);
+	ck_assert_int_eq(zd_emul_open(devpath, &p, false, ZD_ISOLATION_AUTO, &dev), 0);
 	zd_dev_close(dev);
 	dev = NULL;
 	small_params(&p); /* the same values given explicitly */
-	ck_assert_int_eq(zd_emul_open(devpath, &p, false, &dev), 0);
+	ck_assert_int_eq(zd_emul_open(devpath, &p, false, ZD_ISOLATION_AUTO, &dev), 0);
 }
 END_TEST
 
@@ -592,7 +592,7 @@ START_TEST(open_refuses_foreign_file)
 	ck_assert_int_eq(write(fd, "precious", 8), 8);
 	close(fd);
 	small_params(&p);
-	ck_assert_int_eq(zd_emul_open(devpath, &p, true, &dev), -EEXIST);
+	ck_assert_int_eq(zd_emul_open(devpath, &p, true, ZD_ISOLATION_AUTO, &dev), -EEXIST);
 	ck_assert_int_eq(access(metapath, F_OK), -1);
 	fd = open(devpath, O_RDONLY);
 	ck_assert_int_eq(read(fd, buf, 8), 8);
@@ -601,7 +601,7 @@ START_TEST(open_refuses_foreign_file)
 
 	/* An empty leftover (a creation cut short) is taken over. */
 	ck_assert_int_eq(truncate(devpath, 0), 0);
-	ck_assert_int_eq(zd_emul_open(devpath, &p, true, &dev), 0);
+	ck_assert_int_eq(zd_emul_open(devpath, &p, true, ZD_ISOLATION_AUTO, &dev), 0);
 }
 END_TEST
 
@@ -612,7 +612,7 @@ START_TEST(open_fd_flags)
 
 	open_small();
 	ck_assert_int_eq(wr(ZSTART(2), LBS), 0);
-	fd = dev->ops->open_fd(dev, O_RDONLY);
+	fd = zd_dev_open_zone(dev, 0, O_RDONLY, NULL);
 	ck_assert_int_ge(fd, 0);
 	fl = fcntl(fd, F_GETFD);
 	ck_assert(fl & FD_CLOEXEC);
@@ -622,15 +622,15 @@ START_TEST(open_fd_flags)
 	close(fd);
 
 	/* O_DIRECT works or, where the filesystem refuses it, falls back. */
-	fd = dev->ops->open_fd(dev, O_RDWR | O_DIRECT);
+	fd = zd_dev_open_zone(dev, 0, O_RDWR | O_DIRECT, NULL);
 	ck_assert_int_ge(fd, 0);
 	ck_assert_int_eq(fcntl(fd, F_GETFL) & O_ACCMODE, O_RDWR);
 	ck_assert(fcntl(fd, F_GETFD) & FD_CLOEXEC);
 	close(fd);
 
 	/* Nothing that could truncate or create. */
-	ck_assert_int_eq(dev->ops->open_fd(dev, O_RDWR | O_TRUNC), -EINVAL);
-	ck_assert_int_eq(dev->ops->open_fd(dev, O_RDWR | O_CREAT), -EINVAL);
+	ck_assert_int_eq(zd_dev_open_zone(dev, 0, O_RDWR | O_TRUNC, NULL), -EINVAL);
+	ck_assert_int_eq(zd_dev_open_zone(dev, 0, O_RDWR | O_CREAT, NULL), -EINVAL);
 
 	/* Relative paths keep working after a chdir. */
 	{
@@ -640,9 +640,9 @@ START_TEST(open_fd_flags)
 		zd_dev_close(dev);
 		dev = NULL;
 		ck_assert_int_eq(chdir(dir), 0);
-		ck_assert_int_eq(zd_emul_open("dev", NULL, false, &dev), 0);
+		ck_assert_int_eq(zd_emul_open("dev", NULL, false, ZD_ISOLATION_AUTO, &dev), 0);
 		ck_assert_int_eq(chdir("/"), 0);
-		fd = dev->ops->open_fd(dev, O_RDONLY);
+		fd = zd_dev_open_zone(dev, 0, O_RDONLY, NULL);
 		ck_assert_int_ge(fd, 0);
 		close(fd);
 		ck_assert_int_eq(chdir(cwd), 0);
@@ -657,7 +657,7 @@ START_TEST(open_lbs512)
 	small_params(&p);
 	p.logical_block_size = 512;
 	p.zone_capacity = CAP + 512;
-	ck_assert_int_eq(zd_emul_open(devpath, &p, true, &dev), 0);
+	ck_assert_int_eq(zd_emul_open(devpath, &p, true, ZD_ISOLATION_AUTO, &dev), 0);
 	ck_assert_uint_eq(zone(2).capacity, CAP + 512);
 	ck_assert_int_eq(dev->ops->pwrite(dev, "a", 256, ZSTART(2)), -EINVAL);
 	{
@@ -860,7 +860,7 @@ START_TEST(read_rules)
 	ck_assert_int_eq(wr(ZSTART(2), 2 * LBS), 0);
 	ck_assert_int_eq(wr(ZSTART(1) + ZS - LBS, LBS), 0);
 	/* Data the wp does not cover reads as zeros, even if it is there. */
-	fd = dev->ops->open_fd(dev, O_RDWR);
+	fd = zd_dev_open_zone(dev, 0, O_RDWR, NULL);
 	ck_assert_int_ge(fd, 0);
 	memset(buf, 0x77, sizeof(buf));
 	ck_assert_int_eq(pwrite(fd, buf, sizeof(buf), (off_t)(ZSTART(2) + 2 * LBS)), (ssize_t)sizeof(buf));
@@ -1472,7 +1472,7 @@ START_TEST(persist_torn_newest)
 	 * not taken blindly, which would silently roll back a write whose
 	 * data is there; the zone takes the data's wp. */
 	scribble(newest_slot(3), 3, 1);
-	ck_assert_int_eq(zd_emul_open(devpath, NULL, false, &dev), 0);
+	ck_assert_int_eq(zd_emul_open(devpath, NULL, false, ZD_ISOLATION_AUTO, &dev), 0);
 	ASSERT_ZONE(3, ZP_COND_CLOSED, 2 * LBS);
 	ASSERT_ZONE(4, ZP_COND_CLOSED, 2 * LBS);          /* its neighbour is intact */
 	assert_data(ZSTART(3), 2 * LBS);
@@ -1487,7 +1487,7 @@ START_TEST(persist_torn_newest)
 	 * record was lost) does not claim the data back either. */
 	ck_assert_int_eq(fd_punch(ZSTART(3), ZS), 0);
 	scribble(newest_slot(3), 3, 7);
-	ck_assert_int_eq(zd_emul_open(devpath, NULL, false, &dev), 0);
+	ck_assert_int_eq(zd_emul_open(devpath, NULL, false, ZD_ISOLATION_AUTO, &dev), 0);
 	ASSERT_ZONE(3, ZP_COND_EMPTY, 0);
 }
 END_TEST
@@ -1501,7 +1501,7 @@ START_TEST(persist_torn_older)
 	dev = NULL;
 	/* A torn write of the slot being replaced leaves the newest in use. */
 	scribble(!newest_slot(3), 3, 2);
-	ck_assert_int_eq(zd_emul_open(devpath, NULL, false, &dev), 0);
+	ck_assert_int_eq(zd_emul_open(devpath, NULL, false, ZD_ISOLATION_AUTO, &dev), 0);
 	ASSERT_ZONE(3, ZP_COND_CLOSED, 2 * LBS);
 	ck_assert_int_eq(wr(ZSTART(3) + 2 * LBS, LBS), 0);
 	ck_assert_int_eq(reopen(), 0);
@@ -1519,7 +1519,7 @@ START_TEST(persist_torn_first_update)
 	 * and the data written since shows the zone is not empty. */
 	ck_assert_uint_eq(newest_slot(5), 1);
 	scribble(1, 5, 3);
-	ck_assert_int_eq(zd_emul_open(devpath, NULL, false, &dev), 0);
+	ck_assert_int_eq(zd_emul_open(devpath, NULL, false, ZD_ISOLATION_AUTO, &dev), 0);
 	ASSERT_ZONE(5, ZP_COND_CLOSED, LBS);
 	assert_data(ZSTART(5), LBS);
 }
@@ -1540,7 +1540,7 @@ START_TEST(persist_misplaced_record)
 	 * what its data says. */
 	meta_read(SLOT_B + 4 * REC_SIZE, rec, sizeof(rec));
 	meta_write(SLOT_B + 3 * REC_SIZE, rec, sizeof(rec));
-	ck_assert_int_eq(zd_emul_open(devpath, NULL, false, &dev), 0);
+	ck_assert_int_eq(zd_emul_open(devpath, NULL, false, ZD_ISOLATION_AUTO, &dev), 0);
 	ASSERT_ZONE(3, ZP_COND_CLOSED, LBS);
 	ASSERT_ZONE(4, ZP_COND_CLOSED, 3 * LBS);
 }
@@ -1572,13 +1572,13 @@ START_TEST(persist_same_seq)
 	dev = NULL;
 	/* Our own record format, hand-made: an equal copy is accepted... */
 	put_rec(0, 3, LBS, 2, ZP_COND_IMP_OPEN);
-	ck_assert_int_eq(zd_emul_open(devpath, NULL, false, &dev), 0);
+	ck_assert_int_eq(zd_emul_open(devpath, NULL, false, ZD_ISOLATION_AUTO, &dev), 0);
 	ASSERT_ZONE(3, ZP_COND_CLOSED, LBS);
 	zd_dev_close(dev);
 	dev = NULL;
 	/* ...a newer one is taken... */
 	put_rec(0, 3, 2 * LBS, 3, ZP_COND_CLOSED);
-	ck_assert_int_eq(zd_emul_open(devpath, NULL, false, &dev), 0);
+	ck_assert_int_eq(zd_emul_open(devpath, NULL, false, ZD_ISOLATION_AUTO, &dev), 0);
 	ASSERT_ZONE(3, ZP_COND_CLOSED, 2 * LBS);
 	zd_dev_close(dev);
 	dev = NULL;
@@ -1603,7 +1603,7 @@ START_TEST(persist_same_seq)
 	put_rec(1, 3, LBS, 0, ZP_COND_CLOSED);   /* sequence 0 */
 	expect_offline(3);
 	put_rec(1, 3, LBS, 10, ZP_COND_CLOSED);  /* finally a good one */
-	ck_assert_int_eq(zd_emul_open(devpath, NULL, false, &dev), 0);
+	ck_assert_int_eq(zd_emul_open(devpath, NULL, false, ZD_ISOLATION_AUTO, &dev), 0);
 	ASSERT_ZONE(3, ZP_COND_CLOSED, LBS);
 }
 END_TEST
@@ -1619,7 +1619,7 @@ START_TEST(persist_both_corrupt)
 	scribble(1, 3, 5);
 	/* The rest of the device is served; zone 3, whose state is unknown,
 	 * is offline, and stays so. */
-	ck_assert_int_eq(zd_emul_open(devpath, NULL, true, &dev), 0);
+	ck_assert_int_eq(zd_emul_open(devpath, NULL, true, ZD_ISOLATION_AUTO, &dev), 0);
 	ASSERT_ZONE(2, ZP_COND_EMPTY, 0);
 	ck_assert_uint_eq(zone(3).cond, ZP_COND_OFFLINE);
 	ck_assert_int_eq(reopen(), 0);
@@ -1642,13 +1642,13 @@ START_TEST(persist_header_corrupt)
 	memcpy(h, saved, sizeof(h));
 	h[48] ^= 0x01;
 	meta_write(0, h, sizeof(h));
-	ck_assert_int_eq(zd_emul_open(devpath, NULL, false, &dev), -EUCLEAN);
-	ck_assert_int_eq(zd_emul_open(devpath, NULL, true, &dev), -EUCLEAN);
+	ck_assert_int_eq(zd_emul_open(devpath, NULL, false, ZD_ISOLATION_AUTO, &dev), -EUCLEAN);
+	ck_assert_int_eq(zd_emul_open(devpath, NULL, true, ZD_ISOLATION_AUTO, &dev), -EUCLEAN);
 	/* Not our magic. */
 	memcpy(h, saved, sizeof(h));
 	memcpy(h, "NOTZONED", 8);
 	meta_write(0, h, sizeof(h));
-	ck_assert_int_eq(zd_emul_open(devpath, NULL, false, &dev), -EUCLEAN);
+	ck_assert_int_eq(zd_emul_open(devpath, NULL, false, ZD_ISOLATION_AUTO, &dev), -EUCLEAN);
 	/* A consistent header with an impossible geometry. */
 	memcpy(h, saved, sizeof(h));
 	h[24 + 2] = 0x30; /* zone size 0x301000... not a power of two */
@@ -1660,7 +1660,7 @@ START_TEST(persist_header_corrupt)
 			h[508 + i] = (uint8_t)(c >> (8 * i));
 	}
 	meta_write(0, h, sizeof(h));
-	ck_assert_int_eq(zd_emul_open(devpath, NULL, false, &dev), -EUCLEAN);
+	ck_assert_int_eq(zd_emul_open(devpath, NULL, false, ZD_ISOLATION_AUTO, &dev), -EUCLEAN);
 	/* A future format version. */
 	memcpy(h, saved, sizeof(h));
 	h[8] = 2;
@@ -1671,10 +1671,10 @@ START_TEST(persist_header_corrupt)
 			h[508 + i] = (uint8_t)(c >> (8 * i));
 	}
 	meta_write(0, h, sizeof(h));
-	ck_assert_int_eq(zd_emul_open(devpath, NULL, false, &dev), -EPROTONOSUPPORT);
+	ck_assert_int_eq(zd_emul_open(devpath, NULL, false, ZD_ISOLATION_AUTO, &dev), -EPROTONOSUPPORT);
 	/* Restored, it opens again. */
 	meta_write(0, saved, sizeof(saved));
-	ck_assert_int_eq(zd_emul_open(devpath, NULL, false, &dev), 0);
+	ck_assert_int_eq(zd_emul_open(devpath, NULL, false, ZD_ISOLATION_AUTO, &dev), 0);
 }
 END_TEST
 
@@ -1684,11 +1684,11 @@ START_TEST(persist_truncated)
 	zd_dev_close(dev);
 	dev = NULL;
 	ck_assert_int_eq(truncate(metapath, SLOT_B + 100), 0);
-	ck_assert_int_eq(zd_emul_open(devpath, NULL, false, &dev), -EUCLEAN);
+	ck_assert_int_eq(zd_emul_open(devpath, NULL, false, ZD_ISOLATION_AUTO, &dev), -EUCLEAN);
 	ck_assert_int_eq(truncate(metapath, 0), 0);
-	ck_assert_int_eq(zd_emul_open(devpath, NULL, false, &dev), -EUCLEAN);
+	ck_assert_int_eq(zd_emul_open(devpath, NULL, false, ZD_ISOLATION_AUTO, &dev), -EUCLEAN);
 	ck_assert_int_eq(unlink(metapath), 0);
-	ck_assert_int_eq(zd_emul_open(devpath, NULL, false, &dev), -ENOENT);
+	ck_assert_int_eq(zd_emul_open(devpath, NULL, false, ZD_ISOLATION_AUTO, &dev), -ENOENT);
 }
 END_TEST
 
@@ -1703,7 +1703,7 @@ START_TEST(persist_backing_resized)
 	zd_dev_close(dev);
 	dev = NULL;
 	ck_assert_int_eq(truncate(devpath, ZSTART(8) + LBS / 2), 0);
-	ck_assert_int_eq(zd_emul_open(devpath, NULL, false, &dev), 0);
+	ck_assert_int_eq(zd_emul_open(devpath, NULL, false, ZD_ISOLATION_AUTO, &dev), 0);
 	{
 		struct stat st;
 
@@ -1723,7 +1723,7 @@ START_TEST(persist_backing_resized)
 	dev = NULL;
 	/* Grown: cut back to the device size, nothing lost. */
 	ck_assert_int_eq(truncate(devpath, NZ * ZS * 2), 0);
-	ck_assert_int_eq(zd_emul_open(devpath, NULL, false, &dev), 0);
+	ck_assert_int_eq(zd_emul_open(devpath, NULL, false, ZD_ISOLATION_AUTO, &dev), 0);
 	ASSERT_ZONE(10, ZP_COND_CLOSED, LBS);
 	{
 		struct stat st;
@@ -1749,7 +1749,7 @@ START_TEST(persist_many_zones)
 	uint32_t n = 1;
 
 	memset(buf, 0x33, sizeof(buf));
-	ck_assert_int_eq(zd_emul_open(devpath, &p, true, &dev), 0);
+	ck_assert_int_eq(zd_emul_open(devpath, &p, true, ZD_ISOLATION_AUTO, &dev), 0);
 	for (unsigned i = 0; i < sizeof(zones) / sizeof(zones[0]); i++)
 		for (unsigned k = 0; k <= i; k++)
 			ck_assert_int_eq(dev->ops->pwrite(dev, buf, LBS, (uint64_t)zones[i] * zs + k * LBS), 0);
@@ -1964,7 +1964,7 @@ START_TEST(crash_every_step)
 				break; /* the operation has no Nth such step */
 			crashes++;
 			/* The restart: unclean, so every zone is checked. */
-			ck_assert_int_eq(zd_emul_open(devpath, NULL, false, &dev), 0);
+			ck_assert_int_eq(zd_emul_open(devpath, NULL, false, ZD_ISOLATION_AUTO, &dev), 0);
 			check_truth(what);
 			snapshot(now);
 			for (uint32_t z = 0; z < NZ; z++)
@@ -1991,14 +1991,14 @@ START_TEST(crash_reset_tells_truth)
 {
 	crash_child(&scenarios[3], "crash:discard");
 	ck_assert_int_eq(errno, EINTR);
-	ck_assert_int_eq(zd_emul_open(devpath, NULL, false, &dev), 0);
+	ck_assert_int_eq(zd_emul_open(devpath, NULL, false, ZD_ISOLATION_AUTO, &dev), 0);
 	check_truth("reset, crash after the discard");
 	ASSERT_ZONE(2, ZP_COND_EMPTY, 0);
 	zd_dev_close(dev);
 	dev = NULL;
 	crash_child(&scenarios[3], "crash:meta-sync");
 	ck_assert_int_eq(errno, EINTR);
-	ck_assert_int_eq(zd_emul_open(devpath, NULL, false, &dev), 0);
+	ck_assert_int_eq(zd_emul_open(devpath, NULL, false, ZD_ISOLATION_AUTO, &dev), 0);
 	check_truth("reset, crash after the record");
 }
 END_TEST
@@ -2023,7 +2023,7 @@ START_TEST(crash_header_state)
 	/* The data of the interrupted write is past the recorded wp: the
 	 * unclean open takes it (the write may or may not have happened; the
 	 * data says it did). */
-	ck_assert_int_eq(zd_emul_open(devpath, NULL, false, &dev), 0);
+	ck_assert_int_eq(zd_emul_open(devpath, NULL, false, ZD_ISOLATION_AUTO, &dev), 0);
 	ASSERT_ZONE(2, ZP_COND_CLOSED, 5 * LBS);
 	check_truth("write, crash after the data");
 }
@@ -2052,7 +2052,7 @@ START_TEST(fault_spec)
 		struct zd_emul_params p;
 
 		small_params(&p);
-		ck_assert_int_eq(zd_emul_open(devpath, &p, true, &dev), -EINVAL);
+		ck_assert_int_eq(zd_emul_open(devpath, &p, true, ZD_ISOLATION_AUTO, &dev), -EINVAL);
 	}
 	unsetenv("ZONED_EMUL_FAULT");
 	ck_assert_int_eq(access(devpath, F_OK), -1);
@@ -2070,7 +2070,7 @@ START_TEST(fault_spec)
 		ck_assert_int_eq(waitpid(pid, &status, 0), pid);
 		ck_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
 	}
-	ck_assert_int_eq(zd_emul_open(devpath, NULL, false, &dev), 0);
+	ck_assert_int_eq(zd_emul_open(devpath, NULL, false, ZD_ISOLATION_AUTO, &dev), 0);
 	check_truth("crash at open");
 }
 END_TEST

@@ -47,7 +47,7 @@ static struct zd_dev *emul_new(const char *faults)
 	snprintf(img, sizeof(img), "%s/dev.img", tmpdir);
 	zd_emul_default_params(&p);
 	ck_assert_int_eq(zd_emul_parse_spec("size=16M,zone-size=1M,conv=1,lbs=4096", &p), 0);
-	ck_assert_int_eq(zd_emul_open(img, &p, true, &dev), 0);
+	ck_assert_int_eq(zd_emul_open(img, &p, true, ZD_ISOLATION_AUTO, &dev), 0);
 	ck_assert_int_eq(zd_emul_set_faults(dev, faults), 0);
 	return dev;
 }
@@ -128,12 +128,12 @@ START_TEST(backend_env)
 	zd_dev_close(dev);
 	zd_emul_default_params(&p);
 	setenv("ZONED_EMUL_FAULT", "vanish:report:2", 1);
-	ck_assert_int_eq(zd_emul_open(img, &p, true, &dev), 0);
+	ck_assert_int_eq(zd_emul_open(img, &p, true, ZD_ISOLATION_AUTO, &dev), 0);
 	ck_assert_int_eq(dev->ops->report(dev, 0, z, &n), 0);
 	ck_assert_int_eq(dev->ops->report(dev, 0, z, &n), -ENODEV);
 	zd_dev_close(dev);
 	setenv("ZONED_EMUL_FAULT", "vanish:write", 1);
-	ck_assert_int_eq(zd_emul_open(img, &p, true, &dev), -EINVAL);
+	ck_assert_int_eq(zd_emul_open(img, &p, true, ZD_ISOLATION_AUTO, &dev), -EINVAL);
 	unsetenv("ZONED_EMUL_FAULT");
 	emul_free(NULL);
 }
@@ -162,11 +162,11 @@ START_TEST(backend_nth_op)
 	backend_matches_files(dev);
 	/* Re-armed with "every one from the 2nd on". */
 	ck_assert_int_eq(zd_emul_set_faults(dev, "eio:open-fd:2:0"), 0);
-	fd = dev->ops->open_fd(dev, O_RDONLY);
+	fd = zd_dev_open_zone(dev, 0, O_RDONLY, NULL);
 	ck_assert_int_ge(fd, 0);
 	close(fd);
 	for (int i = 0; i < 3; i++)
-		ck_assert_int_eq(dev->ops->open_fd(dev, O_RDONLY), -EIO);
+		ck_assert_int_eq(zd_dev_open_zone(dev, 0, O_RDONLY, NULL), -EIO);
 	emul_free(dev);
 }
 END_TEST
@@ -218,7 +218,7 @@ START_TEST(backend_cond_and_vanish)
 	ck_assert_int_eq(dev->ops->report(dev, 0, z, &n), 0);
 	/* Report #4: gone, and everything after it. */
 	ck_assert_int_eq(dev->ops->report(dev, 0, z, &n), -ENODEV);
-	ck_assert_int_eq(dev->ops->open_fd(dev, O_RDONLY), -ENODEV);
+	ck_assert_int_eq(zd_dev_open_zone(dev, 0, O_RDONLY, NULL), -ENODEV);
 	ck_assert_int_eq(dev->ops->zone_op(dev, ZD_OP_RESET, 5, 1), -ENODEV);
 	ck_assert_int_eq(dev->ops->pwrite(dev, buf, BLOCK, 5 * MIB), -ENODEV);
 	/* Persistent: the files say so after the device is closed. */

@@ -186,11 +186,27 @@ struct zc_lease_opts {
 };
 ZC_EXPORT void zc_lease_opts_init(struct zc_lease_opts *opts);
 ZC_EXPORT int zc_lease_acquire(zc_client *c, const struct zc_lease_opts *opts, zc_lease **out);
+/* A lease of count (1..64) consecutive zones, from opts->zone or wherever
+ * the daemon finds count empty zones in a row; opts->min_free is over the
+ * range. Appends fill the zones in order (a write that crosses a zone's
+ * capacity continues in the next zone), reads take an offset from the first
+ * zone's start and stop at the capacity of the zone they start in. The
+ * accessors below give the first zone's start, len and capacity; wp is where
+ * the next append goes. Since 0.2. */
+ZC_EXPORT int zc_lease_acquire_zones(zc_client *c, const struct zc_lease_opts *opts,
+				     uint32_t count, zc_lease **out);
+/* Zones in the lease (1 unless acquired with zc_lease_acquire_zones). */
+ZC_EXPORT uint32_t zc_lease_count(const zc_lease *l);
+/* The fd that reaches zone i of the lease (0 = the first), borrowed, and
+ * where that zone starts in it (*fd_offset). Since 0.2. */
+ZC_EXPORT int zc_lease_zone_fd(const zc_lease *l, uint32_t i, uint64_t *fd_offset);
 
 ZC_EXPORT uint64_t zc_lease_id(const zc_lease *l);
 ZC_EXPORT uint64_t zc_lease_token(const zc_lease *l);
 ZC_EXPORT const char *zc_lease_device(const zc_lease *l);
-/* The passed descriptor, borrowed: it stays owned by the lease. */
+/* The passed descriptor, borrowed: it stays owned by the lease. For a
+ * lease of several zones on a device that passes one fd per zone, the
+ * first zone's (see zc_lease_zone_fd). */
 ZC_EXPORT int zc_lease_fd(const zc_lease *l);
 ZC_EXPORT uint32_t zc_lease_zone(const zc_lease *l);
 ZC_EXPORT uint64_t zc_lease_start(const zc_lease *l);
@@ -198,6 +214,10 @@ ZC_EXPORT uint64_t zc_lease_len(const zc_lease *l);
 ZC_EXPORT uint64_t zc_lease_capacity(const zc_lease *l);
 /* The locally tracked absolute write pointer. */
 ZC_EXPORT uint64_t zc_lease_wp(const zc_lease *l);
+/* Where the zone starts within zc_lease_fd(): 0 when the fd reaches only
+ * the zone (zone isolation), the zone's start when it is the whole device.
+ * Byte b of the zone is at fd_offset + b in the fd. Since 0.2. */
+ZC_EXPORT uint64_t zc_lease_fd_offset(const zc_lease *l);
 ZC_EXPORT uint32_t zc_lease_block_size(const zc_lease *l);
 /* Whether the fd really is O_DIRECT (an emulated device on tmpfs cannot be),
  * and so whether appends need block-aligned buffers. */
@@ -228,8 +248,14 @@ ZC_EXPORT int zc_lease_release(zc_lease *l, enum zc_release_then then);
  * with zeros on fclose and syncs. The lease must outlive the FILE. */
 ZC_EXPORT FILE *zc_lease_fopen(zc_lease *l, const char *mode);
 
-/* Read-only fd of a device, for readers that need no lease. Caller owns it. */
+/* Read-only fd of a whole device, for readers that need no lease. Caller
+ * owns it. A device that has no whole-device descriptor (an emulated
+ * device stores one file per zone) fails with -EINVAL: use zc_zone_open. */
 ZC_EXPORT int zc_device_open(zc_client *c, const char *device);
+/* Read-only fd that reaches zone `zone` of the device (and maybe more);
+ * the zone starts at *fd_offset within it. Caller owns it. Since 0.2. */
+ZC_EXPORT int zc_zone_open(zc_client *c, const char *device, uint32_t zone,
+			   uint64_t *fd_offset);
 
 /* The leases the daemon holds: this connection's, or with all (admin) every
  * client's. Fills up to max; returns the number of leases (may exceed max). */

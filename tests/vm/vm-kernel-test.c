@@ -82,7 +82,7 @@ static struct zd_dev *open_dev(void)
 {
 	struct zd_dev *dev = NULL;
 	char why[256];
-	int r = zd_kernel_open(dev_path, &dev, why, sizeof(why));
+	int r = zd_kernel_open(dev_path, ZD_ISOLATION_AUTO, &dev, why, sizeof(why));
 
 	ck_assert_msg(r == 0, "zd_kernel_open(%s): %s (%s)", dev_path, strerror(-r), why);
 	return dev;
@@ -569,9 +569,9 @@ START_TEST(t_open_fd_refresh)
 	reset_all(dev);
 	/* nothing that could create or truncate, and no O_EXCL (the backend
 	 * holds the exclusive claim itself) */
-	ck_assert_int_eq(dev->ops->open_fd(dev, O_RDWR | O_EXCL), -EINVAL);
-	ck_assert_int_eq(dev->ops->open_fd(dev, O_RDWR | O_TRUNC), -EINVAL);
-	fd = dev->ops->open_fd(dev, O_RDWR | O_DIRECT);
+	ck_assert_int_eq(zd_dev_open_zone(dev, 0, O_RDWR | O_EXCL, NULL), -EINVAL);
+	ck_assert_int_eq(zd_dev_open_zone(dev, 0, O_RDWR | O_TRUNC, NULL), -EINVAL);
+	fd = zd_dev_open_zone(dev, 0, O_RDWR | O_DIRECT, NULL);
 	ck_assert_msg(fd >= 0, "open_fd: %s", strerror(-fd));
 	flags = fcntl(fd, F_GETFD);
 	ck_assert(flags & FD_CLOEXEC);
@@ -638,7 +638,7 @@ START_TEST(t_claim_exclusive)
 {
 	struct zd_dev *dev = open_dev(), *second = NULL;
 	char why[256];
-	int r = zd_kernel_open(dev_path, &second, why, sizeof(why));
+	int r = zd_kernel_open(dev_path, ZD_ISOLATION_AUTO, &second, why, sizeof(why));
 
 	ck_assert_int_eq(r, -EBUSY);
 	ck_assert_ptr_null(second);
@@ -701,7 +701,7 @@ START_TEST(t_refuse_mounted)
 		ck_assert_msg(r == ENODEV, "zonefs mount: %s", strerror(r));
 	} else {
 		dev = NULL;
-		r = zd_kernel_open(dev_path, &dev, why, sizeof(why));
+		r = zd_kernel_open(dev_path, ZD_ISOLATION_AUTO, &dev, why, sizeof(why));
 		umount(mnt);
 		printf("%s: refused while mounted: %s\n", dev_path, why);
 		ck_assert_int_eq(r, -EBUSY);
@@ -777,7 +777,7 @@ START_TEST(t_refuse_held)
 	r = dm_call(DM_TABLE_LOAD, name, table, sizeof(*spec) + plen, 1);
 	if (r == 0) {
 		dev = NULL;
-		r = zd_kernel_open(dev_path, &dev, why, sizeof(why));
+		r = zd_kernel_open(dev_path, ZD_ISOLATION_AUTO, &dev, why, sizeof(why));
 		printf("%s: refused while held: %s\n", dev_path, why);
 	} else {
 		why[0] = '\0';
@@ -821,7 +821,7 @@ static void refused(const char *path, int want, const char *want_why)
 {
 	struct zd_dev *dev = NULL;
 	char why[256];
-	int r = zd_kernel_open(path, &dev, why, sizeof(why));
+	int r = zd_kernel_open(path, ZD_ISOLATION_AUTO, &dev, why, sizeof(why));
 
 	printf("%s: %s (%s)\n", path, why, strerror(-r));
 	ck_assert_msg(r == want, "%s: %d (%s), expected %d (%s)", path, r, strerror(-r), want,
