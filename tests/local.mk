@@ -74,3 +74,6 @@ check-deb: all
 	test $$st -eq 0 || test $$st -eq 77
 .PHONY: check-deb
 EXTRA_DIST += tests/deb-install.sh
+# Without root or dpkg: the symbols file against the version script.
+TESTS += tests/deb-symbols.sh
+dist_check_SCRIPTS += tests/deb-symbols.sh
