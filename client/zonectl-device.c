@@ -166,9 +166,14 @@ static void validate_one(struct report *rp)
 			    : " (this kernel has zone write plugging)");
 
 	r = zd_blkdev_try_exclusive(path, why, sizeof(why));
-	if (r == -EACCES || r == -EPERM || r == -EROFS)
-		put(rp, "exclusive-open", ST_WARN, "cannot try as uid %u: %s (run as zonedd's user)",
-		    (unsigned)getuid(), strerror(-r));
+	/* Not a verdict on the device: this user may not open it (zonedd
+	 * runs as root), or something above the device (a container's
+	 * device policy, a read-only node) forbids it here. */
+	if ((r == -EACCES || r == -EPERM || r == -EROFS) && geteuid() != 0)
+		put(rp, "exclusive-open", ST_WARN, "cannot try as uid %u: %s (run as root, as zonedd)",
+		    (unsigned)geteuid(), strerror(-r));
+	else if (r == -EACCES || r == -EPERM || r == -EROFS)
+		put(rp, "exclusive-open", ST_WARN, "cannot try here: %s", strerror(-r));
 	else if (r < 0)
 		put(rp, "exclusive-open", ST_FAIL, "%s", unpathed(why, path));
 	else
@@ -250,8 +255,8 @@ int zonectl_info_sysfs(const char *path, bool json)
 
 		json_object_object_add(o, "path", json_object_new_string(path));
 		json_object_object_add(o, "name", json_object_new_string(p.name));
-		json_object_object_add(o, "devnum", json_object_new_string(
-			(snprintf(why, sizeof(why), "%u:%u", major(rdev), minor(rdev)), why)));
+		snprintf(why, sizeof(why), "%u:%u", major(rdev), minor(rdev));
+		json_object_object_add(o, "devnum", json_object_new_string(why));
 		json_object_object_add(o, "partition", json_object_new_boolean(p.partition));
 		json_object_object_add(o, "parent", json_object_new_string(p.parent));
 		json_object_object_add(o, "model", json_object_new_string(p.zoned));
