@@ -955,6 +955,19 @@ ZC_EXPORT int zc_lease_finish(zc_lease *l)
 	return lease_call(l, "lease.finish", lease_params(l));
 }
 
+/* The lease's fds go before it is released: the daemon then finds its
+ * path to the zones unused, and cutting it (zone isolation) is a removal
+ * rather than a fence of a live descriptor (which on an emulated device
+ * copies the zone's data to a new file). */
+static void drop_fds(zc_lease *l)
+{
+	pthread_mutex_lock(&l->c->leases_lock);
+	for (unsigned i = 0; i < l->nfds; i++)
+		close(l->fds[i]);
+	l->nfds = 0;
+	pthread_mutex_unlock(&l->c->leases_lock);
+}
+
 ZC_EXPORT int zc_lease_release(zc_lease *l, enum zc_release_then then)
 {
 	static const char *const names[] = {
@@ -975,6 +988,7 @@ ZC_EXPORT int zc_lease_release(zc_lease *l, enum zc_release_then then)
 		r = zc_fail(l->c, -ENOMEM, NULL);
 	} else {
 		json_object_object_add(p, "then", json_object_new_string(names[then]));
+		drop_fds(l);
 		r = zc_call(l->c, "lease.release", p, &res, NULL);
 		if (r == 0)
 			json_object_put(res);
@@ -1051,6 +1065,7 @@ ZC_EXPORT int64_t zc_lease_release_async(zc_lease *l, enum zc_release_then then,
 		json_object_object_add(p, "then", json_object_new_string(names[then]));
 		/* Nothing may write through it from now on. */
 		lease_mark(l, -ESTALE);
+		drop_fds(l);
 		r = zc_call_start(c, "lease.release", p, copts, 0, release_done,
 				  (void (*)(void))cb, userdata, l);
 		if (r > 0)

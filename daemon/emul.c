@@ -1,7 +1,10 @@
-/* The emulated zoned device: a sparse backing file holds the data, a
- * crash-safe metadata file (path + ".meta") holds every zone's condition and wp. */
+/* The emulated zoned device: a directory holding one file per zone (the
+ * layout of the kernel's zoned loop driver, zloop) and a crash-safe
+ * metadata file for what a file's size cannot say; and the conversion of
+ * 0.1 single-file images to it. */
 #include "config.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -13,11 +16,16 @@
 #include <string.h>
 #include <signal.h>
 #include <sys/file.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "daemon/log.h"
 #include "daemon/zdev.h"
+
+#ifndef FICLONE
+#define FICLONE _IOW(0x94, 9, int) /* linux/fs.h, not included: it clashes with glibc */
+#endif
 
 /*
  * Zone model: host-managed, the Linux/ZBC/ZNS state machine as null_blk's
@@ -44,7 +52,26 @@
  *    (write not at the wp, past capacity, open of a full zone), -EPERM for
  *    conventional, read-only or offline zones, -EBUSY for resources.
  *
- * Metadata format (all integers little endian), version 1:
+ * Layout: the configured path names a directory (0700, the daemon's):
+ *
+ *   meta          the metadata file below
+ *   cnv-NNNNNN    conventional zone NNNNNN (zero-padded to six digits, more
+ *   seq-NNNNNN    when needed), a sequential one; bytes [0, zone size) of
+ *                 the file are the zone. A missing file is a zone that was
+ *                 never written: files are created when a zone is first
+ *                 written or handed out (open_zones), never at start-up.
+ *   ZONE.tmp      a fence's copy in the making (removed at the next open)
+ *
+ * A sequential zone's wp is its file's size (block-aligned upward, at most
+ * its capacity; emul_refresh_zone() says what a client's holes, partial
+ * blocks, truncations and writes past capacity mean), so a refresh knows it
+ * exactly. The records say what a size cannot: a zone finished before its
+ * capacity, read-only, offline, explicitly open rather than closed; and they
+ * carry the wp as last recorded, so that a start after a clean close needs
+ * no file at all.
+ *
+ * Metadata format (all integers little endian), version 2 (version 1 is
+ * the 0.1 image's PATH.meta, same layout, beside a single backing file):
  *
  *   [0, 4096)        header, of which the first 512 bytes are used:
  *                      0 magic "ZONEDEMU"   8 u32 version    12 u32 header size
@@ -77,36 +104,46 @@
  * Ordering against the data, so that a crash (SIGKILL, _exit) at any step
  * leaves a record that tells the truth about the data once the device is
  * opened again (tests/test-emul.c "crash" kills a child at every step):
- *  - write (and refresh): data, fdatasync, then the record of the new wp.
- *    A crash before the record leaves data past the recorded wp.
- *  - reset: the record (empty) first, fdatasync, then the discard, then an
- *    fdatasync of the data. A crash between them leaves the old data behind
- *    an empty record: the reset did not happen.
- *  - finish: the discard of what lies past the wp first, then the record.
- *    A crash between them leaves a zone as it was, minus stale bytes.
+ *  - write (and refresh): data, fdatasync of the zone file, then the record
+ *    of the new wp. A crash before the record leaves data past the
+ *    recorded wp. A zone file's creation is made durable (the directory
+ *    synced) before anything is recorded about its data.
+ *  - reset: the record (empty) first, fdatasync, then the file truncated to
+ *    nothing and synced. A crash between them leaves the old data behind an
+ *    empty record: the reset did not happen.
+ *  - finish: what lies past the wp is cut off the file first, then the
+ *    record. A crash between them leaves a zone as it was, minus stale bytes.
  *  - open, close, set_cond: the record only.
+ *  - fence (emul_lease_fence): the data is copied to ZONE.tmp, synced, and
+ *    renamed over the zone file, then the directory synced: the old file or
+ *    the new one, both whole. The record does not change.
  * Data past the recorded wp therefore only means "written, not recorded", by
  * us or by a client writing through its fd. After an unclean stop (header
- * bit "in use" still set at open) every empty or closed sequential zone whose
- * data goes past its recorded wp takes the data's wp, as a real device's wp
- * would have moved with the data: no write pointer claims data that is not
- * in the file, and no data lies behind one. After a clean close there is no
- * per-zone work. The same repair applies, from the zone start, to a zone
- * whose newest record is unreadable (a record that is corrupt rather than
- * never written): the surviving older record is not trusted to be current.
- *
- * A backing file found shorter than the device (a lessee can ftruncate it)
- * is extended back; zones whose recorded data lay in the lost part go
- * offline, persistently, with a log line. A zone with no valid record at all
- * goes offline too: its state is unknown and guessing could hand out a zone
+ * bit "in use" still set at open) the directory is read and every zone file
+ * present (only those) is checked: an empty or closed sequential zone whose
+ * file goes past its recorded wp takes the file's wp, as a real device's wp
+ * would have moved with the data. After a clean close there is no per-zone
+ * work and no zone file is opened or even looked up. The same repair
+ * applies, from the zone start, to a zone whose newest record is unreadable
+ * (a record that is corrupt rather than never written): the surviving older
+ * record is not trusted to be current. A zone with no valid record at all
+ * goes offline: its state is unknown and guessing could hand out a zone
  * that holds data as empty.
  *
  * After a failed fdatasync the device refuses changes (-EIO) until it is
  * reopened, which reloads the state from what really is on disk.
+ *
+ * Conversion of a 0.1 image (PATH a regular file, PATH.meta version 1):
+ * done at open, under the 0.1 image's lock, by convert_v1(); each zone's
+ * state is what 0.1 would have served (its repair after an unclean stop
+ * included) and only its data extents are copied.
  */
 
 #define META_MAGIC "ZONEDEMU"
-#define META_VERSION 1
+#define META_VERSION 2
+#define META_VERSION_V1 1 /* 0.1: one backing file, PATH.meta beside it */
+#define META_NAME "meta"
+#define META_TMP "meta.tmp"
 #define META_HDR_SIZE 4096u
 #define META_HDR_USED 512u
 #define META_HDR_CRC_OFF 508u
@@ -138,8 +175,15 @@ struct ezone {
  * starts when the spec is armed. zonedd(8) documents the grammar for users:
  *   crash:STEP[:N]        SIGKILL the process right after the Nth (default
  *                         1st) completion of STEP (a durable action:
- *                         data-write, data-sync, discard, meta-write,
- *                         meta-sync, header).
+ *                         data-write, data-sync (of a zone file), discard (a
+ *                         zone file truncated: reset, finish, refresh),
+ *                         meta-write, meta-sync, header, dir-sync,
+ *                         fence-copy (the copy synced), fence-rename,
+ *                         unlink (an empty zone's file, by a fence),
+ *                         convert-build (each zone file, then the metadata,
+ *                         of a 0.1 image's conversion), convert-aside (the
+ *                         0.1 file renamed away), convert-rename (the new
+ *                         directory in place), convert-cleanup).
  *   eio:OP[:N[:COUNT]]    the Nth OP (default 1st) and the COUNT-1 after it
  *                         (COUNT default 1, 0 = every one from the Nth on)
  *                         fail with EIO before doing anything.
@@ -154,8 +198,9 @@ struct ezone {
  *   vanish[:OP[:N]]       the device vanishes right before the Nth OP
  *                         (default: the first): that operation and every
  *                         later one fails with ENODEV, open_fd included.
- * OP is one of the backend operations: report, zone-op, refresh, open-fd,
- * pwrite, pread, or any (every one of them). */
+ * OP is one of the backend operations: report, zone-op, refresh, open-fd
+ * (open_zones), pwrite, pread, fence (lease_fence), or any (every one but
+ * fence). */
 enum fault_step {
 	STEP_DATA_WRITE,
 	STEP_DATA_SYNC,
@@ -163,11 +208,21 @@ enum fault_step {
 	STEP_META_WRITE,
 	STEP_META_SYNC,
 	STEP_HEADER,
+	STEP_DIR_SYNC,
+	STEP_FENCE_COPY,
+	STEP_FENCE_RENAME,
+	STEP_UNLINK,
+	STEP_CONVERT_BUILD,
+	STEP_CONVERT_ASIDE,
+	STEP_CONVERT_RENAME,
+	STEP_CONVERT_CLEANUP,
 	STEP_COUNT,
 };
 
 static const char *const step_names[STEP_COUNT] = {
 	"data-write", "data-sync", "discard", "meta-write", "meta-sync", "header",
+	"dir-sync", "fence-copy", "fence-rename", "unlink", "convert-build",
+	"convert-aside", "convert-rename", "convert-cleanup",
 };
 
 enum fault_op {
@@ -177,13 +232,14 @@ enum fault_op {
 	FOP_OPEN_FD,
 	FOP_PWRITE,
 	FOP_PREAD,
+	FOP_FENCE,
 	FOP_ANY,
 	FOP_COUNT,
 };
 
 /* Underscores accepted too: zone_op reads as naturally as zone-op. */
 static const char *const fop_names[FOP_COUNT] = {
-	"report", "zone-op", "refresh", "open-fd", "pwrite", "pread", "any",
+	"report", "zone-op", "refresh", "open-fd", "pwrite", "pread", "fence", "any",
 };
 
 enum fault_kind {
@@ -215,9 +271,9 @@ struct faults {
 
 struct emul {
 	struct zd_dev dev; /* first: the vtable pointer the daemon sees */
-	char *path;        /* absolute path of the backing file */
-	char *meta_path;
-	int fd;            /* backing file, O_RDWR, flock()ed while open */
+	char *path;        /* the device directory, absolute once opened (logs) */
+	char *meta_path;   /* for the logs */
+	int dir_fd;        /* the device directory, flock()ed while open */
 	int meta_fd;
 	/* Once an fdatasync fails we no longer know what is on disk (the page
 	 * cache may have dropped the dirty pages), so every later change fails
@@ -225,11 +281,10 @@ struct emul {
 	int broken;
 	bool meta_dirty;
 	/* The header said "in use" at open: the last user did not close
-	 * cleanly, so records may lag behind the data. */
+	 * cleanly, so records may lag behind the files. */
 	bool unclean;
 	bool marked_in_use; /* we set the header bit and must clear it */
-	uint64_t trunc_size; /* backing file size found at open when short, else 0 */
-	bool truncated;
+	enum zd_isolation iso; /* ZD_ISOLATION_ZONE or ZD_ISOLATION_DEVICE */
 	struct faults faults;
 	/* A vanish fault fired: every operation fails with ENODEV from now. */
 	bool vanished;
@@ -380,7 +435,7 @@ static int parse_fop(const char *s, enum fault_op *op)
 	return -EINVAL;
 }
 
-#define FOP_LIST "report, zone-op, refresh, open-fd, pwrite, pread, any"
+#define FOP_LIST "report, zone-op, refresh, open-fd, pwrite, pread, fence, any"
 
 /* An optional positive count field: absent means dflt. */
 static int parse_nth(char **rest, uint32_t dflt, bool zero_ok, uint32_t *out, const char **why)
@@ -418,7 +473,9 @@ static int parse_fault(char *item, struct fault *f, const char **why)
 				goto done;
 			}
 		}
-		*why = "unknown step (data-write, data-sync, discard, meta-write, meta-sync, header)";
+		*why = "unknown step (data-write, data-sync, discard, meta-write, meta-sync, header, "
+		       "dir-sync, fence-copy, fence-rename, unlink, convert-build, convert-aside, "
+		       "convert-rename, convert-cleanup)";
 		return -EINVAL;
 	}
 	if (strcmp(kind, "eio") == 0 || strcmp(kind, "enospc") == 0) {
@@ -545,14 +602,18 @@ static int fault_op(struct emul *e, enum fault_op op, uint32_t zone, uint32_t co
 		if (f->kind == FAULT_ZONE_ERR) {
 			/* A zone operation stops at the zone (fault_zone_stop). */
 			if (count && f->zone >= zone && f->zone - zone < count &&
-			    op != FOP_REPORT && op != FOP_OPEN_FD && op != FOP_ZONE_OP && !err) {
+			    op != FOP_REPORT && op != FOP_OPEN_FD && op != FOP_ZONE_OP &&
+			    op != FOP_FENCE && !err) {
 				log_dev(LOG_NOTICE, e->path, f->zone, "fault injection: EIO on %s "
 					"of zone %" PRIu32, fop_names[op], f->zone);
 				err = -EIO;
 			}
 			continue;
 		}
-		if (f->op != FOP_ANY && f->op != op)
+		/* "any" leaves the fence out: a fence that fails fails the
+		 * device (the zone cannot be freed), so it is faulted only by
+		 * name. */
+		if (f->op != op && (f->op != FOP_ANY || op == FOP_FENCE))
 			continue;
 		if (f->seen == UINT32_MAX)
 			continue;
@@ -906,17 +967,73 @@ static int pread_all(int fd, void *buf, size_t len, uint64_t off)
 	return 0;
 }
 
-static int sync_data(struct emul *e)
+static void close_keep_errno(int fd)
 {
-	if (fdatasync(e->fd) < 0) {
+	int saved = errno;
+
+	if (fd >= 0)
+		close(fd);
+	errno = saved;
+}
+
+static void zone_name(const struct emul *e, uint32_t z, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s-%06" PRIu32, is_conv(e, z) ? "cnv" : "seq", z);
+}
+
+/* The zone a directory entry names ("cnv-000001", "seq-000002", with
+ * ".tmp" when it is a fence's copy in the making), or NO_ZONE for any other
+ * name, or a zone file whose prefix disagrees with the geometry. */
+static uint32_t parse_zone_name(const struct emul *e, const char *name, bool *tmp)
+{
+	char digits[16];
+	const char *d = name + 4, *end;
+	uint32_t z;
+	size_t n;
+
+	*tmp = false;
+	if (strncmp(name, "cnv-", 4) && strncmp(name, "seq-", 4))
+		return NO_ZONE;
+	end = strchr(d, '.');
+	n = end ? (size_t)(end - d) : strlen(d);
+	if (end && strcmp(end, ".tmp"))
+		return NO_ZONE;
+	if (n < 6 || n >= sizeof(digits))
+		return NO_ZONE;
+	memcpy(digits, d, n);
+	digits[n] = '\0';
+	if (parse_u32(digits, &z) < 0 || z >= e->nr_zones || (name[0] == 'c') != is_conv(e, z))
+		return NO_ZONE;
+	*tmp = end != NULL;
+	return z;
+}
+
+static int sync_zone_file(struct emul *e, int fd, uint32_t z)
+{
+	if (fdatasync(fd) < 0) {
 		int r = -errno;
 
-		log_dev(LOG_ERR, e->path, NO_ZONE, "fdatasync of the backing file failed: %s; "
-			"refusing further changes", strerror(-r));
+		log_dev(LOG_ERR, e->path, z, "fdatasync of zone %" PRIu32 "'s file failed: %s; "
+			"refusing further changes", z, strerror(-r));
 		e->broken = -EIO;
 		return -EIO;
 	}
 	fault_point(e, STEP_DATA_SYNC);
+	return 0;
+}
+
+/* Makes creations, renames and unlinks in the device directory durable. */
+static int sync_dir(struct emul *e)
+{
+	if (fsync(e->dir_fd) < 0) {
+		int r = -errno;
+
+		log_dev(LOG_ERR, e->path, NO_ZONE, "fsync of the device directory failed: %s; "
+			"refusing further changes", strerror(-r));
+		e->broken = -EIO;
+		return -EIO;
+	}
+	fault_point(e, STEP_DIR_SYNC);
 	return 0;
 }
 
@@ -937,11 +1054,188 @@ static int sync_meta(struct emul *e)
 	return 0;
 }
 
-/* Finds the end of the last data extent in [from, to), or from if there is
- * none. A filesystem without SEEK_DATA/SEEK_HOLE support reports the whole
- * file as data, which makes a refresh without hint assume a full zone; the
- * granularity is the filesystem block (4 KiB on tmpfs and ext4), so with
- * 512-byte logical blocks a refresh without hint can round up. */
+/* Opens a file of dir_fd that must be a regular file of ours: never through
+ * a symlink (O_NOFOLLOW), never blocking on a FIFO planted under the name
+ * (O_NONBLOCK, cleared again). Returns the fd or a negative errno; -EPERM
+ * for a file that is not a regular file owned by the daemon's user. */
+static int open_own_file(int dir_fd, const char *name, int flags, mode_t mode)
+{
+	struct stat st;
+	int fd, fl;
+
+	fd = openat(dir_fd, name, flags | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, mode);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid()) {
+		close(fd);
+		return -EPERM;
+	}
+	fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0) {
+		close_keep_errno(fd);
+		return -errno;
+	}
+	return fd;
+}
+
+/* Opens zone z's file. create: a missing file is created, 0600, and the
+ * directory synced, so that no wp recorded later outlives the file's name
+ * in a power cut; else a missing file is -ENOENT (an empty zone). O_DIRECT
+ * falls back to buffered I/O on filesystems that refuse it (tmpfs before
+ * Linux 6.6 answers EINVAL), which behaves the same apart from caching and
+ * alignment checks. */
+static int zfile_open(struct emul *e, uint32_t z, int flags, bool create)
+{
+	char name[32];
+	bool made = false;
+	int fd, r;
+
+	zone_name(e, z, name, sizeof(name));
+	for (;;) {
+		fd = open_own_file(e->dir_fd, name, flags, 0);
+		if (fd == -ENOENT && create) {
+			fd = open_own_file(e->dir_fd, name, flags | O_CREAT | O_EXCL, 0600);
+			made = fd >= 0;
+			if (fd == -EEXIST)
+				continue;
+		}
+		if (fd == -EINVAL && (flags & O_DIRECT)) {
+			flags &= ~O_DIRECT;
+			continue;
+		}
+		break;
+	}
+	if (fd == -EPERM)
+		log_dev(LOG_ERR, e->path, z, "%s is not a regular file owned by the daemon's user "
+			"(uid %u); refusing it", name, (unsigned)geteuid());
+	if (fd >= 0 && made) {
+		r = sync_dir(e);
+		if (r) {
+			close(fd);
+			return r;
+		}
+	}
+	return fd;
+}
+
+/* The size of zone z's file: 0 when there is none. */
+static int zfile_size(struct emul *e, uint32_t z, uint64_t *size)
+{
+	char name[32];
+	struct stat st;
+
+	zone_name(e, z, name, sizeof(name));
+	*size = 0;
+	if (fstatat(e->dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (!S_ISREG(st.st_mode))
+		return -EPERM;
+	*size = (uint64_t)st.st_size;
+	return 0;
+}
+
+/* Sets zone z's file to len bytes (cutting stale data off, or extending it
+ * with a hole that reads as written zeros), then syncs it. */
+static int zfile_resize(struct emul *e, uint32_t z, uint64_t len)
+{
+	int fd = zfile_open(e, z, O_RDWR, len > 0), r = 0;
+
+	if (fd == -ENOENT)
+		return 0;
+	if (fd < 0)
+		return fd;
+	if (ftruncate(fd, (off_t)len) < 0) {
+		r = -errno;
+		log_dev(LOG_ERR, e->path, z, "cannot resize zone %" PRIu32 "'s file: %s", z,
+			strerror(-r));
+		e->broken = -EIO; /* a reset may already be recorded over it */
+	} else {
+		fault_point(e, STEP_DISCARD);
+		r = sync_zone_file(e, fd, z);
+	}
+	close(fd);
+	return r;
+}
+
+/* Copies n bytes at in_off of in to out_off of out: copy_file_range where
+ * the kernel can (same filesystem: possibly a server-side or block copy),
+ * else read and write. */
+static int copy_range(int in, uint64_t in_off, int out, uint64_t out_off, uint64_t n)
+{
+	static __thread uint8_t buf[65536];
+	bool fallback = false;
+
+	while (n) {
+		size_t chunk = n > (1u << 30) ? (1u << 30) : (size_t)n;
+		ssize_t k;
+
+		if (!fallback) {
+			loff_t io = (loff_t)in_off, oo = (loff_t)out_off;
+
+			k = copy_file_range(in, &io, out, &oo, chunk, 0);
+			if (k < 0 && (errno == EXDEV || errno == EINVAL || errno == ENOSYS ||
+				      errno == EOPNOTSUPP)) {
+				fallback = true;
+				continue;
+			}
+		} else {
+			if (chunk > sizeof(buf))
+				chunk = sizeof(buf);
+			k = pread(in, buf, chunk, (off_t)in_off);
+			if (k > 0) {
+				int r = pwrite_all(out, buf, (size_t)k, out_off);
+
+				if (r)
+					return r;
+			}
+		}
+		if (k < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (k == 0)
+			break; /* end of the source: the rest is a hole */
+		in_off += (uint64_t)k;
+		out_off += (uint64_t)k;
+		n -= (uint64_t)k;
+	}
+	return 0;
+}
+
+/* Copies the data extents of [in_off, in_off + len) of in to [0, len) of
+ * out, leaving holes as holes, and makes out exactly len bytes long. A
+ * filesystem without SEEK_DATA reports everything as data. */
+static int copy_extents(int in, uint64_t in_off, int out, uint64_t len)
+{
+	uint64_t pos = in_off, to = in_off + len;
+	int r;
+
+	while (pos < to) {
+		off_t d = lseek(in, (off_t)pos, SEEK_DATA), h;
+
+		if (d < 0) {
+			if (errno == ENXIO)
+				break;
+			return -errno;
+		}
+		if ((uint64_t)d >= to)
+			break;
+		h = lseek(in, d, SEEK_HOLE);
+		if (h < 0)
+			return -errno;
+		if ((uint64_t)h > to)
+			h = (off_t)to;
+		r = copy_range(in, (uint64_t)d, out, (uint64_t)d - in_off, (uint64_t)(h - d));
+		if (r)
+			return r;
+		pos = (uint64_t)h;
+	}
+	return ftruncate(out, (off_t)len) < 0 ? -errno : 0;
+}
+
+/* 0.1 images: the end of the last data extent in [from, to), or from. The
+ * granularity is the filesystem block. */
 static int last_data_end(int fd, uint64_t from, uint64_t to, uint64_t *end)
 {
 	uint64_t pos = from;
@@ -952,7 +1246,7 @@ static int last_data_end(int fd, uint64_t from, uint64_t to, uint64_t *end)
 
 		if (d < 0) {
 			if (errno == ENXIO)
-				break; /* no data after pos */
+				break;
 			return -errno;
 		}
 		if ((uint64_t)d >= to)
@@ -966,76 +1260,34 @@ static int last_data_end(int fd, uint64_t from, uint64_t to, uint64_t *end)
 	return 0;
 }
 
-/* Makes [off, off + len) read as zeros, deallocating it where the
- * filesystem can punch holes, else overwriting only its data extents. */
-static int discard_range_once(struct emul *e, uint64_t off, uint64_t len)
+static uint64_t round_up(uint64_t v, uint64_t to)
 {
-	static const uint8_t zeros[65536];
-	uint64_t pos = off, to = off + len;
+	return (v + to - 1) / to * to;
+}
 
-	if (!len)
+/* What zone z's file says its wp is: its size, block-aligned upward (a
+ * partial block counts as written, zero-padded), at most its capacity. */
+static uint64_t size_wp(const struct emul *e, uint32_t z, uint64_t size)
+{
+	uint64_t cap = zone_cap(e, z);
+
+	return size >= cap ? cap : round_up(size, e->p.logical_block_size);
+}
+
+/* Syncs zone z's file (a client's writes, before a wp is recorded over
+ * them). */
+static int sync_zone_file_by_name(struct emul *e, uint32_t z)
+{
+	int fd = zfile_open(e, z, O_RDONLY, false), r;
+
+	if (fd == -ENOENT)
 		return 0;
-	if (fallocate(e->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len) == 0)
-		return 0;
-	if (errno != EOPNOTSUPP && errno != ENOSYS)
-		return -errno;
-	while (pos < to) {
-		off_t d = lseek(e->fd, (off_t)pos, SEEK_DATA), h;
-
-		if (d < 0)
-			return errno == ENXIO ? 0 : -errno;
-		if ((uint64_t)d >= to)
-			return 0;
-		h = lseek(e->fd, d, SEEK_HOLE);
-		if (h < 0)
-			return -errno;
-		for (pos = (uint64_t)d; pos < (uint64_t)h && pos < to;) {
-			uint64_t n = to - pos;
-			int r;
-
-			if (n > sizeof(zeros))
-				n = sizeof(zeros);
-			if (n > (uint64_t)h - pos)
-				n = (uint64_t)h - pos;
-			r = pwrite_all(e->fd, zeros, (size_t)n, pos);
-			if (r)
-				return r;
-			pos += n;
-		}
-	}
-	return 0;
+	if (fd < 0)
+		return fd;
+	r = sync_zone_file(e, fd, z);
+	close(fd);
+	return r;
 }
-
-static int discard_range(struct emul *e, uint64_t off, uint64_t len)
-{
-	int r = discard_range_once(e, off, len);
-
-	if (r) {
-		/* The record may already say "empty" over this data (reset
-		 * records first): refuse changes until a reopen repairs it. */
-		log_dev(LOG_ERR, e->path, NO_ZONE, "discard failed: %s; refusing further changes",
-			strerror(-r));
-		e->broken = -EIO;
-		return -EIO;
-	}
-	if (len)
-		fault_point(e, STEP_DISCARD);
-	return 0;
-}
-
-/* True if [from, to) of the backing file holds data (a filesystem without
- * SEEK_DATA reports everything as data). */
-static int range_has_data(int fd, uint64_t from, uint64_t to, bool *yes)
-{
-	off_t d = lseek(fd, (off_t)from, SEEK_DATA);
-
-	*yes = false;
-	if (d < 0)
-		return errno == ENXIO ? 0 : -errno;
-	*yes = (uint64_t)d < to;
-	return 0;
-}
-
 /* ---- metadata records ---- */
 
 static void encode_rec(uint8_t *rec, uint32_t z, uint8_t cond, uint64_t wp, uint64_t seq)
@@ -1154,55 +1406,42 @@ static void encode_hdr(uint8_t *h, const struct zd_emul_params *p, uint32_t nr_z
 	put_le32(h + META_HDR_CRC_OFF, crc32c(h, META_HDR_CRC_OFF));
 }
 
-static int fsync_parent(const char *path)
-{
-	char *copy = strdup(path);
-	int fd, r = 0;
+/* The state a new metadata file gives a zone. */
+struct zinit {
+	uint64_t wp;
+	uint8_t cond;
+};
 
-	if (!copy)
-		return -ENOMEM;
-	fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	free(copy);
-	if (fd < 0)
-		return -errno;
-	if (fsync(fd) < 0)
-		r = -errno;
-	close(fd);
-	return r;
-}
-
-/* Writes a complete metadata file under a temporary name and renames it into
- * place, so a crash during creation leaves either no device or a whole one.
- * Slot B is written as zeros (invalid records) rather than left sparse so
- * that later updates cannot fail for lack of space. */
-static int create_meta(const char *path, const char *meta_path, const struct zd_emul_params *p)
+/* Writes a complete metadata file in dir_fd under META_TMP and renames it
+ * to META_NAME, so a crash during creation leaves either no metadata or a
+ * whole one. Every zone gets sequence 1 in slot A: empty (conventional
+ * ones "not wp"), or init[z] (a conversion). Slot B is written as zeros
+ * (invalid records) rather than left sparse so that later updates cannot
+ * fail for lack of space. */
+static int create_meta(const char *path, int dir_fd, const struct zd_emul_params *p,
+		       const struct zinit *init)
 {
 	uint32_t nr_zones = (uint32_t)(p->size / p->zone_size);
 	size_t chunk_zones = 2048, buf_len = META_HDR_SIZE;
 	uint64_t sb = slot_bytes(nr_zones), off;
-	char *tmp = NULL;
 	uint8_t *buf = NULL;
 	int fd = -1, r;
 
-	if (asprintf(&tmp, "%s.tmp", meta_path) < 0)
-		return -ENOMEM;
 	if (chunk_zones * META_REC_SIZE > buf_len)
 		buf_len = chunk_zones * META_REC_SIZE;
 	buf = malloc(buf_len);
-	if (!buf) {
-		r = -ENOMEM;
-		goto out;
-	}
+	if (!buf)
+		return -ENOMEM;
 	/* Whatever sits under the temporary name (a crash's leftover, or a
 	 * symlink planted to make us overwrite another file) is removed, and
 	 * the file created anew, never followed. */
-	if (unlink(tmp) < 0 && errno != ENOENT) {
+	if (unlinkat(dir_fd, META_TMP, 0) < 0 && errno != ENOENT) {
 		r = -errno;
 		goto out;
 	}
-	fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	fd = open_own_file(dir_fd, META_TMP, O_RDWR | O_CREAT | O_EXCL, 0600);
 	if (fd < 0) {
-		r = -errno;
+		r = fd;
 		goto out;
 	}
 	encode_hdr(buf, p, nr_zones);
@@ -1210,14 +1449,16 @@ static int create_meta(const char *path, const char *meta_path, const struct zd_
 	if (r)
 		goto out;
 
-	/* Slot A: every zone empty (conventional ones "not wp"), sequence 1. */
 	off = META_HDR_SIZE;
 	for (uint32_t z = 0; z < nr_zones;) {
 		size_t n = 0;
 
-		for (; n < chunk_zones && z < nr_zones; n++, z++)
-			encode_rec(buf + n * META_REC_SIZE, z,
-				   z < p->nr_conventional ? ZP_COND_NOT_WP : ZP_COND_EMPTY, 0, 1);
+		for (; n < chunk_zones && z < nr_zones; n++, z++) {
+			uint8_t cond = z < p->nr_conventional ? ZP_COND_NOT_WP : ZP_COND_EMPTY;
+
+			encode_rec(buf + n * META_REC_SIZE, z, init ? init[z].cond : cond,
+				   init ? init[z].wp : 0, 1);
+		}
 		r = pwrite_all(fd, buf, n * META_REC_SIZE, off);
 		if (r)
 			goto out;
@@ -1235,23 +1476,17 @@ static int create_meta(const char *path, const char *meta_path, const struct zd_
 			goto out;
 		off += n;
 	}
-	if (fsync(fd) < 0) {
+	if (fsync(fd) < 0 || renameat(dir_fd, META_TMP, dir_fd, META_NAME) < 0 ||
+	    fsync(dir_fd) < 0)
 		r = -errno;
-		goto out;
-	}
-	if (rename(tmp, meta_path) < 0) {
-		r = -errno;
-		goto out;
-	}
-	r = fsync_parent(meta_path);
 out:
 	if (fd >= 0)
 		close(fd);
 	if (r) {
-		unlink(tmp);
-		log_dev(LOG_ERR, path, NO_ZONE, "cannot create metadata %s: %s", meta_path, strerror(-r));
+		unlinkat(dir_fd, META_TMP, 0);
+		log_dev(LOG_ERR, path, NO_ZONE, "cannot create metadata %s/%s: %s", path, META_NAME,
+			strerror(-r));
 	}
-	free(tmp);
 	free(buf);
 	return r;
 }
@@ -1281,8 +1516,9 @@ static int check_params(const struct emul *e, const struct zd_emul_params *want)
 #undef CHECK
 	return 0;
 }
-
-static int load_hdr(struct emul *e)
+/* Reads and checks the header of the metadata at e->meta_fd, which must be
+ * of format `version` (META_VERSION, or META_VERSION_V1 for a 0.1 image). */
+static int load_hdr(struct emul *e, uint32_t version)
 {
 	uint8_t h[META_HDR_USED];
 	const char *why;
@@ -1303,9 +1539,9 @@ static int load_hdr(struct emul *e)
 			e->meta_path);
 		return -EUCLEAN;
 	}
-	if (get_le32(h + 8) != META_VERSION) {
-		log_dev(LOG_ERR, e->path, NO_ZONE, "metadata format version %" PRIu32
-			" is not supported (this build knows %u)", get_le32(h + 8), META_VERSION);
+	if (get_le32(h + 8) != version) {
+		log_dev(LOG_ERR, e->path, NO_ZONE, "metadata %s has format version %" PRIu32
+			", expected %" PRIu32, e->meta_path, get_le32(h + 8), version);
 		return -EPROTONOSUPPORT;
 	}
 	e->p.size = get_le64(h + 16);
@@ -1340,25 +1576,6 @@ static int load_hdr(struct emul *e)
 	if ((uint64_t)st.st_size < e->slot_off[1] + slot_bytes(e->nr_zones)) {
 		log_dev(LOG_ERR, e->path, NO_ZONE, "metadata file %s is truncated", e->meta_path);
 		return -EUCLEAN;
-	}
-	if (fstat(e->fd, &st) < 0)
-		return -errno;
-	if ((uint64_t)st.st_size != e->p.size) {
-		/* Anyone holding an fd can resize the file: serve what is left
-		 * rather than refuse the device. load_zones() takes zones whose
-		 * data was cut off offline. */
-		log_dev(LOG_WARNING, e->path, NO_ZONE, "backing file is %jd bytes, metadata says %"
-			PRIu64 "; resizing it back", (intmax_t)st.st_size, e->p.size);
-		if ((uint64_t)st.st_size < e->p.size) {
-			e->truncated = true;
-			e->trunc_size = (uint64_t)st.st_size;
-		}
-		if (ftruncate(e->fd, (off_t)e->p.size) < 0 || fsync(e->fd) < 0) {
-			r = -errno;
-			log_dev(LOG_ERR, e->path, NO_ZONE, "cannot resize the backing file: %s",
-				strerror(-r));
-			return r;
-		}
 	}
 	return 0;
 }
@@ -1398,96 +1615,155 @@ static bool rec_blank(const uint8_t *b)
 	return true;
 }
 
-/* Makes zone z's record agree with the data in the backing file: the wp
- * moves to where the data ends (rounded up to a block). from_start: the
- * record is not trusted below its wp either (its newer copy was corrupt),
- * else only data past the wp is looked for (an unclean stop). A full zone
- * is left alone unless from_start and it holds no data at all: a finished
- * zone may hold any amount of data, so only "nothing" contradicts it. */
-static int repair_zone(struct emul *e, uint32_t z, bool from_start, uint32_t *logged)
+/* The newest valid record of zone z from its two slots, as load_zones()
+ * and the readers of 0.1 images pick it. Returns 0 (cond, wp set; *suspect
+ * when a written record is unreadable, so the survivor may be stale), or
+ * -EUCLEAN with *why when no record can be trusted. */
+static int pick_rec(const struct emul *e, uint32_t z, const uint8_t *a, const uint8_t *b,
+		    struct rec *out, unsigned *slot, bool *suspect, char *why, size_t why_len)
+{
+	const uint8_t *buf[2] = { a, b };
+	struct rec rec[2];
+	const char *w[2];
+	int pick;
+
+	for (int s = 0; s < 2; s++)
+		w[s] = decode_rec(e, z, buf[s], &rec[s]);
+	*suspect = false;
+	if (w[0] && w[1]) {
+		snprintf(why, why_len, "no valid metadata record (slot A: %s; slot B: %s)", w[0],
+			 w[1]);
+		return -EUCLEAN;
+	}
+	if (w[0] || w[1]) {
+		pick = w[0] ? 1 : 0;
+		*suspect = !rec_blank(buf[!pick]);
+		if (*suspect)
+			snprintf(why, why_len, "a metadata record is corrupt (%s)", w[!pick]);
+	} else if (rec[0].seq != rec[1].seq) {
+		pick = rec[1].seq > rec[0].seq;
+	} else if (rec[0].wp == rec[1].wp && rec[0].cond == rec[1].cond) {
+		pick = 0;
+	} else {
+		/* Two different states with one sequence number cannot come
+		 * from our update protocol: refuse to pick one. */
+		snprintf(why, why_len, "two different records with sequence number %" PRIu64,
+			 rec[0].seq);
+		out->seq = rec[0].seq;
+		return -EUCLEAN;
+	}
+	*out = rec[pick];
+	*slot = (unsigned)pick;
+	return 0;
+}
+
+/* Makes zone z's record agree with its file of `size` bytes after an
+ * unclean stop: the wp moves up to where the file ends, as a real device's
+ * wp would have moved with the data. from_start: the record is not trusted
+ * below its wp either (its newer copy was corrupt). A full zone is left
+ * alone unless from_start and its file is empty: a finished zone may hold
+ * any amount of data, so only "nothing" contradicts it. A file shorter than
+ * the wp leaves the wp where it is: the missing part reads as zeros. */
+static int repair_zone(struct emul *e, uint32_t z, uint64_t size, bool from_start,
+		       uint32_t *logged)
 {
 	struct ezone *ez = &e->z[z];
-	uint64_t start = zone_start(e, z), cap = zone_cap(e, z), lbs = e->p.logical_block_size;
-	uint64_t end, wp, old = ez->cond == ZP_COND_FULL ? cap : ez->wp;
+	uint64_t cap = zone_cap(e, z), old = ez->cond == ZP_COND_FULL ? cap : ez->wp, wp;
 	uint8_t cond;
-	int r;
 
 	if (is_conv(e, z) || ez->cond == ZP_COND_READONLY || ez->cond == ZP_COND_OFFLINE)
 		return 0;
 	if (ez->cond == ZP_COND_FULL) {
-		bool data;
-
-		if (!from_start)
+		if (!from_start || size)
 			return 0;
-		r = range_has_data(e->fd, start, start + e->p.zone_size, &data);
-		if (r || data)
-			return r;
 		wp = 0;
 	} else {
-		r = last_data_end(e->fd, from_start ? start : start + ez->wp, start + cap, &end);
-		if (r)
-			return r;
-		wp = (end - start + lbs - 1) / lbs * lbs;
+		wp = size_wp(e, z, size);
 		if (!from_start && wp < ez->wp)
-			wp = ez->wp; /* no data past the wp: nothing to do */
+			wp = ez->wp;
 	}
 	if (wp == old)
 		return 0;
 	cond = wp == cap ? ZP_COND_FULL : wp ? ZP_COND_CLOSED : ZP_COND_EMPTY;
 	if ((*logged)++ < 8)
 		log_dev(LOG_WARNING, e->path, z, "zone %" PRIu32 ": %s; write pointer taken from "
-			"the data: %" PRIu64 " -> %" PRIu64 " bytes", z,
-			from_start ? "newest metadata record corrupt" : "unclean stop",
-			old, wp);
+			"its file: %" PRIu64 " -> %" PRIu64 " bytes", z,
+			from_start ? "newest metadata record corrupt" : "unclean stop", old, wp);
 	return commit(e, z, cond, cond == ZP_COND_FULL ? e->p.zone_size : wp);
 }
 
-static int take_offline(struct emul *e, uint32_t z, const char *why, uint32_t *logged)
+/* After an unclean stop: every file present in the directory (and only
+ * those: a missing file is an empty zone) is checked against its zone, and
+ * what a crash left half made (a fence's copy) is removed. */
+static int repair_dir(struct emul *e, uint32_t *n_fix)
 {
-	if ((*logged)++ < 8)
-		log_dev(LOG_ERR, e->path, z, "zone %" PRIu32 " is now offline: %s", z, why);
-	return commit(e, z, ZP_COND_OFFLINE, e->z[z].wp);
+	uint32_t n_tmp = 0;
+	struct dirent *de;
+	int fd, r = 0;
+	DIR *d;
+
+	fd = openat(e->dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	d = fdopendir(fd);
+	if (!d) {
+		close_keep_errno(fd);
+		return -errno;
+	}
+	while (!r && (errno = 0, de = readdir(d))) {
+		struct stat st;
+		bool tmp;
+		uint32_t z = parse_zone_name(e, de->d_name, &tmp);
+
+		if (z == NO_ZONE)
+			continue;
+		if (tmp) {
+			if (unlinkat(e->dir_fd, de->d_name, 0) < 0 && errno != ENOENT)
+				r = -errno;
+			n_tmp++;
+			continue;
+		}
+		if (fstatat(e->dir_fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+			r = errno == ENOENT ? 0 : -errno;
+			continue;
+		}
+		if (!S_ISREG(st.st_mode))
+			continue; /* refused when opened */
+		r = repair_zone(e, z, (uint64_t)st.st_size, false, n_fix);
+	}
+	if (!r && errno)
+		r = -errno;
+	closedir(d);
+	if (n_tmp)
+		log_dev(LOG_NOTICE, e->path, NO_ZONE, "removed %" PRIu32 " interrupted fence "
+			"cop%s", n_tmp, n_tmp == 1 ? "y" : "ies");
+	return r;
 }
 
-/* The repairs load_zones() found necessary; only runs when something is
- * suspect, so a clean start does no per-zone work here. */
-static int repair_zones(struct emul *e, bool any_suspect)
+/* The repairs load_zones() found necessary; a clean start with no corrupt
+ * record does none, and touches no zone file. */
+static int repair_zones(struct emul *e)
 {
-	uint32_t n_trunc = 0, n_fix = 0;
+	uint32_t n_fix = 0;
 	int r = 0;
 
+	if (e->unclean)
+		r = repair_dir(e, &n_fix);
 	for (uint32_t z = 0; z < e->nr_zones && !r; z++) {
-		struct ezone *ez = &e->z[z];
-		uint64_t start = zone_start(e, z), extent;
+		uint64_t size;
 
-		if (e->truncated && ez->cond != ZP_COND_OFFLINE) {
-			/* Where the zone's data may lie: all of a conventional
-			 * zone, up to the wp (or capacity if full) otherwise. */
-			if (is_conv(e, z))
-				extent = e->p.zone_size;
-			else if (ez->cond == ZP_COND_FULL)
-				extent = zone_cap(e, z);
-			else
-				extent = ez->wp;
-			if (extent && start + extent > e->trunc_size) {
-				r = take_offline(e, z, "its data was cut off when the backing file "
-						 "was truncated", &n_trunc);
-				continue;
-			}
-		}
-		if (e->unclean || ez->suspect)
-			r = repair_zone(e, z, ez->suspect, &n_fix);
-		ez->suspect = 0;
+		if (!e->z[z].suspect)
+			continue;
+		e->z[z].suspect = 0;
+		r = zfile_size(e, z, &size);
+		if (!r)
+			r = repair_zone(e, z, size, true, &n_fix);
 	}
 	if (!r)
 		r = sync_meta(e);
-	if (n_trunc)
-		log_dev(LOG_ERR, e->path, NO_ZONE, "%" PRIu32 " zone(s) taken offline: backing file "
-			"was truncated to %" PRIu64 " bytes", n_trunc, e->trunc_size);
 	if (n_fix)
 		log_dev(LOG_WARNING, e->path, NO_ZONE, "%" PRIu32 " zone(s) repaired to agree with "
-			"their data (%s)", n_fix, e->unclean ? "unclean stop" : "corrupt records");
-	(void)any_suspect;
+			"their files (%s)", n_fix, e->unclean ? "unclean stop" : "corrupt records");
 	return r;
 }
 
@@ -1524,74 +1800,48 @@ static int load_zones(struct emul *e)
 		for (uint32_t i = 0; i < n; i++) {
 			uint32_t z = base + i;
 			struct ezone *ez = &e->z[z];
-			struct rec rec[2];
-			const char *why[2];
-			int pick;
+			struct rec rec = { 0 };
+			char why[160];
+			unsigned slot = 0;
+			bool suspect;
 
-			for (int s = 0; s < 2; s++)
-				why[s] = decode_rec(e, z, buf[s] + (size_t)i * META_REC_SIZE, &rec[s]);
 			ez->prev = ez->next = NO_ZONE;
 			ez->cond = ZP_COND_EMPTY; /* counted by zone_apply() below */
-			if (why[0] && why[1]) {
+			if (pick_rec(e, z, buf[0] + (size_t)i * META_REC_SIZE,
+				     buf[1] + (size_t)i * META_REC_SIZE, &rec, &slot, &suspect, why,
+				     sizeof(why)) < 0) {
 				if (bad++ < 8)
-					log_dev(LOG_ERR, e->path, z, "zone %" PRIu32 " has no valid "
-						"metadata record (slot A: %s; slot B: %s); taking it "
-						"offline", z, why[0], why[1]);
-				ez->seq = 0;
+					log_dev(LOG_ERR, e->path, z, "zone %" PRIu32 ": %s; taking it "
+						"offline", z, why);
+				ez->seq = rec.seq;
 				ez->slot = 1;
 				r = commit(e, z, ZP_COND_OFFLINE, 0);
 				if (r)
 					goto out;
 				continue;
 			}
-			if (why[0] || why[1]) {
-				pick = why[0] ? 1 : 0;
-				/* A written record gone bad may have been the newer
-				 * one: do not trust the survivor blindly. */
-				if (!rec_blank(buf[!pick] + (size_t)i * META_REC_SIZE)) {
-					ez->suspect = 1;
-					any_suspect = true;
-					if (nr_corrupt++ < 8)
-						log_dev(LOG_WARNING, e->path, z, "zone %" PRIu32 ": a "
-							"metadata record is corrupt (%s)", z, why[!pick]);
-				}
-			} else if (rec[0].seq != rec[1].seq) {
-				pick = rec[1].seq > rec[0].seq;
-			} else if (rec[0].wp == rec[1].wp && rec[0].cond == rec[1].cond) {
-				pick = 0;
-			} else {
-				/* Two different states with one sequence number cannot
-				 * come from our update protocol: refuse to pick one. */
-				if (bad++ < 8)
-					log_dev(LOG_ERR, e->path, z, "zone %" PRIu32 " has two different "
-						"records with sequence number %" PRIu64 "; taking it "
-						"offline", z, rec[0].seq);
-				ez->seq = rec[0].seq;
-				ez->slot = 1;
-				r = commit(e, z, ZP_COND_OFFLINE, 0);
-				if (r)
-					goto out;
-				continue;
+			if (suspect) {
+				ez->suspect = 1;
+				any_suspect = true;
+				if (nr_corrupt++ < 8)
+					log_dev(LOG_WARNING, e->path, z, "zone %" PRIu32 ": %s", z, why);
 			}
-			ez->seq = rec[pick].seq;
-			ez->slot = (uint8_t)pick;
-			if (rec[pick].cond == ZP_COND_IMP_OPEN || rec[pick].cond == ZP_COND_EXP_OPEN)
-				rec[pick].cond = rec[pick].wp ? ZP_COND_CLOSED : ZP_COND_EMPTY;
-			zone_apply(e, z, rec[pick].cond, rec[pick].wp);
+			ez->seq = rec.seq;
+			ez->slot = (uint8_t)slot;
+			if (rec.cond == ZP_COND_IMP_OPEN || rec.cond == ZP_COND_EXP_OPEN)
+				rec.cond = rec.wp ? ZP_COND_CLOSED : ZP_COND_EMPTY;
+			zone_apply(e, z, rec.cond, rec.wp);
 		}
 	}
 	if (bad)
 		log_dev(LOG_ERR, e->path, NO_ZONE, "metadata of %" PRIu32 " zone(s) is corrupt; "
 			"they are offline", bad);
-	if (e->truncated || e->unclean || any_suspect) {
-		r = repair_zones(e, any_suspect);
-		if (r)
-			goto out;
-	} else {
+	if (e->unclean || any_suspect)
+		r = repair_zones(e);
+	else
 		r = sync_meta(e);
-		if (r)
-			goto out;
-	}
+	if (r)
+		goto out;
 	/* Only possible after falling back to an older record of some zone
 	 * or a repair; the device stays usable, new opens wait for active
 	 * zones to go. */
@@ -1604,48 +1854,487 @@ out:
 	return r;
 }
 
-/* Anything but a definite "only holes" (ENXIO) counts as data. */
-static bool has_data(int fd)
-{
-	return lseek(fd, 0, SEEK_DATA) >= 0 || errno != ENXIO;
-}
-
 static void emul_close(struct zd_dev *dev)
 {
 	struct emul *e = to_emul(dev);
 
 	if (!e)
 		return;
-	/* A clean close says "records and data agree": the next open then
-	 * does no per-zone work. Data first, so that holds across a power
-	 * cut too (it covers what clients wrote through their own fds). */
-	if (e->marked_in_use && !e->broken && sync_data(e) == 0 && sync_meta(e) == 0)
+	/* A clean close says "records and files agree": the next open then
+	 * touches no zone file. No zone file needs a sync for that: every
+	 * recorded wp was synced before it was recorded, and what clients
+	 * wrote without a refresh is not claimed by any record. */
+	if (e->marked_in_use && !e->broken && sync_meta(e) == 0)
 		write_hdr_state(e, 0);
 	if (e->meta_fd >= 0)
 		close(e->meta_fd);
-	if (e->fd >= 0)
-		close(e->fd); /* drops the flock */
+	if (e->dir_fd >= 0)
+		close(e->dir_fd); /* drops the flock */
 	free(e->z);
 	free(e->path);
 	free(e->meta_path);
 	free(e);
 }
+/* ---- 0.1 single-file images: reading and conversion ---- */
+
+/* Zone z of a 0.1 image as that version served it after opening the
+ * image (its loading and repair rules, applied without writing anything),
+ * and how many bytes of its data the zone's new file takes. */
+static int v1_zone(const struct emul *v, int fd, uint64_t file_size, uint32_t z,
+		   const uint8_t *a, const uint8_t *b, struct zinit *out, uint64_t *copy)
+{
+	uint64_t start = zone_start(v, z), cap = zone_cap(v, z), end, extent;
+	struct rec rec = { 0 };
+	char why[160];
+	unsigned slot;
+	bool suspect;
+	int r;
+
+	*copy = 0;
+	if (pick_rec(v, z, a, b, &rec, &slot, &suspect, why, sizeof(why)) < 0) {
+		log_dev(LOG_WARNING, v->path, z, "0.1 image: zone %" PRIu32 ": %s; it becomes "
+			"offline", z, why);
+		*out = (struct zinit){ .cond = ZP_COND_OFFLINE };
+		return 0;
+	}
+	if (rec.cond == ZP_COND_IMP_OPEN || rec.cond == ZP_COND_EXP_OPEN)
+		rec.cond = rec.wp ? ZP_COND_CLOSED : ZP_COND_EMPTY;
+	/* 0.1 took zones offline whose data lay past a shortened file. */
+	extent = is_conv(v, z) ? v->p.zone_size : rec.cond == ZP_COND_FULL ? cap : rec.wp;
+	if (rec.cond != ZP_COND_OFFLINE && extent && start + extent > file_size) {
+		log_dev(LOG_WARNING, v->path, z, "0.1 image: zone %" PRIu32 "'s data was cut off "
+			"the backing file; it becomes offline", z);
+		rec.cond = ZP_COND_OFFLINE;
+	}
+	if (!is_conv(v, z) && (v->unclean || suspect) && rec.cond != ZP_COND_READONLY &&
+	    rec.cond != ZP_COND_OFFLINE) {
+		if (rec.cond != ZP_COND_FULL) {
+			r = last_data_end(fd, suspect ? start : start + rec.wp, start + cap, &end);
+			if (r)
+				return r;
+			end = round_up(end - start, v->p.logical_block_size);
+			if (suspect || end > rec.wp)
+				rec.wp = end;
+			rec.cond = rec.wp == cap ? ZP_COND_FULL : rec.wp ? ZP_COND_CLOSED :
+				   ZP_COND_EMPTY;
+			if (rec.cond == ZP_COND_FULL)
+				rec.wp = v->p.zone_size;
+		} else if (suspect) {
+			r = last_data_end(fd, start, start + cap, &end);
+			if (r)
+				return r;
+			if (end == start)
+				rec = (struct rec){ .cond = ZP_COND_EMPTY };
+		}
+	}
+	*out = (struct zinit){ .cond = rec.cond, .wp = rec.wp };
+	if (rec.cond == ZP_COND_OFFLINE)
+		return 0; /* unreadable: nothing to keep */
+	if (is_conv(v, z) || rec.cond == ZP_COND_FULL) {
+		/* All of a conventional zone; a full zone up to its data. */
+		r = last_data_end(fd, start, start + (is_conv(v, z) ? v->p.zone_size : cap), &end);
+		if (r)
+			return r;
+		*copy = round_up(end - start, v->p.logical_block_size);
+	} else {
+		*copy = rec.wp; /* read-only zones keep their last wp too */
+	}
+	return 0;
+}
+
+/* Removes a directory this code made (an interrupted conversion or
+ * creation): regular files of ours inside and nothing else, or -EEXIST. */
+static int remove_own_dir(int pfd, const char *name, const char *path)
+{
+	struct dirent *de;
+	struct stat st;
+	int fd, r = 0;
+	DIR *d;
+
+	fd = openat(pfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (fstat(fd, &st) < 0 || st.st_uid != geteuid()) {
+		close(fd);
+		log_dev(LOG_ERR, path, NO_ZONE, "%s is not the daemon's; refusing to remove it", name);
+		return -EEXIST;
+	}
+	d = fdopendir(fd);
+	if (!d) {
+		close_keep_errno(fd);
+		return -errno;
+	}
+	while (!r && (de = readdir(d))) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+		    !S_ISREG(st.st_mode) || st.st_uid != geteuid()) {
+			log_dev(LOG_ERR, path, NO_ZONE, "%s holds %s, which the daemon did not make; "
+				"refusing to remove it", name, de->d_name);
+			r = -EEXIST;
+		} else if (unlinkat(dirfd(d), de->d_name, 0) < 0) {
+			r = -errno;
+		}
+	}
+	closedir(d);
+	if (!r && unlinkat(pfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
+		r = -errno;
+	return r;
+}
+
+/* Converts the 0.1 image `base` (with base.meta) in pfd into the directory
+ * layout under the same name. Each step leaves something the next open can
+ * use or finish (zd_emul_open): the new directory is built complete under
+ * base.convert (its metadata, renamed into place last, says so), then the
+ * old file moves aside to base.old, then base.convert becomes base, then the
+ * old files go. Until the second rename the image is the 0.1 one, untouched
+ * (an interrupted build is removed and started again). */
+static int convert_v1(struct emul *e, int pfd, const char *base, const char *path)
+{
+	struct emul v = { .meta_fd = -1, .dir_fd = -1 };
+	int v1fd = -1;
+	char name[3][NAME_MAX + 16];
+	uint64_t copied = 0, nfiles = 0;
+	struct zinit *init = NULL;
+	uint8_t *buf[2] = { NULL, NULL };
+	struct stat st;
+	int cfd = -1, r;
+
+	snprintf(name[0], sizeof(name[0]), "%s.meta", base);
+	snprintf(name[1], sizeof(name[1]), "%s.convert", base);
+	snprintf(name[2], sizeof(name[2]), "%s.old", base);
+	v.path = (char *)path;
+	v.meta_path = name[0];
+	v1fd = open_own_file(pfd, base, O_RDWR, 0);
+	if (v1fd == -EPERM)
+		log_dev(LOG_ERR, path, NO_ZONE, "0.1 image %s is not a regular file owned by the "
+			"daemon's user (uid %u); refusing it", path, (unsigned)geteuid());
+	if (v1fd < 0)
+		return v1fd;
+	/* The 0.1 lock: no 0.1 zonedd serves it while we convert. */
+	if (flock(v1fd, LOCK_EX | LOCK_NB) < 0) {
+		r = errno == EWOULDBLOCK ? -EBUSY : -errno;
+		if (r == -EBUSY)
+			log_dev(LOG_ERR, path, NO_ZONE, "device is in use by another process");
+		goto out;
+	}
+	v.meta_fd = open_own_file(pfd, name[0], O_RDONLY, 0);
+	if (v.meta_fd < 0) {
+		r = v.meta_fd;
+		log_dev(LOG_ERR, path, NO_ZONE, "0.1 image metadata %s.meta: %s", path,
+			r == -EPERM ? "not a regular file owned by the daemon's user" : strerror(-r));
+		goto out;
+	}
+	r = load_hdr(&v, META_VERSION_V1);
+	if (r)
+		goto out;
+	if (fstat(v1fd, &st) < 0) {
+		r = -errno;
+		goto out;
+	}
+	log_dev(LOG_NOTICE, path, NO_ZONE, "converting the 0.1 single-file image (%" PRIu32
+		" zones%s) to one file per zone", v.nr_zones, v.unclean ? ", not closed cleanly" : "");
+	init = calloc(v.nr_zones, sizeof(*init));
+	buf[0] = malloc(META_REC_SIZE);
+	buf[1] = malloc(META_REC_SIZE);
+	if (!init || !buf[0] || !buf[1]) {
+		r = -ENOMEM;
+		goto out;
+	}
+	r = remove_own_dir(pfd, name[1], path);
+	if (r)
+		goto out;
+	if (mkdirat(pfd, name[1], 0700) < 0) {
+		r = -errno;
+		goto out;
+	}
+	cfd = openat(pfd, name[1], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (cfd < 0 || flock(cfd, LOCK_EX | LOCK_NB) < 0) {
+		r = -errno;
+		goto out;
+	}
+	for (uint32_t z = 0; z < v.nr_zones; z++) {
+		uint64_t len;
+		char zn[32];
+		int zfd;
+
+		for (int s = 0; s < 2; s++) {
+			r = pread_all(v.meta_fd, buf[s], META_REC_SIZE,
+				      v.slot_off[s] + (uint64_t)z * META_REC_SIZE);
+			if (r)
+				goto out;
+		}
+		r = v1_zone(&v, v1fd, (uint64_t)st.st_size, z, buf[0], buf[1], &init[z], &len);
+		if (r)
+			goto out;
+		if (!len)
+			continue;
+		zone_name(&v, z, zn, sizeof(zn));
+		zfd = open_own_file(cfd, zn, O_RDWR | O_CREAT | O_EXCL, 0600);
+		if (zfd < 0) {
+			r = zfd;
+			goto out;
+		}
+		r = copy_extents(v1fd, zone_start(&v, z), zfd, len);
+		if (!r && fdatasync(zfd) < 0)
+			r = -errno;
+		close(zfd);
+		if (r)
+			goto out;
+		copied += len;
+		nfiles++;
+		fault_point(e, STEP_CONVERT_BUILD);
+	}
+	r = create_meta(path, cfd, &v.p, init);
+	if (r)
+		goto out;
+	fault_point(e, STEP_CONVERT_BUILD);
+	log_dev(LOG_INFO, path, NO_ZONE, "built %s: %" PRIu64 " zone file(s), %" PRIu64
+		" bytes of zone data", name[1], nfiles, copied);
+
+	if (renameat(pfd, base, pfd, name[2]) < 0 || fsync(pfd) < 0) {
+		r = -errno;
+		goto out;
+	}
+	fault_point(e, STEP_CONVERT_ASIDE);
+	if (renameat(pfd, name[1], pfd, base) < 0 || fsync(pfd) < 0) {
+		r = -errno;
+		log_dev(LOG_ERR, path, NO_ZONE, "cannot rename %s to %s: %s; the next start "
+			"finishes the conversion", name[1], base, strerror(-r));
+		goto out;
+	}
+	fault_point(e, STEP_CONVERT_RENAME);
+	if (unlinkat(pfd, name[2], 0) < 0 || unlinkat(pfd, name[0], 0) < 0 || fsync(pfd) < 0) {
+		r = -errno;
+		goto out;
+	}
+	fault_point(e, STEP_CONVERT_CLEANUP);
+	log_dev(LOG_NOTICE, path, NO_ZONE, "converted to one file per zone; the 0.1 image "
+		"and its metadata are removed");
+out:
+	if (r)
+		log_dev(LOG_ERR, path, NO_ZONE, "conversion of the 0.1 image failed: %s",
+			strerror(-r));
+	if (cfd >= 0)
+		close(cfd);
+	if (v.meta_fd >= 0)
+		close(v.meta_fd);
+	if (v1fd >= 0)
+		close(v1fd);
+	free(init);
+	free(buf[0]);
+	free(buf[1]);
+	return r;
+}
+
+/* Finishes what an interrupted conversion left, after the device
+ * directory is locked: the 0.1 files that were moved aside or not yet
+ * removed. Only regular files of ours are removed. */
+static void remove_v1_leftovers(struct emul *e, int pfd, const char *base)
+{
+	char name[NAME_MAX + 16];
+	const char *suffix[2] = { ".old", ".meta" };
+	struct stat st;
+
+	for (int i = 0; i < 2; i++) {
+		snprintf(name, sizeof(name), "%s%s", base, suffix[i]);
+		if (fstatat(pfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode) ||
+		    st.st_uid != geteuid())
+			continue;
+		if (unlinkat(pfd, name, 0) == 0)
+			log_dev(LOG_NOTICE, e->path, NO_ZONE, "removed %s, left by an interrupted "
+				"conversion of the 0.1 image", name);
+	}
+	fsync(pfd);
+}
+
+/* base is missing: an interrupted conversion may have left a complete
+ * base.convert (its metadata in place): it becomes base. An incomplete
+ * one, or a symlink under the name, is removed. */
+static int finish_conversion(struct emul *e, int pfd, const char *base, const char *path)
+{
+	char name[NAME_MAX + 16];
+	struct stat st;
+	int fd, r;
+
+	snprintf(name, sizeof(name), "%s.convert", base);
+	if (fstatat(pfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (!S_ISDIR(st.st_mode)) {
+		log_dev(LOG_WARNING, path, NO_ZONE, "removing %s: not a directory of the daemon's",
+			name);
+		return unlinkat(pfd, name, 0) < 0 ? -errno : 0;
+	}
+	fd = openat(pfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		r = errno == EWOULDBLOCK ? -EBUSY : -errno;
+		if (r == -EBUSY)
+			log_dev(LOG_ERR, path, NO_ZONE, "device is being converted by another process");
+		close(fd);
+		return r;
+	}
+	if (fstatat(fd, META_NAME, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode)) {
+		r = renameat(pfd, name, pfd, base) < 0 || fsync(pfd) < 0 ? -errno : 0;
+		if (!r)
+			log_dev(LOG_NOTICE, path, NO_ZONE, "finished an interrupted conversion of "
+				"the 0.1 image: %s is now %s", name, base);
+	} else {
+		log_dev(LOG_NOTICE, path, NO_ZONE, "removing %s, an incomplete conversion", name);
+		r = remove_own_dir(pfd, name, path);
+	}
+	close(fd);
+	(void)e;
+	return r;
+}
+/* ---- opening ---- */
+
+/* Opens (and with create makes) the device directory `base` in pfd,
+ * converting a 0.1 image found under the name and finishing an
+ * interrupted conversion, and locks it. Sets e->dir_fd. */
+static int open_dir(struct emul *e, int pfd, const char *base, const char *path,
+		    const struct zd_emul_params *params, bool create, bool *created)
+{
+	char meta_name[NAME_MAX + 16];
+	const char *why;
+	struct stat st;
+	int r;
+
+	for (int tries = 0;; tries++) {
+		if (tries == 4)
+			return -EAGAIN; /* the names keep changing under us */
+		if (fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+			if (errno != ENOENT)
+				return -errno;
+			r = finish_conversion(e, pfd, base, path);
+			if (r)
+				return r;
+			if (fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0)
+				continue;
+			if (!create) {
+				log_dev(LOG_ERR, path, NO_ZONE, "no emulated device at %s", path);
+				return -ENOENT;
+			}
+			if (validate_params(params, &why) < 0) {
+				log_dev(LOG_ERR, path, NO_ZONE, "invalid emulated device parameters: "
+					"%s", why);
+				return -EINVAL;
+			}
+			if (mkdirat(pfd, base, 0700) < 0) {
+				if (errno == EEXIST)
+					continue;
+				return -errno;
+			}
+			*created = true;
+			continue;
+		}
+		if (S_ISLNK(st.st_mode)) {
+			log_dev(LOG_ERR, path, NO_ZONE, "emulated device path is a symbolic link; "
+				"give the path of the device directory itself");
+			return -ELOOP;
+		}
+		if ((S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)) && st.st_uid != geteuid()) {
+			log_dev(LOG_ERR, path, NO_ZONE, "emulated device %s is owned by uid %u, not by "
+				"the daemon's user (uid %u); refusing it", path, (unsigned)st.st_uid,
+				(unsigned)geteuid());
+			return -EPERM;
+		}
+		if (S_ISREG(st.st_mode)) {
+			snprintf(meta_name, sizeof(meta_name), "%s.meta", base);
+			if (fstatat(pfd, meta_name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+				r = convert_v1(e, pfd, base, path);
+				if (r)
+					return r;
+				continue;
+			}
+			/* A regular file without metadata: either an empty one
+			 * a 0.1 creation left, or somebody's file, which is
+			 * never turned into a device. */
+			if (fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_size == 0 &&
+			    st.st_blocks == 0 && create) {
+				if (unlinkat(pfd, base, 0) < 0)
+					return -errno;
+				continue;
+			}
+			log_dev(LOG_ERR, path, NO_ZONE, "%s is a file with no metadata %s.meta; "
+				"refusing to overwrite it", path, path);
+			return -EEXIST;
+		}
+		if (!S_ISDIR(st.st_mode)) {
+			log_dev(LOG_ERR, path, NO_ZONE, "emulated device path must be a directory (or "
+				"a 0.1 image file to convert)");
+			return -EINVAL;
+		}
+		break;
+	}
+	e->dir_fd = openat(pfd, base, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (e->dir_fd < 0)
+		return -errno;
+	if (fstat(e->dir_fd, &st) < 0)
+		return -errno;
+	/* Anyone who can add names to the directory could plant a zone file
+	 * (a hard link to someone's file) for us to hand out. */
+	if (st.st_uid != geteuid() || (st.st_mode & 022)) {
+		log_dev(LOG_ERR, path, NO_ZONE, "device directory %s must be the daemon's user's "
+			"(uid %u) and writable by nobody else (mode %04o)", path,
+			(unsigned)geteuid(), (unsigned)(st.st_mode & 07777));
+		return -EPERM;
+	}
+	/* One owner at a time: two daemons on one device would each believe
+	 * their own zone state. Held until close. */
+	if (flock(e->dir_fd, LOCK_EX | LOCK_NB) < 0) {
+		r = errno == EWOULDBLOCK ? -EBUSY : -errno;
+		if (r == -EBUSY)
+			log_dev(LOG_ERR, path, NO_ZONE, "device is in use by another process");
+		return r;
+	}
+	remove_v1_leftovers(e, pfd, base);
+	return 0;
+}
+
+/* True if dir_fd holds anything but ".", ".." and names in `allowed`. */
+static int dir_has_other(int dir_fd, const char *const *allowed, bool *yes)
+{
+	struct dirent *de;
+	int fd = openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d;
+
+	*yes = false;
+	if (fd < 0)
+		return -errno;
+	d = fdopendir(fd);
+	if (!d) {
+		close_keep_errno(fd);
+		return -errno;
+	}
+	while ((de = readdir(d)) && !*yes) {
+		bool ok = !strcmp(de->d_name, ".") || !strcmp(de->d_name, "..");
+
+		for (unsigned i = 0; allowed[i] && !ok; i++)
+			ok = !strcmp(de->d_name, allowed[i]);
+		*yes = !ok;
+	}
+	closedir(d);
+	return 0;
+}
 
 int zd_emul_open(const char *path, const struct zd_emul_params *params, bool create,
 		 enum zd_isolation iso, struct zd_dev **out)
 {
+	static const char *const fresh[] = { META_TMP, NULL };
 	struct zd_emul_params def;
 	struct emul *e;
 	struct stat st;
-	bool created = false, created_meta = false, have_meta;
-	char *abs_path;
-	const char *why;
-	int r;
+	bool created = false, created_meta = false;
+	char *copy = NULL, *base_copy = NULL;
+	const char *base, *why;
+	int pfd = -1, r;
 
 	if (!path || !*path || !out)
 		return -EINVAL;
-	if (iso == ZD_ISOLATION_ZONE)
-		return -EOPNOTSUPP;
+	if (iso != ZD_ISOLATION_AUTO && iso != ZD_ISOLATION_ZONE && iso != ZD_ISOLATION_DEVICE)
+		return -EINVAL;
 	*out = NULL;
 	if (!params) {
 		zd_emul_default_params(&def);
@@ -1655,15 +2344,26 @@ int zd_emul_open(const char *path, const struct zd_emul_params *params, bool cre
 	if (!e)
 		return -ENOMEM;
 	e->dev.ops = &emul_ops;
-	e->fd = e->meta_fd = -1;
+	e->dir_fd = e->meta_fd = -1;
 	e->lru_head = e->lru_tail = NO_ZONE;
-	if (asprintf(&e->meta_path, "%s.meta", path) < 0) {
+	e->iso = iso == ZD_ISOLATION_DEVICE ? ZD_ISOLATION_DEVICE : ZD_ISOLATION_ZONE;
+	copy = strdup(path);
+	base_copy = strdup(path);
+	e->path = strdup(path);
+	if (!copy || !base_copy || !e->path || asprintf(&e->meta_path, "%s/%s", path, META_NAME) < 0) {
 		e->meta_path = NULL;
 		r = -ENOMEM;
 		goto fail;
 	}
+	base = basename(base_copy);
+	if (!*base || !strcmp(base, ".") || !strcmp(base, "..") || !strcmp(base, "/")) {
+		log_dev(LOG_ERR, path, NO_ZONE, "emulated device path must name a directory entry");
+		r = -EINVAL;
+		goto fail;
+	}
 
-	/* A bad fault spec is refused before anything is created. */
+	/* A bad fault spec is refused before anything is created; armed
+	 * here, its crash steps cover a conversion too. */
 	{
 		const char *spec = getenv("ZONED_EMUL_FAULT"), *fwhy = NULL;
 
@@ -1674,117 +2374,74 @@ int zd_emul_open(const char *path, const struct zd_emul_params *params, bool cre
 		}
 	}
 
-	/* Refuse bad params before creating anything. */
-	have_meta = lstat(e->meta_path, &st) == 0;
-	if (create && !have_meta && validate_params(params, &why) < 0) {
-		log_dev(LOG_ERR, path, NO_ZONE, "invalid emulated device parameters: %s", why);
-		r = -EINVAL;
+	pfd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (pfd < 0) {
+		r = -errno;
 		goto fail;
+	}
+	r = open_dir(e, pfd, base, path, params, create, &created);
+	if (r)
+		goto fail;
+	{
+		/* Every later access goes through dir_fd; the absolute name is
+		 * for the logs (DEVICE=). */
+		char *abs_path = realpath(path, NULL);
+
+		if (abs_path) {
+			free(e->path);
+			e->path = abs_path;
+		}
 	}
 
-	/* O_NOFOLLOW everywhere: in a directory another user can write, a
-	 * name may be a symlink planted to make us write someone's file. */
-	if (create) {
-		e->fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-		created = e->fd >= 0;
-	}
-	if (e->fd < 0)
-		e->fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
-	if (e->fd < 0) {
-		r = -errno;
-		if (r == -ELOOP)
-			log_dev(LOG_ERR, path, NO_ZONE, "backing file is a symbolic link; give the "
-				"path of the file itself");
-		goto fail;
-	}
-	if (fstat(e->fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		log_dev(LOG_ERR, path, NO_ZONE, "backing file must be a regular file");
-		r = -EINVAL;
-		goto fail;
-	}
-	/* Somebody else's file is never grown and served as a device. */
-	if (st.st_uid != geteuid()) {
-		log_dev(LOG_ERR, path, NO_ZONE, "backing file is owned by uid %u, not by the "
-			"daemon's user (uid %u); refusing it", (unsigned)st.st_uid,
-			(unsigned)geteuid());
-		r = -EPERM;
-		goto fail;
-	}
-	if (fcntl(e->fd, F_SETFL, 0) < 0) {
-		r = -errno;
-		goto fail;
-	}
-	/* One owner at a time: two daemons on one device would each believe
-	 * their own zone state. Held until close. */
-	if (flock(e->fd, LOCK_EX | LOCK_NB) < 0) {
-		r = errno == EWOULDBLOCK ? -EBUSY : -errno;
-		if (r == -EBUSY)
-			log_dev(LOG_ERR, path, NO_ZONE, "device is in use by another process");
-		goto fail;
-	}
-	abs_path = realpath(path, NULL); /* open_fd() must not depend on the cwd */
-	if (!abs_path) {
-		r = -errno;
-		goto fail;
-	}
-	e->path = abs_path;
+	e->meta_fd = open_own_file(e->dir_fd, META_NAME, O_RDWR, 0);
+	if (e->meta_fd == -ENOENT && create) {
+		bool other;
 
-	e->meta_fd = open(e->meta_path, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
-	if (e->meta_fd < 0 && errno == ENOENT && create) {
-		if (validate_params(params, &why) < 0) { /* meta vanished since stat() */
+		/* A directory with no metadata is ours from a creation a crash
+		 * interrupted (nothing in it yet) or somebody's: never turn
+		 * the latter into a device. */
+		r = dir_has_other(e->dir_fd, fresh, &other);
+		if (r)
+			goto fail;
+		if (other) {
+			log_dev(LOG_ERR, path, NO_ZONE, "directory holds files but no metadata %s; "
+				"refusing to make a device of it", e->meta_path);
+			r = -EEXIST;
+			goto fail;
+		}
+		if (validate_params(params, &why) < 0) {
 			log_dev(LOG_ERR, path, NO_ZONE, "invalid emulated device parameters: %s", why);
 			r = -EINVAL;
 			goto fail;
 		}
-		/* A backing file without metadata is either ours from a creation
-		 * a crash interrupted (no data yet) or somebody's file: never
-		 * turn the latter into a device. */
-		if (has_data(e->fd)) {
-			log_dev(LOG_ERR, path, NO_ZONE, "file exists and holds data but has no "
-				"metadata %s; refusing to overwrite it", e->meta_path);
-			r = -EEXIST;
-			goto fail;
-		}
-		if (ftruncate(e->fd, (off_t)params->size) < 0 || fsync(e->fd) < 0) {
-			r = -errno;
-			goto fail;
-		}
-		r = create_meta(path, e->meta_path, params);
+		r = create_meta(path, e->dir_fd, params, NULL);
 		if (r)
 			goto fail;
 		created_meta = true;
 		log_dev(LOG_INFO, path, NO_ZONE, "created emulated zoned device: %" PRIu64
-			" bytes, %" PRIu64 "-byte zones", params->size, params->zone_size);
-		e->meta_fd = open(e->meta_path, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+			" bytes, %" PRIu64 "-byte zones, one file per zone", params->size,
+			params->zone_size);
+		e->meta_fd = open_own_file(e->dir_fd, META_NAME, O_RDWR, 0);
 	}
 	if (e->meta_fd < 0) {
-		r = -errno;
+		r = e->meta_fd;
 		if (r == -ENOENT)
 			log_dev(LOG_ERR, path, NO_ZONE, "no metadata %s", e->meta_path);
-		else if (r == -ELOOP)
-			log_dev(LOG_ERR, path, NO_ZONE, "metadata %s is a symbolic link; refusing it",
-				e->meta_path);
+		else if (r == -ELOOP || r == -EPERM)
+			log_dev(LOG_ERR, path, NO_ZONE, "metadata %s must be a regular file owned by "
+				"the daemon's user (uid %u)", e->meta_path, (unsigned)geteuid());
 		goto fail;
 	}
-	if (fstat(e->meta_fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid()) {
-		log_dev(LOG_ERR, path, NO_ZONE, "metadata %s must be a regular file owned by the "
-			"daemon's user (uid %u)", e->meta_path, (unsigned)geteuid());
-		r = -EPERM;
-		goto fail;
-	}
-	if (fcntl(e->meta_fd, F_SETFL, 0) < 0) {
-		r = -errno;
-		goto fail;
-	}
+	(void)st;
 
-	r = load_hdr(e);
+	r = load_hdr(e, META_VERSION);
 	if (r)
 		goto fail;
 	r = check_params(e, params);
 	if (r)
 		goto fail;
 	/* "In use" from here on: a crash before the clean close makes the
-	 * next open check every zone against its data. */
+	 * next open check the zone files present against their zones. */
 	if (!e->unclean) {
 		r = write_hdr_state(e, META_STATE_IN_USE);
 		if (r)
@@ -1794,47 +2451,69 @@ int zd_emul_open(const char *path, const struct zd_emul_params *params, bool cre
 	r = load_zones(e);
 	if (r)
 		goto fail;
+	close(pfd);
+	free(copy);
+	free(base_copy);
 	*out = &e->dev;
 	return 0;
 
 fail:
 	/* Leave nothing half made; never remove what we did not create. */
 	if (created_meta)
-		unlink(e->meta_path);
+		unlinkat(e->dir_fd, META_NAME, 0);
 	if (created)
-		unlink(path);
+		unlinkat(pfd, base, AT_REMOVEDIR); /* only if empty */
+	if (pfd >= 0)
+		close(pfd);
+	free(copy);
+	free(base_copy);
+	/* Not a clean close: whatever was half done gets checked next time. */
+	e->marked_in_use = false;
 	emul_close(&e->dev);
 	return r;
 }
 
-/* Reads a device's zones as its files hold them, without the lock, without
- * repairing or writing anything: what the device would report, for a test
- * to compare with what a daemon serving the device shows. Open zones keep
- * their condition (an open would close them). */
+/* Reads a device's zones as its records hold them, without the lock,
+ * without repairing or writing anything: what the device would report, for
+ * a test to compare with what a daemon serving the device shows. Open zones
+ * keep their condition (an open would close them). A 0.1 image (a file
+ * with path.meta beside it) is read as it stands, unconverted. */
 int zd_emul_peek(const char *path, struct zd_zone **zones, uint32_t *nr)
 {
 	struct emul *e = calloc(1, sizeof(*e));
 	uint8_t buf[2][META_REC_SIZE];
+	struct stat st;
+	uint32_t version = META_VERSION;
 	int r;
 
 	*zones = NULL;
 	*nr = 0;
 	if (!e)
 		return -ENOMEM;
-	e->fd = e->meta_fd = -1;
+	e->dir_fd = e->meta_fd = -1;
 	e->path = strdup(path);
-	if (!e->path || asprintf(&e->meta_path, "%s.meta", path) < 0) {
+	if (!e->path) {
+		r = -ENOMEM;
+		goto out;
+	}
+	if (lstat(path, &st) < 0) {
+		r = -errno;
+		goto out;
+	}
+	if (S_ISREG(st.st_mode))
+		version = META_VERSION_V1;
+	if (asprintf(&e->meta_path, version == META_VERSION ? "%s/%s" : "%s.meta", path,
+		     META_NAME) < 0) {
 		e->meta_path = NULL;
 		r = -ENOMEM;
 		goto out;
 	}
-	e->fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	e->meta_fd = open(e->meta_path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-	if (e->fd < 0 || e->meta_fd < 0) {
+	if (e->meta_fd < 0) {
 		r = -errno;
 		goto out;
 	}
-	r = load_hdr(e);
+	r = load_hdr(e, version);
 	if (r)
 		goto out;
 	e->z = calloc(e->nr_zones, sizeof(*e->z));
@@ -1844,23 +2523,22 @@ int zd_emul_peek(const char *path, struct zd_zone **zones, uint32_t *nr)
 		goto out;
 	}
 	for (uint32_t z = 0; z < e->nr_zones; z++) {
-		struct rec rec[2];
-		const char *why[2];
-		int pick;
+		struct rec rec = { 0 };
+		char why[160];
+		unsigned slot;
+		bool suspect;
 
 		for (int s = 0; s < 2; s++) {
 			r = pread_all(e->meta_fd, buf[s], META_REC_SIZE,
 				      e->slot_off[s] + (uint64_t)z * META_REC_SIZE);
 			if (r)
 				goto out;
-			why[s] = decode_rec(e, z, buf[s], &rec[s]);
 		}
-		if (why[0] && why[1]) {
+		if (pick_rec(e, z, buf[0], buf[1], &rec, &slot, &suspect, why, sizeof(why)) < 0) {
 			e->z[z].cond = ZP_COND_OFFLINE; /* as an open would take it */
 		} else {
-			pick = why[0] ? 1 : why[1] ? 0 : rec[1].seq > rec[0].seq;
-			e->z[z].cond = rec[pick].cond;
-			e->z[z].wp = rec[pick].wp;
+			e->z[z].cond = rec.cond;
+			e->z[z].wp = rec.wp;
 		}
 		fill_zone(e, z, &(*zones)[z]);
 	}
@@ -1870,8 +2548,6 @@ out:
 		free(*zones);
 		*zones = NULL;
 	}
-	if (e->fd >= 0)
-		close(e->fd);
 	if (e->meta_fd >= 0)
 		close(e->meta_fd);
 	free(e->z);
@@ -1880,7 +2556,6 @@ out:
 	free(e);
 	return r;
 }
-
 /* ---- backend operations ---- */
 
 static int emul_info(struct zd_dev *dev, struct zd_dev_info *info)
@@ -1904,9 +2579,9 @@ static int emul_info(struct zd_dev *dev, struct zd_dev_info *info)
 	info->max_active = e->p.max_active;
 	info->logical_block_size = e->p.logical_block_size;
 	info->physical_block_size = e->p.logical_block_size;
-	info->isolation = ZD_ISOLATION_DEVICE;
-	snprintf(info->isolation_why, sizeof(info->isolation_why),
-		 "the single-file emulator layout has no per-zone path");
+	info->isolation = e->iso;
+	snprintf(info->isolation_why, sizeof(info->isolation_why), "%s",
+		 e->iso == ZD_ISOLATION_ZONE ? "one file per zone" : "configured");
 	return 0;
 }
 
@@ -1942,6 +2617,23 @@ static int check_io(const struct emul *e, uint64_t len, uint64_t off)
 	return 0;
 }
 
+/* Writes buf at rel in zone z's file, durably (no flush operation exists
+ * in the device layer, so a write returning means it is on disk). */
+static int zfile_write(struct emul *e, uint32_t z, const void *buf, uint64_t len, uint64_t rel)
+{
+	int fd = zfile_open(e, z, O_RDWR, true), r;
+
+	if (fd < 0)
+		return fd;
+	r = pwrite_all(fd, buf, (size_t)len, rel);
+	if (!r) {
+		fault_point(e, STEP_DATA_WRITE);
+		r = sync_zone_file(e, fd, z);
+	}
+	close(fd);
+	return r;
+}
+
 static int emul_pwrite(struct zd_dev *dev, const void *buf, uint64_t len, uint64_t off)
 {
 	struct emul *e = to_emul(dev);
@@ -1969,31 +2661,20 @@ static int emul_pwrite(struct zd_dev *dev, const void *buf, uint64_t len, uint64
 		return -EPERM;
 	if (e->broken)
 		return e->broken;
-	if (is_conv(e, z)) {
-		/* No flush operation exists in the device layer, so a write
-		 * returning means it is durable. */
-		r = pwrite_all(e->fd, buf, (size_t)len, off);
-		if (r)
-			return r;
-		fault_point(e, STEP_DATA_WRITE);
-		return sync_data(e);
-	}
-
 	start = zone_start(e, z);
 	rel = off - start;
+	if (is_conv(e, z))
+		return zfile_write(e, z, buf, len, rel);
+
 	cap = zone_cap(e, z);
 	if (ez->cond == ZP_COND_FULL || rel != ez->wp || len > cap - rel)
 		return -EIO; /* what a device answers to an unaligned write */
 	r = open_resources(e, z, &evict);
 	if (r)
 		return r;
-	r = pwrite_all(e->fd, buf, (size_t)len, off);
+	r = zfile_write(e, z, buf, len, rel);
 	if (r)
 		return r; /* the wp stays: the data past it reads as zeros */
-	fault_point(e, STEP_DATA_WRITE);
-	r = sync_data(e);
-	if (r)
-		return r;
 
 	wp = rel + len;
 	if (wp == cap) {
@@ -2040,23 +2721,32 @@ static int emul_pread(struct zd_dev *dev, void *buf, uint64_t len, uint64_t off)
 
 	while (off < end) {
 		uint32_t z = (uint32_t)(off / e->p.zone_size);
-		uint64_t zend = zone_start(e, z) + e->p.zone_size;
-		uint64_t n = (end < zend ? end : zend) - off, valid = n;
+		uint64_t zs = zone_start(e, z), rel = off - zs;
+		uint64_t n = (end < zs + e->p.zone_size ? end : zs + e->p.zone_size) - off, valid = n;
 		const struct ezone *ez = &e->z[z];
 
-		/* Below the wp is data; above it a real device returns zeros
-		 * (or an error), never what a crash left in the backing file.
-		 * A read-only zone keeps its last wp for this, though it
-		 * reports none. */
+		/* Below the wp (and capacity) is data; above it a real device
+		 * returns zeros (or an error), never what a crash or a client
+		 * left in the zone's file. A read-only zone keeps its last wp
+		 * for this, though it reports none. */
 		if (!is_conv(e, z)) {
-			uint64_t wp = zone_start(e, z) + ez->wp;
+			uint64_t lim = ez->wp < zone_cap(e, z) ? ez->wp : zone_cap(e, z);
 
-			valid = wp <= off ? 0 : (wp - off < n ? wp - off : n);
+			valid = lim <= rel ? 0 : (lim - rel < n ? lim - rel : n);
 		}
 		if (valid) {
-			r = pread_all(e->fd, p, (size_t)valid, off);
-			if (r)
-				return r;
+			int fd = zfile_open(e, z, O_RDONLY, false);
+
+			if (fd == -ENOENT) {
+				memset(p, 0, (size_t)valid); /* no file: nothing written */
+			} else if (fd < 0) {
+				return fd;
+			} else {
+				r = pread_all(fd, p, (size_t)valid, rel);
+				close(fd);
+				if (r)
+					return r;
+			}
 		}
 		memset(p + valid, 0, (size_t)(n - valid));
 		p += n;
@@ -2105,76 +2795,49 @@ static int zone_close(struct emul *e, uint32_t z)
 static int zone_finish(struct emul *e, uint32_t z)
 {
 	struct ezone *ez = &e->z[z];
-	uint64_t from = zone_start(e, z) + ez->wp, to = zone_start(e, z) + e->p.zone_size;
-	bool stale;
+	uint64_t size;
 	int r;
 
 	if (ez->cond == ZP_COND_FULL)
 		return 0;
 	if (ez->cond == ZP_COND_EMPTY && e->p.max_active && nr_active(e) >= e->p.max_active)
 		return -EBUSY;
-	/* The unwritten rest must read as zeros even if a crash left data
-	 * there behind the recorded wp. Discarded (and synced) before the
-	 * full record, so the record never covers stale bytes. */
-	r = range_has_data(e->fd, from, to, &stale);
+	/* The unwritten rest must read as zeros even if a crash or a client
+	 * left data there behind the recorded wp: cut off (and synced) before
+	 * the full record, so the record never covers stale bytes. */
+	r = zfile_size(e, z, &size);
+	if (!r && size > ez->wp)
+		r = zfile_resize(e, z, ez->wp);
 	if (r)
 		return r;
-	if (stale) {
-		r = discard_range(e, from, to - from);
-		if (!r)
-			r = sync_data(e);
-		if (r)
-			return r;
-	}
 	return commit(e, z, ZP_COND_FULL, e->p.zone_size);
 }
 
-/* The record first (the intent), then the discard: a crash in between
- * leaves the old data under an "empty" record, which the repair at the next
- * open takes back (the reset did not happen). The reverse order would leave
- * a record claiming data that is gone. */
-static int zone_reset_record(struct emul *e, uint32_t z)
-{
-	if (e->z[z].cond == ZP_COND_EMPTY)
-		return 0;
-	return commit(e, z, ZP_COND_EMPTY, 0);
-}
-
-/* Discards even an empty zone's data: a crash or a client may have left
- * data behind its wp, which a refresh without hint would take for new
- * writes. Returns 1 if something was discarded. */
-static int zone_reset_discard(struct emul *e, uint32_t z)
-{
-	uint64_t start = zone_start(e, z);
-	bool data;
-	int r;
-
-	r = range_has_data(e->fd, start, start + e->p.zone_size, &data);
-	if (r || !data)
-		return r;
-	r = discard_range(e, start, e->p.zone_size);
-	return r ? r : 1;
-}
-
+/* The records first (the intent), then the files are emptied: a crash in
+ * between leaves the old data under an "empty" record, which the repair at
+ * the next open takes back (the reset did not happen). The reverse order
+ * would leave a record claiming data that is gone. The files are
+ * truncated, not unlinked: lease.reset keeps the lease, and its holder's
+ * fd must still reach the zone; a fence (lease_fence) replaces the inode
+ * of an empty zone when a lease ends. Even an empty zone's file is emptied:
+ * a crash or a client may have left data behind its wp, which a refresh
+ * would take for new writes. */
 static int zone_reset_range(struct emul *e, uint32_t zone, uint32_t count)
 {
-	bool discarded = false;
 	int r = 0;
 
 	for (uint32_t z = zone; z < zone + count && !r; z++)
-		r = zone_reset_record(e, z);
+		if (e->z[z].cond != ZP_COND_EMPTY)
+			r = commit(e, z, ZP_COND_EMPTY, 0);
 	r = sync_meta(e) ?: r;
-	if (r)
-		return r;
-	for (uint32_t z = zone; z < zone + count; z++) {
-		r = zone_reset_discard(e, z);
-		if (r < 0)
-			return r;
-		discarded |= r > 0;
+	for (uint32_t z = zone; z < zone + count && !r; z++) {
+		uint64_t size;
+
+		r = zfile_size(e, z, &size);
+		if (!r && size)
+			r = zfile_resize(e, z, 0);
 	}
-	/* Durable before the zone is written again: a discard lost to a power
-	 * cut would bring stale data back behind the new wp. */
-	return discarded ? sync_data(e) : 0;
+	return r;
 }
 
 static int zone_op_range(struct emul *e, enum zd_zone_op op, uint32_t zone, uint32_t count);
@@ -2232,61 +2895,234 @@ static int zone_op_range(struct emul *e, enum zd_zone_op op, uint32_t zone, uint
 	return sync_meta(e) ?: r;
 }
 
-static int emul_open_fd(struct zd_dev *dev, int flags)
-{
-	const int allowed = O_ACCMODE | O_DIRECT | O_SYNC | O_DSYNC | O_NONBLOCK | O_CLOEXEC;
-	struct emul *e = to_emul(dev);
-	int fd;
-
-	/* Nothing that could create, truncate or redirect the device. */
-	char self[64];
-
-	if (flags & ~allowed)
-		return -EINVAL;
-	fd = fault_op(e, FOP_OPEN_FD, 0, 0);
-	if (fd)
-		return fd;
-	/* Reopened through our own fd, not by name: the name may have been
-	 * replaced (a symlink, another file) since the device was opened. */
-	snprintf(self, sizeof(self), "/proc/self/fd/%d", e->fd);
-	fd = open(self, flags | O_CLOEXEC);
-	if (fd < 0 && errno == ENOENT) /* no /proc: the name, not followed */
-		fd = open(e->path, flags | O_NOFOLLOW | O_CLOEXEC);
-	/* Filesystems without direct I/O (tmpfs before Linux 6.6) refuse
-	 * O_DIRECT with EINVAL; the emulator then hands out a buffered fd,
-	 * which behaves the same apart from caching and alignment checks. */
-	if (fd < 0 && errno == EINVAL && (flags & O_DIRECT))
-		fd = open(self, (flags & ~O_DIRECT) | O_CLOEXEC);
-	return fd < 0 ? -errno : fd;
-}
-
-/* Single-file layout: one fd on the backing file, which reaches every zone;
- * zone isolation needs the one-file-per-zone layout (issue 9). */
+/* One fd per zone, each on the zone's own file (created here if the zone
+ * never had one), so an fd reaches its zone and nothing else, isolate or
+ * not: a write past the zone's end, an ftruncate or a fallocate changes
+ * that file only. */
 static int emul_open_zones(struct zd_dev *dev, uint32_t zone, uint32_t count, int flags,
 			   bool isolate, struct zd_zone_fds *out)
 {
 	struct emul *e = to_emul(dev);
-	int fd;
+	int acc = flags & O_ACCMODE, r;
 
-	if (isolate)
-		return -EOPNOTSUPP;
-	if (count > ZD_ZONE_FDS_MAX || (count && (zone >= e->nr_zones ||
-						   count > e->nr_zones - zone)))
+	if (!out || (flags & ~(O_ACCMODE | O_DIRECT | O_CLOEXEC)) ||
+	    (acc != O_RDONLY && acc != O_RDWR && acc != O_WRONLY))
+		return -EINVAL;
+	if (count == 0)
+		return -EOPNOTSUPP; /* no whole-device fd: the zones are files */
+	if (count > ZD_ZONE_FDS_MAX || zone >= e->nr_zones || count > e->nr_zones - zone)
 		return -ERANGE;
-	fd = emul_open_fd(dev, flags);
-	if (fd < 0)
-		return fd;
-	out->fd[0] = fd;
-	out->nr = 1;
-	out->fd_offset = zone_start(e, zone);
+	if (isolate && e->iso != ZD_ISOLATION_ZONE)
+		return -EOPNOTSUPP;
+	r = fault_op(e, FOP_OPEN_FD, zone, count);
+	if (r)
+		return r;
+	if (e->broken && acc != O_RDONLY)
+		return e->broken; /* creating a file is a change */
+	for (uint32_t i = 0; i < count; i++) {
+		int fd = zfile_open(e, zone + i, flags & ~O_CLOEXEC, true);
+
+		if (fd < 0) {
+			while (i--)
+				close(out->fd[i]);
+			return fd;
+		}
+		out->fd[i] = fd;
+	}
+	out->nr = count;
+	out->fd_offset = 0;
 	return 0;
 }
 
+/* True when nobody but us holds zone file fd open (an fd of ours, O_RDONLY):
+ * the kernel grants a write lease only when the inode has no other open
+ * file description, readers (i_readcount) and writers (i_writecount) alike
+ * (fs/locks.c check_conflicting_open), whichever process holds it and
+ * however it got there (SCM_RIGHTS passes the same open file description;
+ * an mmap keeps it open). A second name (a hard link) could be reopened
+ * later, so it counts as a holder too. Any failure (a filesystem without
+ * leases, leases disabled) answers "held": the caller then copies, which is
+ * always safe. */
+static bool nobody_else_holds(int fd, const struct stat *st)
+{
+	if (st->st_nlink != 1)
+		return false;
+	if (fcntl(fd, F_SETLEASE, F_WRLCK) < 0)
+		return false;
+	fcntl(fd, F_SETLEASE, F_UNLCK);
+	return true;
+}
+
+/* Gives zone z's data a new inode when an fd given out may still reach
+ * the old one (see lease_fence in zdev.h). Returns 0; *how says what it did
+ * (for the log and the bench): 0 nothing (no file, or nobody holds it),
+ * 1 unlinked an empty file, 2 moved the data. */
+static int fence_zone(struct emul *e, uint32_t z, int *how)
+{
+	char name[32], tmp[40];
+	struct stat st;
+	uint64_t len;
+	int fd, tfd, r;
+
+	*how = 0;
+	zone_name(e, z, name, sizeof(name));
+	snprintf(tmp, sizeof(tmp), "%s.tmp", name);
+	fd = open_own_file(e->dir_fd, name, O_RDONLY, 0);
+	if (fd == -ENOENT)
+		return 0;
+	if (fd < 0)
+		return fd;
+	if (fstat(fd, &st) < 0) {
+		r = -errno;
+		goto out;
+	}
+	if (st.st_size == 0) {
+		/* Nothing to keep: the next open_zones() makes a new inode.
+		 * The unlink is made durable before the zone can be handed out
+		 * again: were it lost in a power cut, the old name would come
+		 * back with what a revoked fd wrote into it meanwhile. */
+		if (unlinkat(e->dir_fd, name, 0) < 0) {
+			r = -errno;
+			goto out;
+		}
+		fault_point(e, STEP_UNLINK);
+		*how = 1;
+		r = sync_dir(e);
+		goto out;
+	}
+	if (nobody_else_holds(fd, &st)) {
+		r = 0;
+		goto out;
+	}
+	/* Copy to ZONE.tmp, sync, rename over the zone file, sync the
+	 * directory: a crash leaves the old file or the new one, both whole,
+	 * and a ZONE.tmp that the next open removes. A reflink shares the
+	 * blocks, so later writes through a revoked fd (copy on write) do
+	 * not reach the new inode either. */
+	len = (uint64_t)st.st_size < e->p.zone_size ? (uint64_t)st.st_size : e->p.zone_size;
+	if (unlinkat(e->dir_fd, tmp, 0) < 0 && errno != ENOENT) {
+		r = -errno;
+		goto out;
+	}
+	tfd = open_own_file(e->dir_fd, tmp, O_RDWR | O_CREAT | O_EXCL, 0600);
+	if (tfd < 0) {
+		r = tfd;
+		goto out;
+	}
+	if (ioctl(tfd, FICLONE, fd) < 0 || ftruncate(tfd, (off_t)len) < 0)
+		r = copy_extents(fd, 0, tfd, len);
+	else
+		r = 0;
+	if (!r && fdatasync(tfd) < 0)
+		r = -errno;
+	close(tfd);
+	if (!r)
+		fault_point(e, STEP_FENCE_COPY);
+	if (!r && renameat(e->dir_fd, tmp, e->dir_fd, name) < 0)
+		r = -errno;
+	if (r) {
+		unlinkat(e->dir_fd, tmp, 0);
+		log_dev(LOG_ERR, e->path, z, "cannot fence zone %" PRIu32 ": %s", z, strerror(-r));
+		goto out;
+	}
+	fault_point(e, STEP_FENCE_RENAME);
+	*how = 2;
+	r = sync_dir(e);
+out:
+	close(fd);
+	return r;
+}
+
+static int emul_lease_fence(struct zd_dev *dev, uint32_t zone, uint32_t count)
+{
+	struct emul *e = to_emul(dev);
+	int r, how;
+
+	if (count == 0 || zone >= e->nr_zones || count > e->nr_zones - zone)
+		return -ERANGE;
+	r = fault_op(e, FOP_FENCE, zone, count);
+	if (r)
+		return r;
+	if (e->broken)
+		return e->broken;
+	for (uint32_t z = zone; z < zone + count; z++) {
+		r = fence_zone(e, z, &how);
+		if (r)
+			return r;
+		if (how == 2)
+			log_dev(LOG_INFO, e->path, z, "zone %" PRIu32 " fenced: its data moved to a "
+				"new file, away from a descriptor still open on it", z);
+	}
+	return 0;
+}
+
+static bool in_ranges(uint32_t z, const struct zd_range *r, size_t nr)
+{
+	for (size_t i = 0; i < nr; i++)
+		if (z >= r[i].zone && z - r[i].zone < r[i].count)
+			return true;
+	return false;
+}
+
+/* After a clean close nothing is left to fence: every lease that ended was
+ * fenced before its zones went back to the pool, and the others are the
+ * orphans in keep. After a crash a fence may have been cut short, so every
+ * zone file present (and only those) outside keep is fenced: cheap for the
+ * files nobody holds any more. */
+static int emul_lease_sweep(struct zd_dev *dev, const struct zd_range *keep, size_t nr)
+{
+	struct emul *e = to_emul(dev);
+	uint32_t moved = 0;
+	struct dirent *de;
+	int fd, r = 0;
+	DIR *d;
+
+	if (!e->unclean || e->iso != ZD_ISOLATION_ZONE)
+		return 0;
+	if (e->broken)
+		return e->broken;
+	fd = openat(e->dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	d = fdopendir(fd);
+	if (!d) {
+		close_keep_errno(fd);
+		return -errno;
+	}
+	while (!r && (de = readdir(d))) {
+		bool tmp;
+		uint32_t z = parse_zone_name(e, de->d_name, &tmp);
+		int how;
+
+		if (z == NO_ZONE || tmp || in_ranges(z, keep, nr))
+			continue;
+		r = fence_zone(e, z, &how);
+		moved += how == 2;
+	}
+	closedir(d);
+	if (moved)
+		log_dev(LOG_NOTICE, e->path, NO_ZONE, "after an unclean stop: %" PRIu32 " zone(s) "
+			"still open by a previous daemon's clients fenced", moved);
+	return r;
+}
+
+/* The wp of a sequential zone is its file's size, known exactly. What a
+ * client can do to its file beyond writing at the wp is settled here:
+ *  - data past capacity is cut off (it is no zone's): the zone is full;
+ *  - a hole below the end counts as written zeros (a device cannot leave
+ *    one, and the data past it is what the client wrote);
+ *  - a partial last block counts as a whole one (zero-padded);
+ *  - a file shorter than the wp (an ftruncate) never moves the wp back:
+ *    the missing part reads as zeros.
+ * hint_wp is cross-checked, not trusted alone: it must be aligned, within
+ * the zone's capacity and not behind the wp (-EINVAL), and it can move the
+ * wp past the file's end (the file is extended with zeros to agree) but
+ * never behind it. */
 static int emul_refresh_zone(struct zd_dev *dev, uint32_t zone, uint64_t hint_wp,
 			     struct zd_zone *out)
 {
 	struct emul *e = to_emul(dev);
-	uint64_t start, cap, wp, end;
+	uint64_t start, cap, wp, size, hint = 0;
 	struct ezone *ez;
 	uint32_t evict;
 	uint8_t cond;
@@ -2304,30 +3140,37 @@ static int emul_refresh_zone(struct zd_dev *dev, uint32_t zone, uint64_t hint_wp
 		return e->broken;
 	start = zone_start(e, zone);
 	cap = zone_cap(e, zone);
-
 	if (hint_wp != UINT64_MAX) {
 		if (hint_wp < start || (hint_wp - start) % e->p.logical_block_size ||
 		    hint_wp - start < ez->wp || hint_wp - start > cap)
 			return -EINVAL;
-		wp = hint_wp - start;
-	} else if (ez->cond == ZP_COND_FULL) {
-		wp = ez->wp;
-	} else {
-		r = last_data_end(e->fd, start + ez->wp, start + cap, &end);
+		hint = hint_wp - start;
+	}
+	r = zfile_size(e, zone, &size);
+	if (r)
+		return r;
+	if (ez->cond == ZP_COND_FULL) {
+		if (size > cap)
+			r = zfile_resize(e, zone, cap);
 		if (r)
 			return r;
-		/* end <= start + cap, and cap is block aligned: so is the
-		 * rounded wp, which never passes capacity. */
-		wp = end - start;
-		wp = (wp + e->p.logical_block_size - 1) / e->p.logical_block_size *
-		     e->p.logical_block_size;
+		goto done;
 	}
-
+	wp = size_wp(e, zone, size);
+	if (wp < ez->wp)
+		wp = ez->wp;
+	if (wp < hint)
+		wp = hint;
 	if (wp != ez->wp) {
 		r = open_resources(e, zone, &evict);
 		if (r)
 			return r;
-		r = sync_data(e); /* record no wp over data that may not be durable */
+		/* The file made to agree with the wp, and durable before the
+		 * wp is recorded over it. */
+		if (size != wp)
+			r = zfile_resize(e, zone, wp);
+		else
+			r = sync_zone_file_by_name(e, zone);
 		if (r)
 			return r;
 		if (wp == cap) {
@@ -2344,7 +3187,12 @@ static int emul_refresh_zone(struct zd_dev *dev, uint32_t zone, uint64_t hint_wp
 		r = sync_meta(e) ?: r;
 		if (r)
 			return r;
+	} else if (size > cap) {
+		r = zfile_resize(e, zone, cap);
+		if (r)
+			return r;
 	}
+done:
 	if (out)
 		fill_zone(e, zone, out);
 	return 0;
@@ -2394,5 +3242,7 @@ static const struct zd_backend_ops emul_ops = {
 	.pwrite = emul_pwrite,
 	.pread = emul_pread,
 	.open_zones = emul_open_zones,
+	.lease_fence = emul_lease_fence,
+	.lease_sweep = emul_lease_sweep,
 	.refresh_zone = emul_refresh_zone,
 };

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -18,6 +19,7 @@
 #include <linux/fs.h>
 
 #include "daemon/blkdev.h"
+#include "daemon/dm.h"
 #include "daemon/zdev.h"
 
 #define SECTOR_SHIFT 9
@@ -29,11 +31,19 @@
 
 struct kdev {
 	struct zd_dev base;
-	int fd;        /* the O_EXCL claim; ioctls go through it */
+	/* The disk; ioctls go through it. Device isolation: the O_EXCL claim.
+	 * Zone isolation: a plain open, as the claim is claim_fd's. */
+	int fd;
 	int dio_fd;    /* O_DIRECT, for the backend's own reads and writes */
+	/* Zone isolation only (else -1): the device-mapper control fd, and
+	 * the O_EXCL claim on the whole-device mapping `whole`. */
+	int ctl;
+	int claim_fd;
+	char whole[DM_NAME_LEN];  /* "zoned-<kernel name>" */
 	char path[PATH_MAX];
 	dev_t rdev;
 	uint64_t zone_sectors;
+	uint64_t dev_sectors;
 	uint32_t nr_zones;
 	struct zd_dev_info info;
 	struct blk_zone_report *rep; /* REPORT_BATCH descriptors */
@@ -118,6 +128,19 @@ static int convert_zone(const struct blk_zone *bz, bool has_cap, struct zd_zone 
 	return 0;
 }
 
+/* Whether the disk went away (hot-unplugged, powered off): its dev_t is
+ * gone from sysfs. Some drivers (null_blk) answer EIO to a disk that is
+ * gone; said as ENODEV instead, the daemon marks the device failed at once
+ * rather than after a streak of I/O errors, which an operation that does
+ * not touch the disk (a fence: device-mapper only) would break. */
+static bool disk_gone(const struct kdev *k)
+{
+	char sys[64];
+
+	snprintf(sys, sizeof(sys), "/sys/dev/block/%u:%u", major(k->rdev), minor(k->rdev));
+	return access(sys, F_OK) < 0 && errno == ENOENT;
+}
+
 /* Reports up to *nr zones from index `from` into zones, batched; *nr is
  * set to the number filled. The core of info gathering, report and refresh. */
 static int report_zones(struct kdev *k, uint32_t from, struct zd_zone *zones, uint32_t *nr)
@@ -137,7 +160,7 @@ static int report_zones(struct kdev *k, uint32_t from, struct zd_zone *zones, ui
 		k->rep->sector = (uint64_t)(from + done) * k->zone_sectors;
 		k->rep->nr_zones = batch;
 		if (ioctl(k->fd, BLKREPORTZONE, k->rep) < 0)
-			return -errno;
+			return errno == EIO && disk_gone(k) ? -ENODEV : -errno;
 		if (k->rep->nr_zones == 0)
 			break; /* the end of the device */
 		/* BLK_ZONE_REP_CAPACITY (5.9+) is an enum constant, not a macro:
@@ -415,35 +438,392 @@ static int k_pread(struct zd_dev *dev, void *buf, uint64_t len, uint64_t off)
 /* The flags the emulator takes too: nothing that could create, truncate or
  * redirect, and no O_EXCL, which our own claim would make fail (the claim
  * keeps mounts and exclusive openers out; plain opens like this share it). */
-static int k_open_fd(struct zd_dev *dev, int flags)
+static int check_open_flags(int flags)
 {
 	const int allowed = O_ACCMODE | O_DIRECT | O_SYNC | O_DSYNC | O_NONBLOCK | O_CLOEXEC;
-	int fd;
 
-	if (flags & ~allowed)
-		return -EINVAL;
+	return flags & ~allowed ? -EINVAL : 0;
+}
+
+static int k_open_fd(struct zd_dev *dev, int flags)
+{
+	int fd, r = check_open_flags(flags);
+
+	if (r < 0)
+		return r;
 	fd = open(to_kdev(dev)->path, flags | O_CLOEXEC);
 	return fd < 0 ? -errno : fd;
 }
 
-/* Device isolation only, for now: the block device itself, at the zone. */
+/* Zone isolation with device-mapper.
+ *
+ * The daemon holds the disk through a whole-device linear mapping it owns,
+ * zoned-<kname> (kname: the disk's kernel name, nullb0, nvme0n1, sdb), opened
+ * O_EXCL: device-mapper's claim on the disk keeps mounts, md, other
+ * exclusive openers and a second zonedd's O_EXCL open out, and our O_EXCL
+ * open of the mapping keeps them off the mapping too. The daemon's own
+ * ioctls and I/O use a plain (shared) open of the disk.
+ *
+ * A lease of zones [z, z + n) is the mapping zoned-<kname>-<z>, table
+ * "0 <n * zone sectors> linear <disk maj:min> <z * zone sectors>": a
+ * host-managed device of exactly n zones. It maps the disk, not the whole
+ * mapping: device-mapper shares its claim on a disk among all its mappings,
+ * whereas stacking on zoned-<kname> would need that mapping unclaimed by
+ * us (an O_EXCL holder other than dm blocks dm's own claim) and would add a
+ * second remapping to every I/O.
+ *
+ * A fenced mapping gets the error target, so that a descriptor a client
+ * kept fails with EIO; it is renamed zoned-<kname>-<z>.fenced.<minor> so the
+ * zone can be mapped again at once, and removed when its last holder closes
+ * it (deferred removal).
+ *
+ * Across restarts: a crash leaves every mapping. The next start adopts
+ * zoned-<kname> (its table checked), and lease_sweep() fences the lease
+ * mappings no orphaned lease keeps, while open_zones() adopts a kept one
+ * for the reclaim. A clean stop removes zoned-<kname>: the disk is free for
+ * the administrator once zonedd is stopped (unless a lease mapping is left
+ * for a lease reclaimed after a restart, which holds the disk by itself),
+ * at the price of a window during a restart in which nothing holds an
+ * unleased disk. */
+
+#define FENCED ".fenced."
+
+static int mapping_name(const struct kdev *k, uint32_t zone, char *out)
+{
+	int n = snprintf(out, DM_NAME_LEN, "%s-%" PRIu32, k->whole, zone);
+
+	return n < 0 || n >= DM_NAME_LEN ? -ENAMETOOLONG : 0;
+}
+
+/* What the mapping of [zone, zone + count) must be. A smaller last zone
+ * ends at the end of the disk. */
+static void lease_target(const struct kdev *k, uint32_t zone, uint32_t count,
+			 struct zd_dm_target *t)
+{
+	uint64_t start = (uint64_t)zone * k->zone_sectors;
+	uint64_t end = (uint64_t)(zone + count) * k->zone_sectors;
+
+	if (end > k->dev_sectors)
+		end = k->dev_sectors;
+	*t = (struct zd_dm_target){ .start = 0, .len = end - start, .type = "linear" };
+	snprintf(t->params, sizeof(t->params), "%u:%u %" PRIu64, major(k->rdev),
+		 minor(k->rdev), start);
+}
+
+/* Whether mapping `name` is live, not suspended, and has exactly table
+ * *want (the kernel prints linear's device as maj:min, as we load it).
+ * 1 yes, 0 no, or a negative errno (-ENXIO: no such mapping). */
+static int mapping_is(struct kdev *k, const char *name, const struct zd_dm_target *want,
+		      struct zd_dm_status *st)
+{
+	struct zd_dm_target t;
+	size_t nr = 1;
+	int r = zd_dm_status(k->ctl, name, st);
+
+	if (r < 0)
+		return r;
+	if (!st->live_table || st->inactive_table || st->suspended)
+		return 0;
+	r = zd_dm_table(k->ctl, name, &t, &nr);
+	if (r < 0)
+		return r;
+	return nr == 1 && t.start == want->start && t.len == want->len &&
+	       strcmp(t.type, want->type) == 0 && strcmp(t.params, want->params) == 0;
+}
+
+/* Cuts a mapping off from the disk for good. Not open: removed. Open:
+ * suspended with a flush (in-flight I/O completes), given the error target,
+ * resumed (the kept descriptors now get EIO), renamed out of the way and
+ * marked for removal at its last close. Every step is idempotent, so a
+ * fence a crash interrupted is finished by the next one; a mapping that is
+ * gone is success. */
+static int fence_mapping(struct kdev *k, const char *name)
+{
+	char fenced[DM_NAME_LEN];
+	struct zd_dm_status st;
+	struct zd_dm_target t, err;
+	size_t nr = 1;
+	int r;
+
+	r = zd_dm_status(k->ctl, name, &st);
+	if (r < 0)
+		return r == -ENXIO ? 0 : r;
+	if (st.open_count == 0) {
+		r = zd_dm_remove(k->ctl, name, false);
+		if (r != -EBUSY) /* else someone opened it meanwhile: fence it */
+			return r == -ENXIO ? 0 : r;
+	}
+	if (st.live_table) {
+		r = zd_dm_table(k->ctl, name, &t, &nr);
+		if (r < 0)
+			return r == -ENXIO ? 0 : r;
+		if (nr != 1 || strcmp(t.type, "error") != 0) {
+			uint64_t len = 0;
+
+			/* the table's length: one target is all we load, but a
+			 * foreign table under our name is fenced whole */
+			if (nr == 1) {
+				len = t.start + t.len;
+			} else {
+				struct zd_dm_target *all = calloc(nr, sizeof(*all));
+				size_t got = nr;
+
+				if (!all)
+					return -ENOMEM;
+				r = zd_dm_table(k->ctl, name, all, &got);
+				for (size_t i = 0; r == 0 && i < got && i < nr; i++)
+					if (all[i].start + all[i].len > len)
+						len = all[i].start + all[i].len;
+				free(all);
+				if (r < 0)
+					return r == -ENXIO ? 0 : r;
+			}
+			err = (struct zd_dm_target){ .start = 0, .len = len, .type = "error" };
+			r = zd_dm_suspend(k->ctl, name, true);
+			if (r == 0)
+				r = zd_dm_load(k->ctl, name, &err, 1);
+			if (r == 0)
+				r = zd_dm_resume(k->ctl, name);
+			if (r < 0)
+				return r == -ENXIO ? 0 : r;
+		}
+	}
+	/* A table-less mapping (a crash between create and load) reaches
+	 * nothing: it only needs to go. */
+	if (strstr(name, FENCED)) {
+		snprintf(fenced, sizeof(fenced), "%s", name);
+	} else {
+		if (snprintf(fenced, sizeof(fenced), "%s" FENCED "%u", name,
+			     minor(st.dev)) >= (int)sizeof(fenced))
+			return -ENAMETOOLONG;
+		r = zd_dm_rename(k->ctl, name, fenced);
+		if (r < 0)
+			return r == -ENXIO ? 0 : r;
+	}
+	r = zd_dm_remove(k->ctl, fenced, true);
+	return r == -ENXIO ? 0 : r;
+}
+
+/* The lease mapping of [zone, zone + count): adopted when one with exactly
+ * that table exists (a reclaim after a restart), else created, after
+ * fencing whatever else holds the name. *created says which. */
+static int lease_mapping(struct kdev *k, uint32_t zone, uint32_t count, dev_t *dev,
+			 bool *created)
+{
+	char name[DM_NAME_LEN];
+	struct zd_dm_target t;
+	struct zd_dm_status st;
+	int r = mapping_name(k, zone, name);
+
+	if (r < 0)
+		return r;
+	lease_target(k, zone, count, &t);
+	*created = false;
+	r = mapping_is(k, name, &t, &st);
+	if (r == 1) {
+		*dev = st.dev;
+		return 0;
+	}
+	if (r == 0)
+		r = fence_mapping(k, name);
+	else if (r == -ENXIO)
+		r = 0;
+	if (r < 0)
+		return r;
+	r = zd_dm_create_live(k->ctl, name, &t, 1, dev);
+	if (r == 0)
+		*created = true;
+	return r;
+}
+
 static int k_open_zones(struct zd_dev *dev, uint32_t zone, uint32_t count, int flags,
 			bool isolate, struct zd_zone_fds *out)
 {
 	struct kdev *k = to_kdev(dev);
-	int fd;
+	char name[DM_NAME_LEN];
+	bool created;
+	dev_t mdev;
+	int fd, r;
 
-	if (isolate)
-		return -EOPNOTSUPP;
 	if (count > ZD_ZONE_FDS_MAX || (count && (zone >= k->nr_zones ||
 						   count > k->nr_zones - zone)))
 		return -ERANGE;
-	fd = k_open_fd(dev, flags);
-	if (fd < 0)
+	if (!isolate) {
+		/* the block device itself, at the zone (count 0: the whole
+		 * device, for the daemon's own use) */
+		fd = k_open_fd(dev, flags);
+		if (fd < 0)
+			return fd;
+		out->fd[0] = fd;
+		out->nr = 1;
+		out->fd_offset = count ? (uint64_t)zone * k->zone_sectors << SECTOR_SHIFT : 0;
+		return 0;
+	}
+	if (k->ctl < 0)
+		return -EOPNOTSUPP;
+	if (count == 0)
+		return -EINVAL;
+	r = check_open_flags(flags);
+	if (r < 0)
+		return r;
+	if (disk_gone(k))
+		return -ENODEV;
+	r = lease_mapping(k, zone, count, &mdev, &created);
+	if (r < 0)
+		return r;
+	fd = zd_dm_open_node(mdev, flags);
+	if (fd < 0) {
+		if (created && mapping_name(k, zone, name) == 0)
+			(void)zd_dm_remove(k->ctl, name, false);
 		return fd;
+	}
 	out->fd[0] = fd;
 	out->nr = 1;
-	out->fd_offset = (uint64_t)zone * k->zone_sectors * 512;
+	out->fd_offset = 0;
+	return 0;
+}
+
+/* The mappings of ranges starting inside [zone, zone + count): by name, one
+ * status call each when nothing is left to fence. */
+static int k_lease_fence(struct zd_dev *dev, uint32_t zone, uint32_t count)
+{
+	struct kdev *k = to_kdev(dev);
+	int ret = 0;
+
+	if (k->ctl < 0)
+		return -EOPNOTSUPP;
+	if (count == 0 || zone >= k->nr_zones || count > k->nr_zones - zone)
+		return -ERANGE;
+	for (uint32_t z = zone; z < zone + count; z++) {
+		char name[DM_NAME_LEN];
+		int r = mapping_name(k, z, name);
+
+		if (r == 0)
+			r = fence_mapping(k, name);
+		if (r < 0 && ret == 0)
+			ret = r;
+	}
+	/* fenced all the same: nothing reaches a disk that is gone */
+	return ret == 0 && disk_gone(k) ? -ENODEV : ret;
+}
+
+struct sweep {
+	struct kdev *k;
+	const struct zd_range *keep;
+	size_t nr;
+	int ret;
+};
+
+/* "zoned-<kname>-<zone>" or "zoned-<kname>-<zone>.fenced.<minor>": the zone
+ * and whether it is fenced; -EINVAL for a name we did not make. */
+static int parse_mapping_name(const struct kdev *k, const char *name, uint32_t *zone,
+			      bool *fenced)
+{
+	const char *p = name + strlen(k->whole) + 1;
+	char *end;
+	unsigned long v;
+
+	if (!isdigit((unsigned char)*p))
+		return -EINVAL;
+	errno = 0;
+	v = strtoul(p, &end, 10);
+	if (errno || v >= k->nr_zones)
+		return -EINVAL;
+	*zone = (uint32_t)v;
+	*fenced = *end != '\0';
+	if (*fenced && strncmp(end, FENCED, strlen(FENCED)) != 0)
+		return -EINVAL;
+	return 0;
+}
+
+static int sweep_one(const char *name, dev_t dev, void *ud)
+{
+	struct sweep *s = ud;
+	uint32_t zone;
+	bool fenced;
+	int r;
+
+	(void)dev;
+	if (parse_mapping_name(s->k, name, &zone, &fenced) < 0)
+		return 0; /* not one of ours: left alone */
+	for (size_t i = 0; !fenced && i < s->nr; i++) {
+		struct zd_dm_target t;
+		struct zd_dm_status st;
+
+		if (s->keep[i].zone != zone || s->keep[i].count == 0 ||
+		    s->keep[i].count > s->k->nr_zones - zone)
+			continue;
+		lease_target(s->k, zone, s->keep[i].count, &t);
+		r = mapping_is(s->k, name, &t, &st);
+		if (r == 1)
+			return 0;
+		if (r < 0 && r != -ENXIO && s->ret == 0)
+			s->ret = r;
+	}
+	r = fence_mapping(s->k, name);
+	if (r < 0 && s->ret == 0)
+		s->ret = r;
+	return 0; /* one failure does not stop the sweep */
+}
+
+static int k_lease_sweep(struct zd_dev *dev, const struct zd_range *keep, size_t nr)
+{
+	struct kdev *k = to_kdev(dev);
+	struct sweep s = { .k = k, .keep = keep, .nr = nr };
+	char prefix[DM_NAME_LEN + 1];
+	int r;
+
+	if (k->ctl < 0)
+		return 0; /* device isolation leaves nothing to sweep */
+	if (snprintf(prefix, sizeof(prefix), "%s-", k->whole) >= (int)sizeof(prefix))
+		return -ENAMETOOLONG;
+	r = zd_dm_list(k->ctl, prefix, sweep_one, &s);
+	return r < 0 ? r : s.ret;
+}
+
+/* The claim of zone isolation: zoned-<kname> adopted (a crash left it) or
+ * created, then opened O_EXCL. A mapping under that name with another
+ * table is not ours to change. */
+static int claim_whole(struct kdev *k, char *why, size_t why_len)
+{
+	struct zd_dm_target t = { .start = 0, .len = k->dev_sectors, .type = "linear" };
+	struct zd_dm_status st;
+	bool created = false;
+	dev_t dev;
+	int r;
+
+	snprintf(t.params, sizeof(t.params), "%u:%u 0", major(k->rdev), minor(k->rdev));
+	r = mapping_is(k, k->whole, &t, &st);
+	if (r == -ENXIO) {
+		r = zd_dm_create_live(k->ctl, k->whole, &t, 1, &dev);
+		if (r < 0)
+			return fail(why, why_len, r == -EBUSY ? -EBUSY : r,
+				    "%s: cannot create the device-mapper mapping %s: %s%s", k->path,
+				    k->whole, strerror(-r),
+				    r == -EBUSY ? " (the device is in use)" : "");
+		created = true;
+	} else if (r < 0) {
+		return fail(why, why_len, r, "%s: cannot query the device-mapper mapping %s: %s",
+			    k->path, k->whole, strerror(-r));
+	} else if (r == 0) {
+		return fail(why, why_len, -EBUSY,
+			    "%s is in use: the device-mapper mapping %s exists but does not map "
+			    "exactly %s (remove it with dmsetup remove %s)", k->path, k->whole,
+			    k->path, k->whole);
+	} else {
+		dev = st.dev;
+	}
+	k->claim_fd = zd_dm_open_node(dev, O_RDWR | O_EXCL);
+	if (k->claim_fd < 0) {
+		r = k->claim_fd;
+		if (created)
+			(void)zd_dm_remove(k->ctl, k->whole, false);
+		if (r == -EBUSY)
+			return fail(why, why_len, r, "%s is in use: its mapping %s is held by "
+				    "another process (another zonedd?)", k->path, k->whole);
+		return fail(why, why_len, r, "%s: cannot open the mapping %s: %s", k->path,
+			    k->whole, strerror(-r));
+	}
 	return 0;
 }
 
@@ -457,6 +837,14 @@ static void k_close(struct zd_dev *dev)
 		close(k->dio_fd);
 	if (k->fd >= 0)
 		close(k->fd);
+	if (k->claim_fd >= 0) {
+		close(k->claim_fd);
+		/* Deferred: a prober (udev's blkid) may have it open for a
+		 * moment; the lease mappings, on the disk, are not touched. */
+		(void)zd_dm_remove(k->ctl, k->whole, true);
+	}
+	if (k->ctl >= 0)
+		close(k->ctl);
 	free(k->rep);
 	free(k->bounce);
 	free(k);
@@ -471,6 +859,8 @@ static const struct zd_backend_ops kernel_ops = {
 	.pwrite = k_pwrite,
 	.pread = k_pread,
 	.open_zones = k_open_zones,
+	.lease_fence = k_lease_fence,
+	.lease_sweep = k_lease_sweep,
 	.refresh_zone = k_refresh_zone,
 };
 
@@ -531,6 +921,68 @@ static int load_geometry(struct kdev *k, int sysdir, char *why, size_t why_len)
 	return 0;
 }
 
+/* How a device's leases reach their zones: zone isolation where
+ * device-mapper works (AUTO) or as asked (ZONE, else failing), device
+ * isolation as configured or as the fallback, saying why. */
+struct pick {
+	int ctl;               /* /dev/mapper/control for zone isolation, else -1 */
+	bool held_by_ours;     /* the disk's holders are all our mappings */
+	char whole[DM_NAME_LEN];
+	char why[sizeof(((struct zd_dev_info *)0)->isolation_why)];
+};
+
+static int pick_isolation(const char *path, dev_t rdev, enum zd_isolation iso, struct pick *p,
+			  char *why, size_t why_len)
+{
+	char kname[64], holder[64], dmwhy[sizeof(p->why)] = "";
+	unsigned ours = 0;
+	int r;
+
+	r = zd_dm_kernel_name(rdev, kname, sizeof(kname));
+	if (r < 0)
+		return fail(why, why_len, r, "%s: cannot find its kernel name: %s", path,
+			    strerror(-r));
+	if (snprintf(p->whole, sizeof(p->whole), "zoned-%s", kname) >= (int)sizeof(p->whole))
+		return fail(why, why_len, -ENAMETOOLONG, "%s: kernel name too long", path);
+	if (iso != ZD_ISOLATION_DEVICE) {
+		r = zd_dm_control_open(&p->ctl, dmwhy, sizeof(dmwhy));
+		if (r < 0 && iso == ZD_ISOLATION_ZONE)
+			return fail(why, why_len, r, "%s: zone isolation needs device-mapper: %s",
+				    path, dmwhy);
+	}
+	if (p->ctl >= 0)
+		snprintf(p->why, sizeof(p->why), "%s",
+			 iso == ZD_ISOLATION_ZONE ? "configured"
+						  : "device-mapper: one mapping per lease");
+	else
+		snprintf(p->why, sizeof(p->why), "%s",
+			 iso == ZD_ISOLATION_DEVICE ? "configured" : dmwhy);
+
+	r = zd_dm_foreign_holder(rdev, p->whole, holder, sizeof(holder), &ours);
+	if (r < 0) {
+		fail(why, why_len, r, "%s: cannot read its sysfs holders: %s", path, strerror(-r));
+		goto err;
+	}
+	if (r > 0) {
+		r = fail(why, why_len, -EBUSY, "%s is in use by %s (sysfs holders)", path, holder);
+		goto err;
+	}
+	if (ours && p->ctl < 0) {
+		r = fail(why, why_len, -EBUSY,
+			 "%s is held by zonedd's device-mapper mappings %s*, left by zone "
+			 "isolation (%s); remove them with dmsetup remove, or use zone isolation",
+			 path, p->whole, p->why);
+		goto err;
+	}
+	p->held_by_ours = ours > 0;
+	return 0;
+err:
+	if (p->ctl >= 0)
+		close(p->ctl);
+	p->ctl = -1;
+	return r;
+}
+
 int zd_kernel_open(const char *path, enum zd_isolation iso, struct zd_dev **out, char *why,
 		   size_t why_len)
 {
@@ -540,6 +992,7 @@ int zd_kernel_open(const char *path, enum zd_isolation iso, struct zd_dev **out,
 	struct stat st;
 	dev_t rdev;
 	char model[16];
+	struct pick pick = { .ctl = -1 };
 	int r;
 
 	if (why && why_len)
@@ -552,7 +1005,6 @@ int zd_kernel_open(const char *path, enum zd_isolation iso, struct zd_dev **out,
 	r = zd_blkdev_stat(path, &rdev, why, why_len);
 	if (r < 0)
 		return r;
-
 	sysdir = zd_blkdev_sysfs_open(NULL, rdev);
 	if (sysdir < 0)
 		return fail(why, why_len, sysdir, "%s: cannot open /sys/dev/block/%u:%u: %s", path,
@@ -563,41 +1015,58 @@ int zd_kernel_open(const char *path, enum zd_isolation iso, struct zd_dev **out,
 	r = zd_blkdev_check_zoned(sysdir, path, model, sizeof(model), why, why_len);
 	if (r < 0)
 		return r;
-	r = zd_blkdev_check_unused(sysdir, NULL, path, rdev, why, why_len);
+
+	r = pick_isolation(path, rdev, iso, &pick, why, why_len);
 	if (r < 0)
 		return r;
+	/* Held by our own mappings alone (a crash or a lease left them):
+	 * device-mapper's claim already keeps mounts and holders out. */
+	if (!pick.held_by_ours) {
+		r = zd_blkdev_check_unused(sysdir, NULL, path, rdev, why, why_len);
+		if (r < 0)
+			goto err_pick;
+	}
+
 	r = zd_blkdev_read_props(sysdir, &props);
-	if (r < 0)
-		return fail(why, why_len, r, "%s: cannot read sysfs: %s", path, strerror(-r));
+	if (r < 0) {
+		r = fail(why, why_len, r, "%s: cannot read sysfs: %s", path, strerror(-r));
+		goto err_pick;
+	}
 	r = zd_blkdev_check_scheduler(props.scheduler, NULL, path, why, why_len);
 	if (r < 0)
-		return r;
+		goto err_pick;
 
 	k = calloc(1, sizeof(*k));
-	if (!k)
-		return fail(why, why_len, -ENOMEM, "out of memory");
+	if (!k) {
+		r = fail(why, why_len, -ENOMEM, "out of memory");
+		goto err_pick;
+	}
 	k->base.ops = &kernel_ops;
 	k->dio_fd = -1;
+	k->claim_fd = -1;
+	k->ctl = pick.ctl;
+	pick.ctl = -1;
+	snprintf(k->whole, sizeof(k->whole), "%s", pick.whole);
 	k->rdev = rdev;
 	snprintf(k->path, sizeof(k->path), "%s", path);
 	snprintf(k->info.backend, sizeof(k->info.backend), "kernel");
 	snprintf(k->info.model, sizeof(k->info.model), "%s", model);
 	snprintf(k->info.scheduler, sizeof(k->info.scheduler), "%s", props.scheduler);
-	if (iso == ZD_ISOLATION_ZONE) {
-		r = fail(why, why_len, -EOPNOTSUPP,
-			 "zone isolation is not available on kernel devices yet");
-		goto err;
-	}
-	k->info.isolation = ZD_ISOLATION_DEVICE;
-	snprintf(k->info.isolation_why, sizeof(k->info.isolation_why), "%s",
-		 iso == ZD_ISOLATION_DEVICE ? "configured"
-					    : "zone isolation is not available on kernel devices yet");
+	k->info.isolation = k->ctl >= 0 ? ZD_ISOLATION_ZONE : ZD_ISOLATION_DEVICE;
+	snprintf(k->info.isolation_why, sizeof(k->info.isolation_why), "%s", pick.why);
 	snprintf(k->info.vendor, sizeof(k->info.vendor), "%s", props.vendor);
 	snprintf(k->info.product, sizeof(k->info.product), "%s", props.product);
 
-	/* O_EXCL on a block device is an exclusive claim: mounts, device-mapper
-	 * and other exclusive openers are kept out while we hold it. */
-	k->fd = open(path, O_RDWR | O_EXCL | O_CLOEXEC);
+	if (k->ctl >= 0) {
+		/* The claim is zoned-<kname>'s (claim_whole() below); an
+		 * O_EXCL open here would make device-mapper's fail. */
+		k->fd = open(path, O_RDWR | O_CLOEXEC);
+	} else {
+		/* O_EXCL on a block device is an exclusive claim: mounts,
+		 * device-mapper and other exclusive openers are kept out
+		 * while we hold it. */
+		k->fd = open(path, O_RDWR | O_EXCL | O_CLOEXEC);
+	}
 	if (k->fd < 0) {
 		r = -errno;
 		if (r == -EBUSY)
@@ -626,9 +1095,19 @@ int zd_kernel_open(const char *path, enum zd_isolation iso, struct zd_dev **out,
 	r = load_geometry(k, sysdir, why, why_len);
 	if (r < 0)
 		goto err;
+	k->dev_sectors = k->info.size >> SECTOR_SHIFT;
+	if (k->ctl >= 0) {
+		r = claim_whole(k, why, why_len);
+		if (r < 0)
+			goto err;
+	}
 	*out = &k->base;
 	return 0;
 err:
 	k_close(&k->base);
+	return r;
+err_pick:
+	if (pick.ctl >= 0)
+		close(pick.ctl);
 	return r;
 }

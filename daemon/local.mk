@@ -10,6 +10,8 @@ daemon_libzoned_daemon_la_SOURCES = \
 	daemon/size.c \
 	daemon/emul.c \
 	daemon/kernel.c \
+	daemon/dm.c \
+	daemon/dm.h \
 	daemon/daemon.h \
 	daemon/log.c \
 	daemon/log.h \

@@ -246,6 +246,50 @@ START_TEST(limits_and_named_zones)
 }
 END_TEST
 
+static int64_t pick_range(int64_t zone, uint32_t count, uint64_t min_free)
+{
+	struct zd_alloc_req r = { .zone = zone, .count = count, .min_free = min_free };
+
+	return zd_alloc_pick(dev, &r);
+}
+
+/* Ranges: count empty zones in a row, none leased, within the limits as
+ * count writers; a named range is refused for any zone of it. */
+START_TEST(ranges)
+{
+	open_dev("size=16M,zone-size=1M,conv=2,max-open=4,max-active=5,lbs=4096");
+	ck_assert_int_eq(pick_range(-1, 3, 0), 2);
+	/* A partial zone breaks the run: the next run of three starts after. */
+	set_zone(3, 4 * KIB, ZP_COND_CLOSED);
+	ck_assert_int_eq(pick_range(-1, 3, 0), 4);
+	lease(5, true);
+	ck_assert_int_eq(pick_range(-1, 3, 0), 6);
+	/* Open limit: one lease and three more writers is four. */
+	ck_assert_int_eq(pick_range(-1, 4, 0), ZP_ERR_LIMIT);
+	/* Active limit: the partial zone 3, the lease and three new ones. */
+	ck_assert_int_eq(pick_range(-1, 3, 0), 6);
+	set_zone(14, 4 * KIB, ZP_COND_CLOSED);
+	ck_assert_int_eq(pick_range(-1, 3, 0), ZP_ERR_LIMIT);
+	set_zone(14, 0, 0);
+	/* More than count zones of capacity cannot fit. */
+	ck_assert_int_eq(pick_range(-1, 2, 2 * MIB + 4 * KIB), ZP_ERR_NO_FREE_ZONE);
+	ck_assert_int_eq(pick_range(-1, 2, 2 * MIB), 6);
+	/* Named: every zone must be free; a partial one of the range is
+	 * active already, it counts once; min_free is over the range. */
+	ck_assert_int_eq(pick_range(4, 2, 0), ZP_ERR_ZONE_LEASED);
+	ck_assert_int_eq(pick_range(1, 2, 0), ZP_ERR_ZONE_STATE);
+	ck_assert_int_eq(pick_range(15, 2, 0), ZP_ERR_NO_ZONE);
+	ck_assert_int_eq(pick_range(2, 2, 0), 2);
+	ck_assert_int_eq(pick_range(2, 2, 2 * MIB - 4 * KIB), 2);
+	ck_assert_int_eq(pick_range(2, 2, 2 * MIB), ZP_ERR_NO_FREE_ZONE);
+	/* No run long enough. */
+	for (uint32_t i = 6; i < 16; i += 2)
+		set_zone(i, dev->zones[i].capacity, 0);
+	ck_assert_int_eq(pick_range(-1, 2, 0), ZP_ERR_NO_FREE_ZONE);
+	close_dev();
+}
+END_TEST
+
 static Suite *alloc_suite(void)
 {
 	Suite *s = suite_create("alloc");
@@ -256,6 +300,7 @@ static Suite *alloc_suite(void)
 	tcase_add_test(tc, min_free_finds_a_zone_among_many_partial);
 	tcase_add_test(tc, pick_agrees_with_brute_force);
 	tcase_add_test(tc, limits_and_named_zones);
+	tcase_add_test(tc, ranges);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -426,7 +426,7 @@ static const struct {
 	  "1: devices[0].faults: only an emulated device (\"emulate\") takes faults" },
 	{ "{\"devices\": [{\"id\": \"a\", \"emulate\": \"/a\", \"faults\": \"eio:write\"}]}",
 	  "1: devices[0].faults: 'eio:write': eio and enospc need an operation (report, zone-op, "
-	  "refresh, open-fd, pwrite, pread, any): eio:OP[:N[:COUNT]]" },
+	  "refresh, open-fd, pwrite, pread, fence, any): eio:OP[:N[:COUNT]]" },
 	{ "{\"devices\": [{\"id\": \"a\", \"emulate\": \"/a\", \"spec\": 4}]}",
 	  "1: devices[0].spec: must be a string, not a number" },
 	{ "{\"devices\": [\n{\"id\": \"a\", \"path\": \"/dev/a\"},\n{\"id\": \"a\", \"path\": \"/dev/b\"}]}",

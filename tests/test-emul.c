@@ -11,6 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
+#include <sys/inotify.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -46,12 +49,18 @@ static int rm_entry(const char *path, const struct stat *sb, int flag, struct FT
 	return remove(path);
 }
 
+/* Removes the device directory (a test's fresh start). */
+static void rm_dev(void)
+{
+	nftw(devpath, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+}
+
 static void setup(void)
 {
 	snprintf(dir, sizeof(dir), "%s/t.XXXXXX", base);
 	ck_assert_ptr_nonnull(mkdtemp(dir));
 	snprintf(devpath, sizeof(devpath), "%s/dev", dir);
-	snprintf(metapath, sizeof(metapath), "%s/dev.meta", dir);
+	snprintf(metapath, sizeof(metapath), "%s/dev/meta", dir);
 	dev = NULL;
 }
 
@@ -138,19 +147,45 @@ static int wr(uint64_t off, uint64_t len)
 	return r;
 }
 
-/* Writes the pattern through a separate fd, as a client does. */
+/* The file of zone z, by name, as only a test (or an intruder with the
+ * daemon's uid) reaches it. */
+static const char *zpath(uint32_t z)
+{
+	static char p[PATH_MAX + 16];
+
+	snprintf(p, sizeof(p), "%s/%s-%06u", devpath, z < 2 ? "cnv" : "seq", z);
+	return p;
+}
+
+/* Writes the pattern of device offset off through the fd of off's zone, as
+ * a client does (len may run past the zone's end: into its file only). */
 static void fd_wr(uint64_t off, uint64_t len)
 {
+	uint32_t z = (uint32_t)(off / ZS);
 	uint8_t *buf = malloc(len);
-	int fd = zd_dev_open_zone(dev, 0, O_RDWR, NULL);
+	uint64_t fo = 1;
+	int fd = zd_dev_open_zone(dev, z, O_RDWR, &fo);
 
 	ck_assert_int_ge(fd, 0);
+	ck_assert_uint_eq(fo, 0);
 	ck_assert_ptr_nonnull(buf);
 	for (uint64_t i = 0; i < len; i++)
 		buf[i] = pat(off + i);
-	ck_assert_int_eq(pwrite(fd, buf, len, (off_t)off), (ssize_t)len);
+	ck_assert_int_eq(pwrite(fd, buf, len, (off_t)(off - ZSTART(z))), (ssize_t)len);
 	close(fd);
 	free(buf);
+}
+
+/* Size of zone z's file, -1 when it has none. */
+static off_t zsize(uint32_t z)
+{
+	struct stat st;
+
+	if (stat(zpath(z), &st) < 0) {
+		ck_assert_int_eq(errno, ENOENT);
+		return -1;
+	}
+	return st.st_size;
 }
 
 static void assert_data(uint64_t off, uint64_t len)
@@ -267,16 +302,6 @@ static void expect_offline(uint32_t z)
 	ck_assert_uint_eq(zone(z).cond, ZP_COND_OFFLINE);
 	zd_dev_close(dev);
 	dev = NULL;
-}
-
-static int fd_punch(uint64_t off, uint64_t len)
-{
-	int fd = open(devpath, O_RDWR), r;
-
-	ck_assert_int_ge(fd, 0);
-	r = fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len);
-	close(fd);
-	return r < 0 ? -errno : 0;
 }
 
 /* ================= zd_parse_size ================= */
@@ -456,13 +481,44 @@ START_TEST(open_create_info)
 	ck_assert_uint_eq(info.max_active, MAX_ACTIVE);
 	ck_assert_uint_eq(info.logical_block_size, LBS);
 	ck_assert_uint_eq(info.physical_block_size, LBS);
+	ck_assert_uint_eq(info.isolation, ZD_ISOLATION_ZONE);
+	ck_assert_str_eq(info.isolation_why, "one file per zone");
 
-	/* Sparse backing file of the device size, metadata beside it. */
-	ck_assert_int_eq(stat(devpath, &st), 0);
-	ck_assert_int_eq(st.st_size, (off_t)(NZ * ZS));
-	ck_assert_int_lt(st.st_blocks * 512, 64 * 1024);
+	/* A private directory holding the metadata and no zone file yet. */
+	ck_assert_int_eq(lstat(devpath, &st), 0);
+	ck_assert(S_ISDIR(st.st_mode));
+	ck_assert_uint_eq(st.st_mode & 0777, 0700);
 	ck_assert_int_eq(stat(metapath, &st), 0);
 	ck_assert_int_eq(st.st_size, SLOT_B + 4096);
+	for (uint32_t z = 0; z < NZ; z++)
+		ck_assert_int_eq(zsize(z), -1);
+	/* A zone's file appears when the zone is first written, 0600. */
+	ck_assert_int_eq(wr(ZSTART(0), LBS), 0);
+	ck_assert_int_eq(wr(ZSTART(2), LBS), 0);
+	ck_assert_int_eq(stat(zpath(2), &st), 0);
+	ck_assert_uint_eq(st.st_mode & 0777, 0600);
+	ck_assert_int_eq(st.st_size, LBS);
+	ck_assert_int_eq(zsize(0), LBS);
+	ck_assert_int_eq(zsize(3), -1);
+	/* Isolation "device" on request: the same files, and why. */
+	zd_dev_close(dev);
+	ck_assert_int_eq(zd_emul_open(devpath, NULL, false, ZD_ISOLATION_DEVICE, &dev), 0);
+	ck_assert_int_eq(dev->ops->info(dev, &info), 0);
+	ck_assert_uint_eq(info.isolation, ZD_ISOLATION_DEVICE);
+	ck_assert_str_eq(info.isolation_why, "configured");
+	{
+		struct zd_zone_fds zf;
+
+		ck_assert_int_eq(dev->ops->open_zones(dev, 2, 1, O_RDWR, true, &zf), -EOPNOTSUPP);
+		ck_assert_int_eq(dev->ops->open_zones(dev, 2, 2, O_RDWR, false, &zf), 0);
+		ck_assert_uint_eq(zf.nr, 2);
+		close(zf.fd[0]);
+		close(zf.fd[1]);
+	}
+	zd_dev_close(dev);
+	ck_assert_int_eq(zd_emul_open(devpath, NULL, false, ZD_ISOLATION_ZONE, &dev), 0);
+	ck_assert_int_eq(dev->ops->info(dev, &info), 0);
+	ck_assert_uint_eq(info.isolation, ZD_ISOLATION_ZONE);
 }
 END_TEST
 
@@ -520,7 +576,7 @@ START_TEST(open_errors)
 	ck_assert_int_eq(access(metapath, F_OK), -1);
 	ck_assert_int_eq(zd_emul_open(NULL, &p, true, ZD_ISOLATION_AUTO, &dev), -EINVAL);
 	ck_assert_int_eq(zd_emul_open("", &p, true, ZD_ISOLATION_AUTO, &dev), -EINVAL);
-	/* Only a regular file can back a device. */
+	/* Only a directory is a device (a regular file is a 0.1 image). */
 	{
 		char fifo[PATH_MAX];
 		struct stat st;
@@ -599,9 +655,45 @@ START_TEST(open_refuses_foreign_file)
 	close(fd);
 	ck_assert_int_eq(memcmp(buf, "precious", 8), 0);
 
-	/* An empty leftover (a creation cut short) is taken over. */
+	/* An empty leftover (a 0.1 creation cut short) is taken over. */
 	ck_assert_int_eq(truncate(devpath, 0), 0);
 	ck_assert_int_eq(zd_emul_open(devpath, &p, true, ZD_ISOLATION_AUTO, &dev), 0);
+	zd_dev_close(dev);
+	dev = NULL;
+	/* A directory holding files but no metadata is somebody's. */
+	ck_assert_int_eq(unlink(metapath), 0);
+	{
+		char other[PATH_MAX + 16];
+
+		snprintf(other, sizeof(other), "%s/notes", devpath);
+		fd = open(other, O_WRONLY | O_CREAT | O_EXCL, 0600);
+		ck_assert_int_ge(fd, 0);
+		close(fd);
+		ck_assert_int_eq(zd_emul_open(devpath, &p, true, ZD_ISOLATION_AUTO, &dev), -EEXIST);
+		ck_assert_int_eq(access(metapath, F_OK), -1);
+		ck_assert_int_eq(access(other, F_OK), 0);
+		/* An empty one (a creation cut short) is taken over. */
+		ck_assert_int_eq(unlink(other), 0);
+		ck_assert_int_eq(zd_emul_open(devpath, &p, true, ZD_ISOLATION_AUTO, &dev), 0);
+	}
+	zd_dev_close(dev);
+	dev = NULL;
+	/* Writable by others: anyone could plant a zone file. */
+	ck_assert_int_eq(chmod(devpath, 0722), 0);
+	ck_assert_int_eq(zd_emul_open(devpath, &p, true, ZD_ISOLATION_AUTO, &dev), -EPERM);
+	ck_assert_int_eq(chmod(devpath, 0700), 0);
+	/* A symlink under the device's name, or a zone file's, is refused. */
+	{
+		char ln[PATH_MAX + 16];
+
+		snprintf(ln, sizeof(ln), "%s/ln", dir);
+		ck_assert_int_eq(symlink(devpath, ln), 0);
+		ck_assert_int_eq(zd_emul_open(ln, &p, true, ZD_ISOLATION_AUTO, &dev), -ELOOP);
+		ck_assert_int_eq(symlink(metapath, zpath(2)), 0);
+		ck_assert_int_eq(zd_emul_open(devpath, &p, true, ZD_ISOLATION_AUTO, &dev), 0);
+		ck_assert_int_lt(zd_dev_open_zone(dev, 2, O_RDWR, NULL), 0);
+		ck_assert_int_lt(wr(ZSTART(2), LBS), 0);
+	}
 }
 END_TEST
 
@@ -612,11 +704,11 @@ START_TEST(open_fd_flags)
 
 	open_small();
 	ck_assert_int_eq(wr(ZSTART(2), LBS), 0);
-	fd = zd_dev_open_zone(dev, 0, O_RDONLY, NULL);
+	fd = zd_dev_open_zone(dev, 2, O_RDONLY, NULL);
 	ck_assert_int_ge(fd, 0);
 	fl = fcntl(fd, F_GETFD);
 	ck_assert(fl & FD_CLOEXEC);
-	ck_assert_int_eq(pread(fd, buf, LBS, (off_t)ZSTART(2)), LBS);
+	ck_assert_int_eq(pread(fd, buf, LBS, 0), LBS);
 	ck_assert_uint_eq(buf[7], pat(ZSTART(2) + 7));
 	ck_assert_int_eq(fcntl(fd, F_GETFL) & O_ACCMODE, O_RDONLY);
 	close(fd);
@@ -1056,17 +1148,13 @@ START_TEST(op_reset)
 	ck_assert_int_eq(op(ZD_OP_RESET, 5, 1), 0);       /* empty: no-op */
 	ASSERT_ZONE(5, ZP_COND_EMPTY, 0);
 
-	/* The data is gone from the backing file, not just hidden. */
-	fd = open(devpath, O_RDONLY);
-	ck_assert_int_ge(fd, 0);
+	/* The data is gone from the zone files, not just hidden. */
 	for (uint32_t z = 2; z < 5; z++) {
-		off_t d = lseek(fd, (off_t)ZSTART(z), SEEK_DATA);
-
-		ck_assert(d < 0 ? errno == ENXIO : (uint64_t)d >= ZSTART(z + 1));
+		ck_assert_int_eq(stat(zpath(z), &st), 0);
+		ck_assert_int_eq(st.st_size, 0);
+		ck_assert_int_eq(st.st_blocks, 0);
 	}
-	close(fd);
-	ck_assert_int_eq(stat(devpath, &st), 0);
-	ck_assert_int_eq(st.st_size, (off_t)(NZ * ZS));
+	(void)fd;
 	/* And the zone is writable from its start again. */
 	ck_assert_int_eq(wr(ZSTART(3), LBS), 0);
 	assert_data(ZSTART(3), LBS);
@@ -1300,14 +1388,30 @@ START_TEST(refresh_infer)
 	ASSERT_ZONE(2, ZP_COND_IMP_OPEN, 8 * LBS);
 	ck_assert_int_eq(refresh(2, NO_HINT), 0);
 	ASSERT_ZONE(2, ZP_COND_IMP_OPEN, 8 * LBS);
-	/* Data between capacity and zone size is not the zone's. */
+	ck_assert_int_eq(zsize(2), 8 * LBS);
+	/* A partial block counts as written, zero-padded. */
+	{
+		int fd = open(zpath(2), O_WRONLY);
+
+		ck_assert_int_ge(fd, 0);
+		ck_assert_int_eq(pwrite(fd, "x", 1, 8 * LBS), 1);
+		close(fd);
+	}
+	ck_assert_int_eq(refresh(2, NO_HINT), 0);
+	ASSERT_ZONE(2, ZP_COND_IMP_OPEN, 9 * LBS);
+	ck_assert_int_eq(zsize(2), 9 * LBS);
+	/* Data past capacity is no zone's: it is cut off, and the zone is
+	 * full (everything before it counts as written, holes as zeros). */
 	fd_wr(ZSTART(2) + CAP, LBS);
 	ck_assert_int_eq(refresh(2, NO_HINT), 0);
-	ASSERT_ZONE(2, ZP_COND_IMP_OPEN, 8 * LBS);
-	/* Reaching capacity makes the zone full. */
-	fd_wr(ZSTART(2) + CAP - LBS, LBS);
-	ck_assert_int_eq(refresh(2, NO_HINT), 0);
 	ASSERT_ZONE(2, ZP_COND_FULL, ZS);
+	ck_assert_int_eq(zsize(2), CAP);
+	assert_data(ZSTART(2) + 6 * LBS, 2 * LBS);
+	assert_zeros(ZSTART(2) + 9 * LBS, ZS - 9 * LBS);
+	/* Reaching capacity makes the zone full. */
+	fd_wr(ZSTART(6) + CAP - LBS, LBS);
+	ck_assert_int_eq(refresh(6, NO_HINT), 0);
+	ASSERT_ZONE(6, ZP_COND_FULL, ZS);
 	/* Data behind the wp never moves it backward, nor does its absence. */
 	ck_assert_int_eq(wr(ZSTART(3), 4 * LBS), 0);
 	ck_assert_int_eq(refresh(3, NO_HINT), 0);
@@ -1415,7 +1519,7 @@ START_TEST(persist_format)
 	open_small();
 	meta_read(0, h, sizeof(h));
 	ck_assert_int_eq(memcmp(h, "ZONEDEMU", 8), 0);
-	ck_assert_uint_eq(le32(h + 8), 1);
+	ck_assert_uint_eq(le32(h + 8), 2);
 	ck_assert_uint_eq(le32(h + 12), HDR_SIZE);
 	ck_assert_uint_eq(le64(h + 16), NZ * ZS);
 	ck_assert_uint_eq(le64(h + 24), ZS);
@@ -1485,7 +1589,7 @@ START_TEST(persist_torn_newest)
 	dev = NULL;
 	/* A corrupt newest record over data that is gone (a reset whose
 	 * record was lost) does not claim the data back either. */
-	ck_assert_int_eq(fd_punch(ZSTART(3), ZS), 0);
+	ck_assert_int_eq(truncate(zpath(3), 0), 0);
 	scribble(newest_slot(3), 3, 7);
 	ck_assert_int_eq(zd_emul_open(devpath, NULL, false, ZD_ISOLATION_AUTO, &dev), 0);
 	ASSERT_ZONE(3, ZP_COND_EMPTY, 0);
@@ -1661,17 +1765,20 @@ START_TEST(persist_header_corrupt)
 	}
 	meta_write(0, h, sizeof(h));
 	ck_assert_int_eq(zd_emul_open(devpath, NULL, false, ZD_ISOLATION_AUTO, &dev), -EUCLEAN);
-	/* A future format version. */
-	memcpy(h, saved, sizeof(h));
-	h[8] = 2;
-	{
-		uint32_t c = ref_crc32c(h, 508);
+	/* A future format version, and 0.1's inside a directory. */
+	for (uint8_t v = 1; v <= 3; v += 2) {
+		memcpy(h, saved, sizeof(h));
+		h[8] = v;
+		{
+			uint32_t c = ref_crc32c(h, 508);
 
-		for (int i = 0; i < 4; i++)
-			h[508 + i] = (uint8_t)(c >> (8 * i));
+			for (int i = 0; i < 4; i++)
+				h[508 + i] = (uint8_t)(c >> (8 * i));
+		}
+		meta_write(0, h, sizeof(h));
+		ck_assert_int_eq(zd_emul_open(devpath, NULL, false, ZD_ISOLATION_AUTO, &dev),
+				 -EPROTONOSUPPORT);
 	}
-	meta_write(0, h, sizeof(h));
-	ck_assert_int_eq(zd_emul_open(devpath, NULL, false, ZD_ISOLATION_AUTO, &dev), -EPROTONOSUPPORT);
 	/* Restored, it opens again. */
 	meta_write(0, saved, sizeof(saved));
 	ck_assert_int_eq(zd_emul_open(devpath, NULL, false, ZD_ISOLATION_AUTO, &dev), 0);
@@ -1692,45 +1799,45 @@ START_TEST(persist_truncated)
 }
 END_TEST
 
-START_TEST(persist_backing_resized)
+START_TEST(persist_zone_file_cut)
 {
 	open_small();
-	/* A lessee can ftruncate the backing file. What is intact is served;
-	 * zones whose data was cut off go offline; the file regains its size. */
-	ck_assert_int_eq(wr(ZSTART(3), 2 * LBS), 0);       /* below the cut */
-	ck_assert_int_eq(wr(ZSTART(8), LBS), 0);           /* straddles it */
-	ck_assert_int_eq(wr(ZSTART(9) + 0, CAP), 0);       /* full, beyond */
-	zd_dev_close(dev);
-	dev = NULL;
-	ck_assert_int_eq(truncate(devpath, ZSTART(8) + LBS / 2), 0);
-	ck_assert_int_eq(zd_emul_open(devpath, NULL, false, ZD_ISOLATION_AUTO, &dev), 0);
-	{
-		struct stat st;
-
-		ck_assert_int_eq(stat(devpath, &st), 0);
-		ck_assert_int_eq(st.st_size, (off_t)(NZ * ZS));
-	}
-	ASSERT_ZONE(3, ZP_COND_CLOSED, 2 * LBS);
-	assert_data(ZSTART(3), 2 * LBS);
-	ck_assert_uint_eq(zone(8).cond, ZP_COND_OFFLINE);
-	ck_assert_uint_eq(zone(9).cond, ZP_COND_OFFLINE);
-	ASSERT_ZONE(10, ZP_COND_EMPTY, 0);                  /* nothing lost there */
-	ck_assert_int_eq(wr(ZSTART(10), LBS), 0);
+	/* A lessee can ftruncate its zone's file (it has no name to unlink).
+	 * The wp never moves back: what is cut reads as zeros, the zone
+	 * stays usable, no other zone is touched. */
+	ck_assert_int_eq(wr(ZSTART(3), 4 * LBS), 0);
+	ck_assert_int_eq(wr(ZSTART(4), 2 * LBS), 0);
+	ck_assert_int_eq(truncate(zpath(3), LBS), 0);
+	ck_assert_int_eq(refresh(3, NO_HINT), 0);
+	ASSERT_ZONE(3, ZP_COND_IMP_OPEN, 4 * LBS);
+	assert_data(ZSTART(3), LBS);
+	assert_zeros(ZSTART(3) + LBS, 3 * LBS);
+	ck_assert_int_eq(wr(ZSTART(3) + 4 * LBS, LBS), 0);
+	assert_data(ZSTART(3) + 4 * LBS, LBS);
+	/* Across a clean close and an unclean one alike. */
+	ck_assert_int_eq(truncate(zpath(4), 0), 0);
 	ck_assert_int_eq(reopen(), 0);
-	ck_assert_uint_eq(zone(8).cond, ZP_COND_OFFLINE);
-	ASSERT_ZONE(10, ZP_COND_CLOSED, LBS);
+	ASSERT_ZONE(4, ZP_COND_CLOSED, 2 * LBS);
+	assert_zeros(ZSTART(4), 2 * LBS);
 	zd_dev_close(dev);
 	dev = NULL;
-	/* Grown: cut back to the device size, nothing lost. */
-	ck_assert_int_eq(truncate(devpath, NZ * ZS * 2), 0);
-	ck_assert_int_eq(zd_emul_open(devpath, NULL, false, ZD_ISOLATION_AUTO, &dev), 0);
-	ASSERT_ZONE(10, ZP_COND_CLOSED, LBS);
 	{
-		struct stat st;
+		pid_t pid = fork();
+		int status;
 
-		ck_assert_int_eq(stat(devpath, &st), 0);
-		ck_assert_int_eq(st.st_size, (off_t)(NZ * ZS));
+		ck_assert_int_ge(pid, 0);
+		if (pid == 0) {
+			if (zd_emul_open(devpath, NULL, false, ZD_ISOLATION_AUTO, &dev))
+				_exit(1);
+			_exit(0); /* no clean close */
+		}
+		ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+		ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	}
+	ck_assert_int_eq(zd_emul_open(devpath, NULL, false, ZD_ISOLATION_AUTO, &dev), 0);
+	ASSERT_ZONE(4, ZP_COND_CLOSED, 2 * LBS);
+	ASSERT_ZONE(3, ZP_COND_CLOSED, 5 * LBS);
+	assert_data(ZSTART(3) + 4 * LBS, LBS);
 }
 END_TEST
 
@@ -1814,6 +1921,20 @@ static int run_open_evict(void) { return op(ZD_OP_OPEN, 2 + MAX_OPEN, 1); }
 static int run_close(void) { return op(ZD_OP_CLOSE, 2, 1); }
 static int run_refresh_hint(void) { return refresh(2, ZSTART(2) + 5 * LBS); }
 static int run_refresh_infer(void) { return refresh(2, NO_HINT); }
+static int held_fd = -1; /* a revoked client's fd, kept open across the fence */
+static void set_fence(void)
+{
+	set_two_blocks();
+	held_fd = zd_dev_open_zone(dev, 2, O_RDWR, NULL);
+	ck_assert_int_ge(held_fd, 0);
+}
+static void set_fence_empty(void)
+{
+	held_fd = zd_dev_open_zone(dev, 6, O_RDWR, NULL);
+	ck_assert_int_ge(held_fd, 0);
+}
+static int run_fence(void) { return dev->ops->lease_fence(dev, 2, 1); }
+static int run_fence_empty(void) { return dev->ops->lease_fence(dev, 6, 1); }
 static int run_set_readonly(void) { return zd_emul_set_cond(dev, 2, ZP_COND_READONLY); }
 static int run_set_offline(void) { return zd_emul_set_cond(dev, 3, ZP_COND_OFFLINE); }
 
@@ -1833,10 +1954,13 @@ static const struct scenario scenarios[] = {
 	{ "refresh-infer", set_client_wrote, run_refresh_infer },
 	{ "set-readonly", set_two_blocks, run_set_readonly },
 	{ "set-offline", set_full, run_set_offline },
+	{ "fence", set_fence, run_fence },
+	{ "fence-empty", set_fence_empty, run_fence_empty },
 };
 
 static const char *const crash_steps[] = {
-	"data-write", "data-sync", "discard", "meta-write", "meta-sync",
+	"data-write", "data-sync", "discard", "meta-write", "meta-sync", "dir-sync",
+	"fence-copy", "fence-rename", "unlink",
 };
 
 /* A zone as a power cycle shows it: open zones come back closed. */
@@ -1865,33 +1989,42 @@ static void fresh_device(void)
 {
 	zd_dev_close(dev);
 	dev = NULL;
-	unlink(devpath);
-	unlink(metapath);
+	if (held_fd >= 0)
+		close(held_fd);
+	held_fd = -1;
+	rm_dev();
 	open_small();
 }
 
-/* Report == data: no wp claims data the file does not hold, no data lies
- * past a wp, and what is there is what was written. */
+/* Report == data: no wp claims data the zone's file does not hold, no data
+ * lies past a wp, and what is there is what was written. */
 static void check_truth(const char *what)
 {
 	uint8_t *buf = malloc(ZS);
-	int fd = open(devpath, O_RDONLY);
+	char tmp[PATH_MAX + 32];
 
 	ck_assert_ptr_nonnull(buf);
-	ck_assert_int_ge(fd, 0);
 	for (uint32_t z = 2; z < NZ; z++) {
 		struct zd_zone zz = zone(z);
-		uint64_t wp, end = ZSTART(z + 1);
-		off_t d;
+		uint64_t wp;
+		off_t size = zsize(z);
+		int fd;
 
+		/* A fence's copy cut short is removed by the open. */
+		snprintf(tmp, sizeof(tmp), "%s.tmp", zpath(z));
+		ck_assert_msg(access(tmp, F_OK) < 0, "%s: %s left behind", what, tmp);
 		if (zz.cond == ZP_COND_READONLY || zz.cond == ZP_COND_OFFLINE)
 			continue;
 		wp = zz.cond == ZP_COND_FULL ? CAP : zz.wp - zz.start;
-		d = lseek(fd, (off_t)(zz.start + wp), SEEK_DATA);
-		if (d >= 0 && (uint64_t)d < end)
-			ck_abort_msg("%s: zone %u: data at %llu past its wp %llu", what, z,
-				     (unsigned long long)(d - (off_t)zz.start), (unsigned long long)wp);
-		ck_assert_int_eq(pread(fd, buf, wp, (off_t)zz.start), (ssize_t)wp);
+		if (size > (off_t)wp)
+			ck_abort_msg("%s: zone %u: file of %lld bytes past its wp %llu", what, z,
+				     (long long)size, (unsigned long long)wp);
+		memset(buf, 0, wp);
+		fd = open(zpath(z), O_RDONLY);
+		if (fd >= 0) {
+			ck_assert_int_eq(pread(fd, buf, wp, 0), (ssize_t)size);
+			close(fd);
+		}
 		for (uint64_t i = 0; i < wp; i++) {
 			/* A finished zone reads zeros past what was written. */
 			if (buf[i] == pat(zz.start + i) ||
@@ -1902,7 +2035,6 @@ static void check_truth(const char *what)
 				     (unsigned long long)i, buf[i]);
 		}
 	}
-	close(fd);
 	free(buf);
 }
 
@@ -2045,8 +2177,7 @@ START_TEST(fault_spec)
 	zd_dev_close(dev);
 	dev = NULL;
 	/* From the environment: a bad spec refuses the open, creating nothing. */
-	unlink(devpath);
-	unlink(metapath);
+	rm_dev();
 	setenv("ZONED_EMUL_FAULT", "crash:elsewhere", 1);
 	{
 		struct zd_emul_params p;
@@ -2072,6 +2203,545 @@ START_TEST(fault_spec)
 	}
 	ck_assert_int_eq(zd_emul_open(devpath, NULL, false, ZD_ISOLATION_AUTO, &dev), 0);
 	check_truth("crash at open");
+}
+END_TEST
+
+
+/* ================= zone isolation and fencing ================= */
+
+static ino_t zino(uint32_t z)
+{
+	struct stat st;
+
+	ck_assert_int_eq(stat(zpath(z), &st), 0);
+	return st.st_ino;
+}
+
+/* Whatever a client does through its zone's fd stays in that zone. */
+START_TEST(iso_fd_reaches_only_its_zone)
+{
+	struct zd_zone_fds zf;
+	struct zd_zone before[NZ];
+	uint8_t junk[LBS];
+	int fd;
+
+	open_small();
+	ck_assert_int_eq(wr(ZSTART(0), 2 * LBS), 0);
+	ck_assert_int_eq(wr(ZSTART(2), 3 * LBS), 0);
+	ck_assert_int_eq(wr(ZSTART(4), 2 * LBS), 0);
+	ck_assert_int_eq(op(ZD_OP_CLOSE, 2, 1), 0);
+	for (uint32_t z = 0; z < NZ; z++)
+		before[z] = zone(z);
+	ck_assert_int_eq(dev->ops->open_zones(dev, 3, 1, O_RDWR, true, &zf), 0);
+	ck_assert_uint_eq(zf.nr, 1);
+	ck_assert_uint_eq(zf.fd_offset, 0);
+	fd = zf.fd[0];
+	memset(junk, 0xee, sizeof(junk));
+	/* Past its end (where zone 4 lies on the device), far past, a grow,
+	 * a fallocate and a punch over the next zone's range. */
+	ck_assert_int_eq(pwrite(fd, junk, LBS, ZS), LBS);
+	ck_assert_int_eq(pwrite(fd, junk, LBS, 7 * ZS), LBS);
+	ck_assert_int_eq(ftruncate(fd, 20 * ZS), 0);
+	ck_assert_int_eq(fallocate(fd, 0, ZS, ZS), 0);
+	ck_assert_int_eq(fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, 4 * ZS), 0);
+	/* Conventional zone 0's fd: the same. */
+	{
+		int cfd = zd_dev_open_zone(dev, 0, O_RDWR, NULL);
+
+		ck_assert_int_ge(cfd, 0);
+		ck_assert_int_eq(pwrite(cfd, junk, LBS, 2 * ZS + LBS), LBS);
+		ck_assert_int_eq(ftruncate(cfd, ZS + LBS), 0);
+		close(cfd);
+		assert_data(ZSTART(0), 2 * LBS);
+		assert_zeros(ZSTART(0) + 2 * LBS, ZS - 2 * LBS);
+	}
+	for (uint32_t z = 0; z < NZ; z++) {
+		struct zd_zone now = zone(z);
+
+		ck_assert_uint_eq(now.cond, before[z].cond);
+		ck_assert_uint_eq(now.wp, before[z].wp);
+	}
+	assert_data(ZSTART(2), 3 * LBS);
+	assert_data(ZSTART(4), 2 * LBS);
+	assert_zeros(ZSTART(4) + 2 * LBS, ZS - 2 * LBS);
+	ck_assert_int_eq(zsize(2), 3 * LBS);
+	ck_assert_int_eq(zsize(4), 2 * LBS);
+	ck_assert_int_eq(zsize(5), -1);
+	/* Zone 3's own view: data past capacity cut off, the zone full. */
+	ck_assert_int_eq(refresh(3, NO_HINT), 0);
+	ASSERT_ZONE(3, ZP_COND_FULL, ZS);
+	ck_assert_int_eq(zsize(3), CAP);
+	assert_zeros(ZSTART(3), ZS);
+	close(fd);
+
+	/* A multi-zone range: one fd per zone, each its own file. */
+	ck_assert_int_eq(dev->ops->open_zones(dev, 5, 3, O_RDWR, true, &zf), 0);
+	ck_assert_uint_eq(zf.nr, 3);
+	for (unsigned i = 0; i < 3; i++) {
+		uint8_t b[LBS];
+
+		for (unsigned k = 0; k < LBS; k++)
+			b[k] = pat(ZSTART(5 + i) + k);
+		ck_assert_int_eq(pwrite(zf.fd[i], b, LBS, 0), LBS);
+		close(zf.fd[i]);
+		ck_assert_int_eq(refresh(5 + i, NO_HINT), 0);
+		ASSERT_ZONE(5 + i, ZP_COND_IMP_OPEN, LBS);
+		assert_data(ZSTART(5 + i), LBS);
+	}
+	/* Bad ranges and flags. */
+	ck_assert_int_eq(dev->ops->open_zones(dev, NZ - 1, 2, O_RDWR, true, &zf), -ERANGE);
+	ck_assert_int_eq(dev->ops->open_zones(dev, 0, 0, O_RDWR, false, &zf), -EOPNOTSUPP);
+	ck_assert_int_eq(dev->ops->open_zones(dev, 0, 1, O_RDWR | O_APPEND, true, &zf), -EINVAL);
+}
+END_TEST
+
+/* Sends fd over a socketpair and returns the received copy (the same open
+ * file description, as a client gets it). */
+static int pass_fd(int fd)
+{
+	char c = 'x', cbuf[CMSG_SPACE(sizeof(int))];
+	struct iovec iov = { &c, 1 };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
+			    .msg_controllen = sizeof(cbuf) };
+	struct cmsghdr *cm;
+	int sv[2], out;
+
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	cm = CMSG_FIRSTHDR(&m);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+	ck_assert_int_eq(sendmsg(sv[0], &m, 0), 1);
+	m.msg_controllen = sizeof(cbuf);
+	ck_assert_int_eq(recvmsg(sv[1], &m, MSG_CMSG_CLOEXEC), 1);
+	cm = CMSG_FIRSTHDR(&m);
+	ck_assert_ptr_nonnull(cm);
+	memcpy(&out, CMSG_DATA(cm), sizeof(int));
+	close(sv[0]);
+	close(sv[1]);
+	return out;
+}
+
+/* After lease_fence a kept fd's writes vanish, and the zone's data stays
+ * intact and readable through a fresh fd. */
+START_TEST(fence_kept_fd_vanishes)
+{
+	uint8_t junk[LBS], b[LBS];
+	struct zd_zone_fds zf;
+	ino_t ino;
+	int fd, fresh;
+
+	open_small();
+	ck_assert_int_eq(wr(ZSTART(3), 2 * LBS), 0);
+	ck_assert_int_eq(dev->ops->open_zones(dev, 3, 1, O_RDWR, true, &zf), 0);
+	/* Held only through a copy passed over SCM_RIGHTS. */
+	fd = pass_fd(zf.fd[0]);
+	close(zf.fd[0]);
+	ino = zino(3);
+	ck_assert_int_eq(dev->ops->lease_fence(dev, 3, 1), 0);
+	ck_assert(zino(3) != ino);
+	memset(junk, 0xee, sizeof(junk));
+	ck_assert_int_eq(pwrite(fd, junk, LBS, 2 * LBS), LBS); /* at the wp */
+	ck_assert_int_eq(pwrite(fd, junk, LBS, 0), LBS);       /* over the data */
+	ck_assert_int_eq(ftruncate(fd, 0), 0);
+	close(fd);
+	ck_assert_int_eq(zsize(3), 2 * LBS);
+	ck_assert_int_eq(refresh(3, NO_HINT), 0);
+	ASSERT_ZONE(3, ZP_COND_IMP_OPEN, 2 * LBS);
+	assert_data(ZSTART(3), 2 * LBS);
+	fresh = zd_dev_open_zone(dev, 3, O_RDONLY, NULL);
+	ck_assert_int_ge(fresh, 0);
+	ck_assert_int_eq(pread(fresh, b, LBS, LBS), LBS);
+	for (unsigned k = 0; k < LBS; k++)
+		ck_assert_uint_eq(b[k], pat(ZSTART(3) + LBS + k));
+	close(fresh);
+	/* Nobody holds it any more: the fence is free, the inode stays. */
+	ino = zino(3);
+	ck_assert_int_eq(dev->ops->lease_fence(dev, 3, 1), 0);
+	ck_assert(zino(3) == ino);
+	/* A reader counts as a holder (it could read the next lessee's
+	 * data), and so does an mapping whose fd was closed. */
+	fd = zd_dev_open_zone(dev, 3, O_RDONLY, NULL);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(dev->ops->lease_fence(dev, 3, 1), 0);
+	ck_assert(zino(3) != ino);
+	close(fd);
+	ino = zino(3);
+	fd = zd_dev_open_zone(dev, 3, O_RDWR, NULL);
+	{
+		void *m = mmap(NULL, LBS, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+
+		ck_assert(m != MAP_FAILED);
+		close(fd);
+		ck_assert_int_eq(dev->ops->lease_fence(dev, 3, 1), 0);
+		ck_assert(zino(3) != ino);
+		memset(m, 0xee, LBS);
+		ck_assert_int_eq(msync(m, LBS, MS_SYNC), 0);
+		munmap(m, LBS);
+	}
+	assert_data(ZSTART(3), 2 * LBS);
+	/* A second name (a hard link) could be reopened later. */
+	{
+		char ln[PATH_MAX + 16];
+
+		snprintf(ln, sizeof(ln), "%s/link", dir);
+		ck_assert_int_eq(link(zpath(3), ln), 0);
+		ino = zino(3);
+		ck_assert_int_eq(dev->ops->lease_fence(dev, 3, 1), 0);
+		ck_assert(zino(3) != ino);
+		unlink(ln);
+	}
+	/* An empty zone's file is unlinked: the holder writes into nothing,
+	 * the next fd gets a new inode. */
+	fd = zd_dev_open_zone(dev, 6, O_RDWR, NULL);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(zsize(6), 0);
+	ck_assert_int_eq(dev->ops->lease_fence(dev, 6, 1), 0);
+	ck_assert_int_eq(zsize(6), -1);
+	ck_assert_int_eq(pwrite(fd, junk, LBS, 0), LBS);
+	close(fd);
+	ck_assert_int_eq(refresh(6, NO_HINT), 0);
+	ASSERT_ZONE(6, ZP_COND_EMPTY, 0);
+	/* A range, zones without files, and idempotence. */
+	ck_assert_int_eq(dev->ops->lease_fence(dev, 2, 10), 0);
+	ck_assert_int_eq(dev->ops->lease_fence(dev, 2, 10), 0);
+	assert_data(ZSTART(3), 2 * LBS);
+	ck_assert_int_eq(dev->ops->lease_fence(dev, NZ, 1), -ERANGE);
+	ck_assert_int_eq(dev->ops->lease_fence(dev, 2, 0), -ERANGE);
+}
+END_TEST
+
+/* lease.reset keeps the lease: the holder's fd still reaches its zone
+ * after a reset. A release with reset, then the fence, cuts it off. */
+START_TEST(fence_after_reset)
+{
+	uint8_t b[LBS];
+	int fd;
+
+	open_small();
+	ck_assert_int_eq(wr(ZSTART(3), 2 * LBS), 0);
+	fd = zd_dev_open_zone(dev, 3, O_RDWR, NULL);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(op(ZD_OP_RESET, 3, 1), 0);
+	ck_assert_int_eq(zsize(3), 0);
+	for (unsigned k = 0; k < LBS; k++)
+		b[k] = pat(ZSTART(3) + k);
+	ck_assert_int_eq(pwrite(fd, b, LBS, 0), LBS);
+	ck_assert_int_eq(refresh(3, NO_HINT), 0);
+	ASSERT_ZONE(3, ZP_COND_IMP_OPEN, LBS);
+	assert_data(ZSTART(3), LBS);
+	/* Released with reset: the fence finds the zone empty and unlinks. */
+	ck_assert_int_eq(op(ZD_OP_RESET, 3, 1), 0);
+	ck_assert_int_eq(dev->ops->lease_fence(dev, 3, 1), 0);
+	ck_assert_int_eq(pwrite(fd, b, LBS, 0), LBS);
+	close(fd);
+	ck_assert_int_eq(refresh(3, NO_HINT), 0);
+	ASSERT_ZONE(3, ZP_COND_EMPTY, 0);
+	assert_zeros(ZSTART(3), ZS);
+}
+END_TEST
+
+/* Sets or clears the header's "in use" bit, as a crash would leave it. */
+static void set_in_use(bool on)
+{
+	uint8_t h[512];
+	uint32_t c;
+
+	meta_read(0, h, sizeof(h));
+	h[80] = on;
+	c = ref_crc32c(h, 508);
+	for (int i = 0; i < 4; i++)
+		h[508 + i] = (uint8_t)(c >> (8 * i));
+	meta_write(0, h, sizeof(h));
+}
+
+/* At start-up after a crash, fds a previous daemon's clients still hold
+ * are fenced, except on the orphaned leases' zones; after a clean close
+ * nothing is touched. */
+START_TEST(sweep_after_crash)
+{
+	struct zd_range keep = { 4, 1 };
+	ino_t i3, i4;
+	int fd3, fd4;
+
+	open_small();
+	ck_assert_int_eq(wr(ZSTART(3), 2 * LBS), 0);
+	ck_assert_int_eq(wr(ZSTART(4), 2 * LBS), 0);
+	fd3 = zd_dev_open_zone(dev, 3, O_RDWR, NULL);
+	fd4 = zd_dev_open_zone(dev, 4, O_RDWR, NULL);
+	ck_assert_int_ge(fd3, 0);
+	ck_assert_int_ge(fd4, 0);
+	i3 = zino(3);
+	i4 = zino(4);
+	ck_assert_int_eq(reopen(), 0);
+	ck_assert_int_eq(dev->ops->lease_sweep(dev, &keep, 1), 0);
+	ck_assert(zino(3) == i3);
+	zd_dev_close(dev);
+	dev = NULL;
+	set_in_use(true);
+	ck_assert_int_eq(zd_emul_open(devpath, NULL, false, ZD_ISOLATION_AUTO, &dev), 0);
+	ck_assert_int_eq(dev->ops->lease_sweep(dev, &keep, 1), 0);
+	ck_assert(zino(3) != i3);
+	ck_assert(zino(4) == i4);
+	assert_data(ZSTART(3), 2 * LBS);
+	close(fd3);
+	close(fd4);
+}
+END_TEST
+
+/* ================= scale ================= */
+
+/* A million zones start after a clean close without opening, creating
+ * or removing a single zone file (inotify sees every open in the
+ * directory; a stat opens nothing, and the code does none: see
+ * load_zones()). */
+START_TEST(scale_million_zones_clean_start)
+{
+	const uint32_t nz = 1000000;
+	struct zd_emul_params p = {
+		.size = (uint64_t)nz * LBS, .zone_size = LBS, .zone_capacity = LBS,
+		.nr_conventional = 1, .logical_block_size = LBS,
+	};
+	char evbuf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+	unsigned opens_meta = 0;
+	uint8_t b[LBS];
+	ssize_t n;
+	int in;
+
+	memset(b, 0x5a, sizeof(b));
+	ck_assert_int_eq(zd_emul_open(devpath, &p, true, ZD_ISOLATION_AUTO, &dev), 0);
+	ck_assert_int_eq(dev->ops->pwrite(dev, b, LBS, 5 * (uint64_t)LBS), 0);
+	ck_assert_int_eq(dev->ops->pwrite(dev, b, LBS, (uint64_t)(nz - 1) * LBS), 0);
+	zd_dev_close(dev);
+	dev = NULL;
+	in = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	ck_assert_int_ge(in, 0);
+	ck_assert_int_ge(inotify_add_watch(in, devpath, IN_OPEN | IN_CREATE | IN_DELETE |
+					   IN_MOVED_FROM | IN_MOVED_TO | IN_ATTRIB), 0);
+	ck_assert_int_eq(zd_emul_open(devpath, NULL, false, ZD_ISOLATION_AUTO, &dev), 0);
+	ck_assert_uint_eq(zone(nz - 1).cond, ZP_COND_FULL);
+	zd_dev_close(dev);
+	dev = NULL;
+	while ((n = read(in, evbuf, sizeof(evbuf))) > 0) {
+		for (char *q = evbuf; q < evbuf + n;) {
+			const struct inotify_event *ev = (const void *)q;
+
+			if (ev->len && strcmp(ev->name, "meta"))
+				ck_abort_msg("the clean start touched %s (mask %#x)", ev->name,
+					     ev->mask);
+			opens_meta += ev->len && (ev->mask & IN_OPEN);
+			q += sizeof(*ev) + ev->len;
+		}
+	}
+	close(in);
+	ck_assert_uint_eq(opens_meta, 1);
+}
+END_TEST
+
+/* ================= 0.1 image conversion ================= */
+
+#ifndef EMUL_V1_DATA
+#define EMUL_V1_DATA "tests/data/emul-v1"
+#endif
+
+/* Extracts a 0.1 fixture as dir/NAME/dev.img (+ .meta); returns the
+ * image's path. */
+static const char *extract_v1(const char *tarball, const char *name)
+{
+	static char img[4][PATH_MAX + 16];
+	static unsigned k;
+	char cmd[3 * PATH_MAX], sub[PATH_MAX];
+	char *out = img[k++ % 4];
+
+	snprintf(sub, sizeof(sub), "%s/%s", dir, name);
+	ck_assert_int_eq(mkdir(sub, 0700), 0);
+	snprintf(cmd, sizeof(cmd), "tar -xzf '%s/%s' -C '%s'", EMUL_V1_DATA, tarball, sub);
+	ck_assert_int_eq(system(cmd), 0);
+	snprintf(out, PATH_MAX + 16, "%s/dev.img", sub);
+	return out;
+}
+
+/* The zones of the fixture as 0.1 served them after opening (open zones
+ * closed), and how much of each the 0.1 image's data counts. */
+static void v1_expect(const char *img, struct zd_zone **zz, uint32_t *nr)
+{
+	ck_assert_int_eq(zd_emul_peek(img, zz, nr), 0);
+	for (uint32_t z = 0; z < *nr; z++) {
+		struct zd_zone *x = &(*zz)[z];
+
+		if (x->cond == ZP_COND_IMP_OPEN || x->cond == ZP_COND_EXP_OPEN)
+			x->cond = x->wp > x->start ? ZP_COND_CLOSED : ZP_COND_EMPTY;
+	}
+}
+
+/* The converted device at path (open in dev) equals the 0.1 zones exp
+ * and holds, below each wp, exactly the data of the 0.1 image copy ref. */
+static void check_converted(const char *ref, const struct zd_zone *exp, uint32_t nr)
+{
+	int fd = open(ref, O_RDONLY);
+	struct zd_dev_info info;
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(dev->ops->info(dev, &info), 0);
+	ck_assert_uint_eq(info.nr_zones, nr);
+	for (uint32_t z = 0; z < nr; z++) {
+		struct zd_zone now = zone(z);
+		uint64_t len = exp[z].len, valid;
+		uint8_t *a, *b;
+
+		ck_assert_msg(now.cond == exp[z].cond && now.wp == exp[z].wp,
+			      "zone %u: cond %u wp %#llx, 0.1 had cond %u wp %#llx", z, now.cond,
+			      (unsigned long long)now.wp, exp[z].cond, (unsigned long long)exp[z].wp);
+		ck_assert_uint_eq(now.capacity, exp[z].capacity);
+		if (now.cond == ZP_COND_OFFLINE)
+			continue;
+		a = malloc(len);
+		b = malloc(len);
+		ck_assert_int_eq(dev->ops->pread(dev, a, len, now.start), 0);
+		ck_assert_int_eq(pread(fd, b, len, (off_t)now.start), (ssize_t)len);
+		/* What 0.1 served: data below the wp (capacity when full). */
+		valid = now.type == ZP_TYPE_CONV ? len :
+			now.cond == ZP_COND_FULL ? now.capacity :
+			now.cond == ZP_COND_READONLY ? 0 : now.wp - now.start;
+		if (now.cond == ZP_COND_READONLY)
+			valid = 4 * LBS; /* the fixture's read-only zone 7 had 4 blocks */
+		memset(b + valid, 0, len - valid);
+		ck_assert_msg(memcmp(a, b, len) == 0, "zone %u: data differs", z);
+		free(a);
+		free(b);
+	}
+	close(fd);
+}
+
+START_TEST(convert_v1_image)
+{
+	const char *img = extract_v1("emul-v1.tar.gz", "a");
+	const char *ref = extract_v1("emul-v1.tar.gz", "ref");
+	char old[PATH_MAX + 16];
+	struct zd_zone *exp, *peek;
+	struct stat st;
+	uint32_t nr, pnr;
+
+	v1_expect(ref, &exp, &nr);
+	ck_assert_uint_eq(nr, 16);
+	/* The fixture's zones, as documented in its README. */
+	ck_assert_uint_eq(exp[3].cond, ZP_COND_FULL);
+	ck_assert_uint_eq(exp[4].cond, ZP_COND_FULL);
+	ck_assert_uint_eq(exp[6].cond, ZP_COND_OFFLINE);
+	ck_assert_uint_eq(exp[7].cond, ZP_COND_READONLY);
+	ck_assert_uint_eq(exp[11].cond, ZP_COND_CLOSED);
+	ck_assert_int_eq(zd_emul_open(img, NULL, false, ZD_ISOLATION_AUTO, &dev), 0);
+	check_converted(ref, exp, nr);
+	/* In place: a directory under the same name, the 0.1 files gone,
+	 * only zones with data have files, sized by their wp. */
+	ck_assert_int_eq(lstat(img, &st), 0);
+	ck_assert(S_ISDIR(st.st_mode));
+	snprintf(old, sizeof(old), "%s.meta", img);
+	ck_assert_int_eq(access(old, F_OK), -1);
+	snprintf(old, sizeof(old), "%s.old", img);
+	ck_assert_int_eq(access(old, F_OK), -1);
+	snprintf(old, sizeof(old), "%s.convert", img);
+	ck_assert_int_eq(access(old, F_OK), -1);
+	snprintf(old, sizeof(old), "%s/seq-000005", img);
+	ck_assert_int_eq(stat(old, &st), 0);
+	ck_assert_int_eq(st.st_size, 2 * 4096);
+	snprintf(old, sizeof(old), "%s/seq-000010", img);
+	ck_assert_int_eq(access(old, F_OK), -1);
+	snprintf(old, sizeof(old), "%s/seq-000006", img);
+	ck_assert_int_eq(access(old, F_OK), -1);
+	/* The converted device works and persists. */
+	ck_assert_int_eq(dev->ops->zone_op(dev, ZD_OP_RESET, 3, 1), 0);
+	zd_dev_close(dev);
+	dev = NULL;
+	ck_assert_int_eq(zd_emul_peek(img, &peek, &pnr), 0);
+	ck_assert_uint_eq(pnr, nr);
+	ck_assert_uint_eq(peek[3].cond, ZP_COND_EMPTY);
+	ck_assert_uint_eq(peek[5].wp, exp[5].wp);
+	free(peek);
+	ck_assert_int_eq(zd_emul_open(img, NULL, false, ZD_ISOLATION_AUTO, &dev), 0);
+	exp[3].cond = ZP_COND_EMPTY;
+	exp[3].wp = exp[3].start;
+	zd_dev_close(dev);
+	dev = NULL;
+	free(exp);
+}
+END_TEST
+
+/* An image 0.1 did not close cleanly: the conversion applies 0.1's repair
+ * (zone 5's data past its recorded wp, written by a client, counts). */
+START_TEST(convert_v1_unclean)
+{
+	const char *img = extract_v1("emul-v1-unclean.tar.gz", "a");
+	const char *ref = extract_v1("emul-v1-unclean.tar.gz", "ref");
+	struct zd_zone *exp;
+	uint32_t nr;
+
+	v1_expect(ref, &exp, &nr);
+	ck_assert_uint_eq(exp[5].wp - exp[5].start, 2 * 4096);
+	exp[5].wp += 2 * 4096; /* what 0.1's repair makes of it */
+	ck_assert_int_eq(zd_emul_open(img, NULL, false, ZD_ISOLATION_AUTO, &dev), 0);
+	check_converted(ref, exp, nr);
+	free(exp);
+}
+END_TEST
+
+/* A crash at every step of the conversion: the next start gives the same
+ * device as an uninterrupted one. */
+START_TEST(convert_crash_every_step)
+{
+	static const char *const steps[] = {
+		"convert-build", "convert-aside", "convert-rename", "convert-cleanup",
+	};
+	char ref[PATH_MAX + 16];
+	struct zd_zone *exp;
+	unsigned crashes = 0, run = 0;
+	uint32_t nr;
+
+	snprintf(ref, sizeof(ref), "%s", extract_v1("emul-v1.tar.gz", "ref"));
+	v1_expect(ref, &exp, &nr);
+	for (unsigned st = 0; st < sizeof(steps) / sizeof(steps[0]); st++) {
+		for (unsigned n = 1;; n++) {
+			char name[32], spec[64];
+			const char *img;
+			pid_t pid;
+			int status;
+
+			snprintf(name, sizeof(name), "c%u", run++);
+			img = extract_v1("emul-v1.tar.gz", name);
+			snprintf(spec, sizeof(spec), "crash:%s:%u", steps[st], n);
+			pid = fork();
+			ck_assert_int_ge(pid, 0);
+			if (pid == 0) {
+				setenv("ZONED_EMUL_FAULT", spec, 1);
+				_exit(zd_emul_open(img, NULL, false, ZD_ISOLATION_AUTO, &dev) ? 1 : 0);
+			}
+			ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+			if (!WIFSIGNALED(status)) {
+				ck_assert_int_eq(WEXITSTATUS(status), 0);
+				break; /* no Nth such step */
+			}
+			ck_assert_int_eq(WTERMSIG(status), SIGKILL);
+			crashes++;
+			ck_assert_int_eq(zd_emul_open(img, NULL, false, ZD_ISOLATION_AUTO, &dev), 0);
+			check_converted(ref, exp, nr);
+			zd_dev_close(dev);
+			dev = NULL;
+			{
+				char left[PATH_MAX + 16];
+
+				snprintf(left, sizeof(left), "%s.convert", img);
+				ck_assert_int_eq(access(left, F_OK), -1);
+				snprintf(left, sizeof(left), "%s.old", img);
+				ck_assert_int_eq(access(left, F_OK), -1);
+				snprintf(left, sizeof(left), "%s.meta", img);
+				ck_assert_int_eq(access(left, F_OK), -1);
+			}
+		}
+	}
+	/* Every zone file and the metadata, then the three renames. */
+	ck_assert_uint_ge(crashes, 8);
+	free(exp);
 }
 END_TEST
 
@@ -2183,8 +2853,26 @@ int main(void)
 	tcase_add_test(tc, persist_both_corrupt);
 	tcase_add_test(tc, persist_header_corrupt);
 	tcase_add_test(tc, persist_truncated);
-	tcase_add_test(tc, persist_backing_resized);
+	tcase_add_test(tc, persist_zone_file_cut);
 	srunner_add_suite(sr, suite("persist", tc));
+
+	tc = tcase("isolation");
+	tcase_add_test(tc, iso_fd_reaches_only_its_zone);
+	tcase_add_test(tc, fence_kept_fd_vanishes);
+	tcase_add_test(tc, fence_after_reset);
+	tcase_add_test(tc, sweep_after_crash);
+	srunner_add_suite(sr, suite("isolation", tc));
+
+	tc = tcase("scale");
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, scale_million_zones_clean_start);
+	srunner_add_suite(sr, suite("scale", tc));
+
+	tc = tcase("convert");
+	tcase_add_test(tc, convert_v1_image);
+	tcase_add_test(tc, convert_v1_unclean);
+	tcase_add_test(tc, convert_crash_every_step);
+	srunner_add_suite(sr, suite("convert", tc));
 
 	tc = tcase("crash");
 	tcase_set_timeout(tc, 600);

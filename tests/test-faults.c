@@ -243,7 +243,8 @@ static char conf[400], path_a[400], path_b[400];
 
 /* Devices "a" (faults_a) and "b" (no faults) from a configuration file:
  * the device key is how a fault is given to one device only. */
-static void start(const char *faults_a)
+/* Device "a" with faults_a and isolation iso_a ("auto", "device"). */
+static void start_iso(const char *faults_a, const char *iso_a)
 {
 	const char *args[] = { "--config", conf, NULL };
 	FILE *f;
@@ -257,10 +258,15 @@ static void start(const char *faults_a)
 	f = fopen(conf, "w");
 	ck_assert_ptr_nonnull(f);
 	fprintf(f, "{\"devices\":[{\"id\":\"a\",\"emulate\":\"%s\",\"spec\":\"size=16M,zone-size=1M,"
-		"conv=1\",\"faults\":\"%s\"},{\"id\":\"b\",\"emulate\":\"%s\",\"spec\":\"size=16M,"
-		"zone-size=1M,conv=1\"}]}\n", path_a, faults_a, path_b);
+		"conv=1\",\"faults\":\"%s\",\"isolation\":\"%s\"},{\"id\":\"b\",\"emulate\":\"%s\","
+		"\"spec\":\"size=16M,zone-size=1M,conv=1\"}]}\n", path_a, faults_a, iso_a, path_b);
 	fclose(f);
 	ck_assert_msg(zt_daemon_start(&z, args) == 0, "zonedd did not start, see %s", z.log);
+}
+
+static void start(const char *faults_a)
+{
+	start_iso(faults_a, "auto");
 }
 
 static void stop(void)
@@ -802,14 +808,16 @@ START_TEST(device_vanishes)
 END_TEST
 
 /* EIO on every command from the 2nd on: the third failed operation on a
- * second zone fails the device; the other device's lease stays. */
+ * second zone fails the device; the other device's lease stays. Device
+ * isolation: with zone isolation the fence after each failed acquire (not
+ * faulted by "any") succeeds, which ends the streak of errors. */
 START_TEST(repeated_eio_fails_device)
 {
 	struct held b;
 	char why[256];
 	int s;
 
-	start("eio:any:2:0");
+	start_iso("eio:any:2:0", "device");
 	s = conn();
 	b = acquire(s, "b", 3);
 	json_object_put(call_fails(s, "lease.acquire", "{\"device\":\"a\",\"zone\":2}", ZP_ERR_IO,

@@ -309,6 +309,7 @@ static uint64_t lease_u64(struct json_object *r, const char *key)
 
 struct held {
 	uint64_t id, token, start;
+	uint64_t fd_offset; /* where the zone starts in fd */
 	int fd;
 };
 
@@ -324,6 +325,7 @@ static struct held acquire(int s, int zone, bool reclaimable)
 	h.id = lease_u64(r, "id");
 	h.token = lease_u64(r, "token");
 	h.start = lease_u64(r, "start");
+	h.fd_offset = lease_u64(r, "fd_offset");
 	ck_assert_int_ge(h.fd, 0);
 	json_object_put(r);
 	return h;
@@ -405,7 +407,7 @@ START_TEST(restart_orphans_and_reclaims)
 	a = acquire(s, 3, false);
 	b = acquire(s, 5, false);
 	memset(data, 0x5a, sizeof(data));
-	ck_assert_int_eq(pwrite(a.fd, data, sizeof(data), (off_t)a.start), (ssize_t)sizeof(data));
+	ck_assert_int_eq(pwrite(a.fd, data, sizeof(data), (off_t)a.fd_offset), (ssize_t)sizeof(data));
 	ck_assert_int_eq(fdatasync(a.fd), 0);
 	close(a.fd);
 	close(b.fd);
@@ -441,7 +443,7 @@ START_TEST(restart_orphans_and_reclaims)
 	ck_assert_uint_eq(lease_u64(r, "wp"), a.start + sizeof(data));
 	json_object_put(r);
 	ck_assert_int_ge(fd, 0);
-	ck_assert_int_eq(pread(fd, back, sizeof(back), (off_t)a.start), (ssize_t)sizeof(back));
+	ck_assert_int_eq(pread(fd, back, sizeof(back), (off_t)a.fd_offset), (ssize_t)sizeof(back));
 	ck_assert_mem_eq(back, data, sizeof(data));
 	close(fd);
 	ck_assert_str_eq(listed_state(s2, a.id, &keep), "held");

@@ -459,6 +459,7 @@ START_TEST(lease_round_trip_with_fd)
 	uint64_t id = json_object_get_uint64(field(l, "id"));
 	uint64_t token = json_object_get_uint64(field(l, "token"));
 	uint64_t start = json_object_get_uint64(field(l, "start"));
+	uint64_t fd_offset = json_object_get_uint64(field(l, "fd_offset"));
 	char buf[8192], req[256], back[8192];
 
 	ck_assert_int_ge(fd, 0);
@@ -470,7 +471,8 @@ START_TEST(lease_round_trip_with_fd)
 	json_object_put(r);
 
 	memset(buf, 0xab, sizeof(buf));
-	ck_assert_int_eq(pwrite(fd, buf, sizeof(buf), (off_t)start), (ssize_t)sizeof(buf));
+	/* Where the zone starts in the fd: 0 on its own zone file. */
+	ck_assert_int_eq(pwrite(fd, buf, sizeof(buf), (off_t)fd_offset), (ssize_t)sizeof(buf));
 	snprintf(req, sizeof(req), "{\"jsonrpc\":\"2.0\",\"method\":\"lease.sync\",\"params\":{\"id\":%llu,\"token\":%llu,\"wp\":%llu},\"id\":8}",
 		 (unsigned long long)id, (unsigned long long)token, (unsigned long long)(start + sizeof(buf)));
 	r = rpc(req);
@@ -496,7 +498,7 @@ START_TEST(lease_round_trip_with_fd)
 	r = rpc(req);
 	ck_assert_int_eq(err_code(r), ZP_ERR_ZONE_LEASED);
 	json_object_put(r);
-	ck_assert_int_eq(pread(fd, back, sizeof(back), (off_t)start), (ssize_t)sizeof(back));
+	ck_assert_int_eq(pread(fd, back, sizeof(back), (off_t)fd_offset), (ssize_t)sizeof(back));
 	ck_assert_mem_eq(back, buf, sizeof(buf));
 	close(fd);
 

@@ -361,9 +361,30 @@ static struct json_object *jobj(struct json_object *o, const char *key)
 
 /* --- the client ------------------------------------------------------------ */
 
+/* Reads the block at device offset off from the emulated device's zone
+ * file (what a zone's fd reaches); past the file's end reads as zeros. */
+static ssize_t img_read(const char *dir, unsigned char *b, uint64_t off)
+{
+	const uint64_t zs = 1u << 20; /* DEV_SPEC's zone size */
+	uint32_t zn = (uint32_t)(off / zs);
+	char p[700];
+	ssize_t n;
+	int fd;
+
+	snprintf(p, sizeof(p), "%s/%s-%06u", dir, zn < NR_CONV ? "cnv" : "seq", zn);
+	memset(b, 0, BLOCK);
+	fd = open(p, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? BLOCK : -1;
+	n = pread(fd, b, BLOCK, (off_t)(off % zs));
+	close(fd);
+	return n < 0 ? -1 : BLOCK;
+}
+
 struct held {
 	bool used;
 	uint64_t id, token, start, cap, wp, acked_to, seq, acked_seq;
+	uint64_t fd_offset; /* where the zone starts in fd */
 	uint32_t zone, rec;
 	int fd;
 	int uncertain; /* an op whose outcome the lost connection hid: 1 reset, 2 finish */
@@ -546,7 +567,8 @@ static void verify_at_grant(struct client *cl, struct held *h)
 			for (uint64_t off = a->from, q = a->first_seq; off < a->to; off += BLOCK, q++) {
 				struct tag t;
 
-				if (off >= h->wp || pread(h->fd, cl->blk, BLOCK, (off_t)off) != BLOCK ||
+				if (off >= h->wp ||
+				    pread(h->fd, cl->blk, BLOCK, (off_t)(off - h->start + h->fd_offset)) != BLOCK ||
 				    block_parse(cl->blk, &t) != 1 || t.token != a->token || t.seq != q) {
 					anomaly(cl, "lease %" PRIu64 " granted zone %u with wp %" PRIu64
 						    " missing the write acknowledged to token %#" PRIx64
@@ -612,6 +634,7 @@ static void do_acquire(struct client *cl)
 	h->token = jget(l, "token");
 	h->zone = (uint32_t)jget(l, "zone");
 	h->start = jget(l, "start");
+	h->fd_offset = jget(l, "fd_offset");
 	h->cap = jget(l, "capacity");
 	h->wp = h->acked_to = jget(l, "wp");
 	json_object_put(res);
@@ -736,7 +759,7 @@ static int do_write(struct client *cl, struct held *h, unsigned nblk)
 			return -ECONNRESET;
 		}
 		block_fill(cl->blk, &t);
-		w = pwrite(h->fd, cl->blk, BLOCK, (off_t)h->wp);
+		w = pwrite(h->fd, cl->blk, BLOCK, (off_t)(h->wp - h->start + h->fd_offset));
 		if (w != BLOCK) {
 			anomaly(cl, "pwrite zone %u at %" PRIu64 ": %s", h->zone, h->wp,
 				w < 0 ? strerror(errno) : "short");
@@ -1235,8 +1258,8 @@ int main(void)
 
 	/* Every block up to the wp: tagged by the holder of the zone, in grant
 	 * order, each lease's blocks in one run in the order written. */
-	img = open(emu, O_RDONLY | O_CLOEXEC);
-	check(img >= 0, "the backing file opens (%s)", img < 0 ? strerror(errno) : "ok");
+	img = open(emu, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	check(img >= 0, "the device directory opens (%s)", img < 0 ? strerror(errno) : "ok");
 	for (uint32_t zn = NR_CONV; img >= 0 && r == 0 && zn < NR_ZONES; zn++) {
 		unsigned char b[BLOCK];
 		const struct lrec *prev = NULL;
@@ -1248,7 +1271,7 @@ int main(void)
 			const struct lrec *l;
 			int k;
 
-			if (pread(img, b, BLOCK, (off_t)off) != BLOCK) {
+			if (img_read(emu, b, off) != BLOCK) {
 				corrupt++;
 				break;
 			}
@@ -1312,7 +1335,7 @@ int main(void)
 
 				int k = -2;
 
-				if (off >= zi[a->zone].wp || pread(img, b, BLOCK, (off_t)off) != BLOCK ||
+				if (off >= zi[a->zone].wp || img_read(emu, b, off) != BLOCK ||
 				    (k = block_parse(b, &t)) != 1 || t.token != a->token || t.seq != q) {
 					if (lost_acks < 3 && getenv("ZT_SOAK_VERBOSE"))
 						zone_history(nclients, a->zone, t0);

@@ -11,8 +11,11 @@ software emulation. Prints PASS:/FAIL: lines and exits 1 on any failure.
 
 Environment: top_builddir, ZVM_NULLB_EXPECT, ZVM_ZNS_EXPECT (see check-vm.sh).
 """
+import array
+import errno
 import json
 import mmap
+import socket
 import os
 import re
 import signal
@@ -140,10 +143,11 @@ def expectations(s):
 daemon = None
 
 
-def start_daemon():
+def start_daemon(extra=()):
     global daemon
     log = open(os.path.join(T, "zonedd.log"), "ab")
     argv = [ZONEDD, "--no-config", "--socket", SOCK, "--state-dir", os.path.join(T, "state")]
+    argv += list(extra)
     for _, path, _ in DEVICES:
         argv += ["--device", path]
     daemon = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
@@ -357,6 +361,135 @@ def t_bench(name):
     check(rc == 0, f"zonectl bench {name}: status {rc}: {err.strip()}")
 
 
+class Rpc:
+    """A raw connection: one request, its reply and every fd it carries."""
+
+    def __init__(self):
+        self.s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.s.settimeout(30)
+        self.s.connect(SOCK)
+        self.n = 0
+
+    def call(self, method, **params):
+        self.n += 1
+        self.s.send(json.dumps({"jsonrpc": "2.0", "method": method, "params": params,
+                                "id": self.n}).encode())
+        fds = array.array("i")
+        msg, anc, _, _ = self.s.recvmsg(65536, socket.CMSG_SPACE(64 * fds.itemsize))
+        for level, typ, data in anc:
+            if level == socket.SOL_SOCKET and typ == socket.SCM_RIGHTS:
+                fds.frombytes(data[:len(data) - len(data) % fds.itemsize])
+        r = json.loads(msg)
+        return r.get("result"), r.get("error"), list(fds)
+
+    def close(self):
+        self.s.close()
+
+
+def dm_names():
+    """The device-mapper mappings, by name, as sysfs lists them."""
+    names = []
+    for blk in os.listdir("/sys/block"):
+        try:
+            with open(f"/sys/block/{blk}/dm/name") as f:
+                names.append(f.read().strip())
+        except OSError:
+            pass
+    return names
+
+
+def block(pattern):
+    """A page-aligned 4 KiB buffer (O_DIRECT)."""
+    m = mmap.mmap(-1, 4096)
+    m.write(pattern * (4096 // len(pattern)))
+    return m
+
+
+def write_fails(fd, buf, off):
+    try:
+        os.pwrite(fd, buf, off)
+    except OSError as e:
+        return e.errno
+    return 0
+
+
+def t_isolation(name, dev):
+    """Zone isolation through the real daemon: a lease's fd reaches its zone
+    only; a forced reset revokes it and its kept fd gets EIO while the next
+    holder's data stays; a SIGKILLed daemon's orphan keeps its mapping for
+    the reclaim, an unreclaimed one is fenced when the grace ends."""
+    kname = os.path.basename(dev)
+    a = Rpc()
+    info, err, _ = a.call("device.info", device=name)
+    check(err is None and info["isolation"] == "zone",
+          f"{name}: isolation {info and info.get('isolation')}: {info and info.get('isolation_reason')}")
+    res, err, fds = a.call("lease.acquire", device=name, label="iso")
+    check(err is None and len(fds) == 1, f"{name}: acquire: {err}")
+    lease, fd = res["lease"], fds[0]
+    zone, zlen = lease["zone"], lease["len"]
+    check(lease["fd_offset"] == 0 and lease["isolation"] == "zone", f"{name}: {lease}")
+    check(f"zoned-{kname}-{zone}" in dm_names(), f"{name}: no mapping for zone {zone}")
+    buf = block(b"A")
+    os.pwrite(fd, buf, 0)
+    check(write_fails(fd, buf, zlen) != 0, f"{name}: a write past the leased zone succeeded")
+    res, err, _ = a.call("lease.sync", id=lease["id"], token=lease["token"])
+    check(err is None and res["lease"]["wp"] == lease["start"] + 4096, f"{name}: sync {res} {err}")
+    # Revoked by an admin's forced reset: the kept fd fails, the zone is free.
+    zc("reset", name, str(zone), "--force")
+    e = write_fails(fd, buf, 4096)
+    check(e == errno.EIO, f"{name}: the revoked fd's write got errno {e}, not EIO")
+    b = Rpc()
+    res, err, bfds = b.call("lease.acquire", device=name, zone=zone)
+    check(err is None, f"{name}: zone {zone} not leased again after the revocation: {err}")
+    bbuf = block(b"B")
+    os.pwrite(bfds[0], bbuf, 0)
+    check(write_fails(fd, buf, 0) == errno.EIO, f"{name}: the old fd reached the new holder")
+    rc, back, _ = zc("read", name, str(zone), "--length", "4096", raw=True)
+    check(rc == 0 and back == bytes(bbuf[:]), f"{name}: the next holder's data differs")
+    os.close(fd)
+    res, err, _ = b.call("lease.release", id=res["lease"]["id"], token=res["lease"]["token"],
+                         then="reset")
+    check(err is None, f"{name}: release: {err}")
+    os.close(bfds[0])
+    a.close()
+    b.close()
+    print(f"    {name}: zone {zone}: reach, revocation (EIO), next holder's data intact")
+
+    # A daemon SIGKILLed with two reclaimable leases out.
+    c = Rpc()
+    r1, _, f1 = c.call("lease.acquire", device=name, reclaimable=True)
+    r2, _, f2 = c.call("lease.acquire", device=name, reclaimable=True)
+    l1, l2 = r1["lease"], r2["lease"]
+    daemon.kill()
+    daemon.wait()
+    c.close()
+    names = dm_names()
+    check(f"zoned-{kname}-{l1['zone']}" in names and f"zoned-{kname}-{l2['zone']}" in names,
+          f"{name}: mappings gone with the daemon: {names}")
+    os.pwrite(f1[0], buf, 0)  # the daemon's death cuts nothing
+    start_daemon(["--grace-ms", "3000"])
+    c = Rpc()
+    res, err, rf = c.call("lease.reclaim", id=l1["id"], token=l1["token"])
+    check(err is None and len(rf) == 1, f"{name}: reclaim: {err}")
+    check(res["lease"]["wp"] == l1["start"] + 4096, f"{name}: reclaimed wp {res['lease']['wp']}")
+    os.pwrite(rf[0], buf, 4096)
+    time.sleep(4)  # l2's grace ends: fenced
+    check(write_fails(f2[0], buf, 0) == errno.EIO, f"{name}: an expired orphan's fd still writes")
+    check(f"zoned-{kname}-{l2['zone']}" not in dm_names(), f"{name}: expired mapping still there")
+    res, err, _ = c.call("lease.release", id=l1["id"], token=l1["token"], then="reset")
+    check(err is None, f"{name}: release after reclaim: {err}")
+    for f in f1 + f2 + rf:
+        os.close(f)
+    c.close()
+    for _ in range(100):  # deferred removal runs after the last close
+        if not any(n.startswith(f"zoned-{kname}-") for n in dm_names()):
+            break
+        time.sleep(0.05)
+    check(not any(n.startswith(f"zoned-{kname}-") for n in dm_names()),
+          f"{name}: lease mappings left: {dm_names()}")
+    print(f"    {name}: after SIGKILL: reclaimed lease kept its mapping, expired one fenced")
+
+
 def main():
     os.makedirs(T, exist_ok=True)
     results = {"PASS": 0, "FAIL": 0}
@@ -387,6 +520,8 @@ def main():
             run(f"{name}: open and active limits under concurrent writers",
                 t_limits, name, dev, expect)
             run(f"{name}: zonectl bench against raw pwrite", t_bench, name)
+            run(f"{name}: zone isolation: reach, revocation, restart, grace", t_isolation,
+                name, dev)
 
         def t_stop():
             rc = stop_daemon()

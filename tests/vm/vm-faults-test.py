@@ -251,12 +251,14 @@ def t_badblocks():
         try:
             res, fd = c.ok("lease.acquire", {"device": "bad", "zone": 2})
             lease, start = res["lease"], res["lease"]["start"]
+            # where the zone is in the fd: 0 for a zone-isolated mapping
+            fo = lease["fd_offset"]
             ident = {"id": lease["id"], "token": lease["token"]}
             other, ofd = c.ok("lease.acquire", {"device": "bad", "zone": 3})
             try:
-                check(os.pwritev(fd, [aligned(4096, 1)], start) == 4096, "first block")
+                check(os.pwritev(fd, [aligned(4096, 1)], fo) == 4096, "first block")
                 try:
-                    os.pwritev(fd, [aligned(4096, 2)], start + 4096)
+                    os.pwritev(fd, [aligned(4096, 2)], fo + 4096)
                     raise Fail("the write over bad blocks succeeded")
                 except OSError as e:
                     check(e.errno == errno.EIO, f"write over bad blocks: {e}")
@@ -266,7 +268,7 @@ def t_badblocks():
                       f"wp after the failed write: +{res['lease']['wp'] - start}")
                 view_matches_device(c, "bad", dev)
                 # The zone next to it and the other device are whole.
-                check(os.pwritev(ofd, [aligned(4096, 3)], other["lease"]["start"]) == 4096,
+                check(os.pwritev(ofd, [aligned(4096, 3)], other["lease"]["fd_offset"]) == 4096,
                       "zone 3 write")
                 c.ok("lease.sync", {"id": other["lease"]["id"], "token": other["lease"]["token"]})
                 g, gfd = c.ok("lease.acquire", {"device": "good"})
@@ -302,7 +304,7 @@ def t_zone_cond():
         w = Conn()
         res, fd = c.ok("lease.acquire", {"device": "cond", "zone": 2})
         ident = {"id": res["lease"]["id"], "token": res["lease"]["token"]}
-        check(os.pwritev(fd, [aligned(4096, 7)], res["lease"]["start"]) == 4096, "write")
+        check(os.pwritev(fd, [aligned(4096, 7)], res["lease"]["fd_offset"]) == 4096, "write")
         os.close(fd)
         w.send("lease.acquire", {"device": "cond", "zone": 2, "wait_ms": 20000})
         time.sleep(0.3)
@@ -444,14 +446,14 @@ def t_dm():
             try:
                 res, fd = c.ok("lease.acquire", {"device": "flaky", "zone": 1})
                 ident = {"id": res["lease"]["id"], "token": res["lease"]["token"]}
-                start = res["lease"]["start"]
-                check(os.pwritev(fd, [aligned(4096, 5)], start) == 4096, "write while up")
+                fo = res["lease"]["fd_offset"]
+                check(os.pwritev(fd, [aligned(4096, 5)], fo) == 4096, "write while up")
                 # Down for an hour: every I/O fails (flakey's default).
                 dmsetup("load", "zfflaky", "--table", f"0 {sectors} flakey {dev} 0 0 3600")
                 dmsetup("suspend", "zfflaky")
                 dmsetup("resume", "zfflaky")
                 try:
-                    os.pwritev(fd, [aligned(4096, 6)], start + 4096)
+                    os.pwritev(fd, [aligned(4096, 6)], fo + 4096)
                     raise Fail("a write through flakey's down interval succeeded")
                 except OSError as e:
                     check(e.errno == errno.EIO, f"write while down: {e}")

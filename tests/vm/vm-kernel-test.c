@@ -1,8 +1,9 @@
 /* The kernel backend against real zoned block devices, run inside the VM
  * suite's guest (tests/vm/vm-inner.sh): validation and refusals, geometry,
  * the zone table compared field by field with util-linux blkzone, zone
- * operations, writes at and away from the write pointer, and the open and
- * active limits.
+ * operations, writes at and away from the write pointer, the open and
+ * active limits, and zone isolation with device-mapper (what a lease's fd
+ * reaches, fencing, the sweep and adoption after a crash, the fallbacks).
  *
  *   vm-kernel-test DEVICE EXPECT    e.g. /dev/nullb0 zones=32,conv=2,max_open=8,...
  *   vm-kernel-test --refusals PLAIN_DISK PARTITION
@@ -21,11 +22,20 @@
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
+#include <linux/blkzoned.h>
+#include <linux/capability.h>
 #include <linux/dm-ioctl.h>
+#include <linux/fs.h>
 
+#include "daemon/dm.h"
 #include "daemon/zdev.h"
 
 #define MIB ((uint64_t)1024 * 1024)
@@ -791,6 +801,752 @@ START_TEST(t_refuse_held)
 }
 END_TEST
 
+/* Zone isolation (device-mapper). The backend under test makes the
+ * mappings; the checks read them back through the kernel (dm status and
+ * tables, sysfs, the disk's zones), and the data through the disk. */
+
+static char kname[64], whole[72];
+
+static void dm_names(void)
+{
+	struct stat st;
+
+	ck_assert_int_eq(stat(dev_path, &st), 0);
+	ck_assert_int_eq(zd_dm_kernel_name(st.st_rdev, kname, sizeof(kname)), 0);
+	snprintf(whole, sizeof(whole), "zoned-%s", kname);
+}
+
+/* Skips (true) where the guest has no device-mapper. */
+static bool no_dm(const char *what)
+{
+	if (access("/dev/mapper/control", F_OK) == 0)
+		return false;
+	printf("%s: SKIP %s: no device-mapper\n", dev_path, what);
+	return true;
+}
+
+static int ctl_fd = -1;
+
+static int dmctl(void)
+{
+	char why[160];
+
+	if (ctl_fd < 0)
+		ck_assert_msg(zd_dm_control_open(&ctl_fd, why, sizeof(why)) == 0, "%s", why);
+	return ctl_fd;
+}
+
+/* 1 when the mapping exists (st filled), 0 when not. */
+static int mapping(const char *name, struct zd_dm_status *st)
+{
+	struct zd_dm_status tmp;
+	int r = zd_dm_status(dmctl(), name, st ? st : &tmp);
+
+	ck_assert_msg(r == 0 || r == -ENXIO, "dm status %s: %s", name, strerror(-r));
+	return r == 0;
+}
+
+static void lease_name(uint32_t zone, char *out)
+{
+	snprintf(out, DM_NAME_LEN, "%s-%u", whole, zone);
+}
+
+static int count_cb(const char *name, dev_t dev, void *ud)
+{
+	(void)name;
+	(void)dev;
+	(*(unsigned *)ud)++;
+	return 0;
+}
+
+/* Mappings whose name starts with prefix. */
+static unsigned count_mappings(const char *prefix)
+{
+	unsigned n = 0;
+
+	ck_assert_int_eq(zd_dm_list(dmctl(), prefix, count_cb, &n), 0);
+	return n;
+}
+
+/* Deferred removal runs from a kernel work queue after the last close:
+ * waits up to 5 s for the count to drop to want. */
+static unsigned settle(const char *prefix, unsigned want)
+{
+	unsigned n = count_mappings(prefix);
+
+	for (int i = 0; i < 500 && n > want; i++) {
+		usleep(10000);
+		n = count_mappings(prefix);
+	}
+	return n;
+}
+
+static unsigned count_fenced(uint32_t zone)
+{
+	char prefix[DM_NAME_LEN];
+
+	snprintf(prefix, sizeof(prefix), "%s-%u.fenced.", whole, zone);
+	return settle(prefix, 0);
+}
+
+static int iso_open(struct zd_dev *dev, uint32_t zone, uint32_t count)
+{
+	struct zd_zone_fds zf;
+	int r = dev->ops->open_zones(dev, zone, count, O_RDWR | O_DIRECT, true, &zf);
+
+	ck_assert_msg(r == 0, "open_zones(%u, %u, isolate): %s", zone, count, strerror(-r));
+	ck_assert_uint_eq(zf.nr, 1);
+	ck_assert_uint_eq(zf.fd_offset, 0);
+	return zf.fd[0];
+}
+
+static uint64_t bdev_size(int fd)
+{
+	uint64_t size = 0;
+
+	ck_assert_int_eq(ioctl(fd, BLKGETSIZE64, &size), 0);
+	return size;
+}
+
+static dev_t fd_rdev(int fd)
+{
+	struct stat st;
+
+	ck_assert_int_eq(fstat(fd, &st), 0);
+	ck_assert(S_ISBLK(st.st_mode));
+	return st.st_rdev;
+}
+
+static void fd_sysfs(int fd, const char *attr, char *buf, size_t cap)
+{
+	char path[128];
+	dev_t d = fd_rdev(fd);
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/%s", major(d), minor(d), attr);
+	f = fopen(path, "re");
+	ck_assert_msg(f != NULL, "%s: %s", path, strerror(errno));
+	if (!fgets(buf, (int)cap, f))
+		buf[0] = '\0';
+	fclose(f);
+	buf[strcspn(buf, "\n")] = '\0';
+}
+
+/* Drops every mapping of this disk the tests made and closes the backend. */
+static void iso_done(struct zd_dev *dev)
+{
+	ck_assert_int_eq(dev->ops->lease_sweep(dev, NULL, 0), 0);
+	reset_all(dev);
+	zd_dev_close(dev);
+	ck_assert_uint_eq(settle(whole, 0), 0);
+}
+
+static int excl_open_errno(void)
+{
+	int fd = open(dev_path, O_RDONLY | O_EXCL | O_CLOEXEC);
+
+	if (fd < 0)
+		return errno;
+	close(fd);
+	return 0;
+}
+
+START_TEST(t_iso_claim)
+{
+	struct zd_dev *dev;
+	struct zd_dev_info info;
+	struct zd_dm_status st;
+	struct zd_dm_target t;
+	char want[64];
+	size_t nr = 1;
+	struct stat ds;
+
+	if (no_dm("zone isolation"))
+		return;
+	dm_names();
+	dev = open_dev();
+	info = get_info(dev);
+	printf("%s: isolation %s (%s)\n", dev_path, zd_isolation_name(info.isolation),
+	       info.isolation_why);
+	ck_assert_int_eq(info.isolation, ZD_ISOLATION_ZONE);
+	/* the whole-device mapping holds the disk: exclusive openers stay out */
+	ck_assert_int_eq(mapping(whole, &st), 1);
+	ck_assert_int_eq(st.open_count, 1);
+	ck_assert_int_eq(zd_dm_table(dmctl(), whole, &t, &nr), 0);
+	ck_assert_int_eq(stat(dev_path, &ds), 0);
+	snprintf(want, sizeof(want), "%u:%u 0", major(ds.st_rdev), minor(ds.st_rdev));
+	ck_assert_uint_eq(nr, 1);
+	ck_assert_str_eq(t.type, "linear");
+	ck_assert_str_eq(t.params, want);
+	ck_assert_uint_eq(t.len << 9, info.size);
+	ck_assert_int_eq(excl_open_errno(), EBUSY);
+	/* a clean stop gives the disk back */
+	zd_dev_close(dev);
+	ck_assert_int_eq(mapping(whole, NULL), 0);
+	ck_assert_int_eq(excl_open_errno(), 0);
+}
+END_TEST
+
+/* An isolated fd is a host-managed device of exactly its zones, and its
+ * writes move the real zone's write pointer. */
+START_TEST(t_iso_reach)
+{
+	struct zd_dev *dev;
+	struct zd_dev_info info;
+	uint32_t zi;
+	struct zd_zone z;
+	void *buf = pattern(MIB, 21), *back = pattern(MIB, 0);
+	char attr[64], cmd[256], line[256], name[DM_NAME_LEN];
+	FILE *f;
+	int fd;
+
+	if (no_dm("zone isolation"))
+		return;
+	dm_names();
+	dev = open_dev();
+	info = get_info(dev);
+	reset_all(dev);
+	zi = info.nr_conventional + 1;
+	fd = iso_open(dev, zi, 1);
+	ck_assert(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+	ck_assert_uint_eq(bdev_size(fd), info.zone_size);
+	fd_sysfs(fd, "queue/zoned", attr, sizeof(attr));
+	ck_assert_str_eq(attr, "host-managed");
+	fd_sysfs(fd, "queue/nr_zones", attr, sizeof(attr));
+	ck_assert_str_eq(attr, "1");
+	/* the table, as dmsetup prints it */
+	lease_name(zi, name);
+	snprintf(cmd, sizeof(cmd), "dmsetup --noudevsync table %s", name);
+	f = popen(cmd, "r");
+	ck_assert_ptr_nonnull(f);
+	ck_assert_ptr_nonnull(fgets(line, sizeof(line), f));
+	pclose(f);
+	line[strcspn(line, "\n")] = '\0';
+	printf("%s: %s: %s\n", dev_path, name, line);
+	{
+		struct stat ds;
+		char want[128];
+
+		ck_assert_int_eq(stat(dev_path, &ds), 0);
+		snprintf(want, sizeof(want), "0 %" PRIu64 " linear %u:%u %" PRIu64,
+			 info.zone_size >> 9, major(ds.st_rdev), minor(ds.st_rdev),
+			 (uint64_t)zi * (info.zone_size >> 9));
+		ck_assert_str_eq(line, want);
+	}
+	/* a write at offset 0 lands at the zone's start on the disk */
+	ck_assert_int_eq(pwrite(fd, buf, MIB, 0), (ssize_t)MIB);
+	z = get_zone(dev, zi);
+	assert_zone(&z, ZP_COND_IMP_OPEN, MIB);
+	ck_assert_int_eq(dev->ops->pread(dev, back, MIB, z.start), 0);
+	ck_assert_int_eq(memcmp(buf, back, MIB), 0);
+	/* nothing past the lease: not the next zone, not the one before */
+	errno = 0;
+	ck_assert_int_eq(pwrite(fd, buf, 4096, (off_t)info.zone_size), -1);
+	printf("%s: write past the leased zone: %s\n", dev_path, strerror(errno));
+	ck_assert_int_eq(pread(fd, back, 4096, (off_t)info.zone_size), 0);
+	assert_zone((struct zd_zone[]){ get_zone(dev, zi + 1) }, ZP_COND_EMPTY, 0);
+	assert_zone((struct zd_zone[]){ get_zone(dev, zi - 1) }, ZP_COND_EMPTY, 0);
+	/* the zone ioctls work on the mapping, in its own sectors */
+	{
+		struct blk_zone_range range = { .sector = 0, .nr_sectors = info.zone_size >> 9 };
+
+		ck_assert_int_eq(ioctl(fd, BLKRESETZONE, &range), 0);
+		assert_zone((struct zd_zone[]){ get_zone(dev, zi) }, ZP_COND_EMPTY, 0);
+	}
+	/* flags as the contract says */
+	{
+		struct zd_zone_fds zf;
+
+		ck_assert_int_eq(dev->ops->open_zones(dev, zi, 1, O_RDWR | O_EXCL, true, &zf),
+				 -EINVAL);
+		ck_assert_int_eq(dev->ops->open_zones(dev, info.nr_zones - 1, 2, O_RDWR, true,
+						      &zf), -ERANGE);
+	}
+	close(fd);
+	free(buf);
+	free(back);
+	iso_done(dev);
+}
+END_TEST
+
+/* A kept fd after the fence: EIO, the zone's data intact, and the zone can
+ * be mapped again at once. */
+START_TEST(t_iso_fence)
+{
+	struct zd_dev *dev;
+	struct zd_dev_info info;
+	struct zd_dm_status st;
+	uint32_t zi;
+	struct zd_zone z;
+	void *buf = pattern(65536, 23), *back = pattern(65536, 0);
+	char name[DM_NAME_LEN];
+	int fd, fd2;
+
+	if (no_dm("zone isolation"))
+		return;
+	dm_names();
+	dev = open_dev();
+	info = get_info(dev);
+	reset_all(dev);
+	zi = info.nr_conventional + 2;
+	lease_name(zi, name);
+	fd = iso_open(dev, zi, 1);
+	ck_assert_int_eq(pwrite(fd, buf, 65536, 0), 65536);
+	ck_assert_int_eq(dev->ops->lease_fence(dev, zi, 1), 0);
+	errno = 0;
+	ck_assert_int_eq(pwrite(fd, buf, 65536, 65536), -1);
+	ck_assert_int_eq(errno, EIO);
+	errno = 0;
+	ck_assert_int_eq(pread(fd, back, 65536, 0), -1);
+	ck_assert_int_eq(errno, EIO);
+	z = get_zone(dev, zi);
+	assert_zone(&z, ZP_COND_IMP_OPEN, 65536);
+	ck_assert_int_eq(dev->ops->pread(dev, back, 65536, z.start), 0);
+	ck_assert_int_eq(memcmp(buf, back, 65536), 0);
+	/* renamed out of the way, marked to go at its last close */
+	ck_assert_int_eq(mapping(name, NULL), 0);
+	ck_assert_uint_eq(count_fenced(zi), 1);
+	/* idempotent */
+	ck_assert_int_eq(dev->ops->lease_fence(dev, zi, 1), 0);
+	/* the next holder gets the zone while the fenced fd is still open */
+	fd2 = iso_open(dev, zi, 1);
+	ck_assert_int_eq(pwrite(fd2, buf, 65536, 65536), 65536);
+	assert_zone((struct zd_zone[]){ get_zone(dev, zi) }, ZP_COND_IMP_OPEN, 131072);
+	errno = 0;
+	ck_assert_int_eq(pwrite(fd, buf, 4096, 131072), -1);
+	ck_assert_int_eq(errno, EIO);
+	close(fd);
+	ck_assert_uint_eq(count_fenced(zi), 0);
+	/* a mapping nobody holds any more is simply removed */
+	close(fd2);
+	ck_assert_int_eq(mapping(name, &st), 1);
+	ck_assert_int_eq(st.open_count, 0);
+	ck_assert_int_eq(dev->ops->lease_fence(dev, zi, 1), 0);
+	ck_assert_int_eq(mapping(name, NULL), 0);
+	ck_assert_uint_eq(count_fenced(zi), 0);
+	free(buf);
+	free(back);
+	iso_done(dev);
+}
+END_TEST
+
+/* Three zones as one mapping: three zones of the mapped device, each write
+ * landing in its own zone on the disk. */
+START_TEST(t_iso_multi)
+{
+	struct zd_dev *dev;
+	struct zd_dev_info info;
+	uint32_t zi;
+	void *buf = pattern(65536, 25), *back = pattern(65536, 0);
+	char attr[64];
+	int fd;
+
+	if (no_dm("zone isolation"))
+		return;
+	dm_names();
+	dev = open_dev();
+	info = get_info(dev);
+	reset_all(dev);
+	zi = info.nr_conventional + 3;
+	fd = iso_open(dev, zi, 3);
+	ck_assert_uint_eq(bdev_size(fd), 3 * info.zone_size);
+	fd_sysfs(fd, "queue/nr_zones", attr, sizeof(attr));
+	ck_assert_str_eq(attr, "3");
+	for (uint32_t i = 0; i < 3; i++) {
+		ck_assert_int_eq(pwrite(fd, buf, 65536, (off_t)(i * info.zone_size)), 65536);
+		ck_assert_int_eq(pwrite(fd, buf, 4096 * (i + 1), (off_t)(i * info.zone_size + 65536)),
+				 (ssize_t)(4096 * (i + 1)));
+	}
+	for (uint32_t i = 0; i < 3; i++) {
+		struct zd_zone z = get_zone(dev, zi + i);
+
+		assert_zone(&z, ZP_COND_IMP_OPEN, 65536 + 4096 * (i + 1));
+		ck_assert_int_eq(dev->ops->pread(dev, back, 65536, z.start), 0);
+		ck_assert_int_eq(memcmp(buf, back, 65536), 0);
+	}
+	assert_zone((struct zd_zone[]){ get_zone(dev, zi + 3) }, ZP_COND_EMPTY, 0);
+	errno = 0;
+	ck_assert_int_eq(pwrite(fd, buf, 4096, (off_t)(3 * info.zone_size)), -1);
+	/* the fence of the range cuts all three */
+	ck_assert_int_eq(dev->ops->lease_fence(dev, zi, 3), 0);
+	errno = 0;
+	ck_assert_int_eq(pwrite(fd, buf, 4096, (off_t)(2 * info.zone_size + 65536 + 12288)), -1);
+	ck_assert_int_eq(errno, EIO);
+	close(fd);
+	free(buf);
+	free(back);
+	iso_done(dev);
+}
+END_TEST
+
+/* The sweep keeps the listed ranges' mappings and fences or removes every
+ * other one; a mapping of the same name with another table is not kept. */
+START_TEST(t_iso_sweep)
+{
+	struct zd_dev *dev;
+	struct zd_dev_info info;
+	uint32_t a, b, c, d;
+	char na[DM_NAME_LEN], nb[DM_NAME_LEN], nc[DM_NAME_LEN], nd[DM_NAME_LEN];
+	struct zd_dm_status st;
+	void *buf = pattern(4096, 27);
+	dev_t bdev;
+	int fd, held;
+
+	if (no_dm("zone isolation"))
+		return;
+	dm_names();
+	dev = open_dev();
+	info = get_info(dev);
+	reset_all(dev);
+	a = info.nr_conventional;
+	b = a + 1;
+	c = a + 2;
+	d = a + 4;
+	lease_name(a, na);
+	lease_name(b, nb);
+	lease_name(c, nc);
+	lease_name(d, nd);
+	close(iso_open(dev, a, 1));
+	fd = iso_open(dev, b, 1);
+	bdev = fd_rdev(fd);
+	close(fd);
+	close(iso_open(dev, c, 2));
+	held = iso_open(dev, d, 1);
+	ck_assert_int_eq(pwrite(held, buf, 4096, 0), 4096);
+	ck_assert_uint_eq(count_mappings(whole), 5);
+	/* keep b; keep c only as [c, c+1), which is not what it maps */
+	{
+		const struct zd_range keep[] = { { b, 1 }, { c, 1 } };
+
+		ck_assert_int_eq(dev->ops->lease_sweep(dev, keep, 2), 0);
+	}
+	ck_assert_int_eq(mapping(na, NULL), 0);
+	ck_assert_int_eq(mapping(nb, &st), 1);
+	ck_assert_uint_eq(st.dev, bdev);
+	ck_assert_int_eq(mapping(nc, NULL), 0);
+	ck_assert_int_eq(mapping(nd, NULL), 0);
+	ck_assert_uint_eq(count_fenced(d), 1);
+	errno = 0;
+	ck_assert_int_eq(pwrite(held, buf, 4096, 4096), -1);
+	ck_assert_int_eq(errno, EIO);
+	/* the kept one is adopted by the reclaim: the same mapping */
+	fd = iso_open(dev, b, 1);
+	ck_assert_uint_eq(fd_rdev(fd), bdev);
+	close(fd);
+	close(held);
+	ck_assert_uint_eq(count_fenced(d), 0);
+	ck_assert_uint_eq(get_zone(dev, d).wp - get_zone(dev, d).start, 4096);
+	free(buf);
+	iso_done(dev);
+}
+END_TEST
+
+/* open_zones adopts a mapping of exactly its range, and fences one of the
+ * same name that maps something else (a holder of it gets EIO). */
+START_TEST(t_iso_adopt)
+{
+	struct zd_dev *dev;
+	struct zd_dev_info info;
+	uint32_t zi;
+	void *buf = pattern(4096, 29);
+	int fd1, fd2, fd3;
+
+	if (no_dm("zone isolation"))
+		return;
+	dm_names();
+	dev = open_dev();
+	info = get_info(dev);
+	reset_all(dev);
+	zi = info.nr_conventional + 5;
+	fd1 = iso_open(dev, zi, 1);
+	fd2 = iso_open(dev, zi, 1);
+	ck_assert_uint_eq(fd_rdev(fd1), fd_rdev(fd2));
+	ck_assert_int_eq(pwrite(fd1, buf, 4096, 0), 4096);
+	ck_assert_int_eq(pwrite(fd2, buf, 4096, 4096), 4096);
+	fd3 = iso_open(dev, zi, 2);
+	ck_assert_uint_ne(fd_rdev(fd3), fd_rdev(fd1));
+	ck_assert_uint_eq(bdev_size(fd3), 2 * info.zone_size);
+	errno = 0;
+	ck_assert_int_eq(pwrite(fd1, buf, 4096, 8192), -1);
+	ck_assert_int_eq(errno, EIO);
+	ck_assert_int_eq(pwrite(fd3, buf, 4096, 8192), 4096);
+	assert_zone((struct zd_zone[]){ get_zone(dev, zi) }, ZP_COND_IMP_OPEN, 12288);
+	close(fd1);
+	close(fd2);
+	close(fd3);
+	free(buf);
+	iso_done(dev);
+}
+END_TEST
+
+/* A daemon killed with leases out: its mappings survive it and keep the
+ * disk claimed; the next start adopts the whole-device mapping, the sweep
+ * keeps the orphaned lease it is told to and fences the other. */
+START_TEST(t_iso_crash)
+{
+	struct zd_dev *dev;
+	struct zd_dev_info info;
+	struct zd_dm_status st;
+	char na[DM_NAME_LEN], nb[DM_NAME_LEN], node[64];
+	uint32_t a, b;
+	void *buf = pattern(4096, 31);
+	dev_t wdev, adev;
+	pid_t pid;
+	int status, held, fd;
+
+	if (no_dm("zone isolation"))
+		return;
+	dm_names();
+	dev = open_dev();
+	info = get_info(dev);
+	reset_all(dev);
+	zd_dev_close(dev);
+	a = info.nr_conventional + 6;
+	b = a + 2;
+	lease_name(a, na);
+	lease_name(b, nb);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct zd_dev *d = NULL;
+		struct zd_zone_fds zf;
+		char why[256];
+
+		if (zd_kernel_open(dev_path, ZD_ISOLATION_ZONE, &d, why, sizeof(why)) < 0 ||
+		    d->ops->open_zones(d, a, 1, O_RDWR, true, &zf) < 0 ||
+		    d->ops->open_zones(d, b, 2, O_RDWR, true, &zf) < 0)
+			_exit(2);
+		raise(SIGKILL);
+		_exit(3);
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "child status %d",
+		      status);
+	ck_assert_int_eq(mapping(whole, &st), 1);
+	ck_assert_int_eq(st.open_count, 0);
+	wdev = st.dev;
+	ck_assert_int_eq(mapping(na, &st), 1);
+	adev = st.dev;
+	ck_assert_int_eq(mapping(nb, &st), 1);
+	ck_assert_int_eq(excl_open_errno(), EBUSY);
+	/* a client still holds b's mapping */
+	snprintf(node, sizeof(node), "/dev/dm-%u", minor(st.dev));
+	held = open(node, O_RDWR | O_DIRECT | O_CLOEXEC);
+	ck_assert_msg(held >= 0, "%s: %s", node, strerror(errno));
+	ck_assert_uint_eq(fd_rdev(held), st.dev);
+	ck_assert_int_eq(pwrite(held, buf, 4096, 0), 4096);
+
+	dev = open_dev();
+	ck_assert_int_eq(mapping(whole, &st), 1);
+	ck_assert_uint_eq(st.dev, wdev);
+	ck_assert_int_eq(st.open_count, 1);
+	{
+		const struct zd_range keep[] = { { a, 1 } };
+
+		ck_assert_int_eq(dev->ops->lease_sweep(dev, keep, 1), 0);
+	}
+	ck_assert_int_eq(mapping(nb, NULL), 0);
+	errno = 0;
+	ck_assert_int_eq(pwrite(held, buf, 4096, 4096), -1);
+	ck_assert_int_eq(errno, EIO);
+	assert_zone((struct zd_zone[]){ get_zone(dev, b) }, ZP_COND_IMP_OPEN, 4096);
+	fd = iso_open(dev, a, 1);
+	ck_assert_uint_eq(fd_rdev(fd), adev);
+	close(fd);
+	close(held);
+	free(buf);
+	iso_done(dev);
+}
+END_TEST
+
+/* Device isolation as before: no mapping, the disk claimed O_EXCL, the fd
+ * the whole disk at the zone's offset; a disk our mappings hold is refused
+ * with the reason. */
+START_TEST(t_iso_device_mode)
+{
+	struct zd_dev *dev = NULL, *zdev;
+	struct zd_dev_info info;
+	struct zd_zone_fds zf;
+	char why[256];
+	uint32_t zi;
+	void *buf = pattern(4096, 33);
+	int fd;
+
+	dm_names();
+	ck_assert_int_eq(zd_kernel_open(dev_path, ZD_ISOLATION_DEVICE, &dev, why, sizeof(why)), 0);
+	info = get_info(dev);
+	ck_assert_int_eq(info.isolation, ZD_ISOLATION_DEVICE);
+	ck_assert_str_eq(info.isolation_why, "configured");
+	if (!no_dm("device isolation's dm checks"))
+		ck_assert_int_eq(mapping(whole, NULL), 0);
+	ck_assert_int_eq(excl_open_errno(), EBUSY);
+	reset_all(dev);
+	zi = info.nr_conventional;
+	ck_assert_int_eq(dev->ops->open_zones(dev, zi, 1, O_RDWR, true, &zf), -EOPNOTSUPP);
+	ck_assert_int_eq(dev->ops->open_zones(dev, zi, 1, O_RDWR | O_DIRECT, false, &zf), 0);
+	ck_assert_uint_eq(zf.nr, 1);
+	ck_assert_uint_eq(zf.fd_offset, (uint64_t)zi * info.zone_size);
+	ck_assert_uint_eq(bdev_size(zf.fd[0]), info.size);
+	ck_assert_int_eq(pwrite(zf.fd[0], buf, 4096, (off_t)zf.fd_offset), 4096);
+	close(zf.fd[0]);
+	assert_zone((struct zd_zone[]){ get_zone(dev, zi) }, ZP_COND_IMP_OPEN, 4096);
+	ck_assert_int_eq(dev->ops->lease_sweep(dev, NULL, 0), 0);
+	reset_all(dev);
+	zd_dev_close(dev);
+	if (no_dm("device isolation beside leftover mappings"))
+		goto out;
+	/* zone isolation leaves a lease mapping; device isolation refuses */
+	zdev = open_dev();
+	fd = iso_open(zdev, zi, 1);
+	close(fd);
+	/* the backend dropped without its clean stop's removal would leave
+	 * zoned-<kname> too; here only the lease mapping is left */
+	zd_dev_close(zdev);
+	dev = NULL;
+	ck_assert_int_eq(zd_kernel_open(dev_path, ZD_ISOLATION_DEVICE, &dev, why, sizeof(why)),
+			 -EBUSY);
+	printf("%s: device isolation refused: %s\n", dev_path, why);
+	ck_assert_ptr_nonnull(strstr(why, whole));
+	iso_done(open_dev());
+out:
+	free(buf);
+}
+END_TEST
+
+/* AUTO without device-mapper: device isolation, saying why; ZONE fails. */
+static void fallback(const char *what, const char *want_why)
+{
+	struct zd_dev *dev = NULL;
+	char why[256];
+	struct zd_dev_info info;
+	int r;
+
+	ck_assert_int_eq(zd_kernel_open(dev_path, ZD_ISOLATION_AUTO, &dev, why, sizeof(why)), 0);
+	info = get_info(dev);
+	printf("%s: %s: isolation %s (%s)\n", dev_path, what, zd_isolation_name(info.isolation),
+	       info.isolation_why);
+	ck_assert_int_eq(info.isolation, ZD_ISOLATION_DEVICE);
+	ck_assert_msg(strstr(info.isolation_why, want_why), "'%s' lacks '%s'",
+		      info.isolation_why, want_why);
+	ck_assert_int_eq(excl_open_errno(), EBUSY);
+	zd_dev_close(dev);
+	dev = NULL;
+	r = zd_kernel_open(dev_path, ZD_ISOLATION_ZONE, &dev, why, sizeof(why));
+	printf("%s: %s: zone isolation refused: %s\n", dev_path, what, why);
+	ck_assert_int_lt(r, 0);
+	ck_assert_ptr_null(dev);
+	ck_assert_msg(strstr(why, want_why), "'%s' lacks '%s'", why, want_why);
+}
+
+/* Check forks each test, so what this one drops stays in its process. */
+START_TEST(t_iso_fallback_nocap)
+{
+	struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3 };
+	struct __user_cap_data_struct c[2];
+
+	if (no_dm("fallback without CAP_SYS_ADMIN"))
+		return;
+	ck_assert_int_eq(syscall(SYS_capget, &h, c), 0);
+	c[0].effective &= ~(1U << CAP_SYS_ADMIN);
+	ck_assert_int_eq(syscall(SYS_capset, &h, c), 0);
+	fallback("without CAP_SYS_ADMIN", "CAP_SYS_ADMIN");
+}
+END_TEST
+
+START_TEST(t_iso_fallback_nocontrol)
+{
+	if (no_dm("fallback without /dev/mapper/control"))
+		return;
+	/* a private mount namespace with /dev/mapper empty */
+	ck_assert_int_eq(unshare(CLONE_NEWNS), 0);
+	ck_assert_int_eq(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL), 0);
+	ck_assert_int_eq(mount("tmpfs", "/dev/mapper", "tmpfs", 0, "mode=0755"), 0);
+	fallback("without /dev/mapper/control", "no /dev/mapper/control");
+}
+END_TEST
+
+static double now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
+}
+
+/* Writes the zone's capacity in 1 MiB O_DIRECT writes from offset off of
+ * fd; MiB/s. */
+static double fill_mibs(int fd, uint64_t off, uint64_t cap)
+{
+	void *buf = pattern(MIB, 35);
+	double t0 = now_us();
+
+	for (uint64_t at = 0; at < cap; at += MIB)
+		ck_assert_int_eq(pwrite(fd, buf, MIB, (off_t)(off + at)), (ssize_t)MIB);
+	t0 = now_us() - t0;
+	free(buf);
+	return (double)cap / MIB / (t0 / 1e6);
+}
+
+START_TEST(t_iso_bench)
+{
+	const int rounds = 20;
+	struct zd_dev *dev;
+	struct zd_dev_info info;
+	struct zd_zone z;
+	uint32_t zi;
+	double t0, t_disk = 0, t_make = 0, t_drop = 0, t_fence = 0, bw[2][2];
+	int fd;
+
+	if (no_dm("isolation cost"))
+		return;
+	dm_names();
+	dev = open_dev();
+	info = get_info(dev);
+	reset_all(dev);
+	zi = info.nr_conventional;
+	for (int i = 0; i < rounds; i++) {
+		t0 = now_us();
+		close(zd_dev_open_zone(dev, zi, O_RDWR | O_DIRECT, NULL));
+		t_disk += now_us() - t0;
+		/* a lease whose client closed its fd before it ended */
+		t0 = now_us();
+		fd = iso_open(dev, zi, 1);
+		t_make += now_us() - t0;
+		t0 = now_us();
+		close(fd);
+		ck_assert_int_eq(dev->ops->lease_fence(dev, zi, 1), 0);
+		t_drop += now_us() - t0;
+		/* a lease revoked with its fd open */
+		fd = iso_open(dev, zi, 1);
+		t0 = now_us();
+		ck_assert_int_eq(dev->ops->lease_fence(dev, zi, 1), 0);
+		t_fence += now_us() - t0;
+		close(fd);
+	}
+	printf("%s: BENCH per zone, mean of %d: open+close of the disk %.0f us; isolated: "
+	       "create+open %.0f us, close+remove %.0f us; fence of an open mapping (suspend, "
+	       "error, resume, rename, deferred remove) %.0f us\n", dev_path, rounds,
+	       t_disk / rounds, t_make / rounds, t_drop / rounds, t_fence / rounds);
+	z = get_zone(dev, zi);
+	/* the first pass also allocates the backing store (QEMU's image
+	 * file): two rounds, both printed */
+	for (int round = 0; round < 2; round++) {
+		fd = zd_dev_open_zone(dev, zi, O_RDWR | O_DIRECT, NULL);
+		bw[round][0] = fill_mibs(fd, z.start, z.capacity);
+		close(fd);
+		ck_assert_int_eq(dev->ops->zone_op(dev, ZD_OP_RESET, zi, 1), 0);
+		fd = iso_open(dev, zi, 1);
+		bw[round][1] = fill_mibs(fd, 0, z.capacity);
+		close(fd);
+		ck_assert_int_eq(dev->ops->zone_op(dev, ZD_OP_RESET, zi, 1), 0);
+	}
+	printf("%s: BENCH O_DIRECT 1 MiB pwrite of a zone (%" PRIu64 " MiB), disk / mapping: "
+	       "round 1 %.0f / %.0f MiB/s, round 2 %.0f / %.0f MiB/s\n", dev_path,
+	       z.capacity / MIB, bw[0][0], bw[0][1], bw[1][0], bw[1][1]);
+	iso_done(dev);
+}
+END_TEST
+
 /* mq-deadline and none are both fine; the one in use is reported. */
 START_TEST(t_scheduler)
 {
@@ -890,6 +1646,17 @@ int main(int argc, char **argv)
 		tcase_add_test(tc, t_refuse_mounted);
 		tcase_add_test(tc, t_refuse_held);
 		tcase_add_test(tc, t_scheduler);
+		tcase_add_test(tc, t_iso_claim);
+		tcase_add_test(tc, t_iso_reach);
+		tcase_add_test(tc, t_iso_fence);
+		tcase_add_test(tc, t_iso_multi);
+		tcase_add_test(tc, t_iso_sweep);
+		tcase_add_test(tc, t_iso_adopt);
+		tcase_add_test(tc, t_iso_crash);
+		tcase_add_test(tc, t_iso_device_mode);
+		tcase_add_test(tc, t_iso_fallback_nocap);
+		tcase_add_test(tc, t_iso_fallback_nocontrol);
+		tcase_add_test(tc, t_iso_bench);
 	} else {
 		fprintf(stderr, "usage: vm-kernel-test DEVICE EXPECT\n"
 				"       vm-kernel-test --refusals PLAIN_DISK PARTITION\n");

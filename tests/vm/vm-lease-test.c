@@ -141,7 +141,8 @@ START_TEST(t_append_sync_release)
 	/* through the library, then straight through the passed fd */
 	ck_assert_int_eq(zc_lease_append(l, a, 64 * KIB), 0);
 	ck_assert_uint_eq(zc_lease_wp(l), start + 64 * KIB);
-	ck_assert_int_eq(pwrite(zc_lease_fd(l), b, 64 * KIB, (off_t)zc_lease_wp(l)), 64 * KIB);
+	ck_assert_int_eq(pwrite(zc_lease_fd(l), b, 64 * KIB,
+				(off_t)(zc_lease_wp(l) - start + zc_lease_fd_offset(l))), 64 * KIB);
 	kz = device_zone(start);
 	ck_assert_uint_eq(kz.wp << 9, start + 128 * KIB);
 
@@ -205,7 +206,9 @@ START_TEST(t_killed_client)
 		uint64_t msg[2] = { zc_lease_zone(cl), zc_lease_start(cl) };
 
 		if (zc_lease_append(cl, buf, 32 * KIB) < 0 ||
-		    pwrite(zc_lease_fd(cl), buf, 32 * KIB, (off_t)zc_lease_wp(cl)) != 32 * KIB)
+		    pwrite(zc_lease_fd(cl), buf, 32 * KIB,
+			   (off_t)(zc_lease_wp(cl) - zc_lease_start(cl) + zc_lease_fd_offset(cl))) !=
+			    32 * KIB)
 			_exit(1);
 		if (write(pfd[1], msg, sizeof(msg)) != sizeof(msg))
 			_exit(1);
