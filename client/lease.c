@@ -874,7 +874,23 @@ ZC_EXPORT ssize_t zc_lease_preadv(zc_lease *l, const struct iovec *iov, int iovc
 	do
 		r = preadv(fd, local, n, (off_t)(base + in));
 	while (r < 0 && errno == EINTR);
-	return r < 0 ? io_error(l, -errno) : r;
+	if (r < 0)
+		return io_error(l, -errno);
+	/* Within the capacity a zone reads as zeros past its data, as a
+	 * device does past its write pointer; a zone's own file (emulated,
+	 * zone isolation) simply ends at the write pointer. */
+	{
+		size_t want = 0, left = (size_t)r;
+
+		for (int i = 0; i < n; i++) {
+			size_t have = left < local[i].iov_len ? left : local[i].iov_len;
+
+			memset((char *)local[i].iov_base + have, 0, local[i].iov_len - have);
+			left -= have;
+			want += local[i].iov_len;
+		}
+		return (ssize_t)want;
+	}
 }
 
 ZC_EXPORT ssize_t zc_lease_pread(zc_lease *l, void *buf, size_t len, uint64_t offset)

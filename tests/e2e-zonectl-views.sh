@@ -252,8 +252,8 @@ ok open wide 6
 HOLDER2=$!
 wait_for_line "$T/holder2" "^lease "
 OUT=$(COLUMNS=40 timeout "$CALL_TIMEOUT" "$ZONECTL" --socket "$T/sock" map wide)
-printf '%s\n' "$OUT" | sed -n '1,3p;34,$p' >"$T/wide"
-OUT=$(cat "$T/wide")
+printf '%s\n' "$OUT" | sed -n '1,3p;34,$p' >"$T/wide.map"
+OUT=$(cat "$T/wide.map")
 golden map-grouped "" "$(cat <<'G'
 wide: 1024 zones of 1 MiB, one cell per 4 zones, 8 cells per row
    0  e2 x. E. e. e. e. e. e.

@@ -804,7 +804,8 @@ static void act_raw_die(struct rng *r)
 		conn_call(&c, "lease.acquire", false, "%s", p);
 		break;
 	case 1:
-		conn_call(&c, "device.open", false, "{\"device\":\"emu0\"}");
+		conn_call(&c, "device.open", false, "{\"device\":\"emu0\",\"zone\":%u}",
+			  rnd_below(r, NR_ZONES));
 		break;
 	case 2:
 		conn_call(&c, "zone.report", false, "{\"device\":\"emu0\"}");
@@ -1388,7 +1389,7 @@ static void act_slow_reader(struct rng *r)
 					i ? "," : "[", i);
 	for (int i = 0; i < 2; i++)
 		len += (size_t)snprintf(b + len, sizeof(b) - len,
-					",{\"jsonrpc\":\"2.0\",\"method\":\"device.open\",\"params\":{\"device\":\"emu0\"},\"id\":%d}",
+					",{\"jsonrpc\":\"2.0\",\"method\":\"device.open\",\"params\":{\"device\":\"emu0\",\"zone\":1},\"id\":%d}",
 					100 + i);
 	len += (size_t)snprintf(b + len, sizeof(b) - len, "]");
 	for (unsigned i = 0; i < packets; i++) {
@@ -1426,8 +1427,9 @@ static void act_misc(struct rng *r)
 	case 2: m = "device.info"; snprintf(p, sizeof(p), "{\"device\":\"emu0\"}"); break;
 	case 3: m = "lease.list"; snprintf(p, sizeof(p), "{\"all\":true}"); break;
 	case 4:
+		/* An emulated device has no whole-device fd: one zone's. */
 		m = "device.open";
-		snprintf(p, sizeof(p), "{\"device\":\"emu0\"}");
+		snprintf(p, sizeof(p), "{\"device\":\"emu0\",\"zone\":%u}", rnd_below(r, NR_ZONES));
 		want_fd = 1;
 		break;
 	default:
