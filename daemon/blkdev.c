@@ -367,11 +367,33 @@ static int first_holder(int sysdir, const char *holders, char *out, size_t cap)
 		close(fd);
 		return -errno;
 	}
-	while ((e = readdir(d)))
-		if (e->d_name[0] != '.') {
-			snprintf(out, cap, "%s", e->d_name);
-			return 1;
+	while ((e = readdir(d))) {
+		char attr[NAME_MAX + 16], dm[128];
+
+		if (e->d_name[0] == '.')
+			continue;
+		/* A device-mapper holder is named too: "zoned-<kname>" is
+		 * zonedd's own zone isolation mapping, anything else LVM's,
+		 * cryptsetup's or multipath's. */
+		snprintf(attr, sizeof(attr), "%s/dm/name", e->d_name);
+		if (fd = openat(dirfd(d), attr, O_RDONLY | O_CLOEXEC), fd >= 0) {
+			ssize_t n = read(fd, dm, sizeof(dm) - 1);
+
+			close(fd);
+			dm[n > 0 ? n : 0] = '\0';
+			dm[strcspn(dm, "\n")] = '\0';
+		} else {
+			dm[0] = '\0';
 		}
+		/* A cut name still names the holder: no error. */
+		if (dm[0] && snprintf(out, cap, "%s (device-mapper %s%s)", e->d_name, dm,
+				      strncmp(dm, "zoned-", 6) == 0 ? ", zonedd's zone isolation"
+								    : "") >= (int)cap)
+			out[cap - 1] = '\0';
+		else if (!dm[0])
+			snprintf(out, cap, "%s", e->d_name);
+		return 1;
+	}
 	return 0;
 }
 

@@ -2,6 +2,7 @@
  * driven through the <linux/blkzoned.h> ioctls. Sectors exist only here. */
 #include <config.h> /* the build's, not daemon/conf.h */
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>

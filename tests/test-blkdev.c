@@ -317,6 +317,17 @@ START_TEST(holders_of_the_disk_and_its_partitions)
 	ck_assert_int_eq(zd_blkdev_check_unused(disk, at("mountinfo.none"), "/dev/zdisk",
 						makedev(259, 0), why, sizeof(why)), -EBUSY);
 	ck_assert_str_eq(why, "/dev/zdisk is in use by dm-3 (sysfs holders)");
+	/* sysfs's holders/ entries are links to the holder's directory: a
+	 * device-mapper one is named, zonedd's own told apart. */
+	ck_assert_int_eq(unlink(at("sys/devices/zdisk/holders/dm-3")), 0);
+	put("sys/devices/dm-3/dm/name", "vg0-data\n");
+	ck_assert_int_eq(symlink("../../dm-3", at("sys/devices/zdisk/holders/dm-3")), 0);
+	ck_assert_int_eq(zd_blkdev_check_holders(disk, "/dev/zdisk", why, sizeof(why)), -EBUSY);
+	ck_assert_str_eq(why, "/dev/zdisk is in use by dm-3 (device-mapper vg0-data) (sysfs holders)");
+	put("sys/devices/dm-3/dm/name", "zoned-zdisk\n");
+	ck_assert_int_eq(zd_blkdev_check_holders(disk, "/dev/zdisk", why, sizeof(why)), -EBUSY);
+	ck_assert_str_eq(why, "/dev/zdisk is in use by dm-3 (device-mapper zoned-zdisk, zonedd's "
+			      "zone isolation) (sysfs holders)");
 	close(disk);
 }
 END_TEST
