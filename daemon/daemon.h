@@ -84,6 +84,7 @@ struct zd_device {
 	 * (or a reload that adds it again) opens the device afresh. */
 	bool failed;
 	char failure[192];
+	bool claim_stored;          /* its claim fd is in systemd's fd store */
 	/* EIO failures in a row (no operation succeeded meanwhile), and
 	 * whether they touched more than one zone: see zd_device_note(). */
 	unsigned eio_streak;
@@ -374,11 +375,25 @@ struct zd_daemon {
 	uint64_t log_next_id;
 	int log_status;
 	struct zd_method_table methods_core, methods_lease;
+	/* What systemd passed at start (LISTEN_FDS: the fd store, socket
+	 * activation), until taken: the listener, device claims "dev-ID". */
+	struct zd_passed_fd {
+		int fd;             /* -1 once taken or closed */
+		char name[256];
+	} *passed;
+	size_t nr_passed;
 };
 
 /* daemon/device.c */
-int zd_device_open(const struct zd_device_conf *conf, struct zd_device **out, char *why,
-		   size_t why_len);
+/* claim_fd: a kept claim for this device (taken; -1 for none), see
+ * zd_backend_ops.claim_fd. */
+int zd_device_open(const struct zd_device_conf *conf, int claim_fd, struct zd_device **out,
+		   char *why, size_t why_len);
+/* The device leaves the configuration for good: its claim leaves the fd
+ * store (a stop keeps it there, for the next start). */
+void zd_device_unstore(struct zd_device *dev);
+/* The name of a device's claim in the fd store: "dev-ID" (':' escaped). */
+void zd_device_fdname(const char *id, char *out, size_t size);
 int zd_device_attach(struct zd_daemon *d, struct zd_device *dev, char *why, size_t why_len);
 void zd_device_discard(struct zd_device *dev);
 int zd_device_add(struct zd_daemon *d, const struct zd_device_conf *conf, char *why,
@@ -419,6 +434,10 @@ int zd_modules_init(struct zd_daemon *d);
 /* daemon/server.c */
 int zd_daemon_init(struct zd_daemon *d, uv_loop_t *loop);
 int zd_daemon_listen(struct zd_daemon *d);
+/* Takes what systemd passed (once, before anything is opened); and the
+ * passed fd of that name, taken (-1 when none). */
+int zd_daemon_take_passed(struct zd_daemon *d);
+int zd_daemon_passed_fd(struct zd_daemon *d, const char *name);
 int zd_daemon_resolve_groups(struct zd_daemon *d, char *why, size_t why_len);
 void zd_daemon_stop(struct zd_daemon *d);
 void zd_daemon_fini(struct zd_daemon *d);

@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <systemd/sd-daemon.h>
+
 #include "daemon/daemon.h"
 #include "daemon/events.h"
 #include "daemon/log.h"
@@ -258,8 +260,8 @@ int zd_isolation_parse(const char *s, enum zd_isolation *out)
 
 /* Opens, validates and loads a device. Blocking: at start-up it runs before
  * the loop serves anyone, on reload it runs on the thread pool. */
-int zd_device_open(const struct zd_device_conf *conf, struct zd_device **out, char *why,
-		   size_t why_len)
+int zd_device_open(const struct zd_device_conf *conf, int claim_fd, struct zd_device **out,
+		   char *why, size_t why_len)
 {
 	enum zd_isolation iso = (enum zd_isolation)conf->isolation;
 	struct zd_device *dev;
@@ -284,7 +286,8 @@ int zd_device_open(const struct zd_device_conf *conf, struct zd_device **out, ch
 			snprintf(why, why_len, "invalid emulated device parameters '%s'", conf->spec);
 			goto fail;
 		}
-		r = zd_emul_open(conf->path, &p, true, iso, &dev->dev);
+		r = zd_emul_open_claimed(conf->path, &p, true, iso, claim_fd, &dev->dev);
+		claim_fd = -1;
 		if (r < 0) {
 			snprintf(why, why_len, "cannot open emulated device %s: %s", conf->path,
 				 strerror(-r));
@@ -298,7 +301,9 @@ int zd_device_open(const struct zd_device_conf *conf, struct zd_device **out, ch
 	} else {
 		char reason[256] = "";
 
-		r = zd_kernel_open(conf->path, iso, &dev->dev, reason, sizeof(reason));
+		r = zd_kernel_open_claimed(conf->path, iso, claim_fd, &dev->dev, reason,
+					   sizeof(reason));
+		claim_fd = -1;
 		if (r < 0) {
 			snprintf(why, why_len, "%s: %s", conf->path,
 				 reason[0] ? reason : strerror(-r));
@@ -328,6 +333,55 @@ void zd_device_discard(struct zd_device *dev)
 	device_free(dev);
 }
 
+/* "dev-ID", with ':' (which ids may hold and systemd's fd names may not:
+ * LISTEN_FDNAMES is colon-separated) as "%3A"; '%' is not an id's. */
+void zd_device_fdname(const char *id, char *out, size_t size)
+{
+	size_t n = (size_t)snprintf(out, size, "dev-");
+
+	/* Cut at a whole character: a name that does not fit is truncated,
+	 * never left with half an escape. */
+	for (; *id; id++) {
+		size_t need = *id == ':' ? 3 : 1;
+
+		if (n + need >= size)
+			break;
+		if (*id == ':')
+			memcpy(out + n, "%3A", 3);
+		else
+			out[n] = *id;
+		n += need;
+	}
+	out[n < size ? n : size - 1] = '\0';
+}
+
+/* Under systemd the device's claim goes into the service's fd store
+ * (FileDescriptorStoreMax=): a restarted daemon gets it back, so the
+ * device is never unclaimed between the two lives (nobody else can open
+ * it exclusively, another zonedd cannot lock it). systemd keeps one copy
+ * of a descriptor stored twice. */
+static void device_store_claim(struct zd_device *dev)
+{
+	char msg[3 * ZD_ID_MAX + 40], name[3 * ZD_ID_MAX + 8];
+	int fd, r;
+
+	if (!getenv("NOTIFY_SOCKET") || !dev->dev->ops->claim_fd)
+		return;
+	fd = dev->dev->ops->claim_fd(dev->dev);
+	if (fd < 0)
+		return;
+	zd_device_fdname(dev->id, name, sizeof(name));
+	snprintf(msg, sizeof(msg), "FDSTORE=1\nFDNAME=%s", name);
+	r = sd_pid_notify_with_fds(0, 0, msg, &fd, 1);
+	if (r > 0) {
+		dev->claim_stored = true;
+		zd_debug("device %s: claim stored in systemd's fd store", dev->id);
+	} else if (r < 0) {
+		zd_warn("device %s: cannot store its claim in systemd's fd store: %s (a restart "
+			"leaves it unclaimed for a moment)", dev->id, strerror(-r));
+	}
+}
+
 int zd_device_attach(struct zd_daemon *d, struct zd_device *dev, char *why, size_t why_len)
 {
 	char f1[ZD_ID_MAX + 8];
@@ -348,7 +402,20 @@ int zd_device_attach(struct zd_daemon *d, struct zd_device *dev, char *why, size
 		       (unsigned long long)(dev->info.zone_capacity >> 20),
 		       dev->info.nr_conventional, dev->info.max_open, dev->info.max_active);
 	zd_event_device(d, ZD_EV_DEVICE_ADDED, dev->id, NULL);
+	device_store_claim(dev);
 	return 0;
+}
+
+void zd_device_unstore(struct zd_device *dev)
+{
+	char msg[3 * ZD_ID_MAX + 40], name[3 * ZD_ID_MAX + 8];
+
+	if (!dev->claim_stored)
+		return;
+	zd_device_fdname(dev->id, name, sizeof(name));
+	snprintf(msg, sizeof(msg), "FDSTOREREMOVE=1\nFDNAME=%s", name);
+	sd_pid_notify(0, 0, msg);
+	dev->claim_stored = false;
 }
 
 int zd_device_add(struct zd_daemon *d, const struct zd_device_conf *conf, char *why,
@@ -361,7 +428,10 @@ int zd_device_add(struct zd_daemon *d, const struct zd_device_conf *conf, char *
 		snprintf(why, why_len, "device id '%s' is already in use", conf->id);
 		return -EEXIST;
 	}
-	r = zd_device_open(conf, &dev, why, why_len);
+	char name[3 * ZD_ID_MAX + 8];
+
+	zd_device_fdname(conf->id, name, sizeof(name));
+	r = zd_device_open(conf, zd_daemon_passed_fd(d, name), &dev, why, why_len);
 	if (r < 0)
 		return r;
 	r = zd_device_attach(d, dev, why, why_len);

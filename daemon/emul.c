@@ -274,6 +274,7 @@ struct emul {
 	char *path;        /* the device directory, absolute once opened (logs) */
 	char *meta_path;   /* for the logs */
 	int dir_fd;        /* the device directory, flock()ed while open */
+	int adopt_fd;      /* at open: the claim a previous daemon left (zd_emul_open_claimed) */
 	int meta_fd;
 	/* Once an fdatasync fails we no longer know what is on disk (the page
 	 * cache may have dropped the dirty pages), so every later change fails
@@ -1870,6 +1871,8 @@ static void emul_close(struct zd_dev *dev)
 		close(e->meta_fd);
 	if (e->dir_fd >= 0)
 		close(e->dir_fd); /* drops the flock */
+	if (e->adopt_fd >= 0)
+		close(e->adopt_fd);
 	free(e->z);
 	free(e->path);
 	free(e->meta_path);
@@ -2273,6 +2276,25 @@ static int open_dir(struct emul *e, int pfd, const char *base, const char *path,
 		return -errno;
 	if (fstat(e->dir_fd, &st) < 0)
 		return -errno;
+	/* The directory a previous life of the daemon opened and locked, kept
+	 * for us (systemd's fd store): its lock never lapsed, so nobody took
+	 * the device meanwhile. Used only if it is this very directory. */
+	if (e->adopt_fd >= 0) {
+		struct stat ast;
+
+		if (fstat(e->adopt_fd, &ast) == 0 && S_ISDIR(ast.st_mode) &&
+		    ast.st_dev == st.st_dev && ast.st_ino == st.st_ino) {
+			close(e->dir_fd);
+			e->dir_fd = e->adopt_fd;
+			log_dev(LOG_INFO, path, NO_ZONE, "device directory kept locked across the "
+				"restart (fd store)");
+		} else {
+			log_dev(LOG_WARNING, path, NO_ZONE, "the kept descriptor is not this "
+				"device's directory; opened afresh");
+			close(e->adopt_fd);
+		}
+		e->adopt_fd = -1;
+	}
 	/* Anyone who can add names to the directory could plant a zone file
 	 * (a hard link to someone's file) for us to hand out. */
 	if (st.st_uid != geteuid() || (st.st_mode & 022)) {
@@ -2322,6 +2344,12 @@ static int dir_has_other(int dir_fd, const char *const *allowed, bool *yes)
 int zd_emul_open(const char *path, const struct zd_emul_params *params, bool create,
 		 enum zd_isolation iso, struct zd_dev **out)
 {
+	return zd_emul_open_claimed(path, params, create, iso, -1, out);
+}
+
+int zd_emul_open_claimed(const char *path, const struct zd_emul_params *params, bool create,
+			 enum zd_isolation iso, int claim_fd, struct zd_dev **out)
+{
 	static const char *const fresh[] = { META_TMP, NULL };
 	struct zd_emul_params def;
 	struct emul *e;
@@ -2331,20 +2359,27 @@ int zd_emul_open(const char *path, const struct zd_emul_params *params, bool cre
 	const char *base, *why;
 	int pfd = -1, r;
 
-	if (!path || !*path || !out)
+	if (!path || !*path || !out ||
+	    (iso != ZD_ISOLATION_AUTO && iso != ZD_ISOLATION_ZONE && iso != ZD_ISOLATION_DEVICE)) {
+		if (claim_fd >= 0)
+			close(claim_fd);
 		return -EINVAL;
-	if (iso != ZD_ISOLATION_AUTO && iso != ZD_ISOLATION_ZONE && iso != ZD_ISOLATION_DEVICE)
-		return -EINVAL;
+	}
 	*out = NULL;
 	if (!params) {
 		zd_emul_default_params(&def);
 		params = &def;
 	}
 	e = calloc(1, sizeof(*e));
-	if (!e)
+	if (!e) {
+		if (claim_fd >= 0)
+			close(claim_fd);
 		return -ENOMEM;
+	}
 	e->dev.ops = &emul_ops;
 	e->dir_fd = e->meta_fd = -1;
+	e->adopt_fd = claim_fd;
+	claim_fd = -1;
 	e->lru_head = e->lru_tail = NO_ZONE;
 	e->iso = iso == ZD_ISOLATION_DEVICE ? ZD_ISOLATION_DEVICE : ZD_ISOLATION_ZONE;
 	copy = strdup(path);
@@ -2557,6 +2592,11 @@ out:
 	return r;
 }
 /* ---- backend operations ---- */
+
+static int emul_claim_fd(struct zd_dev *dev)
+{
+	return to_emul(dev)->dir_fd;
+}
 
 static int emul_info(struct zd_dev *dev, struct zd_dev_info *info)
 {
@@ -3245,4 +3285,5 @@ static const struct zd_backend_ops emul_ops = {
 	.lease_fence = emul_lease_fence,
 	.lease_sweep = emul_lease_sweep,
 	.refresh_zone = emul_refresh_zone,
+	.claim_fd = emul_claim_fd,
 };

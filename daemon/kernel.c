@@ -21,6 +21,7 @@
 
 #include "daemon/blkdev.h"
 #include "daemon/dm.h"
+#include "daemon/log.h"
 #include "daemon/zdev.h"
 
 #define SECTOR_SHIFT 9
@@ -40,6 +41,8 @@ struct kdev {
 	 * the O_EXCL claim on the whole-device mapping `whole`. */
 	int ctl;
 	int claim_fd;
+	/* At open: the claim a previous daemon left (systemd's fd store). */
+	int adopt_fd;
 	char whole[DM_NAME_LEN];  /* "zoned-<kernel name>" */
 	char path[PATH_MAX];
 	dev_t rdev;
@@ -785,6 +788,36 @@ static int k_lease_sweep(struct zd_dev *dev, const struct zd_range *keep, size_t
 /* The claim of zone isolation: zoned-<kname> adopted (a crash left it) or
  * created, then opened O_EXCL. A mapping under that name with another
  * table is not ours to change. */
+/* The kept claim, if it is a read-write open of dev that holds it
+ * exclusively (taken: the claim never lapsed); else it is closed, and -1.
+ * O_EXCL does not show in F_GETFL, so exclusivity is probed: an O_EXCL
+ * open of our own must fail while the kept fd holds the claim (had it
+ * not, the probe's fd becomes the claim: nothing is lost). */
+static int adopt_claim(struct kdev *k, dev_t dev)
+{
+	struct stat st;
+	int fd = k->adopt_fd, fl, probe;
+
+	if (fd < 0)
+		return -1;
+	k->adopt_fd = -1;
+	fl = fcntl(fd, F_GETFL);
+	if (fstat(fd, &st) < 0 || !S_ISBLK(st.st_mode) || st.st_rdev != dev || fl < 0 ||
+	    (fl & O_ACCMODE) != O_RDWR) {
+		zd_warn("%s: the kept descriptor is not this device's claim; opened afresh",
+			k->path);
+		close(fd);
+		return -1;
+	}
+	probe = zd_dm_open_node(dev, O_RDWR | O_EXCL);
+	if (probe >= 0) {
+		close(fd);
+		return probe;
+	}
+	zd_info("%s: exclusive claim kept across the restart (fd store)", k->path);
+	return fd;
+}
+
 static int claim_whole(struct kdev *k, char *why, size_t why_len)
 {
 	struct zd_dm_target t = { .start = 0, .len = k->dev_sectors, .type = "linear" };
@@ -814,7 +847,9 @@ static int claim_whole(struct kdev *k, char *why, size_t why_len)
 	} else {
 		dev = st.dev;
 	}
-	k->claim_fd = zd_dm_open_node(dev, O_RDWR | O_EXCL);
+	k->claim_fd = adopt_claim(k, dev);
+	if (k->claim_fd < 0)
+		k->claim_fd = zd_dm_open_node(dev, O_RDWR | O_EXCL);
 	if (k->claim_fd < 0) {
 		r = k->claim_fd;
 		if (created)
@@ -838,6 +873,8 @@ static void k_close(struct zd_dev *dev)
 		close(k->dio_fd);
 	if (k->fd >= 0)
 		close(k->fd);
+	if (k->adopt_fd >= 0)
+		close(k->adopt_fd);
 	if (k->claim_fd >= 0) {
 		close(k->claim_fd);
 		/* Deferred: a prober (udev's blkid) may have it open for a
@@ -849,6 +886,13 @@ static void k_close(struct zd_dev *dev)
 	free(k->rep);
 	free(k->bounce);
 	free(k);
+}
+
+static int k_claim_fd(struct zd_dev *dev)
+{
+	struct kdev *k = to_kdev(dev);
+
+	return k->ctl >= 0 ? k->claim_fd : k->fd;
 }
 
 static const struct zd_backend_ops kernel_ops = {
@@ -863,6 +907,7 @@ static const struct zd_backend_ops kernel_ops = {
 	.lease_fence = k_lease_fence,
 	.lease_sweep = k_lease_sweep,
 	.refresh_zone = k_refresh_zone,
+	.claim_fd = k_claim_fd,
 };
 
 /* Reads geometry through the claimed fd and cross-checks it with sysfs, then
@@ -987,6 +1032,20 @@ err:
 int zd_kernel_open(const char *path, enum zd_isolation iso, struct zd_dev **out, char *why,
 		   size_t why_len)
 {
+	return zd_kernel_open_claimed(path, iso, -1, out, why, why_len);
+}
+
+/* Closes a kept claim nobody took (every early return below). */
+static void close_claim(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+}
+
+int zd_kernel_open_claimed(const char *path, enum zd_isolation iso, int claim_fd_in,
+			   struct zd_dev **out, char *why, size_t why_len)
+{
+	__attribute__((cleanup(close_claim))) int claim_fd = claim_fd_in;
 	_cleanup_close_ int sysdir = -1;
 	struct kdev *k = NULL;
 	struct zd_blkdev_props props;
@@ -1045,6 +1104,8 @@ int zd_kernel_open(const char *path, enum zd_isolation iso, struct zd_dev **out,
 	k->base.ops = &kernel_ops;
 	k->dio_fd = -1;
 	k->claim_fd = -1;
+	k->adopt_fd = claim_fd;
+	claim_fd = -1;
 	k->ctl = pick.ctl;
 	pick.ctl = -1;
 	snprintf(k->whole, sizeof(k->whole), "%s", pick.whole);
@@ -1066,7 +1127,9 @@ int zd_kernel_open(const char *path, enum zd_isolation iso, struct zd_dev **out,
 		/* O_EXCL on a block device is an exclusive claim: mounts,
 		 * device-mapper and other exclusive openers are kept out
 		 * while we hold it. */
-		k->fd = open(path, O_RDWR | O_EXCL | O_CLOEXEC);
+		k->fd = adopt_claim(k, k->rdev);
+		if (k->fd < 0)
+			k->fd = open(path, O_RDWR | O_EXCL | O_CLOEXEC);
 	}
 	if (k->fd < 0) {
 		r = -errno;

@@ -290,7 +290,7 @@ static void reload_open_run(uv_work_t *req)
 {
 	struct reload_work *rw = zd_container_of(req, struct reload_work, req);
 
-	rw->status = zd_device_open(&rw->conf, &rw->dev, rw->why, sizeof(rw->why));
+	rw->status = zd_device_open(&rw->conf, -1, &rw->dev, rw->why, sizeof(rw->why));
 }
 
 static void reload_open_done(uv_work_t *req, int status)
@@ -322,6 +322,7 @@ static void maybe_close_drained(struct zd_daemon *d)
 		if (dev->draining && dev->class_count[ZD_ZC_LEASED] == 0) {
 			zd_notice("device %s drained and closed", dev->id);
 			zd_event_device(d, ZD_EV_DEVICE_REMOVED, dev->id, "configuration");
+			zd_device_unstore(dev);
 			zd_list_del(&dev->link);
 			zd_device_release(dev);
 		}
@@ -578,6 +579,9 @@ int main(int argc, char **argv)
 	r = zd_daemon_init(d, &loop);
 	if (r == 0)
 		r = build_config(&m, &d->cfg, NULL, 0, err, sizeof(err));
+	/* Before any device opens: the claims a previous life kept. */
+	if (r == 0)
+		r = zd_daemon_take_passed(d);
 	if (r < 0) {
 		zd_err("%s", err[0] ? err : strerror(-r));
 		return 1;

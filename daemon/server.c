@@ -1230,41 +1230,97 @@ int zd_daemon_resolve_groups(struct zd_daemon *d, char *why, size_t why_len)
 	return 0;
 }
 
-/* The listener systemd passes: one stored in the service's fd store by an
- * earlier life of the daemon (named "listen"), which wins, or the socket
- * of socket activation. Others passed are closed. Returns 1 when one was
- * taken, 0 when none was passed. */
-static int pick_listen_fd(struct zd_daemon *d)
+int zd_daemon_take_passed(struct zd_daemon *d)
 {
 	char **names = NULL;
-	int n, pick = -1;
-	bool stored = false;
+	int n = sd_listen_fds_with_names(1, &names);
 
-	n = sd_listen_fds_with_names(1, &names);
 	if (n < 0) {
-		zd_err("cannot read the sockets passed by systemd: %s", strerror(-n));
+		zd_err("cannot read the descriptors passed by systemd: %s", strerror(-n));
 		return n;
 	}
+	d->passed = n ? calloc((size_t)n, sizeof(*d->passed)) : NULL;
 	for (int i = 0; i < n; i++) {
 		int fd = SD_LISTEN_FDS_START + i;
-		bool is_stored = names && names[i] && strcmp(names[i], "listen") == 0;
 
-		if (sd_is_socket_unix(fd, SOCK_SEQPACKET, 1, NULL, 0) <= 0)
+		/* Ours now, and not a child's. */
+		fcntl(fd, F_SETFD, FD_CLOEXEC);
+		if (!d->passed) {
+			close(fd);
+			continue;
+		}
+		d->passed[i].fd = fd;
+		snprintf(d->passed[i].name, sizeof(d->passed[i].name), "%s",
+			 names && names[i] ? names[i] : "");
+	}
+	if (d->passed)
+		d->nr_passed = (size_t)n;
+	if (names)
+		for (int i = 0; i < n; i++)
+			free(names[i]);
+	free(names);
+	return n && !d->passed ? -ENOMEM : 0;
+}
+
+int zd_daemon_passed_fd(struct zd_daemon *d, const char *name)
+{
+	for (size_t i = 0; i < d->nr_passed; i++) {
+		int fd = d->passed[i].fd;
+
+		if (fd >= 0 && strcmp(d->passed[i].name, name) == 0) {
+			d->passed[i].fd = -1;
+			return fd;
+		}
+	}
+	return -1;
+}
+
+/* The listener systemd passes: one stored in the service's fd store by an
+ * earlier life of the daemon (named "listen"), which wins, or the socket
+ * of socket activation. Whatever else is left is closed, and a device
+ * claim nobody took (the device left the configuration) leaves the fd
+ * store. Returns 1 when one was taken, 0 when none was passed. */
+static int pick_listen_fd(struct zd_daemon *d)
+{
+	int n = (int)d->nr_passed, pick = -1, sockets = 0;
+	bool stored = false;
+
+	for (int i = 0; i < n; i++) {
+		int fd = d->passed[i].fd;
+		bool is_stored = strcmp(d->passed[i].name, "listen") == 0;
+
+		/* Device claims are not listeners (taken or not). */
+		if (strncmp(d->passed[i].name, "dev-", 4) == 0)
+			continue;
+		sockets++;
+		if (fd < 0 || sd_is_socket_unix(fd, SOCK_SEQPACKET, 1, NULL, 0) <= 0)
 			continue;
 		if (pick < 0 || (is_stored && !stored)) {
 			pick = fd;
 			stored = is_stored;
 		}
 	}
-	for (int i = 0; i < n; i++)
-		if (SD_LISTEN_FDS_START + i != pick)
-			close(SD_LISTEN_FDS_START + i);
-	if (names)
-		for (int i = 0; i < n; i++)
-			free(names[i]);
-	free(names);
-	if (n > 0 && pick < 0) {
-		zd_err("systemd passed %d fd(s), none a listening AF_UNIX SOCK_SEQPACKET socket", n);
+	for (int i = 0; i < n; i++) {
+		struct zd_passed_fd *p = &d->passed[i];
+
+		if (p->fd < 0 || p->fd == pick)
+			continue;
+		close(p->fd);
+		p->fd = -1;
+		if (strncmp(p->name, "dev-", 4) == 0) {
+			char msg[300];
+
+			zd_info("the kept claim of device %s is no longer needed", p->name + 4);
+			snprintf(msg, sizeof(msg), "FDSTOREREMOVE=1\nFDNAME=%s", p->name);
+			sd_pid_notify(0, 0, msg);
+		}
+	}
+	free(d->passed);
+	d->passed = NULL;
+	d->nr_passed = 0;
+	if (sockets > 0 && pick < 0) {
+		zd_err("systemd passed %d fd(s), none a listening AF_UNIX SOCK_SEQPACKET socket",
+		       sockets);
 		return -EINVAL;
 	}
 	if (pick < 0)

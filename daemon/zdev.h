@@ -137,6 +137,12 @@ struct zd_backend_ops {
 	 * for it) is fenced and removed, except those of the `nr` ranges in
 	 * keep (the orphaned leases, reclaimed later). May be NULL. */
 	int (*lease_sweep)(struct zd_dev *dev, const struct zd_range *keep, size_t nr);
+	/* The descriptor whose being open keeps everyone else off the device
+	 * (the emulator's locked directory, the kernel's O_EXCL claim),
+	 * borrowed: the daemon keeps a copy in systemd's fd store so the claim
+	 * outlives a restart, and gives it back to *_open_claimed(). May be
+	 * NULL; -1 when there is none. */
+	int (*claim_fd)(struct zd_dev *dev);
 	/* Brings the state of one sequential zone up to date after a client
 	 * wrote to it directly through an fd. The kernel backend reads it from
 	 * the device and ignores hint_wp. The emulated backend takes hint_wp
@@ -159,6 +165,11 @@ struct zd_dev {
  * are repaired to agree with the data (see daemon/emul.c). */
 int zd_emul_open(const char *path, const struct zd_emul_params *params, bool create,
 		 enum zd_isolation iso, struct zd_dev **out);
+/* As zd_emul_open, with the claim a previous daemon left (claim_fd(),
+ * through systemd's fd store; taken, -1 for none): used when it is this
+ * device's, so the device was never unlocked in between. */
+int zd_emul_open_claimed(const char *path, const struct zd_emul_params *params, bool create,
+			 enum zd_isolation iso, int claim_fd, struct zd_dev **out);
 /* Parses "size=4G,zone-size=32M,zone-capacity=24M,conv=2,max-open=14,
  * max-active=14,lbs=4096" (each key optional) over the defaults in *params. */
 int zd_emul_parse_spec(const char *spec, struct zd_emul_params *params);
@@ -186,6 +197,10 @@ int zd_emul_peek(const char *path, struct zd_zone **zones, uint32_t *nr);
  * On failure *why (if non-NULL) receives a one-line reason. */
 int zd_kernel_open(const char *path, enum zd_isolation iso, struct zd_dev **out, char *why,
 		   size_t why_len);
+/* As zd_kernel_open, with the O_EXCL claim (of the disk, or of its
+ * whole-device mapping) a previous daemon left; taken, -1 for none. */
+int zd_kernel_open_claimed(const char *path, enum zd_isolation iso, int claim_fd,
+			   struct zd_dev **out, char *why, size_t why_len);
 
 /* One fd on one zone, not isolated (tests, the daemon's own reads): the fd
  * or a negative errno; *fd_offset (if non-NULL) is where the zone starts. */

@@ -1,11 +1,14 @@
 #!/bin/bash
 # The fd store, as systemd runs it: a NOTIFY_SOCKET of our own (python,
 # standing in for systemd) receives FDSTORE=1 FDNAME=listen with the
-# listener zonedd bound itself; zonedd is SIGKILLed; a client connects while
-# no daemon runs (it must queue, not be refused); a new zonedd is started
-# with the stored fd as systemd passes it (LISTEN_FDS=1, LISTEN_FDNAMES=
-# listen, LISTEN_PID) and must serve the waiting client on it, and reclaim
-# the lease the first one granted.
+# listener zonedd bound itself, and FDNAME=dev-emu0 with the device's claim
+# (its locked directory); zonedd is SIGKILLed; a client connects while no
+# daemon runs (it must queue, not be refused), and another zonedd cannot
+# take the device meanwhile (the kept claim still locks it); a new zonedd
+# is started with the stored fds as systemd passes them (LISTEN_FDS=2,
+# LISTEN_FDNAMES=listen:dev-emu0, LISTEN_PID) and must serve the waiting
+# client on the socket, adopt the claim, and reclaim the lease the first
+# one granted.
 . "${top_srcdir:-$(dirname "$0")/..}/tests/systemd-lib.sh"
 
 [ -x "$ZONEDD" ] || skip "no $ZONEDD"
@@ -30,8 +33,8 @@ notify.settimeout(10)
 log = open(T + "/zonedd.log", "ab")
 
 def wait_store():
-    # Until READY=1; returns the fd stored under FDNAME=listen, if any.
-    stored = None
+    # Until READY=1; returns {FDNAME: fd} of what was stored.
+    stored = {}
     deadline = time.time() + 10
     while time.time() < deadline:
         fds = array.array("i")
@@ -41,9 +44,10 @@ def wait_store():
                 fds.frombytes(data[:len(data) - len(data) % fds.itemsize])
         lines = msg.decode().split("\n")
         if "FDSTORE=1" in lines:
-            if "FDNAME=listen" not in lines or len(fds) != 1:
-                fail("FDSTORE=1 without FDNAME=listen and one fd: %r %r" % (lines, list(fds)))
-            stored = fds[0]
+            names = [l[7:] for l in lines if l.startswith("FDNAME=")]
+            if len(names) != 1 or len(fds) != 1:
+                fail("FDSTORE=1 without one FDNAME and one fd: %r %r" % (lines, list(fds)))
+            stored[names[0]] = fds[0]
         else:
             for fd in fds:
                 os.close(fd)
@@ -76,8 +80,8 @@ env.pop("LISTEN_FDS", None)
 first = subprocess.Popen([ZONEDD] + ARGS, env=env, stdout=log, stderr=log,
                          stdin=subprocess.DEVNULL)
 stored = wait_store()
-if stored is None:
-    fail("the first zonedd stored no listener")
+if sorted(stored) != ["dev-emu0", "listen"]:
+    fail("the first zonedd stored %r, not the listener and the device's claim" % sorted(stored))
 c = connect()
 r = call(c, "lease.acquire", {"device": "emu0", "zone": 2, "direct": False})
 if "result" not in r:
@@ -92,16 +96,23 @@ c.close()
 waiting = connect()
 waiting.sendall(json.dumps({"jsonrpc": "2.0", "method": "daemon.hello", "id": 7}).encode())
 
+# The kept claim still holds the device: another zonedd cannot have it.
+intruder = subprocess.run([ZONEDD, "--no-config", "--socket", T + "/other.sock",
+                           "--state-dir", T + "/other-state", "--emulate", ARGS[6]],
+                          env=dict(os.environ), stdout=log, stderr=log,
+                          stdin=subprocess.DEVNULL, timeout=20)
+if intruder.returncode == 0:
+    fail("another zonedd took the device while its claim was kept")
+
 # As systemd passes it: the fd at 3, LISTEN_PID the daemon's own pid (the
 # shell's, which exec keeps), LISTEN_FDNAMES naming it.
-launch = ["/bin/sh", "-c", 'eval "exec 3<&$1 $1<&-"; shift; '
-          'LISTEN_PID=$$ LISTEN_FDS=1 LISTEN_FDNAMES=listen exec "$@"', "sh", str(stored),
-          ZONEDD] + ARGS
+launch = ["/bin/sh", "-c", 'eval "exec 3<&$1 4<&$2"; shift 2; '
+          'LISTEN_PID=$$ LISTEN_FDS=2 LISTEN_FDNAMES=listen:dev-emu0 exec "$@"', "sh",
+          str(stored["listen"]), str(stored["dev-emu0"]), ZONEDD] + ARGS
 second = subprocess.Popen(launch, env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
-                          pass_fds=(stored,))
-again = wait_store()
-if again is not None:
-    os.close(again)
+                          pass_fds=(stored["listen"], stored["dev-emu0"]))
+for fd in wait_store().values():
+    os.close(fd)
 r = json.loads(waiting.recv(65536))
 if r.get("id") != 7 or r.get("result", {}).get("pid") != second.pid:
     fail("the waiting client was not served by the new daemon: %r" % r)
@@ -129,5 +140,11 @@ grep -q "listening on the socket kept in systemd's fd store" "$T/zonedd.log" ||
 check
 grep -q "listening socket stored in systemd's fd store" "$T/zonedd.log" ||
 	die "no 'stored' log line"
+check
+grep -q "device is in use by another process" "$T/zonedd.log" ||
+	die "the intruding zonedd was not refused for the device being in use"
+check
+grep -q "device directory kept locked across the restart (fd store)" "$T/zonedd.log" ||
+	die "the second zonedd did not adopt the kept claim"
 check
 pass

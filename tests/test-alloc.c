@@ -81,7 +81,7 @@ static void open_dev(const char *spec)
 	snprintf(dc.id, sizeof(dc.id), "emu0");
 	snprintf(dc.path, sizeof(dc.path), "%s/emu0.img", tmpdir);
 	snprintf(dc.spec, sizeof(dc.spec), "%s", spec);
-	ck_assert_msg(zd_device_open(&dc, &dev, why, sizeof(why)) == 0, "%s", why);
+	ck_assert_msg(zd_device_open(&dc, -1, &dev, why, sizeof(why)) == 0, "%s", why);
 }
 
 static void close_dev(void)
@@ -290,6 +290,21 @@ START_TEST(ranges)
 }
 END_TEST
 
+/* A device's name in systemd's fd store: no ':' (LISTEN_FDNAMES splits on
+ * it), unambiguous. */
+START_TEST(fd_store_names)
+{
+	char name[64];
+
+	zd_device_fdname("emu0", name, sizeof(name));
+	ck_assert_str_eq(name, "dev-emu0");
+	zd_device_fdname("smr-1:a@b+c", name, sizeof(name));
+	ck_assert_str_eq(name, "dev-smr-1%3Aa@b+c");
+	zd_device_fdname("::", name, 8);
+	ck_assert_str_eq(name, "dev-%3A");
+}
+END_TEST
+
 static Suite *alloc_suite(void)
 {
 	Suite *s = suite_create("alloc");
@@ -301,6 +316,7 @@ static Suite *alloc_suite(void)
 	tcase_add_test(tc, pick_agrees_with_brute_force);
 	tcase_add_test(tc, limits_and_named_zones);
 	tcase_add_test(tc, ranges);
+	tcase_add_test(tc, fd_store_names);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -490,6 +490,96 @@ def t_isolation(name, dev):
     print(f"    {name}: after SIGKILL: reclaimed lease kept its mapping, expired one fenced")
 
 
+def t_fdstore(dev, mode):
+    """Under systemd's fd store (this process stands in for systemd): zonedd
+    stores the device's claim; SIGKILLed, the kept fd still holds the device
+    (an O_EXCL open and another zonedd are refused); restarted with the kept
+    fds, zonedd adopts the claim and serves the device."""
+    kname = os.path.basename(dev)
+    d = os.path.join(T, "fdstore-" + mode)
+    os.makedirs(d, exist_ok=True)
+    sock = os.path.join(d, "sock")
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    npath = os.path.join(d, "notify")
+    if os.path.exists(npath):
+        os.unlink(npath)
+    notify.bind(npath)
+    notify.settimeout(20)
+    log = open(os.path.join(d, "zonedd.log"), "ab")
+    args = ["--no-config", "--socket", sock, "--state-dir", os.path.join(d, "state"),
+            "--isolation", mode, "--device", dev, "--log-level", "debug"]
+    env = dict(os.environ, NOTIFY_SOCKET=npath)
+
+    def wait_ready():
+        stored = {}
+        while True:
+            fds = array.array("i")
+            msg, anc, _, _ = notify.recvmsg(4096, socket.CMSG_SPACE(16 * fds.itemsize))
+            for level, typ, data in anc:
+                if level == socket.SOL_SOCKET and typ == socket.SCM_RIGHTS:
+                    fds.frombytes(data[:len(data) - len(data) % fds.itemsize])
+            lines = msg.decode().split("\n")
+            names = [l[7:] for l in lines if l.startswith("FDNAME=")]
+            if "FDSTORE=1" in lines and len(names) == 1 and len(fds) == 1:
+                stored[names[0]] = fds[0]
+            else:
+                for fd in fds:
+                    os.close(fd)
+            if "READY=1" in lines:
+                return stored
+
+    first = subprocess.Popen([ZONEDD] + args, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                             stderr=log)
+    stored = wait_ready()
+    name = "dev-" + kname
+    check(sorted(stored) == [name, "listen"], f"{kname}: stored {sorted(stored)}")
+    first.kill()
+    first.wait()
+    # The claim outlives the daemon while "systemd" keeps it.
+    try:
+        fd = os.open(dev, os.O_RDWR | os.O_EXCL)
+        os.close(fd)
+        raise Fail(f"{kname}: an O_EXCL open succeeded while the claim was kept")
+    except OSError as e:
+        check(e.errno == errno.EBUSY, f"{kname}: O_EXCL open: {e}")
+    p = subprocess.run([ZONEDD, "--no-config", "--socket", os.path.join(d, "other.sock"),
+                        "--state-dir", os.path.join(d, "other"), "--device", dev],
+                       stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
+    check(p.returncode != 0, f"{kname}: another zonedd took the device while its claim was kept")
+    fds = (stored["listen"], stored[name])
+    launch = ["/bin/sh", "-c", 'eval "exec 3<&$1 4<&$2"; shift 2; '
+              f'LISTEN_PID=$$ LISTEN_FDS=2 LISTEN_FDNAMES=listen:{name} exec "$@"', "sh",
+              str(fds[0]), str(fds[1]), ZONEDD] + args
+    second = subprocess.Popen(launch, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                              stderr=log, pass_fds=fds)
+    for fd in wait_ready().values():
+        os.close(fd)
+    for fd in fds:
+        os.close(fd)
+    info = subprocess.run([ZONECTL, "--socket", sock, "--json", "info", kname],
+                          capture_output=True, timeout=30)
+    check(info.returncode == 0, f"{kname}: info after the restart: {info.stderr!r}")
+    second.send_signal(signal.SIGTERM)
+    check(second.wait(timeout=30) == 0, f"{kname}: second zonedd status {second.returncode}")
+    notify.close()
+    log.close()
+    with open(os.path.join(d, "zonedd.log"), errors="replace") as f:
+        text = f.read()
+    check("exclusive claim kept across the restart (fd store)" in text,
+          f"{kname}: the restarted zonedd did not adopt the kept claim")
+    # Stopped for good (the kept fds closed): the disk is free again.
+    for _ in range(100):
+        try:
+            fd = os.open(dev, os.O_RDWR | os.O_EXCL)
+            os.close(fd)
+            break
+        except OSError:
+            time.sleep(0.05)
+    else:
+        raise Fail(f"{kname}: still claimed after the last stop")
+    print(f"    {kname} ({mode} isolation): claim kept across SIGKILL, adopted, freed at stop")
+
+
 def main():
     os.makedirs(T, exist_ok=True)
     results = {"PASS": 0, "FAIL": 0}
@@ -527,6 +617,9 @@ def main():
             rc = stop_daemon()
             check(rc == 0, f"zonedd exited with status {rc}")
         run("zonedd stops cleanly on SIGTERM", t_stop)
+        for mode in ("zone", "device"):
+            run(f"nullb0: the device's claim in systemd's fd store ({mode} isolation)",
+                t_fdstore, "/dev/nullb0", mode)
 
         def t_no_errors():
             new = kernel_errors()[errors_before:]
