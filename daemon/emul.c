@@ -2356,7 +2356,7 @@ int zd_emul_open_claimed(const char *path, const struct zd_emul_params *params, 
 	struct stat st;
 	bool created = false, created_meta = false;
 	char *copy = NULL, *base_copy = NULL;
-	const char *base, *why;
+	const char *base = NULL, *why;
 	int pfd = -1, r;
 
 	if (!path || !*path || !out ||
