@@ -14,9 +14,12 @@ pkgconfigdir = $(libdir)/pkgconfig
 pkgconfig_DATA = client/zoned-client.pc
 
 bin_PROGRAMS += client/zonectl
-client_zonectl_SOURCES = client/zonectl.c client/zonectl-bench.c client/zonectl-bench.h
+client_zonectl_SOURCES = client/zonectl.c client/zonectl-bench.c client/zonectl-bench.h \
+	client/zonectl-device.c client/zonectl-device.h \
+	client/zonectl-progress.c client/zonectl-progress.h
 client_zonectl_CFLAGS = $(AM_CFLAGS) $(JSONC_CFLAGS) -pthread
-client_zonectl_LDADD = client/libzoned-client.la $(JSONC_LIBS)
+# validate and info --sysfs check devices with the daemon's own code.
+client_zonectl_LDADD = client/libzoned-client.la daemon/libzoned-blkdev.la $(JSONC_LIBS)
 
 # zoned-client-uninstalled.pc: the build tree as a pkg-config package, made
 # by make (not configure) so that it follows the build directory it is in.

@@ -19,6 +19,7 @@
 #include <zoned/client.h>
 
 #include "client/zonectl-bench.h"
+#include "client/zonectl-progress.h"
 
 struct bench_opts {
 	const char *socket;
@@ -250,8 +251,9 @@ static double pct(const double *v, size_t n, double p)
 static int run_phase(const struct bench_opts *o, bool raw, struct writer *ws, double *wall,
 		     const char *label)
 {
-	bool progress = isatty(STDERR_FILENO);
 	unsigned total = o->writers * o->zones;
+	struct zprogress pg;
+	char what[96];
 	double t0 = now_s();
 	int r = 0;
 
@@ -265,13 +267,13 @@ static int run_phase(const struct bench_opts *o, bool raw, struct writer *ws, do
 		if (!ws[i].acq_lat || pthread_create(&ws[i].thread, NULL, writer_main, &ws[i]))
 			return -ENOMEM;
 	}
-	while (progress && atomic_load(o->writers_done) < o->writers) {
-		fprintf(stderr, "\rzonectl: bench: %s: %u/%u zones", label, atomic_load(o->zones_done),
-			total);
-		usleep(100000);
+	snprintf(what, sizeof(what), "bench: %s: zones", label);
+	zprogress_start(&pg, what, total, false);
+	while (pg.on && atomic_load(o->writers_done) < o->writers) {
+		zprogress_update(&pg, atomic_load(o->zones_done));
+		usleep(20000);
 	}
-	if (progress)
-		fputs("\r\033[K", stderr);
+	zprogress_end(&pg);
 	for (unsigned i = 0; i < o->writers; i++) {
 		pthread_join(ws[i].thread, NULL);
 		if (ws[i].err < 0 && r == 0) {
@@ -303,6 +305,8 @@ int zonectl_bench(const char *socket_path, bool json, int argc, char **argv)
 		{ "buffered", no_argument, NULL, 'B' },
 		{ "rounds", required_argument, NULL, 'r' },
 		{ "json", no_argument, NULL, 'j' },
+		/* json or table; zonectl refused anything else already */
+		{ "output", required_argument, NULL, 'o' },
 		{ "help", no_argument, NULL, 'h' },
 		{}
 	};
@@ -355,6 +359,9 @@ int zonectl_bench(const char *socket_path, bool json, int argc, char **argv)
 			break;
 		case 'j':
 			json = true;
+			break;
+		case 'o':
+			json = strcmp(optarg, "json") == 0;
 			break;
 		case 'h':
 			usage(stdout);

@@ -24,10 +24,14 @@
 #include <zoned/client.h>
 
 #include "client/zonectl-bench.h"
+#include "client/zonectl-device.h"
+#include "client/zonectl-progress.h"
 
 #define EXIT_USAGE 2
 
+/* --output: json (also --json), csv (the tabular commands) or table. */
 static bool opt_json;
+static bool opt_csv;
 static const char *opt_socket;
 
 /* --- Errors ------------------------------------------------------------ */
@@ -40,6 +44,7 @@ static void json_string_to(FILE *f, const char *s);
  * a usage error. */
 void zonectl_error(int err, const char *text)
 {
+	zprogress_interrupt();
 	if (!opt_json) {
 		fprintf(stderr, "zonectl: %s\n", text);
 		return;
@@ -198,10 +203,13 @@ static const char *fmt_size(uint64_t v, char *buf, size_t cap)
 }
 #define SIZE(v) fmt_size((v), (char[32]){ 0 }, 32)
 
-/* An aligned table: cells are collected, widths computed, then printed. */
+/* An aligned table: cells are collected, widths computed, then printed;
+ * with --output csv, RFC 4180 CSV under csv_header (the JSON keys), the
+ * cells then being exact numbers (see SZ). */
 struct table {
 	unsigned ncols;
 	const char *const *header;
+	const char *const *csv_header;
 	const bool *right; /* right-aligned columns (numbers) */
 	char **cells;
 	size_t nrows, cap;
@@ -229,9 +237,45 @@ static void table_add(struct table *t, ...)
 	t->nrows++;
 }
 
+/* RFC 4180: a field with a comma, quote, CR or LF is quoted, quotes doubled. */
+static void csv_field(const char *s, bool last)
+{
+	if (strpbrk(s, ",\"\r\n")) {
+		putchar('"');
+		for (; *s; s++) {
+			if (*s == '"')
+				putchar('"');
+			putchar(*s);
+		}
+		putchar('"');
+	} else {
+		fputs(s, stdout);
+	}
+	fputs(last ? "\r\n" : ",", stdout);
+}
+
+static void table_free(struct table *t)
+{
+	for (size_t i = 0; i < t->nrows * t->ncols; i++)
+		free(t->cells[i]);
+	free(t->cells);
+	t->cells = NULL;
+	t->nrows = t->cap = 0;
+}
+
 static void table_print(struct table *t)
 {
 	size_t w[16] = { 0 };
+
+	if (opt_csv) {
+		for (unsigned i = 0; i < t->ncols; i++)
+			csv_field(t->csv_header[i], i + 1 == t->ncols);
+		for (size_t r = 0; r < t->nrows; r++)
+			for (unsigned i = 0; i < t->ncols; i++)
+				csv_field(t->cells[r * t->ncols + i], i + 1 == t->ncols);
+		table_free(t);
+		return;
+	}
 
 	for (unsigned i = 0; i < t->ncols; i++)
 		w[i] = strlen(t->header[i]);
@@ -256,11 +300,7 @@ static void table_print(struct table *t)
 		}
 		putchar('\n');
 	}
-	for (size_t i = 0; i < t->nrows * t->ncols; i++)
-		free(t->cells[i]);
-	free(t->cells);
-	t->cells = NULL;
-	t->nrows = t->cap = 0;
+	table_free(t);
 }
 
 static const char *u64s(uint64_t v, char *buf, size_t cap)
@@ -269,6 +309,8 @@ static const char *u64s(uint64_t v, char *buf, size_t cap)
 	return buf;
 }
 #define NUM(v) u64s((v), (char[24]){ 0 }, 24)
+/* A size in a table cell: readable units, exact bytes in CSV. */
+#define SZ(v) (opt_csv ? NUM(v) : SIZE(v))
 
 /* --- JSON output ------------------------------------------------------- */
 
@@ -410,11 +452,16 @@ static const struct cmd_help {
 	const char *summary;
 } helps[] = {
 	{ "devices", "", "list the devices" },
-	{ "info", "DEVICE", "show a device" },
+	{ "info", "DEVICE [--sysfs]",
+	  "show a device; --sysfs: a block device's\nproperties from sysfs, without the daemon" },
+	{ "validate", "DEVICE...",
+	  "check block devices for zonedd without the\ndaemon: one line per check, exit status 1\n"
+	  "when one fails" },
 	{ "report", "DEVICE [--cond C[,C]] [--type T[,T]] [--from N] [--scan N] [--count N] [--bytes]",
 	  "list zones: --from and --scan give the range\nscanned, --count how many to print,\n"
 	  "--bytes exact sizes" },
-	{ "open|close|finish|reset", "DEVICE ZONE [--count N] [--force]", "zone operations (admin)" },
+	{ "open|close|finish|reset", "DEVICE ZONE [--count N] [--force] | DEVICE --all [--force]",
+	  "zone operations (admin); --all: every\nsequential zone" },
 	{ "lease", "DEVICE [--zone N] [--wait MS] [--hold SECONDS] [--label TEXT]",
 	  "take a lease and hold it until the time is\nup or SIGINT/SIGTERM, then release it" },
 	{ "write", "DEVICE [--zone N] [--input FILE|-] [--label TEXT] [--split]",
@@ -474,18 +521,32 @@ static void cmd_usage(const char *cmd)
 	printf("Usage: zonectl [--socket PATH] [--json] %s%s%s\n\n  ", cmd, *h->synopsis ? " " : "",
 	       h->synopsis);
 	print_indented(stdout, h->summary, 2);
-	fputs("\nOptions of every command: --socket PATH, --json, --help (-h).\n", stdout);
+	fputs("\nOptions of every command: --socket PATH, --json, --output json|csv|table,\n"
+	      "--help (-h).\n", stdout);
 }
 
 /* Per-command option parsing: getopt_long over the command's arguments,
  * also accepting the global --json, --socket and --help after the command. */
-enum { OPT_JSON = 0x100, OPT_SOCKET };
+enum { OPT_JSON = 0x100, OPT_SOCKET, OPT_OUTPUT };
 #define COMMON_OPTS { "json", no_argument, NULL, OPT_JSON }, \
-	{ "socket", required_argument, NULL, OPT_SOCKET }, { "help", no_argument, NULL, 'h' }
+	{ "socket", required_argument, NULL, OPT_SOCKET }, \
+	{ "output", required_argument, NULL, OPT_OUTPUT }, { "help", no_argument, NULL, 'h' }
 
 static const char *cmd_name = "";
 static const char *cur_cmd; /* the command whose options are parsed, NULL before */
 static void usage(FILE *f);
+
+/* The commands whose output is one table (or rows of them), so CSV. */
+static bool csv_command(const char *cmd)
+{
+	static const char *const tabular[] = { "devices", "report", "open", "close", "finish",
+					       "reset", "leases", "stats", NULL };
+
+	for (const char *const *t = tabular; *t; t++)
+		if (strcmp(*t, cmd) == 0)
+			return true;
+	return false;
+}
 
 static int next_opt(int argc, char **argv, const struct option *opts)
 {
@@ -500,8 +561,20 @@ static int next_opt(int argc, char **argv, const struct option *opts)
 			exit(0);
 		} else if (o == OPT_JSON) {
 			opt_json = true;
+			opt_csv = false;
 		} else if (o == OPT_SOCKET) {
 			opt_socket = optarg;
+		} else if (o == OPT_OUTPUT) {
+			if (strcmp(optarg, "json") != 0 && strcmp(optarg, "csv") != 0 &&
+			    strcmp(optarg, "table") != 0)
+				usage_error("%s--output takes json, csv or table, not '%s'", cmd_name,
+					    optarg);
+			opt_json = strcmp(optarg, "json") == 0;
+			opt_csv = strcmp(optarg, "csv") == 0;
+		} else if (o == -1 && opt_csv && cur_cmd && !csv_command(cur_cmd)) {
+			opt_csv = false; /* the error itself is not CSV */
+			usage_error("%s--output csv is for the tabular commands (devices, report, "
+				    "zone operations, leases, stats); use json", cmd_name);
 		} else if (o == '?') {
 			usage_error("%sunknown option '%s'", cmd_name, argv[optind - 1]);
 		} else if (o == ':') {
@@ -651,7 +724,9 @@ static int cmd_devices(int argc, char **argv)
 	static const char *const hdr[] = { "ID", "BACKEND", "MODEL", "ZONES", "ZONE SIZE",
 					   "CAPACITY", "FREE", "LEASED", "PATH" };
 	static const bool right[] = { 0, 0, 0, 1, 1, 1, 1, 1, 0 };
-	struct table t = { .ncols = 9, .header = hdr, .right = right };
+	static const char *const csv[] = { "id", "backend", "model", "nr_zones", "zone_size",
+					   "capacity", "free_zones", "leased_zones", "path" };
+	struct table t = { .ncols = 9, .header = hdr, .csv_header = csv, .right = right };
 	struct zc_device *devs;
 	zc_client *c;
 	int r, n;
@@ -678,7 +753,7 @@ static int cmd_devices(int argc, char **argv)
 	} else {
 		for (int i = 0; i < n; i++)
 			table_add(&t, devs[i].id, devs[i].backend, devs[i].model, NUM(devs[i].nr_zones),
-				  SIZE(devs[i].zone_size), SIZE(devs[i].capacity), NUM(devs[i].free_zones),
+				  SZ(devs[i].zone_size), SZ(devs[i].capacity), NUM(devs[i].free_zones),
 				  NUM(devs[i].leased_zones), devs[i].path);
 		table_print(&t);
 	}
@@ -699,15 +774,24 @@ static const char *limit(uint32_t v, char *buf, size_t cap)
 
 static int cmd_info(int argc, char **argv)
 {
-	static const struct option opts[] = { COMMON_OPTS, { 0 } };
+	enum { O_SYSFS = 1 };
+	static const struct option opts[] = {
+		COMMON_OPTS,
+		{ "sysfs", no_argument, NULL, O_SYSFS },
+		{ 0 },
+	};
 	struct zc_device d;
 	zc_client *c;
 	char b1[24], b2[24];
+	bool sysfs = false;
 	int r;
 
 	options_first(argc, argv, opts);
-	next_opt(argc, argv, opts);
+	while (next_opt(argc, argv, opts) == O_SYSFS)
+		sysfs = true;
 	want_args(argc, argv, 1, "DEVICE");
+	if (sysfs)
+		return zonectl_info_sysfs(argv[optind], opt_json);
 	c = connect_or_die();
 	r = zc_device_info(c, argv[optind], &d);
 	if (r < 0) {
@@ -760,7 +844,21 @@ out:
 	return r;
 }
 
+/* Needs no daemon: the checks zonedd's kernel backend makes, each shown. */
+static int cmd_validate(int argc, char **argv)
+{
+	static const struct option opts[] = { COMMON_OPTS, { 0 } };
+
+	options_first(argc, argv, opts);
+	next_opt(argc, argv, opts);
+	if (optind >= argc)
+		usage_error("%s: expected DEVICE...", argv[0]);
+	return zonectl_validate(argv + optind, argc - optind, opt_json);
+}
+
 static const char *const zone_hdr[] = { "INDEX", "TYPE", "COND", "START", "LEN", "CAPACITY", "WRITTEN" };
+static const char *const zone_csv[] = { "index", "type", "cond", "start", "len", "capacity",
+					"written" };
 static const bool zone_right[] = { 1, 0, 0, 1, 1, 1, 1 };
 
 /* exact: sizes as byte counts, usable as addresses (rounded units are
@@ -771,7 +869,10 @@ static void zone_row(struct table *t, const struct zc_zone *z, bool exact)
 	 * full zone's wp may point past its capacity); meaningless for
 	 * conventional zones. */
 	uint64_t w = z->wp - z->start < z->capacity ? z->wp - z->start : z->capacity;
-	const char *written = z->type == ZC_TYPE_CONV ? "-" : exact ? NUM(w) : SIZE(w);
+	const char *written;
+
+	exact = exact || opt_csv;
+	written = z->type == ZC_TYPE_CONV ? (opt_csv ? "" : "-") : exact ? NUM(w) : SIZE(w);
 
 	if (exact)
 		table_add(t, NUM(z->index), zc_type_name(z->type), zc_cond_name(z->cond),
@@ -796,9 +897,13 @@ static int cmd_report(int argc, char **argv)
 	};
 	uint32_t want = 0; /* zones to print, 0 = all that match */
 	bool exact = false;
-	struct table t = { .ncols = 7, .header = zone_hdr, .right = zone_right };
+	struct table t = { .ncols = 7, .header = zone_hdr, .csv_header = zone_csv,
+			   .right = zone_right };
 	struct zc_report_opts ro = { 0 };
 	struct zc_zone *zones = NULL;
+	struct zprogress pg;
+	struct zc_device d;
+	char what[96];
 	size_t n = 0, cap = 0;
 	zc_zone_iter *it;
 	zc_client *c;
@@ -830,6 +935,18 @@ static int cmd_report(int argc, char **argv)
 		r = fail(c, r, "report %s", argv[optind]);
 		goto out;
 	}
+	/* On a terminal, a bar of the zones scanned (all are listed when
+	 * nothing filters them, so their count is known). */
+	snprintf(what, sizeof(what), "report %s: zones", argv[optind]);
+	zprogress_start(&pg, what, 0, false);
+	if (pg.on && !ro.cond_mask && !ro.type_mask && zc_device_info(c, argv[optind], &d) == 0 &&
+	    ro.from < d.nr_zones) {
+		pg.total = d.nr_zones - ro.from;
+		if (ro.count && ro.count < pg.total)
+			pg.total = ro.count;
+		if (want && want < pg.total)
+			pg.total = want;
+	}
 	/* Collect everything first: a report that fails half way prints
 	 * nothing but the error. The iterator is lazy: stopping at --count
 	 * fetches no further page. */
@@ -847,7 +964,9 @@ static int cmd_report(int argc, char **argv)
 		if (r <= 0)
 			break;
 		n++;
+		zprogress_update(&pg, n);
 	}
+	zprogress_end(&pg);
 	if (r < 0)
 		r = fail(c, r, "report %s", argv[optind]);
 	else
@@ -873,19 +992,88 @@ out:
 	return r;
 }
 
+/* --all: every sequential zone of the device, in runs of consecutive ones
+ * (conventional zones take no zone operation), a batch per call, with a
+ * progress bar on a terminal. Returns the number of zones done into
+ * *zones (malloc'd) or an exit status through *status. */
+#define ALL_BATCH 64u
+static int zone_op_all(zc_client *c, const char *dev, enum zc_zone_op op, const char *name,
+		       bool force, struct zc_zone **out, int *status)
+{
+	struct zc_report_opts ro = { .type_mask = 1u << ZC_TYPE_SWR | 1u << ZC_TYPE_SWP };
+	struct zc_zone *seq = NULL, *done = NULL, z;
+	size_t nseq = 0, cap = 0, ndone = 0;
+	struct zprogress pg;
+	zc_zone_iter *it = NULL;
+	char what[96];
+	int r;
+
+	r = zc_zone_iter_new(c, dev, &ro, &it);
+	while (r >= 0 && (r = zc_zone_iter_next(it, &z)) > 0) {
+		if (nseq == cap) {
+			struct zc_zone *n = realloc(seq, (cap = cap ? cap * 2 : 256) * sizeof(*seq));
+
+			if (!n) {
+				r = -ENOMEM;
+				break;
+			}
+			seq = n;
+		}
+		seq[nseq++] = z;
+	}
+	zc_zone_iter_free(it);
+	if (r < 0) {
+		free(seq);
+		*status = fail(c, r, "%s %s", name, dev);
+		return -1;
+	}
+	done = calloc(nseq ? nseq : 1, sizeof(*done));
+	if (!done) {
+		free(seq);
+		*status = fail_local(-ENOMEM, "%s", name);
+		return -1;
+	}
+	snprintf(what, sizeof(what), "%s %s: zones", name, dev);
+	zprogress_start(&pg, what, nseq, false);
+	for (size_t i = 0; i < nseq;) {
+		uint32_t first = seq[i].index, count = 1;
+
+		while (i + count < nseq && count < ALL_BATCH && seq[i + count].index == first + count)
+			count++;
+		r = zc_zone_op(c, dev, (enum zc_zone_op)op, first, count, force, done + ndone, count);
+		if (r < 0) {
+			zprogress_end(&pg);
+			*status = fail(c, r, "%s %s zones %" PRIu32 "-%" PRIu32 " (%zu of %zu done)",
+				       name, dev, first, first + count - 1, ndone, nseq);
+			free(seq);
+			free(done);
+			return -1;
+		}
+		ndone += (uint32_t)r < count ? (uint32_t)r : count;
+		i += count;
+		zprogress_update(&pg, ndone);
+	}
+	zprogress_end(&pg);
+	free(seq);
+	*out = done;
+	return (int)ndone;
+}
+
 static int cmd_zone_op(int argc, char **argv, enum zc_zone_op op)
 {
-	enum { O_COUNT = 1, O_FORCE };
+	enum { O_COUNT = 1, O_FORCE, O_ALL };
 	static const struct option opts[] = {
 		COMMON_OPTS,
 		{ "count", required_argument, NULL, O_COUNT },
 		{ "force", no_argument, NULL, O_FORCE },
+		{ "all", no_argument, NULL, O_ALL },
 		{ 0 },
 	};
-	struct table t = { .ncols = 7, .header = zone_hdr, .right = zone_right };
-	uint32_t zone, count = 1;
-	bool force = false;
-	struct zc_zone *zones;
+	struct table t = { .ncols = 7, .header = zone_hdr, .csv_header = zone_csv,
+			   .right = zone_right };
+	uint32_t zone = 0, count = 1;
+	bool force = false, all = false, counted = false;
+	struct zc_zone *zones = NULL;
 	zc_client *c;
 	int o, r;
 
@@ -893,25 +1081,42 @@ static int cmd_zone_op(int argc, char **argv, enum zc_zone_op op)
 	while ((o = next_opt(argc, argv, opts)) != -1) {
 		if (o == O_COUNT) {
 			count = arg_u32("--count", optarg);
+			counted = true;
 			if (!count)
 				usage_error("%s: --count must be at least 1", argv[0]);
 		} else if (o == O_FORCE) {
 			force = true;
+		} else if (o == O_ALL) {
+			all = true;
 		}
 	}
-	want_args(argc, argv, 2, "DEVICE ZONE");
-	zone = arg_u32("zone", argv[optind + 1]);
-	zones = calloc(count, sizeof(*zones));
-	if (!zones)
-		return fail_local(-ENOMEM, "%s", argv[0]);
-	c = connect_or_die();
-	r = zc_zone_op(c, argv[optind], op, zone, count, force, zones, count);
-	if (r < 0) {
-		r = fail(c, r, "%s %s zone %" PRIu32, argv[0], argv[optind], zone);
-		goto out;
+	if (all) {
+		if (counted)
+			usage_error("%s: --all and --count exclude each other", argv[0]);
+		want_args(argc, argv, 1, "DEVICE (with --all, no ZONE)");
+	} else {
+		want_args(argc, argv, 2, "DEVICE ZONE");
+		zone = arg_u32("zone", argv[optind + 1]);
+		zones = calloc(count, sizeof(*zones));
+		if (!zones)
+			return fail_local(-ENOMEM, "%s", argv[0]);
 	}
-	if ((uint32_t)r > count)
-		r = (int)count;
+	c = connect_or_die();
+	if (all) {
+		r = zone_op_all(c, argv[optind], op, argv[0], force, &zones, &o);
+		if (r < 0) {
+			r = o;
+			goto out;
+		}
+	} else {
+		r = zc_zone_op(c, argv[optind], op, zone, count, force, zones, count);
+		if (r < 0) {
+			r = fail(c, r, "%s %s zone %" PRIu32, argv[0], argv[optind], zone);
+			goto out;
+		}
+		if ((uint32_t)r > count)
+			r = (int)count;
+	}
 	if (opt_json) {
 		jw_obj(NULL);
 		jw_arr("zones");
@@ -1206,6 +1411,8 @@ static int cmd_write(int argc, char **argv)
 	zc_client *c;
 	unsigned char *buf = NULL;
 	bool eof = false;
+	struct zprogress pg = { 0 };
+	char what[96];
 	struct stat st;
 	int o, r;
 
@@ -1222,6 +1429,7 @@ static int cmd_write(int argc, char **argv)
 	}
 	want_args(argc, argv, 1, "DEVICE");
 	lo.device = argv[optind];
+	snprintf(what, sizeof(what), "write %s", lo.device);
 	if (strcmp(input, "-") != 0) {
 		in.fd = open(input, O_RDONLY | O_CLOEXEC);
 		if (in.fd < 0)
@@ -1263,6 +1471,7 @@ static int cmd_write(int argc, char **argv)
 	/* The allocator then picks a zone with room for all of it. */
 	if (known && !split && lo.zone < 0 && size)
 		lo.min_free = size;
+	zprogress_start(&pg, what, known ? size : 0, true);
 	pieces = calloc(1, sizeof(*pieces));
 	if (!pieces) {
 		r = fail_local(-ENOMEM, "write");
@@ -1376,9 +1585,11 @@ static int cmd_write(int argc, char **argv)
 		cur->length += k;
 		cur->padded += padded;
 		total += k;
+		zprogress_update(&pg, total);
 		pending -= k;
 		off += k;
 	}
+	zprogress_end(&pg);
 	r = zc_lease_sync(l);
 	if (r < 0) {
 		r = fail_landed(c, r, pieces, npieces, "sync lease");
@@ -1424,6 +1635,7 @@ static int cmd_write(int argc, char **argv)
 	}
 	r = 0;
 out:
+	zprogress_end(&pg);
 	if (l) {
 		int rr = zc_lease_release(l, ZC_RELEASE_KEEP);
 
@@ -1659,7 +1871,9 @@ static int cmd_leases(int argc, char **argv)
 	};
 	static const char *const hdr[] = { "ID", "DEVICE", "ZONE", "WP", "PID", "UID", "AGE", "LABEL" };
 	static const bool right[] = { 1, 0, 1, 1, 1, 1, 1, 0 };
-	struct table t = { .ncols = 8, .header = hdr, .right = right };
+	static const char *const csv[] = { "id", "device", "zone", "wp", "pid", "uid", "age_ms",
+					   "label" };
+	struct table t = { .ncols = 8, .header = hdr, .csv_header = csv, .right = right };
 	struct zc_lease_info *li = NULL;
 	bool all = false;
 	size_t max = 16;
@@ -1710,8 +1924,11 @@ static int cmd_leases(int argc, char **argv)
 		for (int i = 0; i < n; i++) {
 			char age[32];
 
-			snprintf(age, sizeof(age), "%" PRIu64 ".%01" PRIu64 "s", li[i].age_ms / 1000,
-				 li[i].age_ms % 1000 / 100);
+			if (opt_csv)
+				snprintf(age, sizeof(age), "%" PRIu64, li[i].age_ms);
+			else
+				snprintf(age, sizeof(age), "%" PRIu64 ".%01" PRIu64 "s",
+					 li[i].age_ms / 1000, li[i].age_ms % 1000 / 100);
 			table_add(&t, NUM(li[i].id), li[i].device, NUM(li[i].zone), NUM(li[i].wp),
 				  NUM((uint64_t)(int64_t)li[i].pid), NUM(li[i].uid), age, li[i].label);
 		}
@@ -1862,6 +2079,13 @@ static int cmd_stats(int argc, char **argv)
 		jw_obj(NULL);
 		jw_counters(st, n);
 		jw_obj_end();
+	} else if (opt_csv) {
+		static const char *const csv[] = { "name", "value" };
+		struct table t = { .ncols = 2, .header = csv, .csv_header = csv };
+
+		for (int i = 0; i < n; i++)
+			table_add(&t, st[i].name, NUM(st[i].value));
+		table_print(&t);
 	} else {
 		for (int i = 0; i < n; i++)
 			if (strlen(st[i].name) > w)
@@ -2663,17 +2887,31 @@ static int cmd_bench(int argc, char **argv)
 		{ "writers", required_argument, NULL, 0 }, { "zones", required_argument, NULL, 0 },
 		{ "block", required_argument, NULL, 0 },   { "size", required_argument, NULL, 0 },
 		{ "rounds", required_argument, NULL, 0 },  { "buffered", no_argument, NULL, 0 },
+		{ "output", required_argument, NULL, 0 },
 		{ 0 },
 	};
 
 	options_first(argc, argv, opts);
 	for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
+		const char *fmt = NULL;
+
 		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
 			cmd_usage("bench");
 			return 0;
 		}
 		if (strcmp(argv[i], "--json") == 0)
 			opt_json = true; /* for the error lines too */
+		if (strncmp(argv[i], "--output=", 9) == 0)
+			fmt = argv[i] + 9;
+		else if (strcmp(argv[i], "--output") == 0 && i + 1 < argc)
+			fmt = argv[++i];
+		if (fmt && strcmp(fmt, "json") != 0 && strcmp(fmt, "table") != 0)
+			usage_error("bench: %s", strcmp(fmt, "csv") == 0 ?
+				    "--output csv is for the tabular commands (devices, report, "
+				    "zone operations, leases, stats); use json" :
+				    "--output takes json, csv or table");
+		if (fmt)
+			opt_json = strcmp(fmt, "json") == 0;
 	}
 	return zonectl_bench(opt_socket, opt_json, argc, argv);
 }
@@ -2703,6 +2941,8 @@ static void usage(FILE *f)
 	      "                  /run/zoned/zonedd.sock)\n"
 	      "  --json          print results as JSON, sizes in bytes; errors as JSON\n"
 	      "                  on stderr\n"
+	      "  --output FMT    json (as --json), csv (tabular commands: a header line,\n"
+	      "                  RFC 4180, sizes in bytes) or table (the default)\n"
 	      "  -h, --help      show this help (after a command: the command's help)\n"
 	      "  --version       show the version\n"
 	      "\n"
@@ -2742,6 +2982,7 @@ int main(int argc, char **argv)
 		{ "watch", cmd_watch, -1 },
 		{ "status", cmd_status, -1 },
 		{ "map", cmd_map, -1 },
+		{ "validate", cmd_validate, -1 },
 	};
 	const char *cmd;
 	int o;
@@ -2758,6 +2999,11 @@ int main(int argc, char **argv)
 	cmd = argv[optind];
 	if (asprintf((char **)&cmd_name, "%s: ", cmd) < 0)
 		cmd_name = "";
+	if (opt_csv && !csv_command(cmd)) {
+		opt_csv = false;
+		usage_error("%s--output csv is for the tabular commands (devices, report, zone "
+			    "operations, leases, stats); use json", cmd_name);
+	}
 	argc -= optind;
 	argv += optind;
 	optind = 0; /* 0 makes getopt start over, GNU style */

@@ -3,7 +3,6 @@
 #include <config.h> /* the build's, not daemon/conf.h */
 
 #include <ctype.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -15,12 +14,12 @@
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
-#include <sys/utsname.h>
 #include <unistd.h>
 
 #include <linux/blkzoned.h>
 #include <linux/fs.h>
 
+#include "daemon/blkdev.h"
 #include "daemon/dm.h"
 #include "daemon/log.h"
 #include "daemon/zdev.h"
@@ -60,32 +59,12 @@ static inline struct kdev *to_kdev(struct zd_dev *dev)
 	return (struct kdev *)(void *)dev;
 }
 
-static void freep(void *p)
-{
-	free(*(void **)p);
-}
-#define _cleanup_free_ __attribute__((cleanup(freep)))
-
 static void closep(int *fd)
 {
 	if (*fd >= 0)
 		close(*fd);
 }
 #define _cleanup_close_ __attribute__((cleanup(closep)))
-
-static void fclosep(FILE **f)
-{
-	if (*f)
-		fclose(*f);
-}
-#define _cleanup_fclose_ __attribute__((cleanup(fclosep)))
-
-static void closedirp(DIR **d)
-{
-	if (*d)
-		closedir(*d);
-}
-#define _cleanup_closedir_ __attribute__((cleanup(closedirp)))
 
 /* Sets *why (when given) and returns err, so failures are one line each. */
 static int fail(char *why, size_t why_len, int err, const char *fmt, ...)
@@ -100,229 +79,6 @@ static int fail(char *why, size_t why_len, int err, const char *fmt, ...)
 		va_end(ap);
 	}
 	return err;
-}
-
-/* sysfs */
-
-/* Reads a small attribute relative to dirfd, trimmed of surrounding
- * whitespace. Returns its length or a negative errno. */
-static int sysfs_read(int dirfd, const char *name, char *buf, size_t cap)
-{
-	_cleanup_close_ int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
-	ssize_t n;
-	size_t len, start = 0;
-
-	if (fd < 0)
-		return -errno;
-	n = read(fd, buf, cap - 1);
-	if (n < 0)
-		return -errno;
-	len = (size_t)n;
-	buf[len] = '\0';
-	while (len && isspace((unsigned char)buf[len - 1]))
-		buf[--len] = '\0';
-	while (start < len && isspace((unsigned char)buf[start]))
-		start++;
-	memmove(buf, buf + start, len - start + 1);
-	return (int)(len - start);
-}
-
-static int sysfs_u64(int dirfd, const char *name, uint64_t *out)
-{
-	char buf[64], *end;
-	int r = sysfs_read(dirfd, name, buf, sizeof(buf));
-
-	if (r < 0)
-		return r;
-	errno = 0;
-	*out = strtoull(buf, &end, 10);
-	if (errno || end == buf || *end)
-		return -EINVAL;
-	return 0;
-}
-
-/* An optional numeric attribute: missing (older kernels) reads as 0. */
-static uint32_t sysfs_u32_or0(int dirfd, const char *name)
-{
-	uint64_t v;
-
-	if (sysfs_u64(dirfd, name, &v) < 0 || v > UINT32_MAX)
-		return 0;
-	return (uint32_t)v;
-}
-
-/* "none [mq-deadline] kyber" -> "mq-deadline"; a file with a single entry
- * and no brackets is taken whole. */
-static void pick_scheduler(const char *line, char *out, size_t cap)
-{
-	const char *lb = strchr(line, '['), *rb = lb ? strchr(lb, ']') : NULL;
-	size_t n;
-
-	if (lb && rb) {
-		n = (size_t)(rb - lb - 1);
-		line = lb + 1;
-	} else {
-		n = strcspn(line, " \t\n");
-	}
-	if (n >= cap)
-		n = cap - 1;
-	memcpy(out, line, n);
-	out[n] = '\0';
-}
-
-/* Vendor and model: SCSI disks have them under device/; an NVMe namespace's
- * device/ is its controller (or, with native multipath, its subsystem),
- * which has model but no vendor; null_blk has neither. */
-static void read_first(int sysdir, const char *const *paths, char *out, size_t cap)
-{
-	for (; *paths; paths++)
-		if (sysfs_read(sysdir, *paths, out, cap) > 0)
-			return;
-	out[0] = '\0';
-}
-
-static void read_identity(int sysdir, struct zd_dev_info *info)
-{
-	static const char *const vendor_paths[] = { "device/vendor", NULL };
-	static const char *const model_paths[] = { "device/model", "device/device/model", NULL };
-
-	read_first(sysdir, vendor_paths, info->vendor, sizeof(info->vendor));
-	read_first(sysdir, model_paths, info->product, sizeof(info->product));
-}
-
-/* True when the running kernel is older than major.minor. */
-static bool kernel_older_than(unsigned major, unsigned minor)
-{
-	struct utsname u;
-	unsigned ma = 0, mi = 0;
-
-	if (uname(&u) < 0 || sscanf(u.release, "%u.%u", &ma, &mi) != 2)
-		return false;
-	return ma < major || (ma == major && mi < minor);
-}
-
-/* Mounts */
-
-/* Reads "MAJ:MIN" (a sysfs dev file) into a dev_t. */
-static int parse_devnum(const char *s, dev_t *out)
-{
-	unsigned ma, mi;
-
-	if (sscanf(s, "%u:%u", &ma, &mi) != 2)
-		return -EINVAL;
-	*out = makedev(ma, mi);
-	return 0;
-}
-
-/* Looks for a mount of `dev` in /proc/self/mountinfo: by the major:minor
- * field, and by the mount source naming the device node (some filesystems,
- * btrfs among them, show an anonymous major:minor). Copies the mount point
- * into where. Returns 1 when mounted, 0 when not, or a negative errno. */
-static int find_mount(dev_t dev, char *where, size_t cap)
-{
-	_cleanup_fclose_ FILE *f = fopen("/proc/self/mountinfo", "re");
-	_cleanup_free_ char *line = NULL;
-	size_t n = 0;
-
-	if (!f)
-		return -errno;
-	while (getline(&line, &n, f) > 0) {
-		char devnum[32], mnt[PATH_MAX], src[PATH_MAX];
-		const char *sep = strstr(line, " - ");
-		dev_t d;
-		struct stat st;
-		bool hit = false;
-
-		if (sscanf(line, "%*s %*s %31s %*s %4095s", devnum, mnt) != 2)
-			continue;
-		if (parse_devnum(devnum, &d) == 0 && d == dev)
-			hit = true;
-		if (!hit && sep && sscanf(sep + 3, "%*s %4095s", src) == 1 && src[0] == '/' &&
-		    stat(src, &st) == 0 && S_ISBLK(st.st_mode) && st.st_rdev == dev)
-			hit = true;
-		if (hit) {
-			snprintf(where, cap, "%s", mnt);
-			return 1;
-		}
-	}
-	return 0;
-}
-
-/* The first entry of a sysfs holders/ directory, or "" when none. */
-static int first_holder(int sysdir, const char *holders, char *out, size_t cap)
-{
-	int fd = openat(sysdir, holders, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	_cleanup_closedir_ DIR *d = NULL;
-	struct dirent *e;
-
-	out[0] = '\0';
-	if (fd < 0)
-		return errno == ENOENT ? 0 : -errno;
-	d = fdopendir(fd);
-	if (!d) {
-		close(fd);
-		return -errno;
-	}
-	while ((e = readdir(d)))
-		if (e->d_name[0] != '.') {
-			snprintf(out, cap, "%s", e->d_name);
-			return 1;
-		}
-	return 0;
-}
-
-/* Refuses a device that is mounted, whose partitions are mounted or held,
- * or that is held itself (device-mapper, md, bcache stacked on it). The
- * O_EXCL open would catch most of these too, but only with a bare EBUSY. */
-static int check_unused(int sysdir, const char *path, dev_t rdev, char *why, size_t why_len)
-{
-	_cleanup_closedir_ DIR *d = NULL;
-	char where[PATH_MAX], holder[256];
-	struct dirent *e;
-	int fd, r;
-
-	r = find_mount(rdev, where, sizeof(where));
-	if (r < 0)
-		return fail(why, why_len, r, "%s: cannot read /proc/self/mountinfo: %s", path,
-			    strerror(-r));
-	if (r > 0)
-		return fail(why, why_len, -EBUSY, "%s is mounted on %s", path, where);
-
-	/* Partitions are subdirectories with a "partition" attribute. A zoned
-	 * disk normally has none, but a host-aware one may. */
-	fd = openat(sysdir, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return fail(why, why_len, -errno, "%s: cannot read sysfs: %m", path);
-	d = fdopendir(fd);
-	if (!d) {
-		close(fd);
-		return fail(why, why_len, -errno, "%s: cannot read sysfs: %m", path);
-	}
-	while ((e = readdir(d))) {
-		char attr[NAME_MAX + 32], buf[32];
-		dev_t pdev;
-
-		if (e->d_name[0] == '.')
-			continue;
-		snprintf(attr, sizeof(attr), "%s/partition", e->d_name);
-		if (faccessat(sysdir, attr, F_OK, 0) < 0)
-			continue;
-		snprintf(attr, sizeof(attr), "%s/dev", e->d_name);
-		if (sysfs_read(sysdir, attr, buf, sizeof(buf)) < 0 || parse_devnum(buf, &pdev) < 0)
-			continue;
-		if (find_mount(pdev, where, sizeof(where)) > 0)
-			return fail(why, why_len, -EBUSY, "%s has partition %s mounted on %s",
-				    path, e->d_name, where);
-		snprintf(attr, sizeof(attr), "%s/holders", e->d_name);
-		if (first_holder(sysdir, attr, holder, sizeof(holder)) > 0)
-			return fail(why, why_len, -EBUSY, "%s has partition %s in use by %s",
-				    path, e->d_name, holder);
-	}
-
-	if (first_holder(sysdir, "holders", holder, sizeof(holder)) > 0)
-		return fail(why, why_len, -EBUSY, "%s is in use by %s (sysfs holders)", path,
-			    holder);
-	return 0;
 }
 
 /* Zones */
@@ -1171,7 +927,7 @@ static int load_geometry(struct kdev *k, int sysdir, char *why, size_t why_len)
 		return fail(why, why_len, -errno, "%s: cannot read the geometry: %m", k->path);
 	if (zsz == 0 || nrz == 0 || lbs <= 0 || size == 0)
 		return fail(why, why_len, -EMEDIUMTYPE, "%s reports no zones", k->path);
-	if (sysfs_u64(sysdir, "queue/chunk_sectors", &chunk) == 0 && chunk && chunk != zsz)
+	if (zd_sysfs_u64(sysdir, "queue/chunk_sectors", &chunk) == 0 && chunk && chunk != zsz)
 		return fail(why, why_len, -EIO,
 			    "%s: zone size %u sectors disagrees with chunk_sectors %llu",
 			    k->path, zsz, (unsigned long long)chunk);
@@ -1183,8 +939,8 @@ static int load_geometry(struct kdev *k, int sysdir, char *why, size_t why_len)
 	info->nr_zones = nrz;
 	info->logical_block_size = (uint32_t)lbs;
 	info->physical_block_size = pbs > 0 ? (uint32_t)pbs : (uint32_t)lbs;
-	info->max_open = sysfs_u32_or0(sysdir, "queue/max_open_zones");
-	info->max_active = sysfs_u32_or0(sysdir, "queue/max_active_zones");
+	info->max_open = zd_sysfs_u32_or0(sysdir, "queue/max_open_zones");
+	info->max_active = zd_sysfs_u32_or0(sysdir, "queue/max_active_zones");
 	info->zone_capacity = 0;
 	info->nr_conventional = 0;
 
@@ -1292,8 +1048,10 @@ int zd_kernel_open_claimed(const char *path, enum zd_isolation iso, int claim_fd
 	__attribute__((cleanup(close_claim))) int claim_fd = claim_fd_in;
 	_cleanup_close_ int sysdir = -1;
 	struct kdev *k = NULL;
+	struct zd_blkdev_props props;
 	struct stat st;
-	char sys[64], buf[256], sched[32];
+	dev_t rdev;
+	char model[16];
 	struct pick pick = { .ctl = -1 };
 	int r;
 
@@ -1304,55 +1062,39 @@ int zd_kernel_open_claimed(const char *path, enum zd_isolation iso, int claim_fd
 	*out = NULL;
 	if (strlen(path) >= sizeof(k->path))
 		return fail(why, why_len, -ENAMETOOLONG, "device path too long");
-	if (stat(path, &st) < 0)
-		return fail(why, why_len, -errno, "%s: %m", path);
-	if (!S_ISBLK(st.st_mode))
-		return fail(why, why_len, -ENOTBLK, "%s is not a block device", path);
-
-	snprintf(sys, sizeof(sys), "/sys/dev/block/%u:%u", major(st.st_rdev), minor(st.st_rdev));
-	sysdir = open(sys, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (sysdir < 0)
-		return fail(why, why_len, -errno, "%s: cannot open %s: %m", path, sys);
-
-	/* A partition has no queue of its own, and the daemon must own whole
-	 * zones of a whole device. */
-	if (faccessat(sysdir, "partition", F_OK, 0) == 0)
-		return fail(why, why_len, -EINVAL,
-			    "%s is a partition; give the whole device", path);
-
-	r = sysfs_read(sysdir, "queue/zoned", buf, sizeof(buf));
+	r = zd_blkdev_stat(path, &rdev, why, why_len);
 	if (r < 0)
-		return fail(why, why_len, r, "%s: cannot read queue/zoned: %s", path, strerror(-r));
-	if (strcmp(buf, "host-managed") != 0 && strcmp(buf, "host-aware") != 0)
-		return fail(why, why_len, -EMEDIUMTYPE,
-			    "%s is not a zoned block device (queue/zoned: %s)", path, buf);
-	const char *model = strcmp(buf, "host-managed") == 0 ? "host-managed" : "host-aware";
+		return r;
+	sysdir = zd_blkdev_sysfs_open(NULL, rdev);
+	if (sysdir < 0)
+		return fail(why, why_len, sysdir, "%s: cannot open /sys/dev/block/%u:%u: %s", path,
+			    major(rdev), minor(rdev), strerror(-sysdir));
+	r = zd_blkdev_check_whole(sysdir, path, why, why_len);
+	if (r < 0)
+		return r;
+	r = zd_blkdev_check_zoned(sysdir, path, model, sizeof(model), why, why_len);
+	if (r < 0)
+		return r;
 
-	r = pick_isolation(path, st.st_rdev, iso, &pick, why, why_len);
+	r = pick_isolation(path, rdev, iso, &pick, why, why_len);
 	if (r < 0)
 		return r;
 	/* Held by our own mappings alone (a crash or a lease left them):
 	 * device-mapper's claim already keeps mounts and holders out. */
 	if (!pick.held_by_ours) {
-		r = check_unused(sysdir, path, st.st_rdev, why, why_len);
+		r = zd_blkdev_check_unused(sysdir, NULL, path, rdev, why, why_len);
 		if (r < 0)
 			goto err_pick;
 	}
 
-	/* Before zone write plugging (6.10) the block layer kept sequential
-	 * writes in order only with mq-deadline, or with no scheduler at all
-	 * for a single in-order submitter. Clients write with O_DIRECT and the
-	 * daemon gives each zone one writer, so "none" is safe too (it is
-	 * what NVMe ZNS and null_blk use). Anything else may reorder. */
-	r = sysfs_read(sysdir, "queue/scheduler", buf, sizeof(buf));
-	pick_scheduler(r > 0 ? buf : "none", sched, sizeof(sched));
-	if (kernel_older_than(6, 10) && strcmp(sched, "mq-deadline") != 0 &&
-	    strcmp(sched, "none") != 0) {
-		r = fail(why, why_len, -EINVAL,
-			 "%s uses I/O scheduler %s, which may reorder zone writes on kernels "
-			 "before 6.10; select mq-deadline or none", path, sched);
+	r = zd_blkdev_read_props(sysdir, &props);
+	if (r < 0) {
+		r = fail(why, why_len, r, "%s: cannot read sysfs: %s", path, strerror(-r));
 		goto err_pick;
 	}
+	r = zd_blkdev_check_scheduler(props.scheduler, NULL, path, why, why_len);
+	if (r < 0)
+		goto err_pick;
 
 	k = calloc(1, sizeof(*k));
 	if (!k) {
@@ -1367,14 +1109,15 @@ int zd_kernel_open_claimed(const char *path, enum zd_isolation iso, int claim_fd
 	k->ctl = pick.ctl;
 	pick.ctl = -1;
 	snprintf(k->whole, sizeof(k->whole), "%s", pick.whole);
-	k->rdev = st.st_rdev;
+	k->rdev = rdev;
 	snprintf(k->path, sizeof(k->path), "%s", path);
 	snprintf(k->info.backend, sizeof(k->info.backend), "kernel");
 	snprintf(k->info.model, sizeof(k->info.model), "%s", model);
-	snprintf(k->info.scheduler, sizeof(k->info.scheduler), "%s", sched);
+	snprintf(k->info.scheduler, sizeof(k->info.scheduler), "%s", props.scheduler);
 	k->info.isolation = k->ctl >= 0 ? ZD_ISOLATION_ZONE : ZD_ISOLATION_DEVICE;
 	snprintf(k->info.isolation_why, sizeof(k->info.isolation_why), "%s", pick.why);
-	read_identity(sysdir, &k->info);
+	snprintf(k->info.vendor, sizeof(k->info.vendor), "%s", props.vendor);
+	snprintf(k->info.product, sizeof(k->info.product), "%s", props.product);
 
 	if (k->ctl >= 0) {
 		/* The claim is zoned-<kname>'s (claim_whole() below); an

@@ -8,7 +8,7 @@
 MAN=$top_srcdir/man/zonectl.8
 COMPLETION=$top_srcdir/completion/zonectl
 [ -r "$MAN" ] && [ -r "$COMPLETION" ] || die "no $MAN or $COMPLETION"
-COMMANDS="devices info report open close finish reset lease write read leases hello stats bench watch status map"
+COMMANDS="devices info report open close finish reset lease write read leases hello stats bench watch status map validate"
 
 zc --help
 check_eq "$RC" 0 "--help"
@@ -34,7 +34,7 @@ python3 - "$T" "$MAN" "$COMPLETION" $COMMANDS >"$T/agree" <<'PY' || die "option 
 import re, sys
 t, man, comp, cmds = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
 opt = re.compile(r"--([a-z][a-z-]*)")
-common = {"help", "json", "socket"}
+common = {"help", "json", "socket", "output"}
 
 def opts_of(text):
     return sorted(set(opt.findall(text)) - common)

@@ -12,8 +12,8 @@ tests_test_client_e2e_SOURCES = tests/test-client-e2e.c tests/fixture.c tests/fi
 tests_test_client_e2e_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) -pthread
 tests_test_client_e2e_LDADD = client/libzoned-client.la $(CHECK_LIBS) -lpthread
 
-TESTS += tests/test-client tests/test-client-e2e tests/e2e-zonectl.sh tests/e2e-zonectl-data.sh tests/e2e-zonectl-cli.sh tests/e2e-zonectl-help.sh tests/pkgconfig-uninstalled.sh tests/readme-tour.sh tests/e2e-lease-sync.sh tests/e2e-zonectl-views.sh
-dist_check_SCRIPTS += tests/e2e-zonectl.sh tests/e2e-zonectl-data.sh tests/e2e-zonectl-cli.sh tests/e2e-zonectl-help.sh tests/e2e-zonectl-views.sh tests/pkgconfig-uninstalled.sh tests/readme-tour.sh tests/e2e-lease-sync.sh
+TESTS += tests/test-client tests/test-client-e2e tests/e2e-zonectl.sh tests/e2e-zonectl-data.sh tests/e2e-zonectl-cli.sh tests/e2e-zonectl-help.sh tests/pkgconfig-uninstalled.sh tests/readme-tour.sh tests/e2e-lease-sync.sh tests/e2e-zonectl-views.sh tests/e2e-zonectl-output.sh tests/e2e-zonectl-progress.sh
+dist_check_SCRIPTS += tests/e2e-zonectl-output.sh tests/e2e-zonectl-progress.sh tests/e2e-zonectl.sh tests/e2e-zonectl-data.sh tests/e2e-zonectl-cli.sh tests/e2e-zonectl-help.sh tests/e2e-zonectl-views.sh tests/pkgconfig-uninstalled.sh tests/readme-tour.sh tests/e2e-lease-sync.sh
 EXTRA_DIST += tests/lib-e2e.sh
 
 # The non-blocking core (tests/test-async.c, which also runs the libuv

@@ -48,7 +48,7 @@ check-valgrind: $(check_PROGRAMS) daemon/zonedd
 		ZT_DAEMON_WRAPPER="$(VALGRIND_CMD)" \
 		$(LIBTOOL) --mode=execute $(VALGRIND_CMD) ./$$t; \
 	done
-VALGRIND_TESTS = tests/test-proto tests/test-alloc tests/test-isolation tests/test-lifecycle tests/test-faults tests/test-lease-e2e tests/test-client tests/test-client-e2e tests/test-emul tests/test-chaos tests/test-soak
+VALGRIND_TESTS = tests/test-proto tests/test-alloc tests/test-blkdev tests/test-isolation tests/test-lifecycle tests/test-faults tests/test-lease-e2e tests/test-client tests/test-client-e2e tests/test-emul tests/test-chaos tests/test-soak
 .PHONY: check-valgrind
 
 check_PROGRAMS += tests/test-chaos
@@ -64,3 +64,16 @@ TESTS += tests/test-soak
 tests_test_soak_SOURCES = tests/test-soak.c tests/fixture.c tests/fixture.h
 tests_test_soak_CFLAGS = $(AM_CFLAGS) $(JSONC_CFLAGS)
 tests_test_soak_LDADD = $(JSONC_LIBS)
+
+# The Debian packages built, linted, installed with dpkg -i, used and purged
+# (tests/deb-install.sh): root on a throwaway machine only, so not part of
+# make check; .ci/quickstart test runs it.
+# A skip (77: not root, tools missing) says why and is not a failure.
+check-deb: all
+	@$(AM_TESTS_ENVIRONMENT) st=0; $(SHELL) $(srcdir)/tests/deb-install.sh || st=$$?; \
+	test $$st -eq 0 || test $$st -eq 77
+.PHONY: check-deb
+EXTRA_DIST += tests/deb-install.sh
+# Without root or dpkg: the symbols file against the version script.
+TESTS += tests/deb-symbols.sh
+dist_check_SCRIPTS += tests/deb-symbols.sh

@@ -7,7 +7,7 @@
 # static busybox is missing, 99 when the VM itself failed (no result).
 # Artefacts (initramfs, disk images, logs) go to $top_builddir/tests/vm/.
 #
-# Environment: ZONED_SKIP_VM=REASON skips; ZONED_VM_TIMEOUT (seconds, 150);
+# Environment: ZONED_SKIP_VM=REASON skips; ZONED_VM_TIMEOUT (seconds, 240);
 # ZONED_VM_ACCEL=kvm; ZONED_VM_QEMU, ZONED_VM_BUSYBOX (paths);
 # ZONED_VM_INNER (another script to run in the VM, for debugging).
 set -u
@@ -19,7 +19,8 @@ builddir=$(cd "$builddir" && pwd -P) || exit 99
 out=$builddir/tests/vm
 # The whole run, boot to power-off; the suite inside gets a little less so
 # that it can still report.
-vm_timeout=${ZONED_VM_TIMEOUT:-150}
+# The suite takes about 120 s under TCG on two shared cores; 240 leaves room.
+vm_timeout=${ZONED_VM_TIMEOUT:-240}
 inner_timeout=$((vm_timeout - 25))
 
 skip() {
@@ -73,7 +74,9 @@ results=$out/results.log
 # Modules: each wanted one with its dependencies from modules.dep (which
 # lists them so that loading in reverse order works), built-ins skipped.
 # "?" marks the ones whose tests skip without them.
-wanted="virtio_pci 9pnet_virtio 9p nvme null_blk virtio_blk? zonefs? dm-mod? dm-flakey?"
+# ext4 (which loads crc32c by name, not as a module dependency) and kyber:
+# zonectl validate's mounted partition and scheduler (vm-validate-test.py).
+wanted="virtio_pci 9pnet_virtio 9p nvme null_blk virtio_blk? zonefs? dm-mod? dm-flakey? crc32c_generic? ext4? kyber-iosched?"
 norm() { echo "$1" | sed 's/-/_/g'; }
 modpath() { # name -> path relative to $moddir, or nothing
 	n=$(norm "$1")

@@ -18,7 +18,7 @@ tests_vm_vm_lease_test_LDFLAGS = $(AM_LDFLAGS) -no-install
 TESTS += tests/vm/check-vm.sh
 dist_check_SCRIPTS += tests/vm/check-vm.sh
 EXTRA_DIST += tests/vm/vm-init.sh tests/vm/vm-inner.sh tests/vm/vm-daemon-test.py \
-	tests/vm/vm-faults-test.py
+	tests/vm/vm-faults-test.py tests/vm/vm-validate-test.py
 CLEANFILES += tests/vm/initramfs.cpio tests/vm/zns.img tests/vm/plain.img \
 	tests/vm/console.log tests/vm/results.log
 

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Inside the VM (started by check-vm.sh, run by vm-init.sh in a chroot of the
 # host's root): the kernel backend's tests on both zoned devices, then zonedd
-# and zonectl against the same devices. Its output goes back to the host.
+# and zonectl against the same devices, then zonectl validate on every disk. Its output goes back to the host.
 #
 # Devices: /dev/nullb0 (null_blk, 2 conventional zones, limits 8/12),
 # /dev/nvme0n1 (QEMU ZNS, capacity 48 of 64 MiB, limits 14/14), /dev/vda
@@ -70,6 +70,19 @@ if "$zonedd" --help > /dev/null 2>&1 && command -v python3 > /dev/null; then
 	nfail=$((nfail + $(grep -c '^FAIL:' /tmp/vm-faults.out)))
 	nskip=$((nskip + $(grep -c '^SKIP:' /tmp/vm-faults.out)))
 	grep -q '^faults: [0-9]* passed, 0 failed' /tmp/vm-faults.out || nfail=$((nfail + 1))
+fi
+
+# Part 4: zonectl validate and info --sysfs, without the daemon (last: it
+# mounts, stacks device-mapper on and changes the scheduler of the devices)
+
+if command -v python3 > /dev/null; then
+	python3 -u "$s/tests/vm/vm-validate-test.py" 2>&1 | tee /tmp/vm-validate.out
+	npass=$((npass + $(grep -c '^PASS:' /tmp/vm-validate.out)))
+	nfail=$((nfail + $(grep -c '^FAIL:' /tmp/vm-validate.out)))
+	nskip=$((nskip + $(grep -c '^SKIP:' /tmp/vm-validate.out)))
+	grep -q '^validate: [0-9]* passed, 0 failed' /tmp/vm-validate.out || nfail=$((nfail + 1))
+else
+	skipped "zonectl validate: python3 is needed to drive it and read its JSON"
 fi
 
 echo "vm: $npass passed, $nfail failed, $nskip skipped"
