@@ -51,21 +51,7 @@ static void put(struct report *rp, const char *check, enum status st, const char
 	}
 }
 
-/* "2 GiB", "48 MiB": exact when whole, else one decimal. */
-static const char *size_str(uint64_t v, char *buf, size_t cap)
-{
-	static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB" };
-	unsigned u = 0;
-
-	while (u + 1 < sizeof(units) / sizeof(units[0]) && v >= (1ull << (10 * (u + 1))))
-		u++;
-	if (u == 0 || (v & ((1ull << (10 * u)) - 1)) == 0)
-		snprintf(buf, cap, "%" PRIu64 " %s", v >> (10 * u), units[u]);
-	else
-		snprintf(buf, cap, "%.1f %s", (double)v / (double)(1ull << (10 * u)), units[u]);
-	return buf;
-}
-#define SIZE(v) size_str((v), (char[32]){ 0 }, 32)
+#define SIZE(v) zonectl_size_str((v), (char[32]){ 0 }, 32)
 
 /* A reason from blkdev.c starts with the path; the line already has it. */
 static const char *unpathed(const char *why, const char *path)

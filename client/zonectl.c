@@ -186,9 +186,7 @@ static uint32_t arg_names(const char *opt, const char *s, int (*from_name)(const
 
 /* --- Human output ------------------------------------------------------ */
 
-/* "512 B", "32 MiB", "4.5 GiB": exact when the value is a whole number of
- * the unit, one decimal otherwise. */
-static const char *fmt_size(uint64_t v, char *buf, size_t cap)
+const char *zonectl_size_str(uint64_t v, char *buf, size_t cap)
 {
 	static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB" };
 	unsigned u = 0;
@@ -201,7 +199,7 @@ static const char *fmt_size(uint64_t v, char *buf, size_t cap)
 		snprintf(buf, cap, "%.1f %s", (double)v / (double)(1ull << (10 * u)), units[u]);
 	return buf;
 }
-#define SIZE(v) fmt_size((v), (char[32]){ 0 }, 32)
+#define SIZE(v) zonectl_size_str((v), (char[32]){ 0 }, 32)
 
 /* An aligned table: cells are collected, widths computed, then printed;
  * with --output csv, RFC 4180 CSV under csv_header (the JSON keys), the

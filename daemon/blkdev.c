@@ -48,10 +48,7 @@ static void closedirp(DIR **d)
 }
 #define _cleanup_closedir_ __attribute__((cleanup(closedirp)))
 
-/* Sets *why (when given) and returns err, so failures are one line each. */
-static int fail(char *why, size_t why_len, int err, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-static int fail(char *why, size_t why_len, int err, const char *fmt, ...)
+int zd_why(char *why, size_t why_len, int err, const char *fmt, ...)
 {
 	if (why && why_len) {
 		va_list ap;
@@ -144,9 +141,9 @@ int zd_blkdev_stat(const char *path, dev_t *rdev, char *why, size_t why_len)
 	struct stat st;
 
 	if (stat(path, &st) < 0)
-		return fail(why, why_len, -errno, "%s: %m", path);
+		return zd_why(why, why_len, -errno, "%s: %m", path);
 	if (!S_ISBLK(st.st_mode))
-		return fail(why, why_len, -ENOTBLK, "%s is not a block device", path);
+		return zd_why(why, why_len, -ENOTBLK, "%s is not a block device", path);
 	*rdev = st.st_rdev;
 	return 0;
 }
@@ -247,7 +244,7 @@ int zd_blkdev_check_whole(int sysdir, const char *path, char *why, size_t why_le
 	/* A partition has no queue of its own, and the daemon must own whole
 	 * zones of a whole device. */
 	if (faccessat(sysdir, "partition", F_OK, 0) == 0)
-		return fail(why, why_len, -EINVAL,
+		return zd_why(why, why_len, -EINVAL,
 			    "%s is a partition; give the whole device", path);
 	return 0;
 }
@@ -261,9 +258,9 @@ int zd_blkdev_check_zoned(int sysdir, const char *path, char *model, size_t mode
 	int r = zd_sysfs_read(sysdir, part ? "../queue/zoned" : "queue/zoned", buf, sizeof(buf));
 
 	if (r < 0)
-		return fail(why, why_len, r, "%s: cannot read queue/zoned: %s", path, strerror(-r));
+		return zd_why(why, why_len, r, "%s: cannot read queue/zoned: %s", path, strerror(-r));
 	if (strcmp(buf, "host-managed") != 0 && strcmp(buf, "host-aware") != 0)
-		return fail(why, why_len, -EMEDIUMTYPE,
+		return zd_why(why, why_len, -EMEDIUMTYPE,
 			    "%s is not a zoned block device (queue/zoned: %s)", path, buf);
 	if (model && model_cap)
 		snprintf(model, model_cap, "%s", buf);
@@ -276,16 +273,16 @@ int zd_blkdev_check_geometry(const struct zd_blkdev_props *p, const char *path, 
 	uint64_t want;
 
 	if (!p->zone_size || !p->nr_zones || !p->size || !p->logical_block_size)
-		return fail(why, why_len, -EMEDIUMTYPE, "%s reports no zones", path);
+		return zd_why(why, why_len, -EMEDIUMTYPE, "%s reports no zones", path);
 	if (p->zone_size % p->logical_block_size)
-		return fail(why, why_len, -EIO,
+		return zd_why(why, why_len, -EIO,
 			    "%s: zone size %llu is not a multiple of the block size %u", path,
 			    (unsigned long long)p->zone_size, p->logical_block_size);
 	/* The last zone may be smaller (a device whose size is not a multiple
 	 * of its zone size), never missing or extra. */
 	want = (p->size + p->zone_size - 1) / p->zone_size;
 	if (want != p->nr_zones)
-		return fail(why, why_len, -EIO,
+		return zd_why(why, why_len, -EIO,
 			    "%s: %u zones of %llu bytes disagree with its size of %llu bytes", path,
 			    p->nr_zones, (unsigned long long)p->zone_size,
 			    (unsigned long long)p->size);
@@ -296,11 +293,11 @@ int zd_blkdev_check_limits(const struct zd_blkdev_props *p, const char *path, ch
 			   size_t why_len)
 {
 	if (p->max_open && p->max_active && p->max_open > p->max_active)
-		return fail(why, why_len, -EINVAL,
+		return zd_why(why, why_len, -EINVAL,
 			    "%s: max open zones %u exceeds max active zones %u", path, p->max_open,
 			    p->max_active);
 	if (p->nr_zones && p->max_active > p->nr_zones)
-		return fail(why, why_len, -EINVAL, "%s: max active zones %u exceeds its %u zones",
+		return zd_why(why, why_len, -EINVAL, "%s: max active zones %u exceeds its %u zones",
 			    path, p->max_active, p->nr_zones);
 	return 0;
 }
@@ -408,11 +405,11 @@ static int each_partition(int sysdir, const char *path, char *why, size_t why_le
 	int fd = openat(sysdir, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 
 	if (fd < 0)
-		return fail(why, why_len, -errno, "%s: cannot read sysfs: %m", path);
+		return zd_why(why, why_len, -errno, "%s: cannot read sysfs: %m", path);
 	d = fdopendir(fd);
 	if (!d) {
 		close(fd);
-		return fail(why, why_len, -errno, "%s: cannot read sysfs: %m", path);
+		return zd_why(why, why_len, -errno, "%s: cannot read sysfs: %m", path);
 	}
 	while ((e = readdir(d))) {
 		char attr[NAME_MAX + 32];
@@ -458,15 +455,15 @@ int zd_blkdev_check_mounts(int sysdir, const char *mountinfo, const char *path, 
 	int r = find_mount(m.mountinfo, rdev, m.where, sizeof(m.where));
 
 	if (r < 0)
-		return fail(why, why_len, r, "%s: cannot read %s: %s", path, m.mountinfo,
+		return zd_why(why, why_len, r, "%s: cannot read %s: %s", path, m.mountinfo,
 			    strerror(-r));
 	if (r > 0)
-		return fail(why, why_len, -EBUSY, "%s is mounted on %s", path, m.where);
+		return zd_why(why, why_len, -EBUSY, "%s is mounted on %s", path, m.where);
 	r = each_partition(sysdir, path, why, why_len, partition_mounted, &m);
 	if (r < 0)
 		return r;
 	if (r > 0)
-		return fail(why, why_len, -EBUSY, "%s has partition %s mounted on %s", path, m.part,
+		return zd_why(why, why_len, -EBUSY, "%s has partition %s mounted on %s", path, m.part,
 			    m.where);
 	return 0;
 }
@@ -496,10 +493,10 @@ int zd_blkdev_check_holders(int sysdir, const char *path, char *why, size_t why_
 	if (r < 0)
 		return r;
 	if (r > 0)
-		return fail(why, why_len, -EBUSY, "%s has partition %s in use by %s", path, h.part,
+		return zd_why(why, why_len, -EBUSY, "%s has partition %s in use by %s", path, h.part,
 			    h.holder);
 	if (first_holder(sysdir, "holders", h.holder, sizeof(h.holder)) > 0)
-		return fail(why, why_len, -EBUSY, "%s is in use by %s (sysfs holders)", path,
+		return zd_why(why, why_len, -EBUSY, "%s is in use by %s (sysfs holders)", path,
 			    h.holder);
 	return 0;
 }
@@ -541,7 +538,7 @@ int zd_blkdev_check_scheduler(const char *scheduler, const char *release, const 
 	 * what NVMe ZNS and null_blk use). Anything else may reorder. */
 	if (zd_blkdev_needs_ordering_scheduler(release) && strcmp(scheduler, "mq-deadline") != 0 &&
 	    strcmp(scheduler, "none") != 0)
-		return fail(why, why_len, -EINVAL,
+		return zd_why(why, why_len, -EINVAL,
 			    "%s uses I/O scheduler %s, which may reorder zone writes on kernels "
 			    "before 6.10; select mq-deadline or none", path, scheduler);
 	return 0;
@@ -557,9 +554,9 @@ int zd_blkdev_try_exclusive(const char *path, char *why, size_t why_len)
 		int r = -errno;
 
 		if (r == -EBUSY)
-			return fail(why, why_len, r, "%s is in use (opened exclusively elsewhere)",
+			return zd_why(why, why_len, r, "%s is in use (opened exclusively elsewhere)",
 				    path);
-		return fail(why, why_len, r, "%s: cannot open: %s", path, strerror(-r));
+		return zd_why(why, why_len, r, "%s: cannot open: %s", path, strerror(-r));
 	}
 	close(fd);
 	return 0;

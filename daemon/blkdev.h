@@ -32,6 +32,10 @@ struct zd_blkdev_props {
 	uint32_t max_active;  /* 0 = no limit */
 };
 
+/* Sets *why (when given) and returns err, so a failure is one line:
+ * return zd_why(why, len, -EINVAL, "%s is ...", path). */
+int zd_why(char *why, size_t why_len, int err, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
 /* A small attribute relative to dirfd, trimmed of surrounding whitespace.
  * Returns its length or a negative errno. */
 int zd_sysfs_read(int dirfd, const char *name, char *buf, size_t cap);

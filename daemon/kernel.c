@@ -66,20 +66,6 @@ static void closep(int *fd)
 }
 #define _cleanup_close_ __attribute__((cleanup(closep)))
 
-/* Sets *why (when given) and returns err, so failures are one line each. */
-static int fail(char *why, size_t why_len, int err, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-static int fail(char *why, size_t why_len, int err, const char *fmt, ...)
-{
-	if (why && why_len) {
-		va_list ap;
-
-		va_start(ap, fmt);
-		vsnprintf(why, why_len, fmt, ap);
-		va_end(ap);
-	}
-	return err;
-}
 
 /* Zones */
 
@@ -831,16 +817,16 @@ static int claim_whole(struct kdev *k, char *why, size_t why_len)
 	if (r == -ENXIO) {
 		r = zd_dm_create_live(k->ctl, k->whole, &t, 1, &dev);
 		if (r < 0)
-			return fail(why, why_len, r == -EBUSY ? -EBUSY : r,
+			return zd_why(why, why_len, r == -EBUSY ? -EBUSY : r,
 				    "%s: cannot create the device-mapper mapping %s: %s%s", k->path,
 				    k->whole, strerror(-r),
 				    r == -EBUSY ? " (the device is in use)" : "");
 		created = true;
 	} else if (r < 0) {
-		return fail(why, why_len, r, "%s: cannot query the device-mapper mapping %s: %s",
+		return zd_why(why, why_len, r, "%s: cannot query the device-mapper mapping %s: %s",
 			    k->path, k->whole, strerror(-r));
 	} else if (r == 0) {
-		return fail(why, why_len, -EBUSY,
+		return zd_why(why, why_len, -EBUSY,
 			    "%s is in use: the device-mapper mapping %s exists but does not map "
 			    "exactly %s (remove it with dmsetup remove %s)", k->path, k->whole,
 			    k->path, k->whole);
@@ -855,9 +841,9 @@ static int claim_whole(struct kdev *k, char *why, size_t why_len)
 		if (created)
 			(void)zd_dm_remove(k->ctl, k->whole, false);
 		if (r == -EBUSY)
-			return fail(why, why_len, r, "%s is in use: its mapping %s is held by "
+			return zd_why(why, why_len, r, "%s is in use: its mapping %s is held by "
 				    "another process (another zonedd?)", k->path, k->whole);
-		return fail(why, why_len, r, "%s: cannot open the mapping %s: %s", k->path,
+		return zd_why(why, why_len, r, "%s: cannot open the mapping %s: %s", k->path,
 			    k->whole, strerror(-r));
 	}
 	return 0;
@@ -924,11 +910,11 @@ static int load_geometry(struct kdev *k, int sysdir, char *why, size_t why_len)
 	if (ioctl(k->fd, BLKGETSIZE64, &size) < 0 || ioctl(k->fd, BLKSSZGET, &lbs) < 0 ||
 	    ioctl(k->fd, BLKPBSZGET, &pbs) < 0 || ioctl(k->fd, BLKGETZONESZ, &zsz) < 0 ||
 	    ioctl(k->fd, BLKGETNRZONES, &nrz) < 0)
-		return fail(why, why_len, -errno, "%s: cannot read the geometry: %m", k->path);
+		return zd_why(why, why_len, -errno, "%s: cannot read the geometry: %m", k->path);
 	if (zsz == 0 || nrz == 0 || lbs <= 0 || size == 0)
-		return fail(why, why_len, -EMEDIUMTYPE, "%s reports no zones", k->path);
+		return zd_why(why, why_len, -EMEDIUMTYPE, "%s reports no zones", k->path);
 	if (zd_sysfs_u64(sysdir, "queue/chunk_sectors", &chunk) == 0 && chunk && chunk != zsz)
-		return fail(why, why_len, -EIO,
+		return zd_why(why, why_len, -EIO,
 			    "%s: zone size %u sectors disagrees with chunk_sectors %llu",
 			    k->path, zsz, (unsigned long long)chunk);
 
@@ -949,10 +935,10 @@ static int load_geometry(struct kdev *k, int sysdir, char *why, size_t why_len)
 		int r = report_zones(k, at, z, &nr);
 
 		if (r < 0)
-			return fail(why, why_len, r, "%s: zone report failed: %s", k->path,
+			return zd_why(why, why_len, r, "%s: zone report failed: %s", k->path,
 				    strerror(-r));
 		if (nr == 0)
-			return fail(why, why_len, -EIO, "%s: zone report ended at zone %u of %u",
+			return zd_why(why, why_len, -EIO, "%s: zone report ended at zone %u of %u",
 				    k->path, at, nrz);
 		for (uint32_t i = 0; i < nr; i++) {
 			if (z[i].type == ZP_TYPE_CONV)
@@ -986,14 +972,14 @@ static int pick_isolation(const char *path, dev_t rdev, enum zd_isolation iso, s
 
 	r = zd_dm_kernel_name(rdev, kname, sizeof(kname));
 	if (r < 0)
-		return fail(why, why_len, r, "%s: cannot find its kernel name: %s", path,
+		return zd_why(why, why_len, r, "%s: cannot find its kernel name: %s", path,
 			    strerror(-r));
 	if (snprintf(p->whole, sizeof(p->whole), "zoned-%s", kname) >= (int)sizeof(p->whole))
-		return fail(why, why_len, -ENAMETOOLONG, "%s: kernel name too long", path);
+		return zd_why(why, why_len, -ENAMETOOLONG, "%s: kernel name too long", path);
 	if (iso != ZD_ISOLATION_DEVICE) {
 		r = zd_dm_control_open(&p->ctl, dmwhy, sizeof(dmwhy));
 		if (r < 0 && iso == ZD_ISOLATION_ZONE)
-			return fail(why, why_len, r, "%s: zone isolation needs device-mapper: %s",
+			return zd_why(why, why_len, r, "%s: zone isolation needs device-mapper: %s",
 				    path, dmwhy);
 	}
 	if (p->ctl >= 0)
@@ -1006,15 +992,15 @@ static int pick_isolation(const char *path, dev_t rdev, enum zd_isolation iso, s
 
 	r = zd_dm_foreign_holder(rdev, p->whole, holder, sizeof(holder), &ours);
 	if (r < 0) {
-		fail(why, why_len, r, "%s: cannot read its sysfs holders: %s", path, strerror(-r));
+		zd_why(why, why_len, r, "%s: cannot read its sysfs holders: %s", path, strerror(-r));
 		goto err;
 	}
 	if (r > 0) {
-		r = fail(why, why_len, -EBUSY, "%s is in use by %s (sysfs holders)", path, holder);
+		r = zd_why(why, why_len, -EBUSY, "%s is in use by %s (sysfs holders)", path, holder);
 		goto err;
 	}
 	if (ours && p->ctl < 0) {
-		r = fail(why, why_len, -EBUSY,
+		r = zd_why(why, why_len, -EBUSY,
 			 "%s is held by zonedd's device-mapper mappings %s*, left by zone "
 			 "isolation (%s); remove them with dmsetup remove, or use zone isolation",
 			 path, p->whole, p->why);
@@ -1058,16 +1044,16 @@ int zd_kernel_open_claimed(const char *path, enum zd_isolation iso, int claim_fd
 	if (why && why_len)
 		why[0] = '\0';
 	if (!path || !out)
-		return fail(why, why_len, -EINVAL, "no device given");
+		return zd_why(why, why_len, -EINVAL, "no device given");
 	*out = NULL;
 	if (strlen(path) >= sizeof(k->path))
-		return fail(why, why_len, -ENAMETOOLONG, "device path too long");
+		return zd_why(why, why_len, -ENAMETOOLONG, "device path too long");
 	r = zd_blkdev_stat(path, &rdev, why, why_len);
 	if (r < 0)
 		return r;
 	sysdir = zd_blkdev_sysfs_open(NULL, rdev);
 	if (sysdir < 0)
-		return fail(why, why_len, sysdir, "%s: cannot open /sys/dev/block/%u:%u: %s", path,
+		return zd_why(why, why_len, sysdir, "%s: cannot open /sys/dev/block/%u:%u: %s", path,
 			    major(rdev), minor(rdev), strerror(-sysdir));
 	r = zd_blkdev_check_whole(sysdir, path, why, why_len);
 	if (r < 0)
@@ -1089,7 +1075,7 @@ int zd_kernel_open_claimed(const char *path, enum zd_isolation iso, int claim_fd
 
 	r = zd_blkdev_read_props(sysdir, &props);
 	if (r < 0) {
-		r = fail(why, why_len, r, "%s: cannot read sysfs: %s", path, strerror(-r));
+		r = zd_why(why, why_len, r, "%s: cannot read sysfs: %s", path, strerror(-r));
 		goto err_pick;
 	}
 	r = zd_blkdev_check_scheduler(props.scheduler, NULL, path, why, why_len);
@@ -1098,7 +1084,7 @@ int zd_kernel_open_claimed(const char *path, enum zd_isolation iso, int claim_fd
 
 	k = calloc(1, sizeof(*k));
 	if (!k) {
-		r = fail(why, why_len, -ENOMEM, "out of memory");
+		r = zd_why(why, why_len, -ENOMEM, "out of memory");
 		goto err_pick;
 	}
 	k->base.ops = &kernel_ops;
@@ -1134,26 +1120,26 @@ int zd_kernel_open_claimed(const char *path, enum zd_isolation iso, int claim_fd
 	if (k->fd < 0) {
 		r = -errno;
 		if (r == -EBUSY)
-			fail(why, why_len, r, "%s is in use (opened exclusively elsewhere)", path);
+			zd_why(why, why_len, r, "%s is in use (opened exclusively elsewhere)", path);
 		else
-			fail(why, why_len, r, "%s: cannot open: %s", path, strerror(-r));
+			zd_why(why, why_len, r, "%s: cannot open: %s", path, strerror(-r));
 		goto err;
 	}
 	if (fstat(k->fd, &st) < 0 || st.st_rdev != k->rdev) {
-		r = fail(why, why_len, -EBUSY, "%s changed while being opened", path);
+		r = zd_why(why, why_len, -EBUSY, "%s changed while being opened", path);
 		goto err;
 	}
 	/* O_DSYNC: a write that returns is durable, as with the emulator (the
 	 * device layer has no flush); a no-op without a volatile cache. */
 	k->dio_fd = open(path, O_RDWR | O_DIRECT | O_DSYNC | O_CLOEXEC);
 	if (k->dio_fd < 0) {
-		r = fail(why, why_len, -errno, "%s: cannot open for direct I/O: %m", path);
+		r = zd_why(why, why_len, -errno, "%s: cannot open for direct I/O: %m", path);
 		goto err;
 	}
 	k->rep = calloc(1, sizeof(*k->rep) + REPORT_BATCH * sizeof(struct blk_zone));
 	if (!k->rep || posix_memalign(&k->bounce, BOUNCE_ALIGN, BOUNCE_SIZE) != 0) {
 		k->bounce = NULL;
-		r = fail(why, why_len, -ENOMEM, "out of memory");
+		r = zd_why(why, why_len, -ENOMEM, "out of memory");
 		goto err;
 	}
 	r = load_geometry(k, sysdir, why, why_len);
