@@ -41,6 +41,10 @@ struct bench_opts {
 struct writer {
 	pthread_t thread;
 	const struct bench_opts *o;
+	/* Every writer connects (or fails to) before any writes: the phase's
+	 * writers are all there at once, and a cap on connections is met
+	 * whatever the timing. */
+	pthread_barrier_t *connected;
 	bool raw;
 	int err;
 	const char *what;
@@ -160,8 +164,10 @@ static void *writer_main(void *arg)
 		/* The daemon's words: the connection cap, say. */
 		w->what = "connect";
 		snprintf(w->msg, sizeof(w->msg), "%s", zc_last_error(NULL));
-		goto out;
 	}
+	pthread_barrier_wait(w->connected);
+	if (r < 0)
+		goto out;
 	if (posix_memalign(&buf, 4096, o->block)) {
 		r = -ENOMEM;
 		w->what = "allocate";
@@ -284,17 +290,28 @@ static int run_phase(const struct bench_opts *o, bool raw, struct writer *ws, do
 	double t0 = now_s();
 	int r = 0;
 
+	pthread_barrier_t connected;
+
 	atomic_store(o->zones_done, 0);
 	atomic_store(o->writers_done, 0);
 	for (unsigned i = 0; i < o->writers; i++) {
 		memset(&ws[i], 0, sizeof(ws[i]));
 		ws[i].o = o;
 		ws[i].raw = raw;
+		ws[i].connected = &connected;
 		ws[i].acq_lat = calloc(o->zones, sizeof(double));
 		ws[i].rel_lat = calloc(o->zones, sizeof(double));
-		if (!ws[i].acq_lat || !ws[i].rel_lat ||
-		    pthread_create(&ws[i].thread, NULL, writer_main, &ws[i]))
+		if (!ws[i].acq_lat || !ws[i].rel_lat)
 			return -ENOMEM;
+	}
+	if (pthread_barrier_init(&connected, NULL, o->writers))
+		return -ENOMEM;
+	for (unsigned i = 0; i < o->writers; i++) {
+		/* The others wait for this one at the barrier: no way back. */
+		if (pthread_create(&ws[i].thread, NULL, writer_main, &ws[i])) {
+			berr(-EAGAIN, "bench: cannot start writer thread %u", i);
+			exit(1);
+		}
 	}
 	snprintf(what, sizeof(what), "bench: %s: zones", label);
 	zprogress_start(&pg, what, total, false);
@@ -311,6 +328,7 @@ static int run_phase(const struct bench_opts *o, bool raw, struct writer *ws, do
 			r = ws[i].err;
 		}
 	}
+	pthread_barrier_destroy(&connected);
 	*wall = now_s() - t0;
 	return r;
 }
