@@ -3016,6 +3016,13 @@ static int fence_zone(struct emul *e, uint32_t z, int *how)
 		r = -errno;
 		goto out;
 	}
+	/* Nobody but us has the file open: no descriptor given out can reach
+	 * it any more, whatever it holds. The common case (the library closes
+	 * a lease's fds before releasing it) costs two fcntl()s. */
+	if (nobody_else_holds(fd, &st)) {
+		r = 0;
+		goto out;
+	}
 	if (st.st_size == 0) {
 		/* Nothing to keep: the next open_zones() makes a new inode.
 		 * The unlink is made durable before the zone can be handed out
@@ -3028,10 +3035,6 @@ static int fence_zone(struct emul *e, uint32_t z, int *how)
 		fault_point(e, STEP_UNLINK);
 		*how = 1;
 		r = sync_dir(e);
-		goto out;
-	}
-	if (nobody_else_holds(fd, &st)) {
-		r = 0;
 		goto out;
 	}
 	/* Copy to ZONE.tmp, sync, rename over the zone file, sync the
