@@ -115,6 +115,7 @@ struct zd_work {
 	int open_flags;
 	struct zd_zone_fds zf;      /* open_zones' answer */
 	bool isolate;               /* open_zones: the lease's own path */
+	bool refresh_first;         /* a zone op: refresh the zones first (taken from leases) */
 	/* The work's failure is one zone's, fail_zone's (a lease's zone, the
 	 * zone a range operation stopped at), not the whole device's: see
 	 * zd_device_note(). */

@@ -358,6 +358,14 @@ static int zoneop_run(struct zd_work *w)
 		w->nz = 0;
 		return -ENOMEM;
 	}
+	/* Zones a forced operation took from their leases: what the holder
+	 * wrote without telling is the zone's before the operation applies
+	 * (a device's write pointer moved with the writes; an emulated zone
+	 * file's size is its). A zone that cannot be refreshed (dead,
+	 * conventional) is left to the operation to refuse. */
+	if (w->refresh_first)
+		for (uint32_t i = 0; i < w->count; i++)
+			(void)dev->ops->refresh_zone(dev, w->zone + i, UINT64_MAX, &w->zbuf[i]);
 	r = dev->ops->zone_op(dev, w->op, w->zone, w->count);
 	/* Report even after a failure: part of the range may have changed. */
 	int r2 = dev->ops->report(dev, w->zone, w->zbuf, &n);
@@ -553,15 +561,20 @@ static int zone_op_method(struct zd_daemon *d, struct zd_call *call, struct json
 	}
 	if (zone_op_check(call, dev, op, (uint32_t)zone, (uint32_t)count) < 0)
 		return 0;
+	bool took = false;
+
 	if (force)
 		for (uint64_t i = zone; i < zone + count; i++)
-			if (dev->lease_of[i])
+			if (dev->lease_of[i]) {
 				zd_lease_revoke_zone(dev, (uint32_t)i, "force");
+				took = true;
+			}
 	w = calloc(1, sizeof(*w));
 	if (!w) {
 		zd_call_error(call, ZP_ERR_INTERNAL, "out of memory");
 		return 0;
 	}
+	w->refresh_first = took;
 	w->data = call;
 	w->op = op;
 	w->zone = (uint32_t)zone;
