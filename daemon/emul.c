@@ -308,16 +308,60 @@ static const uint32_t crc32c_nibble[16] = {
 	0xc38d26c4, 0xd3d3e1ab, 0xe330a81a, 0xf36e6f75,
 };
 
-static uint32_t crc32c(const void *buf, size_t len)
+static uint32_t crc32c_sw(uint32_t c, const uint8_t *p, size_t len)
 {
-	const uint8_t *p = buf;
-	uint32_t c = 0xffffffffu;
-
 	while (len--) {
 		c ^= *p++;
 		c = (c >> 4) ^ crc32c_nibble[c & 15];
 		c = (c >> 4) ^ crc32c_nibble[c & 15];
 	}
+	return c;
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+/* SSE4.2's crc32 instruction computes exactly this CRC, 8 bytes a step:
+ * a 1,000,000-zone device checks 64 MB of records at open, which the
+ * nibble table takes most of a second over. */
+__attribute__((target("sse4.2"))) static uint32_t crc32c_hw(uint32_t c, const uint8_t *p,
+							     size_t len)
+{
+	uint64_t c64 = c;
+
+	for (; len >= 8; p += 8, len -= 8) {
+		uint64_t v;
+
+		memcpy(&v, p, 8);
+		c64 = __builtin_ia32_crc32di(c64, v);
+	}
+	c = (uint32_t)c64;
+	for (; len; p++, len--)
+		c = __builtin_ia32_crc32qi(c, *p);
+	return c;
+}
+
+static bool have_crc32_insn(void)
+{
+	return __builtin_cpu_supports("sse4.2");
+}
+#else
+static uint32_t crc32c_hw(uint32_t c, const uint8_t *p, size_t len)
+{
+	return crc32c_sw(c, p, len);
+}
+
+static bool have_crc32_insn(void)
+{
+	return false;
+}
+#endif
+
+static uint32_t crc32c(const void *buf, size_t len)
+{
+	/* The answer never changes within a process; asking the CPU each
+	 * time is a load and a test. */
+	uint32_t c = have_crc32_insn() ? crc32c_hw(0xffffffffu, buf, len)
+				       : crc32c_sw(0xffffffffu, buf, len);
+
 	return c ^ 0xffffffffu;
 }
 
