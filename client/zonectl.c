@@ -460,7 +460,7 @@ static const struct cmd_help {
 	  "--bytes exact sizes" },
 	{ "open|close|finish|reset", "DEVICE ZONE [--count N] [--force] | DEVICE --all [--force]",
 	  "zone operations (admin); --all: every\nsequential zone" },
-	{ "lease", "DEVICE [--zone N] [--wait MS] [--hold SECONDS] [--label TEXT]",
+	{ "lease", "DEVICE [--zone N] [--count C] [--wait MS] [--hold SECONDS] [--label TEXT]",
 	  "take a lease and hold it until the time is\nup or SIGINT/SIGTERM, then release it" },
 	{ "write", "DEVICE [--zone N] [--input FILE|-] [--label TEXT] [--split]",
 	  "append a file to a leased zone (padded to\na block) and tell where it landed; the size\n"
@@ -1148,6 +1148,8 @@ static void json_lease(const zc_lease *l)
 	jw_u64("block_size", zc_lease_block_size(l));
 	jw_str("label", zc_lease_label(l));
 	jw_bool("direct", zc_lease_direct(l));
+	jw_u64("count", zc_lease_count(l));
+	jw_u64("fd_offset", zc_lease_fd_offset(l));
 	jw_obj_end();
 }
 
@@ -1190,10 +1192,11 @@ static void hold(uint64_t ms, const sigset_t *sigs)
 
 static int cmd_lease(int argc, char **argv)
 {
-	enum { O_ZONE = 1, O_WAIT, O_HOLD, O_LABEL, O_BUFFERED };
+	enum { O_ZONE = 1, O_WAIT, O_HOLD, O_LABEL, O_BUFFERED, O_COUNT };
 	static const struct option opts[] = {
 		COMMON_OPTS,
 		{ "zone", required_argument, NULL, O_ZONE },
+		{ "count", required_argument, NULL, O_COUNT },
 		{ "wait", required_argument, NULL, O_WAIT },
 		{ "hold", required_argument, NULL, O_HOLD },
 		{ "label", required_argument, NULL, O_LABEL },
@@ -1201,6 +1204,7 @@ static int cmd_lease(int argc, char **argv)
 	};
 	struct zc_lease_opts lo;
 	uint64_t hold_ms = 0;
+	uint32_t count = 1;
 	sigset_t sigs, old;
 	zc_lease *l;
 	zc_client *c;
@@ -1212,6 +1216,7 @@ static int cmd_lease(int argc, char **argv)
 	while ((o = next_opt(argc, argv, opts)) != -1) {
 		switch (o) {
 		case O_ZONE: lo.zone = arg_u32("--zone", optarg); break;
+		case O_COUNT: count = arg_u32("--count", optarg); break;
 		case O_WAIT: lo.wait_ms = arg_u32("--wait", optarg); break;
 		case O_LABEL: lo.label = optarg; break;
 		case O_HOLD: {
@@ -1232,7 +1237,7 @@ static int cmd_lease(int argc, char **argv)
 	want_args(argc, argv, 1, "DEVICE");
 	lo.device = argv[optind];
 	c = connect_or_die();
-	r = zc_lease_acquire(c, &lo, &l);
+	r = zc_lease_acquire_zones(c, &lo, count, &l);
 	if (r < 0) {
 		r = fail(c, r, "lease %s", lo.device);
 		goto out;
@@ -1247,12 +1252,19 @@ static int cmd_lease(int argc, char **argv)
 		json_lease(l);
 		jw_obj_end();
 	} else {
-		printf("lease %" PRIu64 " on %s zone %" PRIu32 ": start %s, len %s, capacity %s, "
-		       "written %s, block size %" PRIu32 "%s\n",
-		       zc_lease_id(l), zc_lease_device(l), zc_lease_zone(l), SIZE(zc_lease_start(l)),
-		       SIZE(zc_lease_len(l)), SIZE(zc_lease_capacity(l)),
-		       SIZE(zc_lease_wp(l) - zc_lease_start(l)), zc_lease_block_size(l),
-		       zc_lease_direct(l) ? ", O_DIRECT" : "");
+		if (zc_lease_count(l) > 1) {
+			printf("lease %" PRIu64 " on %s zones %" PRIu32 "-%" PRIu32 ": start %s, "
+			       "%" PRIu32 " zones of %s\n", zc_lease_id(l), zc_lease_device(l),
+			       zc_lease_zone(l), zc_lease_zone(l) + zc_lease_count(l) - 1,
+			       SIZE(zc_lease_start(l)), zc_lease_count(l), SIZE(zc_lease_len(l)));
+		} else {
+			printf("lease %" PRIu64 " on %s zone %" PRIu32 ": start %s, len %s, "
+			       "capacity %s, written %s, block size %" PRIu32 "%s\n",
+			       zc_lease_id(l), zc_lease_device(l), zc_lease_zone(l),
+			       SIZE(zc_lease_start(l)), SIZE(zc_lease_len(l)),
+			       SIZE(zc_lease_capacity(l)), SIZE(zc_lease_wp(l) - zc_lease_start(l)),
+			       zc_lease_block_size(l), zc_lease_direct(l) ? ", O_DIRECT" : "");
+		}
 	}
 	fflush(stdout); /* whoever waits for the lease reads it now */
 	hold(hold_ms, &sigs);

@@ -212,6 +212,16 @@ fails 1 reset small 30
 check_match "$ERR" "zonectl: reset small zone 30: *leased*" "reset of a leased zone"
 fails 1 lease small --zone 30
 check_match "$ERR" "zonectl: lease small: *" "second lease of a zone"
+# A lease of several zones: a range overlapping the held zone is refused,
+# a free one is granted whole.
+fails 1 lease small --zone 29 --count 2
+check_match "$ERR" "zonectl: lease small: *leased*" "range over a leased zone"
+ok --json lease small --zone 40 --count 3 --hold 0.01
+pycheck '
+l = d["lease"]
+assert (l["zone"], l["count"], l["start"]) == (40, 3, 40 << 20), l'
+fails 2 lease small --count x
+fails 1 lease small --count 65
 fails 1 lease small --zone 30 --wait 200
 fails 1 lease small --zone 0
 check_match "$ERR" "zonectl: lease small: *" "lease of a conventional zone"
