@@ -480,6 +480,44 @@ def t_dm():
         nullb_del(d)
 
 
+def t_bench_isolation():
+    """bench/bench-isolation on kernel devices: two null_blk disks of one
+    geometry, one in each isolation mode, one daemon. Figures only (under
+    software emulation only the ratios mean anything); it fails only if
+    the bench cannot run."""
+    dz, zdev = nullb_new("zbiso", size_mb=512)
+    dd, ddev = nullb_new("zbdev", size_mb=512)
+    conf = os.path.join(T, "bench.conf")
+    with open(conf, "w") as f:
+        json.dump({"devices": [{"id": "iso", "path": zdev},
+                               {"id": "dev", "path": ddev, "isolation": "device"}]}, f)
+    sock = os.path.join(T, "bench.sock")
+    log = open(os.path.join(T, "bench-zonedd.log"), "ab")
+    zd = subprocess.Popen([ZONEDD, "--config", conf, "--socket", sock, "--state-dir",
+                           os.path.join(T, "bench-state")], stdin=subprocess.DEVNULL,
+                          stdout=log, stderr=log)
+    try:
+        bench = os.path.join(B, "bench", ".libs", "bench-isolation")
+        if not os.access(bench, os.X_OK):
+            bench = os.path.join(B, "bench", "bench-isolation")
+        env = dict(os.environ, LD_LIBRARY_PATH=os.path.join(B, "client", ".libs"))
+        for _ in range(200):
+            if os.path.exists(sock):
+                break
+            time.sleep(0.05)
+        p = subprocess.run([bench, "--socket", sock, "--zone-device", "iso", "--device-device",
+                            "dev", "--rounds", "3", "--cycles", "20", "--size", "8M"],
+                           env=env, capture_output=True, text=True, timeout=600)
+        for line in (p.stdout + p.stderr).splitlines():
+            print("    " + line)
+        check(p.returncode == 0, f"bench-isolation: status {p.returncode}")
+    finally:
+        zd.send_signal(signal.SIGTERM)
+        zd.wait(timeout=30)
+        nullb_del(dz)
+        nullb_del(dd)
+
+
 def main():
     os.makedirs(T, exist_ok=True)
     results = {"PASS": 0, "FAIL": 0, "SKIP": 0}
@@ -504,6 +542,7 @@ def main():
     run("faults: null_blk zones turning read-only and offline under zonedd", t_zone_cond)
     run("faults: a null_blk device powered off under zonedd", t_vanish)
     run("faults: device-mapper flakey and error over a zoned device", t_dm)
+    run("bench: zone against device isolation on null_blk (figures)", t_bench_isolation)
     stop_daemon()
     log = os.path.join(T, "zonedd.log")
     if results["FAIL"] and os.path.exists(log):
