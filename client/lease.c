@@ -62,8 +62,6 @@ static int zone_fd(const zc_lease *l, uint32_t i, uint64_t *base)
 	return l->fds[i];
 }
 
-/* Every fd number of l onto the pipe's read end (see fence_fd). */
-static void fence_all(zc_lease *l, int pipe_rd);
 
 /* The error a dead lease fails with, recorded for zc_last_error(). A lease
  * waiting for its reclaim (-EAGAIN) gives the reconnect its chance first,
@@ -109,10 +107,19 @@ static void fence_fd(int fd, int pipe_rd)
 	while (r < 0 && (errno == EINTR || errno == EBUSY));
 }
 
+/* Every fd number of l onto the pipe's read end (see fence_fd). */
 static void fence_all(zc_lease *l, int pipe_rd)
 {
 	for (unsigned i = 0; i < l->nfds; i++)
 		fence_fd(l->fds[i], pipe_rd);
+}
+
+/* The lease stops using its fd numbers. */
+static void close_fds(zc_lease *l)
+{
+	for (unsigned i = 0; i < l->nfds; i++)
+		close(l->fds[i]);
+	l->nfds = 0;
 }
 
 void zc_leases_lost(zc_client *c, int err)
@@ -129,9 +136,7 @@ void zc_leases_lost(zc_client *c, int err)
 		} else {
 			/* No pipe (out of fds): closing is the only fence
 			 * left; the lease stops using the numbers. */
-			for (unsigned i = 0; i < l->nfds; i++)
-				close(l->fds[i]);
-			l->nfds = 0;
+			close_fds(l);
 		}
 	}
 	pthread_mutex_unlock(&c->leases_lock);
@@ -431,8 +436,7 @@ static void lease_free(zc_lease *l)
 	/* Out of the list first, so a concurrent zc_close() no longer
 	 * fences an fd number this is about to give back. */
 	lease_unlink(l);
-	for (unsigned i = 0; i < l->nfds; i++)
-		close(l->fds[i]);
+	close_fds(l);
 	if (l->z != &l->z1)
 		free(l->z);
 	zc_client_unref(l->c);
@@ -978,9 +982,7 @@ ZC_EXPORT int zc_lease_finish(zc_lease *l)
 static void drop_fds(zc_lease *l)
 {
 	pthread_mutex_lock(&l->c->leases_lock);
-	for (unsigned i = 0; i < l->nfds; i++)
-		close(l->fds[i]);
-	l->nfds = 0;
+	close_fds(l);
 	pthread_mutex_unlock(&l->c->leases_lock);
 }
 

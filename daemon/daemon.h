@@ -111,11 +111,12 @@ struct zd_work {
 	uint64_t hint_wp;
 	struct zd_zone *zbuf;       /* report / refreshed zones */
 	uint32_t nz;
-	int fd;
 	int open_flags;
 	struct zd_zone_fds zf;      /* open_zones' answer */
 	bool isolate;               /* open_zones: the lease's own path */
-	bool refresh_first;         /* a zone op: refresh the zones first (taken from leases) */
+	/* A zone op: zones to refresh first (the span of those taken from
+	 * leases); count 0 for none. */
+	uint32_t refresh_from, refresh_count;
 	/* The work's failure is one zone's, fail_zone's (a lease's zone, the
 	 * zone a range operation stopped at), not the whole device's: see
 	 * zd_device_note(). */

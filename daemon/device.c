@@ -421,6 +421,7 @@ void zd_device_unstore(struct zd_device *dev)
 int zd_device_add(struct zd_daemon *d, const struct zd_device_conf *conf, char *why,
 		  size_t why_len)
 {
+	char name[3 * ZD_ID_MAX + 8];
 	struct zd_device *dev;
 	int r;
 
@@ -428,8 +429,6 @@ int zd_device_add(struct zd_daemon *d, const struct zd_device_conf *conf, char *
 		snprintf(why, why_len, "device id '%s' is already in use", conf->id);
 		return -EEXIST;
 	}
-	char name[3 * ZD_ID_MAX + 8];
-
 	zd_device_fdname(conf->id, name, sizeof(name));
 	r = zd_device_open(conf, zd_daemon_passed_fd(d, name), &dev, why, why_len);
 	if (r < 0)

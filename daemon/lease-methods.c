@@ -73,17 +73,17 @@ static uint32_t range_dead(const struct zd_device *dev, uint32_t zone, uint32_t 
 	return ZD_NIL;
 }
 
+static uint32_t dead_zone(const struct zd_work *w)
+{
+	return range_dead(w->dev, w->zone, w->count);
+}
+
 /* After an operation on a lease's zones: one is read-only or offline,
  * whatever the operation answered (the emulator refuses with EPERM, a
  * kernel device reports the condition or fails the command with EIO). */
 static bool zone_died(const struct zd_work *w)
 {
-	return !w->dev->failed && range_dead(w->dev, w->zone, w->count ? w->count : 1) != ZD_NIL;
-}
-
-static uint32_t dead_zone(const struct zd_work *w)
-{
-	return range_dead(w->dev, w->zone, w->count ? w->count : 1);
+	return !w->dev->failed && dead_zone(w) != ZD_NIL;
 }
 
 /* The answer to an operation on a zone that is read-only or offline (the

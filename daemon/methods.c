@@ -363,9 +363,8 @@ static int zoneop_run(struct zd_work *w)
 	 * (a device's write pointer moved with the writes; an emulated zone
 	 * file's size is its). A zone that cannot be refreshed (dead,
 	 * conventional) is left to the operation to refuse. */
-	if (w->refresh_first)
-		for (uint32_t i = 0; i < w->count; i++)
-			(void)dev->ops->refresh_zone(dev, w->zone + i, UINT64_MAX, &w->zbuf[i]);
+	for (uint32_t i = 0; i < w->refresh_count; i++)
+		(void)dev->ops->refresh_zone(dev, w->refresh_from + i, UINT64_MAX, &w->zbuf[0]);
 	r = dev->ops->zone_op(dev, w->op, w->zone, w->count);
 	/* Report even after a failure: part of the range may have changed. */
 	int r2 = dev->ops->report(dev, w->zone, w->zbuf, &n);
@@ -561,20 +560,24 @@ static int zone_op_method(struct zd_daemon *d, struct zd_call *call, struct json
 	}
 	if (zone_op_check(call, dev, op, (uint32_t)zone, (uint32_t)count) < 0)
 		return 0;
-	bool took = false;
+	uint64_t first = UINT64_MAX, last = 0;
 
 	if (force)
 		for (uint64_t i = zone; i < zone + count; i++)
 			if (dev->lease_of[i]) {
 				zd_lease_revoke_zone(dev, (uint32_t)i, "force");
-				took = true;
+				first = first == UINT64_MAX ? i : first;
+				last = i;
 			}
 	w = calloc(1, sizeof(*w));
 	if (!w) {
 		zd_call_error(call, ZP_ERR_INTERNAL, "out of memory");
 		return 0;
 	}
-	w->refresh_first = took;
+	if (first != UINT64_MAX) {
+		w->refresh_from = (uint32_t)first;
+		w->refresh_count = (uint32_t)(last - first + 1);
+	}
 	w->data = call;
 	w->op = op;
 	w->zone = (uint32_t)zone;

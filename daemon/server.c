@@ -1458,6 +1458,14 @@ void zd_daemon_fini(struct zd_daemon *d)
 			h->fini(d);
 	}
 	zd_device_free_all(d);
+	/* Left when the daemon stops before it listens (a device that will
+	 * not open): the listener, claims nobody took. */
+	for (size_t i = 0; i < d->nr_passed; i++)
+		if (d->passed[i].fd >= 0)
+			close(d->passed[i].fd);
+	free(d->passed);
+	d->passed = NULL;
+	d->nr_passed = 0;
 	free(d->msgbuf);
 	d->msgbuf = NULL;
 }
