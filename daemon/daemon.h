@@ -221,6 +221,7 @@ struct zd_conn {
 	struct zd_list link;
 	int fd;
 	uv_poll_t poll;
+	int poll_events;             /* what poll is started with */
 	bool closing;
 	unsigned refs;              /* calls in flight hold a ref */
 	pid_t pid;
@@ -364,6 +365,8 @@ struct zd_daemon {
 	uint64_t lease_log_size;
 	uint64_t lease_log_records;
 	struct zd_list log_pending, log_batch;
+	struct zd_list log_done;    /* written on the loop, callbacks not run yet */
+	uv_idle_t log_idle;         /* runs them; .data is NULL until initialised */
 	uv_work_t log_work;
 	bool log_busy, log_do_rewrite;
 	bool log_do_sync;           /* the batch in flight syncs */

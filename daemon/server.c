@@ -168,6 +168,12 @@ static void conn_update_poll(struct zd_conn *conn)
 		events |= UV_READABLE;
 	if (!zd_list_empty(&conn->out) || zd_events_pending(conn))
 		events |= UV_WRITABLE;
+	/* uv_poll_start() always takes the fd out of epoll and puts it back
+	 * (EPOLL_CTL_DEL, then ADD on the next poll): two syscalls a reply
+	 * when nothing changed. */
+	if (events == conn->poll_events)
+		return;
+	conn->poll_events = events;
 	uv_poll_start(&conn->poll, events, conn_poll_cb);
 }
 
@@ -924,7 +930,8 @@ int zd_conn_accept(struct zd_daemon *d, int fd)
 		zd_conn_close(conn);
 		return -EIO;
 	}
-	uv_poll_start(&conn->poll, UV_READABLE | UV_DISCONNECT, conn_poll_cb);
+	conn->poll_events = UV_READABLE | UV_DISCONNECT;
+	uv_poll_start(&conn->poll, conn->poll_events, conn_poll_cb);
 	zd_debug("client pid %d uid %u connected%s", (int)conn->pid, (unsigned)conn->uid,
 		 conn->admin ? " (admin)" : "");
 	return 0;

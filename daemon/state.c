@@ -680,6 +680,56 @@ static void log_batch_after(uv_work_t *w, int status)
 	log_sync_later(d);
 }
 
+/* The callbacks of records written on the loop run from an idle handle,
+ * never inside log_submit(): its callers (a method handler, a lease being
+ * freed) are half way through their own changes. */
+static void log_done_cb(uv_idle_t *h)
+{
+	struct zd_daemon *d = h->data;
+	struct zd_list done;
+
+	uv_idle_stop(h);
+	zd_list_init(&done);
+	zd_list_splice_head(&done, &d->log_done);
+	while (!zd_list_empty(&done)) {
+		struct zd_log_req *q = zd_container_of(done.next, struct zd_log_req, link);
+
+		zd_list_del(&q->link);
+		q->done(q);
+	}
+}
+
+/* A batch that needs no fdatasync (lease_table_sync "background") is
+ * written here, on the loop: a few hundred bytes appended into the page
+ * cache, where the thread pool's round trip (a futex wakeup there and an
+ * eventfd back) cost more than the write, twice per lease cycle. It does
+ * not wait for the disk; the kernel's dirty throttling pauses a task in
+ * proportion to what it dirties, and the daemon dirties a few pages a
+ * second. What syncs (the interval's fdatasync, "always", a rewrite) stays
+ * on the pool. */
+static void log_write_here(struct zd_daemon *d)
+{
+	int r = log_write(d, d->log_buf, d->log_buf_len, false);
+
+	if (r < 0)
+		zd_err("cannot write the lease table in %s: %s", d->cfg.state_dir, strerror(-r));
+	free(d->log_buf);
+	d->log_buf = NULL;
+	while (!zd_list_empty(&d->log_batch)) {
+		struct zd_log_req *q = zd_container_of(d->log_batch.next, struct zd_log_req, link);
+
+		zd_list_del(&q->link);
+		q->status = r;
+		zd_list_add_tail(&d->log_done, &q->link);
+	}
+	if (!d->log_idle.data) {
+		uv_idle_init(d->loop, &d->log_idle);
+		d->log_idle.data = d;
+	}
+	uv_idle_start(&d->log_idle, log_done_cb);
+	log_sync_later(d);
+}
+
 static void log_batch_start(struct zd_daemon *d)
 {
 	struct zd_list *pos, *tmp;
@@ -718,6 +768,10 @@ static void log_batch_start(struct zd_daemon *d)
 			count++;
 		}
 		d->lease_log_records += count;
+	}
+	if (!d->log_do_sync && !d->log_do_rewrite && !d->stopping) {
+		log_write_here(d);
+		return;
 	}
 	d->log_busy = true;
 	d->log_work.data = d;
@@ -773,10 +827,18 @@ void zd_state_log_init(struct zd_daemon *d)
 {
 	zd_list_init(&d->log_pending);
 	zd_list_init(&d->log_batch);
+	zd_list_init(&d->log_done);
 }
 
 void zd_state_log_stop(struct zd_daemon *d)
 {
+	if (d->log_idle.data) {
+		/* Records already written are answered now; later ones take
+		 * the pool (log_batch_start), which needs no handle. */
+		log_done_cb(&d->log_idle);
+		uv_close((uv_handle_t *)&d->log_idle, NULL);
+		d->log_idle.data = NULL;
+	}
 	if (d->log_sync_timer.data) {
 		uv_close((uv_handle_t *)&d->log_sync_timer, NULL);
 		d->log_sync_timer.data = NULL;
