@@ -54,6 +54,19 @@ enum zd_zclass {
 
 #define ZD_NIL UINT32_MAX
 
+/* A free, empty zone opened ahead of the lease.acquire that takes it, so
+ * the loop can grant it without a trip through the work queue (see "the
+ * ready set" in device.c). */
+struct zd_ready {
+	uint32_t zone;
+	int fd;                     /* the client's: open_zones(flags, isolate) */
+	int probe_fd;               /* the daemon's own (ops->probe_open) */
+	int flags;                  /* the open flags fd was asked with */
+	bool direct;                /* fd is O_DIRECT (the backend may fall back) */
+};
+#define ZD_READY_MAX 16
+struct ready_fill;
+
 struct zd_device {
 	struct zd_daemon *d;
 	struct zd_list link;      /* in d->devices */
@@ -92,6 +105,11 @@ struct zd_device {
 	bool eio_spread;
 	unsigned refs;              /* works queued or running, and waiters, hold a ref */
 	struct zd_waitq waitq;      /* lease.acquire calls waiting for a zone of it */
+	struct zd_ready ready[ZD_READY_MAX];
+	unsigned nr_ready;
+	int ready_flags;            /* what the next refill opens */
+	bool ready_off;             /* the backend declined to open zones ahead */
+	struct ready_fill *filling; /* the refill in flight, or NULL */
 };
 
 /* A unit of blocking device work, run on the libuv thread pool. `run`
@@ -126,6 +144,9 @@ struct zd_work {
 	 * device.c) and the cache updated before `done` runs: a zone that
 	 * turned read-only or offline under the operation is known at once. */
 	bool recheck;
+	/* Changes no zone (a report, the ready set's own refill): the ready
+	 * set keeps the zones it covers. */
+	bool reads_only;
 	bool have_after;
 	struct zd_zone after;
 };
@@ -282,6 +303,9 @@ struct zd_lease {
 	 * and a revoked lease may only be freed after the last one is done. */
 	unsigned busy;
 	struct zd_list waiters;     /* acquires waiting for this zone, parked */
+	/* Granted from the ready set: the daemon's own descriptor on the
+	 * zone, for a release the loop can answer (ops->lease_probe); -1. */
+	int probe_fd;
 };
 
 struct zd_stats {
@@ -291,6 +315,8 @@ struct zd_stats {
 	uint64_t leases_granted;
 	uint64_t leases_released;
 	uint64_t leases_revoked;
+	uint64_t grants_ready;       /* granted from a device's ready set */
+	uint64_t releases_untouched; /* answered on the loop (lease_probe) */
 	uint64_t waits;
 	uint64_t wait_timeouts;
 	uint64_t errors[16];        /* by -(code) - 32000 for -32000..-32015 */
@@ -431,6 +457,11 @@ bool zd_device_isolated(const struct zd_device *dev);
 /* Queues the fence of [zone, zone + count) on the device (zone isolation;
  * a no-op otherwise). A fence that fails fails the device. */
 int zd_device_fence(struct zd_device *dev, uint32_t zone, uint32_t count);
+bool zd_device_ready_take(struct zd_device *dev, uint32_t zone, bool any, int flags,
+			  struct zd_ready *out);
+void zd_device_ready_refill(struct zd_device *dev);
+void zd_device_ready_drop(struct zd_device *dev, uint32_t zone, uint32_t count);
+void zd_device_ready_clear(struct zd_device *dev);
 
 /* daemon/methods.c: binds every module's methods and hooks (zd_daemon_init
  * calls it). */

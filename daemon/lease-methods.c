@@ -102,6 +102,11 @@ static void zone_dead_error(struct zd_call *call, const struct zd_device *dev, u
 }
 
 static int acquire_try(struct zd_daemon *d, struct acquire_req *a, unsigned retries);
+static int acquire_flags(const struct acquire_req *a)
+{
+	return O_RDWR | (a->direct ? O_DIRECT : 0);
+}
+
 static void acquire_error(struct zd_call *call, const struct acquire_req *a, int r);
 
 static struct zd_lease *lease_lookup(struct zd_call *call, struct json_object *params)
@@ -272,6 +277,46 @@ static void acquire_done(struct zd_work *w, int status)
 	zd_call_complete(call);
 }
 
+/* A grant from the device's ready set (device.c): the zone was refreshed
+ * and opened ahead, so nothing is left for the queue; the reply still
+ * waits for the lease's record. */
+static int acquire_ready(struct zd_daemon *d, struct acquire_req *a, struct zd_device *dev,
+			 struct zd_ready *rz, uint64_t token)
+{
+	struct lease_op *op = calloc(1, sizeof(*op));
+	struct zd_lease *l = op ? zd_lease_new(a->call->conn, dev, rz->zone, 1, token, a->label)
+				: NULL;
+	int r;
+
+	if (!l) {
+		free(op);
+		close(rz->fd);
+		close(rz->probe_fd);
+		return ZP_ERR_INTERNAL;
+	}
+	l->busy = 1;
+	l->reclaimable = a->reclaimable;
+	l->probe_fd = rz->probe_fd;
+	l->direct = rz->direct;
+	l->granted_ms = zd_now_ms(d);
+	l->fd_offset = 0;
+	op->call = a->call;
+	op->lease = l;
+	op->zf.fd[0] = rz->fd;
+	op->zf.nr = 1;
+	r = zd_lease_persist(l, grant_recorded, op);
+	if (r < 0) {
+		/* Answered by the caller, like any refusal of acquire_try. */
+		zf_close(&op->zf);
+		free(op);
+		l->busy--;
+		zd_lease_end(l);
+		return ZP_ERR_INTERNAL;
+	}
+	d->stats.grants_ready++;
+	return 0;
+}
+
 /* Tries to grant a now; returns 0 when started (the call completes later,
  * a itself is not kept), ACQ_CONN_LIMIT, or a negative JSON-RPC code when
  * nothing can be granted yet. */
@@ -327,6 +372,17 @@ static int acquire_try(struct zd_daemon *d, struct acquire_req *a, unsigned retr
 	/* The only -32000 acquire_try gives: no token can be made safely. */
 	if (zd_state_next_token(d, &token) < 0)
 		return ZP_ERR_IO;
+	if (a->req.count <= 1 && dev->zones[zone].cond == ZP_COND_EMPTY) {
+		struct zd_ready rz;
+
+		if (zd_device_ready_take(dev, (uint32_t)zone, a->req.zone < 0, acquire_flags(a),
+					 &rz)) {
+			int r = acquire_ready(d, a, dev, &rz, token);
+
+			zd_device_ready_refill(dev);
+			return r;
+		}
+	}
 
 	op = calloc(1, sizeof(*op));
 	w = calloc(1, sizeof(*w));
@@ -365,10 +421,12 @@ static int acquire_try(struct zd_daemon *d, struct acquire_req *a, unsigned retr
 	w->isolate = zd_device_isolated(dev);
 	w->zone_work = w->recheck = true;
 	w->fail_zone = w->zone;
-	w->open_flags = O_RDWR | (a->direct ? O_DIRECT : 0);
+	w->open_flags = acquire_flags(a);
 	w->run = zone_open_run;
 	w->done = acquire_done;
 	zd_work_queue(dev, w);
+	if (l->count == 1 && dev->zones[l->zone].cond == ZP_COND_EMPTY)
+		zd_device_ready_refill(dev);
 	return 0;
 }
 

@@ -140,6 +140,9 @@ static void lease_reserve(struct zd_lease *l)
 {
 	struct zd_device *dev = l->dev;
 
+	/* A zone of the ready set granted through the queue gives up the
+	 * descriptors the set holds on it first. */
+	zd_device_ready_drop(dev, l->zone, l->count);
 	for (uint32_t i = l->zone; i < l->zone + l->count; i++) {
 		dev->lease_of[i] = l;
 		zd_device_zone_reclass(dev, i);
@@ -180,6 +183,7 @@ struct zd_lease *zd_lease_new(struct zd_conn *conn, struct zd_device *dev, uint3
 	if (!l)
 		return NULL;
 	l->state = ZD_LEASE_GRANTING;
+	l->probe_fd = -1;
 	l->dev = dev;
 	l->zone = zone;
 	l->count = count;
@@ -353,6 +357,14 @@ static bool lease_unpersist(struct zd_lease *l, struct zd_call *call)
 	return call != NULL;
 }
 
+static void probe_close(struct zd_lease *l)
+{
+	if (l->probe_fd >= 0) {
+		close(l->probe_fd);
+		l->probe_fd = -1;
+	}
+}
+
 /* Gives the zone back to the allocator, fenced and unrecorded first.
  * Idempotent: a revoked lease gave its zone up already. */
 static bool lease_zone_free(struct zd_lease *l, struct zd_call *call)
@@ -363,6 +375,8 @@ static bool lease_zone_free(struct zd_lease *l, struct zd_call *call)
 
 	if (dev->lease_of[l->zone] != l)
 		return false;
+	/* Closed before the fence looks for holders, which it would be. */
+	probe_close(l);
 	/* Queued ahead of whatever grants these zones next. */
 	if (!l->fenced) {
 		zd_device_fence(dev, l->zone, l->count);
@@ -389,6 +403,7 @@ void zd_lease_put(struct zd_lease *l)
 {
 	if (l->state == ZD_LEASE_FREE && l->busy == 0) {
 		zd_list_del(&l->orphan_link);
+		probe_close(l);
 		free(l);
 	}
 }
@@ -483,15 +498,14 @@ static int release_run(struct zd_work *w)
 	return 0;
 }
 
-static void release_done(struct zd_work *w, int status)
+/* The release's answer and the lease's end, with or without device work. */
+static void release_finish(struct release_op *op, int status)
 {
-	struct release_op *op = w->data;
 	struct zd_lease *l = op->lease;
 	struct zd_call *call = op->call;
-	struct zd_daemon *d = w->dev->d;
+	struct zd_device *dev = l->dev;
+	struct zd_daemon *d = dev->d;
 
-	for (uint32_t i = 0; i < w->nz; i++)
-		zd_device_zone_refreshed(w->dev, w->zone + i, &w->zbuf[i]);
 	/* A fence that failed is queued again when the zones are freed, and
 	 * fails the device if it fails there too. */
 	l->fenced = op->fenced;
@@ -501,14 +515,13 @@ static void release_done(struct zd_work *w, int status)
 		} else {
 			call->result = json_object_new_object();
 			json_object_object_add(call->result, "zone",
-					       zd_zone_json(w->dev, w->zone,
-							    &w->dev->zones[w->zone]));
+					       zd_zone_json(dev, l->zone, &dev->zones[l->zone]));
 			if (l->count > 1) {
 				struct json_object *arr = json_object_new_array();
 
 				for (uint32_t i = 0; i < l->count; i++)
-					json_object_array_add(arr, zd_zone_json(w->dev, w->zone + i,
-						&w->dev->zones[w->zone + i]));
+					json_object_array_add(arr, zd_zone_json(dev, l->zone + i,
+						&dev->zones[l->zone + i]));
 				json_object_object_add(call->result, "zones", arr);
 			}
 		}
@@ -518,12 +531,38 @@ static void release_done(struct zd_work *w, int status)
 	zd_lease_log(l, "released");
 	zd_event_lease(d, ZD_EV_LEASE_RELEASED, l, op->reason);
 	free(op);
-	free(w->zbuf);
-	free(w);
 	/* The reply goes once the end is on disk. */
 	zd_lease_end_reply(l, call);
 	if (d->nr_releasing == 0)
 		zd_waiters_kick(d, NULL);
+}
+
+static void release_done(struct zd_work *w, int status)
+{
+	for (uint32_t i = 0; i < w->nz; i++)
+		zd_device_zone_refreshed(w->dev, w->zone + i, &w->zbuf[i]);
+	release_finish(w->data, status);
+	free(w->zbuf);
+	free(w);
+}
+
+/* A release the loop can answer: a lease granted from the ready set
+ * (count 1, probe_fd held) whose zone is exactly as the cache has it and
+ * that nothing but probe_fd reaches any more, released to a state it is
+ * already in. `keep` of an implicitly open zone closes it and `reset` of a
+ * written one resets it: device work, the queue's. */
+static bool release_here(struct zd_lease *l, int then)
+{
+	struct zd_device *dev = l->dev;
+	const struct zd_zone *z = &dev->zones[l->zone];
+
+	if (l->probe_fd < 0 || l->busy || l->fenced || l->count != 1 ||
+	    !zd_device_isolated(dev) || dev->failed)
+		return false;
+	if (then < 0 ? z->cond == ZP_COND_IMP_OPEN :
+	    then != ZD_OP_RESET || z->cond != ZP_COND_EMPTY)
+		return false;
+	return dev->dev->ops->lease_probe(dev->dev, l->zone, l->probe_fd, z) == 0;
 }
 
 int zd_lease_release(struct zd_lease *l, int then, struct zd_call *call)
@@ -556,6 +595,19 @@ int zd_lease_release(struct zd_lease *l, int then, struct zd_call *call)
 	op->call = call;
 	op->lease = l;
 	op->then = then;
+	if (release_here(l, then)) {
+		/* Nothing reaches the zone but probe_fd: it is fenced. */
+		op->fenced = true;
+		probe_close(l);
+		l->dev->d->stats.releases_untouched++;
+		free(w->zbuf);
+		free(w);
+		l->dev->d->nr_releasing++;
+		release_finish(op, 0);
+		return 0;
+	}
+	/* Else the fence would count probe_fd as a holder. */
+	probe_close(l);
 	w->data = op;
 	w->zone = l->zone;
 	w->count = l->count;
@@ -803,6 +855,7 @@ int zd_lease_adopt(struct zd_daemon *d)
 		}
 		/* Born orphaned: its owner is whoever holds the token. */
 		l->state = ZD_LEASE_ORPHANED;
+		l->probe_fd = -1;
 		l->dev = dev;
 		l->zone = rec->zone;
 		l->count = rec->count;
@@ -854,6 +907,7 @@ static void lease_fini(struct zd_daemon *d)
 		struct zd_device *dev = l->dev;
 
 		zd_list_del(&l->orphan_link);
+		probe_close(l);
 		if (l->persisted)
 			zd_list_del(&l->persist_link);
 		if (dev->lease_of[l->zone] == l) {

@@ -403,6 +403,7 @@ static void do_reload(struct zd_daemon *d)
 				keep = true;
 		if (!keep && !dev->draining) {
 			dev->draining = true;
+			zd_device_ready_clear(dev);
 			zd_notice("reload: device %s removed from the configuration; draining "
 				  "(%u leases)", dev->id, dev->class_count[ZD_ZC_LEASED]);
 		} else if (keep && dev->draining) {

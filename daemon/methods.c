@@ -94,6 +94,7 @@ static struct json_object *device_summary(const struct zd_device *dev)
 			       json_object_new_int64(dev->class_count[ZD_ZC_EMPTY]));
 	json_object_object_add(o, "leased_zones",
 			       json_object_new_int64(dev->class_count[ZD_ZC_LEASED]));
+	json_object_object_add(o, "ready_zones", json_object_new_int64(dev->nr_ready));
 	json_object_object_add(o, "draining", json_object_new_boolean(dev->draining));
 	json_object_object_add(o, "failed", json_object_new_boolean(dev->failed));
 	if (dev->failed)
@@ -321,6 +322,7 @@ static int m_zone_report(struct zd_daemon *d, struct zd_call *call, struct json_
 	w->data = ctx;
 	w->zone = (uint32_t)from;
 	w->nz = n;
+	w->reads_only = true;
 	w->run = report_run;
 	w->done = report_done;
 	zd_work_queue(dev, w);
@@ -637,6 +639,9 @@ static int m_stats(struct zd_daemon *d, struct zd_call *call, struct json_object
 	json_object_object_add(r, "leases_released",
 			       json_object_new_uint64(d->stats.leases_released));
 	json_object_object_add(r, "leases_revoked", json_object_new_uint64(d->stats.leases_revoked));
+	json_object_object_add(r, "grants_ready", json_object_new_uint64(d->stats.grants_ready));
+	json_object_object_add(r, "releases_untouched",
+			       json_object_new_uint64(d->stats.releases_untouched));
 	json_object_object_add(r, "waits", json_object_new_uint64(d->stats.waits));
 	json_object_object_add(r, "wait_timeouts", json_object_new_uint64(d->stats.wait_timeouts));
 	json_object_object_add(r, "waiting", json_object_new_uint64(waiting));
