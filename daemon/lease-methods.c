@@ -747,6 +747,8 @@ static int leaseop_run(struct zd_work *w)
 	uint32_t n;
 	int r;
 
+	bool moved = false;
+
 	w->nz = 0;
 	if (w->op != (enum zd_zone_op)-1) {
 		r = dev->ops->zone_op(dev, w->op, w->zone, w->count);
@@ -762,8 +764,10 @@ static int leaseop_run(struct zd_work *w)
 						w->hint_wp - w->zbuf[i].start <= w->zbuf[i].len
 					? w->hint_wp
 					: UINT64_MAX;
+			uint64_t known = w->zbuf[i].wp;
 
 			r = dev->ops->refresh_zone(dev, z, hint, &w->zbuf[i]);
+			moved |= r == 0 && w->zbuf[i].wp != known;
 		} else {
 			n = 1;
 			r = dev->ops->report(dev, z, &w->zbuf[i], &n);
@@ -772,7 +776,8 @@ static int leaseop_run(struct zd_work *w)
 			return r;
 		w->nz = i + 1;
 	}
-	return 0;
+	/* lease.sync is a durability point, as a release is. */
+	return moved && dev->ops->flush ? dev->ops->flush(dev) : 0;
 }
 
 static void leaseop_done(struct zd_work *w, int status)

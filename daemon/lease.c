@@ -440,14 +440,32 @@ struct release_op {
 };
 
 /* One zone of a lease being released: refreshed, then `then` applied. */
-static int release_zone(struct zd_dev *dev, int then, uint32_t zone, struct zd_zone *z)
+static int release_zone(struct zd_dev *dev, int then, uint32_t zone, struct zd_zone *z,
+			bool *moved)
 {
+	uint64_t known = z->wp;  /* the daemon's, copied in when queued */
 	uint32_t n = 1;
 	int r;
 
+	if (then == ZD_OP_RESET) {
+		/* What the client wrote is discarded: no refresh (the emulator's
+		 * would sync the data and record a wp only to drop both), the
+		 * reset alone, then the zone as the device has it. A dead zone
+		 * refuses the reset and is reported dead. */
+		int rep;
+
+		r = dev->ops->zone_op(dev, ZD_OP_RESET, zone, 1);
+		if (r < 0 && r != -EPERM)
+			return r;
+		rep = dev->ops->report(dev, zone, z, &n);
+		if (rep == 0 && (z->cond == ZP_COND_READONLY || z->cond == ZP_COND_OFFLINE))
+			return 0;
+		return r ?: rep;
+	}
 	/* The client may have written without telling us: learn the write
 	 * pointer before the zone goes back to the pool. */
 	r = dev->ops->refresh_zone(dev, zone, UINT64_MAX, z);
+	*moved |= r == 0 && z->wp != known;
 	/* The emulator refuses to refresh a dead zone, a kernel device
 	 * reports it: either way its lease ends with nothing left to do. */
 	if (r == -EPERM)
@@ -477,6 +495,7 @@ static int release_run(struct zd_work *w)
 {
 	struct release_op *op = w->data;
 	struct zd_dev *dev = w->dev->dev;
+	bool moved = false;
 	int r;
 
 	/* Cut first: a write through the old path after this is refused or
@@ -490,12 +509,14 @@ static int release_run(struct zd_work *w)
 	w->nz = 0;
 	for (uint32_t i = 0; i < w->count; i++) {
 		w->fail_zone = w->zone + i;
-		r = release_zone(dev, op->then, w->zone + i, &w->zbuf[i]);
+		r = release_zone(dev, op->then, w->zone + i, &w->zbuf[i], &moved);
 		if (r < 0)
 			return r;
 		w->nz = i + 1;
 	}
-	return 0;
+	/* A release is a durability point on every backend: the data below
+	 * the wp it answers survives a power cut (PROTOCOL.md, lease.release). */
+	return moved && dev->ops->flush ? dev->ops->flush(dev) : 0;
 }
 
 /* The release's answer and the lease's end, with or without device work. */
@@ -608,6 +629,8 @@ int zd_lease_release(struct zd_lease *l, int then, struct zd_call *call)
 	}
 	/* Else the fence would count probe_fd as a holder. */
 	probe_close(l);
+	/* The cached zones, for release_zone() to tell whether they moved. */
+	memcpy(w->zbuf, &l->dev->zones[l->zone], l->count * sizeof(*w->zbuf));
 	w->data = op;
 	w->zone = l->zone;
 	w->count = l->count;

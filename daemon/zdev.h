@@ -164,6 +164,12 @@ struct zd_backend_ops {
 	 * changed (the daemon then runs the release on the pool as usual);
 	 * or a negative errno. */
 	int (*probe_open)(struct zd_dev *dev, uint32_t zone);
+	/* Makes what the device acknowledged durable (a cache flush), for a
+	 * release or lease.sync that found a zone's write pointer moved: the
+	 * data below the wp they answer is on stable storage. NULL when
+	 * refresh_zone already makes it so (the emulator syncs a zone's file
+	 * before it records a new wp). */
+	int (*flush)(struct zd_dev *dev);
 	int (*lease_probe)(struct zd_dev *dev, uint32_t zone, int probe_fd,
 			   const struct zd_zone *cached);
 };
