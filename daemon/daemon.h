@@ -306,6 +306,18 @@ struct zd_lease {
 	/* Granted from the ready set: the daemon's own descriptor on the
 	 * zone, for a release the loop can answer (ops->lease_probe); -1. */
 	int probe_fd;
+	/* In d->lease_ids from birth to free: by id in O(1), in id order for
+	 * a paged lease.list. */
+	struct zd_list id_link;     /* in the id-ordered list */
+	struct zd_lease *id_next;   /* the hash bucket's chain */
+};
+
+/* Every lease in memory, whatever its state, by id. */
+struct zd_lease_ids {
+	struct zd_list order;       /* ascending id */
+	struct zd_lease **bucket;
+	size_t nr_buckets;          /* a power of two, or 0 */
+	size_t nr;
 };
 
 struct zd_stats {
@@ -382,6 +394,7 @@ struct zd_daemon {
 	struct zd_list orphans;
 	uv_timer_t grace_timer;     /* .data is NULL until initialised */
 	struct zd_list persisted;   /* leases in the lease table */
+	struct zd_lease_ids lease_ids;
 	size_t nr_persisted;
 	/* daemon/state.c: the lease table's append log, and its group
 	 * commit: records pending, the batch in flight on the thread pool. */
@@ -502,6 +515,11 @@ bool zd_lease_transition_ok(enum zd_lease_state from, enum zd_lease_state to);
  * refused (-EINVAL, logged) by a release build (-DNDEBUG). */
 int zd_lease_set_state(struct zd_lease *l, enum zd_lease_state to);
 /* A granting lease of conn on the zone, which it reserves. */
+struct zd_lease *zd_lease_by_id(struct zd_daemon *d, uint64_t id);
+/* The first lease (any state) with an id above `after`, or NULL; the next
+ * one after l. O(1) when `after` is a lease still in memory. */
+struct zd_lease *zd_lease_first_after(struct zd_daemon *d, uint64_t after);
+struct zd_lease *zd_lease_next(struct zd_daemon *d, const struct zd_lease *l);
 struct zd_lease *zd_lease_new(struct zd_conn *conn, struct zd_device *dev, uint32_t zone,
 			      uint32_t count, uint64_t token, const char *label);
 void zd_lease_attach(struct zd_lease *l, struct zd_conn *conn);

@@ -27,6 +27,10 @@ struct acquire_req {
 	int first_err;              /* the answer an until_released waiter gets */
 };
 
+/* lease.list: the most leases one page may ask for; a page of them fits
+ * a packet (each is at most ~600 bytes of JSON). */
+#define ZD_LEASE_LIST_MAX 100
+
 /* acquire_try(): the connection holds its lease limit. */
 #define ACQ_CONN_LIMIT 1
 
@@ -113,7 +117,7 @@ static struct zd_lease *lease_lookup(struct zd_call *call, struct json_object *p
 {
 	uint64_t id, token;
 	struct zp_err e;
-	struct zd_list *pos, *tmp;
+	struct zd_lease *l;
 	int r;
 
 	r = zp_param_u64(params, "id", ZP_REQUIRED, &id, &e);
@@ -124,17 +128,14 @@ static struct zd_lease *lease_lookup(struct zd_call *call, struct json_object *p
 		return NULL;
 	}
 	/* Only the owner's own leases are found: a foreign id is as unknown as
-	 * a stale one, so one client cannot probe another's leases. */
-	zd_list_for_each_safe(pos, tmp, &call->conn->leases) {
-		struct zd_lease *l = zd_container_of(pos, struct zd_lease, conn_link);
-
-		/* A lease still being granted is not the client's yet. Ids and
-		 * tokens count up, so a batch [acquire, release{guessed}] can
-		 * name it; an operation queued on it would outlive it when
-		 * acquire_done gives it up (the client left, or it was revoked). */
-		if (l->id == id && l->token == token && l->state == ZD_LEASE_HELD)
-			return l;
-	}
+	 * a stale one, so one client cannot probe another's leases. A lease
+	 * still being granted is not the client's yet: ids and tokens count
+	 * up, so a batch [acquire, release{guessed}] can name it, and an
+	 * operation queued on it would outlive it when acquire_done gives it
+	 * up (the client left, or it was revoked). */
+	l = zd_lease_by_id(call->conn->d, id);
+	if (l && l->conn == call->conn && l->token == token && l->state == ZD_LEASE_HELD)
+		return l;
 	zd_call_error(call, ZP_ERR_STALE_LEASE, "unknown or stale lease %" PRIu64, id);
 	return NULL;
 }
@@ -946,14 +947,22 @@ static int lease_release_method(struct zd_daemon *d, struct zd_call *call, struc
 static int lease_list_method(struct zd_daemon *d, struct zd_call *call, struct json_object *p)
 {
 	struct json_object *arr = json_object_new_array();
-	struct zd_list *pos, *tmp;
+	struct zd_lease *l, *last = NULL;
 	bool all = false;
 	struct zp_err e;
-	uint64_t now = zd_now_ms(d);
+	uint64_t now = zd_now_ms(d), after = 0, limit = 0, n = 0;
 
-	if (zp_param_bool(p, "all", ZP_OPTIONAL, &all, &e) == -EINVAL) {
+	if (zp_param_bool(p, "all", ZP_OPTIONAL, &all, &e) == -EINVAL ||
+	    zp_param_u64(p, "after", ZP_OPTIONAL, &after, &e) == -EINVAL ||
+	    zp_param_u64(p, "limit", ZP_OPTIONAL, &limit, &e) == -EINVAL) {
 		json_object_put(arr);
 		zd_call_error(call, e.code, "%s", e.message);
+		return 0;
+	}
+	if (limit > ZD_LEASE_LIST_MAX) {
+		json_object_put(arr);
+		zd_call_error(call, ZP_ERR_INVALID_PARAMS, "parameter 'limit' must be at most %d",
+			      ZD_LEASE_LIST_MAX);
 		return 0;
 	}
 	if (all && !call->conn->admin) {
@@ -961,40 +970,46 @@ static int lease_list_method(struct zd_daemon *d, struct zd_call *call, struct j
 		zd_call_error(call, ZP_ERR_PERM, "listing every lease needs admin rights");
 		return 0;
 	}
-	zd_list_for_each_safe(pos, tmp, &d->devices) {
-		struct zd_device *dev = zd_container_of(pos, struct zd_device, link);
+	/* In id order from `after`; without a limit, all of them (what a
+	 * client before 0.3 asks for, in one reply however large). */
+	for (l = zd_lease_first_after(d, after); l; l = zd_lease_next(d, l)) {
+		struct json_object *o;
 
-		for (uint32_t i = dev->class_head[ZD_ZC_LEASED]; i != ZD_NIL; i = dev->znext[i]) {
-			struct zd_lease *l = dev->lease_of[i];
-			struct json_object *o;
-
-			/* An orphan shows to its uid (that is who may reclaim
-			 * it), without the token: its owner kept that. */
-			if (l->state == ZD_LEASE_ORPHANED) {
-				if (!all && l->uid != call->conn->uid)
-					continue;
-			} else if (l->state != ZD_LEASE_HELD || (!all && l->conn != call->conn)) {
+		if (l->dev->lease_of[l->zone] != l)
+			continue;
+		/* An orphan shows to its uid (that is who may reclaim it),
+		 * without the token: its owner kept that. */
+		if (l->state == ZD_LEASE_ORPHANED) {
+			if (!all && l->uid != call->conn->uid)
 				continue;
-			}
-			o = zd_lease_json(l);
-			if (l->conn != call->conn)
-				json_object_object_del(o, "token");
-			json_object_object_add(o, "state",
-					       json_object_new_string(zd_lease_state_name(l->state)));
-			json_object_object_add(o, "reclaimable",
-					       json_object_new_boolean(l->reclaimable));
-			if (l->state == ZD_LEASE_ORPHANED)
-				json_object_object_add(o, "grace_left_ms", json_object_new_uint64(
-					l->orphan_until_ms > now ? l->orphan_until_ms - now : 0));
-			json_object_object_add(o, "pid", json_object_new_int(l->pid));
-			json_object_object_add(o, "uid", json_object_new_int64(l->uid));
-			json_object_object_add(o, "age_ms",
-					       json_object_new_uint64(now - l->granted_ms));
-			json_object_array_add(arr, o);
+		} else if (l->state != ZD_LEASE_HELD || (!all && l->conn != call->conn)) {
+			continue;
 		}
+		if (limit && n == limit)
+			break;
+		n++;
+		last = l;
+		o = zd_lease_json(l);
+		if (l->conn != call->conn)
+			json_object_object_del(o, "token");
+		json_object_object_add(o, "state",
+				       json_object_new_string(zd_lease_state_name(l->state)));
+		json_object_object_add(o, "reclaimable",
+				       json_object_new_boolean(l->reclaimable));
+		if (l->state == ZD_LEASE_ORPHANED)
+			json_object_object_add(o, "grace_left_ms", json_object_new_uint64(
+				l->orphan_until_ms > now ? l->orphan_until_ms - now : 0));
+		json_object_object_add(o, "pid", json_object_new_int(l->pid));
+		json_object_object_add(o, "uid", json_object_new_int64(l->uid));
+		json_object_object_add(o, "age_ms",
+				       json_object_new_uint64(now - l->granted_ms));
+		json_object_array_add(arr, o);
 	}
 	call->result = json_object_new_object();
 	json_object_object_add(call->result, "leases", arr);
+	/* l is where the page stopped: more to come from `next`. */
+	json_object_object_add(call->result, "next",
+			       l && last ? json_object_new_uint64(last->id) : NULL);
 	return 0;
 }
 
@@ -1154,7 +1169,7 @@ static const struct zd_method lease_methods[] = {
 	{ "lease.release", lease_release_method, ZD_M_CLIENT, P("id", "token", "then") },
 	{ "lease.reset", lease_reset_method, ZD_M_CLIENT, P("id", "token") },
 	{ "lease.finish", lease_finish_method, ZD_M_CLIENT, P("id", "token") },
-	{ "lease.list", lease_list_method, ZD_M_CLIENT, P("all") },
+	{ "lease.list", lease_list_method, ZD_M_CLIENT, P("all", "after", "limit") },
 };
 #undef P
 

@@ -174,6 +174,132 @@ void zd_lease_detach(struct zd_lease *l)
 		zd_waiters_conn_slot(conn);
 }
 
+static void probe_close(struct zd_lease *l)
+{
+	if (l->probe_fd >= 0) {
+		close(l->probe_fd);
+		l->probe_fd = -1;
+	}
+}
+
+/* --- the index by id ----------------------------------------------------
+ * lease.release, .sync, .reclaim... name a lease by id; a scan of the
+ * connection's leases (or of the orphans) was O(leases) a call. A chained
+ * hash, doubled when it holds as many leases as buckets, finds one in
+ * O(1); the list beside it keeps id order for a paged lease.list. */
+
+static size_t id_bucket(const struct zd_lease_ids *x, uint64_t id)
+{
+	/* Fibonacci hashing: ids are consecutive, the top bits spread them. */
+	return (size_t)((id * 0x9e3779b97f4a7c15ULL) >> 32) & (x->nr_buckets - 1);
+}
+
+static void ids_grow(struct zd_lease_ids *x)
+{
+	size_t n = x->nr_buckets ? 2 * x->nr_buckets : 64;
+	struct zd_lease **b = calloc(n, sizeof(*b));
+	struct zd_lease **old = x->bucket;
+	size_t old_n = x->nr_buckets;
+
+	if (!b)
+		return; /* chains get longer, nothing breaks */
+	x->bucket = b;
+	x->nr_buckets = n;
+	for (size_t i = 0; i < old_n; i++)
+		while (old[i]) {
+			struct zd_lease *l = old[i];
+			size_t k = id_bucket(x, l->id);
+
+			old[i] = l->id_next;
+			l->id_next = b[k];
+			b[k] = l;
+		}
+	free(old);
+}
+
+/* Returns -ENOMEM only before the first bucket exists. */
+static int ids_add(struct zd_daemon *d, struct zd_lease *l)
+{
+	struct zd_lease_ids *x = &d->lease_ids;
+	struct zd_list *pos = x->order.prev;
+	size_t k;
+
+	if (x->nr >= x->nr_buckets)
+		ids_grow(x);
+	if (!x->nr_buckets)
+		return -ENOMEM;
+	k = id_bucket(x, l->id);
+	l->id_next = x->bucket[k];
+	x->bucket[k] = l;
+	x->nr++;
+	/* New leases have the highest id; only adopted ones come unordered. */
+	while (pos != &x->order &&
+	       zd_container_of(pos, struct zd_lease, id_link)->id > l->id)
+		pos = pos->prev;
+	zd_list_add(pos, &l->id_link);
+	return 0;
+}
+
+static void ids_del(struct zd_daemon *d, struct zd_lease *l)
+{
+	struct zd_lease_ids *x = &d->lease_ids;
+	struct zd_lease **p;
+
+	if (!x->nr_buckets)
+		return;
+	for (p = &x->bucket[id_bucket(x, l->id)]; *p; p = &(*p)->id_next)
+		if (*p == l) {
+			*p = l->id_next;
+			x->nr--;
+			zd_list_del(&l->id_link);
+			return;
+		}
+}
+
+struct zd_lease *zd_lease_by_id(struct zd_daemon *d, uint64_t id)
+{
+	struct zd_lease_ids *x = &d->lease_ids;
+
+	if (!x->nr_buckets)
+		return NULL;
+	for (struct zd_lease *l = x->bucket[id_bucket(x, id)]; l; l = l->id_next)
+		if (l->id == id)
+			return l;
+	return NULL;
+}
+
+struct zd_lease *zd_lease_next(struct zd_daemon *d, const struct zd_lease *l)
+{
+	return l->id_link.next == &d->lease_ids.order
+		       ? NULL
+		       : zd_container_of(l->id_link.next, struct zd_lease, id_link);
+}
+
+struct zd_lease *zd_lease_first_after(struct zd_daemon *d, uint64_t after)
+{
+	struct zd_lease *l = after ? zd_lease_by_id(d, after) : NULL;
+	struct zd_list *pos;
+
+	if (l)
+		return zd_lease_next(d, l);
+	/* The cursor's lease ended between two pages: the first above it,
+	 * found from the end, where new leases are. */
+	for (pos = d->lease_ids.order.prev; pos != &d->lease_ids.order; pos = pos->prev)
+		if (zd_container_of(pos, struct zd_lease, id_link)->id <= after)
+			break;
+	return pos->next == &d->lease_ids.order
+		       ? NULL
+		       : zd_container_of(pos->next, struct zd_lease, id_link);
+}
+
+static void lease_free(struct zd_lease *l)
+{
+	ids_del(l->dev->d, l);
+	zd_list_del(&l->orphan_link);
+	probe_close(l);
+	free(l);
+}
+
 struct zd_lease *zd_lease_new(struct zd_conn *conn, struct zd_device *dev, uint32_t zone,
 			      uint32_t count, uint64_t token, const char *label)
 {
@@ -192,6 +318,10 @@ struct zd_lease *zd_lease_new(struct zd_conn *conn, struct zd_device *dev, uint3
 	snprintf(l->label, sizeof(l->label), "%s", label);
 	zd_list_init(&l->waiters);
 	zd_list_init(&l->orphan_link);
+	if (ids_add(d, l) < 0) {
+		free(l);
+		return NULL;
+	}
 	zd_lease_attach(l, conn);
 	/* Reserved now so no other request can pick them while the fd opens. */
 	lease_reserve(l);
@@ -357,14 +487,6 @@ static bool lease_unpersist(struct zd_lease *l, struct zd_call *call)
 	return call != NULL;
 }
 
-static void probe_close(struct zd_lease *l)
-{
-	if (l->probe_fd >= 0) {
-		close(l->probe_fd);
-		l->probe_fd = -1;
-	}
-}
-
 /* Gives the zone back to the allocator, fenced and unrecorded first.
  * Idempotent: a revoked lease gave its zone up already. */
 static bool lease_zone_free(struct zd_lease *l, struct zd_call *call)
@@ -402,9 +524,7 @@ static bool lease_zone_free(struct zd_lease *l, struct zd_call *call)
 void zd_lease_put(struct zd_lease *l)
 {
 	if (l->state == ZD_LEASE_FREE && l->busy == 0) {
-		zd_list_del(&l->orphan_link);
-		probe_close(l);
-		free(l);
+		lease_free(l);
 	}
 }
 
@@ -788,15 +908,9 @@ void zd_lease_orphan(struct zd_lease *l)
 
 struct zd_lease *zd_lease_find_orphan(struct zd_daemon *d, uint64_t id)
 {
-	struct zd_list *pos, *tmp;
+	struct zd_lease *l = zd_lease_by_id(d, id);
 
-	zd_list_for_each_safe(pos, tmp, &d->orphans) {
-		struct zd_lease *l = zd_container_of(pos, struct zd_lease, orphan_link);
-
-		if (l->id == id)
-			return l;
-	}
-	return NULL;
+	return l && l->state == ZD_LEASE_ORPHANED ? l : NULL;
 }
 
 /* What a previous daemon left on the devices (dm mappings) that no
@@ -892,6 +1006,12 @@ int zd_lease_adopt(struct zd_daemon *d)
 		snprintf(l->label, sizeof(l->label), "%s", rec->label);
 		zd_list_init(&l->waiters);
 		zd_list_init(&l->conn_link);
+		zd_list_init(&l->orphan_link);
+		if (ids_add(d, l) < 0) {
+			free(l);
+			r = -ENOMEM;
+			break;
+		}
 		lease_reserve(l);
 		persisted_add(l);
 		lease_make_orphan(l);
@@ -929,8 +1049,6 @@ static void lease_fini(struct zd_daemon *d)
 						     orphan_link);
 		struct zd_device *dev = l->dev;
 
-		zd_list_del(&l->orphan_link);
-		probe_close(l);
 		if (l->persisted)
 			zd_list_del(&l->persist_link);
 		if (dev->lease_of[l->zone] == l) {
@@ -938,8 +1056,11 @@ static void lease_fini(struct zd_daemon *d)
 				dev->lease_of[i] = NULL;
 			dev->refs--;
 		}
-		free(l);
+		lease_free(l);
 	}
+	free(d->lease_ids.bucket);
+	d->lease_ids.bucket = NULL;
+	d->lease_ids.nr_buckets = 0;
 	zd_state_leases_close(d);
 }
 
@@ -951,6 +1072,7 @@ void zd_lease_init(struct zd_daemon *d)
 	zd_list_init(&d->kick_pending);
 	zd_list_init(&d->orphans);
 	zd_list_init(&d->persisted);
+	zd_list_init(&d->lease_ids.order);
 	zd_state_log_init(d);
 	d->lease_hooks.conn_open = lease_conn_open;
 	d->lease_hooks.conn_close = lease_conn_close;
