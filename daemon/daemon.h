@@ -369,6 +369,7 @@ struct zd_daemon {
 	uint64_t generation_retry_ms;
 	struct zd_stats stats;
 	uint64_t start_ms;          /* zd_now_ms() at init, for daemon.stats' uptime_ms */
+	pid_t pid;                  /* ours, for daemon.hello without a syscall */
 	bool stopping;
 	bool listening;             /* signal and watchdog handles exist */
 	int exit_status;

@@ -70,7 +70,7 @@ static int m_hello(struct zd_daemon *d, struct zd_call *call, struct json_object
 	(void)params;
 	json_object_object_add(r, "protocol", json_object_new_int(ZP_PROTOCOL_VERSION));
 	json_object_object_add(r, "version", json_object_new_string(PACKAGE_VERSION));
-	json_object_object_add(r, "pid", json_object_new_int((int)getpid()));
+	json_object_object_add(r, "pid", json_object_new_int((int)d->pid));
 	json_object_object_add(r, "uid", json_object_new_int64(call->conn->uid));
 	json_object_object_add(r, "admin", json_object_new_boolean(call->conn->admin));
 	json_object_object_add(r, "client", json_object_new_boolean(call->conn->client ||
