@@ -124,6 +124,9 @@ void zd_lease_log(const struct zd_lease *l, const char *what)
 	char f1[ZD_ID_MAX + 8], f2[32], f3[48], f4[32], f5[32];
 	const char *fields[] = { f1, f2, f3, f4, f5, NULL };
 
+	/* Twice a lease cycle: not even formatted when nobody reads it. */
+	if (zd_log_get_level() < LOG_INFO)
+		return;
 	snprintf(f1, sizeof(f1), "DEVICE=%s", l->dev->id);
 	if (l->count > 1)
 		snprintf(f2, sizeof(f2), "ZONE=%u-%u", l->zone, l->zone + l->count - 1);
