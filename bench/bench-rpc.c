@@ -75,8 +75,9 @@
 /* The exchanges of one lease cycle the relay keeps (two today: acquire and
  * release). */
 #define MAX_EXCHANGES 8
-/* Untimed time each phase runs before the first round: page faults, the
- * daemon's first allocations, the peer's first wakeups. */
+/* Untimed time each phase runs before the first round (at most; no more
+ * than a round's slice): page faults, the daemon's first allocations, the
+ * peer's first wakeups. */
 #define WARMUP_S 0.2
 
 enum phase_id { PH_RAW_HELLO, PH_RPC, PH_RAW_CYCLE_FD, PH_RAW_CYCLE, PH_LEASE, PH_COUNT };
@@ -504,6 +505,7 @@ static int capture(struct bench *b, const char *sock)
 	struct zc_hello h;
 	zc_client *c = NULL;
 	zc_lease *l = NULL;
+	const char *what;
 	pthread_t th;
 	int ret = 0, first = -1, last = -1, hello = -1;
 
@@ -531,19 +533,27 @@ static int capture(struct bench *b, const char *sock)
 	}
 	if ((ret = -pthread_create(&th, NULL, relay_main, &r)) < 0)
 		goto out;
+	what = "zc_connect";
 	ret = zc_connect(sa.sun_path, &c);
-	if (ret == 0 && (ret = zc_hello(c, &h)) == 0) {
+	if (ret == 0) {
+		what = "zc_hello";
+		ret = zc_hello(c, &h);
+	}
+	if (ret == 0) {
 		zc_lease_opts_init(&lo);
 		lo.device = b->device;
 		lo.buffered = true;
 		lo.label = "bench-rpc";
+		what = "zc_lease_acquire";
 		ret = zc_lease_acquire(c, &lo, &l);
-		if (ret == 0)
-			ret = zc_lease_release(l, ZC_RELEASE_KEEP);
+	}
+	if (ret == 0) {
+		what = "zc_lease_release";
+		ret = zc_lease_release(l, ZC_RELEASE_KEEP);
 	}
 	if (ret < 0)
-		snprintf(b->err, sizeof(b->err), "through the relay: %s",
-			 c ? zc_last_error(c) : zc_strerror(ret));
+		snprintf(b->err, sizeof(b->err), "%s through the relay: %s", what,
+			 zc_last_error(c));
 	/* Our end closed, the relay sees end-of-file and stops. */
 	zc_close(c);
 	pthread_join(th, NULL);
@@ -1577,7 +1587,9 @@ int main(int argc, char **argv)
 		}
 
 	for (int i = 0; i < PH_COUNT && !interrupted; i++)
-		if ((r = run_phase(&b, (enum phase_id)i, &ph[i], WARMUP_S, -1)) < 0)
+		if ((r = run_phase(&b, (enum phase_id)i, &ph[i],
+				   o.seconds / o.rounds < WARMUP_S ? o.seconds / o.rounds : WARMUP_S,
+				   -1)) < 0)
 			goto failed;
 	for (unsigned round = 0; round < o.rounds && !interrupted; round++) {
 		/* Rotate the order so no phase always runs first or last. */
