@@ -1166,6 +1166,7 @@ struct opts {
 	double seconds;
 	unsigned rounds;
 	unsigned clients;
+	int only;               /* a phase_id: that phase alone (profiling); -1: all */
 	enum cpus cpus;
 	bool json;
 };
@@ -1193,6 +1194,9 @@ static void usage(FILE *f)
 		"  --cpus none      no pinning: cross-CPU wakeups come and go, so do the ratios\n"
 		"                   (same and split change the daemon's CPU affinity for the run\n"
 		"                   and restore it at the end)\n"
+		"  --only PHASE     that phase alone, no baseline and no ratio: to profile the\n"
+		"                   daemon under one load (raw_hello, rpc, raw_cycle_fd,\n"
+		"                   raw_cycle, lease_cycle)\n"
 		"  --json           one JSON object on stdout\n",
 		MAX_CLIENTS, MAX_ROUNDS);
 }
@@ -1223,6 +1227,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		{ "rounds", required_argument, NULL, 'r' },
 		{ "cpus", required_argument, NULL, 'c' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "only", required_argument, NULL, 'o' },
 		{ "help", no_argument, NULL, 'h' },
 		{}
 	};
@@ -1261,6 +1266,15 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		case 'n':
 			if (parse_uint("clients", optarg, MAX_CLIENTS, &o->clients))
 				return 2;
+			break;
+		case 'o':
+			for (c = 0; c < PH_COUNT && strcmp(optarg, phase_key[c]); c++)
+				;
+			if (c == PH_COUNT) {
+				fprintf(stderr, "bench-rpc: --only %s: not a phase\n", optarg);
+				return 2;
+			}
+			o->only = c;
 			break;
 		case 'h':
 			usage(stdout);
@@ -1382,6 +1396,29 @@ static struct target target_of(const struct bench *b, const struct result *res)
 	return t;
 }
 
+/* --only: the one phase's figures, nothing to compare them with. */
+static void report_only(const struct opts *o, const struct bench *b, const struct result *res,
+			const char *cpus, const char *daemon_desc)
+{
+	const char *key = phase_key[o->only];
+
+	if (o->json) {
+		printf("{\"daemon\":");
+		print_json_string(daemon_desc);
+		printf(",\"cpus\":\"%s\",\"clients\":%u,\"only\":\"%s\",\"%s\":{\"ops\":%" PRIu64
+		       ",\"ops_s\":%.0f,\"median_us\":%.2f,\"p99_us\":%.2f}}\n",
+		       cpus_name[o->cpus], b->nclients, key, key, res->ops, res->ops_s, res->p50,
+		       res->p99);
+		return;
+	}
+	printf("bench-rpc: %s; %u client%s, %.2f s of %s alone (no baseline: --only)\n",
+	       daemon_desc, b->nclients, b->nclients > 1 ? "s" : "", o->seconds, key);
+	printf("  cpus: %s\n", cpus);
+	printf("  %-32s %11s %11s %11s\n", "", "median us", "p99 us", "ops/s");
+	printf("  %-32s %11.2f %11.2f %11.0f\n", phase_label[o->only], res->p50, res->p99,
+	       res->ops_s);
+}
+
 static void report(const struct opts *o, struct bench *b, struct phase *ph, const char *daemon_desc)
 {
 	struct result res[PH_COUNT];
@@ -1395,6 +1432,10 @@ static void report(const struct opts *o, struct bench *b, struct phase *ph, cons
 	rel50 = median_us_of(ph[PH_LEASE].release.v, ph[PH_LEASE].release.n);
 	describe_cpus(&b->pin, cpus, sizeof(cpus));
 	t = target_of(b, res);
+	if (o->only >= 0) {
+		report_only(o, b, &res[o->only], cpus, daemon_desc);
+		return;
+	}
 
 	if (o->json) {
 		printf("{\"daemon\":");
@@ -1491,7 +1532,7 @@ static void cleanup_dir(struct bench *b)
 
 int main(int argc, char **argv)
 {
-	struct opts o = { .seconds = 2, .rounds = 3, .clients = 1 };
+	struct opts o = { .seconds = 2, .rounds = 3, .clients = 1, .only = -1 };
 	struct bench b = { .pass_fd = -1 };
 	struct phase ph[PH_COUNT] = { 0 };
 	struct zt_daemon z = { 0 };
@@ -1587,7 +1628,7 @@ int main(int argc, char **argv)
 		}
 
 	for (int i = 0; i < PH_COUNT && !interrupted; i++)
-		if ((r = run_phase(&b, (enum phase_id)i, &ph[i],
+		if ((o.only < 0 || o.only == i) && (r = run_phase(&b, (enum phase_id)i, &ph[i],
 				   o.seconds / o.rounds < WARMUP_S ? o.seconds / o.rounds : WARMUP_S,
 				   -1)) < 0)
 			goto failed;
@@ -1596,6 +1637,8 @@ int main(int argc, char **argv)
 		for (int k = 0; k < PH_COUNT && !interrupted; k++) {
 			enum phase_id i = (enum phase_id)((round + (unsigned)k) % PH_COUNT);
 
+			if (o.only >= 0 && o.only != (int)i)
+				continue;
 			r = run_phase(&b, i, &ph[i], o.seconds / o.rounds, (int)round);
 			if (r < 0)
 				goto failed;

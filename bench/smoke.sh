@@ -66,6 +66,11 @@ rpc --socket "$T/sock" --device nosuch --seconds 0.05 --rounds 1 --cpus none
 [ "$RC" -eq 1 ] || die "bench-rpc --device nosuch: exit $RC, want 1"
 check_match "$ERR" "*zc_lease_acquire*" "unknown device"
 
+# --only: one phase, for a profiler; nothing to compare it with.
+rpc --only rpc --clients 2 --seconds 0.05 --rounds 1 --json
+[ "$RC" -eq 0 ] || die "bench-rpc --only rpc: exit $RC: $ERR"
+pycheck 'assert d["only"] == "rpc" and d["rpc"]["ops"] > 0 and "ratios" not in d and "raw_hello" not in d, d'
+
 rpc --clients 0
 [ "$RC" -eq 2 ] || die "bench-rpc --clients 0: exit $RC, want 2"
 check_eq "$ERR" "bench-rpc: --clients 0: want 1..1024" "--clients 0"
