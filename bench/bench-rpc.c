@@ -79,6 +79,9 @@
  * than a round's slice): page faults, the daemon's first allocations, the
  * peer's first wakeups. */
 #define WARMUP_S 0.2
+/* Past this share of our CPUs' time going to others, the report says the
+ * ratios are unsure. */
+#define OTHER_LOAD_WARN 0.05
 
 enum phase_id { PH_RAW_HELLO, PH_RPC, PH_RAW_CYCLE_FD, PH_RAW_CYCLE, PH_LEASE, PH_COUNT };
 enum cpus { CPUS_SAME, CPUS_SPLIT, CPUS_NONE };
@@ -191,6 +194,7 @@ struct bench {
 	bool quit;
 	pthread_barrier_t start, end;
 	char dir[256];           /* ours: the relay's socket, the passed file */
+	double other_load, steal; /* shares of our CPUs' time, over the rounds */
 	char err[256];
 };
 
@@ -1068,6 +1072,101 @@ static void pin_restore(struct pinning *p)
 	p->self_pinned = false;
 }
 
+/* --- other load on our CPUs --------------------------------------------- */
+
+/* The CPU time of the CPUs the benchmark runs on, and of this process and
+ * the daemon, at one moment: what the CPUs did that neither of us did was
+ * someone else's work, and a ratio measured beside it means less (one
+ * thread of the raw peer loses more to a competitor than the daemon's
+ * five do). In clock ticks. */
+struct cpu_snap {
+	uint64_t busy, steal, total; /* over the CPUs measured */
+	uint64_t ours;               /* this process and the daemon */
+	unsigned ncpus;
+};
+
+static uint64_t proc_ticks(pid_t pid)
+{
+	char path[64], buf[1024], *p;
+	unsigned long long ut = 0, st = 0;
+	FILE *f;
+	size_t n;
+
+	if (pid <= 0)
+		return 0;
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return 0;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	/* After the command's closing parenthesis: state is field 3, utime
+	 * and stime fields 14 and 15. */
+	p = strrchr(buf, ')');
+	if (!p || sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut,
+			 &st) != 2)
+		return 0;
+	return ut + st;
+}
+
+static bool cpu_measured(const struct pinning *p, int cpu, const cpu_set_t *allowed)
+{
+	if (p->mode == CPUS_NONE)
+		return CPU_ISSET(cpu, allowed);
+	return cpu == p->client_cpu || cpu == p->peer_cpu;
+}
+
+static int cpu_snapshot(const struct pinning *pin, pid_t daemon_pid, struct cpu_snap *s)
+{
+	char line[512];
+	cpu_set_t allowed;
+	FILE *f;
+
+	*s = (struct cpu_snap){ 0 };
+	/* The original mask: ours is pinned by now. */
+	if (pin->self_pinned)
+		allowed = pin->self_old;
+	else if (sched_getaffinity(0, sizeof(allowed), &allowed) < 0)
+		return -errno;
+	f = fopen("/proc/stat", "r");
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long long v[8] = { 0 };
+		int cpu;
+
+		if (strncmp(line, "cpu", 3) || line[3] < '0' || line[3] > '9')
+			continue;
+		if (sscanf(line + 3, "%d %llu %llu %llu %llu %llu %llu %llu %llu", &cpu, &v[0],
+			   &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7]) < 9 ||
+		    cpu < 0 || cpu >= CPU_SETSIZE || !cpu_measured(pin, cpu, &allowed))
+			continue;
+		/* user nice system idle iowait irq softirq steal */
+		s->busy += v[0] + v[1] + v[2] + v[5] + v[6];
+		s->steal += v[7];
+		s->total += v[0] + v[1] + v[2] + v[3] + v[4] + v[5] + v[6] + v[7];
+		s->ncpus++;
+	}
+	fclose(f);
+	s->ours = proc_ticks(getpid()) + proc_ticks(daemon_pid);
+	return s->ncpus ? 0 : -ENOENT;
+}
+
+/* Shares of the measured CPUs' time: others' work, and what the
+ * hypervisor gave to other guests. */
+static void cpu_foreign(const struct cpu_snap *a, const struct cpu_snap *b, double *other,
+			double *steal)
+{
+	uint64_t total = b->total - a->total, busy = b->busy - a->busy, ours = b->ours - a->ours;
+
+	*other = *steal = 0;
+	if (total == 0)
+		return;
+	*other = busy > ours ? (double)(busy - ours) / (double)total : 0;
+	*steal = (double)(b->steal - a->steal) / (double)total;
+}
+
 static void describe_cpus(const struct pinning *p, char *out, size_t cap)
 {
 	if (p->mode == CPUS_NONE)
@@ -1445,6 +1544,7 @@ static void report(const struct opts *o, struct bench *b, struct phase *ph, cons
 		printf(",\"clients\":%u,\"raw_peer\":\"%s\"", b->nclients,
 		       b->nclients > 1 ? "epoll" : "pingpong");
 		printf(",\"rounds\":%u,\"seconds_per_phase\":%.3f", o->rounds, o->seconds);
+		printf(",\"other_load\":%.3f,\"steal\":%.3f", b->other_load, b->steal);
 		printf(",\"packets\":{\"hello\":{\"request_bytes\":%zu,\"reply_bytes\":%zu},"
 		       "\"cycle\":[", b->hello.req_len, b->hello.rep_len);
 		for (unsigned i = 0; i < b->ncycle; i++) {
@@ -1485,6 +1585,9 @@ static void report(const struct opts *o, struct bench *b, struct phase *ph, cons
 	printf("bench-rpc: %s; %u client%s, %u rounds, %.2f s per phase\n", daemon_desc,
 	       b->nclients, b->nclients > 1 ? "s" : "", o->rounds, o->seconds);
 	printf("  cpus: %s\n", cpus);
+	printf("  other load on these CPUs: %.0f %% of their time, steal %.0f %%%s\n",
+	       b->other_load * 100, b->steal * 100,
+	       b->other_load + b->steal > OTHER_LOAD_WARN ? ": the ratios are unsure" : "");
 	if (b->nclients > 1)
 		printf("  raw peer: one thread, one epoll set over %u socketpairs\n", b->nclients);
 	else
@@ -1540,7 +1643,8 @@ int main(int argc, char **argv)
 	const char *sock;
 	struct sigaction sa = { .sa_handler = on_signal };
 	unsigned nstarted = 0;
-	bool barriers = false, partial;
+	bool barriers = false, partial, have_snap = false;
+	struct cpu_snap snap0, snap1;
 	int r, status = 1;
 
 	r = parse_opts(argc, argv, &o);
@@ -1632,6 +1736,7 @@ int main(int argc, char **argv)
 				   o.seconds / o.rounds < WARMUP_S ? o.seconds / o.rounds : WARMUP_S,
 				   -1)) < 0)
 			goto failed;
+	have_snap = cpu_snapshot(&b.pin, b.daemon_pid, &snap0) == 0;
 	for (unsigned round = 0; round < o.rounds && !interrupted; round++) {
 		/* Rotate the order so no phase always runs first or last. */
 		for (int k = 0; k < PH_COUNT && !interrupted; k++) {
@@ -1648,6 +1753,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "bench-rpc: interrupted\n");
 		goto out;
 	}
+	if (have_snap && cpu_snapshot(&b.pin, b.daemon_pid, &snap1) == 0)
+		cpu_foreign(&snap0, &snap1, &b.other_load, &b.steal);
 	report(&o, &b, ph, desc);
 	status = 0;
 	goto out;
