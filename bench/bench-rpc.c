@@ -63,13 +63,14 @@
 
 #include <zoned/client.h>
 
+#include "proto/proto.h"
 #include "tests/fixture.h"
 
 /* The library's receive buffer is one whole packet of the protocol's
- * largest size, with room for 64 fds; the raw phases receive into the
- * same. */
-#define PACKET_MAX 65536
-#define MAX_FDS 64
+ * largest size, with room for its most fds; the raw phases receive into
+ * the same. */
+#define PACKET_MAX ZP_MSG_MAX
+#define MAX_FDS ZP_MAX_FDS
 #define MAX_ROUNDS 100
 #define MAX_CLIENTS 1024
 /* The exchanges of one lease cycle the relay keeps (two today: acquire and
@@ -269,76 +270,23 @@ static double median_us_of(uint64_t *v, size_t n)
 
 /* --- packets: send, and receive with fds -------------------------------- */
 
+/* The raw phases move their packets with the library's own transport
+ * (proto/wire.c): the same sendmsg, the same recvmsg with MSG_CMSG_CLOEXEC
+ * and room for ZP_MAX_FDS fds, so what differs from the daemon's path is
+ * only what lies above the socket. */
 static int send_packet(int fd, const void *buf, size_t len, const int *fds, unsigned nfds,
 		       int flags)
 {
-	union {
-		char buf[CMSG_SPACE(sizeof(int) * MAX_FDS)];
-		struct cmsghdr align;
-	} ctl;
-	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
-	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
-	ssize_t n;
-
-	if (nfds > MAX_FDS)
-		return -E2BIG;
-	if (nfds) {
-		struct cmsghdr *cm;
-
-		memset(&ctl, 0, sizeof(ctl));
-		msg.msg_control = ctl.buf;
-		msg.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
-		cm = CMSG_FIRSTHDR(&msg);
-		cm->cmsg_level = SOL_SOCKET;
-		cm->cmsg_type = SCM_RIGHTS;
-		cm->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
-		memcpy(CMSG_DATA(cm), fds, sizeof(int) * nfds);
-	}
-	do
-		n = sendmsg(fd, &msg, flags | MSG_NOSIGNAL);
-	while (n < 0 && errno == EINTR);
-	if (n < 0)
-		return -errno;
-	return (size_t)n == len ? 0 : -EMSGSIZE;
+	return zp_sendv(fd, buf, len, fds, nfds, flags);
 }
 
-/* One packet into buf (PACKET_MAX), its fds into fds[MAX_FDS] — received
- * as the library receives them (MSG_CMSG_CLOEXEC, room for 64). */
+/* One packet into buf (PACKET_MAX), its fds into fds[MAX_FDS]. */
 static ssize_t recv_packet(int fd, char *buf, int *fds, unsigned *nfds, int flags)
 {
-	union {
-		char buf[CMSG_SPACE(sizeof(int) * MAX_FDS)];
-		struct cmsghdr align;
-	} ctl;
-	struct iovec iov = { .iov_base = buf, .iov_len = PACKET_MAX };
-	struct msghdr msg = {
-		.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
-		.msg_controllen = sizeof(ctl.buf),
-	};
-	ssize_t n;
+	size_t k = 0;
+	ssize_t n = zp_recvv(fd, buf, PACKET_MAX, fds, &k, flags);
 
-	*nfds = 0;
-	do
-		n = recvmsg(fd, &msg, flags | MSG_CMSG_CLOEXEC);
-	while (n < 0 && errno == EINTR);
-	if (n < 0)
-		return -errno;
-	for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
-		unsigned k;
-
-		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
-			continue;
-		k = (unsigned)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-		for (unsigned i = 0; i < k; i++) {
-			int f;
-
-			memcpy(&f, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
-			if (*nfds < MAX_FDS)
-				fds[(*nfds)++] = f;
-			else
-				close(f);
-		}
-	}
+	*nfds = (unsigned)k;
 	return n;
 }
 
@@ -623,13 +571,15 @@ static int echo_answer(struct echo *e, struct echo_conn *c, int flags)
 	int fds[MAX_FDS], mode, r;
 	ssize_t n;
 
-	do
-		n = recv(c->fd, e->buf, PACKET_MAX, flags);
-	while (n < 0 && errno == EINTR);
-	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+	/* Received as the daemon receives a request: room for fds a client
+	 * might send (ours send none). */
+	n = recv_packet(c->fd, e->buf, fds, &nfds, flags);
+	if (n == -EAGAIN)
 		return 1;
 	if (n <= 0)
 		return -ECONNRESET;
+	close_fds(fds, nfds);
+	nfds = 0;
 	mode = atomic_load_explicit(&b->mode, memory_order_acquire);
 	if (mode == EM_HELLO) {
 		x = &b->hello;
