@@ -300,7 +300,6 @@ static void close_fds(int *fds, unsigned n)
 
 struct relay {
 	int listen_fd, up_fd;
-	pid_t daemon_pid;
 	/* Every request and every reply, in order; replies matched by id. */
 	struct exchange log[64];
 	unsigned nlog;
@@ -330,6 +329,22 @@ static long packet_id(const char *p, size_t n)
 	if (!last || last >= p + n || *last < '0' || *last > '9')
 		return -1;
 	return strtol(last, NULL, 10);
+}
+
+static bool contains(const char *p, size_t n, const char *str)
+{
+	size_t k = strlen(str);
+
+	for (size_t i = 0; i + k <= n; i++)
+		if (memcmp(p + i, str, k) == 0)
+			return true;
+	return false;
+}
+
+/* A packet of the daemon's that answers no request: a notification. */
+static bool is_event(const char *p, size_t n)
+{
+	return !contains(p, n, "\"result\":") && !contains(p, n, "\"error\":");
 }
 
 static void *relay_main(void *arg)
@@ -376,6 +391,7 @@ static void *relay_main(void *arg)
 				break;
 		}
 		if (pf[1].revents) {
+			struct exchange *e;
 			long id;
 
 			/* The daemon's reply: given to the request of its id. */
@@ -385,15 +401,20 @@ static void *relay_main(void *arg)
 				break;
 			}
 			id = packet_id(buf, (size_t)n);
-			for (unsigned i = 0; i < r->nlog; i++) {
-				struct exchange *e = &r->log[i];
-
-				if (!e->rep && packet_id(e->req, e->req_len) == id) {
-					e->rep = dup_bytes(buf, (size_t)n);
-					e->rep_len = (size_t)n;
-					e->rep_nfds = nfds;
-					break;
-				}
+			e = NULL;
+			for (unsigned i = 0; i < r->nlog && !e; i++)
+				if (!r->log[i].rep && packet_id(r->log[i].req, r->log[i].req_len) == id)
+					e = &r->log[i];
+			/* An id we cannot read: the library has one call out at a
+			 * time, so it is the oldest unanswered one's — unless the
+			 * packet is an event, which answers nothing. */
+			for (unsigned i = 0; i < r->nlog && !e && !is_event(buf, (size_t)n); i++)
+				if (!r->log[i].rep)
+					e = &r->log[i];
+			if (e) {
+				e->rep = dup_bytes(buf, (size_t)n);
+				e->rep_len = (size_t)n;
+				e->rep_nfds = nfds;
 			}
 			r->err = send_packet(cfd, buf, (size_t)n, fds, nfds, 0);
 			close_fds(fds, nfds);
@@ -411,13 +432,9 @@ out:
 static bool has_method(const struct exchange *e, const char *method)
 {
 	char key[80];
-	size_t kl;
 
-	kl = (size_t)snprintf(key, sizeof(key), "\"method\":\"%s\"", method);
-	for (size_t i = 0; i + kl <= e->req_len; i++)
-		if (memcmp(e->req + i, key, kl) == 0)
-			return true;
-	return false;
+	snprintf(key, sizeof(key), "\"method\":\"%s\"", method);
+	return contains(e->req, e->req_len, key);
 }
 
 /* The method a captured request calls, for the report. */
