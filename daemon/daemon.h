@@ -64,7 +64,7 @@ struct zd_ready {
 	int flags;                  /* the open flags fd was asked with */
 	bool direct;                /* fd is O_DIRECT (the backend may fall back) */
 };
-#define ZD_READY_MAX 16
+#define ZD_READY_MAX 64
 struct ready_fill;
 
 struct zd_device {

@@ -1877,7 +1877,7 @@ START_TEST(chaos)
 	 * flight after the last acquire). */
 	fds = settled_fds(z.pid, -1, SETTLE_MS);
 	r = snapshot(&c, &s);
-	chaos_assert(r == 0 && s.ready_zones >= 0 && s.ready_zones <= 16,
+	chaos_assert(r == 0 && s.ready_zones >= 0 && s.ready_zones <= 64,
 		     "device.list: %d zones ready", (int)s.ready_zones);
 	if (fds != base_fds + 1 + 2 * (int)s.ready_zones) {
 		fprintf(stderr, "chaos: daemon fds now:\n");
