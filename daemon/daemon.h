@@ -67,6 +67,13 @@ struct zd_ready {
 #define ZD_READY_MAX 64
 struct ready_fill;
 
+/* An acquire that found the ready set empty and a refill on its way: it
+ * waits for that instead of queueing a grant of its own behind it. */
+struct zd_ready_waiter {
+	struct zd_list link;        /* in dev->ready_waiters */
+	void (*ready)(struct zd_ready_waiter *rw);
+};
+
 struct zd_device {
 	struct zd_daemon *d;
 	struct zd_list link;      /* in d->devices */
@@ -110,6 +117,8 @@ struct zd_device {
 	int ready_flags;            /* what the next refill opens */
 	bool ready_off;             /* the backend declined to open zones ahead */
 	struct ready_fill *filling; /* the refill in flight, or NULL */
+	struct zd_list ready_waiters; /* no more of them than it brings */
+	unsigned ready_promised;    /* ... their count */
 };
 
 /* A unit of blocking device work, run on the libuv thread pool. `run`
@@ -474,6 +483,7 @@ int zd_device_fence(struct zd_device *dev, uint32_t zone, uint32_t count);
 bool zd_device_ready_take(struct zd_device *dev, uint32_t zone, bool any, int flags,
 			  struct zd_ready *out);
 void zd_device_ready_refill(struct zd_device *dev);
+bool zd_device_ready_wait(struct zd_device *dev, int flags, struct zd_ready_waiter *rw);
 void zd_device_ready_drop(struct zd_device *dev, uint32_t zone, uint32_t count);
 void zd_device_ready_clear(struct zd_device *dev);
 

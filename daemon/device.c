@@ -278,6 +278,7 @@ int zd_device_open(const struct zd_device_conf *conf, int claim_fd, struct zd_de
 		return -ENOMEM;
 	zd_list_init(&dev->link);
 	zd_list_init(&dev->work_queue);
+	zd_list_init(&dev->ready_waiters);
 	zd_waitq_init(&dev->waitq);
 	snprintf(dev->id, sizeof(dev->id), "%s", conf->id);
 	snprintf(dev->path, sizeof(dev->path), "%s", conf->path);
@@ -708,6 +709,8 @@ static void ready_fill_done(struct zd_work *w, int status)
 	struct ready_fill *f = zd_container_of(w, struct ready_fill, w);
 	struct zd_device *dev = w->dev;
 
+	struct zd_list waiters;
+
 	(void)status;
 	dev->filling = NULL;
 	dev->ready_off |= f->off;
@@ -729,6 +732,32 @@ static void ready_fill_done(struct zd_work *w, int status)
 			ready_close(&r);
 	}
 	free(f);
+	/* Those that waited for this fill try again, in order: most take a
+	 * zone it brought, the others the queue. */
+	zd_list_init(&waiters);
+	zd_list_splice_head(&waiters, &dev->ready_waiters);
+	dev->ready_promised = 0;
+	/* The fill's work holds the device until this returns. */
+	while (!zd_list_empty(&waiters)) {
+		struct zd_ready_waiter *rw = zd_container_of(waiters.next, struct zd_ready_waiter,
+							     link);
+
+		zd_list_del(&rw->link);
+		rw->ready(rw);
+	}
+}
+
+/* Parks rw until the refill in flight is done, when that refill opens
+ * zones with `flags` and has one nobody waits for yet. */
+bool zd_device_ready_wait(struct zd_device *dev, int flags, struct zd_ready_waiter *rw)
+{
+	struct ready_fill *f = dev->filling;
+
+	if (!f || f->flags != flags || dev->ready_promised >= f->n || !ready_enabled(dev))
+		return false;
+	dev->ready_promised++;
+	zd_list_add_tail(&dev->ready_waiters, &rw->link);
+	return true;
 }
 
 /* Queues a refill of up to half the set from the head of the allocator's

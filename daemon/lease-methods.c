@@ -25,6 +25,7 @@ struct acquire_req {
 	bool reclaimable;
 	char label[128];
 	int first_err;              /* the answer an until_released waiter gets */
+	uint64_t wait_ms;           /* as asked (clamped to max_wait_ms) */
 };
 
 /* lease.list: the most leases one page may ask for; a page of them fits
@@ -106,6 +107,7 @@ static void zone_dead_error(struct zd_call *call, const struct zd_device *dev, u
 }
 
 static int acquire_try(struct zd_daemon *d, struct acquire_req *a, unsigned retries);
+static int acquire_settle(struct zd_daemon *d, struct acquire_req *a, int r);
 static int acquire_flags(const struct acquire_req *a)
 {
 	return O_RDWR | (a->direct ? O_DIRECT : 0);
@@ -318,6 +320,65 @@ static int acquire_ready(struct zd_daemon *d, struct acquire_req *a, struct zd_d
 	return 0;
 }
 
+struct ready_wait {
+	struct zd_ready_waiter rw;
+	struct zd_daemon *d;
+	struct acquire_req *a;      /* a copy: the caller's is not kept */
+};
+
+static void ready_wait_done(struct zd_ready_waiter *rw)
+{
+	struct ready_wait *x = zd_container_of(rw, struct ready_wait, rw);
+	struct acquire_req *a = x->a;
+	struct zd_call *call = a->call;
+	int r;
+
+	free(x);
+	/* The client may have left meanwhile: its call is answered into the
+	 * void, and nothing is granted to it. */
+	if (!call->conn || call->conn->closing || a->d->stopping) {
+		zd_call_error(call, ZP_ERR_STALE_LEASE, "the client left as the lease was granted");
+		free(a);
+		zd_call_complete(call);
+		return;
+	}
+	/* retries 1: the queue this time, should the fill have brought none;
+	 * what it cannot start is settled as the method would have (a wait,
+	 * or the answer). */
+	r = acquire_try(a->d, a, 1);
+	if (r == 0)
+		free(a);
+	else if (acquire_settle(a->d, a, r) != ZD_ASYNC)
+		zd_call_complete(call);
+}
+
+/* Any empty zone will do and the set has none now, but a refill on the
+ * device's queue brings some soon: waiting for it beats queueing a grant
+ * of our own behind it. 0 when parked, 1 when not. */
+static int ready_wait(struct zd_daemon *d, const struct acquire_req *a, struct zd_device *dev)
+{
+	struct ready_wait *x = malloc(sizeof(*x));
+
+	if (x)
+		x->a = malloc(sizeof(*x->a));
+	if (!x || !x->a) {
+		free(x);
+		return 1;
+	}
+	x->d = d;
+	*x->a = *a;
+	x->a->d = d;
+	x->a->w.dev = NULL; /* not a waiter of the waitq any more */
+	x->a->w.until_released = false;
+	x->rw.ready = ready_wait_done;
+	if (!zd_device_ready_wait(dev, acquire_flags(a), &x->rw)) {
+		free(x->a);
+		free(x);
+		return 1;
+	}
+	return 0;
+}
+
 /* Tries to grant a now; returns 0 when started (the call completes later,
  * a itself is not kept), ACQ_CONN_LIMIT, or a negative JSON-RPC code when
  * nothing can be granted yet. */
@@ -370,20 +431,28 @@ static int acquire_try(struct zd_daemon *d, struct acquire_req *a, unsigned retr
 	}
 	if (zone < 0)
 		return (int)zone;
-	/* The only -32000 acquire_try gives: no token can be made safely. */
-	if (zd_state_next_token(d, &token) < 0)
-		return ZP_ERR_IO;
 	if (a->req.count <= 1 && dev->zones[zone].cond == ZP_COND_EMPTY) {
 		struct zd_ready rz;
+		int r;
 
 		if (zd_device_ready_take(dev, (uint32_t)zone, a->req.zone < 0, acquire_flags(a),
 					 &rz)) {
-			int r = acquire_ready(d, a, dev, &rz, token);
-
+			if (zd_state_next_token(d, &token) < 0) {
+				close(rz.fd);
+				close(rz.probe_fd);
+				return ZP_ERR_IO;
+			}
+			r = acquire_ready(d, a, dev, &rz, token);
 			zd_device_ready_refill(dev);
 			return r;
 		}
+		r = a->req.zone < 0 && retries == 0 ? ready_wait(d, a, dev) : 1;
+		if (r <= 0)
+			return r;
 	}
+	/* The only -32000 acquire_try gives: no token can be made safely. */
+	if (zd_state_next_token(d, &token) < 0)
+		return ZP_ERR_IO;
 
 	op = calloc(1, sizeof(*op));
 	w = calloc(1, sizeof(*w));
@@ -688,11 +757,27 @@ static int lease_acquire_method(struct zd_daemon *d, struct zd_call *call, struc
 		return 0;
 	}
 
+	a->wait_ms = wait_ms;
 	r = acquire_try(d, a, 0);
 	if (r == 0) {
 		free(a);
 		return ZD_ASYNC;
 	}
+	return acquire_settle(d, a, r);
+bad:
+	zd_call_error(call, e.code, "%s", e.message);
+	free(a);
+	return 0;
+}
+
+/* What an acquire that acquire_try() could not start now gets: a wait, or
+ * the answer. ZD_ASYNC when a waits (and is kept), else 0: a is freed and
+ * the call has its error, for the caller to complete. */
+static int acquire_settle(struct zd_daemon *d, struct acquire_req *a, int r)
+{
+	struct zd_call *call = a->call;
+	uint64_t wait_ms = a->wait_ms;
+
 	if (r == ACQ_CONN_LIMIT)
 		r = ZP_ERR_LIMIT;
 	/* Zones whose release is still on the device queue come back within
@@ -730,10 +815,6 @@ static int lease_acquire_method(struct zd_daemon *d, struct zd_call *call, struc
 		/* A caller who would not wait just gets the answer of now. */
 	}
 	acquire_error(call, a, r);
-	free(a);
-	return 0;
-bad:
-	zd_call_error(call, e.code, "%s", e.message);
 	free(a);
 	return 0;
 }

@@ -948,6 +948,43 @@ START_TEST(lease_list_is_paged)
 }
 END_TEST
 
+/* A burst of acquires on a fresh device: the first takes the queue and
+ * starts filling the ready set, the others wait for that fill instead of
+ * queueing grants of their own, and every one gets a zone of its own. */
+START_TEST(acquire_burst_waits_for_the_fill)
+{
+	enum { N = 12 };
+	struct json_object *r;
+	bool seen[64] = { false };
+	int fd;
+
+	start("size=64M,zone-size=1M,max-open=0,max-active=0");
+	fd = raw_connect();
+	ck_assert_uint_eq(stat_u64(fd, "grants_ready"), 0);
+	raw_batch(fd, N, 1, "lease.acquire", "{\"device\":\"emu0\",\"direct\":false}");
+	r = raw_reply(fd, 10000);
+	ck_assert_ptr_nonnull(r);
+	ck_assert_uint_eq(json_object_array_length(r), N);
+	for (int i = 0; i < N; i++) {
+		struct json_object *o = json_object_array_get_idx(r, i), *res, *lease, *zone;
+		uint32_t zi;
+
+		ck_assert_msg(json_object_object_get_ex(o, "result", &res), "%s",
+			      json_object_to_json_string(o));
+		ck_assert(json_object_object_get_ex(res, "lease", &lease));
+		ck_assert(json_object_object_get_ex(lease, "zone", &zone));
+		zi = (uint32_t)json_object_get_uint64(zone);
+		ck_assert_uint_lt(zi, 64);
+		ck_assert_msg(!seen[zi], "zone %u granted twice", zi);
+		seen[zi] = true;
+	}
+	json_object_put(r);
+	ck_assert_uint_eq(stat_u64(fd, "grants_ready"), N - 1);
+	close(fd);
+	stop();
+}
+END_TEST
+
 static Suite *lease_suite(void)
 {
 	Suite *s = suite_create("lease-e2e");
@@ -964,6 +1001,7 @@ static Suite *lease_suite(void)
 	tcase_add_test(tc, report_flood_memory_is_bounded);
 	tcase_add_test(tc, sync_of_a_full_zone_is_accepted);
 	tcase_add_test(tc, lease_list_is_paged);
+	tcase_add_test(tc, acquire_burst_waits_for_the_fill);
 	suite_add_tcase(s, tc);
 	return s;
 }
