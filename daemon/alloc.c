@@ -94,7 +94,7 @@ static int64_t pick_named(const struct zd_device *dev, const struct zd_alloc_req
 	if (req->zone >= dev->info.nr_zones || req->count > dev->info.nr_zones - first)
 		return ZP_ERR_NO_ZONE;
 	for (uint32_t i = first; i < first + req->count; i++) {
-		const struct zd_zone *z = &dev->zones[i];
+		const struct zd_zone zc = zd_device_zone(dev, i), *z = &zc;
 
 		if (dev->lease_of[i])
 			return ZP_ERR_ZONE_LEASED;

@@ -68,7 +68,7 @@ static void zf_give(struct zd_call *call, struct zd_zone_fds *zf)
 static uint32_t range_dead(const struct zd_device *dev, uint32_t zone, uint32_t count)
 {
 	for (uint32_t i = zone; i < zone + count; i++)
-		if (cond_dead(dev->zones[i].cond))
+		if (cond_dead(zd_zstore_cond(&dev->zs, i)))
 			return i;
 	return ZD_NIL;
 }
@@ -91,7 +91,7 @@ static bool zone_died(const struct zd_work *w)
 static void zone_dead_error(struct zd_call *call, const struct zd_device *dev, uint32_t zone,
 			    const char *what)
 {
-	const char *cond = zp_cond_name(dev->zones[zone].cond);
+	const char *cond = zp_cond_name(zd_zstore_cond(&dev->zs, zone));
 
 	zd_call_error(call, ZP_ERR_ZONE_STATE, "%s: zone %u of %s is %s", what, zone, dev->id,
 		      cond);
@@ -486,7 +486,7 @@ static bool min_free_too_large(struct zd_daemon *d, const struct acquire_req *a,
 			return false; /* answered as "no such device" */
 		known = true;
 		if (a->req.zone >= 0 && a->req.zone < dev->info.nr_zones)
-			cap = dev->zones[a->req.zone].capacity;
+			cap = zd_zstore_capacity(&dev->zs, (uint32_t)a->req.zone);
 		else
 			cap = dev->info.zone_capacity;
 	} else {
@@ -775,7 +775,7 @@ static int lease_queue_op(struct zd_call *call, struct zd_lease *l, int op, uint
 	w->count = l->count;
 	/* Where each zone starts, for the hint's zone (the cache's view). */
 	for (uint32_t i = 0; i < l->count; i++)
-		w->zbuf[i] = l->dev->zones[l->zone + i];
+		w->zbuf[i] = zd_device_zone(l->dev, l->zone + i);
 	w->op = (enum zd_zone_op)op;
 	w->hint_wp = hint;
 	w->zone_work = w->recheck = true;
@@ -803,12 +803,13 @@ static int lease_sync_method(struct zd_daemon *d, struct zd_call *call, struct j
 		return 0;
 	}
 	if (r == 0) {
-		const struct zd_zone *z = &l->dev->zones[l->zone];
+		struct zd_zone zc = zd_device_zone(l->dev, l->zone);
+		const struct zd_zone *z = &zc;
 
 		/* The zone of the range the wp falls in (the end of one zone's
 		 * capacity is that zone's, not the next one's start). */
 		for (uint32_t i = 1; i < l->count && wp > z->start + z->capacity; i++)
-			z = &l->dev->zones[l->zone + i];
+			zc = zd_device_zone(l->dev, l->zone + i);
 		if (wp < z->start || wp > z->start + z->capacity ||
 		    wp % l->dev->info.logical_block_size) {
 			zd_call_error(call, ZP_ERR_INVALID_PARAMS,

@@ -78,7 +78,7 @@ int zd_lease_set_state(struct zd_lease *l, enum zd_lease_state to)
 
 struct json_object *zd_lease_json(const struct zd_lease *l)
 {
-	const struct zd_zone *z = &l->dev->zones[l->zone];
+	const struct zd_zone zone = zd_device_zone(l->dev, l->zone), *z = &zone;
 	struct json_object *o = json_object_new_object();
 
 	json_object_object_add(o, "id", json_object_new_uint64(l->id));
@@ -103,7 +103,7 @@ struct json_object *zd_lease_json(const struct zd_lease *l)
 		struct json_object *arr = json_object_new_array_ext((int)l->count);
 
 		for (uint32_t i = 0; i < l->count; i++) {
-			const struct zd_zone *zi = &l->dev->zones[l->zone + i];
+			const struct zd_zone zc = zd_device_zone(l->dev, l->zone + i), *zi = &zc;
 			struct json_object *zo = json_object_new_object();
 
 			json_object_object_add(zo, "zone", json_object_new_int64(l->zone + i));
@@ -201,7 +201,7 @@ static void lease_rec(const struct zd_lease *l, struct zd_lease_rec *r)
 	memset(r, 0, sizeof(*r));
 	r->id = l->id;
 	r->token = l->token;
-	r->wp = l->dev->zones[l->zone].wp;
+	r->wp = zd_zstore_wp(&l->dev->zs, l->zone);
 	snprintf(r->device, sizeof(r->device), "%s", l->dev->id);
 	r->zone = l->zone;
 	r->count = l->count;
@@ -500,15 +500,14 @@ static void release_done(struct zd_work *w, int status)
 			zd_call_errno(call, status, "release");
 		} else {
 			call->result = json_object_new_object();
-			json_object_object_add(call->result, "zone",
-					       zd_zone_json(w->dev, w->zone,
-							    &w->dev->zones[w->zone]));
+			json_object_object_add(call->result, "zone", zd_zone_json(w->dev, w->zone,
+				(const struct zd_zone[]){ zd_device_zone(w->dev, w->zone) }));
 			if (l->count > 1) {
 				struct json_object *arr = json_object_new_array();
 
 				for (uint32_t i = 0; i < l->count; i++)
 					json_object_array_add(arr, zd_zone_json(w->dev, w->zone + i,
-						&w->dev->zones[w->zone + i]));
+						(const struct zd_zone[]){ zd_device_zone(w->dev, w->zone + i) }));
 				json_object_object_add(call->result, "zones", arr);
 			}
 		}

@@ -224,7 +224,11 @@ static void report_done(struct zd_work *w, int status)
 		    (ctx->type_mask && !(ctx->type_mask & (1u << z->type))))
 			continue;
 		/* From the cache, which holds the zone as the daemon shows it. */
-		json_object_array_add(arr, zd_zone_json(w->dev, idx, &w->dev->zones[idx]));
+		{
+			const struct zd_zone zc = zd_device_zone(w->dev, idx);
+
+			json_object_array_add(arr, zd_zone_json(w->dev, idx, &zc));
+		}
 		if (++matched == ZD_REPORT_PAGE)
 			break;
 	}
@@ -251,7 +255,7 @@ static void report_cached(struct zd_call *call, const struct zd_device *dev, uin
 	uint32_t matched = 0, i;
 
 	for (i = from; i < end && matched < ZD_REPORT_PAGE; i++) {
-		const struct zd_zone *z = &dev->zones[i];
+		const struct zd_zone zc = zd_device_zone(dev, i), *z = &zc;
 
 		if ((cmask && !(cmask & (1u << z->cond))) || (tmask && !(tmask & (1u << z->type))))
 			continue;
@@ -396,7 +400,7 @@ static void zoneop_done(struct zd_work *w, int status)
 		zd_device_zone_update(w->dev, w->zone + i, &w->zbuf[i]);
 		if (i < ZD_ZONE_OP_REPLY)
 			json_object_array_add(arr, zd_zone_json(w->dev, w->zone + i,
-								&w->dev->zones[w->zone + i]));
+				(const struct zd_zone[]){ zd_device_zone(w->dev, w->zone + i) }));
 	}
 	/* Zones reset, closed or finished may let waiting acquires go. */
 	zd_waiters_kick(w->dev->d, w->dev);
@@ -411,7 +415,8 @@ static void zoneop_done(struct zd_work *w, int status)
 		 * that reached the operation's state. Unknown when the report
 		 * after the failure failed too. */
 		if (w->nz == w->count) {
-			while (done < w->nz && op_reached(w->op, &w->dev->zones[w->zone + done]))
+			while (done < w->nz && op_reached(w->op, (const struct zd_zone[]){
+							   zd_device_zone(w->dev, w->zone + done) }))
 				done++;
 			json_object_object_add(call->err_data, "done", json_object_new_int64(done));
 			snprintf(call->err_msg + strlen(call->err_msg),
@@ -452,7 +457,7 @@ static int zone_op_check(struct zd_call *call, const struct zd_device *dev, enum
 	uint32_t i;
 
 	for (i = zone; i < zone + count; i++) {
-		const struct zd_zone *z = &dev->zones[i];
+		const struct zd_zone zc = zd_device_zone(dev, i), *z = &zc;
 
 		if (z->type == ZP_TYPE_CONV || z->cond == ZP_COND_READONLY ||
 		    z->cond == ZP_COND_OFFLINE) {
@@ -463,7 +468,7 @@ static int zone_op_check(struct zd_call *call, const struct zd_device *dev, enum
 		}
 	}
 	for (i = zone; i < zone + count && !limit; i++) {
-		const struct zd_zone *z = &dev->zones[i];
+		const struct zd_zone zc = zd_device_zone(dev, i), *z = &zc;
 
 		if (op == ZD_OP_OPEN) {
 			switch (z->cond) {
