@@ -76,6 +76,7 @@ struct zd_device {
 	uint32_t leased_exp_open;   /* leased zones in the explicit-open condition */
 	bool bad_report_logged;     /* a zone the store could not hold was logged */
 	struct zd_free_index free_index; /* unleased partial zones by free space */
+	struct zd_run_index empty_runs;  /* the ZD_ZC_EMPTY zones, for ranges */
 
 	/* Work serialisation: at most one zd_work runs per device. */
 	struct zd_list work_queue;

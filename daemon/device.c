@@ -88,6 +88,8 @@ static void index_del(struct zd_device *dev, uint32_t i, bool relist)
 		dev->leased_exp_open--;
 	if (c == ZD_ZC_PARTIAL)
 		zd_free_index_set(&dev->free_index, i, 0);
+	if (c == ZD_ZC_EMPTY)
+		zd_run_index_set(&dev->empty_runs, i, false);
 }
 
 static void index_add(struct zd_device *dev, uint32_t i, bool relist)
@@ -100,6 +102,8 @@ static void index_add(struct zd_device *dev, uint32_t i, bool relist)
 		dev->leased_exp_open++;
 	if (c == ZD_ZC_PARTIAL)
 		zd_free_index_set(&dev->free_index, i, zone_free(dev, i));
+	if (c == ZD_ZC_EMPTY)
+		zd_run_index_set(&dev->empty_runs, i, true);
 }
 
 /* Re-files zone i after its lease changed. */
@@ -132,6 +136,16 @@ void zd_device_zone_update(struct zd_device *dev, uint32_t i, const struct zd_zo
 	if (i >= dev->info.nr_zones)
 		return;
 	zone_normalise(&z);
+	/* The common case of a report: the cache knew it. Nothing to file
+	 * again (a zone's class changes only with its state or its lease, and
+	 * a lease change reclasses it then). */
+	{
+		struct zd_zone cur = zd_device_zone(dev, i);
+
+		if (cur.start == z.start && cur.len == z.len && cur.capacity == z.capacity &&
+		    cur.wp == z.wp && cur.type == z.type && cur.cond == z.cond)
+			return;
+	}
 	old_class = dev->zclass[i];
 	old_cond = zd_zstore_cond(&dev->zs, i);
 	index_del(dev, i, false);
@@ -213,6 +227,9 @@ static int device_load_zones(struct zd_device *dev)
 	r = zd_free_index_init(&dev->free_index, nz, dev->info.logical_block_size);
 	if (r < 0)
 		goto out;
+	r = zd_run_index_init(&dev->empty_runs, nz, true);
+	if (r < 0)
+		goto out;
 	memset(dev->cond_count, 0, sizeof(dev->cond_count));
 	while (i < nz) {
 		uint32_t n = nz - i < LOAD_BATCH ? nz - i : LOAD_BATCH;
@@ -246,6 +263,7 @@ static int device_load_zones(struct zd_device *dev)
 	/* Inserted backwards so each class list starts at its lowest index. */
 	for (i = nz; i-- > 0;)
 		index_add(dev, i, true);
+	zd_run_index_build(&dev->empty_runs);
 	r = 0;
 out:
 	free(buf);
@@ -263,6 +281,7 @@ static void device_free(struct zd_device *dev)
 	free(dev->znext);
 	free(dev->zprev);
 	zd_free_index_fini(&dev->free_index);
+	zd_run_index_fini(&dev->empty_runs);
 	free(dev);
 }
 

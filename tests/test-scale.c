@@ -1,6 +1,6 @@
 /* Unit tests of the daemon's structures for large devices: the compact
  * cached zone table (daemon/zstore.c) against the zones it was given, and
- * the emulator's memory per zone through a real emulated device. */
+ * the index of runs of empty zones (daemon/alloc.c) against a scan. */
 #include <config.h>
 
 #include <check.h>
@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "daemon/alloc.h"
 #include "daemon/zstore.h"
 
 #define MIB (1024ull * 1024ull)
@@ -122,6 +123,76 @@ START_TEST(zstore_refuses_what_it_cannot_hold)
 }
 END_TEST
 
+/* The lowest start of count candidates in a row, by a scan. */
+static uint32_t brute_run(const bool *c, uint32_t n, uint32_t count)
+{
+	uint32_t run = 0;
+
+	for (uint32_t i = 0; i < n; i++) {
+		run = c[i] ? run + 1 : 0;
+		if (run == count)
+			return i + 1 - count;
+	}
+	return UINT32_MAX;
+}
+
+/* Random sets and clears, dense and sparse, over sizes around the word and
+ * tree boundaries, built in bulk and kept up to date: every count from 1
+ * to 70 (runs across words, and longer than one) agrees with the scan. */
+START_TEST(run_index_matches_brute_force)
+{
+	static const uint32_t sizes[] = { 1, 2, 63, 64, 65, 127, 128, 129, 1000, 4097 };
+	unsigned seed = 7;
+
+	for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+		uint32_t n = sizes[k];
+		bool *c = calloc(n, sizeof(*c));
+		struct zd_run_index x;
+
+		ck_assert_ptr_nonnull(c);
+		ck_assert_int_eq(zd_run_index_init(&x, n, true), 0);
+		/* Bulk: mostly candidates, so long runs exist. */
+		for (uint32_t i = 0; i < n; i++) {
+			c[i] = rand_r(&seed) % 16 != 0;
+			zd_run_index_set(&x, i, c[i]);
+		}
+		zd_run_index_build(&x);
+		for (int round = 0; round < 3000; round++) {
+			uint32_t count = (uint32_t)rand_r(&seed) % 70 + 1;
+
+			ck_assert_msg(zd_run_index_find(&x, count) == brute_run(c, n, count),
+				      "n %u round %d count %u: %u, scan says %u", n, round, count,
+				      zd_run_index_find(&x, count), brute_run(c, n, count));
+			/* Drift from dense to sparse and back. */
+			for (int m = 0; m < 3; m++) {
+				uint32_t i = (uint32_t)rand_r(&seed) % n;
+				bool v = round % 1000 < 500 ? rand_r(&seed) % 4 != 0 : rand_r(&seed) % 4 == 0;
+
+				c[i] = v;
+				zd_run_index_set(&x, i, v);
+			}
+		}
+		ck_assert_uint_eq(zd_run_index_find(&x, 0), UINT32_MAX);
+		ck_assert_uint_eq(zd_run_index_find(&x, n + 1), UINT32_MAX);
+		/* All of them, then none. */
+		for (uint32_t i = 0; i < n; i++)
+			zd_run_index_set(&x, i, true);
+		ck_assert_uint_eq(zd_run_index_find(&x, n), 0);
+		zd_run_index_set(&x, n - 1, false);
+		ck_assert_uint_eq(zd_run_index_find(&x, n), UINT32_MAX);
+		if (n > 1)
+			ck_assert_uint_eq(zd_run_index_find(&x, n - 1), 0);
+		for (uint32_t i = 0; i < n; i++)
+			zd_run_index_set(&x, i, false);
+		ck_assert_uint_eq(zd_run_index_find(&x, 1), UINT32_MAX);
+		zd_run_index_set(&x, n, true); /* past the end: ignored */
+		ck_assert_uint_eq(zd_run_index_find(&x, 1), UINT32_MAX);
+		zd_run_index_fini(&x);
+		free(c);
+	}
+}
+END_TEST
+
 static Suite *scale_suite(void)
 {
 	Suite *s = suite_create("scale");
@@ -129,6 +200,9 @@ static Suite *scale_suite(void)
 
 	tcase_add_test(tc, zstore_round_trips);
 	tcase_add_test(tc, zstore_refuses_what_it_cannot_hold);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("runs");
+	tcase_add_test(tc, run_index_matches_brute_force);
 	suite_add_tcase(s, tc);
 	return s;
 }
