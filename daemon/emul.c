@@ -1478,7 +1478,7 @@ static int create_meta(const char *path, int dir_fd, const struct zd_emul_params
 		       const struct zinit *init)
 {
 	uint32_t nr_zones = (uint32_t)(p->size / p->zone_size);
-	size_t chunk_zones = 2048, buf_len = META_HDR_SIZE;
+	size_t chunk_zones = 16384, buf_len = META_HDR_SIZE;
 	uint64_t sb = slot_bytes(nr_zones), off;
 	uint8_t *buf = NULL;
 	int fd = -1, r;
@@ -1521,8 +1521,12 @@ static int create_meta(const char *path, int dir_fd, const struct zd_emul_params
 		off += n * META_REC_SIZE;
 	}
 	memset(buf, 0, buf_len);
-	for (off = META_HDR_SIZE + (uint64_t)nr_zones * META_REC_SIZE;
-	     off < META_HDR_SIZE + 2 * sb;) {
+	off = META_HDR_SIZE + (uint64_t)nr_zones * META_REC_SIZE;
+	/* Space the filesystem reserves reads as zeros: half the writing of
+	 * a new device (writing zeros where it cannot, tmpfs before 6.x). */
+	if (fallocate(fd, 0, (off_t)off, (off_t)(META_HDR_SIZE + 2 * sb - off)) == 0)
+		off = META_HDR_SIZE + 2 * sb;
+	for (; off < META_HDR_SIZE + 2 * sb;) {
 		uint64_t n = META_HDR_SIZE + 2 * sb - off;
 
 		if (n > buf_len)
