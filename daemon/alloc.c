@@ -11,6 +11,7 @@ int zd_free_index_init(struct zd_free_index *x, uint32_t nr_zones, uint64_t bloc
 {
 	x->n = nr_zones ? nr_zones : 1;
 	x->block = block_size ? block_size : 1;
+	x->bulk = false;
 	x->max = calloc(2 * (size_t)x->n, sizeof(*x->max));
 	return x->max ? 0 : -ENOMEM;
 }
@@ -30,6 +31,8 @@ void zd_free_index_set(struct zd_free_index *x, uint32_t zone, uint64_t free_byt
 		return;
 	i = x->n + zone;
 	x->max[i] = blocks > UINT32_MAX ? UINT32_MAX : (uint32_t)blocks;
+	if (x->bulk)
+		return;
 	for (i >>= 1; i >= 1; i >>= 1) {
 		uint32_t m = x->max[2 * i] > x->max[2 * i + 1] ? x->max[2 * i] : x->max[2 * i + 1];
 
@@ -37,6 +40,19 @@ void zd_free_index_set(struct zd_free_index *x, uint32_t zone, uint64_t free_byt
 			break; /* nothing above changes either */
 		x->max[i] = m;
 	}
+}
+
+void zd_free_index_build(struct zd_free_index *x)
+{
+	for (uint32_t i = x->n; i-- > 1;) {
+		uint32_t m = x->max[2 * i] > x->max[2 * i + 1] ? x->max[2 * i] : x->max[2 * i + 1];
+
+		/* Only where it changes: a device with no partial zone keeps the
+		 * whole index in untouched (unresident) pages. */
+		if (x->max[i] != m)
+			x->max[i] = m;
+	}
+	x->bulk = false;
 }
 
 uint32_t zd_free_index_find(const struct zd_free_index *x, uint64_t min_free)

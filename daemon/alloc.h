@@ -18,12 +18,16 @@ struct zd_free_index {
 	uint32_t n;
 	uint32_t *max;
 	uint64_t block;
+	bool bulk;      /* sets change only the leaves until zd_free_index_build() */
 };
 
 int zd_free_index_init(struct zd_free_index *x, uint32_t nr_zones, uint64_t block_size);
 void zd_free_index_fini(struct zd_free_index *x);
 /* free_bytes 0: the zone is not a candidate (leased, empty, full...). */
 void zd_free_index_set(struct zd_free_index *x, uint32_t zone, uint64_t free_bytes);
+/* Makes the inner nodes from the leaves once, after sets in bulk (a whole
+ * device at start-up: O(n), not O(n log n)); clears bulk. */
+void zd_free_index_build(struct zd_free_index *x);
 /* A candidate zone with at least min_free bytes free (at least one block
  * when min_free is 0), or UINT32_MAX when there is none. */
 uint32_t zd_free_index_find(const struct zd_free_index *x, uint64_t min_free);

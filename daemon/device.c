@@ -227,6 +227,7 @@ static int device_load_zones(struct zd_device *dev)
 	r = zd_free_index_init(&dev->free_index, nz, dev->info.logical_block_size);
 	if (r < 0)
 		goto out;
+	dev->free_index.bulk = true;
 	r = zd_run_index_init(&dev->empty_runs, nz, true);
 	if (r < 0)
 		goto out;
@@ -264,6 +265,7 @@ static int device_load_zones(struct zd_device *dev)
 	for (i = nz; i-- > 0;)
 		index_add(dev, i, true);
 	zd_run_index_build(&dev->empty_runs);
+	zd_free_index_build(&dev->free_index);
 	r = 0;
 out:
 	free(buf);

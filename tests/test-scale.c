@@ -193,6 +193,40 @@ START_TEST(run_index_matches_brute_force)
 }
 END_TEST
 
+/* The free-space index filled in bulk and built once answers as one kept
+ * up to date zone by zone. */
+START_TEST(free_index_bulk_build)
+{
+	static const uint32_t sizes[] = { 1, 2, 3, 64, 1000, 4097 };
+	unsigned seed = 99;
+
+	for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+		uint32_t n = sizes[k];
+		struct zd_free_index a, b;
+
+		ck_assert_int_eq(zd_free_index_init(&a, n, 4096), 0);
+		ck_assert_int_eq(zd_free_index_init(&b, n, 4096), 0);
+		b.bulk = true;
+		for (uint32_t i = n; i-- > 0;) {
+			uint64_t v = rand_r(&seed) % 3 ? 0 : (uint64_t)(rand_r(&seed) % 300) * 4096;
+
+			zd_free_index_set(&a, i, v);
+			zd_free_index_set(&b, i, v);
+		}
+		zd_free_index_build(&b);
+		ck_assert(!b.bulk);
+		ck_assert_int_eq(memcmp(a.max + 1, b.max + 1, (2 * (size_t)n - 1) * sizeof(*a.max)), 0);
+		for (uint64_t want = 0; want < 310 * 4096; want += 4096 * 7)
+			ck_assert_uint_eq(zd_free_index_find(&a, want), zd_free_index_find(&b, want));
+		/* Kept up to date after the build. */
+		zd_free_index_set(&b, n - 1, 1000 * 4096);
+		ck_assert_uint_eq(zd_free_index_find(&b, 999 * 4096), n - 1);
+		zd_free_index_fini(&a);
+		zd_free_index_fini(&b);
+	}
+}
+END_TEST
+
 static Suite *scale_suite(void)
 {
 	Suite *s = suite_create("scale");
@@ -203,6 +237,7 @@ static Suite *scale_suite(void)
 	suite_add_tcase(s, tc);
 	tc = tcase_create("runs");
 	tcase_add_test(tc, run_index_matches_brute_force);
+	tcase_add_test(tc, free_index_bulk_build);
 	suite_add_tcase(s, tc);
 	return s;
 }
