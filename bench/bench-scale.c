@@ -9,13 +9,19 @@
  *                 device, and with --varied again with every zone written
  *                 to another depth than its neighbours (each its own run);
  *   cycle         zc_lease_acquire + zc_lease_release(KEEP) of an
- *                 untouched zone, median.
- * Every figure is printed beside the smallest size's, measured in the same
- * run, and the ratio. Sizes run interleaved over --rounds rounds; each
+ *                 untouched zone, median; every size's daemon runs at once
+ *                 and the cycles alternate between them in batches, so a
+ *                 machine busy with something else slows them all alike.
+ * bench-scale and every zonedd it starts (their threads included: the
+ * affinity is inherited) run on one CPU, --cpu (default 0): where the
+ * threads land otherwise moves a round trip by more than anything measured
+ * here (see bench-rpc). Every figure is printed beside the smallest size's,
+ * measured in the same run, and the ratio. Sizes run interleaved over --rounds rounds; each
  * figure is the median of its rounds. */
 #include <config.h>
 
 #include <errno.h>
+#include <sched.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -43,6 +49,7 @@ struct opts {
 	const char *zonedd, *tmp;
 	uint32_t sizes[MAX_SIZES];
 	unsigned nsizes, rounds, cycles;
+	int cpu;                  /* every process of the run on it; -1: unpinned */
 	bool json, varied;
 };
 
@@ -75,13 +82,17 @@ static int cmp_double(const void *a, const void *b)
 
 static double median(const double *v, unsigned n)
 {
-	double s[MAX_ROUNDS > 1024 ? MAX_ROUNDS : 1024];
+	double *s = malloc((n ? n : 1) * sizeof(*s)), m;
 
-	if (n == 0)
+	if (n == 0 || !s) {
+		free(s);
 		return 0;
+	}
 	memcpy(s, v, n * sizeof(*v));
 	qsort(s, n, sizeof(*s), cmp_double);
-	return n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
+	m = n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
+	free(s);
+	return m;
 }
 
 static void die(const char *what, int err)
@@ -237,7 +248,7 @@ static void run_cleanup(struct run *r)
 {
 	char cmd[300];
 
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", r->dir);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%.255s'", r->dir);
 	if (system(cmd) != 0)
 		fprintf(stderr, "bench-scale: cannot remove %s\n", r->dir);
 }
@@ -265,18 +276,15 @@ static double report_all(zc_client *c, uint32_t zones)
 	return (double)(now_ns() - t0) / 1e6;
 }
 
-/* Median of `cycles` acquire + release(KEEP) cycles; us. */
-static double cycle(zc_client *c, unsigned cycles)
+/* n acquire + release(KEEP) cycles, their latencies (us) into lat. */
+static void cycles(zc_client *c, unsigned n, double *lat)
 {
-	double *lat = calloc(cycles, sizeof(*lat)), m;
 	struct zc_lease_opts lo;
 
-	if (!lat)
-		die("calloc", ENOMEM);
 	zc_lease_opts_init(&lo);
 	lo.device = "emu0";
 	lo.buffered = true;
-	for (unsigned i = 0; i < cycles + 20; i++) {
+	for (unsigned i = 0; i < n; i++) {
 		uint64_t t0 = now_ns();
 		zc_lease *l;
 		int r = zc_lease_acquire(c, &lo, &l);
@@ -285,12 +293,53 @@ static double cycle(zc_client *c, unsigned cycles)
 			die("zc_lease_acquire", r);
 		if ((r = zc_lease_release(l, ZC_RELEASE_KEEP)) < 0)
 			die("zc_lease_release", r);
-		if (i >= 20) /* warm-up */
-			lat[i - 20] = (double)(now_ns() - t0) / 1e3;
+		if (lat)
+			lat[i] = (double)(now_ns() - t0) / 1e3;
 	}
-	m = median(lat, cycles);
-	free(lat);
-	return m;
+}
+
+#define CYCLE_BATCH 25
+
+/* Every size's daemon at once; rounds x --cycles cycles each, taken in
+ * batches that alternate between the sizes; the median of each round's. */
+static void cycle_phase(const struct opts *o)
+{
+	struct run r[MAX_SIZES];
+	zc_client *c[MAX_SIZES];
+	double *lat[MAX_SIZES];
+
+	for (unsigned s = 0; s < o->nsizes; s++) {
+		int e;
+
+		memset(&r[s], 0, sizeof(r[s]));
+		run_setup(&r[s], o, o->sizes[s]);
+		run_start(&r[s], o);
+		if ((e = zc_connect(r[s].sock, &c[s])) < 0)
+			die("zc_connect", e);
+		lat[s] = calloc(o->cycles, sizeof(**lat));
+		if (!lat[s])
+			die("calloc", ENOMEM);
+		cycles(c[s], 20, NULL); /* warm-up */
+	}
+	for (unsigned round = 0; round < o->rounds; round++) {
+		for (unsigned done = 0; done < o->cycles; done += CYCLE_BATCH) {
+			unsigned n = o->cycles - done < CYCLE_BATCH ? o->cycles - done : CYCLE_BATCH;
+
+			for (unsigned k = 0; k < o->nsizes; k++) {
+				unsigned s = (k + done / CYCLE_BATCH) % o->nsizes;
+
+				cycles(c[s], n, lat[s] + done);
+			}
+		}
+		for (unsigned s = 0; s < o->nsizes; s++)
+			fig[s][F_CYCLE][round] = median(lat[s], o->cycles);
+	}
+	for (unsigned s = 0; s < o->nsizes; s++) {
+		zc_close(c[s]);
+		run_stop(&r[s]);
+		run_cleanup(&r[s]);
+		free(lat[s]);
+	}
 }
 
 /* Every sequential zone gets a write pointer its neighbours do not share
@@ -332,7 +381,6 @@ static void one_size(const struct opts *o, unsigned s, unsigned round)
 	if ((e = zc_connect(r.sock, &c)) < 0)
 		die("zc_connect", e);
 	fig[s][F_REPORT][round] = report_all(c, zones);
-	fig[s][F_CYCLE][round] = cycle(c, o->cycles);
 	zc_close(c);
 	run_stop(&r);
 	fig[s][F_START_STATE][round] = run_start(&r, o);
@@ -350,14 +398,15 @@ static void one_size(const struct opts *o, unsigned s, unsigned round)
 static void usage(FILE *f)
 {
 	fprintf(f, "Usage: bench-scale --zonedd PATH [--zones N,N,...] [--rounds R] [--cycles C]\n"
-		   "                   [--varied] [--tmp DIR] [--json]\n"
+		   "                   [--varied] [--cpu N] [--tmp DIR] [--json]\n"
 		   "Start-up, memory, full report and lease cycle of zonedd against the number\n"
 		   "of zones of an emulated device (1 MiB zones), each size against the first.\n"
 		   "  --zones N,...  sizes (default 1000,100000,1000000)\n"
 		   "  --rounds R     rounds, sizes interleaved, medians (default 3)\n"
-		   "  --cycles C     acquire+release cycles per round (default 500)\n"
+		   "  --cycles C     acquire+release cycles per round (default 1000)\n"
 		   "  --varied       also report with every zone written to another depth than\n"
 		   "                 its neighbours (a file per zone: ~30 s at a million)\n"
+		   "  --cpu N        run everything on CPU N (default 0; -1: unpinned)\n"
 		   "  --tmp DIR      where devices go (default $TMPDIR or /tmp)\n");
 }
 
@@ -368,9 +417,10 @@ int main(int argc, char **argv)
 		{ "rounds", required_argument, NULL, 'r' }, { "cycles", required_argument, NULL, 'c' },
 		{ "varied", no_argument, NULL, 'v' },       { "tmp", required_argument, NULL, 't' },
 		{ "json", no_argument, NULL, 'j' },         { "help", no_argument, NULL, 'h' },
+		{ "cpu", required_argument, NULL, 'p' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct opts o = { .rounds = 3, .cycles = 500,
+	struct opts o = { .rounds = 3, .cycles = 1000, .cpu = 0,
 			  .sizes = { 1000, 100000, 1000000 }, .nsizes = 3 };
 	double med[MAX_SIZES][F_COUNT];
 	int ch;
@@ -400,6 +450,7 @@ int main(int argc, char **argv)
 		case 'v': o.varied = true; break;
 		case 't': o.tmp = optarg; break;
 		case 'j': o.json = true; break;
+		case 'p': o.cpu = atoi(optarg); break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -408,17 +459,26 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	if (o.cpu >= 0) {
+		cpu_set_t set;
+
+		CPU_ZERO(&set);
+		CPU_SET(o.cpu, &set);
+		if (sched_setaffinity(0, sizeof(set), &set) < 0)
+			die("sched_setaffinity (--cpu -1 runs unpinned)", errno);
+	}
 	/* Interleaved, the order rotating, so drift falls on every size. */
 	for (unsigned round = 0; round < o.rounds; round++)
 		for (unsigned k = 0; k < o.nsizes; k++)
 			one_size(&o, (k + round) % o.nsizes, round);
+	cycle_phase(&o);
 	for (unsigned s = 0; s < o.nsizes; s++)
 		for (unsigned f = 0; f < F_COUNT; f++)
 			med[s][f] = median(fig[s][f], o.rounds);
 
 	if (o.json) {
-		printf("{\"rounds\":%u,\"cycles\":%u,\"zone_size\":1048576,\"sizes\":[", o.rounds,
-		       o.cycles);
+		printf("{\"rounds\":%u,\"cycles\":%u,\"cpu\":%d,\"zone_size\":1048576,\"sizes\":[",
+		       o.rounds, o.cycles, o.cpu);
 		for (unsigned s = 0; s < o.nsizes; s++) {
 			printf("%s{\"zones\":%" PRIu32, s ? "," : "", o.sizes[s]);
 			for (unsigned f = 0; f < F_COUNT; f++) {
