@@ -839,28 +839,38 @@ out:
 
 /* --- Lease list, stats ------------------------------------------------- */
 
-ZC_EXPORT int zc_lease_list(zc_client *c, bool all, struct zc_lease_info *out, size_t max)
+/* Leases per lease.list page: a page stays well inside one packet. */
+#define ZC_LEASE_PAGE 100
+
+/* One page of lease.list from `after`; *next is where the next page
+ * starts, 0 when this was the last. paged false: a daemon before 0.3,
+ * which answers everything at once. */
+static int lease_list_page(zc_client *c, bool all, bool paged, uint64_t after,
+			   struct zc_lease_info *out, size_t max, size_t *nout, uint64_t *next)
 {
-	struct json_object *p, *res, *arr;
+	struct json_object *p, *res, *arr, *nx;
 	size_t n;
 	int r;
 
-	if (!c || (!out && max))
-		return c ? zc_fail(c, -EINVAL, "out is NULL but max is not 0") : -EINVAL;
 	p = json_object_new_object();
 	if (!p)
 		return -ENOMEM;
 	if (all)
 		json_object_object_add(p, "all", json_object_new_boolean(true));
+	if (paged) {
+		json_object_object_add(p, "limit", json_object_new_int(ZC_LEASE_PAGE));
+		if (after)
+			json_object_object_add(p, "after", json_object_new_uint64(after));
+	}
 	r = zc_call(c, "lease.list", p, &res, NULL);
 	if (r < 0)
 		return r;
 	if ((r = zc_get_array(res, "leases", &arr)) < 0)
 		goto out;
 	n = json_object_array_length(arr);
-	for (size_t i = 0; i < n && i < max; i++) {
+	for (size_t i = 0; i < n && *nout + i < max; i++) {
 		struct json_object *o = json_object_array_get_idx(arr, i);
-		struct zc_lease_info *li = &out[i];
+		struct zc_lease_info *li = &out[*nout + i];
 
 		memset(li, 0, sizeof(*li));
 		if ((r = zc_get_u64(o, "id", &li->id)) < 0 ||
@@ -871,9 +881,43 @@ ZC_EXPORT int zc_lease_list(zc_client *c, bool all, struct zc_lease_info *out, s
 		    (r = zc_opt_u64(o, "age_ms", &li->age_ms)) < 0)
 			goto out;
 	}
-	r = n > INT32_MAX ? -EPROTO : (int)n;
+	*nout += n;
+	*next = 0;
+	if (paged && json_object_object_get_ex(res, "next", &nx) && nx) {
+		if (!json_object_is_type(nx, json_type_int) || json_object_get_uint64(nx) <= after) {
+			r = -EPROTO; /* a cursor that does not advance would loop */
+			goto out;
+		}
+		*next = json_object_get_uint64(nx);
+	}
+	r = 0;
 out:
 	json_object_put(res);
+	return r;
+}
+
+ZC_EXPORT int zc_lease_list(zc_client *c, bool all, struct zc_lease_info *out, size_t max)
+{
+	uint64_t after = 0, next;
+	bool paged = true;
+	size_t n = 0;
+	int r;
+
+	if (!c || (!out && max))
+		return c ? zc_fail(c, -EINVAL, "out is NULL but max is not 0") : -EINVAL;
+	do {
+		r = lease_list_page(c, all, paged, after, out, max, &n, &next);
+		if (r == -EINVAL && paged && after == 0) {
+			/* A daemon before 0.3 knows no "limit". */
+			paged = false;
+			r = lease_list_page(c, all, paged, 0, out, max, &n, &next);
+		}
+		if (r < 0)
+			break;
+		after = next;
+	} while (after);
+	if (r == 0)
+		r = n > INT32_MAX ? -EPROTO : (int)n;
 	return r == -EPROTO ? zc_fail(c, r, "malformed lease.list reply") : r;
 }
 

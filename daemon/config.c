@@ -34,7 +34,16 @@ void zd_config_defaults(struct zd_config *cfg)
 	snprintf(cfg->socket_path, sizeof(cfg->socket_path), "%s", ZP_DEFAULT_SOCKET);
 	snprintf(cfg->state_dir, sizeof(cfg->state_dir), "%s", ZONED_STATE_DIR);
 	cfg->max_leases_per_conn = 64;
-	cfg->max_conns_per_uid = 32;
+	/* The cap keeps one user from taking every descriptor the daemon
+	 * has, not from running a thread pool: a client commonly holds one
+	 * connection per thread, and 64 threads of one uid must work with the
+	 * defaults (issue 12). 256 leaves such a client room for several
+	 * pools, and 256 uids at the cap still fit the 65536 descriptors of
+	 * zonedd.service (LimitNOFILE), which main() also asks for where the
+	 * hard limit allows: a connection is one descriptor of the daemon's,
+	 * and the descriptors a lease reply carries are the client's once
+	 * sent. */
+	cfg->max_conns_per_uid = 256;
 	cfg->max_wait_ms = 60000;
 	cfg->max_waiters_per_conn = 256;
 	cfg->max_waiters_per_uid = 1024;

@@ -55,6 +55,19 @@ enum zd_zclass {
 
 #define ZD_NIL UINT32_MAX
 
+/* A free, empty zone opened ahead of the lease.acquire that takes it, so
+ * the loop can grant it without a trip through the work queue (see "the
+ * ready set" in device.c). */
+struct zd_ready {
+	uint32_t zone;
+	int fd;                     /* the client's: open_zones(flags, isolate) */
+	int probe_fd;               /* the daemon's own (ops->probe_open) */
+	int flags;                  /* the open flags fd was asked with */
+	bool direct;                /* fd is O_DIRECT (the backend may fall back) */
+};
+#define ZD_READY_MAX 16
+struct ready_fill;
+
 struct zd_device {
 	struct zd_daemon *d;
 	struct zd_list link;      /* in d->devices */
@@ -95,6 +108,11 @@ struct zd_device {
 	bool eio_spread;
 	unsigned refs;              /* works queued or running, and waiters, hold a ref */
 	struct zd_waitq waitq;      /* lease.acquire calls waiting for a zone of it */
+	struct zd_ready ready[ZD_READY_MAX];
+	unsigned nr_ready;
+	int ready_flags;            /* what the next refill opens */
+	bool ready_off;             /* the backend declined to open zones ahead */
+	struct ready_fill *filling; /* the refill in flight, or NULL */
 };
 
 /* A unit of blocking device work, run on the libuv thread pool. `run`
@@ -129,6 +147,9 @@ struct zd_work {
 	 * device.c) and the cache updated before `done` runs: a zone that
 	 * turned read-only or offline under the operation is known at once. */
 	bool recheck;
+	/* Changes no zone (a report, the ready set's own refill): the ready
+	 * set keeps the zones it covers. */
+	bool reads_only;
 	bool have_after;
 	struct zd_zone after;
 };
@@ -285,6 +306,21 @@ struct zd_lease {
 	 * and a revoked lease may only be freed after the last one is done. */
 	unsigned busy;
 	struct zd_list waiters;     /* acquires waiting for this zone, parked */
+	/* Granted from the ready set: the daemon's own descriptor on the
+	 * zone, for a release the loop can answer (ops->lease_probe); -1. */
+	int probe_fd;
+	/* In d->lease_ids from birth to free: by id in O(1), in id order for
+	 * a paged lease.list. */
+	struct zd_list id_link;     /* in the id-ordered list */
+	struct zd_lease *id_next;   /* the hash bucket's chain */
+};
+
+/* Every lease in memory, whatever its state, by id. */
+struct zd_lease_ids {
+	struct zd_list order;       /* ascending id */
+	struct zd_lease **bucket;
+	size_t nr_buckets;          /* a power of two, or 0 */
+	size_t nr;
 };
 
 struct zd_stats {
@@ -294,6 +330,8 @@ struct zd_stats {
 	uint64_t leases_granted;
 	uint64_t leases_released;
 	uint64_t leases_revoked;
+	uint64_t grants_ready;       /* granted from a device's ready set */
+	uint64_t releases_untouched; /* answered on the loop (lease_probe) */
 	uint64_t waits;
 	uint64_t wait_timeouts;
 	uint64_t errors[16];        /* by -(code) - 32000 for -32000..-32015 */
@@ -334,6 +372,7 @@ struct zd_daemon {
 	uint64_t generation_retry_ms;
 	struct zd_stats stats;
 	uint64_t start_ms;          /* zd_now_ms() at init, for daemon.stats' uptime_ms */
+	pid_t pid;                  /* ours, for daemon.hello without a syscall */
 	bool stopping;
 	bool listening;             /* signal and watchdog handles exist */
 	int exit_status;
@@ -359,6 +398,7 @@ struct zd_daemon {
 	struct zd_list orphans;
 	uv_timer_t grace_timer;     /* .data is NULL until initialised */
 	struct zd_list persisted;   /* leases in the lease table */
+	struct zd_lease_ids lease_ids;
 	size_t nr_persisted;
 	/* daemon/state.c: the lease table's append log, and its group
 	 * commit: records pending, the batch in flight on the thread pool. */
@@ -440,6 +480,11 @@ bool zd_device_isolated(const struct zd_device *dev);
 /* Queues the fence of [zone, zone + count) on the device (zone isolation;
  * a no-op otherwise). A fence that fails fails the device. */
 int zd_device_fence(struct zd_device *dev, uint32_t zone, uint32_t count);
+bool zd_device_ready_take(struct zd_device *dev, uint32_t zone, bool any, int flags,
+			  struct zd_ready *out);
+void zd_device_ready_refill(struct zd_device *dev);
+void zd_device_ready_drop(struct zd_device *dev, uint32_t zone, uint32_t count);
+void zd_device_ready_clear(struct zd_device *dev);
 
 /* daemon/methods.c: binds every module's methods and hooks (zd_daemon_init
  * calls it). */
@@ -480,6 +525,11 @@ bool zd_lease_transition_ok(enum zd_lease_state from, enum zd_lease_state to);
  * refused (-EINVAL, logged) by a release build (-DNDEBUG). */
 int zd_lease_set_state(struct zd_lease *l, enum zd_lease_state to);
 /* A granting lease of conn on the zone, which it reserves. */
+struct zd_lease *zd_lease_by_id(struct zd_daemon *d, uint64_t id);
+/* The first lease (any state) with an id above `after`, or NULL; the next
+ * one after l. O(1) when `after` is a lease still in memory. */
+struct zd_lease *zd_lease_first_after(struct zd_daemon *d, uint64_t after);
+struct zd_lease *zd_lease_next(struct zd_daemon *d, const struct zd_lease *l);
 struct zd_lease *zd_lease_new(struct zd_conn *conn, struct zd_device *dev, uint32_t zone,
 			      uint32_t count, uint64_t token, const char *label);
 void zd_lease_attach(struct zd_lease *l, struct zd_conn *conn);

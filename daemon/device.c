@@ -4,11 +4,13 @@
 #include <config.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <systemd/sd-daemon.h>
 
@@ -135,6 +137,8 @@ void zd_device_zone_update(struct zd_device *dev, uint32_t i, const struct zd_zo
 
 	if (i >= dev->info.nr_zones)
 		return;
+	if (z.cond != ZP_COND_EMPTY && dev->nr_ready)
+		zd_device_ready_drop(dev, i, 1);
 	zone_normalise(&z);
 	/* The common case of a report: the cache knew it. Nothing to file
 	 * again (a zone's class changes only with its state or its lease, and
@@ -276,6 +280,7 @@ static void device_free(struct zd_device *dev)
 {
 	if (!dev)
 		return;
+	zd_device_ready_clear(dev);
 	zd_dev_close(dev->dev);
 	zd_zstore_fini(&dev->zs);
 	free(dev->lease_of);
@@ -518,6 +523,7 @@ void zd_device_release(struct zd_device *dev)
 {
 	if (!zd_list_empty(&dev->link))
 		return;
+	zd_device_ready_clear(dev);
 	/* Gone from the configuration: its waiters are told so (they hold a
 	 * reference each, so this runs while any is left). */
 	if (dev->d && !zd_list_empty(&dev->waitq.list))
@@ -599,6 +605,8 @@ static void work_start_next(struct zd_device *dev)
 
 int zd_work_queue(struct zd_device *dev, struct zd_work *w)
 {
+	if (!w->reads_only && (dev->nr_ready || dev->filling))
+		zd_device_ready_drop(dev, w->zone, w->count ? w->count : dev->info.nr_zones);
 	w->dev = dev;
 	dev->refs++;
 	zd_list_add_tail(&dev->work_queue, &w->link);
@@ -651,6 +659,235 @@ int zd_device_fence(struct zd_device *dev, uint32_t zone, uint32_t count)
 	return zd_work_queue(dev, w);
 }
 
+/* --- the ready set ------------------------------------------------------
+ *
+ * A lease.acquire that goes through the work queue pays the thread pool's
+ * round trip (a futex wakeup there, an eventfd back) for a refresh and an
+ * open that, for a free empty zone, have a known answer. The ready set
+ * holds a few such zones refreshed and opened ahead, by a refill work of
+ * its own on the queue, so the loop grants one at once; the matching
+ * release is answered on the loop too when ops->lease_probe says the zone
+ * is untouched and nothing else holds it (lease.c).
+ *
+ * Only under zone isolation, where every lease has a path of its own and
+ * a probe can tell whether a given-out descriptor is still open; a device
+ * in device isolation, or a backend without lease_probe (the kernel's: a
+ * dm mapping per lease is made when it is granted), takes the queue as
+ * before. The zones stay in the allocator's EMPTY list: anything that
+ * would change one of them first drops it from the set (a lease of it
+ * through the queue, a zone operation, any work but a report), so a zone
+ * in the set is always exactly what the cache says, and closing its
+ * descriptors is all it takes to give it up. */
+
+struct ready_fill {
+	struct zd_work w;
+	int flags;
+	bool off;               /* the backend declined: no more refills */
+	unsigned n;
+	struct {
+		uint32_t zone;
+		int fd, probe_fd;
+		bool direct;
+		bool dropped;       /* something queued after the fill touched it */
+		int status;
+		struct zd_zone z;
+	} e[ZD_READY_MAX / 2];
+};
+
+static bool ready_enabled(const struct zd_device *dev)
+{
+	const struct zd_backend_ops *ops = dev->dev->ops;
+
+	return zd_device_isolated(dev) && ops->probe_open && ops->lease_probe && !dev->ready_off &&
+	       !dev->failed && !dev->draining && !zd_list_empty(&dev->link);
+}
+
+static void ready_close(struct zd_ready *r)
+{
+	close(r->fd);
+	close(r->probe_fd);
+}
+
+static bool ready_has(const struct zd_device *dev, uint32_t zone)
+{
+	for (unsigned i = 0; i < dev->nr_ready; i++)
+		if (dev->ready[i].zone == zone)
+			return true;
+	if (dev->filling)
+		for (unsigned i = 0; i < dev->filling->n; i++)
+			if (dev->filling->e[i].zone == zone)
+				return true;
+	return false;
+}
+
+static int ready_fill_run(struct zd_work *w)
+{
+	struct ready_fill *f = zd_container_of(w, struct ready_fill, w);
+	struct zd_dev *dev = w->dev->dev;
+
+	for (unsigned i = 0; i < f->n; i++) {
+		struct zd_zone_fds zf;
+		int r, fl;
+
+		f->e[i].fd = -1;
+		/* First, so a backend that declines (-EOPNOTSUPP) has done no
+		 * device operation. */
+		r = f->e[i].probe_fd = dev->ops->probe_open(dev, f->e[i].zone);
+		if (r >= 0)
+			r = dev->ops->refresh_zone(dev, f->e[i].zone, UINT64_MAX, &f->e[i].z);
+		if (r == 0 && f->e[i].z.cond != ZP_COND_EMPTY)
+			r = -EBUSY;
+		if (r == 0)
+			r = dev->ops->open_zones(dev, f->e[i].zone, 1, f->flags, true, &zf);
+		if (r == 0)
+			f->e[i].fd = zf.fd[0];
+		if (r < 0 && f->e[i].probe_fd >= 0) {
+			close(f->e[i].probe_fd);
+			f->e[i].probe_fd = -1;
+		}
+		if (r == -EOPNOTSUPP)
+			f->off = true;
+		fl = r == 0 ? fcntl(f->e[i].fd, F_GETFL) : 0;
+		f->e[i].direct = fl >= 0 && (fl & O_DIRECT);
+		f->e[i].status = r;
+	}
+	/* What one zone answered is its own: the fill as a whole does not
+	 * count as the device's success or failure (zd_device_note). */
+	return 0;
+}
+
+static void ready_fill_done(struct zd_work *w, int status)
+{
+	struct ready_fill *f = zd_container_of(w, struct ready_fill, w);
+	struct zd_device *dev = w->dev;
+
+	(void)status;
+	dev->filling = NULL;
+	dev->ready_off |= f->off;
+	for (unsigned i = 0; i < f->n; i++) {
+		uint32_t z = f->e[i].zone;
+		struct zd_ready r = { .zone = z, .fd = f->e[i].fd, .probe_fd = f->e[i].probe_fd,
+				      .flags = f->flags, .direct = f->e[i].direct };
+		bool ours = !f->e[i].dropped && !dev->lease_of[z];
+
+		/* A zone leased or changed meanwhile has a newer answer coming
+		 * from its own work; the refresh of one still free is news. */
+		if (ours && (f->e[i].status == 0 || f->e[i].status == -EBUSY))
+			zd_device_zone_update(dev, z, &f->e[i].z);
+		if (f->e[i].status == 0 && ours && ready_enabled(dev) &&
+		    dev->nr_ready < ZD_READY_MAX && dev->zclass[z] == ZD_ZC_EMPTY &&
+		    zd_zstore_cond(&dev->zs, z) == ZP_COND_EMPTY)
+			dev->ready[dev->nr_ready++] = r;
+		else if (f->e[i].status == 0)
+			ready_close(&r);
+	}
+	free(f);
+}
+
+/* Queues a refill of up to half the set from the head of the allocator's
+ * EMPTY list, the zones it would hand out next. Called once the acquire
+ * that wanted a zone has reserved it, so the fill never opens that one:
+ * a descriptor of the fill's on a leased zone would look like a holder to
+ * its release. */
+void zd_device_ready_refill(struct zd_device *dev)
+{
+	struct ready_fill *f;
+	unsigned want;
+
+	/* ready_flags is set by the first acquire that missed. */
+	if (dev->filling || dev->nr_ready > ZD_READY_MAX / 2 || !ready_enabled(dev) ||
+	    (dev->ready_flags & O_ACCMODE) != O_RDWR)
+		return;
+	want = ZD_READY_MAX - dev->nr_ready;
+	if (want > ZD_READY_MAX / 2)
+		want = ZD_READY_MAX / 2;
+	f = calloc(1, sizeof(*f));
+	if (!f)
+		return;
+	for (uint32_t z = dev->class_head[ZD_ZC_EMPTY]; z != ZD_NIL && f->n < want;
+	     z = dev->znext[z])
+		if (!ready_has(dev, z))
+			f->e[f->n++].zone = z;
+	if (f->n == 0) {
+		free(f);
+		return;
+	}
+	f->flags = dev->ready_flags;
+	f->w.zone = f->e[0].zone;
+	f->w.count = 1;
+	f->w.reads_only = true;
+	f->w.run = ready_fill_run;
+	f->w.done = ready_fill_done;
+	dev->filling = f;
+	zd_work_queue(dev, &f->w);
+}
+
+/* A zone of the set for a lease.acquire opening with `flags`: `zone` (what
+ * the allocator picked) when it is there, else any when `any` (the
+ * request named no zone; all empty zones are alike to it). The entry's
+ * descriptors are the caller's. False when none fits: the caller takes the
+ * queue. Either way the caller then calls zd_device_ready_refill(). */
+bool zd_device_ready_take(struct zd_device *dev, uint32_t zone, bool any, int flags,
+			  struct zd_ready *out)
+{
+	unsigned pick = ZD_READY_MAX, other = ZD_READY_MAX;
+
+	if (!ready_enabled(dev))
+		return false;
+	for (unsigned i = 0; i < dev->nr_ready; i++) {
+		if (dev->ready[i].flags != flags) {
+			other = i;
+			continue;
+		}
+		if (dev->ready[i].zone == zone) {
+			pick = i;
+			break;
+		}
+		if (any && pick == ZD_READY_MAX)
+			pick = i;
+	}
+	if (pick == ZD_READY_MAX) {
+		/* The clients open differently now (O_DIRECT or not): the set
+		 * turns over to their flags, one zone a miss. */
+		dev->ready_flags = flags;
+		if (other != ZD_READY_MAX) {
+			ready_close(&dev->ready[other]);
+			dev->ready[other] = dev->ready[--dev->nr_ready];
+		}
+		return false;
+	}
+	*out = dev->ready[pick];
+	dev->ready[pick] = dev->ready[--dev->nr_ready];
+	return true;
+}
+
+/* Something is about to change zones [zone, zone + count): they leave the
+ * set, and a refill in flight does not add them. */
+void zd_device_ready_drop(struct zd_device *dev, uint32_t zone, uint32_t count)
+{
+	for (unsigned i = 0; i < dev->nr_ready;) {
+		if (dev->ready[i].zone - zone < count) {
+			ready_close(&dev->ready[i]);
+			dev->ready[i] = dev->ready[--dev->nr_ready];
+		} else {
+			i++;
+		}
+	}
+	if (dev->filling)
+		for (unsigned i = 0; i < dev->filling->n; i++)
+			if (dev->filling->e[i].zone - zone < count)
+				dev->filling->e[i].dropped = true;
+}
+
+void zd_device_ready_clear(struct zd_device *dev)
+{
+	while (dev->nr_ready)
+		ready_close(&dev->ready[--dev->nr_ready]);
+	if (dev->filling)
+		for (unsigned i = 0; i < dev->filling->n; i++)
+			dev->filling->e[i].dropped = true;
+}
+
 /* --- failure --------------------------------------------------------- */
 
 /* The rule: an operation that fails with ENODEV or ENXIO means the device
@@ -696,6 +933,7 @@ void zd_device_fail(struct zd_device *dev, const char *fmt, ...)
 	if (dev->failed)
 		return;
 	dev->failed = true;
+	zd_device_ready_clear(dev);
 	va_start(ap, fmt);
 	vsnprintf(dev->failure, sizeof(dev->failure), fmt, ap);
 	va_end(ap);

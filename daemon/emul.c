@@ -2918,13 +2918,18 @@ static int zone_open(struct emul *e, uint32_t z)
 	}
 }
 
+/* No record: the one on disk says open at this wp, and every load turns an
+ * open zone into exactly what this makes it (closed, or empty at wp 0), as
+ * a power cycle closes a real drive's open zones. A close, the last step of
+ * releasing a written zone, thus costs no fdatasync. */
 static int zone_close(struct emul *e, uint32_t z)
 {
 	struct ezone *ez = &e->z[z];
 
 	if (ez->cond != ZP_COND_IMP_OPEN && ez->cond != ZP_COND_EXP_OPEN)
 		return 0;
-	return commit(e, z, ez->wpb ? ZP_COND_CLOSED : ZP_COND_EMPTY, ez_wp(e, z));
+	zone_apply(e, z, ez->wpb ? ZP_COND_CLOSED : ZP_COND_EMPTY, ez_wp(e, z));
+	return 0;
 }
 
 static int zone_finish(struct emul *e, uint32_t z)
@@ -3194,6 +3199,39 @@ static int emul_lease_fence(struct zd_dev *dev, uint32_t zone, uint32_t count)
 	return 0;
 }
 
+static int emul_probe_open(struct zd_dev *dev, uint32_t zone)
+{
+	struct emul *e = to_emul(dev);
+
+	if (zone >= e->nr_zones || is_conv(e, zone))
+		return -ERANGE;
+	/* Armed faults count the device's operations: a daemon opening zones
+	 * ahead would move them. Those devices take the queue every time. */
+	if (e->faults.n)
+		return -EOPNOTSUPP;
+	return zfile_open(e, zone, O_RDONLY, true);
+}
+
+/* Runs on the daemon's loop: touches probe_fd, the cached zone and the
+ * geometry, nothing a work on the pool may be changing (faults are armed
+ * before the loop starts). An armed fault answers "cannot tell", so the
+ * faults tests go through the device. */
+static int emul_lease_probe(struct zd_dev *dev, uint32_t zone, int probe_fd,
+			    const struct zd_zone *cached)
+{
+	struct emul *e = to_emul(dev);
+	struct stat st;
+
+	if (zone >= e->nr_zones || e->faults.n)
+		return 1;
+	if (fstat(probe_fd, &st) < 0)
+		return -errno;
+	if (cached->cond == ZP_COND_FULL || cached->wp < cached->start ||
+	    (uint64_t)st.st_size != cached->wp - cached->start)
+		return 1;
+	return nobody_else_holds(probe_fd, &st) ? 0 : 1;
+}
+
 static bool in_ranges(uint32_t z, const struct zd_range *r, size_t nr)
 {
 	for (size_t i = 0; i < nr; i++)
@@ -3381,6 +3419,8 @@ static const struct zd_backend_ops emul_ops = {
 	.pread = emul_pread,
 	.open_zones = emul_open_zones,
 	.lease_fence = emul_lease_fence,
+	.probe_open = emul_probe_open,
+	.lease_probe = emul_lease_probe,
 	.lease_sweep = emul_lease_sweep,
 	.refresh_zone = emul_refresh_zone,
 	.claim_fd = emul_claim_fd,

@@ -196,6 +196,14 @@ static int k_refresh_zone(struct zd_dev *dev, uint32_t zone, uint64_t hint_wp,
 	return nr == 1 ? 0 : -EIO;
 }
 
+/* An fdatasync of a block device flushes its write cache (a PREFLUSH
+ * request; free on a device without a volatile cache): what any path to
+ * the disk wrote with O_DIRECT, a lease's mapping included, is durable. */
+static int k_flush(struct zd_dev *dev)
+{
+	return fdatasync(to_kdev(dev)->fd) < 0 ? -errno : 0;
+}
+
 static int k_info(struct zd_dev *dev, struct zd_dev_info *info)
 {
 	*info = to_kdev(dev)->info;
@@ -893,6 +901,7 @@ static const struct zd_backend_ops kernel_ops = {
 	.lease_fence = k_lease_fence,
 	.lease_sweep = k_lease_sweep,
 	.refresh_zone = k_refresh_zone,
+	.flush = k_flush,
 	.claim_fd = k_claim_fd,
 };
 

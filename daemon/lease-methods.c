@@ -27,6 +27,10 @@ struct acquire_req {
 	int first_err;              /* the answer an until_released waiter gets */
 };
 
+/* lease.list: the most leases one page may ask for; a page of them fits
+ * a packet (each is at most ~600 bytes of JSON). */
+#define ZD_LEASE_LIST_MAX 100
+
 /* acquire_try(): the connection holds its lease limit. */
 #define ACQ_CONN_LIMIT 1
 
@@ -102,13 +106,18 @@ static void zone_dead_error(struct zd_call *call, const struct zd_device *dev, u
 }
 
 static int acquire_try(struct zd_daemon *d, struct acquire_req *a, unsigned retries);
+static int acquire_flags(const struct acquire_req *a)
+{
+	return O_RDWR | (a->direct ? O_DIRECT : 0);
+}
+
 static void acquire_error(struct zd_call *call, const struct acquire_req *a, int r);
 
 static struct zd_lease *lease_lookup(struct zd_call *call, struct json_object *params)
 {
 	uint64_t id, token;
 	struct zp_err e;
-	struct zd_list *pos, *tmp;
+	struct zd_lease *l;
 	int r;
 
 	r = zp_param_u64(params, "id", ZP_REQUIRED, &id, &e);
@@ -119,17 +128,14 @@ static struct zd_lease *lease_lookup(struct zd_call *call, struct json_object *p
 		return NULL;
 	}
 	/* Only the owner's own leases are found: a foreign id is as unknown as
-	 * a stale one, so one client cannot probe another's leases. */
-	zd_list_for_each_safe(pos, tmp, &call->conn->leases) {
-		struct zd_lease *l = zd_container_of(pos, struct zd_lease, conn_link);
-
-		/* A lease still being granted is not the client's yet. Ids and
-		 * tokens count up, so a batch [acquire, release{guessed}] can
-		 * name it; an operation queued on it would outlive it when
-		 * acquire_done gives it up (the client left, or it was revoked). */
-		if (l->id == id && l->token == token && l->state == ZD_LEASE_HELD)
-			return l;
-	}
+	 * a stale one, so one client cannot probe another's leases. A lease
+	 * still being granted is not the client's yet: ids and tokens count
+	 * up, so a batch [acquire, release{guessed}] can name it, and an
+	 * operation queued on it would outlive it when acquire_done gives it
+	 * up (the client left, or it was revoked). */
+	l = zd_lease_by_id(call->conn->d, id);
+	if (l && l->conn == call->conn && l->token == token && l->state == ZD_LEASE_HELD)
+		return l;
 	zd_call_error(call, ZP_ERR_STALE_LEASE, "unknown or stale lease %" PRIu64, id);
 	return NULL;
 }
@@ -272,6 +278,46 @@ static void acquire_done(struct zd_work *w, int status)
 	zd_call_complete(call);
 }
 
+/* A grant from the device's ready set (device.c): the zone was refreshed
+ * and opened ahead, so nothing is left for the queue; the reply still
+ * waits for the lease's record. */
+static int acquire_ready(struct zd_daemon *d, struct acquire_req *a, struct zd_device *dev,
+			 struct zd_ready *rz, uint64_t token)
+{
+	struct lease_op *op = calloc(1, sizeof(*op));
+	struct zd_lease *l = op ? zd_lease_new(a->call->conn, dev, rz->zone, 1, token, a->label)
+				: NULL;
+	int r;
+
+	if (!l) {
+		free(op);
+		close(rz->fd);
+		close(rz->probe_fd);
+		return ZP_ERR_INTERNAL;
+	}
+	l->busy = 1;
+	l->reclaimable = a->reclaimable;
+	l->probe_fd = rz->probe_fd;
+	l->direct = rz->direct;
+	l->granted_ms = zd_now_ms(d);
+	l->fd_offset = 0;
+	op->call = a->call;
+	op->lease = l;
+	op->zf.fd[0] = rz->fd;
+	op->zf.nr = 1;
+	r = zd_lease_persist(l, grant_recorded, op);
+	if (r < 0) {
+		/* Answered by the caller, like any refusal of acquire_try. */
+		zf_close(&op->zf);
+		free(op);
+		l->busy--;
+		zd_lease_end(l);
+		return ZP_ERR_INTERNAL;
+	}
+	d->stats.grants_ready++;
+	return 0;
+}
+
 /* Tries to grant a now; returns 0 when started (the call completes later,
  * a itself is not kept), ACQ_CONN_LIMIT, or a negative JSON-RPC code when
  * nothing can be granted yet. */
@@ -327,6 +373,17 @@ static int acquire_try(struct zd_daemon *d, struct acquire_req *a, unsigned retr
 	/* The only -32000 acquire_try gives: no token can be made safely. */
 	if (zd_state_next_token(d, &token) < 0)
 		return ZP_ERR_IO;
+	if (a->req.count <= 1 && zd_zstore_cond(&dev->zs, zone) == ZP_COND_EMPTY) {
+		struct zd_ready rz;
+
+		if (zd_device_ready_take(dev, (uint32_t)zone, a->req.zone < 0, acquire_flags(a),
+					 &rz)) {
+			int r = acquire_ready(d, a, dev, &rz, token);
+
+			zd_device_ready_refill(dev);
+			return r;
+		}
+	}
 
 	op = calloc(1, sizeof(*op));
 	w = calloc(1, sizeof(*w));
@@ -365,10 +422,12 @@ static int acquire_try(struct zd_daemon *d, struct acquire_req *a, unsigned retr
 	w->isolate = zd_device_isolated(dev);
 	w->zone_work = w->recheck = true;
 	w->fail_zone = w->zone;
-	w->open_flags = O_RDWR | (a->direct ? O_DIRECT : 0);
+	w->open_flags = acquire_flags(a);
 	w->run = zone_open_run;
 	w->done = acquire_done;
 	zd_work_queue(dev, w);
+	if (l->count == 1 && zd_zstore_cond(&dev->zs, l->zone) == ZP_COND_EMPTY)
+		zd_device_ready_refill(dev);
 	return 0;
 }
 
@@ -689,6 +748,8 @@ static int leaseop_run(struct zd_work *w)
 	uint32_t n;
 	int r;
 
+	bool moved = false;
+
 	w->nz = 0;
 	if (w->op != (enum zd_zone_op)-1) {
 		r = dev->ops->zone_op(dev, w->op, w->zone, w->count);
@@ -704,8 +765,10 @@ static int leaseop_run(struct zd_work *w)
 						w->hint_wp - w->zbuf[i].start <= w->zbuf[i].len
 					? w->hint_wp
 					: UINT64_MAX;
+			uint64_t known = w->zbuf[i].wp;
 
 			r = dev->ops->refresh_zone(dev, z, hint, &w->zbuf[i]);
+			moved |= r == 0 && w->zbuf[i].wp != known;
 		} else {
 			n = 1;
 			r = dev->ops->report(dev, z, &w->zbuf[i], &n);
@@ -714,7 +777,8 @@ static int leaseop_run(struct zd_work *w)
 			return r;
 		w->nz = i + 1;
 	}
-	return 0;
+	/* lease.sync is a durability point, as a release is. */
+	return moved && dev->ops->flush ? dev->ops->flush(dev) : 0;
 }
 
 static void leaseop_done(struct zd_work *w, int status)
@@ -884,14 +948,22 @@ static int lease_release_method(struct zd_daemon *d, struct zd_call *call, struc
 static int lease_list_method(struct zd_daemon *d, struct zd_call *call, struct json_object *p)
 {
 	struct json_object *arr = json_object_new_array();
-	struct zd_list *pos, *tmp;
+	struct zd_lease *l, *last = NULL;
 	bool all = false;
 	struct zp_err e;
-	uint64_t now = zd_now_ms(d);
+	uint64_t now = zd_now_ms(d), after = 0, limit = 0, n = 0;
 
-	if (zp_param_bool(p, "all", ZP_OPTIONAL, &all, &e) == -EINVAL) {
+	if (zp_param_bool(p, "all", ZP_OPTIONAL, &all, &e) == -EINVAL ||
+	    zp_param_u64(p, "after", ZP_OPTIONAL, &after, &e) == -EINVAL ||
+	    zp_param_u64(p, "limit", ZP_OPTIONAL, &limit, &e) == -EINVAL) {
 		json_object_put(arr);
 		zd_call_error(call, e.code, "%s", e.message);
+		return 0;
+	}
+	if (limit > ZD_LEASE_LIST_MAX) {
+		json_object_put(arr);
+		zd_call_error(call, ZP_ERR_INVALID_PARAMS, "parameter 'limit' must be at most %d",
+			      ZD_LEASE_LIST_MAX);
 		return 0;
 	}
 	if (all && !call->conn->admin) {
@@ -899,40 +971,46 @@ static int lease_list_method(struct zd_daemon *d, struct zd_call *call, struct j
 		zd_call_error(call, ZP_ERR_PERM, "listing every lease needs admin rights");
 		return 0;
 	}
-	zd_list_for_each_safe(pos, tmp, &d->devices) {
-		struct zd_device *dev = zd_container_of(pos, struct zd_device, link);
+	/* In id order from `after`; without a limit, all of them (what a
+	 * client before 0.3 asks for, in one reply however large). */
+	for (l = zd_lease_first_after(d, after); l; l = zd_lease_next(d, l)) {
+		struct json_object *o;
 
-		for (uint32_t i = dev->class_head[ZD_ZC_LEASED]; i != ZD_NIL; i = dev->znext[i]) {
-			struct zd_lease *l = dev->lease_of[i];
-			struct json_object *o;
-
-			/* An orphan shows to its uid (that is who may reclaim
-			 * it), without the token: its owner kept that. */
-			if (l->state == ZD_LEASE_ORPHANED) {
-				if (!all && l->uid != call->conn->uid)
-					continue;
-			} else if (l->state != ZD_LEASE_HELD || (!all && l->conn != call->conn)) {
+		if (l->dev->lease_of[l->zone] != l)
+			continue;
+		/* An orphan shows to its uid (that is who may reclaim it),
+		 * without the token: its owner kept that. */
+		if (l->state == ZD_LEASE_ORPHANED) {
+			if (!all && l->uid != call->conn->uid)
 				continue;
-			}
-			o = zd_lease_json(l);
-			if (l->conn != call->conn)
-				json_object_object_del(o, "token");
-			json_object_object_add(o, "state",
-					       json_object_new_string(zd_lease_state_name(l->state)));
-			json_object_object_add(o, "reclaimable",
-					       json_object_new_boolean(l->reclaimable));
-			if (l->state == ZD_LEASE_ORPHANED)
-				json_object_object_add(o, "grace_left_ms", json_object_new_uint64(
-					l->orphan_until_ms > now ? l->orphan_until_ms - now : 0));
-			json_object_object_add(o, "pid", json_object_new_int(l->pid));
-			json_object_object_add(o, "uid", json_object_new_int64(l->uid));
-			json_object_object_add(o, "age_ms",
-					       json_object_new_uint64(now - l->granted_ms));
-			json_object_array_add(arr, o);
+		} else if (l->state != ZD_LEASE_HELD || (!all && l->conn != call->conn)) {
+			continue;
 		}
+		if (limit && n == limit)
+			break;
+		n++;
+		last = l;
+		o = zd_lease_json(l);
+		if (l->conn != call->conn)
+			json_object_object_del(o, "token");
+		json_object_object_add(o, "state",
+				       json_object_new_string(zd_lease_state_name(l->state)));
+		json_object_object_add(o, "reclaimable",
+				       json_object_new_boolean(l->reclaimable));
+		if (l->state == ZD_LEASE_ORPHANED)
+			json_object_object_add(o, "grace_left_ms", json_object_new_uint64(
+				l->orphan_until_ms > now ? l->orphan_until_ms - now : 0));
+		json_object_object_add(o, "pid", json_object_new_int(l->pid));
+		json_object_object_add(o, "uid", json_object_new_int64(l->uid));
+		json_object_object_add(o, "age_ms",
+				       json_object_new_uint64(now - l->granted_ms));
+		json_object_array_add(arr, o);
 	}
 	call->result = json_object_new_object();
 	json_object_object_add(call->result, "leases", arr);
+	/* l is where the page stopped: more to come from `next`. */
+	json_object_object_add(call->result, "next",
+			       l && last ? json_object_new_uint64(last->id) : NULL);
 	return 0;
 }
 
@@ -1092,7 +1170,7 @@ static const struct zd_method lease_methods[] = {
 	{ "lease.release", lease_release_method, ZD_M_CLIENT, P("id", "token", "then") },
 	{ "lease.reset", lease_reset_method, ZD_M_CLIENT, P("id", "token") },
 	{ "lease.finish", lease_finish_method, ZD_M_CLIENT, P("id", "token") },
-	{ "lease.list", lease_list_method, ZD_M_CLIENT, P("all") },
+	{ "lease.list", lease_list_method, ZD_M_CLIENT, P("all", "after", "limit") },
 };
 #undef P
 

@@ -124,6 +124,9 @@ void zd_lease_log(const struct zd_lease *l, const char *what)
 	char f1[ZD_ID_MAX + 8], f2[32], f3[48], f4[32], f5[32];
 	const char *fields[] = { f1, f2, f3, f4, f5, NULL };
 
+	/* Twice a lease cycle: not even formatted when nobody reads it. */
+	if (zd_log_get_level() < LOG_INFO)
+		return;
 	snprintf(f1, sizeof(f1), "DEVICE=%s", l->dev->id);
 	if (l->count > 1)
 		snprintf(f2, sizeof(f2), "ZONE=%u-%u", l->zone, l->zone + l->count - 1);
@@ -140,6 +143,9 @@ static void lease_reserve(struct zd_lease *l)
 {
 	struct zd_device *dev = l->dev;
 
+	/* A zone of the ready set granted through the queue gives up the
+	 * descriptors the set holds on it first. */
+	zd_device_ready_drop(dev, l->zone, l->count);
 	for (uint32_t i = l->zone; i < l->zone + l->count; i++) {
 		dev->lease_of[i] = l;
 		zd_device_zone_reclass(dev, i);
@@ -171,6 +177,132 @@ void zd_lease_detach(struct zd_lease *l)
 		zd_waiters_conn_slot(conn);
 }
 
+static void probe_close(struct zd_lease *l)
+{
+	if (l->probe_fd >= 0) {
+		close(l->probe_fd);
+		l->probe_fd = -1;
+	}
+}
+
+/* --- the index by id ----------------------------------------------------
+ * lease.release, .sync, .reclaim... name a lease by id; a scan of the
+ * connection's leases (or of the orphans) was O(leases) a call. A chained
+ * hash, doubled when it holds as many leases as buckets, finds one in
+ * O(1); the list beside it keeps id order for a paged lease.list. */
+
+static size_t id_bucket(const struct zd_lease_ids *x, uint64_t id)
+{
+	/* Fibonacci hashing: ids are consecutive, the top bits spread them. */
+	return (size_t)((id * 0x9e3779b97f4a7c15ULL) >> 32) & (x->nr_buckets - 1);
+}
+
+static void ids_grow(struct zd_lease_ids *x)
+{
+	size_t n = x->nr_buckets ? 2 * x->nr_buckets : 64;
+	struct zd_lease **b = calloc(n, sizeof(*b));
+	struct zd_lease **old = x->bucket;
+	size_t old_n = x->nr_buckets;
+
+	if (!b)
+		return; /* chains get longer, nothing breaks */
+	x->bucket = b;
+	x->nr_buckets = n;
+	for (size_t i = 0; i < old_n; i++)
+		while (old[i]) {
+			struct zd_lease *l = old[i];
+			size_t k = id_bucket(x, l->id);
+
+			old[i] = l->id_next;
+			l->id_next = b[k];
+			b[k] = l;
+		}
+	free(old);
+}
+
+/* Returns -ENOMEM only before the first bucket exists. */
+static int ids_add(struct zd_daemon *d, struct zd_lease *l)
+{
+	struct zd_lease_ids *x = &d->lease_ids;
+	struct zd_list *pos = x->order.prev;
+	size_t k;
+
+	if (x->nr >= x->nr_buckets)
+		ids_grow(x);
+	if (!x->nr_buckets)
+		return -ENOMEM;
+	k = id_bucket(x, l->id);
+	l->id_next = x->bucket[k];
+	x->bucket[k] = l;
+	x->nr++;
+	/* New leases have the highest id; only adopted ones come unordered. */
+	while (pos != &x->order &&
+	       zd_container_of(pos, struct zd_lease, id_link)->id > l->id)
+		pos = pos->prev;
+	zd_list_add(pos, &l->id_link);
+	return 0;
+}
+
+static void ids_del(struct zd_daemon *d, struct zd_lease *l)
+{
+	struct zd_lease_ids *x = &d->lease_ids;
+	struct zd_lease **p;
+
+	if (!x->nr_buckets)
+		return;
+	for (p = &x->bucket[id_bucket(x, l->id)]; *p; p = &(*p)->id_next)
+		if (*p == l) {
+			*p = l->id_next;
+			x->nr--;
+			zd_list_del(&l->id_link);
+			return;
+		}
+}
+
+struct zd_lease *zd_lease_by_id(struct zd_daemon *d, uint64_t id)
+{
+	struct zd_lease_ids *x = &d->lease_ids;
+
+	if (!x->nr_buckets)
+		return NULL;
+	for (struct zd_lease *l = x->bucket[id_bucket(x, id)]; l; l = l->id_next)
+		if (l->id == id)
+			return l;
+	return NULL;
+}
+
+struct zd_lease *zd_lease_next(struct zd_daemon *d, const struct zd_lease *l)
+{
+	return l->id_link.next == &d->lease_ids.order
+		       ? NULL
+		       : zd_container_of(l->id_link.next, struct zd_lease, id_link);
+}
+
+struct zd_lease *zd_lease_first_after(struct zd_daemon *d, uint64_t after)
+{
+	struct zd_lease *l = after ? zd_lease_by_id(d, after) : NULL;
+	struct zd_list *pos;
+
+	if (l)
+		return zd_lease_next(d, l);
+	/* The cursor's lease ended between two pages: the first above it,
+	 * found from the end, where new leases are. */
+	for (pos = d->lease_ids.order.prev; pos != &d->lease_ids.order; pos = pos->prev)
+		if (zd_container_of(pos, struct zd_lease, id_link)->id <= after)
+			break;
+	return pos->next == &d->lease_ids.order
+		       ? NULL
+		       : zd_container_of(pos->next, struct zd_lease, id_link);
+}
+
+static void lease_free(struct zd_lease *l)
+{
+	ids_del(l->dev->d, l);
+	zd_list_del(&l->orphan_link);
+	probe_close(l);
+	free(l);
+}
+
 struct zd_lease *zd_lease_new(struct zd_conn *conn, struct zd_device *dev, uint32_t zone,
 			      uint32_t count, uint64_t token, const char *label)
 {
@@ -180,6 +312,7 @@ struct zd_lease *zd_lease_new(struct zd_conn *conn, struct zd_device *dev, uint3
 	if (!l)
 		return NULL;
 	l->state = ZD_LEASE_GRANTING;
+	l->probe_fd = -1;
 	l->dev = dev;
 	l->zone = zone;
 	l->count = count;
@@ -188,6 +321,10 @@ struct zd_lease *zd_lease_new(struct zd_conn *conn, struct zd_device *dev, uint3
 	snprintf(l->label, sizeof(l->label), "%s", label);
 	zd_list_init(&l->waiters);
 	zd_list_init(&l->orphan_link);
+	if (ids_add(d, l) < 0) {
+		free(l);
+		return NULL;
+	}
 	zd_lease_attach(l, conn);
 	/* Reserved now so no other request can pick them while the fd opens. */
 	lease_reserve(l);
@@ -363,6 +500,8 @@ static bool lease_zone_free(struct zd_lease *l, struct zd_call *call)
 
 	if (dev->lease_of[l->zone] != l)
 		return false;
+	/* Closed before the fence looks for holders, which it would be. */
+	probe_close(l);
 	/* Queued ahead of whatever grants these zones next. */
 	if (!l->fenced) {
 		zd_device_fence(dev, l->zone, l->count);
@@ -388,8 +527,7 @@ static bool lease_zone_free(struct zd_lease *l, struct zd_call *call)
 void zd_lease_put(struct zd_lease *l)
 {
 	if (l->state == ZD_LEASE_FREE && l->busy == 0) {
-		zd_list_del(&l->orphan_link);
-		free(l);
+		lease_free(l);
 	}
 }
 
@@ -425,14 +563,32 @@ struct release_op {
 };
 
 /* One zone of a lease being released: refreshed, then `then` applied. */
-static int release_zone(struct zd_dev *dev, int then, uint32_t zone, struct zd_zone *z)
+static int release_zone(struct zd_dev *dev, int then, uint32_t zone, struct zd_zone *z,
+			bool *moved)
 {
+	uint64_t known = z->wp;  /* the daemon's, copied in when queued */
 	uint32_t n = 1;
 	int r;
 
+	if (then == ZD_OP_RESET) {
+		/* What the client wrote is discarded: no refresh (the emulator's
+		 * would sync the data and record a wp only to drop both), the
+		 * reset alone, then the zone as the device has it. A dead zone
+		 * refuses the reset and is reported dead. */
+		int rep;
+
+		r = dev->ops->zone_op(dev, ZD_OP_RESET, zone, 1);
+		if (r < 0 && r != -EPERM)
+			return r;
+		rep = dev->ops->report(dev, zone, z, &n);
+		if (rep == 0 && (z->cond == ZP_COND_READONLY || z->cond == ZP_COND_OFFLINE))
+			return 0;
+		return r ?: rep;
+	}
 	/* The client may have written without telling us: learn the write
 	 * pointer before the zone goes back to the pool. */
 	r = dev->ops->refresh_zone(dev, zone, UINT64_MAX, z);
+	*moved |= r == 0 && z->wp != known;
 	/* The emulator refuses to refresh a dead zone, a kernel device
 	 * reports it: either way its lease ends with nothing left to do. */
 	if (r == -EPERM)
@@ -462,6 +618,7 @@ static int release_run(struct zd_work *w)
 {
 	struct release_op *op = w->data;
 	struct zd_dev *dev = w->dev->dev;
+	bool moved = false;
 	int r;
 
 	/* Cut first: a write through the old path after this is refused or
@@ -475,23 +632,24 @@ static int release_run(struct zd_work *w)
 	w->nz = 0;
 	for (uint32_t i = 0; i < w->count; i++) {
 		w->fail_zone = w->zone + i;
-		r = release_zone(dev, op->then, w->zone + i, &w->zbuf[i]);
+		r = release_zone(dev, op->then, w->zone + i, &w->zbuf[i], &moved);
 		if (r < 0)
 			return r;
 		w->nz = i + 1;
 	}
-	return 0;
+	/* A release is a durability point on every backend: the data below
+	 * the wp it answers survives a power cut (PROTOCOL.md, lease.release). */
+	return moved && dev->ops->flush ? dev->ops->flush(dev) : 0;
 }
 
-static void release_done(struct zd_work *w, int status)
+/* The release's answer and the lease's end, with or without device work. */
+static void release_finish(struct release_op *op, int status)
 {
-	struct release_op *op = w->data;
 	struct zd_lease *l = op->lease;
 	struct zd_call *call = op->call;
-	struct zd_daemon *d = w->dev->d;
+	struct zd_device *dev = l->dev;
+	struct zd_daemon *d = dev->d;
 
-	for (uint32_t i = 0; i < w->nz; i++)
-		zd_device_zone_refreshed(w->dev, w->zone + i, &w->zbuf[i]);
 	/* A fence that failed is queued again when the zones are freed, and
 	 * fails the device if it fails there too. */
 	l->fenced = op->fenced;
@@ -500,14 +658,14 @@ static void release_done(struct zd_work *w, int status)
 			zd_call_errno(call, status, "release");
 		} else {
 			call->result = json_object_new_object();
-			json_object_object_add(call->result, "zone", zd_zone_json(w->dev, w->zone,
-				(const struct zd_zone[]){ zd_device_zone(w->dev, w->zone) }));
+			json_object_object_add(call->result, "zone", zd_zone_json(dev, l->zone,
+				(const struct zd_zone[]){ zd_device_zone(dev, l->zone) }));
 			if (l->count > 1) {
 				struct json_object *arr = json_object_new_array();
 
 				for (uint32_t i = 0; i < l->count; i++)
-					json_object_array_add(arr, zd_zone_json(w->dev, w->zone + i,
-						(const struct zd_zone[]){ zd_device_zone(w->dev, w->zone + i) }));
+					json_object_array_add(arr, zd_zone_json(dev, l->zone + i,
+						(const struct zd_zone[]){ zd_device_zone(dev, l->zone + i) }));
 				json_object_object_add(call->result, "zones", arr);
 			}
 		}
@@ -517,12 +675,38 @@ static void release_done(struct zd_work *w, int status)
 	zd_lease_log(l, "released");
 	zd_event_lease(d, ZD_EV_LEASE_RELEASED, l, op->reason);
 	free(op);
-	free(w->zbuf);
-	free(w);
 	/* The reply goes once the end is on disk. */
 	zd_lease_end_reply(l, call);
 	if (d->nr_releasing == 0)
 		zd_waiters_kick(d, NULL);
+}
+
+static void release_done(struct zd_work *w, int status)
+{
+	for (uint32_t i = 0; i < w->nz; i++)
+		zd_device_zone_refreshed(w->dev, w->zone + i, &w->zbuf[i]);
+	release_finish(w->data, status);
+	free(w->zbuf);
+	free(w);
+}
+
+/* A release the loop can answer: a lease granted from the ready set
+ * (count 1, probe_fd held) whose zone is exactly as the cache has it and
+ * that nothing but probe_fd reaches any more, released to a state it is
+ * already in. `keep` of an implicitly open zone closes it and `reset` of a
+ * written one resets it: device work, the queue's. */
+static bool release_here(struct zd_lease *l, int then)
+{
+	struct zd_device *dev = l->dev;
+	const struct zd_zone zc = zd_device_zone(dev, l->zone), *z = &zc;
+
+	if (l->probe_fd < 0 || l->busy || l->fenced || l->count != 1 ||
+	    !zd_device_isolated(dev) || dev->failed)
+		return false;
+	if (then < 0 ? z->cond == ZP_COND_IMP_OPEN :
+	    then != ZD_OP_RESET || z->cond != ZP_COND_EMPTY)
+		return false;
+	return dev->dev->ops->lease_probe(dev->dev, l->zone, l->probe_fd, z) == 0;
 }
 
 int zd_lease_release(struct zd_lease *l, int then, struct zd_call *call)
@@ -555,6 +739,22 @@ int zd_lease_release(struct zd_lease *l, int then, struct zd_call *call)
 	op->call = call;
 	op->lease = l;
 	op->then = then;
+	if (release_here(l, then)) {
+		/* Nothing reaches the zone but probe_fd: it is fenced. */
+		op->fenced = true;
+		probe_close(l);
+		l->dev->d->stats.releases_untouched++;
+		free(w->zbuf);
+		free(w);
+		l->dev->d->nr_releasing++;
+		release_finish(op, 0);
+		return 0;
+	}
+	/* Else the fence would count probe_fd as a holder. */
+	probe_close(l);
+	/* The cached zones, for release_zone() to tell whether they moved. */
+	for (uint32_t i = 0; i < l->count; i++)
+		w->zbuf[i] = zd_device_zone(l->dev, l->zone + i);
 	w->data = op;
 	w->zone = l->zone;
 	w->count = l->count;
@@ -712,15 +912,9 @@ void zd_lease_orphan(struct zd_lease *l)
 
 struct zd_lease *zd_lease_find_orphan(struct zd_daemon *d, uint64_t id)
 {
-	struct zd_list *pos, *tmp;
+	struct zd_lease *l = zd_lease_by_id(d, id);
 
-	zd_list_for_each_safe(pos, tmp, &d->orphans) {
-		struct zd_lease *l = zd_container_of(pos, struct zd_lease, orphan_link);
-
-		if (l->id == id)
-			return l;
-	}
-	return NULL;
+	return l && l->state == ZD_LEASE_ORPHANED ? l : NULL;
 }
 
 /* What a previous daemon left on the devices (dm mappings) that no
@@ -802,6 +996,7 @@ int zd_lease_adopt(struct zd_daemon *d)
 		}
 		/* Born orphaned: its owner is whoever holds the token. */
 		l->state = ZD_LEASE_ORPHANED;
+		l->probe_fd = -1;
 		l->dev = dev;
 		l->zone = rec->zone;
 		l->count = rec->count;
@@ -815,6 +1010,12 @@ int zd_lease_adopt(struct zd_daemon *d)
 		snprintf(l->label, sizeof(l->label), "%s", rec->label);
 		zd_list_init(&l->waiters);
 		zd_list_init(&l->conn_link);
+		zd_list_init(&l->orphan_link);
+		if (ids_add(d, l) < 0) {
+			free(l);
+			r = -ENOMEM;
+			break;
+		}
 		lease_reserve(l);
 		persisted_add(l);
 		lease_make_orphan(l);
@@ -852,7 +1053,6 @@ static void lease_fini(struct zd_daemon *d)
 						     orphan_link);
 		struct zd_device *dev = l->dev;
 
-		zd_list_del(&l->orphan_link);
 		if (l->persisted)
 			zd_list_del(&l->persist_link);
 		if (dev->lease_of[l->zone] == l) {
@@ -860,8 +1060,11 @@ static void lease_fini(struct zd_daemon *d)
 				dev->lease_of[i] = NULL;
 			dev->refs--;
 		}
-		free(l);
+		lease_free(l);
 	}
+	free(d->lease_ids.bucket);
+	d->lease_ids.bucket = NULL;
+	d->lease_ids.nr_buckets = 0;
 	zd_state_leases_close(d);
 }
 
@@ -873,6 +1076,7 @@ void zd_lease_init(struct zd_daemon *d)
 	zd_list_init(&d->kick_pending);
 	zd_list_init(&d->orphans);
 	zd_list_init(&d->persisted);
+	zd_list_init(&d->lease_ids.order);
 	zd_state_log_init(d);
 	d->lease_hooks.conn_open = lease_conn_open;
 	d->lease_hooks.conn_close = lease_conn_close;

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -227,6 +228,37 @@ static int build_config(struct zd_main *m, struct zd_config *cfg,
 	return 0;
 }
 
+/* Every connection is a descriptor, and the soft limit a shell or a
+ * service manager hands down is often 1024: four users at their
+ * connection cap (max_connections_per_uid, 256) would reach it. zonedd
+ * never uses select(), so it raises the soft limit to the hard one, up to
+ * what zonedd.service sets (LimitNOFILE=65536). Under that unit the limit
+ * is there already and no setrlimit is made (its seccomp filter would
+ * refuse it). Failing is not fatal: the accept back-off copes with EMFILE. */
+#define NOFILE_WANTED 65536
+
+static void raise_nofile(void)
+{
+	struct rlimit rl;
+	rlim_t want;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return;
+	want = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > NOFILE_WANTED ? NOFILE_WANTED
+									  : rl.rlim_max;
+	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
+		rlim_t old = rl.rlim_cur;
+
+		rl.rlim_cur = want;
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+			zd_warn("cannot raise the open-file limit from %llu to %llu: %s",
+				(unsigned long long)old, (unsigned long long)want, strerror(errno));
+		else
+			zd_debug("open-file limit raised from %llu to %llu",
+				 (unsigned long long)old, (unsigned long long)want);
+	}
+}
+
 static int mkdir_p(const char *path, mode_t mode)
 {
 	char buf[PATH_MAX];
@@ -403,6 +435,7 @@ static void do_reload(struct zd_daemon *d)
 				keep = true;
 		if (!keep && !dev->draining) {
 			dev->draining = true;
+			zd_device_ready_clear(dev);
 			zd_notice("reload: device %s removed from the configuration; draining "
 				  "(%u leases)", dev->id, dev->class_count[ZD_ZC_LEASED]);
 		} else if (keep && dev->draining) {
@@ -574,6 +607,7 @@ int main(int argc, char **argv)
 	if (m.cli_log)
 		zd_log_set_level(m.cli.log_level);
 	signal(SIGPIPE, SIG_IGN);
+	raise_nofile();
 
 	uv_loop_init(&loop);
 	r = zd_daemon_init(d, &loop);

@@ -76,7 +76,7 @@ static int m_hello(struct zd_daemon *d, struct zd_call *call, struct json_object
 	(void)params;
 	json_object_object_add(r, "protocol", json_object_new_int(ZP_PROTOCOL_VERSION));
 	json_object_object_add(r, "version", json_object_new_string(PACKAGE_VERSION));
-	json_object_object_add(r, "pid", json_object_new_int((int)getpid()));
+	json_object_object_add(r, "pid", json_object_new_int((int)d->pid));
 	json_object_object_add(r, "uid", json_object_new_int64(call->conn->uid));
 	json_object_object_add(r, "admin", json_object_new_boolean(call->conn->admin));
 	json_object_object_add(r, "client", json_object_new_boolean(call->conn->client ||
@@ -109,6 +109,7 @@ static struct json_object *device_summary(const struct zd_device *dev)
 			       json_object_new_int64(dev->class_count[ZD_ZC_EMPTY]));
 	json_object_object_add(o, "leased_zones",
 			       json_object_new_int64(dev->class_count[ZD_ZC_LEASED]));
+	json_object_object_add(o, "ready_zones", json_object_new_int64(dev->nr_ready));
 	json_object_object_add(o, "draining", json_object_new_boolean(dev->draining));
 	json_object_object_add(o, "failed", json_object_new_boolean(dev->failed));
 	if (dev->failed)
@@ -512,6 +513,7 @@ static int m_zone_report(struct zd_daemon *d, struct zd_call *call, struct json_
 	w->data = ctx;
 	w->zone = (uint32_t)from;
 	w->nz = n;
+	w->reads_only = true;
 	w->run = report_run;
 	w->done = report_done;
 	zd_work_queue(dev, w);
@@ -829,6 +831,9 @@ static int m_stats(struct zd_daemon *d, struct zd_call *call, struct json_object
 	json_object_object_add(r, "leases_released",
 			       json_object_new_uint64(d->stats.leases_released));
 	json_object_object_add(r, "leases_revoked", json_object_new_uint64(d->stats.leases_revoked));
+	json_object_object_add(r, "grants_ready", json_object_new_uint64(d->stats.grants_ready));
+	json_object_object_add(r, "releases_untouched",
+			       json_object_new_uint64(d->stats.releases_untouched));
 	json_object_object_add(r, "waits", json_object_new_uint64(d->stats.waits));
 	json_object_object_add(r, "wait_timeouts", json_object_new_uint64(d->stats.wait_timeouts));
 	json_object_object_add(r, "waiting", json_object_new_uint64(waiting));

@@ -644,13 +644,15 @@ static bool peer_hung_up(int fd)
 	return r < 0 || (r == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)));
 }
 
-static void conn_read(struct zd_conn *conn)
+/* Reads up to `budget` packets. The poll is level-triggered, so a packet
+ * left unread wakes the loop again: one a wakeup is fair to the other
+ * clients and spares the recvmsg that would only say EAGAIN, one per
+ * request of a client that waits for each reply. */
+static void conn_read(struct zd_conn *conn, int budget)
 {
 	struct zd_daemon *d = conn->d;
 
-	/* A bounded number of packets per wakeup keeps one busy client from
-	 * starving the others. */
-	for (int i = 0; i < 16 && !conn->closing; i++) {
+	for (int i = 0; i < budget && !conn->closing; i++) {
 		ssize_t n;
 
 		if (conn->batches >= ZD_MAX_INFLIGHT || conn_over_mem(conn)) {
@@ -681,7 +683,7 @@ static void conn_poll_cb(uv_poll_t *h, int status, int events)
 		/* Read what is still queued first: a client may send its last
 		 * request and close. */
 		if (status >= 0)
-			conn_read(conn);
+			conn_read(conn, 16);
 		zd_conn_close(conn);
 		return;
 	}
@@ -693,7 +695,7 @@ static void conn_poll_cb(uv_poll_t *h, int status, int events)
 		conn_update_poll(conn);
 	}
 	if (events & UV_READABLE)
-		conn_read(conn);
+		conn_read(conn, 1);
 }
 
 static void conn_poll_closed(uv_handle_t *h)
@@ -1199,6 +1201,7 @@ int zd_daemon_init(struct zd_daemon *d, uv_loop_t *loop)
 	d->listen_fd = -1;
 	uv_update_time(loop);
 	d->start_ms = zd_now_ms(d);
+	d->pid = getpid();
 	d->uid = geteuid();
 	zd_list_init(&d->devices);
 	zd_list_init(&d->conns);

@@ -152,6 +152,26 @@ struct zd_backend_ops {
 	 * condition change (implicit open, full) applies as for a write. */
 	int (*refresh_zone)(struct zd_dev *dev, uint32_t zone, uint64_t hint_wp,
 			    struct zd_zone *out);
+	/* A release that needs no device work (both may be NULL; zone
+	 * isolation only). probe_open gives a descriptor on one zone that the
+	 * daemon keeps, never hands out, while the zone is leased.
+	 * lease_probe is the one operation called on the event loop, so it
+	 * does nothing that can wait for the device (an fstat or fcntl on
+	 * probe_fd, no path lookup, no state of the backend's that a
+	 * running work may be changing): 0 when the zone is exactly `cached`
+	 * and nothing but probe_fd reaches it any more, so there is nothing
+	 * to refresh and nothing to fence; 1 when it cannot tell or the zone
+	 * changed (the daemon then runs the release on the pool as usual);
+	 * or a negative errno. */
+	int (*probe_open)(struct zd_dev *dev, uint32_t zone);
+	/* Makes what the device acknowledged durable (a cache flush), for a
+	 * release or lease.sync that found a zone's write pointer moved: the
+	 * data below the wp they answer is on stable storage. NULL when
+	 * refresh_zone already makes it so (the emulator syncs a zone's file
+	 * before it records a new wp). */
+	int (*flush)(struct zd_dev *dev);
+	int (*lease_probe)(struct zd_dev *dev, uint32_t zone, int probe_fd,
+			   const struct zd_zone *cached);
 };
 
 struct zd_dev {

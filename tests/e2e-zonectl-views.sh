@@ -110,6 +110,8 @@ counters:
   leases_granted       2
   leases_released      1
   leases_revoked       0
+  grants_ready         1
+  releases_untouched   0
   waits                0
   wait_timeouts        0
   waiting              0

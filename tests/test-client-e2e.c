@@ -1057,15 +1057,17 @@ START_TEST(test_pread_capacity)
 }
 END_TEST
 
-/* The daemon's connection cap (32 per uid by default) answers with its
- * error before it hangs up, and the library reports that error even though
- * the request it sent was never read. */
+/* The daemon's connection cap (256 per uid by default, so that a client
+ * of 64 threads with a connection each fits) answers with its error
+ * before it hangs up, and the library reports that error even though the
+ * request it sent was never read. */
+#define DEFAULT_CONN_CAP 256
 START_TEST(test_connection_cap_message)
 {
-	zc_client *cs[32], *extra;
+	zc_client *cs[DEFAULT_CONN_CAP], *extra;
 	struct zc_hello h;
 
-	for (int i = 0; i < 32; i++) {
+	for (int i = 0; i < DEFAULT_CONN_CAP; i++) {
 		cs[i] = client();
 		ck_assert_int_eq(zc_hello(cs[i], &h), 0);
 	}
@@ -1077,7 +1079,7 @@ START_TEST(test_connection_cap_message)
 		ck_assert_pstr_eq(strstr(zc_last_error(NULL), "too many connections for uid"),
 				  zc_last_error(NULL));
 	}
-	for (int i = 0; i < 32; i++)
+	for (int i = 0; i < DEFAULT_CONN_CAP; i++)
 		zc_close(cs[i]);
 }
 END_TEST

@@ -84,7 +84,7 @@ START_TEST(test_defaults)
 	ck_assert_str_eq(cfg.client_group, "");
 	ck_assert_str_eq(cfg.admin_group, "");
 	ck_assert_uint_eq(cfg.max_leases_per_conn, 64);
-	ck_assert_uint_eq(cfg.max_conns_per_uid, 32);
+	ck_assert_uint_eq(cfg.max_conns_per_uid, 256);
 	ck_assert_uint_eq(cfg.max_wait_ms, 60000);
 	ck_assert_uint_eq(cfg.grace_ms, 30000);
 	ck_assert(!cfg.lease_table_sync_always);

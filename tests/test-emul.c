@@ -1074,6 +1074,58 @@ START_TEST(op_close)
 }
 END_TEST
 
+static char *read_all(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	char *buf;
+
+	ck_assert_ptr_nonnull(f);
+	ck_assert_int_eq(fseek(f, 0, SEEK_END), 0);
+	*len = (size_t)ftell(f);
+	rewind(f);
+	buf = malloc(*len ? *len : 1);
+	ck_assert_ptr_nonnull(buf);
+	ck_assert_uint_eq(fread(buf, 1, *len, f), *len);
+	fclose(f);
+	return buf;
+}
+
+/* A close writes no record (so a release of a written zone costs one
+ * metadata fdatasync, its refresh's): every load makes an open zone
+ * closed anyway, so the zone comes back the same. */
+START_TEST(op_close_writes_no_record)
+{
+	size_t la, lb;
+	char *a, *b;
+
+	open_small();
+	ck_assert_int_eq(wr(ZSTART(3), 2 * LBS), 0);          /* imp open */
+	ck_assert_int_eq(op(ZD_OP_OPEN, 4, 1), 0);            /* exp open, empty */
+	ck_assert_int_eq(op(ZD_OP_OPEN, 5, 1), 0);
+	ck_assert_int_eq(wr(ZSTART(5), LBS), 0);              /* exp open, written */
+	a = read_all(metapath, &la);
+	ck_assert_int_eq(op(ZD_OP_CLOSE, 3, 3), 0);
+	b = read_all(metapath, &lb);
+	ck_assert_uint_eq(la, lb);
+	ck_assert_int_eq(memcmp(a, b, la), 0);
+	free(a);
+	free(b);
+	ASSERT_ZONE(3, ZP_COND_CLOSED, 2 * LBS);
+	ASSERT_ZONE(4, ZP_COND_EMPTY, 0);
+	ASSERT_ZONE(5, ZP_COND_CLOSED, LBS);
+	/* The resources are given back at once. */
+	for (uint32_t z = 6; z < 6 + MAX_OPEN; z++)
+		ck_assert_int_eq(op(ZD_OP_OPEN, z, 1), 0);
+	ck_assert_int_eq(op(ZD_OP_CLOSE, 6, MAX_OPEN), 0);
+	ck_assert_int_eq(reopen(), 0);
+	ASSERT_ZONE(3, ZP_COND_CLOSED, 2 * LBS);
+	ASSERT_ZONE(4, ZP_COND_EMPTY, 0);
+	ASSERT_ZONE(5, ZP_COND_CLOSED, LBS);
+	assert_data(ZSTART(3), 2 * LBS);
+	assert_data(ZSTART(5), LBS);
+}
+END_TEST
+
 START_TEST(op_finish)
 {
 	open_small();
@@ -2112,8 +2164,13 @@ START_TEST(crash_every_step)
 			dev = NULL;
 		}
 	}
-	/* Every scenario writes something durable. */
-	ck_assert_uint_gt(crashes, 0);
+	/* Every scenario writes something durable, but a close: it writes
+	 * nothing at all (a load closes open zones), so no step of it can
+	 * crash. */
+	if (strcmp(sc->name, "close") == 0)
+		ck_assert_uint_eq(crashes, 0);
+	else
+		ck_assert_uint_gt(crashes, 0);
 }
 END_TEST
 
@@ -2822,6 +2879,7 @@ int main(void)
 	tcase_add_test(tc, op_open_limits);
 	tcase_add_test(tc, op_open_range_partial);
 	tcase_add_test(tc, op_close);
+	tcase_add_test(tc, op_close_writes_no_record);
 	tcase_add_test(tc, op_finish);
 	tcase_add_test(tc, op_finish_discards_stale_tail);
 	tcase_add_test(tc, op_finish_max_active);

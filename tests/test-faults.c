@@ -61,7 +61,17 @@ static void emul_free(struct zd_dev *dev)
 	ck_assert_int_eq(system(cmd), 0);
 }
 
-/* The device's files say what the backend reports (an open device). */
+/* What a load makes of a zone: an open one is closed (empty at wp 0), so
+ * the files need not record a close (daemon/emul.c, zone_close). */
+static uint8_t as_loaded(const struct zd_zone *z)
+{
+	if (z->cond == ZP_COND_IMP_OPEN || z->cond == ZP_COND_EXP_OPEN)
+		return z->wp > z->start ? ZP_COND_CLOSED : ZP_COND_EMPTY;
+	return z->cond;
+}
+
+/* The device's files say what the backend reports (an open device), but
+ * for open against closed. */
 static void backend_matches_files(struct zd_dev *dev)
 {
 	struct zd_zone *files, rep[16];
@@ -71,7 +81,7 @@ static void backend_matches_files(struct zd_dev *dev)
 	ck_assert_uint_eq(nr, 16);
 	ck_assert_int_eq(dev->ops->report(dev, 0, rep, &n), 0);
 	for (uint32_t i = 0; i < nr; i++) {
-		ck_assert_uint_eq(files[i].cond, rep[i].cond);
+		ck_assert_uint_eq(as_loaded(&files[i]), as_loaded(&rep[i]));
 		ck_assert_uint_eq(files[i].wp, rep[i].wp);
 		ck_assert_uint_eq(files[i].start, rep[i].start);
 	}

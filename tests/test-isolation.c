@@ -7,6 +7,7 @@
 
 #include <check.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
@@ -466,6 +467,173 @@ START_TEST(revoked_writes_vanish)
 }
 END_TEST
 
+static void reply_fds_close(struct reply *r)
+{
+	for (size_t i = 0; i < r->nfds; i++)
+		close(r->fds[i]);
+	r->nfds = 0;
+}
+
+static uint64_t stat_of(int fd, const char *key)
+{
+	struct reply r;
+	uint64_t v;
+
+	call(fd, "daemon.stats", "{}", &r);
+	ck_assert_int_eq(r.code, 0);
+	v = get_u64(r.res, key);
+	reply_free(&r);
+	return v;
+}
+
+static uint64_t ready_zones(int fd)
+{
+	struct reply r;
+	uint64_t v;
+
+	call(fd, "device.list", "{}", &r);
+	ck_assert_int_eq(r.code, 0);
+	v = get_u64(json_object_array_get_idx(get(r.res, "devices"), 0), "ready_zones");
+	reply_free(&r);
+	return v;
+}
+
+/* Waits for the refill an acquire started. */
+static uint64_t ready_wait(int fd)
+{
+	uint64_t n = 0;
+
+	for (int i = 0; i < 500 && (n = ready_zones(fd)) == 0; i++)
+		usleep(10000);
+	ck_assert_uint_gt(n, 0);
+	return n;
+}
+
+/* One acquire of any zone: *zone, the fd (the caller's) and its offset. */
+static void acquire_any(int fd, struct reply *a, uint32_t *zone, int *zfd, off_t *off)
+{
+	call(fd, "lease.acquire", "{\"device\":\"emu0\"}", a);
+	ck_assert_msg(a->code == 0, "%s", json_object_to_json_string(a->msg));
+	*zone = (uint32_t)get_u64(get(a->res, "lease"), "zone");
+	*zfd = zone_fd(a, get(a->res, "lease"), 0, off);
+}
+
+static void release_keep(int fd, const struct reply *a, struct reply *r)
+{
+	char params[256];
+
+	snprintf(params, sizeof(params), "{\"id\":%" PRIu64 ",\"token\":%" PRIu64 "}",
+		 get_u64(get(a->res, "lease"), "id"), get_u64(get(a->res, "lease"), "token"));
+	call(fd, "lease.release", params, r);
+	ck_assert_msg(r->code == 0, "%s", json_object_to_json_string(r->msg));
+}
+
+/* Zones opened ahead (the ready set) are granted on the loop, and a
+ * release is answered there only when the zone is untouched and nothing
+ * else holds it: a write, or an fd kept past the release, takes the
+ * device's path, which sees the write and fences the kept fd. */
+START_TEST(ready_set_grants_and_fences)
+{
+	static char buf[BLOCK] __attribute__((aligned(BLOCK)));
+	static char back[2 * BLOCK] __attribute__((aligned(BLOCK)));
+	struct reply a, r, o;
+	uint64_t grants, here, wp;
+	uint32_t zone;
+	int fd, zfd, kept;
+	off_t off;
+	ssize_t n;
+
+	start();
+	fd = raw_connect();
+	call(fd, "device.info", "{\"device\":\"emu0\"}", &r);
+	if (strcmp(json_object_get_string(get(r.res, "isolation")), "zone") != 0) {
+		reply_free(&r);
+		close(fd);
+		stop();
+		return; /* the ready set is zone isolation's */
+	}
+	reply_free(&r);
+	ck_assert_uint_eq(ready_zones(fd), 0); /* filled on demand */
+
+	/* The first acquire takes the queue and starts a refill. */
+	acquire_any(fd, &a, &zone, &zfd, &off);
+	ck_assert_uint_eq(stat_of(fd, "grants_ready"), 0);
+	reply_fds_close(&a);
+	release_keep(fd, &a, &r);
+	reply_free(&a);
+	reply_free(&r);
+	ready_wait(fd);
+
+	/* Untouched: granted and released on the loop, still empty. */
+	grants = stat_of(fd, "grants_ready");
+	here = stat_of(fd, "releases_untouched");
+	acquire_any(fd, &a, &zone, &zfd, &off);
+	ck_assert_uint_eq(stat_of(fd, "grants_ready"), grants + 1);
+	ck_assert_str_eq(json_object_get_string(get(get(a.res, "lease"), "cond")), "empty");
+	ck_assert_int_eq(fcntl(zfd, F_GETFL) & O_ACCMODE, O_RDWR);
+	reply_fds_close(&a); /* as the library does before it releases */
+	release_keep(fd, &a, &r);
+	reply_free(&a);
+	ck_assert_uint_eq(stat_of(fd, "releases_untouched"), here + 1);
+	ck_assert_str_eq(json_object_get_string(get(get(r.res, "zone"), "cond")), "empty");
+	reply_free(&r);
+	ck_assert_str_eq(zone_cond(fd, zone, NULL), "empty");
+
+	/* Written: the release reads the write pointer from the device. */
+	ready_wait(fd);
+	acquire_any(fd, &a, &zone, &zfd, &off);
+	ck_assert_uint_eq(stat_of(fd, "grants_ready"), grants + 2);
+	fill(buf, BLOCK, 3);
+	ck_assert_int_eq(pwrite(zfd, buf, BLOCK, off), BLOCK);
+	reply_fds_close(&a);
+	release_keep(fd, &a, &r);
+	reply_free(&a);
+	ck_assert_uint_eq(stat_of(fd, "releases_untouched"), here + 1);
+	ck_assert_uint_eq(get_u64(get(r.res, "zone"), "wp") -
+			  get_u64(get(r.res, "zone"), "start"), BLOCK);
+	reply_free(&r);
+
+	/* An fd kept past the release: fenced, its later writes land nowhere. */
+	ready_wait(fd);
+	acquire_any(fd, &a, &zone, &zfd, &off);
+	ck_assert_uint_eq(stat_of(fd, "grants_ready"), grants + 3);
+	kept = dup(zfd);
+	ck_assert_int_ge(kept, 0);
+	reply_fds_close(&a);
+	release_keep(fd, &a, &r);
+	reply_free(&a);
+	ck_assert_uint_eq(stat_of(fd, "releases_untouched"), here + 1);
+	reply_free(&r);
+	fill(buf, BLOCK, 4);
+	ck_assert_int_eq(pwrite(kept, buf, BLOCK, off), BLOCK);
+	close(kept);
+	ck_assert_str_eq(zone_cond(fd, zone, &wp), "empty");
+	ck_assert_uint_eq(wp, 0);
+	snprintf(buf, sizeof(buf), "{\"device\":\"emu0\",\"zone\":%u}", zone);
+	call(fd, "device.open", buf, &o);
+	ck_assert_int_eq(o.code, 0);
+	n = pread(o.fds[0], back, sizeof(back), (off_t)get_u64(o.res, "fd_offset"));
+	ck_assert_int_eq(n, 0);
+	reply_free(&o);
+
+	/* A zone operation over the free zones takes them out of the set
+	 * first: nothing the daemon holds open reaches a finished zone. */
+	ck_assert_uint_gt(ready_zones(fd), 0);
+	call(fd, "zone.finish", "{\"device\":\"emu0\",\"zone\":1,\"count\":15}", &r);
+	ck_assert_msg(r.code == 0, "%s", json_object_to_json_string(r.msg));
+	reply_free(&r);
+	ck_assert_uint_eq(ready_zones(fd), 0);
+	call(fd, "zone.reset", "{\"device\":\"emu0\",\"zone\":1,\"count\":15}", &r);
+	ck_assert_msg(r.code == 0, "%s", json_object_to_json_string(r.msg));
+	reply_free(&r);
+	acquire_any(fd, &a, &zone, &zfd, &off);
+	ck_assert_str_eq(json_object_get_string(get(get(a.res, "lease"), "cond")), "empty");
+	reply_free(&a);
+	close(fd);
+	stop();
+}
+END_TEST
+
 static Suite *isolation_suite(void)
 {
 	Suite *s = suite_create("isolation");
@@ -478,6 +646,7 @@ static Suite *isolation_suite(void)
 	tcase_add_test(tc, range_survives_a_crash);
 	tcase_add_test(tc, device_open_of_a_zone);
 	tcase_add_test(tc, revoked_writes_vanish);
+	tcase_add_test(tc, ready_set_grants_and_fences);
 	suite_add_tcase(s, tc);
 	return s;
 }

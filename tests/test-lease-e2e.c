@@ -851,6 +851,103 @@ START_TEST(connection_over_cap_gets_the_error)
 }
 END_TEST
 
+/* One lease.list page over a raw connection: its ids into ids[], the
+ * cursor into *next (0 for null). */
+static size_t list_page(int fd, const char *params, uint64_t *ids, size_t max, uint64_t *next)
+{
+	struct json_object *r, *res, *arr, *nx;
+	size_t n;
+
+	raw_batch(fd, 1, 1, "lease.list", params);
+	r = raw_reply(fd, 10000);
+	ck_assert_ptr_nonnull(r);
+	ck_assert_msg(json_object_object_get_ex(json_object_array_get_idx(r, 0), "result", &res),
+		      "%s", json_object_to_json_string(r));
+	ck_assert(json_object_object_get_ex(res, "leases", &arr));
+	ck_assert(json_object_object_get_ex(res, "next", &nx));
+	*next = nx ? json_object_get_uint64(nx) : 0;
+	n = json_object_array_length(arr);
+	ck_assert_uint_le(n, max);
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *id;
+
+		ck_assert(json_object_object_get_ex(json_object_array_get_idx(arr, i), "id", &id));
+		ids[i] = json_object_get_uint64(id);
+	}
+	json_object_put(r);
+	return n;
+}
+
+/* lease.list pages in id order from `after`, `limit` at a time, with a
+ * cursor that survives the end of the lease it names; the library pages
+ * through all of them; a lookup by id finds one among many. */
+START_TEST(lease_list_is_paged)
+{
+	enum { NC = 3, PER = 60 };
+	zc_client *c[NC];
+	zc_lease *l[NC][PER];
+	static uint64_t ids[NC * PER + 1];
+	static struct zc_lease_info li[NC * PER + 8];
+	uint64_t next, prev = 0;
+	size_t n, got = 0;
+	char params[128];
+	int fd;
+
+	start("size=256M,zone-size=1M,max-open=0,max-active=0");
+	for (int i = 0; i < NC; i++) {
+		c[i] = client();
+		for (int j = 0; j < PER; j++)
+			ck_assert_int_eq(acquire(c[i], -1, 0, &l[i][j]), 0);
+	}
+	fd = raw_connect();
+	n = list_page(fd, "{\"all\":true,\"limit\":100}", ids, 100, &next);
+	ck_assert_uint_eq(n, 100);
+	ck_assert_uint_eq(next, ids[99]);
+	for (size_t i = 0; i < n; i++) {
+		ck_assert_uint_gt(ids[i], prev);
+		prev = ids[i];
+	}
+	got = n;
+	/* The cursor's lease ends between the pages: the next page starts
+	 * at the first lease above it all the same. */
+	for (int i = 0; i < NC; i++)
+		for (int j = 0; j < PER; j++)
+			if (zc_lease_id(l[i][j]) == next) {
+				ck_assert_int_eq(zc_lease_release(l[i][j], ZC_RELEASE_KEEP), 0);
+				l[i][j] = NULL;
+			}
+	snprintf(params, sizeof(params), "{\"all\":true,\"after\":%" PRIu64 ",\"limit\":100}",
+		 next);
+	n = list_page(fd, params, ids + got, 100, &next);
+	ck_assert_uint_eq(n, NC * PER - 100);
+	ck_assert_uint_eq(next, 0);
+	for (size_t i = got; i < got + n; i++) {
+		ck_assert_uint_gt(ids[i], prev);
+		prev = ids[i];
+	}
+	/* Too large a page is refused; the library pages on its own. */
+	raw_batch(fd, 1, 1, "lease.list", "{\"limit\":101}");
+	{
+		struct json_object *r = raw_reply(fd, 10000);
+
+		ck_assert_int_eq(resp_code(r), ZP_ERR_INVALID_PARAMS);
+		json_object_put(r);
+	}
+	ck_assert_int_eq(zc_lease_list(c[0], true, li, sizeof(li) / sizeof(li[0])), NC * PER - 1);
+	ck_assert_int_eq(zc_lease_list(c[NC - 1], false, li, sizeof(li) / sizeof(li[0])), PER);
+	/* The last lease of the last client, by id among 179. */
+	ck_assert_int_eq(zc_lease_sync(l[NC - 1][PER - 1]), 0);
+	close(fd);
+	for (int i = 0; i < NC; i++) {
+		for (int j = 0; j < PER; j++)
+			if (l[i][j])
+				ck_assert_int_eq(zc_lease_release(l[i][j], ZC_RELEASE_KEEP), 0);
+		zc_close(c[i]);
+	}
+	stop();
+}
+END_TEST
+
 static Suite *lease_suite(void)
 {
 	Suite *s = suite_create("lease-e2e");
@@ -866,6 +963,7 @@ static Suite *lease_suite(void)
 	tcase_add_test(tc, connection_over_cap_gets_the_error);
 	tcase_add_test(tc, report_flood_memory_is_bounded);
 	tcase_add_test(tc, sync_of_a_full_zone_is_accepted);
+	tcase_add_test(tc, lease_list_is_paged);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -349,6 +349,38 @@ static bool hello_answered(const char *path, int timeout_ms)
 	return ok;
 }
 
+/* A daemon started with a low soft limit on open files raises it to the
+ * hard one (up to zonedd.service's 65536) and serves more connections
+ * than the limit it was given. */
+START_TEST(open_file_limit_raised)
+{
+	struct rlimit mine, low, its;
+	rlim_t want;
+	int conns[200];
+
+	ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &mine), 0);
+	if (mine.rlim_max != RLIM_INFINITY && mine.rlim_max < 512)
+		return; /* nothing to raise to: the hard limit is that low */
+	want = mine.rlim_max == RLIM_INFINITY || mine.rlim_max > 65536 ? 65536 : mine.rlim_max;
+	/* zonedd inherits the low soft limit; we take ours back at once. */
+	low.rlim_cur = 64;
+	low.rlim_max = mine.rlim_max;
+	ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
+	ck_assert_int_eq(zt_daemon_start(&z, NULL), 0);
+	ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &mine), 0);
+	ck_assert_int_eq(prlimit(z.pid, RLIMIT_NOFILE, NULL, &its), 0);
+	ck_assert_uint_eq(its.rlim_cur, want);
+	for (size_t i = 0; i < 200; i++)
+		conns[i] = connect_to(z.sock);
+	/* Past 64 descriptors, and every one of them accepted. */
+	ck_assert(hello_answered(z.sock, 3000));
+	ck_assert_int_ge(nr_fds(z.pid), 200);
+	for (size_t i = 0; i < 200; i++)
+		close(conns[i]);
+	ck_assert_int_eq(zt_daemon_stop(&z), 0);
+}
+END_TEST
+
 START_TEST(fd_exhaustion_backs_off)
 {
 	struct rlimit rl, low;
@@ -406,6 +438,7 @@ static Suite *socket_suite(void)
 	tc = tcase_create("exhaustion");
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, open_file_limit_raised);
 	tcase_add_test(tc, fd_exhaustion_backs_off);
 	suite_add_tcase(s, tc);
 	return s;
