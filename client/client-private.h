@@ -43,6 +43,9 @@ struct zc_client {
 	char *buf;               /* receive buffer, ZP_MSG_MAX bytes */
 	uint64_t serial;         /* tells clients apart in the per-thread error slots */
 	atomic_uint refs;        /* the caller's, one per lease and iterator, one per call running */
+	/* What daemon.hello's "features" named (ZC_FEATURE_*), read again at
+	 * every (re)connection: the daemon may be another one by then. */
+	atomic_uint features;
 	uint32_t timeout_ms;     /* default bound of a call (zc_client_set_timeout) */
 	struct zc_pending *pending_head, *pending_tail; /* in flight, oldest first */
 	struct zc_pending *done_head, *done_tail;       /* answered, for zc_client_process() */
@@ -206,5 +209,12 @@ int zc_get_array(struct json_object *obj, const char *key, struct json_object **
 
 /* Parses one zone object of the protocol. */
 int zc_parse_zone(struct json_object *obj, struct zc_zone *z);
+
+/* daemon.hello "features" this library uses. */
+#define ZC_FEATURE_REPORT_RUNS (1u << 0) /* zone.report {"format": "runs"} */
+static inline bool zc_has_feature(zc_client *c, unsigned f)
+{
+	return (atomic_load(&c->features) & f) != 0;
+}
 
 #endif

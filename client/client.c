@@ -486,6 +486,16 @@ ZC_EXPORT int zc_zone_open(zc_client *c, const char *device, uint32_t zone, uint
 
 /* --- Zone report iterator ----------------------------------------------- */
 
+/* A run of a "runs" page (PROTOCOL.md, zone.report): n zones alike but
+ * for their start, or n zones the filters left out. */
+struct zc_run {
+	uint32_t n;
+	bool match;
+	uint8_t type, cond;
+	uint64_t wp;                /* from the zone start; UINT64_MAX: none */
+	uint64_t cap, len;
+};
+
 struct zc_zone_iter {
 	zc_client *c;
 	struct json_object *device; /* a string, reused in every request */
@@ -495,6 +505,16 @@ struct zc_zone_iter {
 	struct zc_zone *page;
 	size_t n, pos;
 	bool last;                  /* the daemon said next: null */
+	/* Pages of runs, when the daemon has them: expanded one zone at a
+	 * time, so a page of a million alike zones costs no more memory than
+	 * one of a single zone. */
+	bool runs;
+	struct zc_run *run;
+	size_t nruns, run_pos;
+	uint32_t run_off;           /* zones of run[run_pos] given out */
+	uint64_t idx;               /* the index of run[run_pos]'s first zone + run_off */
+	uint64_t page_end;          /* the index past the page's last run */
+	uint64_t zone_size;
 };
 
 ZC_EXPORT int zc_zone_iter_new(zc_client *c, const char *device, const struct zc_report_opts *opts,
@@ -520,6 +540,7 @@ ZC_EXPORT int zc_zone_iter_new(zc_client *c, const char *device, const struct zc
 	it->remaining = opts && opts->count ? opts->count : UINT64_MAX;
 	it->cond_mask = opts ? opts->cond_mask : 0;
 	it->type_mask = opts ? opts->type_mask : 0;
+	it->runs = zc_has_feature(c, ZC_FEATURE_REPORT_RUNS);
 	zc_client_ref(c);
 	it->c = c;
 	*out = it;
@@ -532,6 +553,7 @@ ZC_EXPORT void zc_zone_iter_free(zc_zone_iter *it)
 		return;
 	json_object_put(it->device);
 	free(it->page);
+	free(it->run);
 	zc_client_unref(it->c);
 	free(it);
 }
@@ -544,6 +566,124 @@ static struct json_object *names_array(uint32_t mask, unsigned count, const char
 		if (mask & (1u << i))
 			json_object_array_add(a, json_object_new_string(name(i)));
 	return a;
+}
+
+/* A decimal number of runs text: digits only, no sign, in 64 bits. */
+static int run_number(const char **pp, uint64_t *v)
+{
+	const char *p = *pp;
+
+	if (*p < '0' || *p > '9')
+		return -EPROTO;
+	for (*v = 0; *p >= '0' && *p <= '9'; p++) {
+		if (*v > (UINT64_MAX - (uint64_t)(*p - '0')) / 10)
+			return -EPROTO;
+		*v = *v * 10 + (uint64_t)(*p - '0');
+	}
+	*pp = p;
+	return 0;
+}
+
+/* Parses a page of format "runs" into it->run; it->idx becomes the index
+ * just past the page. Anything out of shape is -EPROTO. */
+static int parse_runs_page(zc_zone_iter *it, struct json_object *res)
+{
+	struct json_object *v;
+	uint64_t from, cap_dflt, cnt = 0;
+	const char *p;
+	size_t n = 1;
+	int r;
+
+	if ((r = zc_get_u64(res, "from", &from)) < 0 ||
+	    (r = zc_get_u64(res, "zone_size", &it->zone_size)) < 0 ||
+	    (r = zc_get_u64(res, "capacity", &cap_dflt)) < 0)
+		return r;
+	if (from != it->from || !json_object_object_get_ex(res, "runs", &v) ||
+	    !json_object_is_type(v, json_type_string))
+		return -EPROTO;
+	p = json_object_get_string(v);
+	for (const char *q = p; *q; q++)
+		n += *q == ' ';
+	free(it->run);
+	it->nruns = it->run_pos = 0;
+	it->run_off = 0;
+	it->run = calloc(n, sizeof(*it->run));
+	if (!it->run)
+		return -ENOMEM;
+	while (*p) {
+		struct zc_run *run = &it->run[it->nruns];
+		uint64_t f[6];
+		int nf = 0;
+
+		for (;;) {
+			if (nf == 6)
+				return -EPROTO;
+			if (nf == 3 && *p == 'x') {
+				f[nf++] = UINT64_MAX;
+				p++;
+			} else if (run_number(&p, &f[nf++]) < 0) {
+				return -EPROTO;
+			}
+			if (*p != ',')
+				break;
+			p++;
+		}
+		if (*p == ' ' && p[1])
+			p++;
+		else if (*p)
+			return -EPROTO;
+		if ((nf != 1 && nf < 4) || f[0] == 0 || f[0] > UINT32_MAX)
+			return -EPROTO;
+		run->n = (uint32_t)f[0];
+		cnt += f[0];
+		run->match = nf > 1;
+		if (run->match) {
+			if (f[1] >= ZP_TYPE_COUNT || f[2] >= ZP_COND_COUNT)
+				return -EPROTO;
+			run->type = (uint8_t)f[1];
+			run->cond = (uint8_t)f[2];
+			run->wp = f[3];
+			run->cap = nf > 4 ? f[4] : cap_dflt;
+			run->len = nf > 5 ? f[5] : it->zone_size;
+			if (run->cap > run->len || (run->wp != UINT64_MAX && run->wp > run->len))
+				return -EPROTO;
+		}
+		it->nruns++;
+	}
+	if (cnt > UINT32_MAX - from)
+		return -EPROTO;
+	it->idx = from;
+	/* Where the page ends, for the check against next; iteration starts
+	 * again at from. */
+	it->page_end = from + cnt;
+	return 0;
+}
+
+/* The next zone of the runs page, 1, or 0 when the page is done. */
+static int runs_next(zc_zone_iter *it, struct zc_zone *zone)
+{
+	while (it->run_pos < it->nruns) {
+		const struct zc_run *run = &it->run[it->run_pos];
+
+		if (!run->match || it->run_off == run->n) {
+			if (!run->match)
+				it->idx += run->n;
+			it->run_pos++;
+			it->run_off = 0;
+			continue;
+		}
+		zone->index = (uint32_t)it->idx;
+		zone->start = it->idx * it->zone_size;
+		zone->len = run->len;
+		zone->capacity = run->cap;
+		zone->wp = run->wp == UINT64_MAX ? UINT64_MAX : zone->start + run->wp;
+		zone->type = (enum zc_type)run->type;
+		zone->cond = (enum zc_cond)run->cond;
+		it->idx++;
+		it->run_off++;
+		return 1;
+	}
+	return 0;
 }
 
 /* Fetches the page that starts at it->from. */
@@ -563,10 +703,18 @@ static int iter_fetch(zc_zone_iter *it)
 		json_object_object_add(p, "cond", names_array(it->cond_mask, ZP_COND_COUNT, zp_cond_name));
 	if (it->type_mask)
 		json_object_object_add(p, "type", names_array(it->type_mask, ZP_TYPE_COUNT, zp_type_name));
+	if (it->runs)
+		json_object_object_add(p, "format", json_object_new_string("runs"));
 
 	r = zc_call(it->c, "zone.report", p, &res, NULL);
 	if (r < 0)
 		return r;
+	if (it->runs) {
+		r = parse_runs_page(it, res);
+		if (r < 0)
+			goto out;
+		goto next;
+	}
 	if ((r = zc_get_array(res, "zones", &arr)) < 0)
 		goto out;
 	n = json_object_array_length(arr);
@@ -583,7 +731,7 @@ static int iter_fetch(zc_zone_iter *it)
 			goto out;
 	}
 	it->n = n;
-
+next:
 	next = field(res, "next");
 	if (!next) {
 		it->last = true;
@@ -595,6 +743,11 @@ static int iter_fetch(zc_zone_iter *it)
 		/* Continuing must make progress, or a confused daemon would
 		 * keep us here for ever. */
 		if (nx <= it->from || nx > UINT32_MAX) {
+			r = -EPROTO;
+			goto out;
+		}
+		/* Runs cover the page's scan exactly. */
+		if (it->runs && it->page_end != nx) {
 			r = -EPROTO;
 			goto out;
 		}
@@ -622,17 +775,21 @@ ZC_EXPORT int zc_zone_iter_next(zc_zone_iter *it, struct zc_zone *zone)
 		return -EINVAL;
 	/* Pages may come back empty (all scanned zones filtered out) with a
 	 * next index: keep fetching until a zone or the end turns up. */
-	while (it->pos >= it->n) {
+	for (;;) {
+		if (it->runs ? runs_next(it, zone) : it->pos < it->n)
+			break;
 		if (it->last)
 			return 0;
 		r = iter_fetch(it);
 		if (r < 0) {
 			it->last = true; /* no retry from a half-known position */
 			it->n = it->pos = 0;
+			it->nruns = it->run_pos = 0;
 			return r;
 		}
 	}
-	*zone = it->page[it->pos++];
+	if (!it->runs)
+		*zone = it->page[it->pos++];
 	return 1;
 }
 

@@ -992,6 +992,21 @@ static int hello_check(zc_client *c)
 		return zc_fail(c, -EPROTO, "malformed daemon.hello reply (no protocol)");
 	}
 	proto = json_object_get_int64(v);
+	{
+		struct json_object *f;
+		unsigned feat = 0;
+
+		/* Unknown names are a newer daemon's: ignored. */
+		if (json_object_object_get_ex(res, "features", &f) &&
+		    json_object_is_type(f, json_type_array))
+			for (size_t i = 0; i < json_object_array_length(f); i++) {
+				const char *n = json_object_get_string(json_object_array_get_idx(f, i));
+
+				if (n && strcmp(n, "report-runs") == 0)
+					feat |= ZC_FEATURE_REPORT_RUNS;
+			}
+		atomic_store(&c->features, feat);
+	}
 	json_object_put(res);
 	if (proto != ZP_PROTOCOL_VERSION)
 		return zc_failf(c, -EPROTONOSUPPORT,

@@ -20,6 +20,7 @@
 #include "daemon/list.h"
 #include "daemon/waiters.h"
 #include "daemon/zdev.h"
+#include "daemon/zstore.h"
 #include "proto/proto.h"
 
 struct zd_daemon;
@@ -85,7 +86,7 @@ struct zd_device {
 	/* Cached zone table: the daemon's view, refreshed after every device
 	 * operation. The device may run ahead of it (clients write directly);
 	 * only the leased zones can, and only the lease owner. */
-	struct zd_zone *zones;
+	struct zd_zone_store zs;    /* read through zd_device_zone() */
 	struct zd_lease **lease_of; /* per zone, NULL when unleased */
 	uint8_t *zclass;
 	uint32_t *znext, *zprev;    /* class lists, ZD_NIL terminated */
@@ -93,7 +94,9 @@ struct zd_device {
 	uint32_t class_count[ZD_ZC_COUNT];
 	uint32_t cond_count[ZP_COND_COUNT];
 	uint32_t leased_exp_open;   /* leased zones in the explicit-open condition */
+	bool bad_report_logged;     /* a zone the store could not hold was logged */
 	struct zd_free_index free_index; /* unleased partial zones by free space */
+	struct zd_run_index empty_runs;  /* the ZD_ZC_EMPTY zones, for ranges */
 
 	/* Work serialisation: at most one zd_work runs per device. */
 	struct zd_list work_queue;
@@ -468,6 +471,12 @@ void zd_device_fail(struct zd_device *dev, const char *fmt, ...)
 /* Sets call's error for an operation refused on a failed device. */
 void zd_device_failed_error(struct zd_call *call, const struct zd_device *dev);
 void zd_device_zone_update(struct zd_device *dev, uint32_t index, const struct zd_zone *z);
+/* Zone i as the daemon's zone table holds it (a copy: the table is compact,
+ * see daemon/zstore.h). */
+static inline struct zd_zone zd_device_zone(const struct zd_device *dev, uint32_t i)
+{
+	return zd_zstore_get(&dev->zs, i);
+}
 /* zd_device_zone_update after device work; kicks the device's waiters when
  * the condition changed. */
 void zd_device_zone_refreshed(struct zd_device *dev, uint32_t index, const struct zd_zone *z);

@@ -25,13 +25,11 @@ bool zd_zone_active(uint8_t cond)
 
 static enum zd_zclass zone_class(const struct zd_device *dev, uint32_t i)
 {
-	const struct zd_zone *z = &dev->zones[i];
-
 	if (dev->lease_of[i])
 		return ZD_ZC_LEASED;
-	if (z->type == ZP_TYPE_CONV)
+	if (zd_zstore_type(&dev->zs, i) == ZP_TYPE_CONV)
 		return ZD_ZC_NONE;
-	switch (z->cond) {
+	switch (zd_zstore_cond(&dev->zs, i)) {
 	case ZP_COND_EMPTY:
 		return ZD_ZC_EMPTY;
 	case ZP_COND_IMP_OPEN:
@@ -72,11 +70,11 @@ static void class_insert(struct zd_device *dev, uint32_t i, uint8_t c)
 	dev->class_count[c]++;
 }
 
-static uint64_t zone_free(const struct zd_zone *z)
+static uint64_t zone_free(const struct zd_device *dev, uint32_t i)
 {
-	uint64_t end = z->start + z->capacity;
+	uint32_t wp = dev->zs.wp[i], cap = dev->zs.cap[i];
 
-	return z->wp < end ? end - z->wp : 0;
+	return wp < cap ? (uint64_t)(cap - wp) << ZD_ZS_SHIFT : 0;
 }
 
 /* The zone's entries in the allocator's indexes: its class list, the free
@@ -88,10 +86,12 @@ static void index_del(struct zd_device *dev, uint32_t i, bool relist)
 
 	if (relist)
 		class_remove(dev, i);
-	if (c == ZD_ZC_LEASED && dev->zones[i].cond == ZP_COND_EXP_OPEN)
+	if (c == ZD_ZC_LEASED && zd_zstore_cond(&dev->zs, i) == ZP_COND_EXP_OPEN)
 		dev->leased_exp_open--;
 	if (c == ZD_ZC_PARTIAL)
 		zd_free_index_set(&dev->free_index, i, 0);
+	if (c == ZD_ZC_EMPTY)
+		zd_run_index_set(&dev->empty_runs, i, false);
 }
 
 static void index_add(struct zd_device *dev, uint32_t i, bool relist)
@@ -100,10 +100,12 @@ static void index_add(struct zd_device *dev, uint32_t i, bool relist)
 
 	if (relist)
 		class_insert(dev, i, c);
-	if (c == ZD_ZC_LEASED && dev->zones[i].cond == ZP_COND_EXP_OPEN)
+	if (c == ZD_ZC_LEASED && zd_zstore_cond(&dev->zs, i) == ZP_COND_EXP_OPEN)
 		dev->leased_exp_open++;
 	if (c == ZD_ZC_PARTIAL)
-		zd_free_index_set(&dev->free_index, i, zone_free(&dev->zones[i]));
+		zd_free_index_set(&dev->free_index, i, zone_free(dev, i));
+	if (c == ZD_ZC_EMPTY)
+		zd_run_index_set(&dev->empty_runs, i, true);
 }
 
 /* Re-files zone i after its lease changed. */
@@ -127,29 +129,51 @@ static void zone_normalise(struct zd_zone *z)
 		z->wp = z->start + z->capacity;
 }
 
-void zd_device_zone_update(struct zd_device *dev, uint32_t i, const struct zd_zone *z)
+void zd_device_zone_update(struct zd_device *dev, uint32_t i, const struct zd_zone *zin)
 {
+	struct zd_zone z = *zin;
 	uint8_t old_class, old_cond;
 	bool relist;
 
 	if (i >= dev->info.nr_zones)
 		return;
-	if (z->cond != ZP_COND_EMPTY && dev->nr_ready)
+	if (z.cond != ZP_COND_EMPTY && dev->nr_ready)
 		zd_device_ready_drop(dev, i, 1);
+	zone_normalise(&z);
+	/* The common case of a report: the cache knew it. Nothing to file
+	 * again (a zone's class changes only with its state or its lease, and
+	 * a lease change reclasses it then). */
+	{
+		struct zd_zone cur = zd_device_zone(dev, i);
+
+		if (cur.start == z.start && cur.len == z.len && cur.capacity == z.capacity &&
+		    cur.wp == z.wp && cur.type == z.type && cur.cond == z.cond)
+			return;
+	}
 	old_class = dev->zclass[i];
-	old_cond = dev->zones[i].cond;
-	dev->cond_count[dev->zones[i].cond]--;
+	old_cond = zd_zstore_cond(&dev->zs, i);
 	index_del(dev, i, false);
-	dev->zones[i] = *z;
-	zone_normalise(&dev->zones[i]);
-	dev->cond_count[z->cond]++;
+	if (zd_zstore_set(&dev->zs, i, &z) < 0) {
+		/* Not the zone the geometry says is there: a backend's bug.
+		 * The cache keeps what it knew rather than a guess. */
+		if (!dev->bad_report_logged)
+			zd_err("device %s: zone %u reported as start %llu len %llu capacity %llu "
+			       "wp %llu, which is not its place; ignored", dev->id, i,
+			       (unsigned long long)z.start, (unsigned long long)z.len,
+			       (unsigned long long)z.capacity, (unsigned long long)z.wp);
+		dev->bad_report_logged = true;
+		index_add(dev, i, false);
+		return;
+	}
+	dev->cond_count[old_cond]--;
+	dev->cond_count[z.cond]++;
 	/* A zone that stays in its class keeps its place in the class list:
 	 * refreshing a zone must not reorder which free zone comes next. */
 	relist = zone_class(dev, i) != old_class;
 	if (relist)
 		class_remove(dev, i);
 	index_add(dev, i, relist);
-	if (old_cond != dev->zones[i].cond)
+	if (old_cond != z.cond)
 		zd_event_zone(dev, i, old_cond);
 }
 
@@ -158,10 +182,10 @@ void zd_device_zone_update(struct zd_device *dev, uint32_t i, const struct zd_zo
  * device's waiters may go. */
 void zd_device_zone_refreshed(struct zd_device *dev, uint32_t i, const struct zd_zone *z)
 {
-	uint8_t cond = dev->zones[i].cond;
+	uint8_t cond = zd_zstore_cond(&dev->zs, i);
 
 	zd_device_zone_update(dev, i, z);
-	if (dev->zones[i].cond != cond)
+	if (zd_zstore_cond(&dev->zs, i) != cond)
 		zd_waiters_kick(dev->d, dev);
 }
 
@@ -184,44 +208,72 @@ struct json_object *zd_zone_json(const struct zd_device *dev, uint32_t index,
 /* Loads the whole zone table. Called at device creation only, before the
  * device is visible to clients, in batches so a huge device does not need
  * a second full-size buffer. */
+#define LOAD_BATCH 4096u
 static int device_load_zones(struct zd_device *dev)
 {
 	uint32_t nz = dev->info.nr_zones;
+	struct zd_zone *buf = NULL;
 	uint32_t i = 0;
+	int r;
 
-	dev->zones = calloc(nz, sizeof(*dev->zones));
+	r = zd_zstore_init(&dev->zs, nz, dev->info.zone_size, dev->info.size);
+	if (r < 0)
+		return r == -ENOMEM ? r : -EIO;
 	dev->lease_of = calloc(nz, sizeof(*dev->lease_of));
 	dev->zclass = calloc(nz, sizeof(*dev->zclass));
 	dev->znext = malloc(nz * sizeof(*dev->znext));
 	dev->zprev = malloc(nz * sizeof(*dev->zprev));
-	if (!dev->zones || !dev->lease_of || !dev->zclass || !dev->znext || !dev->zprev)
-		return -ENOMEM;
-	if (zd_free_index_init(&dev->free_index, nz, dev->info.logical_block_size) < 0)
-		return -ENOMEM;
+	buf = malloc(LOAD_BATCH * sizeof(*buf));
+	if (!dev->lease_of || !dev->zclass || !dev->znext || !dev->zprev || !buf) {
+		r = -ENOMEM;
+		goto out;
+	}
+	r = zd_free_index_init(&dev->free_index, nz, dev->info.logical_block_size);
+	if (r < 0)
+		goto out;
+	dev->free_index.bulk = true;
+	r = zd_run_index_init(&dev->empty_runs, nz, true);
+	if (r < 0)
+		goto out;
+	memset(dev->cond_count, 0, sizeof(dev->cond_count));
 	while (i < nz) {
-		uint32_t n = nz - i;
-		int r = dev->dev->ops->report(dev->dev, i, dev->zones + i, &n);
+		uint32_t n = nz - i < LOAD_BATCH ? nz - i : LOAD_BATCH;
 
+		r = dev->dev->ops->report(dev->dev, i, buf, &n);
 		if (r < 0)
-			return r;
-		if (n == 0)
-			return -EIO;
-		i += n;
+			goto out;
+		if (n == 0) {
+			r = -EIO;
+			goto out;
+		}
+		for (uint32_t k = 0; k < n; k++, i++) {
+			zone_normalise(&buf[k]);
+			if (zd_zstore_set(&dev->zs, i, &buf[k]) < 0) {
+				zd_err("device %s: zone %u is reported as start %llu len %llu "
+				       "capacity %llu wp %llu, not where the geometry puts it",
+				       dev->id, i, (unsigned long long)buf[k].start,
+				       (unsigned long long)buf[k].len,
+				       (unsigned long long)buf[k].capacity,
+				       (unsigned long long)buf[k].wp);
+				r = -EIO;
+				goto out;
+			}
+			dev->cond_count[buf[k].cond]++;
+		}
 	}
 	for (uint32_t c = 0; c < ZD_ZC_COUNT; c++) {
 		dev->class_head[c] = ZD_NIL;
 		dev->class_count[c] = 0;
 	}
-	memset(dev->cond_count, 0, sizeof(dev->cond_count));
 	/* Inserted backwards so each class list starts at its lowest index. */
-	for (i = nz; i-- > 0;) {
-		if (dev->zones[i].cond >= ZP_COND_COUNT)
-			return -EIO;
-		zone_normalise(&dev->zones[i]);
-		dev->cond_count[dev->zones[i].cond]++;
+	for (i = nz; i-- > 0;)
 		index_add(dev, i, true);
-	}
-	return 0;
+	zd_run_index_build(&dev->empty_runs);
+	zd_free_index_build(&dev->free_index);
+	r = 0;
+out:
+	free(buf);
+	return r;
 }
 
 static void device_free(struct zd_device *dev)
@@ -230,12 +282,13 @@ static void device_free(struct zd_device *dev)
 		return;
 	zd_device_ready_clear(dev);
 	zd_dev_close(dev->dev);
-	free(dev->zones);
+	zd_zstore_fini(&dev->zs);
 	free(dev->lease_of);
 	free(dev->zclass);
 	free(dev->znext);
 	free(dev->zprev);
 	zd_free_index_fini(&dev->free_index);
+	zd_run_index_fini(&dev->empty_runs);
 	free(dev);
 }
 
@@ -726,7 +779,7 @@ static void ready_fill_done(struct zd_work *w, int status)
 			zd_device_zone_update(dev, z, &f->e[i].z);
 		if (f->e[i].status == 0 && ours && ready_enabled(dev) &&
 		    dev->nr_ready < ZD_READY_MAX && dev->zclass[z] == ZD_ZC_EMPTY &&
-		    dev->zones[z].cond == ZP_COND_EMPTY)
+		    zd_zstore_cond(&dev->zs, z) == ZP_COND_EMPTY)
 			dev->ready[dev->nr_ready++] = r;
 		else if (f->e[i].status == 0)
 			ready_close(&r);

@@ -5,6 +5,7 @@
 #include "config.h"
 
 #include <dirent.h>
+#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -90,8 +91,10 @@
  *
  * The header is written at creation and then only to flip the "in use" bit
  * (once at open, once at a clean close). An update of a zone writes the
- * slot that does not hold its newest valid record, with the sequence number
- * plus one, then fdatasync()s; the newest record is never overwritten, so a
+ * slot that does not hold its newest valid record, with a sequence number
+ * higher than any on the device (one counter per device: it only has to
+ * beat the zone's other slot, and saves memory per zone), then
+ * fdatasync()s; the newest record is never overwritten, so a
  * write torn by a crash leaves the previous state readable. Loading takes the
  * valid record with the higher sequence number. Records are 32 bytes and
  * aligned, so none straddles a sector; slot A and B live in different 4 KiB
@@ -152,16 +155,18 @@
 #define META_REC_SIZE 32u
 #define META_REC_CRC_OFF 28u
 #define META_ALIGN 4096u
-/* Memory is 32 bytes a zone; 2^24 zones (16 TiB at 1 MiB zones) is far
+/* Memory is 8 bytes a zone; 2^24 zones (16 TiB at 1 MiB zones) is far
  * beyond any use of an emulator and keeps every size computation in range. */
 #define EMUL_MAX_ZONES (1u << 24)
 #define NO_ZONE UINT32_MAX
 
+/* A zone in memory, small because a device may have millions: the wp in
+ * logical blocks (a zone holds at most 2^32 of them, see validate_params),
+ * and no sequence number of its own. A record only ever competes with the
+ * other slot of its own zone, so one counter for the device (e->seq, past
+ * every sequence number loaded) makes each new record newer than both. */
 struct ezone {
-	uint64_t wp;   /* bytes from the zone start; zone size when full */
-	uint64_t seq;  /* sequence number of the newest valid record */
-	uint32_t prev; /* LRU list of implicitly open zones, oldest first */
-	uint32_t next;
+	uint32_t wpb;  /* logical blocks from the zone start; the zone size's when full */
 	uint8_t cond;  /* enum zp_cond */
 	uint8_t slot;  /* 0 or 1: the slot holding the newest record */
 	uint8_t suspect; /* at load: the newest record was corrupt */
@@ -293,7 +298,12 @@ struct emul {
 	uint32_t nr_zones;
 	uint64_t slot_off[2];
 	uint32_t nr_imp, nr_exp, nr_closed;
-	uint32_t lru_head, lru_tail;
+	/* The implicitly open zones, least recently written first: what an
+	 * open at max_open closes. Kept only with a max_open (no more than
+	 * that many then), so its cost never grows with the device. */
+	uint32_t *lru;
+	uint32_t lru_n, lru_cap;
+	uint64_t seq;      /* the highest sequence number on disk */
 	struct ezone *z;
 };
 
@@ -377,22 +387,22 @@ static void put_le64(uint8_t *p, uint64_t v)
 		p[i] = (uint8_t)(v >> (8 * i));
 }
 
+/* One load each where the CPU is little endian (a million zones' records
+ * are read at open). */
 static uint32_t get_le32(const uint8_t *p)
 {
-	uint32_t v = 0;
+	uint32_t v;
 
-	for (int i = 3; i >= 0; i--)
-		v = (v << 8) | p[i];
-	return v;
+	memcpy(&v, p, sizeof(v));
+	return le32toh(v);
 }
 
 static uint64_t get_le64(const uint8_t *p)
 {
-	uint64_t v = 0;
+	uint64_t v;
 
-	for (int i = 7; i >= 0; i--)
-		v = (v << 8) | p[i];
-	return v;
+	memcpy(&v, p, sizeof(v));
+	return le64toh(v);
 }
 
 static struct emul *to_emul(struct zd_dev *dev)
@@ -750,6 +760,8 @@ static int validate_params(const struct zd_emul_params *p, const char **why)
 		w = "logical block size must be 512 or 4096";
 	else if (!is_pow2(p->zone_size) || p->zone_size < p->logical_block_size)
 		w = "zone size must be a power of two and at least one logical block";
+	else if (p->zone_size / p->logical_block_size > UINT32_MAX)
+		w = "zone size must be at most 2^32 logical blocks";
 	else if (p->zone_capacity == 0 || p->zone_capacity > p->zone_size ||
 		 p->zone_capacity % p->logical_block_size)
 		w = "zone capacity must be a non-zero multiple of the logical block size, at most the zone size";
@@ -868,30 +880,30 @@ int zd_emul_parse_spec(const char *spec, struct zd_emul_params *params)
 
 static void lru_remove(struct emul *e, uint32_t z)
 {
-	struct ezone *ez = &e->z[z];
-
-	if (ez->prev != NO_ZONE)
-		e->z[ez->prev].next = ez->next;
-	else
-		e->lru_head = ez->next;
-	if (ez->next != NO_ZONE)
-		e->z[ez->next].prev = ez->prev;
-	else
-		e->lru_tail = ez->prev;
-	ez->prev = ez->next = NO_ZONE;
+	for (uint32_t i = 0; i < e->lru_n; i++) {
+		if (e->lru[i] == z) {
+			memmove(e->lru + i, e->lru + i + 1, (e->lru_n - i - 1) * sizeof(*e->lru));
+			e->lru_n--;
+			return;
+		}
+	}
 }
 
 static void lru_append(struct emul *e, uint32_t z)
 {
-	struct ezone *ez = &e->z[z];
+	if (!e->lru)
+		return; /* no max_open: nothing is ever closed to make room */
+	/* Never more than max_open implicitly open zones (open_resources()
+	 * closes one first); were there, the oldest would merely stop being
+	 * a candidate for closing. */
+	if (e->lru_n == e->lru_cap)
+		lru_remove(e, e->lru[0]);
+	e->lru[e->lru_n++] = z;
+}
 
-	ez->prev = e->lru_tail;
-	ez->next = NO_ZONE;
-	if (e->lru_tail != NO_ZONE)
-		e->z[e->lru_tail].next = z;
-	else
-		e->lru_head = z;
-	e->lru_tail = z;
+static uint64_t ez_wp(const struct emul *e, uint32_t z)
+{
+	return (uint64_t)e->z[z].wpb * e->p.logical_block_size;
 }
 
 /* The one place that changes a zone's condition in memory, so the open,
@@ -914,7 +926,7 @@ static void zone_apply(struct emul *e, uint32_t z, uint8_t cond, uint64_t wp)
 	default: break;
 	}
 	ez->cond = cond;
-	ez->wp = wp;
+	ez->wpb = (uint32_t)(wp / e->p.logical_block_size);
 }
 
 static uint32_t nr_active(const struct emul *e)
@@ -935,9 +947,9 @@ static int open_resources(const struct emul *e, uint32_t z, uint32_t *evict)
 	if (cond == ZP_COND_EMPTY && e->p.max_active && nr_active(e) >= e->p.max_active)
 		return -EBUSY;
 	if (e->p.max_open && e->nr_imp + e->nr_exp >= e->p.max_open) {
-		if (e->lru_head == NO_ZONE)
+		if (e->lru_n == 0)
 			return -EBUSY; /* all open zones are explicitly open */
-		*evict = e->lru_head;
+		*evict = e->lru[0];
 	}
 	return 0;
 }
@@ -960,7 +972,7 @@ static void fill_zone(const struct emul *e, uint32_t z, struct zd_zone *out)
 		out->wp = out->start + out->len; /* as the kernel reports it */
 		break;
 	default:
-		out->wp = out->start + ez->wp;
+		out->wp = out->start + ez_wp(e, z);
 		break;
 	}
 }
@@ -1370,7 +1382,9 @@ static const char *decode_rec(const struct emul *e, uint32_t z, const uint8_t *b
 		return "record of another zone";
 	if (r->seq == 0)
 		return "sequence number 0";
-	if (r->wp > len || r->wp % e->p.logical_block_size)
+	/* The block size is 512 or 4096 (validate_params): a mask, not a
+	 * division per record. */
+	if (r->wp > len || (r->wp & (e->p.logical_block_size - 1)))
 		return "write pointer out of range";
 	if (is_conv(e, z)) {
 		if (r->cond != ZP_COND_NOT_WP && r->cond != ZP_COND_READONLY &&
@@ -1407,7 +1421,7 @@ static int commit(struct emul *e, uint32_t z, uint8_t cond, uint64_t wp)
 	unsigned slot = ez->slot ^ 1u;
 	int r;
 
-	encode_rec(rec, z, cond, wp, ez->seq + 1);
+	encode_rec(rec, z, cond, wp, e->seq + 1);
 	r = pwrite_all(e->meta_fd, rec, sizeof(rec), e->slot_off[slot] + (uint64_t)z * META_REC_SIZE);
 	if (r) {
 		/* The newest record is intact; memory still matches it. */
@@ -1415,7 +1429,7 @@ static int commit(struct emul *e, uint32_t z, uint8_t cond, uint64_t wp)
 		return -EIO;
 	}
 	e->meta_dirty = true;
-	ez->seq++;
+	e->seq++;
 	ez->slot = (uint8_t)slot;
 	zone_apply(e, z, cond, wp);
 	fault_point(e, STEP_META_WRITE);
@@ -1467,7 +1481,7 @@ static int create_meta(const char *path, int dir_fd, const struct zd_emul_params
 		       const struct zinit *init)
 {
 	uint32_t nr_zones = (uint32_t)(p->size / p->zone_size);
-	size_t chunk_zones = 2048, buf_len = META_HDR_SIZE;
+	size_t chunk_zones = 16384, buf_len = META_HDR_SIZE;
 	uint64_t sb = slot_bytes(nr_zones), off;
 	uint8_t *buf = NULL;
 	int fd = -1, r;
@@ -1510,8 +1524,12 @@ static int create_meta(const char *path, int dir_fd, const struct zd_emul_params
 		off += n * META_REC_SIZE;
 	}
 	memset(buf, 0, buf_len);
-	for (off = META_HDR_SIZE + (uint64_t)nr_zones * META_REC_SIZE;
-	     off < META_HDR_SIZE + 2 * sb;) {
+	off = META_HDR_SIZE + (uint64_t)nr_zones * META_REC_SIZE;
+	/* Space the filesystem reserves reads as zeros: half the writing of
+	 * a new device (writing zeros where it cannot, tmpfs before 6.x). */
+	if (fallocate(fd, 0, (off_t)off, (off_t)(META_HDR_SIZE + 2 * sb - off)) == 0)
+		off = META_HDR_SIZE + 2 * sb;
+	for (; off < META_HDR_SIZE + 2 * sb;) {
 		uint64_t n = META_HDR_SIZE + 2 * sb - off;
 
 		if (n > buf_len)
@@ -1654,10 +1672,11 @@ static int write_hdr_state(struct emul *e, uint32_t state)
  * is a record that was written and is now unreadable. */
 static bool rec_blank(const uint8_t *b)
 {
-	for (unsigned i = 0; i < META_REC_SIZE; i++)
-		if (b[i])
-			return false;
-	return true;
+	uint64_t v[4];
+
+	_Static_assert(META_REC_SIZE == sizeof(v), "a record is four words");
+	memcpy(v, b, sizeof(v));
+	return !(v[0] | v[1] | v[2] | v[3]);
 }
 
 /* The newest valid record of zone z from its two slots, as load_zones()
@@ -1672,8 +1691,12 @@ static int pick_rec(const struct emul *e, uint32_t z, const uint8_t *a, const ui
 	const char *w[2];
 	int pick;
 
+	/* A blank record (slot B before the zone's first update: most of
+	 * them on a device that is mostly unused) fails its checksum anyway;
+	 * telling it first spares the checksum. */
 	for (int s = 0; s < 2; s++)
-		w[s] = decode_rec(e, z, buf[s], &rec[s]);
+		w[s] = rec_blank(buf[s]) ? "checksum mismatch (never written)" :
+					   decode_rec(e, z, buf[s], &rec[s]);
 	*suspect = false;
 	if (w[0] && w[1]) {
 		snprintf(why, why_len, "no valid metadata record (slot A: %s; slot B: %s)", w[0],
@@ -1713,7 +1736,7 @@ static int repair_zone(struct emul *e, uint32_t z, uint64_t size, bool from_star
 		       uint32_t *logged)
 {
 	struct ezone *ez = &e->z[z];
-	uint64_t cap = zone_cap(e, z), old = ez->cond == ZP_COND_FULL ? cap : ez->wp, wp;
+	uint64_t cap = zone_cap(e, z), old = ez->cond == ZP_COND_FULL ? cap : ez_wp(e, z), wp;
 	uint8_t cond;
 
 	if (is_conv(e, z) || ez->cond == ZP_COND_READONLY || ez->cond == ZP_COND_OFFLINE)
@@ -1724,8 +1747,8 @@ static int repair_zone(struct emul *e, uint32_t z, uint64_t size, bool from_star
 		wp = 0;
 	} else {
 		wp = size_wp(e, z, size);
-		if (!from_start && wp < ez->wp)
-			wp = ez->wp;
+		if (!from_start && wp < ez_wp(e, z))
+			wp = ez_wp(e, z);
 	}
 	if (wp == old)
 		return 0;
@@ -1850,7 +1873,6 @@ static int load_zones(struct emul *e)
 			unsigned slot = 0;
 			bool suspect;
 
-			ez->prev = ez->next = NO_ZONE;
 			ez->cond = ZP_COND_EMPTY; /* counted by zone_apply() below */
 			if (pick_rec(e, z, buf[0] + (size_t)i * META_REC_SIZE,
 				     buf[1] + (size_t)i * META_REC_SIZE, &rec, &slot, &suspect, why,
@@ -1858,7 +1880,10 @@ static int load_zones(struct emul *e)
 				if (bad++ < 8)
 					log_dev(LOG_ERR, e->path, z, "zone %" PRIu32 ": %s; taking it "
 						"offline", z, why);
-				ez->seq = rec.seq;
+				/* Past what either slot says, should one be valid
+				 * after all (two records of one sequence number). */
+				if (rec.seq > e->seq)
+					e->seq = rec.seq;
 				ez->slot = 1;
 				r = commit(e, z, ZP_COND_OFFLINE, 0);
 				if (r)
@@ -1871,7 +1896,8 @@ static int load_zones(struct emul *e)
 				if (nr_corrupt++ < 8)
 					log_dev(LOG_WARNING, e->path, z, "zone %" PRIu32 ": %s", z, why);
 			}
-			ez->seq = rec.seq;
+			if (rec.seq > e->seq)
+				e->seq = rec.seq;
 			ez->slot = (uint8_t)slot;
 			if (rec.cond == ZP_COND_IMP_OPEN || rec.cond == ZP_COND_EXP_OPEN)
 				rec.cond = rec.wp ? ZP_COND_CLOSED : ZP_COND_EMPTY;
@@ -1899,6 +1925,17 @@ out:
 	return r;
 }
 
+/* A device create_meta() just wrote: every zone as it made it (sequence 1
+ * in slot A, empty or "not wp"), without reading back what it wrote: the
+ * file was synced, and nothing but a crash of ours (which reopens) could
+ * have changed it since. */
+static void init_fresh_zones(struct emul *e)
+{
+	for (uint32_t z = 0; z < e->nr_zones; z++)
+		e->z[z] = (struct ezone){ .cond = is_conv(e, z) ? ZP_COND_NOT_WP : ZP_COND_EMPTY };
+	e->seq = 1;
+}
+
 static void emul_close(struct zd_dev *dev)
 {
 	struct emul *e = to_emul(dev);
@@ -1918,6 +1955,7 @@ static void emul_close(struct zd_dev *dev)
 	if (e->adopt_fd >= 0)
 		close(e->adopt_fd);
 	free(e->z);
+	free(e->lru);
 	free(e->path);
 	free(e->meta_path);
 	free(e);
@@ -2424,7 +2462,6 @@ int zd_emul_open_claimed(const char *path, const struct zd_emul_params *params, 
 	e->dir_fd = e->meta_fd = -1;
 	e->adopt_fd = claim_fd;
 	claim_fd = -1;
-	e->lru_head = e->lru_tail = NO_ZONE;
 	e->iso = iso == ZD_ISOLATION_DEVICE ? ZD_ISOLATION_DEVICE : ZD_ISOLATION_ZONE;
 	copy = strdup(path);
 	base_copy = strdup(path);
@@ -2527,7 +2564,22 @@ int zd_emul_open_claimed(const char *path, const struct zd_emul_params *params, 
 			goto fail;
 	}
 	e->marked_in_use = true;
-	r = load_zones(e);
+	if (e->p.max_open) {
+		e->lru_cap = e->p.max_open < e->nr_zones ? e->p.max_open : e->nr_zones;
+		e->lru = calloc(e->lru_cap, sizeof(*e->lru));
+		if (!e->lru) {
+			r = -ENOMEM;
+			goto fail;
+		}
+	}
+	if (created_meta) {
+		e->z = malloc((size_t)e->nr_zones * sizeof(*e->z));
+		r = e->z ? 0 : -ENOMEM;
+		if (!r)
+			init_fresh_zones(e);
+	} else {
+		r = load_zones(e);
+	}
 	if (r)
 		goto fail;
 	close(pfd);
@@ -2617,7 +2669,7 @@ int zd_emul_peek(const char *path, struct zd_zone **zones, uint32_t *nr)
 			e->z[z].cond = ZP_COND_OFFLINE; /* as an open would take it */
 		} else {
 			e->z[z].cond = rec.cond;
-			e->z[z].wp = rec.wp;
+			e->z[z].wpb = (uint32_t)(rec.wp / e->p.logical_block_size);
 		}
 		fill_zone(e, z, &(*zones)[z]);
 	}
@@ -2751,7 +2803,7 @@ static int emul_pwrite(struct zd_dev *dev, const void *buf, uint64_t len, uint64
 		return zfile_write(e, z, buf, len, rel);
 
 	cap = zone_cap(e, z);
-	if (ez->cond == ZP_COND_FULL || rel != ez->wp || len > cap - rel)
+	if (ez->cond == ZP_COND_FULL || rel != ez_wp(e, z) || len > cap - rel)
 		return -EIO; /* what a device answers to an unaligned write */
 	r = open_resources(e, z, &evict);
 	if (r)
@@ -2770,8 +2822,8 @@ static int emul_pwrite(struct zd_dev *dev, const void *buf, uint64_t len, uint64
 	/* Close the evicted zone first so no state, in memory or on disk,
 	 * ever has more than max_open zones open. */
 	if (evict != NO_ZONE) {
-		r = commit(e, evict, e->z[evict].wp ? ZP_COND_CLOSED : ZP_COND_EMPTY,
-			   e->z[evict].wp);
+		r = commit(e, evict, e->z[evict].wpb ? ZP_COND_CLOSED : ZP_COND_EMPTY,
+			   ez_wp(e, evict));
 		if (r)
 			goto out;
 	}
@@ -2807,14 +2859,13 @@ static int emul_pread(struct zd_dev *dev, void *buf, uint64_t len, uint64_t off)
 		uint32_t z = (uint32_t)(off / e->p.zone_size);
 		uint64_t zs = zone_start(e, z), rel = off - zs;
 		uint64_t n = (end < zs + e->p.zone_size ? end : zs + e->p.zone_size) - off, valid = n;
-		const struct ezone *ez = &e->z[z];
 
 		/* Below the wp (and capacity) is data; above it a real device
 		 * returns zeros (or an error), never what a crash or a client
 		 * left in the zone's file. A read-only zone keeps its last wp
 		 * for this, though it reports none. */
 		if (!is_conv(e, z)) {
-			uint64_t lim = ez->wp < zone_cap(e, z) ? ez->wp : zone_cap(e, z);
+			uint64_t lim = ez_wp(e, z) < zone_cap(e, z) ? ez_wp(e, z) : zone_cap(e, z);
 
 			valid = lim <= rel ? 0 : (lim - rel < n ? lim - rel : n);
 		}
@@ -2849,19 +2900,19 @@ static int zone_open(struct emul *e, uint32_t z)
 	case ZP_COND_EXP_OPEN:
 		return 0;
 	case ZP_COND_IMP_OPEN:
-		return commit(e, z, ZP_COND_EXP_OPEN, ez->wp);
+		return commit(e, z, ZP_COND_EXP_OPEN, ez_wp(e, z));
 	case ZP_COND_EMPTY:
 	case ZP_COND_CLOSED:
 		r = open_resources(e, z, &evict);
 		if (r)
 			return r;
 		if (evict != NO_ZONE) {
-			r = commit(e, evict, e->z[evict].wp ? ZP_COND_CLOSED : ZP_COND_EMPTY,
-				   e->z[evict].wp);
+			r = commit(e, evict, e->z[evict].wpb ? ZP_COND_CLOSED : ZP_COND_EMPTY,
+				   ez_wp(e, evict));
 			if (r)
 				return r;
 		}
-		return commit(e, z, ZP_COND_EXP_OPEN, ez->wp);
+		return commit(e, z, ZP_COND_EXP_OPEN, ez_wp(e, z));
 	default: /* full */
 		return -EIO;
 	}
@@ -2877,7 +2928,7 @@ static int zone_close(struct emul *e, uint32_t z)
 
 	if (ez->cond != ZP_COND_IMP_OPEN && ez->cond != ZP_COND_EXP_OPEN)
 		return 0;
-	zone_apply(e, z, ez->wp ? ZP_COND_CLOSED : ZP_COND_EMPTY, ez->wp);
+	zone_apply(e, z, ez->wpb ? ZP_COND_CLOSED : ZP_COND_EMPTY, ez_wp(e, z));
 	return 0;
 }
 
@@ -2895,8 +2946,8 @@ static int zone_finish(struct emul *e, uint32_t z)
 	 * left data there behind the recorded wp: cut off (and synced) before
 	 * the full record, so the record never covers stale bytes. */
 	r = zfile_size(e, z, &size);
-	if (!r && size > ez->wp)
-		r = zfile_resize(e, z, ez->wp);
+	if (!r && size > ez_wp(e, z))
+		r = zfile_resize(e, z, ez_wp(e, z));
 	if (r)
 		return r;
 	return commit(e, z, ZP_COND_FULL, e->p.zone_size);
@@ -3267,7 +3318,7 @@ static int emul_refresh_zone(struct zd_dev *dev, uint32_t zone, uint64_t hint_wp
 	cap = zone_cap(e, zone);
 	if (hint_wp != UINT64_MAX) {
 		if (hint_wp < start || (hint_wp - start) % e->p.logical_block_size ||
-		    hint_wp - start < ez->wp || hint_wp - start > cap)
+		    hint_wp - start < ez_wp(e, zone) || hint_wp - start > cap)
 			return -EINVAL;
 		hint = hint_wp - start;
 	}
@@ -3282,11 +3333,11 @@ static int emul_refresh_zone(struct zd_dev *dev, uint32_t zone, uint64_t hint_wp
 		goto done;
 	}
 	wp = size_wp(e, zone, size);
-	if (wp < ez->wp)
-		wp = ez->wp;
+	if (wp < ez_wp(e, zone))
+		wp = ez_wp(e, zone);
 	if (wp < hint)
 		wp = hint;
-	if (wp != ez->wp) {
+	if (wp != ez_wp(e, zone)) {
 		r = open_resources(e, zone, &evict);
 		if (r)
 			return r;
@@ -3305,8 +3356,8 @@ static int emul_refresh_zone(struct zd_dev *dev, uint32_t zone, uint64_t hint_wp
 			cond = ez->cond == ZP_COND_EXP_OPEN ? ZP_COND_EXP_OPEN : ZP_COND_IMP_OPEN;
 		}
 		if (evict != NO_ZONE)
-			r = commit(e, evict, e->z[evict].wp ? ZP_COND_CLOSED : ZP_COND_EMPTY,
-				   e->z[evict].wp);
+			r = commit(e, evict, e->z[evict].wpb ? ZP_COND_CLOSED : ZP_COND_EMPTY,
+				   ez_wp(e, evict));
 		if (!r)
 			r = commit(e, zone, cond, wp);
 		r = sync_meta(e) ?: r;
@@ -3343,7 +3394,7 @@ static int set_cond(struct emul *e, uint32_t zone, uint8_t cond)
 	if (e->broken)
 		return e->broken;
 	/* The zone leaves the open/active accounting through zone_apply(). */
-	r = commit(e, zone, cond, ez->wp);
+	r = commit(e, zone, cond, ez_wp(e, zone));
 	r = sync_meta(e) ?: r;
 	if (!r)
 		log_dev(LOG_WARNING, e->path, zone, "zone %" PRIu32 " is now %s", zone,

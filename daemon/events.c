@@ -265,7 +265,7 @@ void zd_event_lease(struct zd_daemon *d, enum zd_event_type type, const struct z
 		    const char *reason)
 {
 	struct zd_conn *holder = type == ZD_EV_LEASE_REVOKED ? l->conn : NULL;
-	const struct zd_zone *z = &l->dev->zones[l->zone];
+	const struct zd_zone zone = zd_device_zone(l->dev, l->zone), *z = &zone;
 	struct json_object *p;
 
 	if (!holder && !anyone_listens(d))
@@ -301,7 +301,7 @@ void zd_event_lease(struct zd_daemon *d, enum zd_event_type type, const struct z
 void zd_event_zone(struct zd_device *dev, uint32_t zone, unsigned old_cond)
 {
 	struct zd_daemon *d = dev->d;
-	const struct zd_zone *z = &dev->zones[zone];
+	const struct zd_zone zc = zd_device_zone(dev, zone), *z = &zc;
 	struct json_object *p;
 
 	if (!d || !anyone_listens(d))

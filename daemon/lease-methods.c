@@ -73,7 +73,7 @@ static void zf_give(struct zd_call *call, struct zd_zone_fds *zf)
 static uint32_t range_dead(const struct zd_device *dev, uint32_t zone, uint32_t count)
 {
 	for (uint32_t i = zone; i < zone + count; i++)
-		if (cond_dead(dev->zones[i].cond))
+		if (cond_dead(zd_zstore_cond(&dev->zs, i)))
 			return i;
 	return ZD_NIL;
 }
@@ -96,7 +96,7 @@ static bool zone_died(const struct zd_work *w)
 static void zone_dead_error(struct zd_call *call, const struct zd_device *dev, uint32_t zone,
 			    const char *what)
 {
-	const char *cond = zp_cond_name(dev->zones[zone].cond);
+	const char *cond = zp_cond_name(zd_zstore_cond(&dev->zs, zone));
 
 	zd_call_error(call, ZP_ERR_ZONE_STATE, "%s: zone %u of %s is %s", what, zone, dev->id,
 		      cond);
@@ -431,7 +431,7 @@ static int acquire_try(struct zd_daemon *d, struct acquire_req *a, unsigned retr
 	}
 	if (zone < 0)
 		return (int)zone;
-	if (a->req.count <= 1 && dev->zones[zone].cond == ZP_COND_EMPTY) {
+	if (a->req.count <= 1 && zd_zstore_cond(&dev->zs, zone) == ZP_COND_EMPTY) {
 		struct zd_ready rz;
 		int r;
 
@@ -495,7 +495,7 @@ static int acquire_try(struct zd_daemon *d, struct acquire_req *a, unsigned retr
 	w->run = zone_open_run;
 	w->done = acquire_done;
 	zd_work_queue(dev, w);
-	if (l->count == 1 && dev->zones[l->zone].cond == ZP_COND_EMPTY)
+	if (l->count == 1 && zd_zstore_cond(&dev->zs, l->zone) == ZP_COND_EMPTY)
 		zd_device_ready_refill(dev);
 	return 0;
 }
@@ -614,7 +614,7 @@ static bool min_free_too_large(struct zd_daemon *d, const struct acquire_req *a,
 			return false; /* answered as "no such device" */
 		known = true;
 		if (a->req.zone >= 0 && a->req.zone < dev->info.nr_zones)
-			cap = dev->zones[a->req.zone].capacity;
+			cap = zd_zstore_capacity(&dev->zs, (uint32_t)a->req.zone);
 		else
 			cap = dev->info.zone_capacity;
 	} else {
@@ -920,7 +920,7 @@ static int lease_queue_op(struct zd_call *call, struct zd_lease *l, int op, uint
 	w->count = l->count;
 	/* Where each zone starts, for the hint's zone (the cache's view). */
 	for (uint32_t i = 0; i < l->count; i++)
-		w->zbuf[i] = l->dev->zones[l->zone + i];
+		w->zbuf[i] = zd_device_zone(l->dev, l->zone + i);
 	w->op = (enum zd_zone_op)op;
 	w->hint_wp = hint;
 	w->zone_work = w->recheck = true;
@@ -948,12 +948,13 @@ static int lease_sync_method(struct zd_daemon *d, struct zd_call *call, struct j
 		return 0;
 	}
 	if (r == 0) {
-		const struct zd_zone *z = &l->dev->zones[l->zone];
+		struct zd_zone zc = zd_device_zone(l->dev, l->zone);
+		const struct zd_zone *z = &zc;
 
 		/* The zone of the range the wp falls in (the end of one zone's
 		 * capacity is that zone's, not the next one's start). */
 		for (uint32_t i = 1; i < l->count && wp > z->start + z->capacity; i++)
-			z = &l->dev->zones[l->zone + i];
+			zc = zd_device_zone(l->dev, l->zone + i);
 		if (wp < z->start || wp > z->start + z->capacity ||
 		    wp % l->dev->info.logical_block_size) {
 			zd_call_error(call, ZP_ERR_INVALID_PARAMS,

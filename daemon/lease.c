@@ -78,7 +78,7 @@ int zd_lease_set_state(struct zd_lease *l, enum zd_lease_state to)
 
 struct json_object *zd_lease_json(const struct zd_lease *l)
 {
-	const struct zd_zone *z = &l->dev->zones[l->zone];
+	const struct zd_zone zone = zd_device_zone(l->dev, l->zone), *z = &zone;
 	struct json_object *o = json_object_new_object();
 
 	json_object_object_add(o, "id", json_object_new_uint64(l->id));
@@ -103,7 +103,7 @@ struct json_object *zd_lease_json(const struct zd_lease *l)
 		struct json_object *arr = json_object_new_array_ext((int)l->count);
 
 		for (uint32_t i = 0; i < l->count; i++) {
-			const struct zd_zone *zi = &l->dev->zones[l->zone + i];
+			const struct zd_zone zc = zd_device_zone(l->dev, l->zone + i), *zi = &zc;
 			struct json_object *zo = json_object_new_object();
 
 			json_object_object_add(zo, "zone", json_object_new_int64(l->zone + i));
@@ -338,7 +338,7 @@ static void lease_rec(const struct zd_lease *l, struct zd_lease_rec *r)
 	memset(r, 0, sizeof(*r));
 	r->id = l->id;
 	r->token = l->token;
-	r->wp = l->dev->zones[l->zone].wp;
+	r->wp = zd_zstore_wp(&l->dev->zs, l->zone);
 	snprintf(r->device, sizeof(r->device), "%s", l->dev->id);
 	r->zone = l->zone;
 	r->count = l->count;
@@ -658,14 +658,14 @@ static void release_finish(struct release_op *op, int status)
 			zd_call_errno(call, status, "release");
 		} else {
 			call->result = json_object_new_object();
-			json_object_object_add(call->result, "zone",
-					       zd_zone_json(dev, l->zone, &dev->zones[l->zone]));
+			json_object_object_add(call->result, "zone", zd_zone_json(dev, l->zone,
+				(const struct zd_zone[]){ zd_device_zone(dev, l->zone) }));
 			if (l->count > 1) {
 				struct json_object *arr = json_object_new_array();
 
 				for (uint32_t i = 0; i < l->count; i++)
 					json_object_array_add(arr, zd_zone_json(dev, l->zone + i,
-						&dev->zones[l->zone + i]));
+						(const struct zd_zone[]){ zd_device_zone(dev, l->zone + i) }));
 				json_object_object_add(call->result, "zones", arr);
 			}
 		}
@@ -698,7 +698,7 @@ static void release_done(struct zd_work *w, int status)
 static bool release_here(struct zd_lease *l, int then)
 {
 	struct zd_device *dev = l->dev;
-	const struct zd_zone *z = &dev->zones[l->zone];
+	const struct zd_zone zc = zd_device_zone(dev, l->zone), *z = &zc;
 
 	if (l->probe_fd < 0 || l->busy || l->fenced || l->count != 1 ||
 	    !zd_device_isolated(dev) || dev->failed)
@@ -753,7 +753,8 @@ int zd_lease_release(struct zd_lease *l, int then, struct zd_call *call)
 	/* Else the fence would count probe_fd as a holder. */
 	probe_close(l);
 	/* The cached zones, for release_zone() to tell whether they moved. */
-	memcpy(w->zbuf, &l->dev->zones[l->zone], l->count * sizeof(*w->zbuf));
+	for (uint32_t i = 0; i < l->count; i++)
+		w->zbuf[i] = zd_device_zone(l->dev, l->zone + i);
 	w->data = op;
 	w->zone = l->zone;
 	w->count = l->count;

@@ -7,6 +7,8 @@ daemon_libzoned_blkdev_la_SOURCES = daemon/blkdev.c daemon/blkdev.h
 noinst_LTLIBRARIES += daemon/libzoned-daemon.la
 daemon_libzoned_daemon_la_SOURCES = \
 	daemon/zdev.h \
+	daemon/zstore.c \
+	daemon/zstore.h \
 	daemon/size.c \
 	daemon/emul.c \
 	daemon/kernel.c \

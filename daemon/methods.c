@@ -20,6 +20,12 @@
 #define ZD_REPORT_PAGE 256
 /* Zones scanned per report page when filters skip most of them. */
 #define ZD_REPORT_SCAN 4096
+/* zone.report {"format": "runs"}: zones scanned per page, and the bytes of
+ * run text a page may carry (the rest of the reply is a few dozen bytes,
+ * the packet 64 KiB). A run is at most ZD_RUN_MAX bytes. */
+#define ZD_RUNS_SCAN 16384
+#define ZD_RUNS_TEXT 61440
+#define ZD_RUN_MAX 96
 
 
 static bool param_fail(struct zd_call *call, int r, struct zp_err *e)
@@ -75,6 +81,15 @@ static int m_hello(struct zd_daemon *d, struct zd_call *call, struct json_object
 	json_object_object_add(r, "admin", json_object_new_boolean(call->conn->admin));
 	json_object_object_add(r, "client", json_object_new_boolean(call->conn->client ||
 								    call->conn->admin));
+	/* What this daemon has beyond its protocol version's first form, for
+	 * a client to use where it is there (additions only: anything
+	 * incompatible bumps the version). */
+	{
+		struct json_object *f = json_object_new_array();
+
+		json_object_array_add(f, json_object_new_string("report-runs"));
+		json_object_object_add(r, "features", f);
+	}
 	call->result = r;
 	return 0;
 }
@@ -188,7 +203,139 @@ struct report_ctx {
 	struct zd_call *call;
 	uint32_t from, end; /* requested range [from, end) */
 	uint32_t cond_mask, type_mask;
+	bool runs;          /* format "runs" */
 };
+
+/* --- zone.report {"format": "runs"} -----------------------------------
+ *
+ * Zones side by side that differ in nothing but their start are one run,
+ * written "N,T,C,W[,CAP[,LEN]]": N zones of type T and condition C (their
+ * numbers in proto.h, the order of PROTOCOL.md's names), each with its wp W
+ * bytes past its start ("x" for none: read-only, offline), its capacity
+ * CAP and length LEN where they are not the page's; "N" alone is N zones
+ * the filters left out. Runs are separated by one space. A device as it
+ * comes (every zone empty) is two runs whatever its size; one whose every
+ * zone differs costs ~14 bytes a zone against ~150 for the objects, and
+ * neither side builds a JSON value per zone. */
+
+struct runs_enc {
+	char *buf;
+	size_t len;
+	uint32_t n;           /* zones in the open run; 0: none open */
+	bool match;
+	uint8_t tc;
+	uint32_t cap, wp;     /* store units */
+	uint64_t zlen;
+};
+
+static char *put_u64(char *p, uint64_t v)
+{
+	char tmp[20];
+	int n = 0;
+
+	do
+		tmp[n++] = (char)('0' + v % 10);
+	while ((v /= 10));
+	while (n)
+		*p++ = tmp[--n];
+	return p;
+}
+
+static void runs_flush(const struct zd_device *dev, struct runs_enc *r)
+{
+	char *p = r->buf + r->len;
+
+	if (!r->n)
+		return;
+	if (r->len)
+		*p++ = ' ';
+	p = put_u64(p, r->n);
+	if (r->match) {
+		uint64_t cap = (uint64_t)r->cap << ZD_ZS_SHIFT;
+		bool need_len = r->zlen != dev->info.zone_size;
+
+		*p++ = ',';
+		p = put_u64(p, r->tc >> 4);
+		*p++ = ',';
+		p = put_u64(p, r->tc & 15);
+		*p++ = ',';
+		if (r->wp == ZD_ZS_WP_NONE)
+			*p++ = 'x';
+		else
+			p = put_u64(p, (uint64_t)r->wp << ZD_ZS_SHIFT);
+		if (cap != dev->info.zone_capacity || need_len) {
+			*p++ = ',';
+			p = put_u64(p, cap);
+		}
+		if (need_len) {
+			*p++ = ',';
+			p = put_u64(p, r->zlen);
+		}
+	}
+	r->len = (size_t)(p - r->buf);
+	r->n = 0;
+}
+
+/* Adds zone i of the cache to the runs; false (nothing added) when a new
+ * run would not fit in the page. */
+static bool runs_add(const struct zd_device *dev, struct runs_enc *r, uint32_t i, bool match)
+{
+	const struct zd_zone_store *s = &dev->zs;
+	uint64_t zlen = zd_zstore_len(s, i);
+
+	if (r->n && r->match == match && r->n < UINT32_MAX &&
+	    (!match || (r->tc == s->tc[i] && r->cap == s->cap[i] && r->wp == s->wp[i] &&
+			r->zlen == zlen))) {
+		r->n++;
+		return true;
+	}
+	runs_flush(dev, r);
+	/* Room for this run and the one it may turn into. */
+	if (r->len + 2 * ZD_RUN_MAX > ZD_RUNS_TEXT)
+		return false;
+	*r = (struct runs_enc){ .buf = r->buf, .len = r->len, .n = 1, .match = match,
+				.tc = s->tc[i], .cap = s->cap[i], .wp = s->wp[i], .zlen = zlen };
+	return true;
+}
+
+static bool zone_matches(const struct zd_device *dev, uint32_t i, uint32_t cmask, uint32_t tmask)
+{
+	return (!cmask || (cmask & (1u << zd_zstore_cond(&dev->zs, i)))) &&
+	       (!tmask || (tmask & (1u << zd_zstore_type(&dev->zs, i))));
+}
+
+/* The reply of a runs page that covers [from, next) of [.., end). */
+static void runs_result(struct zd_call *call, const struct zd_device *dev, struct runs_enc *r,
+			uint32_t from, uint32_t next, uint32_t end)
+{
+	struct json_object *res = json_object_new_object();
+
+	runs_flush(dev, r);
+	json_object_object_add(res, "from", json_object_new_int64(from));
+	json_object_object_add(res, "zone_size", json_object_new_uint64(dev->info.zone_size));
+	json_object_object_add(res, "capacity", json_object_new_uint64(dev->info.zone_capacity));
+	json_object_object_add(res, "runs", json_object_new_string_len(r->buf, (int)r->len));
+	json_object_object_add(res, "next", next < end ? json_object_new_int64(next) : NULL);
+	call->result = res;
+}
+
+/* Pages of the cache alone (cached: true): at most ZD_RUNS_SCAN zones. */
+static void report_cached_runs(struct zd_call *call, const struct zd_device *dev, uint32_t from,
+			       uint32_t end, uint32_t cmask, uint32_t tmask)
+{
+	struct runs_enc r = { .buf = malloc(ZD_RUNS_TEXT) };
+	uint32_t i, stop = end - from > ZD_RUNS_SCAN ? from + ZD_RUNS_SCAN : end;
+
+	if (!r.buf) {
+		zd_call_error(call, ZP_ERR_INTERNAL, "out of memory");
+		return;
+	}
+	for (i = from; i < stop; i++)
+		if (!runs_add(dev, &r, i, zone_matches(dev, i, cmask, tmask)))
+			break;
+	runs_result(call, dev, &r, from, i, end);
+	free(r.buf);
+}
 
 /* The zone buffer exists only while the work runs: queued reports cost a
  * few hundred bytes each, not the 160 KiB a filtered page may scan. */
@@ -213,6 +360,28 @@ static void report_done(struct zd_work *w, int status)
 		zd_call_errno(call, status, "zone report");
 		goto out;
 	}
+	if (ctx->runs) {
+		struct runs_enc r = { .buf = malloc(ZD_RUNS_TEXT) };
+
+		if (!r.buf) {
+			zd_call_error(call, ZP_ERR_INTERNAL, "out of memory");
+			goto out;
+		}
+		/* Each zone goes into the cache, then from the cache into the
+		 * page; the zones past a full page are left for the next one
+		 * (reported again then), as with the objects. */
+		for (i = 0; i < w->nz; i++) {
+			uint32_t idx = w->zone + i;
+
+			zd_device_zone_update(w->dev, idx, &w->zbuf[i]);
+			if (!runs_add(w->dev, &r, idx,
+				      zone_matches(w->dev, idx, ctx->cond_mask, ctx->type_mask)))
+				break;
+		}
+		runs_result(call, w->dev, &r, w->zone, w->zone + i, ctx->end);
+		free(r.buf);
+		goto out;
+	}
 	arr = json_object_new_array();
 	next = w->zone;
 	for (i = 0; i < w->nz; i++) {
@@ -225,7 +394,11 @@ static void report_done(struct zd_work *w, int status)
 		    (ctx->type_mask && !(ctx->type_mask & (1u << z->type))))
 			continue;
 		/* From the cache, which holds the zone as the daemon shows it. */
-		json_object_array_add(arr, zd_zone_json(w->dev, idx, &w->dev->zones[idx]));
+		{
+			const struct zd_zone zc = zd_device_zone(w->dev, idx);
+
+			json_object_array_add(arr, zd_zone_json(w->dev, idx, &zc));
+		}
 		if (++matched == ZD_REPORT_PAGE)
 			break;
 	}
@@ -252,7 +425,7 @@ static void report_cached(struct zd_call *call, const struct zd_device *dev, uin
 	uint32_t matched = 0, i;
 
 	for (i = from; i < end && matched < ZD_REPORT_PAGE; i++) {
-		const struct zd_zone *z = &dev->zones[i];
+		const struct zd_zone zc = zd_device_zone(dev, i), *z = &zc;
 
 		if ((cmask && !(cmask & (1u << z->cond))) || (tmask && !(tmask & (1u << z->type))))
 			continue;
@@ -272,13 +445,25 @@ static int m_zone_report(struct zd_daemon *d, struct zd_call *call, struct json_
 	struct zd_work *w;
 	uint64_t from = 0, count = 0;
 	uint32_t cmask, tmask, n;
-	bool cached = false;
+	bool cached = false, runs = false;
+	const char *format = NULL;
 	struct zp_err e;
 	int r;
 
 	r = zp_param_bool(params, "cached", ZP_OPTIONAL, &cached, &e);
 	if (param_fail(call, r, &e))
 		return 0;
+	r = zp_param_string(params, "format", ZP_OPTIONAL, &format, &e);
+	if (param_fail(call, r, &e))
+		return 0;
+	if (format) {
+		runs = strcmp(format, "runs") == 0;
+		if (!runs && strcmp(format, "zones") != 0) {
+			zd_call_error(call, ZP_ERR_INVALID_PARAMS, "parameter 'format' must be "
+				      "\"zones\" or \"runs\"");
+			return 0;
+		}
+	}
 	dev = param_device_any(d, call, params, cached);
 	if (!dev)
 		return 0;
@@ -299,13 +484,18 @@ static int m_zone_report(struct zd_daemon *d, struct zd_call *call, struct json_
 	if (count == 0 || count > dev->info.nr_zones - from)
 		count = dev->info.nr_zones - from;
 	if (cached) {
-		report_cached(call, dev, (uint32_t)from, (uint32_t)(from + count), cmask, tmask);
+		if (runs)
+			report_cached_runs(call, dev, (uint32_t)from, (uint32_t)(from + count), cmask,
+					   tmask);
+		else
+			report_cached(call, dev, (uint32_t)from, (uint32_t)(from + count), cmask,
+				      tmask);
 		return 0;
 	}
 	ctx = calloc(1, sizeof(*ctx));
 	w = calloc(1, sizeof(*w));
 	/* Without filters a page is at most one packet's worth of zones. */
-	n = (cmask || tmask) ? ZD_REPORT_SCAN : ZD_REPORT_PAGE;
+	n = runs ? ZD_RUNS_SCAN : (cmask || tmask) ? ZD_REPORT_SCAN : ZD_REPORT_PAGE;
 	if (n > count)
 		n = (uint32_t)count;
 	if (!ctx || !w) {
@@ -319,6 +509,7 @@ static int m_zone_report(struct zd_daemon *d, struct zd_call *call, struct json_
 	ctx->end = (uint32_t)(from + count);
 	ctx->cond_mask = cmask;
 	ctx->type_mask = tmask;
+	ctx->runs = runs;
 	w->data = ctx;
 	w->zone = (uint32_t)from;
 	w->nz = n;
@@ -398,7 +589,7 @@ static void zoneop_done(struct zd_work *w, int status)
 		zd_device_zone_update(w->dev, w->zone + i, &w->zbuf[i]);
 		if (i < ZD_ZONE_OP_REPLY)
 			json_object_array_add(arr, zd_zone_json(w->dev, w->zone + i,
-								&w->dev->zones[w->zone + i]));
+				(const struct zd_zone[]){ zd_device_zone(w->dev, w->zone + i) }));
 	}
 	/* Zones reset, closed or finished may let waiting acquires go. */
 	zd_waiters_kick(w->dev->d, w->dev);
@@ -413,7 +604,8 @@ static void zoneop_done(struct zd_work *w, int status)
 		 * that reached the operation's state. Unknown when the report
 		 * after the failure failed too. */
 		if (w->nz == w->count) {
-			while (done < w->nz && op_reached(w->op, &w->dev->zones[w->zone + done]))
+			while (done < w->nz && op_reached(w->op, (const struct zd_zone[]){
+							   zd_device_zone(w->dev, w->zone + done) }))
 				done++;
 			json_object_object_add(call->err_data, "done", json_object_new_int64(done));
 			snprintf(call->err_msg + strlen(call->err_msg),
@@ -454,7 +646,7 @@ static int zone_op_check(struct zd_call *call, const struct zd_device *dev, enum
 	uint32_t i;
 
 	for (i = zone; i < zone + count; i++) {
-		const struct zd_zone *z = &dev->zones[i];
+		const struct zd_zone zc = zd_device_zone(dev, i), *z = &zc;
 
 		if (z->type == ZP_TYPE_CONV || z->cond == ZP_COND_READONLY ||
 		    z->cond == ZP_COND_OFFLINE) {
@@ -465,7 +657,7 @@ static int zone_op_check(struct zd_call *call, const struct zd_device *dev, enum
 		}
 	}
 	for (i = zone; i < zone + count && !limit; i++) {
-		const struct zd_zone *z = &dev->zones[i];
+		const struct zd_zone zc = zd_device_zone(dev, i), *z = &zc;
 
 		if (op == ZD_OP_OPEN) {
 			switch (z->cond) {
@@ -749,7 +941,7 @@ static const struct zd_method methods[] = {
 	{ "device.list", m_device_list, ZD_M_CLIENT, P(NULL) },
 	{ "device.info", m_device_info, ZD_M_CLIENT, P("device") },
 	{ "device.open", m_device_open, ZD_M_CLIENT | ZD_M_REPLY, P("device", "zone", "count") },
-	{ "zone.report", m_zone_report, ZD_M_CLIENT, P("device", "from", "count", "cond", "type", "cached") },
+	{ "zone.report", m_zone_report, ZD_M_CLIENT, P("device", "from", "count", "cond", "type", "cached", "format") },
 	{ "zone.open", m_zone_open, ZD_M_ADMIN, P("device", "zone", "count", "force") },
 	{ "zone.close", m_zone_close, ZD_M_ADMIN, P("device", "zone", "count", "force") },
 	{ "zone.finish", m_zone_finish, ZD_M_ADMIN, P("device", "zone", "count", "force") },

@@ -9,11 +9,15 @@ tests_test_client_LDADD = client/libzoned-client.la proto/libzoned-proto.la $(CH
 	$(JSONC_LIBS) -lpthread
 
 tests_test_client_e2e_SOURCES = tests/test-client-e2e.c tests/fixture.c tests/fixture.h
-tests_test_client_e2e_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) -pthread
-tests_test_client_e2e_LDADD = client/libzoned-client.la $(CHECK_LIBS) -lpthread
+tests_test_client_e2e_CFLAGS = $(TEST_CFLAGS) -pthread
+tests_test_client_e2e_LDADD = client/libzoned-client.la proto/libzoned-proto.la $(CHECK_LIBS) \
+	$(JSONC_LIBS) -lpthread
 
 TESTS += tests/test-client tests/test-client-e2e tests/e2e-zonectl.sh tests/e2e-zonectl-data.sh tests/e2e-zonectl-cli.sh tests/e2e-zonectl-help.sh tests/pkgconfig-uninstalled.sh tests/readme-tour.sh tests/e2e-lease-sync.sh tests/e2e-zonectl-views.sh tests/e2e-zonectl-output.sh tests/e2e-zonectl-progress.sh
 dist_check_SCRIPTS += tests/e2e-zonectl-output.sh tests/e2e-zonectl-progress.sh tests/e2e-zonectl.sh tests/e2e-zonectl-data.sh tests/e2e-zonectl-cli.sh tests/e2e-zonectl-help.sh tests/e2e-zonectl-views.sh tests/pkgconfig-uninstalled.sh tests/readme-tour.sh tests/e2e-lease-sync.sh
+# bench/bench-scale's report has the shape bench/run reads (tiny devices).
+TESTS += tests/bench-scale-smoke.sh
+dist_check_SCRIPTS += tests/bench-scale-smoke.sh
 EXTRA_DIST += tests/lib-e2e.sh
 
 # The non-blocking core (tests/test-async.c, which also runs the libuv

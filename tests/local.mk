@@ -15,6 +15,12 @@ tests_test_alloc_SOURCES = tests/test-alloc.c
 tests_test_alloc_CFLAGS = $(TEST_CFLAGS)
 tests_test_alloc_LDADD = $(TEST_LIBS)
 
+check_PROGRAMS += tests/test-scale
+TESTS += tests/test-scale
+tests_test_scale_SOURCES = tests/test-scale.c
+tests_test_scale_CFLAGS = $(TEST_CFLAGS)
+tests_test_scale_LDADD = $(TEST_LIBS)
+
 check_PROGRAMS += tests/test-lifecycle
 TESTS += tests/test-lifecycle
 tests_test_lifecycle_SOURCES = tests/test-lifecycle.c tests/fixture.c tests/fixture.h
@@ -48,7 +54,7 @@ check-valgrind: $(check_PROGRAMS) daemon/zonedd
 		ZT_DAEMON_WRAPPER="$(VALGRIND_CMD)" \
 		$(LIBTOOL) --mode=execute $(VALGRIND_CMD) ./$$t; \
 	done
-VALGRIND_TESTS = tests/test-proto tests/test-alloc tests/test-blkdev tests/test-isolation tests/test-lifecycle tests/test-faults tests/test-lease-e2e tests/test-client tests/test-client-e2e tests/test-emul tests/test-chaos tests/test-soak
+VALGRIND_TESTS = tests/test-proto tests/test-alloc tests/test-scale tests/test-blkdev tests/test-isolation tests/test-lifecycle tests/test-faults tests/test-lease-e2e tests/test-client tests/test-client-e2e tests/test-emul tests/test-chaos tests/test-soak
 .PHONY: check-valgrind
 
 check_PROGRAMS += tests/test-chaos

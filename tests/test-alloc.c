@@ -98,7 +98,7 @@ static void close_dev(void)
  * capacity full), with cond for a partial zone. */
 static void set_zone(uint32_t i, uint64_t used, uint8_t cond)
 {
-	struct zd_zone z = dev->zones[i];
+	struct zd_zone z = zd_device_zone(dev, i);
 
 	z.wp = z.start + used;
 	if (used == 0)
@@ -129,7 +129,7 @@ START_TEST(min_free_finds_a_zone_among_many_partial)
 	 * far more than the 64 zones the old allocator looked at. */
 	open_dev("size=400M,zone-size=2M,zone-capacity=1536K,conv=0,max-open=0,max-active=0,lbs=4096");
 	for (uint32_t i = 0; i < 200; i++)
-		set_zone(i, dev->zones[i].capacity - 4 * KIB, ZP_COND_CLOSED);
+		set_zone(i, zd_device_zone(dev, i).capacity - 4 * KIB, ZP_COND_CLOSED);
 	set_zone(170, 512 * KIB, ZP_COND_CLOSED);
 	ck_assert_int_eq(pick(-1, 1 * MIB, ZD_PREFER_EMPTY), 170);
 	ck_assert_int_eq(pick(-1, 1 * MIB, ZD_PREFER_PARTIAL), 170);
@@ -143,7 +143,7 @@ START_TEST(min_free_finds_a_zone_among_many_partial)
 	lease(170, false);
 	ck_assert_int_eq(pick(-1, 1 * MIB, ZD_PREFER_EMPTY), 170);
 	/* It fills up: nothing fits; an empty zone appears: it serves. */
-	set_zone(170, dev->zones[170].capacity, 0);
+	set_zone(170, zd_device_zone(dev, 170).capacity, 0);
 	ck_assert_int_eq(pick(-1, 1 * MIB, ZD_PREFER_EMPTY), ZP_ERR_NO_FREE_ZONE);
 	set_zone(33, 0, 0);
 	ck_assert_int_eq(pick(-1, 1 * MIB, ZD_PREFER_EMPTY), 33);
@@ -170,7 +170,7 @@ START_TEST(pick_agrees_with_brute_force)
 			set_zone(i, 0, 0);
 			break;
 		case 1:
-			set_zone(i, dev->zones[i].capacity, 0);
+			set_zone(i, zd_device_zone(dev, i).capacity, 0);
 			break;
 		case 2:
 			set_zone(i, (uint64_t)(rand_r(&seed) % 191 + 1) * 4 * KIB,
@@ -180,7 +180,7 @@ START_TEST(pick_agrees_with_brute_force)
 			lease(i, !dev->lease_of[i]);
 		}
 		for (uint32_t j = 0; j < dev->info.nr_zones; j++) {
-			const struct zd_zone *z = &dev->zones[j];
+			const struct zd_zone zc = zd_device_zone(dev, j), *z = &zc;
 
 			if (!dev->lease_of[j] && z->cond != ZP_COND_FULL &&
 			    z->start + z->capacity - z->wp >= want)
@@ -190,11 +190,12 @@ START_TEST(pick_agrees_with_brute_force)
 		if (!any) {
 			ck_assert_int_eq(got, ZP_ERR_NO_FREE_ZONE);
 		} else {
-			const struct zd_zone *z;
+			struct zd_zone zc;
+			const struct zd_zone *z = &zc;
 
 			ck_assert_msg(got >= 0, "round %d: nothing for %llu", round,
 				      (unsigned long long)want);
-			z = &dev->zones[got];
+			zc = zd_device_zone(dev, (uint32_t)got);
 			ck_assert_ptr_null(dev->lease_of[got]);
 			ck_assert_uint_ne(z->cond, ZP_COND_FULL);
 			ck_assert_uint_ge(z->start + z->capacity - z->wp, want);
@@ -235,7 +236,7 @@ START_TEST(limits_and_named_zones)
 	lease(2, false);
 	ck_assert_uint_eq(dev->leased_exp_open, 0);
 	ck_assert_int_eq(pick(-1, 0, ZD_PREFER_PARTIAL), ZP_ERR_LIMIT);
-	set_zone(6, dev->zones[6].capacity, 0);
+	set_zone(6, zd_device_zone(dev, 6).capacity, 0);
 	ck_assert_int_ge(pick(-1, 0, ZD_PREFER_PARTIAL), 2);
 	/* Named zones: conventional, out of range, full. */
 	ck_assert_int_eq(pick(0, 0, ZD_PREFER_EMPTY), ZP_ERR_ZONE_STATE);
@@ -284,7 +285,7 @@ START_TEST(ranges)
 	ck_assert_int_eq(pick_range(2, 2, 2 * MIB), ZP_ERR_NO_FREE_ZONE);
 	/* No run long enough. */
 	for (uint32_t i = 6; i < 16; i += 2)
-		set_zone(i, dev->zones[i].capacity, 0);
+		set_zone(i, zd_device_zone(dev, i).capacity, 0);
 	ck_assert_int_eq(pick_range(-1, 2, 0), ZP_ERR_NO_FREE_ZONE);
 	close_dev();
 }

@@ -240,6 +240,7 @@ struct fake {
 	int64_t last_id;
 	int requests;
 	int protocol;           /* what the greeting says; 0 = ours */
+	const char *features;   /* the greeting's "features" array, NULL: none */
 	atomic_int accepted;
 };
 
@@ -255,7 +256,7 @@ static void substitute(char *out, size_t cap, const char *tmpl, int64_t id)
 }
 
 /* zc_connect checks the daemon's protocol version first. */
-static void fake_greet(int s, char *buf, int protocol)
+static void fake_greet(int s, char *buf, int protocol, const char *features)
 {
 	struct json_object *req, *id;
 	ssize_t n = zp_recv(s, buf, ZP_MSG_MAX + 1, NULL, 0);
@@ -266,7 +267,8 @@ static void fake_greet(int s, char *buf, int protocol)
 	req = zp_parse(buf, (size_t)n);
 	snprintf(out, sizeof(out),
 		 "{\"jsonrpc\":\"2.0\",\"result\":{\"protocol\":%d,\"version\":\"0.2.0\","
-		 "\"pid\":42,\"uid\":7,\"admin\":true},\"id\":%lld}", protocol,
+		 "\"pid\":42,\"uid\":7,\"admin\":true%s%s},\"id\":%lld}", protocol,
+		 features ? ",\"features\":" : "", features ? features : "",
 		 req && json_object_object_get_ex(req, "id", &id) ? (long long)json_object_get_int64(id) : 0LL);
 	json_object_put(req);
 	zp_send(s, out, strlen(out), -1, 0);
@@ -279,7 +281,7 @@ static void *fake_main(void *arg)
 	int s = accept4(f->listen_fd, NULL, NULL, SOCK_CLOEXEC);
 
 	if (s >= 0)
-		fake_greet(s, buf, f->protocol ? f->protocol : ZP_PROTOCOL_VERSION);
+		fake_greet(s, buf, f->protocol ? f->protocol : ZP_PROTOCOL_VERSION, f->features);
 	atomic_store(&f->accepted, 1);
 
 	for (size_t i = 0; s >= 0 && i < f->nsteps; i++) {
@@ -312,12 +314,14 @@ static void *fake_main(void *arg)
 	return NULL;
 }
 
-static void fake_start_v(struct fake *f, const struct step *steps, size_t nsteps, int protocol)
+static void fake_start_f(struct fake *f, const struct step *steps, size_t nsteps, int protocol,
+			 const char *features)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 
 	memset(f, 0, sizeof(*f));
 	f->protocol = protocol;
+	f->features = features;
 	snprintf(f->path, sizeof(f->path), "%s/fake.sock", tmpdir);
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", f->path);
 	f->listen_fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
@@ -328,6 +332,11 @@ static void fake_start_v(struct fake *f, const struct step *steps, size_t nsteps
 	f->steps = steps;
 	f->nsteps = nsteps;
 	ck_assert_int_eq(pthread_create(&f->thread, NULL, fake_main, f), 0);
+}
+
+static void fake_start_v(struct fake *f, const struct step *steps, size_t nsteps, int protocol)
+{
+	fake_start_f(f, steps, nsteps, protocol, NULL);
 }
 
 static void fake_start(struct fake *f, const struct step *steps, size_t nsteps)
@@ -529,6 +538,94 @@ START_TEST(test_iter_paging)
 	zc_zone_iter_free(it);
 	zc_close(c);
 	fake_stop(&f);
+}
+END_TEST
+
+#define RUNS(from, runs, next) "{\"jsonrpc\":\"2.0\",\"result\":{\"from\":" #from \
+	",\"zone_size\":1000,\"capacity\":900,\"runs\":\"" runs "\",\"next\":" #next "},\"id\":%ID%}"
+/* A daemon with "report-runs" is asked for runs; they expand into zones
+ * (starts from the zone size, wp from the zone start, the page's capacity
+ * and length unless the run says), skips are left out, paging goes on. */
+START_TEST(test_iter_runs)
+{
+	static const struct step steps[] = {
+		{ .packets = { RUNS(2, "2,1,1,0 1 1,1,4,300,800 1,1,7,x", 7) } },
+		{ .packets = { RUNS(7, "2", 9) } },
+		{ .packets = { RUNS(9, "2,0,0,1000,1000 1,1,5,500,500,500", null) } },
+	};
+	static const struct { uint32_t index; uint64_t len, cap, wp; int type, cond; } want[] = {
+		{ 2, 1000, 900, 2000, ZC_TYPE_SWR, ZC_COND_EMPTY },
+		{ 3, 1000, 900, 3000, ZC_TYPE_SWR, ZC_COND_EMPTY },
+		{ 5, 1000, 800, 5300, ZC_TYPE_SWR, ZC_COND_CLOSED },
+		{ 6, 1000, 900, UINT64_MAX, ZC_TYPE_SWR, ZC_COND_OFFLINE },
+		{ 9, 1000, 1000, 10000, ZC_TYPE_CONV, ZC_COND_NOT_WP },
+		{ 10, 1000, 1000, 11000, ZC_TYPE_CONV, ZC_COND_NOT_WP },
+		{ 11, 500, 500, 11500, ZC_TYPE_SWR, ZC_COND_FULL },
+	};
+	struct fake f;
+	struct zc_zone z;
+	zc_zone_iter *it;
+	zc_client *c;
+
+	fake_start_f(&f, steps, 3, 0, "[\"report-runs\",\"something-newer\"]");
+	ck_assert_int_eq(zc_connect(f.path, &c), 0);
+	ck_assert_int_eq(zc_zone_iter_new(c, "emu0", &(struct zc_report_opts){ .from = 2 }, &it), 0);
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		ck_assert_int_eq(zc_zone_iter_next(it, &z), 1);
+		if (i == 0) {
+			ck_assert_ptr_nonnull(strstr(f.last_req, "\"format\":\"runs\""));
+			ck_assert_ptr_nonnull(strstr(f.last_req, "\"from\":2"));
+		}
+		ck_assert_uint_eq(z.index, want[i].index);
+		ck_assert_uint_eq(z.start, (uint64_t)z.index * 1000);
+		ck_assert_uint_eq(z.len, want[i].len);
+		ck_assert_uint_eq(z.capacity, want[i].cap);
+		ck_assert_uint_eq(z.wp, want[i].wp);
+		ck_assert_int_eq(z.type, want[i].type);
+		ck_assert_int_eq(z.cond, want[i].cond);
+	}
+	ck_assert_int_eq(zc_zone_iter_next(it, &z), 0);
+	ck_assert_int_eq(f.requests, 3);
+	zc_zone_iter_free(it);
+	zc_close(c);
+	fake_stop(&f);
+}
+END_TEST
+
+/* Runs out of shape are a protocol error, not zones made up. */
+START_TEST(test_iter_runs_malformed)
+{
+	static const char *const bad[] = {
+		RUNS(0, "0,1,1,0", null),        /* an empty run */
+		RUNS(0, "1,3,1,0", null),        /* no such type */
+		RUNS(0, "1,1,8,0", null),        /* no such condition */
+		RUNS(0, "1,1,1", null),          /* no wp */
+		RUNS(0, "1,1,1,0,1,1,1", null),  /* too many fields */
+		RUNS(0, "1,1,1,0,1001", null),   /* capacity past the length */
+		RUNS(0, "1,1,1,1001", null),     /* wp past the zone */
+		RUNS(0, "1,1,1,-1", null),       /* a sign */
+		RUNS(0, "1,1,1,0  1", null),     /* two spaces */
+		RUNS(0, "1,1,1,0 ", null),       /* a trailing space */
+		RUNS(0, "2,1,1,0", 3),           /* runs short of next */
+		RUNS(1, "1,1,1,0", null),        /* another page than asked */
+		RUNS(0, "99999999999999999999,1,1,0", null),
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct step steps[1] = { { .packets = { bad[i] } } };
+		struct fake f;
+		struct zc_zone z;
+		zc_zone_iter *it;
+		zc_client *c;
+
+		fake_start_f(&f, steps, 1, 0, "[\"report-runs\"]");
+		ck_assert_int_eq(zc_connect(f.path, &c), 0);
+		ck_assert_int_eq(zc_zone_iter_new(c, "emu0", NULL, &it), 0);
+		ck_assert_msg(zc_zone_iter_next(it, &z) == -EPROTO, "accepted %s", bad[i]);
+		ck_assert_int_eq(zc_zone_iter_next(it, &z), 0);
+		zc_zone_iter_free(it);
+		zc_close(c);
+		fake_stop(&f);
+	}
 }
 END_TEST
 
@@ -956,6 +1053,8 @@ static Suite *client_suite(void)
 	tcase_add_test(tc, test_exchange_errors);
 	tcase_add_test(tc, test_iter_paging);
 	tcase_add_test(tc, test_iter_no_progress);
+	tcase_add_test(tc, test_iter_runs);
+	tcase_add_test(tc, test_iter_runs_malformed);
 	tcase_add_test(tc, test_lease_checks);
 	tcase_add_test(tc, test_lease_direct_checks);
 	tcase_add_test(tc, test_lease_after_close);
