@@ -357,7 +357,7 @@ def t_bench(name):
     # The data path: O_DIRECT (zonectl bench's default), 1 MiB
     # blocks, 4 writers; the ratio to plain pwrite is printed, not asserted
     # (under QEMU's software emulation only ratios mean anything).
-    rc, out, err = zc("bench", name, "--writers", "4", "--zones", "1", "--size", "8M",
+    rc, out, err = zc("bench", name, "--writers", "4", "--zones", "1", "--size", "32M",
                       "--block", "1M", raw=True, timeout=120)
     for line in out.decode(errors="replace").splitlines():
         print("    " + line)
