@@ -264,6 +264,8 @@ static double pct_us(const uint64_t *v, size_t n, double p)
 
 static double median_us_of(uint64_t *v, size_t n)
 {
+	if (n == 0)
+		return 0; /* a phase left out (--only): v may be NULL */
 	qsort(v, n, sizeof(*v), cmp_u64);
 	return pct_us(v, n, 50);
 }
@@ -1368,7 +1370,9 @@ static struct result summarise(struct phase *p)
 {
 	struct result res = { 0 };
 
-	qsort(p->all.v, p->all.n, sizeof(uint64_t), cmp_u64);
+	/* A phase left out (--only) has no samples and no array at all. */
+	if (p->all.n)
+		qsort(p->all.v, p->all.n, sizeof(uint64_t), cmp_u64);
 	res.ops = p->ops;
 	res.p50 = pct_us(p->all.v, p->all.n, 50);
 	res.p99 = pct_us(p->all.v, p->all.n, 99);
