@@ -361,7 +361,6 @@ START_TEST(open_file_limit_raised)
 	ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &mine), 0);
 	if (mine.rlim_max != RLIM_INFINITY && mine.rlim_max < 512)
 		return; /* nothing to raise to: the hard limit is that low */
-	want = mine.rlim_max == RLIM_INFINITY || mine.rlim_max > 65536 ? 65536 : mine.rlim_max;
 	/* zonedd inherits the low soft limit; we take ours back at once. */
 	low.rlim_cur = 64;
 	low.rlim_max = mine.rlim_max;
@@ -369,6 +368,10 @@ START_TEST(open_file_limit_raised)
 	ck_assert_int_eq(zt_daemon_start(&z, NULL), 0);
 	ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &mine), 0);
 	ck_assert_int_eq(prlimit(z.pid, RLIMIT_NOFILE, NULL, &its), 0);
+	/* Against its own hard limit as the kernel has it: under valgrind
+	 * this process sees one a few descriptors lower (valgrind keeps
+	 * those), the daemon's prlimit() the real one. */
+	want = its.rlim_max == RLIM_INFINITY || its.rlim_max > 65536 ? 65536 : its.rlim_max;
 	ck_assert_uint_eq(its.rlim_cur, want);
 	for (size_t i = 0; i < 200; i++)
 		conns[i] = connect_to(z.sock);

@@ -399,6 +399,31 @@ START_TEST(t_write_at_wp)
 }
 END_TEST
 
+/* A release or lease.sync that saw a wp move flushes the device: the
+ * kernel backend has the op, and it works on a real disk (null_blk and
+ * QEMU's ZNS namespace have no volatile cache to lose, so what it made
+ * durable is not observable here; that it runs and answers 0 is). */
+START_TEST(t_flush)
+{
+	struct zd_dev *dev = open_dev();
+	struct zd_dev_info info;
+	void *buf = pattern(MIB, 3);
+	struct zd_zone z;
+
+	reset_all(dev);
+	info = get_info(dev);
+	z = get_zone(dev, info.nr_conventional);
+	ck_assert_ptr_nonnull(dev->ops->flush);
+	ck_assert_int_eq(dev->ops->pwrite(dev, buf, MIB, z.start), 0);
+	ck_assert_int_eq(dev->ops->flush(dev), 0);
+	z = get_zone(dev, info.nr_conventional);
+	assert_zone(&z, ZP_COND_IMP_OPEN, MIB);
+	reset_all(dev);
+	free(buf);
+	zd_dev_close(dev);
+}
+END_TEST
+
 START_TEST(t_fill_to_capacity)
 {
 	struct zd_dev *dev = open_dev();
@@ -1638,6 +1663,7 @@ int main(int argc, char **argv)
 		tcase_add_test(tc, t_report_ranges);
 		tcase_add_test(tc, t_write_at_wp);
 		tcase_add_test(tc, t_fill_to_capacity);
+		tcase_add_test(tc, t_flush);
 		tcase_add_test(tc, t_zone_ops);
 		tcase_add_test(tc, t_limits);
 		tcase_add_test(tc, t_open_fd_refresh);
