@@ -100,7 +100,9 @@ struct zd_device {
 
 	/* Work serialisation: at most one zd_work runs per device. */
 	struct zd_list work_queue;
-	bool work_running;
+	struct zd_list work_running; /* started, not done; at most ZD_DEVICE_PARALLEL */
+	unsigned nr_running;
+	unsigned peak_running;      /* the most ever at once (device.info) */
 	bool draining;              /* removed from the config: no new leases */
 	/* The device failed (zd_device_fail): it takes no new work, its leases
 	 * are revoked, and device.list/info show why. Not undone: a restart
@@ -164,6 +166,10 @@ struct zd_work {
 };
 
 int zd_work_queue(struct zd_device *dev, struct zd_work *w);
+/* Works of one device on the pool at once (concurrent backends, disjoint
+ * zones): one of libuv's four threads stays for the other devices and the
+ * lease table's syncs. */
+#define ZD_DEVICE_PARALLEL 3
 
 /* A call: one JSON-RPC request in flight. Handlers fill `result` or set an
  * error, then either return 0 (done now) or ZD_ASYNC and call

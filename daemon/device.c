@@ -331,6 +331,7 @@ int zd_device_open(const struct zd_device_conf *conf, int claim_fd, struct zd_de
 		return -ENOMEM;
 	zd_list_init(&dev->link);
 	zd_list_init(&dev->work_queue);
+	zd_list_init(&dev->work_running);
 	zd_list_init(&dev->ready_waiters);
 	zd_waitq_init(&dev->waitq);
 	snprintf(dev->id, sizeof(dev->id), "%s", conf->id);
@@ -547,6 +548,8 @@ void zd_device_free_all(struct zd_daemon *d)
 
 static void work_start_next(struct zd_device *dev);
 
+#define ZD_QUEUE_SCAN 64
+
 static void work_run(uv_work_t *req)
 {
 	struct zd_work *w = zd_container_of(req, struct zd_work, req);
@@ -569,7 +572,8 @@ static void work_after(uv_work_t *req, int status)
 	 * queued; the operation did not run. */
 	if (status < 0)
 		w->status = -ECANCELED;
-	dev->work_running = false;
+	zd_list_del(&w->link);
+	dev->nr_running--;
 	if (w->have_after)
 		zd_device_zone_update(dev, w->fail_zone, &w->after);
 	status = w->status;
@@ -586,20 +590,76 @@ static void work_after(uv_work_t *req, int status)
 	zd_device_release(dev);
 }
 
+/* The zones a work may touch: [*from, *from + *n). A count of 0 is the
+ * whole device (a report pages through it, a device.open of it, the ready
+ * set's fill of zones anywhere). */
+static void work_span(const struct zd_device *dev, const struct zd_work *w, uint32_t *from,
+		      uint32_t *n)
+{
+	*from = w->count ? w->zone : 0;
+	*n = w->count ? w->count : dev->info.nr_zones;
+}
+
+static bool spans_overlap(const struct zd_device *dev, const struct zd_work *a,
+			  const struct zd_work *b)
+{
+	uint32_t af, an, bf, bn;
+
+	work_span(dev, a, &af, &an);
+	work_span(dev, b, &bf, &bn);
+	return af < bf + bn && bf < af + an;
+}
+
+/* May w start now? Not beside a running work it overlaps, and not ahead
+ * of a queued one it overlaps: each zone sees its works in the order they
+ * were queued (a fence before the next grant of its zones), whatever runs
+ * beside them on other zones. */
+static bool work_may_start(const struct zd_device *dev, const struct zd_work *w)
+{
+	const struct zd_list *pos;
+
+	for (pos = dev->work_running.next; pos != &dev->work_running; pos = pos->next)
+		if (spans_overlap(dev, w, zd_container_of(pos, struct zd_work, link)))
+			return false;
+	for (pos = dev->work_queue.next; pos != &w->link; pos = pos->next)
+		if (spans_overlap(dev, w, zd_container_of(pos, struct zd_work, link)))
+			return false;
+	return true;
+}
+
+/* Starts what may start, in queue order. A backend that is not concurrent
+ * runs one work at a time; one that is, up to ZD_DEVICE_PARALLEL on
+ * disjoint zones, so a lease's grant does not wait behind another zone's
+ * slow device-mapper removal. The scan stops after ZD_QUEUE_SCAN queued
+ * works: a deep queue costs a bounded look, and what lies past it waits. */
 static void work_start_next(struct zd_device *dev)
 {
-	struct zd_work *w;
-	int r;
+	unsigned max = dev->dev->ops->concurrent ? ZD_DEVICE_PARALLEL : 1, scanned = 0;
+	struct zd_list *pos, *next;
 
-	while (!dev->work_running && !zd_list_empty(&dev->work_queue)) {
-		w = zd_container_of(dev->work_queue.next, struct zd_work, link);
+	for (pos = dev->work_queue.next; pos != &dev->work_queue && dev->nr_running < max &&
+					 scanned < ZD_QUEUE_SCAN;
+	     pos = next, scanned++) {
+		struct zd_work *w = zd_container_of(pos, struct zd_work, link);
+		int r;
+
+		next = pos->next;
+		if (!work_may_start(dev, w))
+			continue;
 		zd_list_del(&w->link);
-		dev->work_running = true;
+		zd_list_add_tail(&dev->work_running, &w->link);
+		if (++dev->nr_running > dev->peak_running)
+			dev->peak_running = dev->nr_running;
 		r = uv_queue_work(dev->d->loop, &w->req, work_run, work_after);
 		if (r < 0) {
-			dev->work_running = false;
+			zd_list_del(&w->link);
+			dev->nr_running--;
+			/* done may queue (and start) works itself: the scan
+			 * starts over rather than trust `next`. */
 			w->done(w, -ENOMEM);
 			dev->refs--;
+			work_start_next(dev);
+			return;
 		}
 	}
 }
@@ -842,8 +902,9 @@ void zd_device_ready_refill(struct zd_device *dev)
 		return;
 	}
 	f->flags = dev->ready_flags;
+	/* Zones anywhere: the whole device, for the queue's ordering. */
 	f->w.zone = f->e[0].zone;
-	f->w.count = 1;
+	f->w.count = 0;
 	f->w.reads_only = true;
 	f->w.run = ready_fill_run;
 	f->w.done = ready_fill_done;

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,6 +53,9 @@ struct kdev {
 	struct zd_dev_info info;
 	struct blk_zone_report *rep; /* REPORT_BATCH descriptors */
 	void *bounce;
+	/* Works on different zones run at once (ops.concurrent): rep and
+	 * bounce are shared, the rest is read-only after open or per call. */
+	pthread_mutex_t lock;
 };
 
 static inline struct kdev *to_kdev(struct zd_dev *dev)
@@ -133,31 +137,27 @@ static bool disk_gone(const struct kdev *k)
 
 /* Reports up to *nr zones from index `from` into zones, batched; *nr is
  * set to the number filled. The core of info gathering, report and refresh. */
-static int report_zones(struct kdev *k, uint32_t from, struct zd_zone *zones, uint32_t *nr)
+static int report_into(struct kdev *k, struct blk_zone_report *rep, uint32_t cap,
+		       uint32_t from, struct zd_zone *zones, uint32_t want, uint32_t *nr)
 {
-	uint32_t want = *nr, done = 0;
+	uint32_t done = 0;
 
-	*nr = 0;
-	if (from > k->nr_zones)
-		return -ERANGE;
-	if (want > k->nr_zones - from)
-		want = k->nr_zones - from;
 	while (done < want) {
-		uint32_t batch = want - done < REPORT_BATCH ? want - done : REPORT_BATCH;
+		uint32_t batch = want - done < cap ? want - done : cap;
 		bool has_cap;
 
-		memset(k->rep, 0, sizeof(*k->rep));
-		k->rep->sector = (uint64_t)(from + done) * k->zone_sectors;
-		k->rep->nr_zones = batch;
-		if (ioctl(k->fd, BLKREPORTZONE, k->rep) < 0)
+		memset(rep, 0, sizeof(*rep));
+		rep->sector = (uint64_t)(from + done) * k->zone_sectors;
+		rep->nr_zones = batch;
+		if (ioctl(k->fd, BLKREPORTZONE, rep) < 0)
 			return errno == EIO && disk_gone(k) ? -ENODEV : -errno;
-		if (k->rep->nr_zones == 0)
+		if (rep->nr_zones == 0)
 			break; /* the end of the device */
 		/* BLK_ZONE_REP_CAPACITY (5.9+) is an enum constant, not a macro:
 		 * the header is required to have it. */
-		has_cap = k->rep->flags & BLK_ZONE_REP_CAPACITY;
-		for (uint32_t i = 0; i < k->rep->nr_zones && done < want; i++, done++) {
-			int r = convert_zone(&k->rep->zones[i], has_cap, &zones[done]);
+		has_cap = rep->flags & BLK_ZONE_REP_CAPACITY;
+		for (uint32_t i = 0; i < rep->nr_zones && done < want; i++, done++) {
+			int r = convert_zone(&rep->zones[i], has_cap, &zones[done]);
 
 			if (r < 0)
 				return r;
@@ -165,6 +165,31 @@ static int report_zones(struct kdev *k, uint32_t from, struct zd_zone *zones, ui
 	}
 	*nr = done;
 	return 0;
+}
+
+/* A report of a few zones (a lease's refresh) takes a buffer on the stack,
+ * so works on other zones need not wait for the shared one. */
+#define REPORT_SMALL 8
+
+static int report_zones(struct kdev *k, uint32_t from, struct zd_zone *zones, uint32_t *nr)
+{
+	_Alignas(struct blk_zone_report) unsigned char
+		small[sizeof(struct blk_zone_report) + REPORT_SMALL * sizeof(struct blk_zone)];
+	uint32_t want = *nr;
+	int r;
+
+	*nr = 0;
+	if (from > k->nr_zones)
+		return -ERANGE;
+	if (want > k->nr_zones - from)
+		want = k->nr_zones - from;
+	if (want <= REPORT_SMALL)
+		return report_into(k, (struct blk_zone_report *)(void *)small, REPORT_SMALL, from,
+				   zones, want, nr);
+	pthread_mutex_lock(&k->lock);
+	r = report_into(k, k->rep, REPORT_BATCH, from, zones, want, nr);
+	pthread_mutex_unlock(&k->lock);
+	return r;
 }
 
 static int k_report(struct zd_dev *dev, uint32_t from, struct zd_zone *zones, uint32_t *nr)
@@ -379,9 +404,34 @@ static int check_write(struct kdev *k, uint64_t len, uint64_t off)
 	return 0;
 }
 
+static int pwrite_locked(struct kdev *k, const void *buf, uint64_t len, uint64_t off);
+static int pread_locked(struct kdev *k, void *buf, uint64_t len, uint64_t off);
+
+/* The backend's own I/O shares one bounce buffer. */
 static int k_pwrite(struct zd_dev *dev, const void *buf, uint64_t len, uint64_t off)
 {
 	struct kdev *k = to_kdev(dev);
+	int r;
+
+	pthread_mutex_lock(&k->lock);
+	r = pwrite_locked(k, buf, len, off);
+	pthread_mutex_unlock(&k->lock);
+	return r;
+}
+
+static int k_pread(struct zd_dev *dev, void *buf, uint64_t len, uint64_t off)
+{
+	struct kdev *k = to_kdev(dev);
+	int r;
+
+	pthread_mutex_lock(&k->lock);
+	r = pread_locked(k, buf, len, off);
+	pthread_mutex_unlock(&k->lock);
+	return r;
+}
+
+static int pwrite_locked(struct kdev *k, const void *buf, uint64_t len, uint64_t off)
+{
 	const char *p = buf;
 	int r = check_io(k, len, off);
 
@@ -409,9 +459,8 @@ static int k_pwrite(struct zd_dev *dev, const void *buf, uint64_t len, uint64_t 
 	return 0;
 }
 
-static int k_pread(struct zd_dev *dev, void *buf, uint64_t len, uint64_t off)
+static int pread_locked(struct kdev *k, void *buf, uint64_t len, uint64_t off)
 {
-	struct kdev *k = to_kdev(dev);
 	char *p = buf;
 	int r = check_io(k, len, off);
 
@@ -879,6 +928,7 @@ static void k_close(struct zd_dev *dev)
 		close(k->ctl);
 	free(k->rep);
 	free(k->bounce);
+	pthread_mutex_destroy(&k->lock);
 	free(k);
 }
 
@@ -902,6 +952,9 @@ static const struct zd_backend_ops kernel_ops = {
 	.lease_sweep = k_lease_sweep,
 	.refresh_zone = k_refresh_zone,
 	.flush = k_flush,
+	/* Ioctls on the disk and the device-mapper control node, each on its
+	 * own zones' mapping; what the backend shares is behind k->lock. */
+	.concurrent = true,
 	.claim_fd = k_claim_fd,
 };
 
@@ -1097,6 +1150,7 @@ int zd_kernel_open_claimed(const char *path, enum zd_isolation iso, int claim_fd
 		goto err_pick;
 	}
 	k->base.ops = &kernel_ops;
+	pthread_mutex_init(&k->lock, NULL);
 	k->dio_fd = -1;
 	k->claim_fd = -1;
 	k->adopt_fd = claim_fd;

@@ -149,6 +149,9 @@ static int m_device_info(struct zd_daemon *d, struct zd_call *call, struct json_
 	json_object_object_add(o, "scheduler", json_object_new_string(dev->info.scheduler));
 	json_object_object_add(o, "isolation",
 			       json_object_new_string(zd_isolation_name(dev->info.isolation)));
+	json_object_object_add(o, "parallel_works", json_object_new_int64(
+		dev->dev->ops->concurrent ? ZD_DEVICE_PARALLEL : 1));
+	json_object_object_add(o, "peak_parallel_works", json_object_new_int64(dev->peak_running));
 	json_object_object_add(o, "isolation_reason",
 			       json_object_new_string(dev->info.isolation_why));
 	json_object_object_add(o, "nr_conventional",

@@ -96,6 +96,12 @@ struct zd_dev;
  *   -ENODEV, -ENXIO  the device is gone; the daemon marks it failed
  *             (daemon/device.c, zd_device_note) */
 struct zd_backend_ops {
+	/* Operations on disjoint zone ranges may run at once, on different
+	 * threads of the pool (the daemon never runs two that overlap, nor
+	 * anything beside one that covers the whole device). False: one
+	 * operation at a time (the emulator, whose zones share its metadata
+	 * file and open/active accounting). */
+	bool concurrent;
 	const char *name;
 	void (*close)(struct zd_dev *dev);
 	int (*info)(struct zd_dev *dev, struct zd_dev_info *info);

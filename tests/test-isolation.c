@@ -629,6 +629,11 @@ START_TEST(ready_set_grants_and_fences)
 	acquire_any(fd, &a, &zone, &zfd, &off);
 	ck_assert_str_eq(json_object_get_string(get(get(a.res, "lease"), "cond")), "empty");
 	reply_free(&a);
+	/* The emulator takes its operations one at a time, whatever ran. */
+	call(fd, "device.info", "{\"device\":\"emu0\"}", &r);
+	ck_assert_uint_eq(get_u64(r.res, "parallel_works"), 1);
+	ck_assert_uint_eq(get_u64(r.res, "peak_parallel_works"), 1);
+	reply_free(&r);
 	close(fd);
 	stop();
 }
