@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include <zoned/client.h>
+#include "bench/bench-util.h"
 
 #define MAX_ROUNDS 50
 
@@ -43,21 +44,6 @@ static const char *const key[P_COUNT] = {
 	"cycle_zone", "cycle_device", "written_cycle_zone", "written_cycle_device",
 	"write_zone", "write_device", "write_raw",
 };
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
 
 static double median(double *v, unsigned n)
 {

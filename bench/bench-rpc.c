@@ -65,6 +65,7 @@
 
 #include "proto/proto.h"
 #include "tests/fixture.h"
+#include "bench/bench-util.h"
 
 /* The library's receive buffer is one whole packet of the protocol's
  * largest size, with room for its most fds; the raw phases receive into
@@ -207,14 +208,6 @@ static void on_signal(int sig)
 	interrupted = 1;
 }
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static int samples_add(struct samples *s, uint64_t ns)
 {
 	if (s->n == s->cap) {
@@ -242,13 +235,6 @@ static void samples_free(struct samples *s)
 {
 	free(s->v);
 	*s = (struct samples){ 0 };
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-	return x < y ? -1 : x > y;
 }
 
 /* Nearest-rank percentile of sorted samples, in microseconds. */

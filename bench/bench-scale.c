@@ -38,6 +38,7 @@
 #include <unistd.h>
 
 #include <zoned/client.h>
+#include "bench/bench-util.h"
 
 extern char **environ;
 
@@ -64,21 +65,6 @@ static const char *const label[F_COUNT] = {
 };
 
 static double fig[MAX_SIZES][F_COUNT][MAX_ROUNDS];
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
 
 static double median(const double *v, unsigned n)
 {

@@ -4,15 +4,15 @@
 # (a few seconds, nothing timed). `make bench` builds everything and runs
 # bench/run.
 noinst_PROGRAMS += bench/bench-rpc
-bench_bench_rpc_SOURCES = bench/bench-rpc.c tests/fixture.c tests/fixture.h
+bench_bench_rpc_SOURCES = bench/bench-rpc.c bench/bench-util.h tests/fixture.c tests/fixture.h
 bench_bench_rpc_CFLAGS = $(AM_CFLAGS) $(JSONC_CFLAGS) -pthread
 # proto/: the raw phases send and receive with the library's own transport.
 bench_bench_rpc_LDADD = client/libzoned-client.la proto/libzoned-proto.la $(JSONC_LIBS) -lpthread
 noinst_PROGRAMS += bench/bench-scale
-bench_bench_scale_SOURCES = bench/bench-scale.c
+bench_bench_scale_SOURCES = bench/bench-scale.c bench/bench-util.h
 bench_bench_scale_LDADD = client/libzoned-client.la
 noinst_PROGRAMS += bench/bench-isolation
-bench_bench_isolation_SOURCES = bench/bench-isolation.c
+bench_bench_isolation_SOURCES = bench/bench-isolation.c bench/bench-util.h
 bench_bench_isolation_LDADD = client/libzoned-client.la
 EXTRA_DIST += bench/run bench/README.md
 TESTS += bench/smoke.sh
