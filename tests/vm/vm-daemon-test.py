@@ -358,7 +358,7 @@ def t_bench(name):
     # blocks, 4 writers; the ratio to plain pwrite is printed, not asserted
     # (under QEMU's software emulation only ratios mean anything).
     rc, out, err = zc("bench", name, "--writers", "4", "--zones", "1", "--size", "32M",
-                      "--block", "1M", raw=True, timeout=120)
+                      "--rounds", "5", "--block", "1M", raw=True, timeout=180)
     for line in out.decode(errors="replace").splitlines():
         print("    " + line)
     check(rc == 0, f"zonectl bench {name}: status {rc}: {err.strip()}")
