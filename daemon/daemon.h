@@ -121,6 +121,7 @@ struct zd_device {
 	unsigned nr_ready;
 	int ready_flags;            /* what the next refill opens */
 	bool ready_off;             /* the backend declined to open zones ahead */
+	uint64_t ready_retry_ms;    /* a fill that opened nothing: none before then */
 	struct ready_fill *filling; /* the refill in flight, or NULL */
 	struct zd_list ready_waiters; /* no more of them than it brings */
 	unsigned ready_promised;    /* ... their count */

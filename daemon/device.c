@@ -740,6 +740,8 @@ int zd_device_fence(struct zd_device *dev, uint32_t zone, uint32_t count)
  * in the set is always exactly what the cache says, and closing its
  * descriptors is all it takes to give it up. */
 
+#define ZD_READY_RETRY_MS 1000
+
 struct ready_fill {
 	struct zd_work w;
 	int flags;
@@ -823,6 +825,7 @@ static void ready_fill_done(struct zd_work *w, int status)
 	struct zd_device *dev = w->dev;
 
 	struct zd_list waiters;
+	unsigned opened = 0;
 
 	(void)status;
 	dev->filling = NULL;
@@ -837,6 +840,7 @@ static void ready_fill_done(struct zd_work *w, int status)
 		 * from its own work; the refresh of one still free is news. */
 		if (ours && (f->e[i].status == 0 || f->e[i].status == -EBUSY))
 			zd_device_zone_update(dev, z, &f->e[i].z);
+		opened += f->e[i].status == 0;
 		if (f->e[i].status == 0 && ours && ready_enabled(dev) &&
 		    dev->nr_ready < ZD_READY_MAX && dev->zclass[z] == ZD_ZC_EMPTY &&
 		    zd_zstore_cond(&dev->zs, z) == ZP_COND_EMPTY)
@@ -844,6 +848,11 @@ static void ready_fill_done(struct zd_work *w, int status)
 		else if (f->e[i].status == 0)
 			ready_close(&r);
 	}
+	/* Nothing could be opened (no space for a zone file, out of fds):
+	 * every acquire would queue another fill that fails the same way, in
+	 * front of real work. The queue serves alone for a second. */
+	if (f->n && !opened && dev->d)
+		dev->ready_retry_ms = zd_now_ms(dev->d) + ZD_READY_RETRY_MS;
 	free(f);
 	/* Those that waited for this fill try again, in order: most take a
 	 * zone it brought, the others the queue. */
@@ -885,7 +894,8 @@ void zd_device_ready_refill(struct zd_device *dev)
 
 	/* ready_flags is set by the first acquire that missed. */
 	if (dev->filling || dev->nr_ready > ZD_READY_MAX / 2 || !ready_enabled(dev) ||
-	    (dev->ready_flags & O_ACCMODE) != O_RDWR)
+	    (dev->ready_flags & O_ACCMODE) != O_RDWR ||
+	    (dev->ready_retry_ms && zd_now_ms(dev->d) < dev->ready_retry_ms))
 		return;
 	want = ZD_READY_MAX - dev->nr_ready;
 	if (want > ZD_READY_MAX / 2)
