@@ -41,6 +41,7 @@ struct zc_client {
 	bool want_out;           /* EPOLLOUT is registered */
 	int64_t next_id;
 	char *buf;               /* receive buffer, ZP_MSG_MAX bytes */
+	char *wbuf;              /* a request being written, ZP_MSG_MAX bytes */
 	uint64_t serial;         /* tells clients apart in the per-thread error slots */
 	atomic_uint refs;        /* the caller's, one per lease and iterator, one per call running */
 	/* What daemon.hello's "features" named (ZC_FEATURE_*), read again at

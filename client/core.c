@@ -301,12 +301,15 @@ static void dispatch_locked(zc_client *c, const char *buf, size_t n, int *fds, u
 	json_object_put(msg);
 }
 
-/* Reads every packet waiting, without blocking. Returns how many. */
-static int drain_locked(zc_client *c)
+/* Reads the packets waiting, without blocking: every one, or up to the one
+ * after which until(c, arg) holds (a waiter that has its reply leaves the
+ * rest to the next reader, and saves the read that would find nothing).
+ * Returns how many. */
+static int drain_until_locked(zc_client *c, bool (*until)(zc_client *c, void *arg), void *arg)
 {
 	int count = 0;
 
-	while (!c->lost) {
+	while (!c->lost && !(count && until && until(c, arg))) {
 		int fds[ZP_MAX_FDS];
 		size_t nfds = 0;
 		ssize_t n = zp_recvv(c->fd, c->buf, ZP_MSG_MAX, fds, &nfds, MSG_DONTWAIT);
@@ -346,6 +349,11 @@ static int drain_locked(zc_client *c)
 		dispatch_locked(c, c->buf, (size_t)n, fds, (unsigned)nfds);
 	}
 	return count;
+}
+
+static int drain_locked(zc_client *c)
+{
+	return drain_until_locked(c, NULL, NULL);
 }
 
 static int flush_locked(zc_client *c)
@@ -473,8 +481,7 @@ static int start_locked(zc_client *c, const char *method, struct json_object *pa
 			struct zc_pending *p)
 {
 	struct json_object *req;
-	const char *s;
-	size_t len;
+	ssize_t len;
 	int r;
 
 	if (c->lost) {
@@ -485,19 +492,17 @@ static int start_locked(zc_client *c, const char *method, struct json_object *pa
 	req = zp_request(method, params, p->id);
 	if (!req)
 		return -ENOMEM;
-	s = zp_to_string(req, &len);
-	if (!s) {
+	/* c->wbuf is free: requests are written under c->lock, and each
+	 * is sent or copied before it is released. */
+	len = zp_write(req, c->wbuf, ZP_MSG_MAX);
+	if (len < 0) {
 		json_object_put(req);
-		return -ENOMEM;
-	}
-	if (len > ZP_MSG_MAX) {
-		json_object_put(req);
-		return -EMSGSIZE;
+		return (int)len;
 	}
 	/* In flight before it is sent: a reply read by the send's own drain
 	 * (a refusing daemon) must find it. */
 	plist_add(&c->pending_head, &c->pending_tail, p);
-	r = send_locked(c, s, len);
+	r = send_locked(c, c->wbuf, (size_t)len);
 	json_object_put(req);
 	if (r < 0) {
 		if (!p->done)
@@ -541,9 +546,10 @@ int zc_wait_locked(zc_client *c, bool (*pred)(zc_client *c, void *arg), void *ar
 		uint64_t now;
 		int ms = -1;
 
-		/* What arrived while nobody polled. */
-		if (!c->reading && !c->lost)
-			drain_locked(c);
+		/* What arrived while nobody polled is read after the poll
+		 * below, which finds it at once: one syscall less than a read
+		 * first, when nothing has come yet (the common case, just
+		 * after a request was sent). */
 		if (pred(c, arg))
 			return 0;
 		if (c->lost)
@@ -582,14 +588,18 @@ int zc_wait_locked(zc_client *c, bool (*pred)(zc_client *c, void *arg), void *ar
 			poll(pfd, 2, ms);
 			pthread_mutex_lock(&c->lock);
 			c->reading = false;
-			efd_drain(c->wake_fd);
+			if (pfd[1].revents & POLLIN)
+				efd_drain(c->wake_fd);
 			if (c->lost) {
 				if (c->fd >= 0) {
 					close(c->fd);
 					c->fd = -1;
 				}
-			} else if (pfd[0].revents & POLLOUT) {
-				flush_locked(c);
+			} else {
+				if (pfd[0].revents & POLLOUT)
+					flush_locked(c);
+				if (pfd[0].revents & (POLLIN | POLLERR | POLLHUP))
+					drain_until_locked(c, pred, arg);
 			}
 			/* Whoever sleeps may now be answered, or must poll. */
 			pthread_cond_broadcast(&c->cond);
@@ -1178,9 +1188,10 @@ ZC_EXPORT int zc_connect(const char *path, zc_client **out)
 		return -ENOMEM;
 	c->fd = c->epoll_fd = c->notify_fd = c->timer_fd = -1;
 	c->buf = malloc(ZP_MSG_MAX);
+	c->wbuf = malloc(ZP_MSG_MAX);
 	c->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (!c->buf || c->wake_fd < 0) {
-		r = c->buf ? -errno : -ENOMEM;
+	if (!c->buf || !c->wbuf || c->wake_fd < 0) {
+		r = c->buf && c->wbuf ? -errno : -ENOMEM;
 		goto fail;
 	}
 	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
@@ -1223,6 +1234,7 @@ fail:
 	if (c->wake_fd >= 0)
 		close(c->wake_fd);
 	free(c->buf);
+	free(c->wbuf);
 	free(c);
 	if (!connect_error[0])
 		connect_fail(r, "%s", zc_strerror(r));
@@ -1248,6 +1260,7 @@ void zc_client_unref(zc_client *c)
 	if (c->fd >= 0)
 		close(c->fd);
 	free(c->buf);
+	free(c->wbuf);
 	free(c);
 }
 

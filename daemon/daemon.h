@@ -393,6 +393,7 @@ struct zd_daemon {
 	bool listening;             /* signal and watchdog handles exist */
 	int exit_status;
 	char *msgbuf;               /* receive buffer, ZP_MSG_MAX + 1 */
+	char *outbuf;               /* a reply being written, ZP_MSG_MAX */
 	/* Hooks main installs: SIGHUP reload, and shutdown of main's own state. */
 	void (*reload)(struct zd_daemon *d);
 	void (*stop_hook)(struct zd_daemon *d);

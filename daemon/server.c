@@ -297,10 +297,10 @@ void zd_conn_send_raw(struct zd_conn *conn, const char *buf, size_t len)
 
 static void conn_send_json(struct zd_conn *conn, struct json_object *obj)
 {
-	size_t len;
-	const char *s = zp_to_string(obj, &len);
+	ssize_t len = zp_write(obj, conn->d->outbuf, ZP_MSG_MAX);
 
-	conn_send(conn, s, len, NULL, 0);
+	if (len >= 0)
+		conn_send(conn, conn->d->outbuf, (size_t)len, NULL, 0);
 }
 
 static struct json_object *call_response(struct zd_daemon *d, struct zd_call *call)
@@ -352,8 +352,7 @@ static void call_finish(struct zd_batch *b, struct zd_call *call)
 {
 	struct zd_daemon *d = b->conn->d;
 	struct json_object *resp;
-	const char *s;
-	size_t len;
+	ssize_t len;
 
 	if (call->is_notification) {
 		json_object_put(call->result);
@@ -375,17 +374,18 @@ static void call_finish(struct zd_batch *b, struct zd_call *call)
 	}
 	resp = call_response(d, call);
 	if (!b->too_large) {
-		s = zp_to_string(resp, &len);
-		if (b->resp_bytes + len + 2 > ZP_MSG_MAX) {
+		len = b->resp_bytes + 2 < ZP_MSG_MAX
+			      ? zp_write(resp, d->outbuf, ZP_MSG_MAX - b->resp_bytes - 2) : -EMSGSIZE;
+		if (len < 0) {
 			b->too_large = true;
 		} else {
-			call->resp = malloc(len);
+			call->resp = malloc((size_t)len);
 			if (call->resp) {
-				memcpy(call->resp, s, len);
-				call->resp_len = len;
-				b->resp_bytes += len + 1;
-				b->charged += len;
-				conn_charge(b->conn, (ssize_t)len);
+				memcpy(call->resp, d->outbuf, (size_t)len);
+				call->resp_len = (size_t)len;
+				b->resp_bytes += (size_t)len + 1;
+				b->charged += (size_t)len;
+				conn_charge(b->conn, len);
 			} else {
 				b->too_large = true;
 			}
@@ -1209,7 +1209,8 @@ int zd_daemon_init(struct zd_daemon *d, uv_loop_t *loop)
 	zd_list_init(&d->hooks);
 	zd_list_init(&d->method_tables);
 	d->msgbuf = malloc(ZP_MSG_MAX + 1);
-	if (!d->msgbuf)
+	d->outbuf = malloc(ZP_MSG_MAX);
+	if (!d->msgbuf || !d->outbuf)
 		return -ENOMEM;
 	return zd_modules_init(d);
 }
@@ -1478,4 +1479,6 @@ void zd_daemon_fini(struct zd_daemon *d)
 	d->nr_passed = 0;
 	free(d->msgbuf);
 	d->msgbuf = NULL;
+	free(d->outbuf);
+	d->outbuf = NULL;
 }

@@ -16,7 +16,7 @@ fuzz_fuzz_config_CFLAGS = $(FUZZ_CFLAGS)
 fuzz_fuzz_config_LDFLAGS = $(AM_LDFLAGS) $(FUZZ_LDFLAGS)
 fuzz_fuzz_config_LDADD = daemon/libzoned-daemon.la
 
-fuzz_fuzz_json_SOURCES = fuzz/fuzz-json.c fuzz/fuzz.h
+fuzz_fuzz_json_SOURCES = fuzz/fuzz-json.c fuzz/fuzz.h fuzz/json-reference.c fuzz/json-reference.h
 fuzz_fuzz_json_CFLAGS = $(FUZZ_CFLAGS)
 fuzz_fuzz_json_LDFLAGS = $(AM_LDFLAGS) $(FUZZ_LDFLAGS)
 fuzz_fuzz_json_LDADD = proto/libzoned-proto.la $(JSONC_LIBS)

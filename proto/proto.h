@@ -94,7 +94,8 @@ ssize_t zp_recvv(int sock, void *buf, size_t cap, int *fds_out, size_t *nfds_out
 
 /* JSON helpers. */
 
-/* Parses a packet. Returns NULL on invalid JSON or invalid UTF-8, and on
+/* Parses a packet (proto/json.c). Returns NULL on invalid JSON, text that
+ * is not UTF-8 (RFC 3629), a nesting deeper than 32, a bare null, and on
  * JSON that would not survive a round trip unchanged: NaN or Infinity,
  * integers beyond 64 bits, lone UTF-16 surrogates, U+0000 in a string or
  * key, unescaped control characters, repeated keys (proto/PROTOCOL.md,
@@ -107,6 +108,10 @@ struct json_object *zp_parse_ex(const char *buf, size_t len, struct zp_err *err)
 
 /* Serialises obj compactly. The string lives as long as obj. */
 const char *zp_to_string(struct json_object *obj, size_t *len);
+/* The same text as zp_to_string, written into buf (cap bytes, no NUL):
+ * its length, or -EMSGSIZE when it does not fit. For the message paths,
+ * which have a buffer of their own and no use for json-c's. */
+ssize_t zp_write(struct json_object *obj, char *buf, size_t cap);
 
 /* Builds {"jsonrpc":"2.0","error":{code,message[,data]},"id":id}. Takes id
  * and data (either may be NULL; a NULL id becomes JSON null). */

@@ -9,6 +9,13 @@ tests_test_proto_SOURCES = tests/test-proto.c
 tests_test_proto_CFLAGS = $(TEST_CFLAGS)
 tests_test_proto_LDADD = $(TEST_LIBS)
 
+# The wire's JSON against the parser it replaced (fuzz/json-reference.c).
+check_PROGRAMS += tests/test-json
+TESTS += tests/test-json
+tests_test_json_SOURCES = tests/test-json.c fuzz/json-reference.c fuzz/json-reference.h
+tests_test_json_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(JSONC_CFLAGS)
+tests_test_json_LDADD = proto/libzoned-proto.la $(JSONC_LIBS) $(CHECK_LIBS)
+
 check_PROGRAMS += tests/test-alloc
 TESTS += tests/test-alloc
 tests_test_alloc_SOURCES = tests/test-alloc.c
@@ -54,7 +61,7 @@ check-valgrind: $(check_PROGRAMS) daemon/zonedd
 		ZT_DAEMON_WRAPPER="$(VALGRIND_CMD)" \
 		$(LIBTOOL) --mode=execute $(VALGRIND_CMD) ./$$t; \
 	done
-VALGRIND_TESTS = tests/test-proto tests/test-alloc tests/test-scale tests/test-blkdev tests/test-isolation tests/test-lifecycle tests/test-faults tests/test-lease-e2e tests/test-client tests/test-client-e2e tests/test-emul tests/test-chaos tests/test-soak
+VALGRIND_TESTS = tests/test-proto tests/test-json tests/test-alloc tests/test-scale tests/test-blkdev tests/test-isolation tests/test-lifecycle tests/test-faults tests/test-lease-e2e tests/test-client tests/test-client-e2e tests/test-emul tests/test-chaos tests/test-soak
 .PHONY: check-valgrind
 
 check_PROGRAMS += tests/test-chaos
