@@ -348,6 +348,7 @@ struct zd_stats {
 	uint64_t leases_revoked;
 	uint64_t grants_ready;       /* granted from a device's ready set */
 	uint64_t releases_untouched; /* answered on the loop (lease_probe) */
+	uint64_t ready_recycled;     /* of those, zones back in the ready set */
 	uint64_t waits;
 	uint64_t wait_timeouts;
 	uint64_t errors[16];        /* by -(code) - 32000 for -32000..-32015 */
@@ -500,6 +501,7 @@ int zd_device_fence(struct zd_device *dev, uint32_t zone, uint32_t count);
 bool zd_device_ready_take(struct zd_device *dev, uint32_t zone, bool any, int flags,
 			  struct zd_ready *out);
 void zd_device_ready_refill(struct zd_device *dev);
+void zd_device_ready_recycle(struct zd_device *dev, uint32_t zone, int probe_fd);
 bool zd_device_ready_wait(struct zd_device *dev, int flags, struct zd_ready_waiter *rw);
 void zd_device_ready_drop(struct zd_device *dev, uint32_t zone, uint32_t count);
 void zd_device_ready_clear(struct zd_device *dev);

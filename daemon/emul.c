@@ -3232,6 +3232,32 @@ static int emul_lease_probe(struct zd_dev *dev, uint32_t zone, int probe_fd,
 	return nobody_else_holds(probe_fd, &st) ? 0 : 1;
 }
 
+/* Through /proc/self/fd: the magic link goes straight to probe_fd's open
+ * file, no name is looked up, and the inode is in memory (probe_fd holds
+ * it). Without /proc mounted it declines, and the zone takes a refill. */
+static int emul_probe_reopen(struct zd_dev *dev, uint32_t zone, int probe_fd, int flags,
+			     bool *direct)
+{
+	struct emul *e = to_emul(dev);
+	char path[40];
+	int fd;
+
+	if (zone >= e->nr_zones || e->faults.n || e->broken)
+		return -EOPNOTSUPP;
+	if ((flags & O_ACCMODE) != O_RDWR || (flags & ~(O_ACCMODE | O_DIRECT | O_CLOEXEC)))
+		return -EINVAL;
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", probe_fd);
+	*direct = false;
+	fd = open(path, flags | O_CLOEXEC);
+	if (fd >= 0) {
+		*direct = flags & O_DIRECT;
+		return fd;
+	}
+	if (errno == EINVAL && (flags & O_DIRECT))
+		fd = open(path, (flags & ~O_DIRECT) | O_CLOEXEC);
+	return fd < 0 ? -errno : fd;
+}
+
 static bool in_ranges(uint32_t z, const struct zd_range *r, size_t nr)
 {
 	for (size_t i = 0; i < nr; i++)
@@ -3421,6 +3447,7 @@ static const struct zd_backend_ops emul_ops = {
 	.lease_fence = emul_lease_fence,
 	.probe_open = emul_probe_open,
 	.lease_probe = emul_lease_probe,
+	.probe_reopen = emul_probe_reopen,
 	.lease_sweep = emul_lease_sweep,
 	.refresh_zone = emul_refresh_zone,
 	.claim_fd = emul_claim_fd,

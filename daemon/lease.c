@@ -740,14 +740,21 @@ int zd_lease_release(struct zd_lease *l, int then, struct zd_call *call)
 	op->lease = l;
 	op->then = then;
 	if (release_here(l, then)) {
+		struct zd_device *dev = l->dev;
+		uint32_t zone = l->zone;
+		int probe_fd = l->probe_fd;
+
 		/* Nothing reaches the zone but probe_fd: it is fenced. */
 		op->fenced = true;
-		probe_close(l);
-		l->dev->d->stats.releases_untouched++;
+		l->probe_fd = -1;
+		dev->d->stats.releases_untouched++;
 		free(w->zbuf);
 		free(w);
-		l->dev->d->nr_releasing++;
+		dev->d->nr_releasing++;
 		release_finish(op, 0);
+		/* Once the zone is free (and a waiter the release served may
+		 * have taken it), an empty one goes back to the ready set. */
+		zd_device_ready_recycle(dev, zone, probe_fd);
 		return 0;
 	}
 	/* Else the fence would count probe_fd as a holder. */

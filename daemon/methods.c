@@ -837,6 +837,7 @@ static int m_stats(struct zd_daemon *d, struct zd_call *call, struct json_object
 	json_object_object_add(r, "grants_ready", json_object_new_uint64(d->stats.grants_ready));
 	json_object_object_add(r, "releases_untouched",
 			       json_object_new_uint64(d->stats.releases_untouched));
+	json_object_object_add(r, "ready_recycled", json_object_new_uint64(d->stats.ready_recycled));
 	json_object_object_add(r, "waits", json_object_new_uint64(d->stats.waits));
 	json_object_object_add(r, "wait_timeouts", json_object_new_uint64(d->stats.wait_timeouts));
 	json_object_object_add(r, "waiting", json_object_new_uint64(waiting));

@@ -178,6 +178,14 @@ struct zd_backend_ops {
 	int (*flush)(struct zd_dev *dev);
 	int (*lease_probe)(struct zd_dev *dev, uint32_t zone, int probe_fd,
 			   const struct zd_zone *cached);
+	/* A new descriptor opened with `flags` (open(2)'s, O_DIRECT falling
+	 * back as open_zones does; *direct says which it got) on the file
+	 * probe_fd holds, for a zone lease_probe just found untouched, so
+	 * that it goes back to the ready set without a refill. Called on the
+	 * loop, so no lookup in the device's directory: the same inode, which
+	 * probe_fd pins. May be NULL; a negative errno declines. */
+	int (*probe_reopen)(struct zd_dev *dev, uint32_t zone, int probe_fd, int flags,
+			    bool *direct);
 };
 
 struct zd_dev {

@@ -537,7 +537,7 @@ START_TEST(ready_set_grants_and_fences)
 	static char buf[BLOCK] __attribute__((aligned(BLOCK)));
 	static char back[2 * BLOCK] __attribute__((aligned(BLOCK)));
 	struct reply a, r, o;
-	uint64_t grants, here, wp;
+	uint64_t grants, here, recycled, wp;
 	uint32_t zone;
 	int fd, zfd, kept;
 	off_t off;
@@ -564,9 +564,11 @@ START_TEST(ready_set_grants_and_fences)
 	reply_free(&r);
 	ready_wait(fd);
 
-	/* Untouched: granted and released on the loop, still empty. */
+	/* Untouched: granted and released on the loop, still empty, and
+	 * back in the set with a new descriptor. */
 	grants = stat_of(fd, "grants_ready");
 	here = stat_of(fd, "releases_untouched");
+	recycled = stat_of(fd, "ready_recycled");
 	acquire_any(fd, &a, &zone, &zfd, &off);
 	ck_assert_uint_eq(stat_of(fd, "grants_ready"), grants + 1);
 	ck_assert_str_eq(json_object_get_string(get(get(a.res, "lease"), "cond")), "empty");
@@ -578,11 +580,17 @@ START_TEST(ready_set_grants_and_fences)
 	ck_assert_str_eq(json_object_get_string(get(get(r.res, "zone"), "cond")), "empty");
 	reply_free(&r);
 	ck_assert_str_eq(zone_cond(fd, zone, NULL), "empty");
+	ck_assert_uint_eq(stat_of(fd, "ready_recycled"), recycled + 1);
 
-	/* Written: the release reads the write pointer from the device. */
-	ready_wait(fd);
-	acquire_any(fd, &a, &zone, &zfd, &off);
+	/* Written: the release reads the write pointer from the device. The
+	 * zone is the one just recycled: its new descriptor reaches the
+	 * zone's file (device.open reads the block back). */
+	snprintf(buf, sizeof(buf), "{\"device\":\"emu0\",\"zone\":%u}", zone);
+	call(fd, "lease.acquire", buf, &a);
+	ck_assert_msg(a.code == 0, "%s", json_object_to_json_string(a.msg));
+	zfd = zone_fd(&a, get(a.res, "lease"), 0, &off);
 	ck_assert_uint_eq(stat_of(fd, "grants_ready"), grants + 2);
+	ck_assert_int_eq(fcntl(zfd, F_GETFL) & O_ACCMODE, O_RDWR);
 	fill(buf, BLOCK, 3);
 	ck_assert_int_eq(pwrite(zfd, buf, BLOCK, off), BLOCK);
 	reply_fds_close(&a);
@@ -592,6 +600,15 @@ START_TEST(ready_set_grants_and_fences)
 	ck_assert_uint_eq(get_u64(get(r.res, "zone"), "wp") -
 			  get_u64(get(r.res, "zone"), "start"), BLOCK);
 	reply_free(&r);
+	ck_assert_uint_eq(stat_of(fd, "ready_recycled"), recycled + 1); /* written: not again */
+	snprintf(buf, sizeof(buf), "{\"device\":\"emu0\",\"zone\":%u}", zone);
+	call(fd, "device.open", buf, &o);
+	ck_assert_int_eq(o.code, 0);
+	n = pread(o.fds[0], back, BLOCK, (off_t)get_u64(o.res, "fd_offset"));
+	ck_assert_int_eq(n, BLOCK);
+	fill(buf, BLOCK, 3);
+	ck_assert(memcmp(back, buf, BLOCK) == 0);
+	reply_free(&o);
 
 	/* An fd kept past the release: fenced, its later writes land nowhere. */
 	ready_wait(fd);
