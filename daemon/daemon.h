@@ -430,6 +430,7 @@ struct zd_daemon {
 	uv_idle_t log_idle;         /* runs them; .data is NULL until initialised */
 	uv_work_t log_work;
 	bool log_busy, log_do_rewrite;
+	uint64_t log_rewrite_ms;    /* when the last rewrite started (zd_now_ms) */
 	bool log_do_sync;           /* the batch in flight syncs */
 	bool log_unsynced;          /* appended records not yet synced */
 	bool log_sync_due;          /* the background sync's time has come */
@@ -625,7 +626,7 @@ int zd_state_lease_put_async(struct zd_daemon *d, const struct zd_lease_rec *r,
 int zd_state_lease_end_async(struct zd_daemon *d, uint64_t id, struct zd_log_req *q,
 			     void (*done)(struct zd_log_req *q));
 /* Whether the log has grown enough against `live` leases to be rewritten. */
-bool zd_state_leases_want_rewrite(const struct zd_daemon *d, size_t live);
+bool zd_state_leases_want_rewrite(struct zd_daemon *d, size_t live);
 /* Closes the background sync's timer (the loop is stopping). */
 void zd_state_log_stop(struct zd_daemon *d);
 void zd_state_leases_close(struct zd_daemon *d);
