@@ -195,13 +195,13 @@ struct json_object *zd_zone_json(const struct zd_device *dev, uint32_t index,
 	struct json_object *o = json_object_new_object();
 
 	(void)dev;
-	json_object_object_add(o, "index", json_object_new_int64(index));
-	json_object_object_add(o, "start", json_object_new_uint64(z->start));
-	json_object_object_add(o, "len", json_object_new_uint64(z->len));
-	json_object_object_add(o, "capacity", json_object_new_uint64(z->capacity));
-	json_object_object_add(o, "wp", json_object_new_uint64(z->wp));
-	json_object_object_add(o, "type", json_object_new_string(zp_type_name(z->type)));
-	json_object_object_add(o, "cond", json_object_new_string(zp_cond_name(z->cond)));
+	zp_add(o, "index", json_object_new_int64(index));
+	zp_add(o, "start", json_object_new_uint64(z->start));
+	zp_add(o, "len", json_object_new_uint64(z->len));
+	zp_add(o, "capacity", json_object_new_uint64(z->capacity));
+	zp_add(o, "wp", json_object_new_uint64(z->wp));
+	zp_add(o, "type", json_object_new_string(zp_type_name(z->type)));
+	zp_add(o, "cond", json_object_new_string(zp_cond_name(z->cond)));
 	return o;
 }
 

@@ -81,22 +81,22 @@ struct json_object *zd_lease_json(const struct zd_lease *l)
 	const struct zd_zone zone = zd_device_zone(l->dev, l->zone), *z = &zone;
 	struct json_object *o = json_object_new_object();
 
-	json_object_object_add(o, "id", json_object_new_uint64(l->id));
-	json_object_object_add(o, "token", json_object_new_uint64(l->token));
-	json_object_object_add(o, "device", json_object_new_string(l->dev->id));
-	json_object_object_add(o, "zone", json_object_new_int64(l->zone));
-	json_object_object_add(o, "start", json_object_new_uint64(z->start));
-	json_object_object_add(o, "len", json_object_new_uint64(z->len));
-	json_object_object_add(o, "capacity", json_object_new_uint64(z->capacity));
-	json_object_object_add(o, "wp", json_object_new_uint64(z->wp));
-	json_object_object_add(o, "cond", json_object_new_string(zp_cond_name(z->cond)));
-	json_object_object_add(o, "block_size",
+	zp_add(o, "id", json_object_new_uint64(l->id));
+	zp_add(o, "token", json_object_new_uint64(l->token));
+	zp_add(o, "device", json_object_new_string(l->dev->id));
+	zp_add(o, "zone", json_object_new_int64(l->zone));
+	zp_add(o, "start", json_object_new_uint64(z->start));
+	zp_add(o, "len", json_object_new_uint64(z->len));
+	zp_add(o, "capacity", json_object_new_uint64(z->capacity));
+	zp_add(o, "wp", json_object_new_uint64(z->wp));
+	zp_add(o, "cond", json_object_new_string(zp_cond_name(z->cond)));
+	zp_add(o, "block_size",
 			       json_object_new_int64(l->dev->info.logical_block_size));
-	json_object_object_add(o, "label", json_object_new_string(l->label));
-	json_object_object_add(o, "direct", json_object_new_boolean(l->direct));
-	json_object_object_add(o, "count", json_object_new_int64(l->count));
-	json_object_object_add(o, "fd_offset", json_object_new_uint64(l->fd_offset));
-	json_object_object_add(o, "isolation",
+	zp_add(o, "label", json_object_new_string(l->label));
+	zp_add(o, "direct", json_object_new_boolean(l->direct));
+	zp_add(o, "count", json_object_new_int64(l->count));
+	zp_add(o, "fd_offset", json_object_new_uint64(l->fd_offset));
+	zp_add(o, "isolation",
 			       json_object_new_string(zd_isolation_name(l->dev->info.isolation)));
 	if (l->count > 1) {
 		/* Each zone's own state; the fields above are the first's. */
@@ -106,15 +106,15 @@ struct json_object *zd_lease_json(const struct zd_lease *l)
 			const struct zd_zone zc = zd_device_zone(l->dev, l->zone + i), *zi = &zc;
 			struct json_object *zo = json_object_new_object();
 
-			json_object_object_add(zo, "zone", json_object_new_int64(l->zone + i));
-			json_object_object_add(zo, "start", json_object_new_uint64(zi->start));
-			json_object_object_add(zo, "capacity", json_object_new_uint64(zi->capacity));
-			json_object_object_add(zo, "wp", json_object_new_uint64(zi->wp));
-			json_object_object_add(zo, "cond",
+			zp_add(zo, "zone", json_object_new_int64(l->zone + i));
+			zp_add(zo, "start", json_object_new_uint64(zi->start));
+			zp_add(zo, "capacity", json_object_new_uint64(zi->capacity));
+			zp_add(zo, "wp", json_object_new_uint64(zi->wp));
+			zp_add(zo, "cond",
 					       json_object_new_string(zp_cond_name(zi->cond)));
 			json_object_array_add(arr, zo);
 		}
-		json_object_object_add(o, "zones", arr);
+		zp_add(o, "zones", arr);
 	}
 	return o;
 }
@@ -658,7 +658,7 @@ static void release_finish(struct release_op *op, int status)
 			zd_call_errno(call, status, "release");
 		} else {
 			call->result = json_object_new_object();
-			json_object_object_add(call->result, "zone", zd_zone_json(dev, l->zone,
+			zp_add(call->result, "zone", zd_zone_json(dev, l->zone,
 				(const struct zd_zone[]){ zd_device_zone(dev, l->zone) }));
 			if (l->count > 1) {
 				struct json_object *arr = json_object_new_array();
@@ -666,7 +666,7 @@ static void release_finish(struct release_op *op, int status)
 				for (uint32_t i = 0; i < l->count; i++)
 					json_object_array_add(arr, zd_zone_json(dev, l->zone + i,
 						(const struct zd_zone[]){ zd_device_zone(dev, l->zone + i) }));
-				json_object_object_add(call->result, "zones", arr);
+				zp_add(call->result, "zones", arr);
 			}
 		}
 	}

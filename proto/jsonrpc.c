@@ -104,14 +104,14 @@ struct json_object *zp_error_response(struct json_object *id, int code, const ch
 	struct json_object *resp = json_object_new_object();
 	struct json_object *err = json_object_new_object();
 
-	json_object_object_add(err, "code", json_object_new_int(code));
-	json_object_object_add(err, "message",
+	zp_add(err, "code", json_object_new_int(code));
+	zp_add(err, "message",
 			       json_object_new_string(message ? message : zp_error_message(code)));
 	if (data)
-		json_object_object_add(err, "data", data);
-	json_object_object_add(resp, "jsonrpc", json_object_new_string("2.0"));
-	json_object_object_add(resp, "error", err);
-	json_object_object_add(resp, "id", id);
+		zp_add(err, "data", data);
+	zp_add(resp, "jsonrpc", json_object_new_string("2.0"));
+	zp_add(resp, "error", err);
+	zp_add(resp, "id", id);
 	return resp;
 }
 
@@ -119,9 +119,9 @@ struct json_object *zp_result_response(struct json_object *id, struct json_objec
 {
 	struct json_object *resp = json_object_new_object();
 
-	json_object_object_add(resp, "jsonrpc", json_object_new_string("2.0"));
-	json_object_object_add(resp, "result", result ? result : json_object_new_object());
-	json_object_object_add(resp, "id", id);
+	zp_add(resp, "jsonrpc", json_object_new_string("2.0"));
+	zp_add(resp, "result", result ? result : json_object_new_object());
+	zp_add(resp, "id", id);
 	return resp;
 }
 
@@ -129,12 +129,12 @@ struct json_object *zp_request(const char *method, struct json_object *params, i
 {
 	struct json_object *req = json_object_new_object();
 
-	json_object_object_add(req, "jsonrpc", json_object_new_string("2.0"));
-	json_object_object_add(req, "method", json_object_new_string(method));
+	zp_add(req, "jsonrpc", json_object_new_string("2.0"));
+	zp_add(req, "method", json_object_new_string(method));
 	if (params)
-		json_object_object_add(req, "params", params);
+		zp_add(req, "params", params);
 	if (id >= 0)
-		json_object_object_add(req, "id", json_object_new_int64(id));
+		zp_add(req, "id", json_object_new_int64(id));
 	return req;
 }
 

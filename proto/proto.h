@@ -113,6 +113,15 @@ const char *zp_to_string(struct json_object *obj, size_t *len);
  * which have a buffer of their own and no use for json-c's. */
 ssize_t zp_write(struct json_object *obj, char *buf, size_t cap);
 
+/* Adds val under key, which obj does not hold yet and which outlives obj
+ * (a string literal): the key is neither copied nor looked up, as the
+ * builders of every reply would otherwise do for each member. */
+static inline int zp_add(struct json_object *obj, const char *key, struct json_object *val)
+{
+	return json_object_object_add_ex(obj, key, val, JSON_C_OBJECT_ADD_KEY_IS_NEW |
+						       JSON_C_OBJECT_ADD_CONSTANT_KEY);
+}
+
 /* Builds {"jsonrpc":"2.0","error":{code,message[,data]},"id":id}. Takes id
  * and data (either may be NULL; a NULL id becomes JSON null). */
 struct json_object *zp_error_response(struct json_object *id, int code,
