@@ -428,6 +428,7 @@ struct zd_daemon {
 	struct zd_list log_pending, log_batch;
 	struct zd_list log_done;    /* written on the loop, callbacks not run yet */
 	uv_idle_t log_idle;         /* runs them; .data is NULL until initialised */
+	bool log_idle_off;          /* closed by zd_state_log_stop */
 	uv_work_t log_work;
 	bool log_busy, log_do_rewrite;
 	uint64_t log_rewrite_ms;    /* when the last rewrite started (zd_now_ms) */

@@ -701,6 +701,9 @@ static void log_done_cb(uv_idle_t *h)
 	struct zd_daemon *d = h->data;
 	struct zd_list done;
 
+	/* What was submitted in the last turn of the loop, in one write. */
+	if (!zd_list_empty(&d->log_pending))
+		log_batch_start(d);
 	uv_idle_stop(h);
 	zd_list_init(&done);
 	zd_list_splice_head(&done, &d->log_done);
@@ -815,7 +818,18 @@ static int log_submit(struct zd_daemon *d, const char *rec, struct zd_log_req *q
 		return -ENAMETOOLONG;
 	q->done = done;
 	zd_list_add_tail(&d->log_pending, &q->link);
-	log_batch_start(d);
+	/* The batch starts from the idle handle, before the loop polls
+	 * again: the records of every request read in one turn (many, under
+	 * load) share one write. Once the loop stops, at once. */
+	if (d->stopping || d->log_idle_off) {
+		log_batch_start(d);
+		return 0;
+	}
+	if (!d->log_idle.data) {
+		uv_idle_init(d->loop, &d->log_idle);
+		d->log_idle.data = d;
+	}
+	uv_idle_start(&d->log_idle, log_done_cb);
 	return 0;
 }
 
@@ -853,6 +867,9 @@ void zd_state_log_stop(struct zd_daemon *d)
 		uv_close((uv_handle_t *)&d->log_idle, NULL);
 		d->log_idle.data = NULL;
 	}
+	d->log_idle_off = true;
+	if (!zd_list_empty(&d->log_pending))
+		log_batch_start(d);
 	if (d->log_sync_timer.data) {
 		uv_close((uv_handle_t *)&d->log_sync_timer, NULL);
 		d->log_sync_timer.data = NULL;
