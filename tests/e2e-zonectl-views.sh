@@ -112,6 +112,7 @@ counters:
   leases_revoked       0
   grants_ready         1
   releases_untouched   0
+  ready_recycled       0
   waits                0
   wait_timeouts        0
   waiting              0
