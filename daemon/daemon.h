@@ -181,6 +181,10 @@ struct zd_call {
 	struct zd_batch *batch;
 	struct json_object *id;     /* owned; NULL for a notification */
 	struct json_object *result; /* owned */
+	/* Or the result as the text of an object, owned (zd_call_result_text):
+	 * the hot replies, written without json-c objects. */
+	char *result_text;
+	size_t result_len;
 	int err_code;               /* 0 = success */
 	char err_msg[256];
 	struct json_object *err_data; /* owned */
@@ -198,6 +202,10 @@ void zd_call_error(struct zd_call *call, int code, const char *fmt, ...)
 /* Maps a negative errno from the device layer to a JSON-RPC error. */
 void zd_call_errno(struct zd_call *call, int err, const char *what);
 void zd_call_complete(struct zd_call *call);
+/* Sets the call's result to the object w wrote (copied). Returns 0, or a
+ * negative errno when w overflowed or memory ran out (the caller answers
+ * with an error then). */
+int zd_call_result_text(struct zd_call *call, const struct zp_jw *w);
 
 enum zd_method_flags {
 	ZD_M_ANYONE = 0,     /* allowed before any group check */
@@ -491,6 +499,7 @@ static inline struct zd_zone zd_device_zone(const struct zd_device *dev, uint32_
 /* zd_device_zone_update after device work; kicks the device's waiters when
  * the condition changed. */
 void zd_device_zone_refreshed(struct zd_device *dev, uint32_t index, const struct zd_zone *z);
+void zd_zone_write(struct zp_jw *w, uint32_t index, const struct zd_zone *z);
 struct json_object *zd_zone_json(const struct zd_device *dev, uint32_t index,
 				 const struct zd_zone *z);
 bool zd_zone_active(uint8_t cond);
@@ -586,6 +595,9 @@ int zd_lease_adopt(struct zd_daemon *d);
 struct zd_lease *zd_lease_find_orphan(struct zd_daemon *d, uint64_t id);
 /* Leaves the owner's connection; kept for grace_ms from now. */
 void zd_lease_orphan(struct zd_lease *l);
+void zd_lease_write(struct zp_jw *w, const struct zd_lease *l);
+/* The call's result: {"lease": l} (as text; an error when that fails). */
+void zd_lease_result(struct zd_call *call, const struct zd_lease *l);
 struct json_object *zd_lease_json(const struct zd_lease *l);
 void zd_lease_log(const struct zd_lease *l, const char *what);
 

@@ -189,20 +189,31 @@ void zd_device_zone_refreshed(struct zd_device *dev, uint32_t i, const struct zd
 		zd_waiters_kick(dev->d, dev);
 }
 
+/* A zone's JSON, written as text: the release's reply sends it so, and
+ * zd_zone_json reads it back for the rest. */
+void zd_zone_write(struct zp_jw *w, uint32_t index, const struct zd_zone *z)
+{
+	zp_jw_begin(w, '{');
+	zp_jw_key_i64(w, "index", index);
+	zp_jw_key_u64(w, "start", z->start);
+	zp_jw_key_u64(w, "len", z->len);
+	zp_jw_key_u64(w, "capacity", z->capacity);
+	zp_jw_key_u64(w, "wp", z->wp);
+	zp_jw_key_str(w, "type", zp_type_name(z->type));
+	zp_jw_key_str(w, "cond", zp_cond_name(z->cond));
+	zp_jw_end(w, '}');
+}
+
 struct json_object *zd_zone_json(const struct zd_device *dev, uint32_t index,
 				 const struct zd_zone *z)
 {
-	struct json_object *o = json_object_new_object();
+	char buf[256];
+	struct zp_jw w;
 
 	(void)dev;
-	zp_add(o, "index", json_object_new_int64(index));
-	zp_add(o, "start", json_object_new_uint64(z->start));
-	zp_add(o, "len", json_object_new_uint64(z->len));
-	zp_add(o, "capacity", json_object_new_uint64(z->capacity));
-	zp_add(o, "wp", json_object_new_uint64(z->wp));
-	zp_add(o, "type", json_object_new_string(zp_type_name(z->type)));
-	zp_add(o, "cond", json_object_new_string(zp_cond_name(z->cond)));
-	return o;
+	zp_jw_init(&w, buf, sizeof(buf));
+	zd_zone_write(&w, index, z);
+	return w.over ? NULL : zp_parse(buf, w.len);
 }
 
 /* Loads the whole zone table. Called at device creation only, before the

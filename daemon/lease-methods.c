@@ -195,8 +195,7 @@ static void grant_recorded(struct zd_lease *l, int status, void *arg)
 		l->busy--;
 		zd_lease_set_state(l, ZD_LEASE_HELD);
 		d->stats.leases_granted++;
-		call->result = json_object_new_object();
-		zp_add(call->result, "lease", zd_lease_json(l));
+		zd_lease_result(call, l);
 		zf_give(call, &op->zf);
 		zd_lease_log(l, "granted");
 		zd_event_lease(d, ZD_EV_LEASE_ACQUIRED, l, NULL);
@@ -878,8 +877,7 @@ static void leaseop_done(struct zd_work *w, int status)
 	} else if (l->state != ZD_LEASE_HELD) {
 		zd_call_error(call, ZP_ERR_STALE_LEASE, "the lease was revoked");
 	} else {
-		call->result = json_object_new_object();
-		zp_add(call->result, "lease", zd_lease_json(l));
+		zd_lease_result(call, l);
 	}
 	zd_lease_op_done(l);
 	free(op);
@@ -1120,8 +1118,7 @@ static void reclaim_recorded(struct zd_lease *l, int status, void *arg)
 	} else {
 		l->busy--;
 		zd_lease_set_state(l, ZD_LEASE_HELD);
-		call->result = json_object_new_object();
-		zp_add(call->result, "lease", zd_lease_json(l));
+		zd_lease_result(call, l);
 		zf_give(call, &op->zf);
 		zd_lease_log(l, "reclaimed");
 		zd_event_lease(l->dev->d, ZD_EV_LEASE_RECLAIMED, l, NULL);

@@ -76,46 +76,91 @@ int zd_lease_set_state(struct zd_lease *l, enum zd_lease_state to)
 	return 0;
 }
 
-struct json_object *zd_lease_json(const struct zd_lease *l)
+/* The one definition of a lease's JSON: the grant's reply writes it as
+ * text (no json-c objects on the way to the socket), and zd_lease_json
+ * reads that text back for the rest (lease.list, events). */
+void zd_lease_write(struct zp_jw *w, const struct zd_lease *l)
 {
 	const struct zd_zone zone = zd_device_zone(l->dev, l->zone), *z = &zone;
-	struct json_object *o = json_object_new_object();
 
-	zp_add(o, "id", json_object_new_uint64(l->id));
-	zp_add(o, "token", json_object_new_uint64(l->token));
-	zp_add(o, "device", json_object_new_string(l->dev->id));
-	zp_add(o, "zone", json_object_new_int64(l->zone));
-	zp_add(o, "start", json_object_new_uint64(z->start));
-	zp_add(o, "len", json_object_new_uint64(z->len));
-	zp_add(o, "capacity", json_object_new_uint64(z->capacity));
-	zp_add(o, "wp", json_object_new_uint64(z->wp));
-	zp_add(o, "cond", json_object_new_string(zp_cond_name(z->cond)));
-	zp_add(o, "block_size",
-			       json_object_new_int64(l->dev->info.logical_block_size));
-	zp_add(o, "label", json_object_new_string(l->label));
-	zp_add(o, "direct", json_object_new_boolean(l->direct));
-	zp_add(o, "count", json_object_new_int64(l->count));
-	zp_add(o, "fd_offset", json_object_new_uint64(l->fd_offset));
-	zp_add(o, "isolation",
-			       json_object_new_string(zd_isolation_name(l->dev->info.isolation)));
+	zp_jw_begin(w, '{');
+	zp_jw_key_u64(w, "id", l->id);
+	zp_jw_key_u64(w, "token", l->token);
+	zp_jw_key_str(w, "device", l->dev->id);
+	zp_jw_key_i64(w, "zone", l->zone);
+	zp_jw_key_u64(w, "start", z->start);
+	zp_jw_key_u64(w, "len", z->len);
+	zp_jw_key_u64(w, "capacity", z->capacity);
+	zp_jw_key_u64(w, "wp", z->wp);
+	zp_jw_key_str(w, "cond", zp_cond_name(z->cond));
+	zp_jw_key_i64(w, "block_size", l->dev->info.logical_block_size);
+	zp_jw_key_str(w, "label", l->label);
+	zp_jw_key_bool(w, "direct", l->direct);
+	zp_jw_key_i64(w, "count", l->count);
+	zp_jw_key_u64(w, "fd_offset", l->fd_offset);
+	zp_jw_key_str(w, "isolation", zd_isolation_name(l->dev->info.isolation));
 	if (l->count > 1) {
 		/* Each zone's own state; the fields above are the first's. */
-		struct json_object *arr = json_object_new_array_ext((int)l->count);
-
+		zp_jw_key(w, "zones");
+		zp_jw_begin(w, '[');
 		for (uint32_t i = 0; i < l->count; i++) {
 			const struct zd_zone zc = zd_device_zone(l->dev, l->zone + i), *zi = &zc;
-			struct json_object *zo = json_object_new_object();
 
-			zp_add(zo, "zone", json_object_new_int64(l->zone + i));
-			zp_add(zo, "start", json_object_new_uint64(zi->start));
-			zp_add(zo, "capacity", json_object_new_uint64(zi->capacity));
-			zp_add(zo, "wp", json_object_new_uint64(zi->wp));
-			zp_add(zo, "cond",
-					       json_object_new_string(zp_cond_name(zi->cond)));
-			json_object_array_add(arr, zo);
+			zp_jw_begin(w, '{');
+			zp_jw_key_i64(w, "zone", l->zone + i);
+			zp_jw_key_u64(w, "start", zi->start);
+			zp_jw_key_u64(w, "capacity", zi->capacity);
+			zp_jw_key_u64(w, "wp", zi->wp);
+			zp_jw_key_str(w, "cond", zp_cond_name(zi->cond));
+			zp_jw_end(w, '}');
 		}
-		zp_add(o, "zones", arr);
+		zp_jw_end(w, ']');
 	}
+	zp_jw_end(w, '}');
+}
+
+/* Room for any lease's text: its strings escaped at worst (6 bytes a
+ * byte), the rest a few hundred bytes, and a zone's entry each. */
+static size_t lease_text_max(const struct zd_lease *l)
+{
+	return 512 + 6 * (sizeof(l->label) + sizeof(l->dev->id)) + (size_t)l->count * 160;
+}
+
+void zd_lease_result(struct zd_call *call, const struct zd_lease *l)
+{
+	size_t cap = lease_text_max(l) + 16;
+	char stack[2048], *buf = cap <= sizeof(stack) ? stack : malloc(cap);
+	struct zp_jw w;
+	int r = -ENOMEM;
+
+	if (buf) {
+		zp_jw_init(&w, buf, cap);
+		zp_jw_begin(&w, '{');
+		zp_jw_key(&w, "lease");
+		zd_lease_write(&w, l);
+		zp_jw_end(&w, '}');
+		r = zd_call_result_text(call, &w);
+	}
+	if (r < 0)
+		zd_call_errno(call, r, "lease");
+	if (buf != stack)
+		free(buf);
+}
+
+struct json_object *zd_lease_json(const struct zd_lease *l)
+{
+	size_t cap = lease_text_max(l);
+	char *buf = malloc(cap);
+	struct json_object *o = NULL;
+	struct zp_jw w;
+
+	if (!buf)
+		return NULL;
+	zp_jw_init(&w, buf, cap);
+	zd_lease_write(&w, l);
+	if (!w.over)
+		o = zp_parse(buf, w.len);
+	free(buf);
 	return o;
 }
 
@@ -643,6 +688,37 @@ static int release_run(struct zd_work *w)
 }
 
 /* The release's answer and the lease's end, with or without device work. */
+/* {"zone": the first zone[, "zones": every zone]}, as text. */
+static void release_result(struct zd_call *call, struct zd_device *dev,
+			   const struct zd_lease *l)
+{
+	size_t cap = 64 + (size_t)(l->count + 1) * 200;
+	char stack[1024], *buf = cap <= sizeof(stack) ? stack : malloc(cap);
+	struct zp_jw w;
+	int r = -ENOMEM;
+
+	if (buf) {
+		zp_jw_init(&w, buf, cap);
+		zp_jw_begin(&w, '{');
+		zp_jw_key(&w, "zone");
+		zd_zone_write(&w, l->zone, (const struct zd_zone[]){ zd_device_zone(dev, l->zone) });
+		if (l->count > 1) {
+			zp_jw_key(&w, "zones");
+			zp_jw_begin(&w, '[');
+			for (uint32_t i = 0; i < l->count; i++)
+				zd_zone_write(&w, l->zone + i,
+					      (const struct zd_zone[]){ zd_device_zone(dev, l->zone + i) });
+			zp_jw_end(&w, ']');
+		}
+		zp_jw_end(&w, '}');
+		r = zd_call_result_text(call, &w);
+	}
+	if (r < 0)
+		zd_call_errno(call, r, "release");
+	if (buf != stack)
+		free(buf);
+}
+
 static void release_finish(struct release_op *op, int status)
 {
 	struct zd_lease *l = op->lease;
@@ -657,17 +733,7 @@ static void release_finish(struct release_op *op, int status)
 		if (status < 0) {
 			zd_call_errno(call, status, "release");
 		} else {
-			call->result = json_object_new_object();
-			zp_add(call->result, "zone", zd_zone_json(dev, l->zone,
-				(const struct zd_zone[]){ zd_device_zone(dev, l->zone) }));
-			if (l->count > 1) {
-				struct json_object *arr = json_object_new_array();
-
-				for (uint32_t i = 0; i < l->count; i++)
-					json_object_array_add(arr, zd_zone_json(dev, l->zone + i,
-						(const struct zd_zone[]){ zd_device_zone(dev, l->zone + i) }));
-				zp_add(call->result, "zones", arr);
-			}
+			release_result(call, dev, l);
 		}
 	}
 	d->stats.leases_released++;

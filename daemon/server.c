@@ -321,9 +321,29 @@ static struct json_object *call_response(struct zd_daemon *d, struct zd_call *ca
 	return zp_result_response(id, res);
 }
 
+int zd_call_result_text(struct zd_call *call, const struct zp_jw *w)
+{
+	char *t;
+
+	if (w->over)
+		return -EMSGSIZE;
+	t = malloc(w->len ? w->len : 1);
+	if (!t)
+		return -ENOMEM;
+	memcpy(t, w->buf, w->len);
+	free(call->result_text);
+	json_object_put(call->result);
+	call->result = NULL;
+	call->result_text = t;
+	call->result_len = w->len;
+	return 0;
+}
+
 static void call_clear(struct zd_call *call)
 {
 	json_object_put(call->id);
+	free(call->result_text);
+	call->result_text = NULL;
 	json_object_put(call->result);
 	json_object_put(call->err_data);
 	for (unsigned i = 0; i < call->nfds; i++)
@@ -351,19 +371,28 @@ static void batch_free(struct zd_batch *b)
 static void call_finish(struct zd_batch *b, struct zd_call *call)
 {
 	struct zd_daemon *d = b->conn->d;
-	struct json_object *resp;
-	ssize_t len;
+	struct json_object *resp = NULL;
+	unsigned fd = 0, nfds = 0;
+	bool resp_written = false;
+	ssize_t len = 0;
 
 	if (call->is_notification) {
 		json_object_put(call->result);
 		call->result = NULL;
+		free(call->result_text);
+		call->result_text = NULL;
 		return;
 	}
 	if (!call->err_code && call->nfds) {
-		if (b->nfds + call->nfds <= ZP_MAX_FDS && call->result) {
-			json_object_object_add(call->result, "fd", json_object_new_int((int)b->nfds));
-			json_object_object_add(call->result, "nfds",
-					       json_object_new_int((int)call->nfds));
+		if (b->nfds + call->nfds <= ZP_MAX_FDS && (call->result || call->result_text)) {
+			fd = (unsigned)b->nfds;
+			nfds = call->nfds;
+			if (call->result) {
+				json_object_object_add(call->result, "fd",
+						       json_object_new_int((int)fd));
+				json_object_object_add(call->result, "nfds",
+						       json_object_new_int((int)nfds));
+			}
 			memcpy(b->fds + b->nfds, call->fds, call->nfds * sizeof(int));
 			b->nfds += call->nfds;
 			call->nfds = 0;
@@ -372,10 +401,26 @@ static void call_finish(struct zd_batch *b, struct zd_call *call)
 				      "too many descriptors for one reply (limit %d)", ZP_MAX_FDS);
 		}
 	}
-	resp = call_response(d, call);
-	if (!b->too_large) {
-		len = b->resp_bytes + 2 < ZP_MSG_MAX
+	if (!call->err_code && call->result_text) {
+		resp_written = true;
+		/* Written as text: so is the reply (zp_write_result adds "fd"
+		 * and "nfds" where the object path above does). */
+		len = b->too_large || b->resp_bytes + 2 >= ZP_MSG_MAX ? -EMSGSIZE
+		      : zp_write_result(d->outbuf, ZP_MSG_MAX - b->resp_bytes - 2,
+					call->result_text, call->result_len, fd, nfds, call->id);
+		if (len == -EINVAL) {
+			zd_call_error(call, ZP_ERR_INTERNAL, "internal error: a malformed result");
+			len = 0;
+		}
+	}
+	free(call->result_text);
+	call->result_text = NULL;
+	if (call->err_code || !resp_written) {
+		resp = call_response(d, call);
+		len = !b->too_large && b->resp_bytes + 2 < ZP_MSG_MAX
 			      ? zp_write(resp, d->outbuf, ZP_MSG_MAX - b->resp_bytes - 2) : -EMSGSIZE;
+	}
+	if (!b->too_large) {
 		if (len < 0) {
 			b->too_large = true;
 		} else {

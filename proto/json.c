@@ -667,13 +667,7 @@ struct json_object *zp_parse(const char *buf, size_t len)
 
 /* --- writing ------------------------------------------------------------ */
 
-struct jw {
-	char *buf;
-	size_t cap, len;
-	bool over;
-};
-
-static void jw_put(struct jw *w, const char *s, size_t n)
+static void jw_put(struct zp_jw *w, const char *s, size_t n)
 {
 	if (w->over || n > w->cap - w->len) {
 		w->over = true;
@@ -683,7 +677,7 @@ static void jw_put(struct jw *w, const char *s, size_t n)
 	w->len += n;
 }
 
-static void jw_char(struct jw *w, char c)
+static void jw_char(struct zp_jw *w, char c)
 {
 	if (w->over || w->len == w->cap) {
 		w->over = true;
@@ -692,7 +686,7 @@ static void jw_char(struct jw *w, char c)
 	w->buf[w->len++] = c;
 }
 
-static void jw_u64(struct jw *w, uint64_t v, bool neg)
+static void jw_u64(struct zp_jw *w, uint64_t v, bool neg)
 {
 	char t[24];
 	size_t i = sizeof(t);
@@ -709,7 +703,7 @@ static void jw_u64(struct jw *w, uint64_t v, bool neg)
 /* Escaped as json-c does with JSON_C_TO_STRING_NOSLASHESCAPE, byte for
  * byte: the short escapes, \u00xx for other control characters, every other
  * byte as it is. */
-static void jw_string(struct jw *w, const char *s, size_t n)
+static void jw_string(struct zp_jw *w, const char *s, size_t n)
 {
 	static const char hex[] = "0123456789abcdef";
 	size_t run = 0;
@@ -747,7 +741,7 @@ static void jw_string(struct jw *w, const char *s, size_t n)
 	jw_char(w, '"');
 }
 
-static void jw_value(struct jw *w, struct json_object *o)
+static void jw_value(struct zp_jw *w, struct json_object *o)
 {
 	bool first = true;
 
@@ -816,8 +810,122 @@ static void jw_value(struct jw *w, struct json_object *o)
 
 ssize_t zp_write(struct json_object *obj, char *buf, size_t cap)
 {
-	struct jw w = { .buf = buf, .cap = cap };
+	struct zp_jw w = { .buf = buf, .cap = cap };
 
 	jw_value(&w, obj);
+	return w.over ? -EMSGSIZE : (ssize_t)w.len;
+}
+
+/* --- writing without json-c objects ----------------------------------- */
+
+void zp_jw_init(struct zp_jw *w, char *buf, size_t cap)
+{
+	*w = (struct zp_jw){ .buf = buf, .cap = cap };
+}
+
+/* The separator a value needs: none after a key or first in its
+ * container, else a comma. */
+static void jw_sep(struct zp_jw *w)
+{
+	if (w->after_key) {
+		w->after_key = false;
+		return;
+	}
+	if (w->depth && !(w->first & (1u << w->depth)))
+		jw_char(w, ',');
+	w->first &= ~(1u << w->depth);
+}
+
+void zp_jw_begin(struct zp_jw *w, char open)
+{
+	jw_sep(w);
+	jw_char(w, open);
+	if (w->depth + 1 >= 32) {
+		w->over = true;
+		return;
+	}
+	w->depth++;
+	w->first |= 1u << w->depth;
+}
+
+void zp_jw_end(struct zp_jw *w, char close)
+{
+	jw_char(w, close);
+	if (w->depth)
+		w->depth--;
+}
+
+void zp_jw_key(struct zp_jw *w, const char *key)
+{
+	jw_sep(w);
+	jw_string(w, key, strlen(key));
+	jw_char(w, ':');
+	w->after_key = true;
+}
+
+void zp_jw_u64(struct zp_jw *w, uint64_t v)
+{
+	jw_sep(w);
+	jw_u64(w, v, false);
+}
+
+void zp_jw_i64(struct zp_jw *w, int64_t v)
+{
+	jw_sep(w);
+	if (v < 0)
+		jw_u64(w, v == INT64_MIN ? (uint64_t)INT64_MAX + 1 : (uint64_t)-v, true);
+	else
+		jw_u64(w, (uint64_t)v, false);
+}
+
+void zp_jw_str(struct zp_jw *w, const char *s)
+{
+	jw_sep(w);
+	jw_string(w, s, strlen(s));
+}
+
+void zp_jw_bool(struct zp_jw *w, bool v)
+{
+	jw_sep(w);
+	if (v)
+		jw_put(w, "true", 4);
+	else
+		jw_put(w, "false", 5);
+}
+
+void zp_jw_json(struct zp_jw *w, struct json_object *o)
+{
+	jw_sep(w);
+	jw_value(w, o);
+}
+
+void zp_jw_raw(struct zp_jw *w, const char *text, size_t len)
+{
+	jw_sep(w);
+	jw_put(w, text, len);
+}
+
+ssize_t zp_write_result(char *buf, size_t cap, const char *result, size_t len,
+			unsigned fd, unsigned nfds, struct json_object *id)
+{
+	struct zp_jw w = { .buf = buf, .cap = cap };
+	static const char head[] = "{\"jsonrpc\":\"2.0\",\"result\":";
+
+	if (len < 2 || result[0] != '{' || result[len - 1] != '}')
+		return -EINVAL;
+	jw_put(&w, head, sizeof(head) - 1);
+	jw_put(&w, result, len - 1);
+	if (nfds) {
+		/* As call_finish adds them to a result object: last. */
+		if (len > 2)
+			jw_char(&w, ',');
+		jw_put(&w, "\"fd\":", 5);
+		jw_u64(&w, fd, false);
+		jw_put(&w, ",\"nfds\":", 8);
+		jw_u64(&w, nfds, false);
+	}
+	jw_put(&w, "},\"id\":", 7);
+	jw_value(&w, id);
+	jw_char(&w, '}');
 	return w.over ? -EMSGSIZE : (ssize_t)w.len;
 }

@@ -113,6 +113,59 @@ const char *zp_to_string(struct json_object *obj, size_t *len);
  * which have a buffer of their own and no use for json-c's. */
 ssize_t zp_write(struct json_object *obj, char *buf, size_t cap);
 
+/* JSON text written straight into a buffer, for the replies that are
+ * built often enough that json-c objects would be most of their cost (a
+ * lease's). The writer puts the commas; text that does not fit sets
+ * `over` and the rest is dropped. Its text is what zp_write would give
+ * for the same members in the same order. */
+struct zp_jw {
+	char *buf;
+	size_t cap, len;
+	bool over;
+	bool after_key;
+	unsigned depth;
+	uint32_t first;  /* bit n: the container at depth n has nothing yet */
+};
+void zp_jw_init(struct zp_jw *w, char *buf, size_t cap);
+void zp_jw_begin(struct zp_jw *w, char open);  /* '{' or '[' */
+void zp_jw_end(struct zp_jw *w, char close);
+void zp_jw_key(struct zp_jw *w, const char *key);
+void zp_jw_u64(struct zp_jw *w, uint64_t v);
+void zp_jw_i64(struct zp_jw *w, int64_t v);
+void zp_jw_str(struct zp_jw *w, const char *s);
+void zp_jw_bool(struct zp_jw *w, bool v);
+void zp_jw_json(struct zp_jw *w, struct json_object *o);  /* NULL: null */
+/* A value already written as JSON text. */
+void zp_jw_raw(struct zp_jw *w, const char *text, size_t len);
+static inline void zp_jw_key_u64(struct zp_jw *w, const char *key, uint64_t v)
+{
+	zp_jw_key(w, key);
+	zp_jw_u64(w, v);
+}
+static inline void zp_jw_key_i64(struct zp_jw *w, const char *key, int64_t v)
+{
+	zp_jw_key(w, key);
+	zp_jw_i64(w, v);
+}
+static inline void zp_jw_key_str(struct zp_jw *w, const char *key, const char *v)
+{
+	zp_jw_key(w, key);
+	zp_jw_str(w, v);
+}
+static inline void zp_jw_key_bool(struct zp_jw *w, const char *key, bool v)
+{
+	zp_jw_key(w, key);
+	zp_jw_bool(w, v);
+}
+
+/* The text zp_write gives for zp_result_response(id, result) where result
+ * is the object written as `result` (len bytes, "{...}"), with "fd" and
+ * "nfds" added to it when nfds > 0: the reply of a call whose result was
+ * written as text. Its length, or -EMSGSIZE (-EINVAL when result is not
+ * an object's text). */
+ssize_t zp_write_result(char *buf, size_t cap, const char *result, size_t len,
+			unsigned fd, unsigned nfds, struct json_object *id);
+
 /* Adds val under key, which obj does not hold yet and which outlives obj
  * (a string literal): the key is neither copied nor looked up, as the
  * builders of every reply would otherwise do for each member. */

@@ -197,6 +197,98 @@ START_TEST(writer_matches_json_c)
 }
 END_TEST
 
+/* The text writer against json-c's objects for the same members. */
+START_TEST(text_writer_matches_objects)
+{
+	struct json_object *o = json_object_new_object(), *a = json_object_new_array(), *e;
+	char buf[1024], small[16];
+	const char *want;
+	struct zp_jw w;
+	size_t l;
+
+	json_object_object_add(o, "u", json_object_new_uint64(UINT64_MAX));
+	json_object_object_add(o, "i", json_object_new_int64(INT64_MIN));
+	json_object_object_add(o, "s", json_object_new_string("a\"b\\c\n\x01/\xc3\xa9"));
+	json_object_object_add(o, "t", json_object_new_boolean(1));
+	json_object_object_add(o, "f", json_object_new_boolean(0));
+	e = json_object_new_object();
+	json_object_array_add(a, e);
+	json_object_array_add(a, json_object_new_int64(-1));
+	json_object_array_add(a, json_object_new_array());
+	json_object_array_add(a, NULL);
+	json_object_object_add(o, "a", a);
+	json_object_object_add(o, "e", json_object_new_object());
+	want = zp_to_string(o, &l);
+
+	zp_jw_init(&w, buf, sizeof(buf));
+	zp_jw_begin(&w, '{');
+	zp_jw_key_u64(&w, "u", UINT64_MAX);
+	zp_jw_key_i64(&w, "i", INT64_MIN);
+	zp_jw_key_str(&w, "s", "a\"b\\c\n\x01/\xc3\xa9");
+	zp_jw_key_bool(&w, "t", true);
+	zp_jw_key_bool(&w, "f", false);
+	zp_jw_key(&w, "a");
+	zp_jw_begin(&w, '[');
+	zp_jw_begin(&w, '{');
+	zp_jw_end(&w, '}');
+	zp_jw_i64(&w, -1);
+	zp_jw_begin(&w, '[');
+	zp_jw_end(&w, ']');
+	zp_jw_json(&w, NULL);
+	zp_jw_end(&w, ']');
+	zp_jw_key(&w, "e");
+	zp_jw_raw(&w, "{}", 2);
+	zp_jw_end(&w, '}');
+	ck_assert(!w.over);
+	ck_assert_msg(w.len == l && memcmp(buf, want, l) == 0, "%.*s against %s", (int)w.len, buf,
+		      want);
+	/* Too small a buffer says so. */
+	zp_jw_init(&w, small, sizeof(small));
+	zp_jw_begin(&w, '{');
+	zp_jw_key_str(&w, "key", "a value longer than the buffer");
+	zp_jw_end(&w, '}');
+	ck_assert(w.over);
+	json_object_put(o);
+}
+END_TEST
+
+/* A reply written from a result's text is the reply json-c would write
+ * from the result's object, "fd" and "nfds" added last. */
+START_TEST(result_text_matches_response)
+{
+	static const char *const results[] = { "{}", "{\"lease\":{\"id\":1,\"s\":\"x\"}}" };
+	static const char *const ids[] = { "7", "\"abc\"", "null", "1.5", "-9223372036854775808" };
+	char buf[1024];
+
+	for (size_t i = 0; i < 2; i++)
+		for (size_t k = 0; k < 5; k++)
+			for (unsigned nfds = 0; nfds <= 2; nfds += 2) {
+				struct json_object *res = zp_parse(results[i], strlen(results[i]));
+				struct json_object *id = zp_parse_ex(ids[k], strlen(ids[k]), NULL);
+				struct json_object *resp;
+				const char *want;
+				ssize_t n;
+				size_t l;
+
+				if (nfds) {
+					json_object_object_add(res, "fd", json_object_new_int(3));
+					json_object_object_add(res, "nfds", json_object_new_int((int)nfds));
+				}
+				n = zp_write_result(buf, sizeof(buf), results[i], strlen(results[i]), 3,
+						    nfds, id);
+				resp = zp_result_response(id, res);
+				want = zp_to_string(resp, &l);
+				ck_assert_msg(n == (ssize_t)l && memcmp(buf, want, l) == 0,
+					      "%.*s against %s", (int)(n > 0 ? n : 0), buf, want);
+				ck_assert_int_eq(zp_write_result(buf, l - 1, results[i],
+								 strlen(results[i]), 3, nfds, id),
+						 -EMSGSIZE);
+				json_object_put(resp);
+			}
+	ck_assert_int_eq(zp_write_result(buf, sizeof(buf), "[]", 2, 0, 0, NULL), -EINVAL);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("json");
@@ -209,6 +301,8 @@ int main(void)
 	tcase_add_test(tc, reasons_are_named);
 	tcase_add_test(tc, mutations_agree);
 	tcase_add_test(tc, writer_matches_json_c);
+	tcase_add_test(tc, text_writer_matches_objects);
+	tcase_add_test(tc, result_text_matches_response);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
