@@ -209,6 +209,47 @@ struct report_ctx {
 	bool runs;          /* format "runs" */
 };
 
+/* A page of zone.report, {"zones": [...], "next": n or null}, written as
+ * text: a zone is 7 members, and a page of them as json-c objects cost
+ * more than the report itself. */
+struct report_page {
+	char *buf;
+	struct zp_jw w;
+};
+
+/* A zone's text is at most ~180 bytes (20-digit numbers, the longest
+ * names). */
+#define REPORT_PAGE_BYTES (64 + ZD_REPORT_PAGE * 200)
+
+static int page_begin(struct report_page *p)
+{
+	p->buf = malloc(REPORT_PAGE_BYTES);
+	if (!p->buf)
+		return -ENOMEM;
+	zp_jw_init(&p->w, p->buf, REPORT_PAGE_BYTES);
+	zp_jw_begin(&p->w, '{');
+	zp_jw_key(&p->w, "zones");
+	zp_jw_begin(&p->w, '[');
+	return 0;
+}
+
+static void page_end(struct zd_call *call, struct report_page *p, bool more, uint32_t next)
+{
+	int r;
+
+	zp_jw_end(&p->w, ']');
+	zp_jw_key(&p->w, "next");
+	if (more)
+		zp_jw_i64(&p->w, next);
+	else
+		zp_jw_json(&p->w, NULL);
+	zp_jw_end(&p->w, '}');
+	r = zd_call_result_text(call, &p->w);
+	if (r < 0)
+		zd_call_errno(call, r, "zone report");
+	free(p->buf);
+}
+
 /* --- zone.report {"format": "runs"} -----------------------------------
  *
  * Zones side by side that differ in nothing but their start are one run,
@@ -356,7 +397,7 @@ static void report_done(struct zd_work *w, int status)
 {
 	struct report_ctx *ctx = w->data;
 	struct zd_call *call = ctx->call;
-	struct json_object *arr, *res;
+	struct report_page pw;
 	uint32_t i, matched = 0, next;
 
 	if (status < 0) {
@@ -385,7 +426,10 @@ static void report_done(struct zd_work *w, int status)
 		free(r.buf);
 		goto out;
 	}
-	arr = json_object_new_array();
+	if (page_begin(&pw) < 0) {
+		zd_call_errno(call, -ENOMEM, "zone report");
+		goto out;
+	}
 	next = w->zone;
 	for (i = 0; i < w->nz; i++) {
 		const struct zd_zone *z = &w->zbuf[i];
@@ -400,17 +444,14 @@ static void report_done(struct zd_work *w, int status)
 		{
 			const struct zd_zone zc = zd_device_zone(w->dev, idx);
 
-			json_object_array_add(arr, zd_zone_json(w->dev, idx, &zc));
+			zd_zone_write(&pw.w, idx, &zc);
 		}
 		if (++matched == ZD_REPORT_PAGE)
 			break;
 	}
 	/* Zones scanned after the page filled are reported again next time;
 	 * updating the cache with them above is harmless. */
-	res = json_object_new_object();
-	json_object_object_add(res, "zones", arr);
-	json_object_object_add(res, "next", next < ctx->end ? json_object_new_int64(next) : NULL);
-	call->result = res;
+	page_end(call, &pw, next < ctx->end, next);
 out:
 	free(w->zbuf);
 	free(ctx);
@@ -424,21 +465,22 @@ out:
 static void report_cached(struct zd_call *call, const struct zd_device *dev, uint32_t from,
 			  uint32_t end, uint32_t cmask, uint32_t tmask)
 {
-	struct json_object *arr = json_object_new_array(), *res;
+	struct report_page pw;
 	uint32_t matched = 0, i;
 
+	if (page_begin(&pw) < 0) {
+		zd_call_errno(call, -ENOMEM, "zone report");
+		return;
+	}
 	for (i = from; i < end && matched < ZD_REPORT_PAGE; i++) {
 		const struct zd_zone zc = zd_device_zone(dev, i), *z = &zc;
 
 		if ((cmask && !(cmask & (1u << z->cond))) || (tmask && !(tmask & (1u << z->type))))
 			continue;
-		json_object_array_add(arr, zd_zone_json(dev, i, z));
+		zd_zone_write(&pw.w, i, z);
 		matched++;
 	}
-	res = json_object_new_object();
-	json_object_object_add(res, "zones", arr);
-	json_object_object_add(res, "next", i < end ? json_object_new_int64(i) : NULL);
-	call->result = res;
+	page_end(call, &pw, i < end, i);
 }
 
 static int m_zone_report(struct zd_daemon *d, struct zd_call *call, struct json_object *params)
