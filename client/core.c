@@ -480,7 +480,6 @@ static uint64_t deadline_of(zc_client *c, uint32_t timeout_ms)
 static int start_locked(zc_client *c, const char *method, struct json_object *params,
 			struct zc_pending *p)
 {
-	struct json_object *req;
 	ssize_t len;
 	int r;
 
@@ -489,21 +488,16 @@ static int start_locked(zc_client *c, const char *method, struct json_object *pa
 		return c->reconnecting ? -EAGAIN : -ENOTCONN;
 	}
 	p->id = c->next_id++;
-	req = zp_request(method, params, p->id);
-	if (!req)
-		return -ENOMEM;
 	/* c->wbuf is free: requests are written under c->lock, and each
 	 * is sent or copied before it is released. */
-	len = zp_write(req, c->wbuf, ZP_MSG_MAX);
-	if (len < 0) {
-		json_object_put(req);
+	len = zp_write_request(c->wbuf, ZP_MSG_MAX, method, params, p->id);
+	json_object_put(params);
+	if (len < 0)
 		return (int)len;
-	}
 	/* In flight before it is sent: a reply read by the send's own drain
 	 * (a refusing daemon) must find it. */
 	plist_add(&c->pending_head, &c->pending_tail, p);
 	r = send_locked(c, c->wbuf, (size_t)len);
-	json_object_put(req);
 	if (r < 0) {
 		if (!p->done)
 			plist_del(&c->pending_head, &c->pending_tail, p);

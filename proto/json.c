@@ -929,3 +929,21 @@ ssize_t zp_write_result(char *buf, size_t cap, const char *result, size_t len,
 	jw_char(&w, '}');
 	return w.over ? -EMSGSIZE : (ssize_t)w.len;
 }
+
+ssize_t zp_write_request(char *buf, size_t cap, const char *method, struct json_object *params,
+			 int64_t id)
+{
+	struct zp_jw w = { .buf = buf, .cap = cap };
+
+	zp_jw_begin(&w, '{');
+	zp_jw_key_str(&w, "jsonrpc", "2.0");
+	zp_jw_key_str(&w, "method", method);
+	if (params) {
+		zp_jw_key(&w, "params");
+		zp_jw_json(&w, params);
+	}
+	if (id >= 0)
+		zp_jw_key_i64(&w, "id", id);
+	zp_jw_end(&w, '}');
+	return w.over ? -EMSGSIZE : (ssize_t)w.len;
+}

@@ -165,6 +165,10 @@ static inline void zp_jw_key_bool(struct zp_jw *w, const char *key, bool v)
  * an object's text). */
 ssize_t zp_write_result(char *buf, size_t cap, const char *result, size_t len,
 			unsigned fd, unsigned nfds, struct json_object *id);
+/* The text zp_write gives for zp_request(method, params, id), without
+ * building the request object; params is borrowed. */
+ssize_t zp_write_request(char *buf, size_t cap, const char *method, struct json_object *params,
+			 int64_t id);
 
 /* Adds val under key, which obj does not hold yet and which outlives obj
  * (a string literal): the key is neither copied nor looked up, as the

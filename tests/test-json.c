@@ -289,6 +289,33 @@ START_TEST(result_text_matches_response)
 }
 END_TEST
 
+START_TEST(request_text_matches_object)
+{
+	static const char *const params[] = { NULL, "{}", "{\"device\":\"emu0\",\"zones\":[1,2]}" };
+	static const int64_t ids[] = { -1, 0, 42, INT64_MAX };
+	char buf[512];
+
+	for (size_t i = 0; i < 3; i++)
+		for (size_t k = 0; k < 4; k++) {
+			struct json_object *p = params[i] ? zp_parse(params[i], strlen(params[i])) : NULL;
+			struct json_object *req;
+			const char *want;
+			ssize_t n;
+			size_t l;
+
+			n = zp_write_request(buf, sizeof(buf), "lease.acquire", p, ids[k]);
+			req = zp_request("lease.acquire", p, ids[k]); /* takes p */
+			want = zp_to_string(req, &l);
+			ck_assert_msg(n == (ssize_t)l && memcmp(buf, want, l) == 0, "%.*s against %s",
+				      (int)(n > 0 ? n : 0), buf, want);
+			ck_assert_int_eq(zp_write_request(buf, l - 1, "lease.acquire",
+							  json_object_object_get(req, "params"), ids[k]),
+					 -EMSGSIZE);
+			json_object_put(req);
+		}
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("json");
@@ -303,6 +330,7 @@ int main(void)
 	tcase_add_test(tc, writer_matches_json_c);
 	tcase_add_test(tc, text_writer_matches_objects);
 	tcase_add_test(tc, result_text_matches_response);
+	tcase_add_test(tc, request_text_matches_object);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
