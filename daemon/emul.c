@@ -3248,13 +3248,13 @@ static int emul_probe_reopen(struct zd_dev *dev, uint32_t zone, int probe_fd, in
 		return -EINVAL;
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", probe_fd);
 	*direct = false;
-	fd = open(path, flags | O_CLOEXEC);
+	fd = open(path, flags | O_CLOEXEC, 0);
 	if (fd >= 0) {
 		*direct = flags & O_DIRECT;
 		return fd;
 	}
 	if (errno == EINVAL && (flags & O_DIRECT))
-		fd = open(path, (flags & ~O_DIRECT) | O_CLOEXEC);
+		fd = open(path, (flags & ~O_DIRECT) | O_CLOEXEC, 0);
 	return fd < 0 ? -errno : fd;
 }
 
