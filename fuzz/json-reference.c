@@ -18,20 +18,6 @@
 
 #include "fuzz/json-reference.h"
 
-static void ref_err_set(struct zp_err *err, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static void ref_err_set(struct zp_err *err, int code, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err)
-		return;
-	err->code = code;
-	va_start(ap, fmt);
-	vsnprintf(err->message, sizeof(err->message), fmt, ap);
-	va_end(ap);
-}
-
 /* --- strictness --------------------------------------------------------
  * json-c's tokener, even in strict mode, accepts what is not JSON (NaN,
  * Infinity, "1.", raw control characters in strings) and changes what it
@@ -373,7 +359,7 @@ static int check_strict(const char *buf, size_t len, struct json_object *obj, st
 		r = -EINVAL;
 	}
 	if (r == -ENOMEM)
-		ref_err_set(err, ZP_ERR_INTERNAL, "out of memory");
+		zp_err_set(err, ZP_ERR_INTERNAL, "out of memory");
 	free(st.counts);
 	free(st.starts);
 	return r;
@@ -385,12 +371,12 @@ struct json_object *zp_ref_parse_ex(const char *buf, size_t len, struct zp_err *
 	struct json_object *obj;
 	enum json_tokener_error jerr;
 
-	ref_err_set(err, ZP_ERR_PARSE, "invalid JSON");
+	zp_err_set(err, ZP_ERR_PARSE, "invalid JSON");
 	if (len > (size_t)INT32_MAX)
 		return NULL;
 	tok = json_tokener_new();
 	if (!tok) {
-		ref_err_set(err, ZP_ERR_INTERNAL, "out of memory");
+		zp_err_set(err, ZP_ERR_INTERNAL, "out of memory");
 		return NULL;
 	}
 	/* Strict mode rejects trailing garbage, invalid UTF-8 and some of the
@@ -408,7 +394,7 @@ struct json_object *zp_ref_parse_ex(const char *buf, size_t len, struct zp_err *
 	}
 	jerr = json_tokener_get_error(tok);
 	if (jerr != json_tokener_success) {
-		ref_err_set(err, ZP_ERR_PARSE, "invalid JSON: %s",
+		zp_err_set(err, ZP_ERR_PARSE, "invalid JSON: %s",
 			   jerr == json_tokener_continue ? "unexpected end of message"
 							 : json_tokener_error_desc(jerr));
 		json_object_put(obj);
@@ -417,7 +403,7 @@ struct json_object *zp_ref_parse_ex(const char *buf, size_t len, struct zp_err *
 		/* Only whitespace may follow the value. */
 		for (size_t i = json_tokener_get_parse_end(tok); i < len; i++) {
 			if (!strchr(" \t\r\n", buf[i])) {
-				ref_err_set(err, ZP_ERR_PARSE, "invalid JSON: text after the value");
+				zp_err_set(err, ZP_ERR_PARSE, "invalid JSON: text after the value");
 				json_object_put(obj);
 				obj = NULL;
 				break;
