@@ -1071,6 +1071,7 @@ void zd_device_fail(struct zd_device *dev, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(dev->failure, sizeof(dev->failure), fmt, ap);
 	va_end(ap);
+	zp_utf8_clean(dev->failure); /* it goes out in replies and events */
 	/* Told first, so a subscriber reads the revocations that follow as
 	 * the failure's. */
 	if (dev->d)

@@ -97,6 +97,10 @@ void zd_call_error(struct zd_call *call, int code, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(call->err_msg, sizeof(call->err_msg), fmt, ap);
 	va_end(ap);
+	/* What the client sent is quoted in messages, cut to their size
+	 * (and to a precision): never in the middle of a character, or the
+	 * reply is no longer the UTF-8 its reader requires. */
+	zp_utf8_clean(call->err_msg);
 }
 
 void zd_call_errno(struct zd_call *call, int err, const char *what)

@@ -56,6 +56,7 @@ static void *jp_fail(struct jp *j, const char *fmt, ...)
 		va_start(ap, fmt);
 		vsnprintf(j->err->message, sizeof(j->err->message), fmt, ap);
 		va_end(ap);
+		zp_utf8_clean(j->err->message);
 	}
 	return NULL;
 }
@@ -147,6 +148,26 @@ static size_t utf8_len(const unsigned char *p, const unsigned char *end)
 		if ((p[i] & 0xc0) != 0x80)
 			return 0;
 	return n;
+}
+
+size_t zp_utf8_clean(char *s)
+{
+	const unsigned char *end = (const unsigned char *)s + strlen(s);
+	unsigned char *r = (unsigned char *)s, *w = r;
+
+	while (r < end) {
+		size_t n = *r < 0x80 ? 1 : utf8_len(r, end);
+
+		if (n == 0) {
+			r++; /* a byte of no well-formed sequence: dropped */
+			continue;
+		}
+		memmove(w, r, n);
+		w += n;
+		r += n;
+	}
+	*w = '\0';
+	return (size_t)(w - (unsigned char *)s);
 }
 
 static size_t put_utf8(char *o, unsigned cp)

@@ -148,6 +148,7 @@ void zp_err_set(struct zp_err *err, int code, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(err->message, sizeof(err->message), fmt, ap);
 	va_end(ap);
+	zp_utf8_clean(err->message);
 }
 
 /* Looks name up and checks its JSON type; returns 0 with *val set, -ENOENT

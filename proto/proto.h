@@ -170,6 +170,12 @@ ssize_t zp_write_result(char *buf, size_t cap, const char *result, size_t len,
 ssize_t zp_write_request(char *buf, size_t cap, const char *method, struct json_object *params,
 			 int64_t id);
 
+/* Drops from s (NUL-terminated) every byte that is no part of a
+ * well-formed UTF-8 sequence (RFC 3629), such as what is left of a
+ * character a snprintf cut in two; returns the new length. For messages
+ * that quote what a peer sent. */
+size_t zp_utf8_clean(char *s);
+
 /* Adds val under key, which obj does not hold yet and which outlives obj
  * (a string literal): the key is neither copied nor looked up, as the
  * builders of every reply would otherwise do for each member. */

@@ -316,6 +316,31 @@ START_TEST(request_text_matches_object)
 }
 END_TEST
 
+START_TEST(utf8_clean_keeps_only_characters)
+{
+	static const struct {
+		const char *in, *out;
+	} cases[] = {
+		{ "plain", "plain" },
+		{ "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80", "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80" },
+		{ "cut \xc3", "cut " },
+		{ "cut \xe2\x82' here", "cut ' here" },
+		{ "\xf0\x9f\x98", "" },
+		{ "overlong \xc0\x80 surrogate \xed\xa0\x80 past \xf4\x90\x80\x80 end",
+		  "overlong  surrogate  past  end" },
+		{ "\x80\xbfstray", "stray" },
+	};
+	char buf[128];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		snprintf(buf, sizeof(buf), "%s", cases[i].in);
+		ck_assert_uint_eq(zp_utf8_clean(buf), strlen(cases[i].out));
+		ck_assert_str_eq(buf, cases[i].out);
+		ck_assert(zp_ref_utf8_valid(buf, strlen(buf)));
+	}
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("json");
@@ -331,6 +356,7 @@ int main(void)
 	tcase_add_test(tc, text_writer_matches_objects);
 	tcase_add_test(tc, result_text_matches_response);
 	tcase_add_test(tc, request_text_matches_object);
+	tcase_add_test(tc, utf8_clean_keeps_only_characters);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

@@ -900,6 +900,41 @@ START_TEST(strict_json_refused)
 }
 END_TEST
 
+/* Messages quote what the client sent, cut to their size: never in the
+ * middle of a character (fuzz-message found a method name cut so), at any
+ * alignment and for 2-, 3- and 4-byte characters alike, in the daemon's
+ * messages (an unknown method) and the parser's (a repeated key). */
+START_TEST(quoted_text_is_cut_between_characters)
+{
+	static const char *const chars[] = { "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80" };
+	char req[4096], name[700];
+
+	for (size_t c = 0; c < 3; c++)
+		for (int pad = 0; pad < 4; pad++) {
+			struct json_object *r;
+			size_t n = 0;
+
+			for (int i = 0; i < pad; i++)
+				name[n++] = 'x';
+			while (n + 4 < 600) {
+				memcpy(name + n, chars[c], strlen(chars[c]));
+				n += strlen(chars[c]);
+			}
+			name[n] = '\0';
+			snprintf(req, sizeof(req), "{\"jsonrpc\":\"2.0\",\"method\":\"%s\",\"id\":1}", name);
+			r = rpc(req); /* wait_reply parses it strictly: UTF-8 or it fails */
+			ck_assert_int_eq(err_code(r), ZP_ERR_METHOD_NOT_FOUND);
+			ck_assert_ptr_nonnull(strstr(err_msg(r), "method '"));
+			json_object_put(r);
+			snprintf(req, sizeof(req), "{\"%s\":1,\"%s\":2}", name, name);
+			r = rpc(req);
+			ck_assert_int_eq(err_code(r), ZP_ERR_PARSE);
+			ck_assert_ptr_nonnull(strstr(err_msg(r), "duplicate key '"));
+			json_object_put(r);
+		}
+}
+END_TEST
+
 START_TEST(ids_echoed_unchanged)
 {
 	static const char *const ids[] = {
@@ -1152,6 +1187,7 @@ static Suite *proto_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, strict_json_refused);
+	tcase_add_test(tc, quoted_text_is_cut_between_characters);
 	tcase_add_test(tc, ids_echoed_unchanged);
 	tcase_add_test(tc, replies_parsed_strictly);
 	suite_add_tcase(s, tc);
