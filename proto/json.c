@@ -494,6 +494,37 @@ static bool jp_literal(struct jp *j, const char *word, size_t n)
 	return true;
 }
 
+/* The member names the protocol uses, for which a parsed object keeps a
+ * pointer to a constant instead of a copy of its own (json-c would strdup
+ * and later free each): a lease reply alone has twenty. By length, so a
+ * miss costs a few compares. */
+static const char *const keys2[] = { "fd", "id", "wp", NULL };
+static const char *const keys3[] = { "len", "pid", "uid", NULL };
+static const char *const keys4[] = { "code", "cond", "data", "from", "next", "nfds", "runs",
+				     "then", "type", "zone", NULL };
+static const char *const keys5[] = { "admin", "count", "error", "index", "label", "lease",
+				     "start", "token", "zones", NULL };
+static const char *const keys6[] = { "client", "device", "direct", "method", "params",
+				     "prefer", "result", NULL };
+static const char *const keys7[] = { "jsonrpc", "message", "version", "wait_ms", NULL };
+static const char *const keys8[] = { "capacity", "features", "min_free", "protocol", NULL };
+static const char *const keys9[] = { "fd_offset", "isolation", "zone_size", NULL };
+static const char *const keys10[] = { "block_size", NULL };
+static const char *const keys11[] = { "reclaimable", NULL };
+static const char *const *const keys_by_len[] = {
+	NULL, NULL, keys2, keys3, keys4, keys5, keys6, keys7, keys8, keys9, keys10, keys11,
+};
+
+static const char *known_key(const char *k, size_t n)
+{
+	if (n >= sizeof(keys_by_len) / sizeof(keys_by_len[0]) || !keys_by_len[n])
+		return NULL;
+	for (const char *const *c = keys_by_len[n]; *c; c++)
+		if ((*c)[0] == k[0] && memcmp(*c, k, n) == 0)
+			return *c;
+	return NULL;
+}
+
 static int jp_object(struct jp *j, struct json_object **out)
 {
 	struct json_object *o = json_object_new_object();
@@ -510,7 +541,8 @@ static int jp_object(struct jp *j, struct json_object **out)
 	for (;;) {
 		char stack[STACK_STR], *heap, *key;
 		struct json_object *v;
-		size_t klen;
+		size_t klen = 0;
+		int r;
 
 		if (j->p >= j->end || *j->p != '"') {
 			jp_unexpected(j, "a quoted member name");
@@ -538,7 +570,14 @@ static int jp_object(struct jp *j, struct json_object **out)
 			free(heap);
 			goto fail;
 		}
-		if (json_object_object_add_ex(o, key, v, JSON_C_OBJECT_ADD_KEY_IS_NEW) < 0) {
+		{
+			const char *k = known_key(key, klen);
+
+			r = json_object_object_add_ex(o, k ? k : key, v,
+						      JSON_C_OBJECT_ADD_KEY_IS_NEW |
+						      (k ? JSON_C_OBJECT_ADD_CONSTANT_KEY : 0));
+		}
+		if (r < 0) {
 			json_object_put(v);
 			free(heap);
 			jp_nomem(j);
