@@ -777,13 +777,18 @@ static bool release_here(struct zd_lease *l, int then)
 
 int zd_lease_release(struct zd_lease *l, int then, struct zd_call *call)
 {
+	/* Decided first (nothing below changes what it looks at), so that
+	 * a release the loop answers allocates no device work; what the
+	 * other kind needs is allocated before anything changes, so that
+	 * nothing fails once the lease is detached. */
+	bool here = release_here(l, then);
 	struct release_op *op = calloc(1, sizeof(*op));
-	struct zd_work *w = calloc(1, sizeof(*w));
+	struct zd_work *w = here ? NULL : calloc(1, sizeof(*w));
 	int r;
 
 	if (w)
 		w->zbuf = calloc(l->count, sizeof(*w->zbuf));
-	if (!op || !w || !w->zbuf) {
+	if (!op || (!here && (!w || !w->zbuf))) {
 		free(op);
 		if (w)
 			free(w->zbuf);
@@ -795,7 +800,8 @@ int zd_lease_release(struct zd_lease *l, int then, struct zd_call *call)
 	r = zd_lease_set_state(l, ZD_LEASE_RELEASING);
 	if (r < 0) {
 		free(op);
-		free(w->zbuf);
+		if (w)
+			free(w->zbuf);
 		free(w);
 		return r;
 	}
@@ -805,7 +811,7 @@ int zd_lease_release(struct zd_lease *l, int then, struct zd_call *call)
 	op->call = call;
 	op->lease = l;
 	op->then = then;
-	if (release_here(l, then)) {
+	if (here) {
 		struct zd_device *dev = l->dev;
 		uint32_t zone = l->zone;
 		int probe_fd = l->probe_fd;
@@ -814,8 +820,6 @@ int zd_lease_release(struct zd_lease *l, int then, struct zd_call *call)
 		op->fenced = true;
 		l->probe_fd = -1;
 		dev->d->stats.releases_untouched++;
-		free(w->zbuf);
-		free(w);
 		dev->d->nr_releasing++;
 		release_finish(op, 0);
 		/* Once the zone is free (and a waiter the release served may

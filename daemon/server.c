@@ -250,6 +250,21 @@ static void conn_send(struct zd_conn *conn, const char *buf, size_t len, int *fd
 			close(fds[i]);
 		return;
 	}
+	/* Nothing queued before it (the common case): straight out, without
+	 * a copy; queued only when the socket is full. */
+	if (zd_list_empty(&conn->out)) {
+		int r = zp_sendv(conn->fd, buf, len, fds, nfds, MSG_DONTWAIT);
+
+		if (r != -EAGAIN) {
+			for (size_t i = 0; i < nfds; i++)
+				close(fds[i]);
+			if (r < 0 || zd_events_flush(conn) < 0)
+				zd_conn_close(conn);
+			else
+				conn_update_poll(conn);
+			return;
+		}
+	}
 	m = malloc(sizeof(*m) + len);
 	if (!m) {
 		for (size_t i = 0; i < nfds; i++)
