@@ -1018,6 +1018,29 @@ static int leases_left(void)
 	return n;
 }
 
+/* Free zones the daemon holds open ahead (device.list's ready_zones): two
+ * fds each, which are the ready set's, not a leak. */
+static int ready_zones(void)
+{
+	struct conn c = { .fd = sock_connect(), .next_id = 1 };
+	struct json_object *res, *devs;
+	char msg[256];
+	int r, n = 0;
+
+	if (c.fd < 0)
+		return c.fd;
+	r = rpc(&c, "device.list", NULL, &res, NULL, msg, sizeof(msg));
+	conn_close(&c);
+	if (r)
+		return -EIO;
+	devs = jobj(res, "devices");
+	for (size_t i = 0; devs && i < json_object_array_length(devs); i++)
+		n += (int)json_object_get_int64(jobj(json_object_array_get_idx(devs, i),
+						     "ready_zones"));
+	json_object_put(res);
+	return n;
+}
+
 /* What the log knows of one zone, for a failure's report. */
 static void zone_history(int nclients, uint32_t zone, uint64_t t0)
 {
@@ -1058,7 +1081,7 @@ int main(void)
 	int dst;
 	uint64_t t0, deadline, next_ckill, next_dkill;
 	size_t shsize;
-	int base_fds, end_fds, left, r;
+	int base_fds, end_fds, base_ready, end_ready, left, r;
 	struct zinfo zi[NR_ZONES] = { 0 };
 	uint64_t overlaps = 0, foreign = 0, corrupt = 0, order = 0, lost_acks = 0, excused = 0;
 	uint64_t blocks = 0, acks_checked = 0, nresets = 0;
@@ -1090,6 +1113,9 @@ int main(void)
 		return 99;
 	}
 	base_fds = settled_fds(z.pid, -1, 2000);
+	base_ready = ready_zones();
+	if (base_ready > 0)
+		base_fds -= 2 * base_ready;
 	printf("soak: %" PRIu64 " s, %d clients, seed %#" PRIx64 ", grace %d ms, daemon pid %d, %d fds\n",
 	       seconds, nclients, seed, GRACE_MS, (int)z.pid, base_fds);
 
@@ -1183,7 +1209,10 @@ int main(void)
 			break;
 		sleep_ms(100);
 	}
-	end_fds = z.pid > 0 ? settled_fds(z.pid, base_fds, 10000) : -1;
+	/* Nothing runs now: the set holds still. */
+	end_ready = z.pid > 0 ? ready_zones() : -1;
+	end_fds = z.pid > 0 && end_ready >= 0 ?
+		  settled_fds(z.pid, base_fds + 2 * end_ready, 10000) - 2 * end_ready : -1;
 	r = z.pid > 0 ? report_zones(zi) : -ESRCH;
 	if (end_fds != base_fds && z.pid > 0)
 		count_fds(z.pid, true);
@@ -1200,8 +1229,8 @@ int main(void)
 	check(sh->count[C_ANOMALY] == 0, "no client saw the daemon misbehave (%" PRIu64 ")",
 	      sh->count[C_ANOMALY]);
 	check(left == 0, "no lease left once the grace ended (%d)", left);
-	check(end_fds == base_fds, "daemon fds back to the baseline (%d, baseline %d)", end_fds,
-	      base_fds);
+	check(end_fds == base_fds, "daemon fds back to the baseline (%d, baseline %d, not "
+	      "counting %d zones held open ahead)", end_fds, base_fds, end_ready);
 	check(r == 0, "zone.report after the soak (%d)", r);
 	check(z.pid > 0 && zt_daemon_stop(&z) == 0, "the daemon exits 0 on SIGTERM");
 	{
