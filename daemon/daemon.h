@@ -181,7 +181,7 @@ struct zd_call {
 	struct zd_batch *batch;
 	struct json_object *id;     /* owned; NULL for a notification */
 	struct json_object *result; /* owned */
-	/* Or the result as the text of an object, owned (zd_call_result_text):
+	/* Or the result as the text of an object, owned (zd_call_result_begin):
 	 * the hot replies, written without json-c objects. */
 	char *result_text;
 	size_t result_len;
@@ -202,10 +202,12 @@ void zd_call_error(struct zd_call *call, int code, const char *fmt, ...)
 /* Maps a negative errno from the device layer to a JSON-RPC error. */
 void zd_call_errno(struct zd_call *call, int err, const char *what);
 void zd_call_complete(struct zd_call *call);
-/* Sets the call's result to the object w wrote (copied). Returns 0, or a
- * negative errno when w overflowed or memory ran out (the caller answers
- * with an error then). */
-int zd_call_result_text(struct zd_call *call, const struct zp_jw *w);
+/* The call's result written as text: begin points w at a buffer of cap
+ * bytes the call owns (else the call has its error, what, and -ENOMEM);
+ * end makes what w wrote the result, an object's text (or, past cap, the
+ * call's error). */
+int zd_call_result_begin(struct zd_call *call, struct zp_jw *w, size_t cap, const char *what);
+void zd_call_result_end(struct zd_call *call, const struct zp_jw *w, const char *what);
 
 enum zd_method_flags {
 	ZD_M_ANYONE = 0,     /* allowed before any group check */

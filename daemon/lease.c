@@ -128,23 +128,15 @@ static size_t lease_text_max(const struct zd_lease *l)
 
 void zd_lease_result(struct zd_call *call, const struct zd_lease *l)
 {
-	size_t cap = lease_text_max(l) + 16;
-	char stack[2048], *buf = cap <= sizeof(stack) ? stack : malloc(cap);
 	struct zp_jw w;
-	int r = -ENOMEM;
 
-	if (buf) {
-		zp_jw_init(&w, buf, cap);
-		zp_jw_begin(&w, '{');
-		zp_jw_key(&w, "lease");
-		zd_lease_write(&w, l);
-		zp_jw_end(&w, '}');
-		r = zd_call_result_text(call, &w);
-	}
-	if (r < 0)
-		zd_call_errno(call, r, "lease");
-	if (buf != stack)
-		free(buf);
+	if (zd_call_result_begin(call, &w, lease_text_max(l) + 16, "lease") < 0)
+		return;
+	zp_jw_begin(&w, '{');
+	zp_jw_key(&w, "lease");
+	zd_lease_write(&w, l);
+	zp_jw_end(&w, '}');
+	zd_call_result_end(call, &w, "lease");
 }
 
 struct json_object *zd_lease_json(const struct zd_lease *l)
@@ -687,38 +679,30 @@ static int release_run(struct zd_work *w)
 	return moved && dev->ops->flush ? dev->ops->flush(dev) : 0;
 }
 
-/* The release's answer and the lease's end, with or without device work. */
 /* {"zone": the first zone[, "zones": every zone]}, as text. */
 static void release_result(struct zd_call *call, struct zd_device *dev,
 			   const struct zd_lease *l)
 {
-	size_t cap = 64 + (size_t)(l->count + 1) * 200;
-	char stack[1024], *buf = cap <= sizeof(stack) ? stack : malloc(cap);
 	struct zp_jw w;
-	int r = -ENOMEM;
 
-	if (buf) {
-		zp_jw_init(&w, buf, cap);
-		zp_jw_begin(&w, '{');
-		zp_jw_key(&w, "zone");
-		zd_zone_write(&w, l->zone, (const struct zd_zone[]){ zd_device_zone(dev, l->zone) });
-		if (l->count > 1) {
-			zp_jw_key(&w, "zones");
-			zp_jw_begin(&w, '[');
-			for (uint32_t i = 0; i < l->count; i++)
-				zd_zone_write(&w, l->zone + i,
-					      (const struct zd_zone[]){ zd_device_zone(dev, l->zone + i) });
-			zp_jw_end(&w, ']');
-		}
-		zp_jw_end(&w, '}');
-		r = zd_call_result_text(call, &w);
+	if (zd_call_result_begin(call, &w, 64 + (size_t)(l->count + 1) * 200, "release") < 0)
+		return;
+	zp_jw_begin(&w, '{');
+	zp_jw_key(&w, "zone");
+	zd_zone_write(&w, l->zone, (const struct zd_zone[]){ zd_device_zone(dev, l->zone) });
+	if (l->count > 1) {
+		zp_jw_key(&w, "zones");
+		zp_jw_begin(&w, '[');
+		for (uint32_t i = 0; i < l->count; i++)
+			zd_zone_write(&w, l->zone + i,
+				      (const struct zd_zone[]){ zd_device_zone(dev, l->zone + i) });
+		zp_jw_end(&w, ']');
 	}
-	if (r < 0)
-		zd_call_errno(call, r, "release");
-	if (buf != stack)
-		free(buf);
+	zp_jw_end(&w, '}');
+	zd_call_result_end(call, &w, "release");
 }
 
+/* The release's answer and the lease's end, with or without device work. */
 static void release_finish(struct release_op *op, int status)
 {
 	struct zd_lease *l = op->lease;

@@ -211,43 +211,30 @@ struct report_ctx {
 
 /* A page of zone.report, {"zones": [...], "next": n or null}, written as
  * text: a zone is 7 members, and a page of them as json-c objects cost
- * more than the report itself. */
-struct report_page {
-	char *buf;
-	struct zp_jw w;
-};
-
-/* A zone's text is at most ~180 bytes (20-digit numbers, the longest
- * names). */
+ * more than the report itself. A zone's text is at most ~180 bytes
+ * (20-digit numbers, the longest names). */
 #define REPORT_PAGE_BYTES (64 + ZD_REPORT_PAGE * 200)
 
-static int page_begin(struct report_page *p)
+static int page_begin(struct zd_call *call, struct zp_jw *w)
 {
-	p->buf = malloc(REPORT_PAGE_BYTES);
-	if (!p->buf)
+	if (zd_call_result_begin(call, w, REPORT_PAGE_BYTES, "zone report") < 0)
 		return -ENOMEM;
-	zp_jw_init(&p->w, p->buf, REPORT_PAGE_BYTES);
-	zp_jw_begin(&p->w, '{');
-	zp_jw_key(&p->w, "zones");
-	zp_jw_begin(&p->w, '[');
+	zp_jw_begin(w, '{');
+	zp_jw_key(w, "zones");
+	zp_jw_begin(w, '[');
 	return 0;
 }
 
-static void page_end(struct zd_call *call, struct report_page *p, bool more, uint32_t next)
+static void page_end(struct zd_call *call, struct zp_jw *w, bool more, uint32_t next)
 {
-	int r;
-
-	zp_jw_end(&p->w, ']');
-	zp_jw_key(&p->w, "next");
+	zp_jw_end(w, ']');
+	zp_jw_key(w, "next");
 	if (more)
-		zp_jw_i64(&p->w, next);
+		zp_jw_i64(w, next);
 	else
-		zp_jw_json(&p->w, NULL);
-	zp_jw_end(&p->w, '}');
-	r = zd_call_result_text(call, &p->w);
-	if (r < 0)
-		zd_call_errno(call, r, "zone report");
-	free(p->buf);
+		zp_jw_json(w, NULL);
+	zp_jw_end(w, '}');
+	zd_call_result_end(call, w, "zone report");
 }
 
 /* --- zone.report {"format": "runs"} -----------------------------------
@@ -397,7 +384,7 @@ static void report_done(struct zd_work *w, int status)
 {
 	struct report_ctx *ctx = w->data;
 	struct zd_call *call = ctx->call;
-	struct report_page pw;
+	struct zp_jw pw;
 	uint32_t i, matched = 0, next;
 
 	if (status < 0) {
@@ -426,10 +413,8 @@ static void report_done(struct zd_work *w, int status)
 		free(r.buf);
 		goto out;
 	}
-	if (page_begin(&pw) < 0) {
-		zd_call_errno(call, -ENOMEM, "zone report");
+	if (page_begin(call, &pw) < 0)
 		goto out;
-	}
 	next = w->zone;
 	for (i = 0; i < w->nz; i++) {
 		const struct zd_zone *z = &w->zbuf[i];
@@ -444,7 +429,7 @@ static void report_done(struct zd_work *w, int status)
 		{
 			const struct zd_zone zc = zd_device_zone(w->dev, idx);
 
-			zd_zone_write(&pw.w, idx, &zc);
+			zd_zone_write(&pw, idx, &zc);
 		}
 		if (++matched == ZD_REPORT_PAGE)
 			break;
@@ -465,19 +450,17 @@ out:
 static void report_cached(struct zd_call *call, const struct zd_device *dev, uint32_t from,
 			  uint32_t end, uint32_t cmask, uint32_t tmask)
 {
-	struct report_page pw;
+	struct zp_jw pw;
 	uint32_t matched = 0, i;
 
-	if (page_begin(&pw) < 0) {
-		zd_call_errno(call, -ENOMEM, "zone report");
+	if (page_begin(call, &pw) < 0)
 		return;
-	}
 	for (i = from; i < end && matched < ZD_REPORT_PAGE; i++) {
 		const struct zd_zone zc = zd_device_zone(dev, i), *z = &zc;
 
 		if ((cmask && !(cmask & (1u << z->cond))) || (tmask && !(tmask & (1u << z->type))))
 			continue;
-		zd_zone_write(&pw.w, i, z);
+		zd_zone_write(&pw, i, z);
 		matched++;
 	}
 	page_end(call, &pw, i < end, i);

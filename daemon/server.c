@@ -340,22 +340,30 @@ static struct json_object *call_response(struct zd_daemon *d, struct zd_call *ca
 	return zp_result_response(id, res);
 }
 
-int zd_call_result_text(struct zd_call *call, const struct zp_jw *w)
+int zd_call_result_begin(struct zd_call *call, struct zp_jw *w, size_t cap, const char *what)
 {
-	char *t;
-
-	if (w->over)
-		return -EMSGSIZE;
-	t = malloc(w->len ? w->len : 1);
-	if (!t)
-		return -ENOMEM;
-	memcpy(t, w->buf, w->len);
 	free(call->result_text);
 	json_object_put(call->result);
 	call->result = NULL;
-	call->result_text = t;
-	call->result_len = w->len;
+	call->result_len = 0;
+	call->result_text = malloc(cap);
+	if (!call->result_text) {
+		zd_call_errno(call, -ENOMEM, what);
+		return -ENOMEM;
+	}
+	zp_jw_init(w, call->result_text, cap);
 	return 0;
+}
+
+void zd_call_result_end(struct zd_call *call, const struct zp_jw *w, const char *what)
+{
+	if (w->over) {
+		free(call->result_text);
+		call->result_text = NULL;
+		zd_call_errno(call, -EMSGSIZE, what);
+		return;
+	}
+	call->result_len = w->len;
 }
 
 static void call_clear(struct zd_call *call)
