@@ -715,6 +715,16 @@ static void log_done_cb(uv_idle_t *h)
 	}
 }
 
+/* The idle handle runs log_done_cb before the loop polls again. */
+static void log_idle_start(struct zd_daemon *d)
+{
+	if (!d->log_idle.data) {
+		uv_idle_init(d->loop, &d->log_idle);
+		d->log_idle.data = d;
+	}
+	uv_idle_start(&d->log_idle, log_done_cb);
+}
+
 /* A batch that needs no fdatasync (lease_table_sync "background") is
  * written here, on the loop: a few hundred bytes appended into the page
  * cache, where the thread pool's round trip (a futex wakeup there and an
@@ -738,11 +748,7 @@ static void log_write_here(struct zd_daemon *d)
 		q->status = r;
 		zd_list_add_tail(&d->log_done, &q->link);
 	}
-	if (!d->log_idle.data) {
-		uv_idle_init(d->loop, &d->log_idle);
-		d->log_idle.data = d;
-	}
-	uv_idle_start(&d->log_idle, log_done_cb);
+	log_idle_start(d);
 	log_sync_later(d);
 }
 
@@ -825,11 +831,7 @@ static int log_submit(struct zd_daemon *d, const char *rec, struct zd_log_req *q
 		log_batch_start(d);
 		return 0;
 	}
-	if (!d->log_idle.data) {
-		uv_idle_init(d->loop, &d->log_idle);
-		d->log_idle.data = d;
-	}
-	uv_idle_start(&d->log_idle, log_done_cb);
+	log_idle_start(d);
 	return 0;
 }
 
