@@ -1,9 +1,10 @@
 /* The strict parser zoned used before proto/json.c: json-c's tokener in
  * strict mode, then a second pass over the text for what the tokener lets
- * through. Kept out of the library as the reference proto/json.c is held
- * to: tests/test-json.c and fuzz/fuzz-json.c parse the same input with
- * both and require the same answer (the one difference allowed is text
- * that is not UTF-8 by RFC 3629, which json-c's check lets through). */
+ * through; and the request as the library built it before
+ * zp_write_request. Kept out of the library as the reference proto/json.c
+ * is held to: tests/test-json.c and fuzz/fuzz-json.c parse the same input
+ * with both and require the same answer, except where this one is wrong
+ * (zp_ref_compare names the three cases). */
 #include <config.h>
 
 #include <errno.h>
@@ -518,4 +519,17 @@ int zp_ref_compare(const char *buf, size_t len, char *why, size_t cap)
 	json_object_put(a);
 	json_object_put(b);
 	return r;
+}
+
+struct json_object *zp_ref_request(const char *method, struct json_object *params, int64_t id)
+{
+	struct json_object *req = json_object_new_object();
+
+	json_object_object_add(req, "jsonrpc", json_object_new_string("2.0"));
+	json_object_object_add(req, "method", json_object_new_string(method));
+	if (params)
+		json_object_object_add(req, "params", params);
+	if (id >= 0)
+		json_object_object_add(req, "id", json_object_new_int64(id));
+	return req;
 }

@@ -125,19 +125,6 @@ struct json_object *zp_result_response(struct json_object *id, struct json_objec
 	return resp;
 }
 
-struct json_object *zp_request(const char *method, struct json_object *params, int64_t id)
-{
-	struct json_object *req = json_object_new_object();
-
-	zp_add(req, "jsonrpc", json_object_new_string("2.0"));
-	zp_add(req, "method", json_object_new_string(method));
-	if (params)
-		zp_add(req, "params", params);
-	if (id >= 0)
-		zp_add(req, "id", json_object_new_int64(id));
-	return req;
-}
-
 void zp_err_set(struct zp_err *err, int code, const char *fmt, ...)
 {
 	va_list ap;

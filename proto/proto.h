@@ -165,8 +165,9 @@ static inline void zp_jw_key_bool(struct zp_jw *w, const char *key, bool v)
  * an object's text). */
 ssize_t zp_write_result(char *buf, size_t cap, const char *result, size_t len,
 			unsigned fd, unsigned nfds, struct json_object *id);
-/* The text zp_write gives for zp_request(method, params, id), without
- * building the request object; params is borrowed. */
+/* {"jsonrpc":"2.0","method":method[,"params":params][,"id":id]}: a request
+ * (id < 0: a notification), written without building its object; params
+ * is borrowed. */
 ssize_t zp_write_request(char *buf, size_t cap, const char *method, struct json_object *params,
 			 int64_t id);
 
@@ -192,9 +193,6 @@ struct json_object *zp_error_response(struct json_object *id, int code,
 
 /* Builds {"jsonrpc":"2.0","result":result,"id":id}. Takes id and result. */
 struct json_object *zp_result_response(struct json_object *id, struct json_object *result);
-
-/* Builds a request. Takes params (may be NULL). id < 0 makes a notification. */
-struct json_object *zp_request(const char *method, struct json_object *params, int64_t id);
 
 /* Typed parameter access. Each returns 0, -ENOENT when the field is absent
  * and optional, or -EINVAL with *err set to an -32602 error object naming the

@@ -304,7 +304,7 @@ START_TEST(request_text_matches_object)
 			size_t l;
 
 			n = zp_write_request(buf, sizeof(buf), "lease.acquire", p, ids[k]);
-			req = zp_request("lease.acquire", p, ids[k]); /* takes p */
+			req = zp_ref_request("lease.acquire", p, ids[k]); /* takes p */
 			want = zp_to_string(req, &l);
 			ck_assert_msg(n == (ssize_t)l && memcmp(buf, want, l) == 0, "%.*s against %s",
 				      (int)(n > 0 ? n : 0), buf, want);
