@@ -776,6 +776,14 @@ static bool ready_enabled(const struct zd_device *dev)
 	       !dev->failed && !dev->draining && !zd_list_empty(&dev->link);
 }
 
+/* Whether free zone z may join the set now: room in it, and the zone
+ * unleased and empty in both the allocator's class and the cache. */
+static bool ready_admits(const struct zd_device *dev, uint32_t z)
+{
+	return ready_enabled(dev) && dev->nr_ready < ZD_READY_MAX && !dev->lease_of[z] &&
+	       dev->zclass[z] == ZD_ZC_EMPTY && zd_zstore_cond(&dev->zs, z) == ZP_COND_EMPTY;
+}
+
 static void ready_close(struct zd_ready *r)
 {
 	close(r->fd);
@@ -852,9 +860,7 @@ static void ready_fill_done(struct zd_work *w, int status)
 		if (ours && (f->e[i].status == 0 || f->e[i].status == -EBUSY))
 			zd_device_zone_update(dev, z, &f->e[i].z);
 		opened += f->e[i].status == 0;
-		if (f->e[i].status == 0 && ours && ready_enabled(dev) &&
-		    dev->nr_ready < ZD_READY_MAX && dev->zclass[z] == ZD_ZC_EMPTY &&
-		    zd_zstore_cond(&dev->zs, z) == ZP_COND_EMPTY)
+		if (f->e[i].status == 0 && ours && ready_admits(dev, z))
 			dev->ready[dev->nr_ready++] = r;
 		else if (f->e[i].status == 0)
 			ready_close(&r);
@@ -943,10 +949,8 @@ void zd_device_ready_recycle(struct zd_device *dev, uint32_t zone, int probe_fd)
 	struct zd_ready r = { .zone = zone, .fd = -1, .probe_fd = probe_fd,
 			      .flags = dev->ready_flags };
 
-	if (ops->probe_reopen && ready_enabled(dev) && dev->nr_ready < ZD_READY_MAX &&
-	    (dev->ready_flags & O_ACCMODE) == O_RDWR && !dev->lease_of[zone] &&
-	    dev->zclass[zone] == ZD_ZC_EMPTY && zd_zstore_cond(&dev->zs, zone) == ZP_COND_EMPTY &&
-	    !ready_has(dev, zone))
+	if (ops->probe_reopen && (dev->ready_flags & O_ACCMODE) == O_RDWR &&
+	    ready_admits(dev, zone) && !ready_has(dev, zone))
 		r.fd = ops->probe_reopen(dev->dev, zone, probe_fd, dev->ready_flags, &r.direct);
 	if (r.fd < 0) {
 		close(probe_fd);
